@@ -1,0 +1,48 @@
+# vibeadmin: `make run` serves the app, `make test` passes the tests. Both set up what is
+# missing first (`make install`) and are quick when nothing is.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run test lint bench clean browser-deps services
+
+install: $(VENV)/.installed node_modules/.installed
+	@$(PY) manage.py migrate --noinput -v 0
+	@$(PY) manage.py collectstatic --noinput -v 0
+	@$(PY) manage.py prepare_model
+
+# llama-cpp-python compiles llama.cpp from source: about 7 minutes on 2 cores, once.
+# Set CMAKE_ARGS="-DGGML_CUDA=on" before the first install for a GPU build.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing Python packages into $(VENV) (the first time compiles llama.cpp: ~7 min on 2 cores)..."
+	$(PIP) install -q --upgrade pip wheel
+	$(PIP) install -q -e '.[test,bench]'
+	@touch $@
+
+node_modules/.installed: package.json
+	@echo "Installing browser libraries from npm..."
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: install
+	$(PY) manage.py serve
+
+# Headless Chromium for the browser tests and nginx/wrk for the benchmarks, from Debian.
+browser-deps:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; } \
+		|| echo "warning: could not install chromium; browser tests will be skipped"
+
+test: install browser-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+bench: install
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx-light wrk; }
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles var

@@ -1,0 +1,48 @@
+"""First-run set-up: an admin account, the first members, the default alert rules."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from pool.actions import member_add
+from pool.models import PoolSettings
+
+ADMIN_USERNAME = "admin"
+
+
+def admin_password_file():
+    return settings.DATA_DIR / "admin-password.txt"
+
+
+def ensure_admin(say: Callable[[str], None], login_url: str) -> None:
+    """Create the admin account once and tell where to log in; the password is also kept
+    in a file only its owner can read, since it is shown only in this terminal."""
+    User = get_user_model()
+    path = admin_password_file()
+    if User.objects.filter(is_superuser=True).exists():
+        where = f" (password in {path})" if path.exists() else ""
+        say(f"Dashboard: {login_url}{where}")
+        return
+    password = secrets.token_urlsafe(12)
+    User.objects.create_superuser(ADMIN_USERNAME, "", password)
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    say(f"Created the admin account. Log in at {login_url} as {ADMIN_USERNAME!r} with password {password}")
+    say(f"(the password is also kept in {path}, readable only by you)")
+
+
+@transaction.atomic
+def ensure_first_members(say: Callable[[str], None]) -> None:
+    """Create VIBEADMIN_MEMBERS local members on the very first run only: an operator who
+    later removes them all does not get them back on the next start."""
+    _, first_run = PoolSettings.objects.get_or_create(pk=1)
+    if not first_run:
+        return
+    for _ in range(settings.VIBEADMIN_MEMBERS):
+        member_add()
+    say(f"First run: created {settings.VIBEADMIN_MEMBERS} local members (VIBEADMIN_MEMBERS)")

@@ -1,0 +1,112 @@
+"""`manage.py serve`: the embedded default in one process — daphne for HTTP and
+websockets, and the supervisor for this node's members."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from pool import events, states
+from pool.bootstrap import ensure_admin, ensure_first_members
+from pool.model_file import ModelFileError, ensure_model
+from pool.models import Member
+
+
+class Command(BaseCommand):
+    help = "Serve the API, the dashboard and the solve page, and supervise this node's members."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.HOST)
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--no-supervisor", action="store_true", help="Serve only; members run elsewhere")
+
+    def handle(self, *args, host: str, port: int, no_supervisor: bool, **options):
+        check_port_free(host, port)
+        url = f"http://{host}:{port}/"
+        supervisor = None
+        if not no_supervisor:
+            supervisor = self.prepare_supervisor()
+        ensure_admin(self.say, url + "login/")
+        self.say(f"Serving on {url}  (API: {url}v1/  solve page: {url}solve/)")
+        try:
+            run_daphne(host, port)
+        finally:
+            if supervisor:
+                self.say("Stopping members...")
+                supervisor.shutdown()
+
+    def prepare_supervisor(self):
+        from pool.supervisor import Supervisor
+
+        try:
+            model = ensure_model(progress=self.say)
+        except ModelFileError as exc:
+            raise CommandError(str(exc)) from None
+        if model.is_default:
+            self.say(
+                f"Model: {model.path.name}, a small stand-in shipped as a Python package (not VibeThinker). "
+                "For real use set VIBEADMIN_MODEL=/path/to/VibeThinker-1.5B.gguf"
+            )
+        else:
+            self.say(f"Model: {model.path} (served as {model.model_id!r})")
+        ensure_first_members(self.say)
+        events.listen(StartupProgress(self.say))
+        supervisor = Supervisor(model=model)
+        supervisor.start_thread()
+        return supervisor
+
+    def say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+
+class StartupProgress:
+    """Prints member state changes, and once every wanted member is ready, says so."""
+
+    def __init__(self, say):
+        self.say = say
+        self.announced = False
+
+    def __call__(self, event: dict) -> None:
+        if event.get("kind") != "state":
+            return
+        self.say(f"  {event['message']}")
+        wanted = Member.objects.filter(should_run=True, remove_requested=False)
+        ready = wanted.filter(state=states.READY).count()
+        if not self.announced and wanted.exists() and ready == wanted.count():
+            self.announced = True
+            self.say(f"vibeadmin is ready: {ready} member{'s' if ready != 1 else ''} ready at "
+                     f"http://{settings.HOST}:{settings.PORT}/")  # fmt: skip
+
+
+def check_port_free(host: str, port: int) -> None:
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as sock:
+            sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {exc.strerror.lower()}; set VIBEADMIN_PORT (or --port) to a free port"
+        ) from None
+
+
+def run_daphne(host: str, port: int) -> None:
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server
+
+    from vibeadmin.asgi import application
+
+    def on_ready():
+        # From here on, sends from the supervisor thread go through the web server's loop.
+        events.bind_loop(asyncio.get_event_loop())
+
+    Server(
+        application=application,
+        endpoints=build_endpoint_description_strings(host=host.strip("[]"), port=port),
+        ready_callable=on_ready,
+        action_logger=None,
+    ).run()
+    events.bind_loop(None)

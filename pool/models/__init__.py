@@ -1,0 +1,11 @@
+"""The pool's tables. The database holds desired state (what operators want) and observed
+state (what the supervisor last saw); everything else reads it from here."""
+
+from pool.models.alerts import AlertEvent, AlertRule
+from pool.models.apikey import ApiKey
+from pool.models.events import PoolEvent
+from pool.models.member import Member
+from pool.models.node import Node
+from pool.models.pool_settings import PoolSettings
+
+__all__ = ["AlertEvent", "AlertRule", "ApiKey", "Member", "Node", "PoolEvent", "PoolSettings"]

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from pool import states
+
+
+class Member(models.Model):
+    """One llama.cpp inference server: a local process the supervisor spawns, or a remote URL."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=states.KIND_CHOICES, default=states.LOCAL)
+    url = models.URLField(blank=True, help_text="Base URL of a remote member, e.g. http://gpu2:8080")
+    node = models.CharField(max_length=64, default="local", help_text="Which node's supervisor runs it")
+
+    # Desired state: what the operator wants. Only actions and the CLI write these.
+    should_run = models.BooleanField(default=True)
+    restart_requested = models.BooleanField(default=False)
+    remove_requested = models.BooleanField(default=False)
+    drain_timeout_s = models.FloatField(default=30.0)
+    weight = models.PositiveIntegerField(default=1)
+    max_inflight = models.PositiveIntegerField(default=1)
+    gpu = models.PositiveIntegerField(null=True, blank=True, help_text="Pins the process to one GPU")
+    n_gpu_layers = models.IntegerField(default=-1)
+    n_ctx = models.PositiveIntegerField(default=4096)
+    n_threads = models.PositiveIntegerField(default=1)
+
+    # Observed state: only the supervisor (and the gateway's passive checks) write these.
+    state = models.CharField(max_length=16, choices=states.CHOICES, default=states.STOPPED)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    pid = models.IntegerField(null=True, blank=True)
+    host = models.CharField(max_length=255, default="127.0.0.1", help_text="Where its node reaches it")
+    port = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    drain_deadline = models.DateTimeField(null=True, blank=True)
+    next_start_at = models.DateTimeField(null=True, blank=True)
+    restarts = models.PositiveIntegerField(default=0, help_text="Crashes since it was last stable")
+    last_probe_at = models.DateTimeField(null=True, blank=True)
+    last_probe_ok = models.BooleanField(null=True)
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed probes or requests")
+    successes = models.PositiveIntegerField(default=0, help_text="Consecutive good probes")
+    last_error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind == states.LOCAL
+
+    @property
+    def wants_running(self) -> bool:
+        return self.should_run and not self.remove_requested and not self.restart_requested
+
+    def is_routable(self) -> bool:
+        return self.state in states.ROUTABLE_STATES and self.wants_running
+
+    @property
+    def base_url(self) -> str:
+        """Where the gateway and the probes reach it, without a trailing slash or /v1."""
+        if self.is_local:
+            return f"http://{self.host}:{self.port}" if self.port else ""
+        url = self.url.rstrip("/")
+        return url[: -len("/v1")] if url.endswith("/v1") else url
+
+    def uptime_s(self) -> float | None:
+        if self.state in states.STOPPED_STATES or not self.started_at:
+            return None
+        return (timezone.now() - self.started_at).total_seconds()

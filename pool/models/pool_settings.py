@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django.db import models
+
+DEFAULT_PROMPTS = {
+    "general": "You are a helpful assistant.",
+    "math": "You are a math assistant. Reason step by step and put the final answer in \\boxed{}.",
+    "code": "You are a programming assistant.",
+}
+DEFAULT_LANGUAGE_HINT = "Please reason step by step and give your answer in English."
+
+
+class PoolSettings(models.Model):
+    """The operator's pool-wide choices. One row (pk=1), created on first use."""
+
+    strategy = models.CharField(max_length=32, default="least_connections")
+    queue_size = models.PositiveIntegerField(default=256)
+    queue_timeout_s = models.FloatField(default=30.0)
+    api_open = models.BooleanField(default=False, help_text="Serve /v1/ without an API key")
+    prompt_general = models.TextField(default=DEFAULT_PROMPTS["general"])
+    prompt_math = models.TextField(default=DEFAULT_PROMPTS["math"])
+    prompt_code = models.TextField(default=DEFAULT_PROMPTS["code"])
+    language_hint = models.TextField(default=DEFAULT_LANGUAGE_HINT)
+    language_hint_enabled = models.BooleanField(default=True)
+    solve_rpm = models.PositiveIntegerField(default=10, help_text="Solve-page requests per minute per address")
+    # Autoscaling: off by default; the autoscaler only changes desired state.
+    autoscale_enabled = models.BooleanField(default=False)
+    autoscale_min = models.PositiveIntegerField(default=1)
+    autoscale_max = models.PositiveIntegerField(default=4)
+    autoscale_metric = models.CharField(max_length=32, default="inflight_per_member")
+    autoscale_target = models.FloatField(default=0.8)
+    autoscale_cooldown_s = models.PositiveIntegerField(default=120)
+    alert_webhook_url = models.URLField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "pool settings"
+        verbose_name_plural = "pool settings"
+
+    def __str__(self) -> str:
+        return "pool settings"
+
+    @classmethod
+    def load(cls) -> PoolSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    def system_prompt(self, task: str) -> str:
+        return {"math": self.prompt_math, "code": self.prompt_code}.get(task, self.prompt_general)

@@ -1,0 +1,171 @@
+"""Starting, watching and stopping one member's operating-system process.
+
+Output goes to a log file per member rather than a pipe: nothing can block on a full
+pipe, and a supervisor that restarts can still read the log of a process it adopts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+
+from pool.model_file import ModelChoice
+from pool.models import Member
+
+LOG_TAIL_LINES = 40
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def log_path(member: Member) -> Path:
+    folder = settings.DATA_DIR / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"member-{member.name}.log"
+
+
+def member_command(member: Member, model: ModelChoice, port: int) -> list[str]:
+    """The llama-cpp-python server command line for a local member."""
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model.path),
+        "--model_alias", model.model_id,
+        "--host", settings.VIBEADMIN_MEMBER_BIND,
+        "--port", str(port),
+        "--n_gpu_layers", str(member.n_gpu_layers),
+        "--n_ctx", str(member.n_ctx),
+        "--n_threads", str(member.n_threads),
+        # The default (true) silently cuts short a streamed reply when another request arrives.
+        "--interrupt_requests", "false",
+    ]  # fmt: skip
+    if model.chat_format:
+        command += ["--chat_format", model.chat_format]
+    return command
+
+
+def member_env(member: Member) -> dict[str, str]:
+    env = dict(os.environ)
+    if member.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(member.gpu)
+    return env
+
+
+def spawn(member: Member, command: list[str], env: dict[str, str] | None = None) -> int:
+    """Start the process in its own session (Ctrl-C in the terminal reaches only the
+    supervisor, which then stops members in order) and return its pid."""
+    path = log_path(member)
+    with path.open("ab") as log:
+        log.write(f"\n--- starting: {' '.join(command)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env or member_env(member), start_new_session=True,
+        )  # fmt: skip
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+# Popen objects of the children this process started: polling them reaps the zombies.
+_children: dict[int, subprocess.Popen] = {}
+
+
+def exit_code(pid: int) -> int | None:
+    """The exit code if our child `pid` has exited, else None (also for adopted processes)."""
+    proc = _children.get(pid)
+    return proc.poll() if proc else None
+
+
+def is_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def is_member_process(pid: int, port: int | None) -> bool:
+    """Whether `pid` is still a llama.cpp server on `port`: a pid can be reused after a reboot."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
+    return any("llama_cpp.server" in part for part in cmdline) and str(port) in cmdline
+
+
+def terminate(pid: int) -> None:
+    _signal(pid, signal.SIGTERM)
+
+
+def kill(pid: int) -> None:
+    _signal(pid, signal.SIGKILL)
+
+
+def forget(pid: int) -> None:
+    _children.pop(pid, None)
+
+
+def stop(pid: int, grace_s: float) -> str:
+    """SIGTERM, wait up to `grace_s`, then SIGKILL. Returns how it ended."""
+    if not is_alive(pid):
+        _children.pop(pid, None)
+        return "already exited"
+    _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            _children.pop(pid, None)
+            return "stopped"
+        time.sleep(0.05)
+    _signal(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not is_alive(pid):
+            break
+        time.sleep(0.05)
+    _children.pop(pid, None)
+    return f"killed after {grace_s:g}s grace"
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        # The whole session: the server may have children of its own.
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def read_tail(member: Member, lines: int = LOG_TAIL_LINES) -> str:
+    path = log_path(member)
+    if not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 64 * 1024))
+        tail = deque(f.read().decode(errors="replace").splitlines(), maxlen=lines)
+    return "\n".join(tail)
+
+
+def last_error_line(tail: str) -> str:
+    """The most telling line of a crashed member's output, for the operator."""
+    lines = [line for line in tail.splitlines() if line.strip() and not line.startswith("--- starting")]
+    for line in reversed(lines):
+        if any(word in line.lower() for word in ("error", "exception", "failed", "no such", "invalid")):
+            return line.strip()
+    return lines[-1].strip() if lines else ""

@@ -1,0 +1,237 @@
+"""The supervisor: one reconcile loop that converges real processes to desired state.
+
+Each tick reads the members of this node, probes those that are due, and takes one step
+per member (`step`). Every step is short and never blocks on a process: stopping sends
+SIGTERM and comes back later for the SIGKILL, as supervisord does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from pool import events, health, inflight, process, states
+from pool.model_file import ModelChoice, ensure_model
+from pool.models import Member, Node, PoolEvent
+from pool.transitions import change_state, update_observed
+
+log = logging.getLogger("pool.supervisor")
+
+# A member that stays up this long after a crash has its back-off forgiven.
+STABLE_AFTER_S = 60.0
+
+
+class Supervisor:
+    def __init__(self, *, node: str | None = None, model: ModelChoice | None = None):
+        self.node = node or settings.VIBEADMIN_NODE
+        self.model = model or ensure_model()
+        self.stopping = threading.Event()
+        self._last_probe: dict[int, float] = {}
+        self._kill_at: dict[int, float] = {}  # member id -> when SIGTERM's grace runs out
+        self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        self.adopt()
+        while not self.stopping.is_set():
+            try:
+                self.reconcile()
+            except Exception:  # a bad tick (database busy, say) must not end supervision
+                log.exception("reconcile failed; trying again next tick")
+            finally:
+                close_old_connections()
+            self.stopping.wait(settings.VIBEADMIN_TICK_S)
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run_forever, name="supervisor", daemon=True)
+        thread.start()
+        return thread
+
+    def reconcile(self) -> None:
+        """Bring every member of this node one step closer to what the operator wants."""
+        self.heartbeat()
+        members = list(Member.objects.filter(node=self.node))
+        results = self.probe_due(members)
+        for member in members:
+            self.step(member, results.get(member.pk))
+
+    def heartbeat(self) -> None:
+        Node.objects.update_or_create(
+            name=self.node,
+            defaults={"last_seen_at": timezone.now(), "pid": os.getpid(), "address": settings.VIBEADMIN_ADVERTISE_HOST},
+        )
+
+    def probe_due(self, members: list[Member]) -> dict[int, health.ProbeResult]:
+        now = time.monotonic()
+        due = [
+            m for m in members
+            if m.state in states.RUNNING_STATES and m.base_url
+            and (m.state == states.STARTING or now - self._last_probe.get(m.pk, 0) >= settings.VIBEADMIN_PROBE_INTERVAL_S)
+        ]  # fmt: skip
+        for m in due:
+            self._last_probe[m.pk] = now
+        futures = {m.pk: self._probes.submit(health.probe, m.base_url, settings.VIBEADMIN_PROBE_TIMEOUT_S) for m in due}
+        return {pk: future.result() for pk, future in futures.items()}
+
+    # --- one member ---------------------------------------------------------------------
+
+    def step(self, m: Member, probe: health.ProbeResult | None) -> None:
+        if m.state in states.STOPPED_STATES:
+            self.step_stopped(m)
+        elif not m.wants_running and m.state != states.DRAINING:
+            # ready/unhealthy/starting -> draining: the operator stopped, drained, restarted or removed it
+            deadline = timezone.now() + timedelta(seconds=m.drain_timeout_s)
+            change_state(m, states.DRAINING, drain_deadline=deadline)
+        elif m.state == states.DRAINING:
+            self.step_draining(m)
+        elif m.is_local and not process.is_alive(m.pid):
+            self.step_dead(m)
+        elif probe is not None:
+            self.step_probed(m, probe)
+
+    def step_stopped(self, m: Member) -> None:
+        if m.remove_requested:
+            # stopped -> gone: the operator removed it
+            Member.objects.filter(pk=m.pk, state__in=states.STOPPED_STATES).delete()
+            events.record(PoolEvent.STATE, f"{m.name}: removed", member_name=m.name, state="removed")
+        elif m.restart_requested:
+            # stopped -> (next tick) starting: the restart's stop half is done
+            update_observed(m, restart_requested=False)
+        elif m.should_run and m.state == states.STOPPED:
+            self.start(m)
+        elif m.should_run and m.state == states.FAILED and m.restarts == 0:
+            # failed -> starting: the operator pressed start, which forgave the crashes
+            self.start(m)
+
+    def step_dead(self, m: Member) -> None:
+        if m.pid is None:
+            # starting (waiting out a back-off) -> starting (spawned)
+            if m.next_start_at is None or m.next_start_at <= timezone.now():
+                self.start(m)
+            return
+        # starting/ready/unhealthy -> starting (back-off) or failed: the process exited
+        tail = process.read_tail(m)
+        code = process.exit_code(m.pid)
+        process.forget(m.pid)
+        reason = process.last_error_line(tail) or "no output"
+        self.crashed(m, f"exited{'' if code is None else f' with code {code}'}: {reason}", tail)
+
+    def crashed(self, m: Member, error: str, tail: str) -> None:
+        restarts = m.restarts + 1
+        if restarts > settings.VIBEADMIN_MAX_RESTARTS:
+            change_state(m, states.FAILED, reason=f"gave up after {m.restarts} restarts: {error}",
+                         pid=None, restarts=restarts, last_error=error, log_tail=tail)  # fmt: skip
+            return
+        delay = min(settings.VIBEADMIN_BACKOFF_S * 2 ** (restarts - 1), settings.VIBEADMIN_BACKOFF_MAX_S)
+        change_state(
+            m, states.STARTING, reason=f"{error}; restart {restarts}/{settings.VIBEADMIN_MAX_RESTARTS} in {delay:g}s",
+            pid=None, restarts=restarts, last_error=error, log_tail=tail,
+            next_start_at=timezone.now() + timedelta(seconds=delay),
+        )  # fmt: skip
+
+    def step_probed(self, m: Member, probe: health.ProbeResult) -> None:
+        now = timezone.now()
+        fields: dict = {"last_probe_at": now, "last_probe_ok": probe.ok}
+        if m.is_local:
+            fields["log_tail"] = process.read_tail(m)
+        if probe.ok:
+            fields.update(successes=m.successes + 1, failures=0)
+        else:
+            fields.update(failures=m.failures + 1, successes=0, last_error=probe.error)
+        if m.state == states.STARTING:
+            if probe.ok:
+                # starting -> ready: it answers, so the model is loaded (the server listens only then)
+                change_state(m, states.READY, ready_at=now, **fields)
+            elif m.is_local and m.started_at and (now - m.started_at).total_seconds() > settings.VIBEADMIN_START_TIMEOUT_S:
+                process.kill(m.pid)  # the next tick finds it dead and counts a crash
+                update_observed(m, last_error=f"did not answer within {settings.VIBEADMIN_START_TIMEOUT_S:g}s")
+            elif not m.is_local and fields["failures"] >= settings.VIBEADMIN_UNHEALTHY_AFTER:
+                # starting -> unhealthy: a remote URL that does not answer
+                change_state(m, states.UNHEALTHY, reason=probe.error, **fields)
+            else:
+                update_observed(m, **fields)
+        elif m.state == states.READY and fields.get("failures", 0) >= settings.VIBEADMIN_UNHEALTHY_AFTER:
+            # ready -> unhealthy: N probes failed in a row
+            change_state(m, states.UNHEALTHY, reason=probe.error, **fields)
+        elif m.state == states.UNHEALTHY and fields.get("successes", 0) >= settings.VIBEADMIN_HEALTHY_AFTER:
+            # unhealthy -> ready: M probes answered in a row
+            change_state(m, states.READY, reason="probes answer again", **fields)
+        else:
+            if m.restarts and m.ready_at and (now - m.ready_at).total_seconds() > STABLE_AFTER_S:
+                fields["restarts"] = 0
+            update_observed(m, **fields)
+
+    def step_draining(self, m: Member) -> None:
+        alive = m.is_local and process.is_alive(m.pid)
+        if m.pk in self._kill_at:
+            if not alive:
+                self.finish_stop(m, "stopped")
+            elif time.monotonic() >= self._kill_at[m.pk]:
+                process.kill(m.pid)
+                self._kill_at[m.pk] = float("inf")
+                update_observed(m, last_error=f"ignored SIGTERM; killed after {settings.VIBEADMIN_STOP_GRACE_S:g}s")
+            return
+        if m.wants_running and (alive or not m.is_local):
+            # draining -> ready: the operator started it again before it stopped
+            change_state(m, states.READY, drain_deadline=None, reason="started again while draining")
+            return
+        busy = inflight.count(m.pk)
+        if busy and m.drain_deadline and timezone.now() < m.drain_deadline and (alive or not m.is_local):
+            return  # draining: waiting for in-flight requests
+        if not alive:
+            self.finish_stop(m, "drained" if not busy else f"deadline passed with {busy} in flight")
+            return
+        process.terminate(m.pid)
+        self._kill_at[m.pk] = time.monotonic() + settings.VIBEADMIN_STOP_GRACE_S
+
+    def finish_stop(self, m: Member, how: str) -> None:
+        # draining -> stopped: idle (or past its deadline) and the process is gone
+        self._kill_at.pop(m.pk, None)
+        if m.pid:
+            process.forget(m.pid)
+        change_state(m, states.STOPPED, reason=how, pid=None, port=None, drain_deadline=None, started_at=None)
+
+    def start(self, m: Member) -> None:
+        now = timezone.now()
+        common = {"started_at": now, "next_start_at": None, "failures": 0, "successes": 0, "ready_at": None}
+        if not m.is_local:
+            # stopped -> starting: a remote member is only probed, never spawned
+            change_state(m, states.STARTING, **common)
+            return
+        port = process.free_port(settings.VIBEADMIN_MEMBER_BIND)
+        pid = process.spawn(m, process.member_command(m, self.model, port))
+        # stopped -> starting: process up, model loading
+        change_state(m, states.STARTING, reason=f"pid {pid}, port {port}", pid=pid, port=port,
+                     host=settings.VIBEADMIN_ADVERTISE_HOST, **common)  # fmt: skip
+
+    # --- its own start and end ----------------------------------------------------------
+
+    def adopt(self) -> None:
+        """After a restart of the supervisor: keep members whose process still runs, and
+        clear the rest so the loop starts them again."""
+        for m in Member.objects.filter(node=self.node, kind=states.LOCAL).exclude(state__in=states.STOPPED_STATES):
+            if m.pid and process.is_member_process(m.pid, m.port):
+                events.record(PoolEvent.STATE, f"{m.name}: adopted running process {m.pid}", member_name=m.name)
+                continue
+            change_state(m, states.STOPPED, reason="its process was gone when the supervisor started",
+                         pid=None, port=None, drain_deadline=None)  # fmt: skip
+
+    def shutdown(self) -> None:
+        """Stop the loop and this node's processes; desired state is kept for the next start."""
+        self.stopping.set()
+        members = [m for m in Member.objects.filter(node=self.node, kind=states.LOCAL) if m.pid]
+        with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
+            list(pool.map(lambda m: process.stop(m.pid, settings.VIBEADMIN_STOP_GRACE_S), members))
+        for m in members:
+            m.refresh_from_db()
+            change_state(m, states.STOPPED, reason="vibeadmin shut down", pid=None, port=None, drain_deadline=None)
+        self._probes.shutdown(wait=False)

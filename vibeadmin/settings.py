@@ -1,0 +1,180 @@
+"""vibeadmin's one settings module.
+
+Every knob is an environment variable with an embedded default that runs out of the box:
+SQLite, channels' in-memory layer, the small GGUF that ships as a Python package. A bad
+value raises ImproperlyConfigured with one line naming the variable; manage.py prints it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from vibeadmin.env import env_bool, env_float, env_int, env_list, env_path, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = env_path("VIBEADMIN_DATA_DIR", BASE_DIR / "var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """A key from the environment, else one generated once and kept in the data folder."""
+    configured = env_str("VIBEADMIN_SECRET_KEY", "")
+    if configured:
+        return configured
+    path = DATA_DIR / "secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("VIBEADMIN_DEBUG", False)
+
+HOST = env_str("VIBEADMIN_HOST", "127.0.0.1")
+PORT = env_int("VIBEADMIN_PORT", 8000, minimum=1, maximum=65535)
+ALLOWED_HOSTS = env_list("VIBEADMIN_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", HOST])
+CSRF_TRUSTED_ORIGINS = env_list("VIBEADMIN_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "django_prometheus",
+    "pool",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "vibeadmin.urls"
+ASGI_APPLICATION = "vibeadmin.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = env_url("DATABASE_URL", ("sqlite", "postgres", "postgresql", "pgsql"))
+if _database_url:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "db.sqlite3",
+            # The supervisor thread and the web threads write at once: wait, don't fail.
+            "OPTIONS": {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+NODE_MODULES = BASE_DIR / "node_modules"
+# Browser libraries come from npm; only their built files are exposed, under vendor/.
+STATICFILES_DIRS = [BASE_DIR / "static"] + [
+    (f"vendor/{name}", NODE_MODULES / dist)
+    for name, dist in [
+        ("htmx", "htmx.org/dist"),
+        ("htmx-ext-ws", "htmx-ext-ws/dist"),
+        ("uplot", "uplot/dist"),
+        ("katex", "katex/dist"),
+        ("marked", "marked/lib"),
+        ("dompurify", "dompurify/dist"),
+        ("highlight", "@highlightjs/cdn-assets"),
+    ]
+    if (NODE_MODULES / dist).is_dir()
+]
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "vibeadmin": {"handlers": ["console"], "level": env_str("VIBEADMIN_LOG_LEVEL", "INFO")},
+        "pool": {"handlers": ["console"], "level": env_str("VIBEADMIN_LOG_LEVEL", "INFO")},
+    },
+}
+
+# --- the model and its members -------------------------------------------------------
+VIBEADMIN_MODEL = env_path("VIBEADMIN_MODEL", Path()) if env_str("VIBEADMIN_MODEL", "") else None
+VIBEADMIN_MODEL_ID = env_str("VIBEADMIN_MODEL_ID", "")  # defaults to the GGUF's file stem
+VIBEADMIN_CHAT_FORMAT = env_str("VIBEADMIN_CHAT_FORMAT", "")  # "" = from the GGUF, gemma for the default
+VIBEADMIN_MEMBERS = env_int("VIBEADMIN_MEMBERS", 2, minimum=0, maximum=256)
+VIBEADMIN_MAX_MEMBERS = env_int("VIBEADMIN_MAX_MEMBERS", 64, minimum=1)
+VIBEADMIN_N_GPU_LAYERS = env_int("VIBEADMIN_N_GPU_LAYERS", -1, minimum=-1)
+VIBEADMIN_N_CTX = env_int("VIBEADMIN_N_CTX", 4096, minimum=256)
+VIBEADMIN_N_THREADS = env_int("VIBEADMIN_N_THREADS", 1, minimum=1)
+VIBEADMIN_NODE = env_str("VIBEADMIN_NODE", "local")
+
+# --- supervisor and health -----------------------------------------------------------
+VIBEADMIN_TICK_S = env_float("VIBEADMIN_TICK_S", 0.5, minimum=0.05)
+VIBEADMIN_PROBE_INTERVAL_S = env_float("VIBEADMIN_PROBE_INTERVAL_S", 2.0, minimum=0.1)
+VIBEADMIN_PROBE_TIMEOUT_S = env_float("VIBEADMIN_PROBE_TIMEOUT_S", 2.0, minimum=0.1)
+VIBEADMIN_UNHEALTHY_AFTER = env_int("VIBEADMIN_UNHEALTHY_AFTER", 3, minimum=1)
+VIBEADMIN_HEALTHY_AFTER = env_int("VIBEADMIN_HEALTHY_AFTER", 2, minimum=1)
+VIBEADMIN_START_TIMEOUT_S = env_float("VIBEADMIN_START_TIMEOUT_S", 300.0, minimum=1)
+VIBEADMIN_MAX_RESTARTS = env_int("VIBEADMIN_MAX_RESTARTS", 5, minimum=0)
+VIBEADMIN_BACKOFF_S = env_float("VIBEADMIN_BACKOFF_S", 1.0, minimum=0.0)
+VIBEADMIN_BACKOFF_MAX_S = env_float("VIBEADMIN_BACKOFF_MAX_S", 60.0, minimum=0.0)
+VIBEADMIN_STOP_GRACE_S = env_float("VIBEADMIN_STOP_GRACE_S", 10.0, minimum=0.0)
+VIBEADMIN_STOP_DRAIN_S = env_float("VIBEADMIN_STOP_DRAIN_S", 30.0, minimum=0.0)
+VIBEADMIN_DRAIN_TIMEOUT_S = env_float("VIBEADMIN_DRAIN_TIMEOUT_S", 300.0, minimum=0.0)
+VIBEADMIN_NODE_LOST_AFTER_S = env_float("VIBEADMIN_NODE_LOST_AFTER_S", 15.0, minimum=1.0)
+# Members listen here; other hosts reach them at the advertised address (scale-out).
+VIBEADMIN_MEMBER_BIND = env_str("VIBEADMIN_MEMBER_BIND", "127.0.0.1")
+VIBEADMIN_ADVERTISE_HOST = env_str("VIBEADMIN_ADVERTISE_HOST", "127.0.0.1")
