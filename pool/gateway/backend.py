@@ -1,0 +1,38 @@
+"""A member as the gateway sees it: where to send, how much it may take, what it did lately."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pool import inflight
+
+
+@dataclass(eq=False)
+class Backend:
+    id: int
+    name: str
+    base_url: str
+    weight: int = 1
+    max_inflight: int = 1
+    # Peak-EWMA latency state (seconds), fed by the gateway after each request.
+    ewma_s: float = 0.0
+    ewma_at: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def inflight(self) -> int:
+        return inflight.count(self.id)
+
+    @property
+    def has_room(self) -> bool:
+        return inflight.count(self.id) < self.max_inflight
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name} {self.inflight}/{self.max_inflight}>"
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """What a strategy may know of the request: who sent it."""
+
+    client: str = ""
