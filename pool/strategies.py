@@ -208,9 +208,14 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
+class UnknownStrategy(ValueError, KeyError):
+    """A bad name: a ValueError to argument checks, a KeyError to dict-minded callers."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 def make_strategy(name: str, rng: random.Random | None = None) -> Strategy:
-    try:
-        cls = STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
-    return cls(rng)
+    if name not in STRATEGIES:
+        raise UnknownStrategy(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](rng)

@@ -88,6 +88,8 @@ def test_every_strategy_fills_every_member_to_its_max_and_no_further(name):
 def test_make_strategy_rejects_an_unknown_name_and_lists_the_known_ones():
     with pytest.raises(ValueError, match="round_robin"):
         make_strategy("random_please")
+    with pytest.raises(KeyError):
+        make_strategy("random_please")
 
 
 def test_make_strategy_gives_a_fresh_instance_each_time():
