@@ -87,6 +87,18 @@ def exit_code(pid: int) -> int | None:
     return proc.poll() if proc else None
 
 
+def describe_exit(code: int | None) -> str:
+    """How a process ended, for the operator: a negative code is the signal that ended it."""
+    if code is None:
+        return "exited"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def is_alive(pid: int | None) -> bool:
     if not pid:
         return False

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -28,14 +29,26 @@ log = logging.getLogger("pool.supervisor")
 # A member that stays up this long after a crash has its back-off forgiven.
 STABLE_AFTER_S = 60.0
 
+# Builds a local member's command line: (member, model, port) -> argv.
+CommandFor = Callable[[Member, ModelChoice, int], list[str]]
+
 
 class Supervisor:
-    def __init__(self, *, node: str | None = None, model: ModelChoice | None = None):
+    def __init__(
+        self,
+        *,
+        node: str | None = None,
+        model: ModelChoice | None = None,
+        command_for: CommandFor = process.member_command,
+    ):
         self.node = node or settings.VIBEADMIN_NODE
         self.model = model or ensure_model()
+        # Tests swap in tiny child scripts here to crash, hang or ignore SIGTERM on cue.
+        self.command_for = command_for
         self.stopping = threading.Event()
         self._last_probe: dict[int, float] = {}
         self._kill_at: dict[int, float] = {}  # member id -> when SIGTERM's grace runs out
+        self._kill_reasons: dict[int, str] = {}  # member id -> why the supervisor killed it
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
 
     # --- the loop -----------------------------------------------------------------------
@@ -122,8 +135,11 @@ class Supervisor:
         tail = process.read_tail(m)
         code = process.exit_code(m.pid)
         process.forget(m.pid)
-        reason = process.last_error_line(tail) or "no output"
-        self.crashed(m, f"exited{'' if code is None else f' with code {code}'}: {reason}", tail)
+        # Where the supervisor killed it, that is the cause; its last output is only the symptom.
+        error = self._kill_reasons.pop(m.pk, "") or (
+            f"{process.describe_exit(code)}: {process.last_error_line(tail) or 'no output'}"
+        )
+        self.crashed(m, error, tail)
 
     def crashed(self, m: Member, error: str, tail: str) -> None:
         restarts = m.restarts + 1
@@ -153,7 +169,8 @@ class Supervisor:
                 change_state(m, states.READY, ready_at=now, **fields)
             elif m.is_local and m.started_at and (now - m.started_at).total_seconds() > settings.VIBEADMIN_START_TIMEOUT_S:
                 process.kill(m.pid)  # the next tick finds it dead and counts a crash
-                update_observed(m, last_error=f"did not answer within {settings.VIBEADMIN_START_TIMEOUT_S:g}s")
+                self._kill_reasons[m.pk] = f"did not answer within {settings.VIBEADMIN_START_TIMEOUT_S:g}s; killed"
+                update_observed(m, last_error=self._kill_reasons[m.pk])
             elif not m.is_local and fields["failures"] >= settings.VIBEADMIN_UNHEALTHY_AFTER:
                 # starting -> unhealthy: a remote URL that does not answer
                 change_state(m, states.UNHEALTHY, reason=probe.error, **fields)
@@ -208,7 +225,7 @@ class Supervisor:
             change_state(m, states.STARTING, **common)
             return
         port = process.free_port(settings.VIBEADMIN_MEMBER_BIND)
-        pid = process.spawn(m, process.member_command(m, self.model, port))
+        pid = process.spawn(m, self.command_for(m, self.model, port))
         # stopped -> starting: process up, model loading
         change_state(m, states.STARTING, reason=f"pid {pid}, port {port}", pid=pid, port=port,
                      host=settings.VIBEADMIN_ADVERTISE_HOST, **common)  # fmt: skip

@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite. Keep them small and general."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import stub_command
+
+# Stands in for the GGUF where members are stub scripts that never read it.
+STAND_IN_MODEL_PATH = Path("/nonexistent/stand-in.gguf")
+
+
+@pytest.fixture
+def fast_settings(settings, tmp_path):
+    """Supervisor and health settings low enough for a test to see crashes, back-off and
+    stops in well under a second; members' logs go to this test's own folder."""
+    settings.DATA_DIR = tmp_path
+    settings.VIBEADMIN_TICK_S = 0.05
+    settings.VIBEADMIN_BACKOFF_S = 0.05
+    settings.VIBEADMIN_BACKOFF_MAX_S = 0.2
+    settings.VIBEADMIN_MAX_RESTARTS = 2
+    settings.VIBEADMIN_STOP_GRACE_S = 1.0
+    settings.VIBEADMIN_STOP_DRAIN_S = 5.0
+    settings.VIBEADMIN_DRAIN_TIMEOUT_S = 30.0
+    settings.VIBEADMIN_PROBE_INTERVAL_S = 0.2
+    settings.VIBEADMIN_PROBE_TIMEOUT_S = 1.0
+    settings.VIBEADMIN_UNHEALTHY_AFTER = 2
+    settings.VIBEADMIN_HEALTHY_AFTER = 1
+    settings.VIBEADMIN_START_TIMEOUT_S = 60.0
+    settings.VIBEADMIN_N_CTX = 512
+    return settings
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The real default GGUF (assembled once if missing), for tests marked real_model."""
+    from pool.model_file import ensure_model
+
+    return ensure_model(progress=lambda line: None)
+
+
+@pytest.fixture
+def make_supervisor(fast_settings, db):
+    """Build Supervisors driven step by step from the test (never their thread); every
+    process they started is stopped when the test ends, whatever happened in it."""
+    from pool import process
+    from pool.model_file import ModelChoice
+    from pool.supervisor import Supervisor
+
+    made = []
+
+    def make(*, command_for=None, model=None, **kwargs) -> Supervisor:
+        model = model or ModelChoice(STAND_IN_MODEL_PATH, "stand-in", "", False)
+        supervisor = Supervisor(model=model, command_for=command_for or stub_command(), **kwargs)
+        made.append(supervisor)
+        return supervisor
+
+    yield make
+    for supervisor in made:
+        supervisor.shutdown()
+    for pid in list(process._children):  # a test that failed half-way may leave one behind
+        process.stop(pid, 0)
+
+
+@pytest.fixture
+def supervisor(make_supervisor):
+    """A supervisor whose local members are tests/stub_member.py: up and answering probes
+    in a fraction of a second, no model needed."""
+    return make_supervisor()

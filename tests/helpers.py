@@ -1,0 +1,77 @@
+"""Small helpers shared by the tests: waiting for a condition, stand-in member commands,
+running manage.py in a child process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+STUB_MEMBER = Path(__file__).resolve().parent / "stub_member.py"
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.05, what: str = "") -> T:
+    """Poll `predicate` until it returns something truthy, and return that; fail the test
+    (with `what` in the message) if it does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def reconcile_until(supervisor, predicate: Callable[[], T], timeout: float = 10.0, *, what: str = "") -> T:
+    """Drive the supervisor one reconcile step at a time, in this thread, until `predicate` holds."""
+
+    def step_and_check():
+        supervisor.reconcile()
+        return predicate()
+
+    return wait_until(step_and_check, timeout, what=what)
+
+
+def stub_command(*flags: str):
+    """A `command_for` for Supervisor that starts tests/stub_member.py instead of llama.cpp."""
+
+    def command_for(member, model, port: int) -> list[str]:
+        return [sys.executable, str(STUB_MEMBER), "--port", str(port), *flags]
+
+    return command_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    """The environment for a child manage.py: the developer's own vibeadmin settings and
+    databases left out, its data folder in `data_dir`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("VIBEADMIN_") and key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+    }
+    env["VIBEADMIN_DATA_DIR"] = str(data_dir)
+    env.update(overrides)
+    return env
+
+
+def manage(*args: str, data_dir: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """Run `python manage.py ARGS` in a child process, as an operator would."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT, env=clean_env(data_dir, **env), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
