@@ -14,12 +14,20 @@ install: $(VENV)/.installed node_modules/.installed
 	@$(PY) manage.py collectstatic --noinput -v 0
 	@$(PY) manage.py prepare_model
 
-# llama-cpp-python compiles llama.cpp from source: about 7 minutes on 2 cores, once.
-# Set CMAKE_ARGS="-DGGML_CUDA=on" before the first install for a GPU build.
+# llama-cpp-python compiles llama.cpp from source: about 4-7 minutes on 2 cores, once.
+# A portable CPU build: a native one (-march=native) uses AMX tiles on CPUs that have
+# them, and crashed with SIGSEGV at the first generation on this VM. For a GPU build:
+#   make install LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" LLAMA_REBUILD=1
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_VERSION := 0.3.36
+
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing Python packages into $(VENV) (the first time compiles llama.cpp: ~7 min on 2 cores)..."
+	@echo "Installing Python packages into $(VENV) (the first time compiles llama.cpp: ~5 min on 2 cores)..."
 	$(PIP) install -q --upgrade pip wheel
+	$(if $(LLAMA_REBUILD),$(PIP) cache remove llama_cpp_python || true)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q 'llama-cpp-python[server]==$(LLAMA_VERSION)' \
+		$(if $(LLAMA_REBUILD),--force-reinstall --no-deps)
 	$(PIP) install -q -e '.[test,bench]'
 	@touch $@
 

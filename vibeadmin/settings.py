@@ -178,3 +178,15 @@ VIBEADMIN_NODE_LOST_AFTER_S = env_float("VIBEADMIN_NODE_LOST_AFTER_S", 15.0, min
 # Members listen here; other hosts reach them at the advertised address (scale-out).
 VIBEADMIN_MEMBER_BIND = env_str("VIBEADMIN_MEMBER_BIND", "127.0.0.1")
 VIBEADMIN_ADVERTISE_HOST = env_str("VIBEADMIN_ADVERTISE_HOST", "127.0.0.1")
+
+# --- gateway limits ------------------------------------------------------------------
+VIBEADMIN_MAX_BODY_BYTES = env_int("VIBEADMIN_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+VIBEADMIN_MAX_PROMPT_CHARS = env_int("VIBEADMIN_MAX_PROMPT_CHARS", 32_000, minimum=1)
+VIBEADMIN_MAX_TOKENS = env_int("VIBEADMIN_MAX_TOKENS", 8192, minimum=1)
+VIBEADMIN_DEFAULT_MAX_TOKENS = env_int("VIBEADMIN_DEFAULT_MAX_TOKENS", 2048, minimum=1)
+VIBEADMIN_MAX_RETRIES = env_int("VIBEADMIN_MAX_RETRIES", 2, minimum=0, maximum=10)
+VIBEADMIN_CONNECT_TIMEOUT_S = env_float("VIBEADMIN_CONNECT_TIMEOUT_S", 2.0, minimum=0.1)
+VIBEADMIN_UPSTREAM_TIMEOUT_S = env_float("VIBEADMIN_UPSTREAM_TIMEOUT_S", 900.0, minimum=1)
+VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
+# Client addresses are taken from X-Forwarded-For only when the peer is one of these.
+VIBEADMIN_TRUSTED_PROXIES = env_list("VIBEADMIN_TRUSTED_PROXIES", [])

@@ -1,0 +1,179 @@
+"""The gateway's picture of the pool, held in memory and refreshed from the database.
+
+The hot path reads only these dicts: no ORM, no thread hop. A background task reloads
+them every VIBEADMIN_REFRESH_S in a worker thread, so an operator's change (a member
+drained, a key revoked, the strategy switched) takes effect within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from django.utils import timezone
+
+from pool import metrics, states
+from pool.gateway.backend import Backend
+from pool.model_file import chosen_model
+from pool.models import ApiKey, Member, PoolSettings
+from pool.prompts import PromptSettings
+from pool.strategies import Strategy, make_strategy
+
+log = logging.getLogger("pool.gateway")
+
+MODEL_ALIAS = "vibethinker"
+# After a passive ejection, ignore the database's "ready" this long: the supervisor's
+# write of "unhealthy" may still be on its way.
+EJECT_HOLD_S = 5.0
+
+
+@dataclass
+class KeyInfo:
+    """A platform key as the gateway enforces it; usage accumulates here until flushed."""
+
+    id: int
+    name: str
+    rpm: int | None
+    tpm: int | None
+    max_parallel: int | None
+    active: bool = True
+    inflight: int = 0
+    recent_requests: list[float] = field(default_factory=list)
+    recent_tokens: list[tuple[float, int]] = field(default_factory=list)
+    pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # requests, prompt, completion, errors
+
+
+@dataclass(frozen=True)
+class PoolPolicy:
+    strategy: str
+    queue_size: int
+    queue_timeout_s: float
+    api_open: bool
+    solve_rpm: int
+    prompts: PromptSettings
+    model_id: str
+
+    def accepts_model(self, name: str) -> bool:
+        return name in (self.model_id, MODEL_ALIAS)
+
+
+def _policy(row: PoolSettings) -> PoolPolicy:
+    return PoolPolicy(
+        strategy=row.strategy,
+        queue_size=row.queue_size,
+        queue_timeout_s=row.queue_timeout_s,
+        api_open=row.api_open,
+        solve_rpm=row.solve_rpm,
+        prompts=PromptSettings(
+            {"general": row.prompt_general, "math": row.prompt_math, "code": row.prompt_code},
+            row.language_hint,
+            row.language_hint_enabled,
+        ),
+        model_id=chosen_model().model_id,
+    )
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.backends: dict[int, Backend] = {}
+        self.keys: dict[str, KeyInfo] = {}  # sha256 of the key -> key
+        self.policy: PoolPolicy | None = None
+        self.strategy: Strategy = make_strategy("least_connections")
+        self.ejected_until: dict[int, float] = {}
+        self.listeners: list = []  # called after each refresh (the router wakes its queue)
+        self.loaded = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # --- loading ------------------------------------------------------------------------
+
+    def load(self) -> tuple[list[Member], list[ApiKey], PoolSettings]:
+        """Runs in a worker thread."""
+        close_old_connections()
+        members = list(Member.objects.filter(state__in=states.ROUTABLE_STATES, should_run=True,
+                                             remove_requested=False, restart_requested=False))  # fmt: skip
+        keys = list(ApiKey.objects.all())
+        return members, keys, PoolSettings.load()
+
+    def apply(self, members: list[Member], keys: list[ApiKey], row: PoolSettings) -> None:
+        now = time.monotonic()
+        fresh: dict[int, Backend] = {}
+        for m in members:
+            if self.ejected_until.get(m.pk, 0) > now or not m.base_url:
+                continue
+            backend = self.backends.get(m.pk) or Backend(m.pk, m.name, m.base_url)
+            backend.name, backend.base_url = m.name, m.base_url
+            backend.weight, backend.max_inflight = m.weight, m.max_inflight
+            fresh[m.pk] = backend
+        self.backends = fresh
+        for key in keys:
+            info = self.keys.get(key.key_hash)
+            if info is None:
+                info = self.keys[key.key_hash] = KeyInfo(key.pk, key.name, key.rpm, key.tpm, key.max_parallel)
+            info.rpm, info.tpm, info.max_parallel, info.active = key.rpm, key.tpm, key.max_parallel, key.is_active
+        policy = _policy(row)
+        if self.policy is None or policy.strategy != self.policy.strategy:
+            try:
+                self.strategy = make_strategy(policy.strategy)
+            except KeyError:
+                log.error("unknown strategy %r in the pool settings; keeping %s", policy.strategy,
+                          type(self.strategy).__name__)
+        self.policy = policy
+        self.loaded.set()
+        for listener in self.listeners:
+            listener()
+
+    async def refresh(self) -> None:
+        self.apply(*await sync_to_async(self.load, thread_sensitive=False)())
+
+    async def run(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            try:
+                await self.refresh()
+                if time.monotonic() - last_flush >= 2.0:
+                    last_flush = time.monotonic()
+                    await sync_to_async(self.flush_usage, thread_sensitive=False)()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be busy: keep the last good picture
+                log.exception("could not refresh the pool from the database")
+            await asyncio.sleep(settings.VIBEADMIN_REFRESH_S)
+
+    def ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    # --- used on the hot path -----------------------------------------------------------
+
+    def routable(self) -> list[Backend]:
+        return list(self.backends.values())
+
+    def eject(self, backend: Backend) -> bool:
+        """Take a member out of rotation at once (passive health). True if it was in."""
+        self.ejected_until[backend.id] = time.monotonic() + EJECT_HOLD_S
+        return self.backends.pop(backend.id, None) is not None
+
+    # --- usage --------------------------------------------------------------------------
+
+    def flush_usage(self) -> None:
+        """Write accumulated per-key usage to the database (runs in a worker thread)."""
+        for info in self.keys.values():
+            requests, prompt, completion, errors = info.pending
+            if not (requests or errors):
+                continue
+            info.pending = [0, 0, 0, 0]
+            ApiKey.objects.filter(pk=info.id).update(
+                requests=F("requests") + requests, prompt_tokens=F("prompt_tokens") + prompt,
+                completion_tokens=F("completion_tokens") + completion, errors=F("errors") + errors,
+                last_used_at=timezone.now(),
+            )  # fmt: skip
+
+    def sample_load(self, queue_depth: int) -> None:
+        metrics.record_load(queue_depth=queue_depth,
+                            inflight_by_member={b.name: b.inflight for b in self.backends.values()})  # fmt: skip

@@ -1,0 +1,187 @@
+"""What the gateway accepts, written once as data: the same table validates requests and
+becomes the OpenAPI document's schemas, so the two cannot disagree.
+
+Only fields listed here are forwarded to members; anything else is refused by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from pool.gateway.errors import invalid
+
+TASKS = ("general", "math", "code")
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # string, integer, number, boolean, array, object, string_or_array, messages, content
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | str | None = None  # a str names a setting, read at validation time
+    description: str = ""
+
+    def max_value(self):
+        return getattr(settings, self.maximum) if isinstance(self.maximum, str) else self.maximum
+
+
+COMMON = {
+    "model": Field("string", required=True, description="The served model's id, or the alias `vibethinker`."),
+    "max_tokens": Field("integer", minimum=1, maximum="VIBEADMIN_MAX_TOKENS", description="Tokens to generate at most."),
+    "temperature": Field("number", minimum=0, maximum=2),
+    "top_p": Field("number", minimum=0, maximum=1),
+    "presence_penalty": Field("number", minimum=-2, maximum=2),
+    "frequency_penalty": Field("number", minimum=-2, maximum=2),
+    "seed": Field("integer"),
+    "n": Field("integer", minimum=1, maximum=1, description="Only one choice per request."),
+    "stop": Field("string_or_array", description="A stop string or up to 4 of them."),
+    "stream": Field("boolean", description="Send tokens as server-sent events as they come."),
+    "stream_options": Field("object"),
+    "user": Field("string"),
+    "vibeadmin": Field("object", description='vibeadmin\'s own options: {"task": "general" | "math" | "code"}.'),
+}
+CHAT_FIELDS = {"messages": Field("messages", required=True), **COMMON}
+COMPLETION_FIELDS = {"prompt": Field("string", required=True), **COMMON}
+
+_TYPES = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "array": (list,), "object": (dict,),
+}  # fmt: skip
+
+
+@dataclass
+class Validated:
+    body: dict[str, Any]  # what goes to the member
+    task: str
+    stream: bool
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise invalid("the request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise invalid(f"unknown field {unknown[0]!r}", param=unknown[0], code="unknown_field")
+    for name, spec in fields.items():
+        if name not in body or body[name] is None:
+            if spec.required:
+                raise invalid(f"{name!r} is required", param=name, code="missing_field")
+            continue
+        _check(name, body[name], spec)
+    task = (body.get("vibeadmin") or {}).get("task", "general")
+    if task not in TASKS:
+        raise invalid(f"vibeadmin.task must be one of {', '.join(TASKS)}", param="vibeadmin.task")
+    if sum(len(text) for text in prompt_texts(body)) > settings.VIBEADMIN_MAX_PROMPT_CHARS:
+        raise invalid(f"the prompt is longer than {settings.VIBEADMIN_MAX_PROMPT_CHARS} characters",
+                      param="messages" if "messages" in body else "prompt", code="prompt_too_long")  # fmt: skip
+    forwarded = {k: v for k, v in body.items() if k != "vibeadmin" and v is not None}
+    forwarded.setdefault("max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS))
+    return Validated(forwarded, task, bool(body.get("stream")))
+
+
+def _check(name: str, value: Any, spec: Field) -> None:
+    if spec.kind == "messages":
+        return _check_messages(value)
+    if spec.kind == "string_or_array":
+        ok = isinstance(value, str) or (
+            isinstance(value, list) and len(value) <= 4 and all(isinstance(v, str) for v in value)
+        )
+        if not ok:
+            raise invalid(f"{name!r} must be a string or a list of up to 4 strings", param=name)
+        return
+    # bool is an int in Python; JSON's true is not a number.
+    if not isinstance(value, _TYPES[spec.kind]) or (isinstance(value, bool) and spec.kind != "boolean"):
+        raise invalid(f"{name!r} must be {'an' if spec.kind[0] in 'aeiou' else 'a'} {spec.kind}", param=name)
+    if spec.minimum is not None and value < spec.minimum:
+        raise invalid(f"{name!r} must be at least {spec.minimum:g}", param=name)
+    top = spec.max_value()
+    if top is not None and value > top:
+        raise invalid(f"{name!r} must be at most {top:g}", param=name)
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise invalid("'messages' must be a non-empty list", param="messages")
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise invalid(f"{where} must be an object with 'role' and 'content'", param=where)
+        role = message.get("role")
+        if role not in ROLES:
+            raise invalid(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}", param=f"{where}.role")
+        extra = set(message) - {"role", "content", "name"}
+        if extra:
+            raise invalid(f"{where} has an unknown field {sorted(extra)[0]!r}", param=where)
+        content = message.get("content")
+        if isinstance(content, list):
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+                raise invalid(f"{where}.content parts must be text parts", param=f"{where}.content")
+        elif not isinstance(content, str):
+            raise invalid(f"{where}.content must be a string", param=f"{where}.content")
+    if not any(m["role"] == "user" and content_text(m["content"]).strip() for m in messages):
+        raise invalid("'messages' must hold at least one user message with text", param="messages")
+
+
+def content_text(content: str | list) -> str:
+    return content if isinstance(content, str) else "".join(part["text"] for part in content)
+
+
+def prompt_texts(body: dict[str, Any]) -> list[str]:
+    if "messages" in body:
+        return [content_text(m["content"]) for m in body["messages"]]
+    return [body["prompt"]]
+
+
+# --- the same table as JSON Schema, for /v1/openapi.json ------------------------------
+
+MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["role", "content"],
+    "additionalProperties": False,
+    "properties": {
+        "role": {"type": "string", "enum": list(ROLES)},
+        "content": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "object", "required": ["type", "text"],
+                 "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}},
+            ]
+        },  # fmt: skip
+        "name": {"type": "string"},
+    },
+}
+
+
+def json_schema(fields: dict[str, Field]) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for name, spec in fields.items():
+        if spec.kind == "messages":
+            prop: dict[str, Any] = {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA}
+        elif spec.kind == "string_or_array":
+            prop = {"oneOf": [{"type": "string"}, {"type": "array", "maxItems": 4, "items": {"type": "string"}}]}
+        else:
+            prop = {"type": spec.kind}
+        if spec.minimum is not None:
+            prop["minimum"] = spec.minimum
+        if spec.max_value() is not None:
+            prop["maximum"] = spec.max_value()
+        if name == "vibeadmin":
+            prop["properties"] = {"task": {"type": "string", "enum": list(TASKS)}}
+        if spec.description:
+            prop["description"] = spec.description
+        properties[name] = prop
+    required = [name for name, spec in fields.items() if spec.required]
+    return {"type": "object", "required": required, "additionalProperties": False, "properties": properties}

@@ -1,0 +1,53 @@
+"""`manage.py apikey create|list|revoke`: platforms' API keys. Only a hash is stored."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pool.apikeys import apikey_create, apikey_revoke
+from pool.models import ApiKey
+
+
+class Command(BaseCommand):
+    help = "Create, list and revoke the API keys platforms use on /v1/."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        create = sub.add_parser("create", help="Create a key and print it once")
+        create.add_argument("name")
+        create.add_argument("--rpm", type=int, help="requests per minute")
+        create.add_argument("--tpm", type=int, help="tokens per minute")
+        create.add_argument("--max-parallel", type=int, help="requests in flight at once")
+        sub.add_parser("list", help="List keys with their limits and usage")
+        revoke = sub.add_parser("revoke", help="Revoke a key at once")
+        revoke.add_argument("name")
+
+    def handle(self, *args, action: str, **options):
+        getattr(self, f"do_{action}")(**options)
+
+    def do_create(self, *, name, rpm, tpm, max_parallel, **_):
+        try:
+            key, raw = apikey_create(name=name, rpm=rpm, tpm=tpm, max_parallel=max_parallel)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Created key {key.name!r}. It is shown only now; store it safely:\n{raw}")
+
+    def do_list(self, **_):
+        keys = ApiKey.objects.all()
+        if not keys:
+            self.stdout.write("No API keys yet. Create one: python manage.py apikey create PLATFORM")
+            return
+        self.stdout.write(f"{'name':20} {'key':12} {'status':8} {'rpm':>6} {'tpm':>8} {'par':>4} "
+                          f"{'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6}")  # fmt: skip
+        for k in keys:
+            limits = [str(v) if v is not None else "-" for v in (k.rpm, k.tpm, k.max_parallel)]
+            self.stdout.write(f"{k.name:20} {k.prefix + '…':12} {'active' if k.is_active else 'revoked':8} "
+                              f"{limits[0]:>6} {limits[1]:>8} {limits[2]:>4} {k.requests:>9} "
+                              f"{k.prompt_tokens:>9} {k.completion_tokens:>10} {k.errors:>6}")  # fmt: skip
+
+    def do_revoke(self, *, name, **_):
+        try:
+            apikey_revoke(name=name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Revoked {name!r}; requests with it are refused from now on.")
