@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -33,6 +34,14 @@ STABLE_AFTER_S = 60.0
 CommandFor = Callable[[Member, ModelChoice, int], list[str]]
 
 
+@dataclass
+class Stopping:
+    """A local member sent SIGTERM: when its grace runs out, and why it was stopped."""
+
+    kill_at: float
+    how: str
+
+
 class Supervisor:
     def __init__(
         self,
@@ -47,7 +56,7 @@ class Supervisor:
         self.command_for = command_for
         self.stopping = threading.Event()
         self._last_probe: dict[int, float] = {}
-        self._kill_at: dict[int, float] = {}  # member id -> when SIGTERM's grace runs out
+        self._stopping: dict[int, Stopping] = {}  # member id -> its SIGTERM sent, awaiting exit
         self._kill_reasons: dict[int, str] = {}  # member id -> why the supervisor killed it
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
 
@@ -189,13 +198,8 @@ class Supervisor:
 
     def step_draining(self, m: Member) -> None:
         alive = m.is_local and process.is_alive(m.pid)
-        if m.pk in self._kill_at:
-            if not alive:
-                self.finish_stop(m, "stopped")
-            elif time.monotonic() >= self._kill_at[m.pk]:
-                process.kill(m.pid)
-                self._kill_at[m.pk] = float("inf")
-                update_observed(m, last_error=f"ignored SIGTERM; killed after {settings.VIBEADMIN_STOP_GRACE_S:g}s")
+        if m.pk in self._stopping:
+            self.step_terminated(m, alive)
             return
         if m.wants_running and (alive or not m.is_local):
             # draining -> ready: the operator started it again before it stopped
@@ -204,15 +208,29 @@ class Supervisor:
         busy = inflight.count(m.pk)
         if busy and m.drain_deadline and timezone.now() < m.drain_deadline and (alive or not m.is_local):
             return  # draining: waiting for in-flight requests
+        how = f"deadline passed with {busy} in flight" if busy else "drained"
+        if m.is_local and not alive:
+            self.finish_stop(m, "its process had exited")
+        elif not m.is_local:
+            self.finish_stop(m, how)
+        else:
+            process.terminate(m.pid)
+            self._stopping[m.pk] = Stopping(kill_at=time.monotonic() + settings.VIBEADMIN_STOP_GRACE_S, how=how)
+
+    def step_terminated(self, m: Member, alive: bool) -> None:
+        """SIGTERM was sent: wait for the process to go, and SIGKILL it once the grace is over."""
+        stopping = self._stopping[m.pk]
         if not alive:
-            self.finish_stop(m, "drained" if not busy else f"deadline passed with {busy} in flight")
-            return
-        process.terminate(m.pid)
-        self._kill_at[m.pk] = time.monotonic() + settings.VIBEADMIN_STOP_GRACE_S
+            self.finish_stop(m, stopping.how)
+        elif time.monotonic() >= stopping.kill_at:
+            process.kill(m.pid)
+            stopping.kill_at = float("inf")
+            stopping.how += "; killed: it ignored SIGTERM"
+            update_observed(m, last_error=f"ignored SIGTERM; killed after {settings.VIBEADMIN_STOP_GRACE_S:g}s")
 
     def finish_stop(self, m: Member, how: str) -> None:
         # draining -> stopped: idle (or past its deadline) and the process is gone
-        self._kill_at.pop(m.pk, None)
+        self._stopping.pop(m.pk, None)
         if m.pid:
             process.forget(m.pid)
         change_state(m, states.STOPPED, reason=how, pid=None, port=None, drain_deadline=None, started_at=None)
