@@ -6,6 +6,7 @@ pipe, and a supervisor that restarts can still read the log of a process it adop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -158,10 +159,8 @@ def _signal(pid: int, sig: int) -> None:
         # The whole session: the server may have children of its own.
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def read_tail(member: Member, lines: int = LOG_TAIL_LINES) -> str:

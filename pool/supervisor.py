@@ -171,7 +171,11 @@ class Supervisor:
         if probe.ok:
             fields.update(successes=m.successes + 1, failures=0)
         else:
-            fields.update(failures=m.failures + 1, successes=0, last_error=probe.error)
+            fields.update(failures=m.failures + 1, successes=0)
+            # A local member refuses probes while its model loads: expected, so it must not
+            # hide the error that made it restart.
+            if not (m.is_local and m.state == states.STARTING):
+                fields["last_error"] = probe.error
         if m.state == states.STARTING:
             if probe.ok:
                 # starting -> ready: it answers, so the model is loaded (the server listens only then)

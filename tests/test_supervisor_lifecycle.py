@@ -1,0 +1,87 @@
+"""Real members: `python -m llama_cpp.server` processes serving the default GGUF, started,
+probed, restarted and adopted by the supervisor."""
+
+import os
+import signal
+
+import psutil
+import pytest
+
+from pool import actions, process, states
+from pool.models import Member, PoolEvent
+from tests.helpers import reconcile_until
+
+pytestmark = [pytest.mark.django_db, pytest.mark.real_model]
+
+# Loading the model takes a second or two alone; give a shared, busy machine room.
+LOAD_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def real_supervisor(make_supervisor, default_model):
+    return make_supervisor(model=default_model, command_for=process.member_command)
+
+
+def all_ready() -> bool:
+    return set(Member.objects.values_list("state", flat=True)) == {states.READY}
+
+
+def fetch(member: Member) -> Member:
+    member.refresh_from_db()
+    return member
+
+
+def test_members_start_with_the_default_model_and_become_ready(real_supervisor, default_model):
+    actions.pool_scale(count=2)
+
+    reconcile_until(real_supervisor, all_ready, LOAD_TIMEOUT_S, what="2 real members to be ready")
+
+    members = list(Member.objects.all())
+    assert len({m.port for m in members}) == 2
+    for member in members:
+        cmdline = psutil.Process(member.pid).cmdline()
+        assert cmdline[1:3] == ["-m", "llama_cpp.server"]
+        assert cmdline[cmdline.index("--model") + 1] == str(default_model.path)
+        assert cmdline[cmdline.index("--port") + 1] == str(member.port)
+        # Without this a second request silently cuts a streamed reply short.
+        assert cmdline[cmdline.index("--interrupt_requests") + 1] == "false"
+        assert cmdline[cmdline.index("--chat_format") + 1] == "gemma"
+
+
+def test_a_real_member_killed_with_sigkill_is_restarted_and_ready_again(real_supervisor):
+    member = actions.member_add()
+    reconcile_until(real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready")
+    first_pid = member.pid
+
+    os.kill(first_pid, signal.SIGKILL)
+    reconcile_until(
+        real_supervisor,
+        lambda: fetch(member).state == states.READY and member.pid != first_pid,
+        LOAD_TIMEOUT_S,
+        what="a new ready process",
+    )
+
+    assert member.restarts == 1
+    assert member.last_error.startswith("killed by SIGKILL")
+    assert "llama" in member.log_tail.lower()  # the server's own output is kept for operators
+
+
+def test_a_new_supervisor_adopts_a_member_process_that_still_runs(make_supervisor, real_supervisor, default_model):
+    member = actions.member_add()
+    reconcile_until(real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready")
+    pid = member.pid
+    # The new supervisor runs as if in a new OS process: the member is not its child.
+    child = process._children.pop(pid)
+
+    try:
+        restarted = make_supervisor(model=default_model, command_for=process.member_command)
+        restarted.adopt()
+        for _ in range(5):
+            restarted.reconcile()
+
+        assert fetch(member).state == states.READY
+        assert member.pid == pid and process.is_alive(pid)
+        assert PoolEvent.objects.filter(message=f"{member.name}: adopted running process {pid}").exists()
+    finally:
+        restarted.shutdown()
+        child.wait(timeout=30)
