@@ -83,14 +83,10 @@ class WeightedRoundRobin(Strategy):
     def __init__(self, rng: random.Random | None = None) -> None:
         super().__init__(rng)
         self.current: dict[int, int] = {}  # member id -> nginx's current_weight
-        self.present: frozenset[int] = frozenset()
 
     def pick(self, members, ctx):
-        present = frozenset(m.id for m in members)
-        if present != self.present:
-            # A member joined or left: start over from zero, as nginx does on reload, so
-            # no one carries credit earned against a pool that no longer exists.
-            self.present, self.current = present, {}
+        # A member left out (full, excluded for a retry, gone) keeps its credit, as nginx
+        # keeps a down peer's, so a short absence costs it no share; a newcomer starts at 0.
         candidates = with_room(members)
         if not candidates:
             return None
