@@ -6,13 +6,17 @@ validate the same way: a bad request raises ActionError with a message fit to sh
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 
 from django.conf import settings
 from django.db import transaction
 
 from pool import events, states
-from pool.models import Member, PoolEvent
+from pool.models import Member, PoolEvent, PoolSettings
+
+# A member's name is a slug: it appears in URLs, log file names and metric labels.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class ActionError(ValueError):
@@ -47,6 +51,8 @@ def member_add(
         raise ActionError("GPU index must be 0 or more")
     if Member.objects.count() >= settings.VIBEADMIN_MAX_MEMBERS:
         raise ActionError(f"the pool already has {settings.VIBEADMIN_MAX_MEMBERS} members (VIBEADMIN_MAX_MEMBERS)")
+    if name and not NAME_RE.match(name):
+        raise ActionError(f"{name!r} is not a valid member name: use lowercase letters, digits, - and _")
     if name and Member.objects.filter(name=name).exists():
         raise ActionError(f"a member named {name!r} already exists")
     member = Member.objects.create(
@@ -140,6 +146,18 @@ def pool_scale(*, count: int, reason: str = "") -> list[str]:
         events.record(PoolEvent.SCALING if reason else PoolEvent.ACTION,
                       f"scale to {count}" + (f" ({reason})" if reason else "") + ": " + ", ".join(done))  # fmt: skip
     return done
+
+
+def pool_set_strategy(*, name: str) -> None:
+    # Imported here: strategies belong to the gateway, and the supervisor imports this module.
+    from pool.strategies import STRATEGIES
+
+    if name not in STRATEGIES:
+        raise ActionError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    pool_settings = PoolSettings.load()
+    pool_settings.strategy = name
+    pool_settings.save(update_fields=["strategy", "updated_at"])
+    events.record(PoolEvent.ACTION, f"strategy set to {name}")
 
 
 def _note(member: Member, message: str) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import stub_command
+from tests.helpers import manage, stub_command
 
 # Stands in for the GGUF where members are stub scripts that never read it.
 STAND_IN_MODEL_PATH = Path("/nonexistent/stand-in.gguf")
@@ -69,3 +70,20 @@ def supervisor(make_supervisor):
     """A supervisor whose local members are tests/stub_member.py: up and answering probes
     in a fraction of a second, no model needed."""
     return make_supervisor()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("migrated")
+    result = manage("migrate", "--noinput", "-v", "0", data_dir=folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture
+def data_dir(migrated_template, tmp_path) -> Path:
+    """A data folder of its own for a child `manage.py` (see helpers.manage): a migrated
+    database with no members, so tests never touch the developer's var/."""
+    folder = tmp_path / "data"
+    shutil.copytree(migrated_template, folder)
+    return folder

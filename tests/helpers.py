@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -75,3 +76,17 @@ def manage(*args: str, data_dir: Path, timeout: float = 60, **env: str) -> subpr
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT, env=clean_env(data_dir, **env), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def member_names(data_dir: Path) -> list[str]:
+    """The members in a child's database, read directly, as a second process would."""
+    with sqlite3.connect(data_dir / "db.sqlite3") as db:
+        return [name for (name,) in db.execute("SELECT name FROM pool_member ORDER BY id")]
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The child's error, asserting it failed with exactly one line and no traceback."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]

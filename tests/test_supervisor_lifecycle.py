@@ -8,6 +8,7 @@ import psutil
 import pytest
 
 from pool import actions, process, states
+from pool.model_file import ModelChoice
 from pool.models import Member, PoolEvent
 from tests.helpers import reconcile_until
 
@@ -46,6 +47,18 @@ def test_members_start_with_the_default_model_and_become_ready(real_supervisor, 
         # Without this a second request silently cuts a streamed reply short.
         assert cmdline[cmdline.index("--interrupt_requests") + 1] == "false"
         assert cmdline[cmdline.index("--chat_format") + 1] == "gemma"
+
+
+def test_a_model_llama_cpp_cannot_load_ends_failed_with_its_error(make_supervisor, tmp_path, settings):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + bytes(64))  # passes the start-up check, fails in llama.cpp
+    supervisor = make_supervisor(model=ModelChoice(broken, "broken", "", False), command_for=process.member_command)
+    member = actions.member_add()
+
+    reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, LOAD_TIMEOUT_S, what="failed")
+
+    assert member.last_error == f"exited with code 1: ValueError: Failed to load model from file: {broken}"
+    assert member.restarts == settings.VIBEADMIN_MAX_RESTARTS + 1
 
 
 def test_a_real_member_killed_with_sigkill_is_restarted_and_ready_again(real_supervisor):

@@ -1,0 +1,192 @@
+"""`manage.py pool ...`: the operator's command line for the pool.
+
+Every subcommand only changes desired state, through pool.actions (the same checks as the
+dashboard); the running supervisor does the work. `pool status` reads the database, so it
+works from any shell on any host that shares it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from pool import actions
+from pool.models import Member, Node, PoolSettings
+
+MEMBER_ACTIONS = {
+    "start": (actions.member_start, "start a member (a failed one gets fresh retries)"),
+    "stop": (actions.member_stop, "stop a member gracefully: drain briefly, then SIGTERM, then SIGKILL"),
+    "drain": (actions.member_drain, "take no new requests, let in-flight ones finish, then stop"),
+    "restart": (actions.member_restart, "stop a member, then start it again"),
+    "remove": (actions.member_remove, "stop a member and delete it from the pool"),
+}
+COLUMNS = ("NAME", "KIND", "WANT", "STATE", "PID", "ADDRESS", "WEIGHT", "GPU", "RESTARTS", "LAST ERROR")
+LAST_ERROR_WIDTH = 60
+
+
+class Command(BaseCommand):
+    help = "Show and change the pool: status, add, start, stop, drain, restart, remove, scale, strategy."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        status = sub.add_parser("status", help="list the members and their states")
+        status.add_argument("--json", action="store_true", help="print a JSON list, for scripts")
+        add = sub.add_parser("add", help="add a local member, or a remote one with --url")
+        add.add_argument("--url", default="", help="base URL of an already running server, e.g. http://gpu2:8080")
+        add.add_argument("--weight", type=int, default=1, help="share of traffic for weighted strategies (1-1000)")
+        add.add_argument("--gpu", type=int, default=None, help="pin a local member to this GPU index")
+        add.add_argument("--name", default="", help="a name of your choosing (default m1, m2, ...)")
+        for name, (_, help_text) in MEMBER_ACTIONS.items():
+            sub.add_parser(name, help=help_text).add_argument("name", metavar="NAME")
+        scale = sub.add_parser("scale", help="make N local members want to run (adds or drains members)")
+        scale.add_argument("count", type=int, metavar="N")
+        strategy = sub.add_parser("strategy", help="show the routing strategy, or set it")
+        strategy.add_argument("name", nargs="?", metavar="NAME")
+
+    def handle(self, *args, action: str, **options):
+        try:
+            if action == "status":
+                self.status(as_json=options["json"])
+            elif action == "add":
+                self.add(url=options["url"], weight=options["weight"], gpu=options["gpu"], name=options["name"])
+            elif action in MEMBER_ACTIONS:
+                self.member_action(action, options["name"])
+            elif action == "scale":
+                self.scale(options["count"])
+            elif action == "strategy":
+                self.strategy(options["name"])
+        except actions.ActionError as exc:
+            raise CommandError(str(exc)) from None
+
+    # --- subcommands --------------------------------------------------------------------
+
+    def status(self, *, as_json: bool) -> None:
+        members = list(Member.objects.all())
+        if as_json:
+            self.stdout.write(json.dumps([member_as_dict(m) for m in members], indent=2))
+            return
+        if not members:
+            self.stdout.write("The pool has no members. Add one with `manage.py pool add`.")
+        else:
+            self.stdout.write(format_table([COLUMNS, *[member_row(m) for m in members]]))
+        self.stdout.write(f"\nStrategy: {current_strategy()}")
+        self.stdout.write(supervisor_line())
+
+    def add(self, *, url: str, weight: int, gpu: int | None, name: str) -> None:
+        member = actions.member_add(url=url, weight=weight, gpu=gpu, name=name)
+        where = f"remote member at {member.url}" if url else "local member"
+        self.done(f"Added {member.name}, a {where}.")
+
+    def member_action(self, action: str, name: str) -> None:
+        function, _ = MEMBER_ACTIONS[action]
+        function(member=find_member(name))
+        self.done(f"{name}: {action} requested.")
+
+    def scale(self, count: int) -> None:
+        done = actions.pool_scale(count=count)
+        if not done:
+            self.stdout.write(f"Nothing to do: {count} local member{'s' if count != 1 else ''} already want to run.")
+            return
+        self.done("\n".join(done))
+
+    def strategy(self, name: str | None) -> None:
+        if name:
+            actions.pool_set_strategy(name=name)
+            self.stdout.write(f"Strategy set to {name}.")
+            return
+        from pool.strategies import STRATEGIES  # only here: strategies belong to the gateway
+
+        current = current_strategy()
+        for known in STRATEGIES:
+            self.stdout.write(f"{'*' if known == current else ' '} {known}")
+
+    def done(self, message: str) -> None:
+        self.stdout.write(message)
+        if not supervisor_alive():
+            self.stdout.write("Note: no supervisor is running; `manage.py serve` will carry this out when it starts.")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def find_member(name: str) -> Member:
+    try:
+        return Member.objects.get(name=name)
+    except Member.DoesNotExist:
+        known = list(Member.objects.values_list("name", flat=True))
+        if not known:
+            raise CommandError(f"no member named {name!r}: the pool has no members") from None
+        raise CommandError(f"no member named {name!r}; known members: {', '.join(known)}") from None
+
+
+def wants(member: Member) -> str:
+    """The operator's wish for the member, in one word."""
+    if member.remove_requested:
+        return "remove"
+    if member.restart_requested:
+        return "restart"
+    return "run" if member.should_run else "stop"
+
+
+def member_as_dict(m: Member) -> dict:
+    return {
+        "name": m.name,
+        "kind": m.kind,
+        "node": m.node,
+        "wants": wants(m),
+        "state": m.state,
+        "pid": m.pid,
+        "host": m.host if m.is_local else None,
+        "port": m.port,
+        "url": m.base_url or None,
+        "weight": m.weight,
+        "gpu": m.gpu,
+        "restarts": m.restarts,
+        "last_error": m.last_error,
+        "state_changed_at": m.state_changed_at.isoformat(),
+        "last_probe_at": m.last_probe_at.isoformat() if m.last_probe_at else None,
+    }
+
+
+def member_row(m: Member) -> tuple[str, ...]:
+    address = (f"{m.host}:{m.port}" if m.port else "-") if m.is_local else m.url
+    error = m.last_error.splitlines()[0] if m.last_error else ""
+    if len(error) > LAST_ERROR_WIDTH:
+        error = error[: LAST_ERROR_WIDTH - 1] + "…"
+    gpu = "-" if m.gpu is None else str(m.gpu)
+    return (m.name, m.kind, wants(m), m.state, str(m.pid or "-"), address, str(m.weight), gpu, str(m.restarts), error)
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def current_strategy() -> str:
+    # Read without creating the settings row: the first `serve` takes its absence to mean
+    # a first run, and creates the first members then.
+    stored = PoolSettings.objects.filter(pk=1).values_list("strategy", flat=True).first()
+    return stored or PoolSettings._meta.get_field("strategy").get_default()
+
+
+def is_seen(node: Node) -> bool:
+    if not node.last_seen_at:
+        return False
+    return (timezone.now() - node.last_seen_at).total_seconds() < settings.VIBEADMIN_NODE_LOST_AFTER_S
+
+
+def supervisor_alive() -> bool:
+    node = Node.objects.filter(name=settings.VIBEADMIN_NODE).first()
+    return node is not None and is_seen(node)
+
+
+def supervisor_line() -> str:
+    lines = [
+        f"Supervisor of node {node.name}: running (pid {node.pid})" if is_seen(node)
+        else f"Supervisor of node {node.name}: not running; start it with `manage.py serve`"
+        for node in Node.objects.all()
+    ]  # fmt: skip
+    return "\n".join(lines) or "Supervisor: none has run yet; start one with `manage.py serve`"

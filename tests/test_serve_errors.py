@@ -1,0 +1,63 @@
+"""`manage.py serve` refuses to start on a bad model or a taken port, with one clear line,
+and leaves nothing half-done: no members created, no member process started."""
+
+import socket
+
+from tests.helpers import free_port, manage, member_names, one_line_error
+
+
+def started_nothing(data_dir) -> bool:
+    """No member rows, no member ever spawned (each spawn writes a log), no admin created."""
+    logs = data_dir / "logs"
+    return (
+        member_names(data_dir) == []
+        and not (logs.exists() and any(logs.iterdir()))
+        and not (data_dir / "admin-password.txt").exists()
+    )
+
+
+def test_a_missing_model_file_stops_serve_before_anything_starts(data_dir):
+    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL="/nonexistent", VIBEADMIN_PORT=str(free_port()))
+
+    assert one_line_error(result) == (
+        "CommandError: model file /nonexistent does not exist; set VIBEADMIN_MODEL to a GGUF file"
+    )
+    assert started_nothing(data_dir)
+
+
+def test_a_file_that_is_not_a_gguf_model_stops_serve(data_dir, tmp_path):
+    not_a_model = tmp_path / "notes.gguf"
+    not_a_model.write_text("hello")
+
+    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL=str(not_a_model), VIBEADMIN_PORT=str(free_port()))
+
+    assert "is not a GGUF file" in one_line_error(result)
+    assert started_nothing(data_dir)
+
+
+def test_a_model_folder_instead_of_a_file_stops_serve(data_dir, tmp_path):
+    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL=str(tmp_path), VIBEADMIN_PORT=str(free_port()))
+
+    assert "is not a file" in one_line_error(result)
+    assert started_nothing(data_dir)
+
+
+def test_a_port_already_taken_stops_serve_with_a_hint(data_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = manage("serve", data_dir=data_dir, VIBEADMIN_PORT=str(port))
+
+    assert one_line_error(result) == (
+        f"CommandError: cannot listen on 127.0.0.1:{port}: address already in use; "
+        "set VIBEADMIN_PORT (or --port) to a free port"
+    )
+    assert started_nothing(data_dir)
+
+
+def test_prepare_model_reports_a_missing_model_the_same_way(data_dir):
+    result = manage("prepare_model", data_dir=data_dir, VIBEADMIN_MODEL="/nonexistent")
+
+    assert "model file /nonexistent does not exist" in one_line_error(result)

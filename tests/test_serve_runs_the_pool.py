@@ -1,0 +1,69 @@
+"""`manage.py serve` with no settings of its own: the default model, two real members
+that become ready, `pool status --json` showing them ready from another process, and all
+members stopped when serve is stopped."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tests.helpers import ROOT, clean_env, free_port, manage, wait_until
+
+pytestmark = pytest.mark.real_model
+
+READY_TIMEOUT_S = 180
+
+
+@pytest.fixture
+def served(data_dir, default_model, tmp_path):
+    """`manage.py serve` in a child process, its output in a file; stopped with Ctrl-C after
+    the test, and killed (with its members' sessions) if that does not end it."""
+    # The default model is assembled in the developer's var/ already: point at it.
+    env = clean_env(data_dir, VIBEADMIN_PORT=str(free_port()), VIBEADMIN_MODEL=str(default_model.path),
+                    VIBEADMIN_CHAT_FORMAT="gemma", VIBEADMIN_N_CTX="512")  # fmt: skip
+    output = tmp_path / "serve.out"
+    with output.open("w") as out:
+        child = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    yield child, output
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    for member in member_processes(data_dir):
+        member.kill()
+
+
+def member_processes(data_dir) -> list[psutil.Process]:
+    """The llama.cpp servers started for this data folder (their environment names it)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "llama_cpp.server" in (proc.info["cmdline"] or []) and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_serve_brings_two_real_members_to_ready_and_stops_them_on_ctrl_c(served, data_dir):
+    child, output = served
+
+    wait_until(lambda: "vibeadmin is ready: 2 members ready" in output.read_text() or child.poll() is not None,
+               READY_TIMEOUT_S, interval=0.5, what="serve to report 2 ready members")  # fmt: skip
+    assert child.poll() is None, output.read_text()
+    status = manage("pool", "status", "--json", data_dir=data_dir)
+    assert [(m["name"], m["state"]) for m in json.loads(status.stdout)] == [("m1", "ready"), ("m2", "ready")]
+    assert len(member_processes(data_dir)) == 2
+
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=60) == 0, output.read_text()
+
+    assert member_processes(data_dir) == []
+    status = manage("pool", "status", "--json", data_dir=data_dir)
+    assert {m["state"] for m in json.loads(status.stdout)} == {"stopped"}
