@@ -12,6 +12,7 @@ Strategies run on the gateway's event loop only, so their state needs no lock.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import math
 import random
@@ -103,6 +104,12 @@ def stable_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
 
+@functools.lru_cache(maxsize=32)
+def hash_ring(names: tuple[str, ...]) -> list[tuple[int, str]]:
+    # Cached: a retry that leaves one member out would otherwise rebuild it twice.
+    return sorted((stable_hash(f"{n}#{v}"), n) for n in names for v in range(RING_VNODES))
+
+
 class IpHash(Strategy):
     """A consistent-hash ring of client addresses: a member leaving remaps only its clients.
 
@@ -110,26 +117,13 @@ class IpHash(Strategy):
     restart. When the owner has no room, the request goes to the next member on the ring.
     """
 
-    def __init__(self, rng: random.Random | None = None) -> None:
-        super().__init__(rng)
-        self.names: tuple[str, ...] = ()
-        self.ring: list[tuple[int, str]] = []
-
-    def build(self, names: tuple[str, ...]) -> None:
-        self.names = names
-        self.ring = sorted((stable_hash(f"{n}#{v}"), n) for n in names for v in range(RING_VNODES))
-
     def pick(self, members, ctx):
         by_name = {m.name: m for m in members}
-        names = tuple(sorted(by_name))
-        if names != self.names:
-            self.build(names)
-        if not self.ring:
-            return None
-        start = bisect.bisect(self.ring, (stable_hash(ctx.client),))
+        ring = hash_ring(tuple(sorted(by_name)))
+        start = bisect.bisect(ring, (stable_hash(ctx.client),))
         seen: set[str] = set()
-        for step in range(len(self.ring)):
-            name = self.ring[(start + step) % len(self.ring)][1]
+        for step in range(len(ring)):
+            name = ring[(start + step) % len(ring)][1]
             if name not in seen:
                 seen.add(name)
                 if by_name[name].has_room:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -226,6 +230,20 @@ def test_ip_hash_agrees_across_instances_and_member_order():
     one = [IpHash().pick(pool, c).name for c in clients]
     other = [IpHash().pick(list(reversed(pool)), c).name for c in clients]
     assert one == other
+
+
+def test_ip_hash_ring_is_the_same_in_another_process():
+    script = (
+        "from pool.gateway.backend import Backend, RouteContext\n"
+        "from pool.strategies import IpHash\n"
+        "pool = [Backend(id=i, name=n, base_url='') for i, n in enumerate('abcd')]\n"
+        "print(''.join(IpHash().pick(pool, RouteContext(client=f'10.9.{i}.1')).name for i in range(64)))\n"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    pool = members("a", "b", "c", "d")
+    here = "".join(IpHash().pick(pool, RouteContext(client=f"10.9.{i}.1")).name for i in range(64))
+    assert other.stdout.strip() == here
 
 
 def test_ip_hash_spreads_clients_roughly_evenly():
