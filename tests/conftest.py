@@ -87,3 +87,6 @@ def data_dir(migrated_template, tmp_path) -> Path:
     folder = tmp_path / "data"
     shutil.copytree(migrated_template, folder)
     return folder
+
+
+pytest_plugins = ["tests.gateway_kit"]

@@ -49,3 +49,12 @@ class EventSplitter:
         whole, self.pending = data[: end + 2], data[end + 2 :]
         self.events += whole.count(b"data: {")
         return whole
+
+
+async def close() -> None:
+    """Close this event loop's session (at shutdown, and after each test's loop)."""
+    import asyncio
+
+    current = _sessions.pop(id(asyncio.get_running_loop()), None)
+    if current is not None:
+        await current.close()

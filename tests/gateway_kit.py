@@ -1,0 +1,77 @@
+"""Fixtures for gateway tests: a fresh Gateway per test, fake members registered as
+ready remote members, and a platform key. Loaded through conftest's pytest_plugins.
+
+The members here are pool.fake_member processes (small fake OpenAI servers): exact and
+fast for routing, retries and queueing. Tests against real llama.cpp members say so.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_asyncio
+
+from pool import inflight, states
+from pool.apikeys import apikey_create
+from pool.fake_member import FakeMemberProcess
+from pool.models import Member, PoolSettings
+
+
+@pytest.fixture
+def gateway_settings(settings):
+    settings.VIBEADMIN_REFRESH_S = 0.05
+    settings.VIBEADMIN_UNHEALTHY_AFTER = 2
+    settings.VIBEADMIN_CONNECT_TIMEOUT_S = 1.0
+    return settings
+
+
+@pytest_asyncio.fixture
+async def gateway(gateway_settings, transactional_db):
+    """A Gateway of its own (not the module's singleton), with in-flight counts reset."""
+    from pool.gateway import upstream
+    from pool.gateway.app import Gateway
+
+    inflight._counts.clear()
+    gw = Gateway()
+    yield gw
+    for task in (gw.registry._task, gw._sampler):
+        if task is not None:
+            task.cancel()
+    await upstream.close()
+    inflight._counts.clear()
+
+
+@pytest.fixture
+def fake_members(transactional_db):
+    """`fake_members(n, **options)` starts n fake members and registers them as ready
+    remote members named a, b, c...; all are stopped after the test."""
+    started: list[FakeMemberProcess] = []
+
+    def make(n: int = 1, **options) -> list[FakeMemberProcess]:
+        made = []
+        for _ in range(n):
+            name = "abcdefghijklmnop"[len(started)]
+            fake = FakeMemberProcess(name=name, **options).start()
+            started.append(fake)
+            Member.objects.create(name=name, kind=states.REMOTE, url=fake.url, state=states.READY)
+            made.append(fake)
+        return made
+
+    yield make
+    for fake in started:
+        fake.stop()
+
+
+@pytest.fixture
+def platform_key(transactional_db) -> str:
+    """The raw key of a platform with no limits."""
+    _, raw = apikey_create(name="algebra-school")
+    return raw
+
+
+def set_policy(**fields) -> None:
+    PoolSettings.load()
+    PoolSettings.objects.filter(pk=1).update(**fields)
+
+
+def chat(content: str = "What is 17 * 23?", **extra) -> dict:
+    return {"model": "vibethinker", "messages": [{"role": "user", "content": content}], "max_tokens": 8, **extra}
