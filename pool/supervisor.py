@@ -59,6 +59,7 @@ class Supervisor:
         self._stopping: dict[int, Stopping] = {}  # member id -> its SIGTERM sent, awaiting exit
         self._kill_reasons: dict[int, str] = {}  # member id -> why the supervisor killed it
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self._thread: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -74,9 +75,9 @@ class Supervisor:
             self.stopping.wait(settings.VIBEADMIN_TICK_S)
 
     def start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run_forever, name="supervisor", daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=self.run_forever, name="supervisor", daemon=True)
+        self._thread.start()
+        return self._thread
 
     def reconcile(self) -> None:
         """Bring every member of this node one step closer to what the operator wants."""
@@ -96,7 +97,7 @@ class Supervisor:
         now = time.monotonic()
         due = [
             m for m in members
-            if m.state in states.RUNNING_STATES and m.base_url
+            if m.state in states.RUNNING_STATES and m.base_url and (m.pid or not m.is_local)
             and (m.state == states.STARTING or now - self._last_probe.get(m.pk, 0) >= settings.VIBEADMIN_PROBE_INTERVAL_S)
         ]  # fmt: skip
         for m in due:
@@ -123,8 +124,9 @@ class Supervisor:
     def step_stopped(self, m: Member) -> None:
         if m.remove_requested:
             # stopped -> gone: the operator removed it
-            Member.objects.filter(pk=m.pk, state__in=states.STOPPED_STATES).delete()
-            events.record(PoolEvent.STATE, f"{m.name}: removed", member_name=m.name, state="removed")
+            deleted, _ = Member.objects.filter(pk=m.pk, state__in=states.STOPPED_STATES).delete()
+            if deleted:
+                events.record(PoolEvent.STATE, f"{m.name}: removed", member_name=m.name, state="removed")
         elif m.restart_requested:
             # stopped -> (next tick) starting: the restart's stop half is done
             update_observed(m, restart_requested=False)
@@ -154,12 +156,12 @@ class Supervisor:
         restarts = m.restarts + 1
         if restarts > settings.VIBEADMIN_MAX_RESTARTS:
             change_state(m, states.FAILED, reason=f"gave up after {m.restarts} restarts: {error}",
-                         pid=None, restarts=restarts, last_error=error, log_tail=tail)  # fmt: skip
+                         pid=None, port=None, restarts=restarts, last_error=error, log_tail=tail)  # fmt: skip
             return
         delay = min(settings.VIBEADMIN_BACKOFF_S * 2 ** (restarts - 1), settings.VIBEADMIN_BACKOFF_MAX_S)
         change_state(
             m, states.STARTING, reason=f"{error}; restart {restarts}/{settings.VIBEADMIN_MAX_RESTARTS} in {delay:g}s",
-            pid=None, restarts=restarts, last_error=error, log_tail=tail,
+            pid=None, port=None, restarts=restarts, last_error=error, log_tail=tail,
             next_start_at=timezone.now() + timedelta(seconds=delay),
         )  # fmt: skip
 
@@ -209,6 +211,10 @@ class Supervisor:
             # draining -> ready: the operator started it again before it stopped
             change_state(m, states.READY, drain_deadline=None, reason="started again while draining")
             return
+        # A stop during a long drain shortens the wait: the drain's newest timeout counts.
+        deadline = m.state_changed_at + timedelta(seconds=m.drain_timeout_s)
+        if m.drain_deadline is None or deadline < m.drain_deadline:
+            update_observed(m, drain_deadline=deadline)
         busy = inflight.count(m.pk)
         if busy and m.drain_deadline and timezone.now() < m.drain_deadline and (alive or not m.is_local):
             return  # draining: waiting for in-flight requests
@@ -267,6 +273,9 @@ class Supervisor:
     def shutdown(self) -> None:
         """Stop the loop and this node's processes; desired state is kept for the next start."""
         self.stopping.set()
+        if self._thread and self._thread is not threading.current_thread():
+            # Let the current tick finish first: it could be spawning a member right now.
+            self._thread.join(timeout=60)
         members = [m for m in Member.objects.filter(node=self.node, kind=states.LOCAL) if m.pid]
         with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
             list(pool.map(lambda m: process.stop(m.pid, settings.VIBEADMIN_STOP_GRACE_S), members))

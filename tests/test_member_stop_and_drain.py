@@ -60,6 +60,21 @@ def test_drain_stops_the_member_anyway_once_its_deadline_passes(supervisor):
     assert PoolEvent.objects.filter(message__contains="deadline passed with 1 in flight").exists()
 
 
+def test_stop_during_a_long_drain_shortens_the_wait(supervisor, settings):
+    settings.VIBEADMIN_STOP_DRAIN_S = 0.2
+    member = ready_member(supervisor)
+    inflight.acquire(member.pk)
+    try:
+        actions.member_drain(member=member, timeout_s=300)
+        reconcile_until(supervisor, lambda: fetch(member).state == states.DRAINING, what="draining")
+        actions.member_stop(member=member)
+        reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, what="the member to stop")
+    finally:
+        inflight.release(member.pk)
+
+    assert PoolEvent.objects.filter(message__contains="deadline passed with 1 in flight").exists()
+
+
 def test_a_draining_member_started_again_goes_back_to_ready_with_the_same_process(supervisor):
     member = ready_member(supervisor)
     pid = member.pid
