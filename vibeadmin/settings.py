@@ -7,6 +7,7 @@ value raises ImproperlyConfigured with one line naming the variable; manage.py p
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -95,6 +96,9 @@ else:
             "NAME": DATA_DIR / "db.sqlite3",
             # The supervisor thread and the web threads write at once: wait, don't fail.
             "OPTIONS": {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
+            # Tests run the gateway's refresh and the supervisor in threads beside the test:
+            # a file waits for its lock where a shared in-memory database fails at once.
+            "TEST": {"NAME": DATA_DIR / f"test-db-{os.getpid()}.sqlite3"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

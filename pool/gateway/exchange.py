@@ -52,7 +52,7 @@ class Exchange:
         body = json.dumps(payload).encode()
         tried: set[int] = set()
         last_error = ""
-        for _attempt in range(settings.VIBEADMIN_MAX_RETRIES + 1):
+        for attempt in range(settings.VIBEADMIN_MAX_RETRIES + 1):
             try:
                 backend, waited = await self.router.acquire(ctx, frozenset(tried))
             except errors.ApiError:
@@ -61,38 +61,39 @@ class Exchange:
                 raise
             outcome.queue_wait_s += waited
             outcome.member = backend.name
-            try:
-                sent_at = time.perf_counter()
-                response = await session().post(backend.base_url + path, data=body, headers={"Content-Type": "application/json"})
-                if response.status >= 500:
-                    detail = (await response.read())[:200].decode(errors="replace")
-                    response.release()
-                    raise _RetryableStatus(response.status, detail)
-                # A whole reply is read before anything reaches the client, so a reset while
-                # reading it can still be retried.
-                content = None if stream and response.status == 200 else await response.read()
+            try:  # whatever happens from here (the client leaving included), the slot goes back
+                await self.attempt(send, backend, path, body, stream, outcome, started)
+                return outcome
             except (aiohttp.ClientError, TimeoutError, _RetryableStatus) as exc:
                 # Nothing reached the client yet: count it against the member, try another.
-                self.router.release(backend)
                 last_error = f"{backend.name}: {describe(exc)}"
                 self.member_failed(backend, last_error, hard=isinstance(exc, aiohttp.ClientConnectorError))
                 tried.add(backend.id)
-                if _attempt < settings.VIBEADMIN_MAX_RETRIES:
+                if attempt < settings.VIBEADMIN_MAX_RETRIES:
                     metrics.RETRIES.labels(backend.name).inc()
-                continue
-            try:
-                extra = [(b"x-vibeadmin-member", backend.name.encode())]
-                if content is None:
-                    await self.relay_stream(send, response, backend, outcome, started, sent_at, extra)
-                else:
-                    await self.relay_whole(send, response.status, content, outcome, started, sent_at, extra)
-                backend.extra["failures"] = 0
-                record_latency(backend, outcome.ttft_s if outcome.ttft_s is not None else outcome.upstream_s)
             finally:
-                response.release()
                 self.router.release(backend)
-            return outcome
         raise errors.upstream_failed(f"the pool's members failed this request: {last_error}")
+
+    async def attempt(self, send, backend: Backend, path: str, body: bytes, stream: bool, outcome: Outcome,
+                      started: float) -> None:  # fmt: skip
+        """One try on one member. Raises a retryable error only while nothing has been sent."""
+        sent_at = time.perf_counter()
+        async with session().post(backend.base_url + path, data=body,
+                                  headers={"Content-Type": "application/json"}) as response:  # fmt: skip
+            if response.status >= 500:
+                detail = (await response.read())[:200].decode(errors="replace")
+                raise _RetryableStatus(response.status, detail)
+            extra = [(b"x-vibeadmin-member", backend.name.encode())]
+            if stream and response.status == 200:
+                await self.relay_stream(send, response, backend, outcome, started, sent_at, extra)
+            else:
+                # A whole reply is read before anything reaches the client, so a reset while
+                # reading it can still be retried.
+                content = await response.read()
+                await self.relay_whole(send, response.status, content, outcome, started, sent_at, extra)
+        backend.extra["failures"] = 0
+        record_latency(backend, outcome.ttft_s if outcome.ttft_s is not None else outcome.upstream_s)
 
     async def relay_whole(self, send, status: int, content: bytes, outcome: Outcome, started, sent_at, extra) -> None:
         outcome.upstream_s = time.perf_counter() - sent_at
