@@ -57,7 +57,7 @@ async def fake_openai(request: web.Request) -> web.StreamResponse:
 async def start_members(n: int) -> tuple[list[web.AppRunner], list[Member]]:
     runners, members = [], []
     for i in range(n):
-        app = web.Application(handler_args={"handler_cancellation": True} if False else None)
+        app = web.Application()
         app.router.add_post("/v1/chat/completions", fake_openai)
         runner = web.AppRunner(app, handler_cancellation=True)
         await runner.setup()
