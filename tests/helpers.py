@@ -19,7 +19,9 @@ STUB_MEMBER = Path(__file__).resolve().parent / "stub_member.py"
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.05, what: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll `predicate` until it returns something truthy, and return that; fail the test
     (with `what` in the message) if it does not within `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -63,7 +65,8 @@ def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("VIBEADMIN_") and key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+        if not key.startswith("VIBEADMIN_")
+        and key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
     }
     env["VIBEADMIN_DATA_DIR"] = str(data_dir)
     env.update(overrides)

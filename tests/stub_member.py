@@ -1,8 +1,8 @@
 """A tiny stand-in for a llama.cpp member, for supervisor tests that need no model.
 
-    stub_member.py --port P                  answers GET /openapi.json on P until stopped
-    stub_member.py --port P --ignore-sigterm the same, but only SIGKILL ends it
-    stub_member.py --exit "error: MESSAGE"   prints MESSAGE and exits at once with code 3
+stub_member.py --port P                  answers GET /openapi.json on P until stopped
+stub_member.py --port P --ignore-sigterm the same, but only SIGKILL ends it
+stub_member.py --exit "error: MESSAGE"   prints MESSAGE and exits at once with code 3
 """
 
 import argparse

@@ -119,7 +119,9 @@ def test_restart_replaces_the_process_with_a_new_one(supervisor):
 
     actions.member_restart(member=member)
     reconcile_until(
-        supervisor, lambda: fetch(member).state == states.READY and member.pid != old_pid, what="a new process"
+        supervisor,
+        lambda: fetch(member).state == states.READY and member.pid != old_pid,
+        what="a new process",
     )
 
     assert not process.is_alive(old_pid)
@@ -132,7 +134,9 @@ def test_remove_stops_the_member_and_deletes_it(supervisor):
     pid = member.pid
 
     actions.member_remove(member=member)
-    reconcile_until(supervisor, lambda: not Member.objects.filter(pk=member.pk).exists(), what="the row to go")
+    reconcile_until(
+        supervisor, lambda: not Member.objects.filter(pk=member.pk).exists(), what="the row to go"
+    )
 
     assert not process.is_alive(pid)
 

@@ -15,6 +15,20 @@ from tests.helpers import manage, member_names, one_line_error
 
 pytestmark = pytest.mark.django_db
 
+REQUIRED_KEYS = (
+    "name",
+    "kind",
+    "node",
+    "state",
+    "pid",
+    "port",
+    "url",
+    "weight",
+    "gpu",
+    "restarts",
+    "last_error",
+)
+
 
 def pool(*args: str) -> str:
     out = StringIO()
@@ -35,7 +49,7 @@ def test_status_shows_each_member_in_a_table():
 
     lines = pool("status").splitlines()
 
-    assert lines[0].split() == ["NAME", "KIND", "WANT", "STATE", "PID", "ADDRESS", "WEIGHT", "GPU", "RESTARTS", "LAST", "ERROR"]
+    assert lines[0].split() == "NAME KIND WANT STATE PID ADDRESS WEIGHT GPU RESTARTS LAST ERROR".split()
     assert lines[1].split() == ["m1", "local", "run", "ready", "4242", "127.0.0.1:40001", "3", "-", "0"]
     assert lines[2].split()[:6] == ["gpu2", "remote", "run", "unhealthy", "-", "http://gpu2:8080"]
     assert lines[2].endswith("no answer on /openapi.json: timed out")
@@ -49,18 +63,24 @@ def test_status_json_lists_every_member_with_its_observed_state():
 
     assert [m["name"] for m in listed] == ["m1", "gpu2"]
     local, remote = listed
-    assert {k: local[k] for k in ("kind", "state", "pid", "port", "url", "weight", "gpu", "restarts", "last_error", "node")} == {
-        "kind": "local", "state": "ready", "pid": 4242, "port": 40001, "url": "http://127.0.0.1:40001",
-        "weight": 1, "gpu": 1, "restarts": 0, "last_error": "boom", "node": "local",
+    assert {key: local[key] for key in REQUIRED_KEYS} == {
+        "name": "m1", "kind": "local", "node": "local", "state": "ready", "pid": 4242, "port": 40001,
+        "url": "http://127.0.0.1:40001", "weight": 1, "gpu": 1, "restarts": 0, "last_error": "boom",
     }  # fmt: skip
-    assert (remote["kind"], remote["url"], remote["wants"], remote["pid"]) == ("remote", "http://gpu2:8080", "stop", None)
+    assert remote["kind"] == "remote" and remote["url"] == "http://gpu2:8080"
+    assert remote["wants"] == "stop" and remote["pid"] is None
 
 
 def test_add_creates_a_local_member_that_wants_to_run():
     out = pool("add")
 
     member = Member.objects.get()
-    assert (member.name, member.kind, member.should_run, member.state) == ("m1", states.LOCAL, True, states.STOPPED)
+    assert (member.name, member.kind, member.should_run, member.state) == (
+        "m1",
+        states.LOCAL,
+        True,
+        states.STOPPED,
+    )
     assert "Added m1" in out
 
 
@@ -68,7 +88,12 @@ def test_add_with_a_url_creates_a_remote_member_with_its_weight_and_name():
     pool("add", "--url", "http://gpu2:8080/", "--weight", "3", "--name", "gpu2")
 
     member = Member.objects.get()
-    assert (member.name, member.kind, member.url, member.weight) == ("gpu2", states.REMOTE, "http://gpu2:8080", 3)
+    assert (member.name, member.kind, member.url, member.weight) == (
+        "gpu2",
+        states.REMOTE,
+        "http://gpu2:8080",
+        3,
+    )
 
 
 def test_add_can_pin_a_local_member_to_a_gpu():
@@ -192,7 +217,9 @@ def test_status_does_not_create_the_pool_settings_that_mark_a_first_run_as_done(
 def test_a_malformed_url_fails_with_one_line_and_leaves_no_member(data_dir):
     result = manage("pool", "add", "--url", "not-a-url", data_dir=data_dir)
 
-    assert one_line_error(result) == "CommandError: 'not-a-url' is not a valid member URL: use http://HOST:PORT"
+    assert (
+        one_line_error(result) == "CommandError: 'not-a-url' is not a valid member URL: use http://HOST:PORT"
+    )
     assert member_names(data_dir) == []
 
 

@@ -18,7 +18,9 @@ def states_by_name() -> dict[str, str]:
 def test_scaling_up_starts_members_until_all_are_ready(supervisor):
     actions.pool_scale(count=3)
 
-    reconcile_until(supervisor, lambda: states_by_name() == {"m1": "ready", "m2": "ready", "m3": "ready"}, what="3 ready")
+    reconcile_until(
+        supervisor, lambda: states_by_name() == {"m1": "ready", "m2": "ready", "m3": "ready"}, what="3 ready"
+    )
 
     assert all(process.is_alive(pid) for pid in Member.objects.values_list("pid", flat=True))
 
@@ -30,7 +32,9 @@ def test_scaling_down_drains_the_newest_and_keeps_the_rest(supervisor):
 
     actions.pool_scale(count=1)
     reconcile_until(
-        supervisor, lambda: states_by_name() == {"m1": "ready", "m2": "stopped", "m3": "stopped"}, what="1 ready"
+        supervisor,
+        lambda: states_by_name() == {"m1": "ready", "m2": "stopped", "m3": "stopped"},
+        what="1 ready",
     )
 
     assert Member.objects.get(name="m1").pid == pids["m1"]

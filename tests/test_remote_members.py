@@ -61,7 +61,9 @@ def fetch(member: Member) -> Member:
 def test_a_remote_member_that_answers_becomes_ready_without_a_process(supervisor, remote):
     member = actions.member_add(url=remote.url + "/v1")
 
-    reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the remote member to be ready")
+    reconcile_until(
+        supervisor, lambda: fetch(member).state == states.READY, what="the remote member to be ready"
+    )
 
     assert member.kind == states.REMOTE
     assert member.pid is None
@@ -77,7 +79,9 @@ def test_a_remote_member_that_does_not_answer_is_unhealthy(supervisor):
     assert not member.is_routable()
 
 
-def test_a_remote_member_that_stops_answering_is_ejected_and_readmitted_when_it_answers_again(supervisor, remote):
+def test_a_remote_member_that_stops_answering_is_ejected_and_readmitted_when_it_answers_again(
+    supervisor, remote
+):
     member = actions.member_add(url=remote.url)
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 

@@ -17,7 +17,9 @@ def started_nothing(data_dir) -> bool:
 
 
 def test_a_missing_model_file_stops_serve_before_anything_starts(data_dir):
-    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL="/nonexistent", VIBEADMIN_PORT=str(free_port()))
+    result = manage(
+        "serve", data_dir=data_dir, VIBEADMIN_MODEL="/nonexistent", VIBEADMIN_PORT=str(free_port())
+    )
 
     assert one_line_error(result) == (
         "CommandError: model file /nonexistent does not exist; set VIBEADMIN_MODEL to a GGUF file"
@@ -29,14 +31,18 @@ def test_a_file_that_is_not_a_gguf_model_stops_serve(data_dir, tmp_path):
     not_a_model = tmp_path / "notes.gguf"
     not_a_model.write_text("hello")
 
-    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL=str(not_a_model), VIBEADMIN_PORT=str(free_port()))
+    result = manage(
+        "serve", data_dir=data_dir, VIBEADMIN_MODEL=str(not_a_model), VIBEADMIN_PORT=str(free_port())
+    )
 
     assert "is not a GGUF file" in one_line_error(result)
     assert started_nothing(data_dir)
 
 
 def test_a_model_folder_instead_of_a_file_stops_serve(data_dir, tmp_path):
-    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL=str(tmp_path), VIBEADMIN_PORT=str(free_port()))
+    result = manage(
+        "serve", data_dir=data_dir, VIBEADMIN_MODEL=str(tmp_path), VIBEADMIN_PORT=str(free_port())
+    )
 
     assert "is not a file" in one_line_error(result)
     assert started_nothing(data_dir)

@@ -26,7 +26,9 @@ def served(data_dir, default_model, tmp_path):
                     VIBEADMIN_CHAT_FORMAT="gemma", VIBEADMIN_N_CTX="512")  # fmt: skip
     output = tmp_path / "serve.out"
     with output.open("w") as out:
-        child = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            [sys.executable, "manage.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     yield child, output
     if child.poll() is None:
         child.send_signal(signal.SIGINT)
@@ -41,14 +43,15 @@ def served(data_dir, default_model, tmp_path):
 
 def member_processes(data_dir) -> list[psutil.Process]:
     """The llama.cpp servers started for this data folder (their environment names it)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "llama_cpp.server" in (proc.info["cmdline"] or []) and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir):
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
+    return [proc for proc in psutil.process_iter(["cmdline"]) if serves_for(proc, data_dir)]
+
+
+def serves_for(proc: psutil.Process, data_dir) -> bool:
+    try:
+        is_member = "llama_cpp.server" in (proc.info["cmdline"] or [])
+        return is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir)
+    except psutil.Error:
+        return False
 
 
 def test_serve_brings_two_real_members_to_ready_and_stops_them_on_ctrl_c(served, data_dir):

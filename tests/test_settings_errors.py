@@ -14,7 +14,11 @@ from tests.helpers import manage, one_line_error
         ("VIBEADMIN_PORT", "99999", "VIBEADMIN_PORT must be at most 65535, got 99999"),
         ("VIBEADMIN_PROBE_INTERVAL_S", "often", "VIBEADMIN_PROBE_INTERVAL_S must be a number, got 'often'"),
         ("VIBEADMIN_DEBUG", "maybe", "VIBEADMIN_DEBUG must be true or false, got 'maybe'"),
-        ("DATABASE_URL", "mysql://db/vibe", "DATABASE_URL must be a sqlite or postgres or postgresql or pgsql URL"),
+        (
+            "DATABASE_URL",
+            "mysql://db/vibe",
+            "DATABASE_URL must be a sqlite or postgres or postgresql or pgsql URL",
+        ),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a redis or rediss or unix URL"),
     ],
 )
@@ -28,4 +32,7 @@ def test_a_bad_value_stops_serve_with_one_line_naming_the_variable(tmp_path, var
 def test_the_pool_command_reports_a_bad_setting_the_same_way(tmp_path):
     result = manage("pool", "status", data_dir=tmp_path, VIBEADMIN_MEMBERS="two")
 
-    assert one_line_error(result) == "vibeadmin: configuration error: VIBEADMIN_MEMBERS must be a whole number, got 'two'"
+    assert (
+        one_line_error(result)
+        == "vibeadmin: configuration error: VIBEADMIN_MEMBERS must be a whole number, got 'two'"
+    )

@@ -44,7 +44,9 @@ def test_it_backs_off_longer_after_each_crash(make_supervisor, settings):
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="the member to fail")
 
-    messages = PoolEvent.objects.filter(member_name=member.name).order_by("id").values_list("message", flat=True)
+    messages = (
+        PoolEvent.objects.filter(member_name=member.name).order_by("id").values_list("message", flat=True)
+    )
     back_offs = [found for message in messages for found in re.findall(r"restart \d/\d in [\d.]+s", message)]
     assert back_offs == ["restart 1/2 in 0.05s", "restart 2/2 in 0.1s"]
 
@@ -84,7 +86,9 @@ def test_a_member_killed_with_sigkill_is_restarted(supervisor):
 
     os.kill(first_pid, signal.SIGKILL)
     reconcile_until(
-        supervisor, lambda: fetch(member).state == states.READY and member.pid != first_pid, what="a new process"
+        supervisor,
+        lambda: fetch(member).state == states.READY and member.pid != first_pid,
+        what="a new process",
     )
 
     assert process.is_alive(member.pid)

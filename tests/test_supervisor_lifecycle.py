@@ -52,7 +52,9 @@ def test_members_start_with_the_default_model_and_become_ready(real_supervisor, 
 def test_a_model_llama_cpp_cannot_load_ends_failed_with_its_error(make_supervisor, tmp_path, settings):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + bytes(64))  # passes the start-up check, fails in llama.cpp
-    supervisor = make_supervisor(model=ModelChoice(broken, "broken", "", False), command_for=process.member_command)
+    supervisor = make_supervisor(
+        model=ModelChoice(broken, "broken", "", False), command_for=process.member_command
+    )
     member = actions.member_add()
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, LOAD_TIMEOUT_S, what="failed")
@@ -63,7 +65,9 @@ def test_a_model_llama_cpp_cannot_load_ends_failed_with_its_error(make_superviso
 
 def test_a_real_member_killed_with_sigkill_is_restarted_and_ready_again(real_supervisor):
     member = actions.member_add()
-    reconcile_until(real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready")
+    reconcile_until(
+        real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready"
+    )
     first_pid = member.pid
 
     os.kill(first_pid, signal.SIGKILL)
@@ -79,9 +83,13 @@ def test_a_real_member_killed_with_sigkill_is_restarted_and_ready_again(real_sup
     assert "llama" in member.log_tail.lower()  # the server's own output is kept for operators
 
 
-def test_a_new_supervisor_adopts_a_member_process_that_still_runs(make_supervisor, real_supervisor, default_model):
+def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
+    make_supervisor, real_supervisor, default_model
+):
     member = actions.member_add()
-    reconcile_until(real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready")
+    reconcile_until(
+        real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready"
+    )
     pid = member.pid
     # The new supervisor runs as if in a new OS process: the member is not its child.
     child = process._children.pop(pid)

@@ -35,8 +35,12 @@ class Command(BaseCommand):
         status = sub.add_parser("status", help="list the members and their states")
         status.add_argument("--json", action="store_true", help="print a JSON list, for scripts")
         add = sub.add_parser("add", help="add a local member, or a remote one with --url")
-        add.add_argument("--url", default="", help="base URL of an already running server, e.g. http://gpu2:8080")
-        add.add_argument("--weight", type=int, default=1, help="share of traffic for weighted strategies (1-1000)")
+        add.add_argument(
+            "--url", default="", help="base URL of an already running server, e.g. http://gpu2:8080"
+        )
+        add.add_argument(
+            "--weight", type=int, default=1, help="share of traffic for weighted strategies (1-1000)"
+        )
         add.add_argument("--gpu", type=int, default=None, help="pin a local member to this GPU index")
         add.add_argument("--name", default="", help="a name of your choosing (default m1, m2, ...)")
         for name, (_, help_text) in MEMBER_ACTIONS.items():
@@ -51,7 +55,9 @@ class Command(BaseCommand):
             if action == "status":
                 self.status(as_json=options["json"])
             elif action == "add":
-                self.add(url=options["url"], weight=options["weight"], gpu=options["gpu"], name=options["name"])
+                self.add(
+                    url=options["url"], weight=options["weight"], gpu=options["gpu"], name=options["name"]
+                )
             elif action in MEMBER_ACTIONS:
                 self.member_action(action, options["name"])
             elif action == "scale":
@@ -88,7 +94,9 @@ class Command(BaseCommand):
     def scale(self, count: int) -> None:
         done = actions.pool_scale(count=count)
         if not done:
-            self.stdout.write(f"Nothing to do: {count} local member{'s' if count != 1 else ''} already want to run.")
+            self.stdout.write(
+                f"Nothing to do: {count} local member{'s' if count != 1 else ''} already want to run."
+            )
             return
         self.done("\n".join(done))
 
@@ -106,7 +114,9 @@ class Command(BaseCommand):
     def done(self, message: str) -> None:
         self.stdout.write(message)
         if not supervisor_alive():
-            self.stdout.write("Note: no supervisor is running; `manage.py serve` will carry this out when it starts.")
+            self.stdout.write(
+                "Note: no supervisor is running; `manage.py serve` will carry this out when it starts."
+            )
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -157,12 +167,15 @@ def member_row(m: Member) -> tuple[str, ...]:
     if len(error) > LAST_ERROR_WIDTH:
         error = error[: LAST_ERROR_WIDTH - 1] + "…"
     gpu = "-" if m.gpu is None else str(m.gpu)
-    return (m.name, m.kind, wants(m), m.state, str(m.pid or "-"), address, str(m.weight), gpu, str(m.restarts), error)
+    pid = str(m.pid or "-")
+    return (m.name, m.kind, wants(m), m.state, pid, address, str(m.weight), gpu, str(m.restarts), error)
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def current_strategy() -> str:
