@@ -51,6 +51,7 @@ def make_supervisor(fast_settings, db):
     from pool.supervisor import Supervisor
 
     made = []
+    children_before = set(process._children)
 
     def make(*, command_for=None, model=None, **kwargs) -> Supervisor:
         model = model or ModelChoice(STAND_IN_MODEL_PATH, "stand-in", "", False)
@@ -61,7 +62,7 @@ def make_supervisor(fast_settings, db):
     yield make
     for supervisor in made:
         supervisor.shutdown()
-    for pid in list(process._children):  # a test that failed half-way may leave one behind
+    for pid in set(process._children) - children_before:  # a test that failed half-way may leave one
         process.stop(pid, 0)
 
 

@@ -93,9 +93,9 @@ def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
     pid = member.pid
     # The new supervisor runs as if in a new OS process: the member is not its child.
     child = process._children.pop(pid)
+    restarted = make_supervisor(model=default_model, command_for=process.member_command)
 
     try:
-        restarted = make_supervisor(model=default_model, command_for=process.member_command)
         restarted.adopt()
         for _ in range(5):
             restarted.reconcile()
@@ -104,5 +104,5 @@ def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
         assert member.pid == pid and process.is_alive(pid)
         assert PoolEvent.objects.filter(message=f"{member.name}: adopted running process {pid}").exists()
     finally:
-        restarted.shutdown()
+        restarted.shutdown()  # stops the adopted member; reaping it is still up to its parent, this test
         child.wait(timeout=30)
