@@ -1,7 +1,45 @@
-"""The students' solve page."""
+"""The students' solve page: a problem box, example problems, and the answer streamed in.
 
+The page itself is plain Django; the answer comes from the gateway's /solve/api/stream
+(pool/gateway/app.py), which static/js/solve.js reads as server-sent events.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from django.conf import settings
 from django.shortcuts import render
+
+from pool.gateway.app import SOLVE_PATH
+
+EXAMPLES_FILE = Path(__file__).resolve().parent / "data" / "examples.json"
+TASKS = [("math", "Math"), ("code", "Programming")]
+SHORT_BUDGET = 512
+
+
+@cache
+def examples() -> list[dict]:
+    """A few problems from the shared workloads (math and programming, easy to hard, one
+    in Chinese), copied into the project so the page does not depend on files beside it."""
+    return json.loads(EXAMPLES_FILE.read_text(encoding="utf-8"))
+
+
+def budgets() -> list[int]:
+    """Answer lengths a student may pick: short, the gateway's default, the most allowed."""
+    top = settings.VIBEADMIN_MAX_TOKENS
+    return sorted({min(n, top) for n in (SHORT_BUDGET, settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top)})
 
 
 def solve_page(request):
-    return render(request, "pool/solve.html", {})
+    config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS}
+    return render(request, "pool/solve.html", {
+        "examples": examples(),
+        "tasks": TASKS,
+        "budgets": budgets(),
+        "default_budget": min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS),
+        "max_chars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
+        "solve_config": config,
+    })  # fmt: skip
