@@ -49,7 +49,7 @@ def test_status_shows_each_member_in_a_table():
 
     lines = pool("status").splitlines()
 
-    assert lines[0].split() == "NAME KIND WANT STATE PID ADDRESS WEIGHT GPU RESTARTS LAST ERROR".split()
+    assert " ".join(lines[0].split()) == "NAME KIND WANT STATE PID ADDRESS WEIGHT GPU RESTARTS LAST ERROR"
     assert lines[1].split() == ["m1", "local", "run", "ready", "4242", "127.0.0.1:40001", "3", "-", "0"]
     assert lines[2].split()[:6] == ["gpu2", "remote", "run", "unhealthy", "-", "http://gpu2:8080"]
     assert lines[2].endswith("no answer on /openapi.json: timed out")
