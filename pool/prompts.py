@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,10 @@ class PromptSettings:
 def is_mainly_cjk(text: str) -> bool:
     """More CJK characters than Latin letters: formulas and code words don't tip it."""
     cjk = len(_CJK.findall(text))
-    return cjk > 0 and cjk >= len(_LATIN.findall(text))
+    # LaTeX command names (\alpha, \frac) are markup, not English: without this a Chinese
+    # problem with a formula or two counted as English and got no hint.
+    latin = len(_LATIN.findall(_LATEX_COMMAND.sub("", text)))
+    return cjk > 0 and cjk >= latin
 
 
 def prepare_messages(messages: list[dict], task: str, prompts: PromptSettings) -> tuple[list[dict], bool]:
