@@ -11,7 +11,11 @@ from pool.prompts import PromptSettings, is_mainly_cjk, prepare_messages
 
 HINT = "Please reason step by step and give your answer in English."
 PROMPTS = PromptSettings(
-    {"general": "You are a helpful assistant.", "math": "You are a math assistant.", "code": "You are a programmer."},
+    {
+        "general": "You are a helpful assistant.",
+        "math": "You are a math assistant.",
+        "code": "You are a programmer.",
+    },
     HINT,
     True,
 )
@@ -56,7 +60,10 @@ def test_english_text_and_bare_formulas_are_not_cjk(text):
 
 def test_the_operators_system_prompt_for_the_task_goes_first():
     prepared, hinted = prepare_messages([user("Sort a list in Python.")], "code", PROMPTS)
-    assert prepared == [{"role": "system", "content": "You are a programmer."}, user("Sort a list in Python.")]
+    assert prepared == [
+        {"role": "system", "content": "You are a programmer."},
+        user("Sort a list in Python."),
+    ]
     assert not hinted
 
 
@@ -105,7 +112,11 @@ def test_an_empty_hint_adds_nothing():
 
 
 def test_the_hint_goes_on_the_last_user_message_only():
-    messages = [user("计算 125 × 8 的值。"), {"role": "assistant", "content": "1000"}, user("再算 125 × 16。")]
+    messages = [
+        user("计算 125 × 8 的值。"),
+        {"role": "assistant", "content": "1000"},
+        user("再算 125 × 16。"),
+    ]
     prepared, _ = prepare_messages(messages, "math", PROMPTS)
     assert prepared[1] == user("计算 125 × 8 的值。")
     assert prepared[3] == user(f"再算 125 × 16。\n\n{HINT}")
