@@ -74,4 +74,40 @@ def set_policy(**fields) -> None:
 
 
 def chat(content: str = "What is 17 * 23?", **extra) -> dict:
-    return {"model": "vibethinker", "messages": [{"role": "user", "content": content}], "max_tokens": 8, **extra}
+    return {
+        "model": "vibethinker",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 8,
+        **extra,
+    }
+
+
+@pytest_asyncio.fixture
+async def fakes_in_loop(transactional_db):
+    """`await fakes_in_loop(n, **options)`: like `fake_members`, but served on the test's own
+    event loop instead of in processes: cheap where a test needs several members and sends
+    one request at a time. Returns the FakeMember objects (their `stats` are plain data)."""
+    from asgiref.sync import sync_to_async
+
+    from pool.fake_member import FakeConfig, FakeMember, start
+
+    runners = []
+
+    async def make(n: int = 1, **options) -> list[FakeMember]:
+        made = []
+        for _ in range(n):
+            name = "abcdefghijklmnop"[len(runners)]
+            config = FakeConfig(name=name)
+            config.update(options)
+            member = FakeMember(config)
+            runner, url = await start(member)
+            runners.append(runner)
+            await sync_to_async(Member.objects.create)(
+                name=name, kind=states.REMOTE, url=url, state=states.READY
+            )
+            made.append(member)
+        return made
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
