@@ -194,3 +194,5 @@ VIBEADMIN_UPSTREAM_TIMEOUT_S = env_float("VIBEADMIN_UPSTREAM_TIMEOUT_S", 900.0, 
 VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
 # Client addresses are taken from X-Forwarded-For only when the peer is one of these.
 VIBEADMIN_TRUSTED_PROXIES = env_list("VIBEADMIN_TRUSTED_PROXIES", [])
+# With REDIS_URL: how long a crashed gateway's in-flight slots outlive it.
+VIBEADMIN_LEASE_S = env_float("VIBEADMIN_LEASE_S", 15.0, minimum=1.0)

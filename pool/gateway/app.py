@@ -97,7 +97,7 @@ class Gateway:
         if "messages" in request.body:
             request.body["messages"], _ = prepare_messages(request.body["messages"], request.task, policy.prompts)
         path = "/v1/completions" if route == "completion" else "/v1/chat/completions"
-        self.auth.admit(caller)
+        await self.auth.admit(caller)
         outcome = None
         try:
             outcome = await self.until_disconnect(

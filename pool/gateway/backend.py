@@ -21,11 +21,11 @@ class Backend:
 
     @property
     def inflight(self) -> int:
-        return inflight.count(self.id)
+        return inflight.cached(self.id)
 
     @property
     def has_room(self) -> bool:
-        return inflight.count(self.id) < self.max_inflight
+        return inflight.cached(self.id) < self.max_inflight
 
     def __repr__(self) -> str:
         return f"<Backend {self.name} {self.inflight}/{self.max_inflight}>"

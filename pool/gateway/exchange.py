@@ -54,11 +54,12 @@ class Exchange:
         last_error = ""
         for attempt in range(settings.VIBEADMIN_MAX_RETRIES + 1):
             try:
-                backend, waited = await self.router.acquire(ctx, frozenset(tried))
+                slot, waited = await self.router.acquire(ctx, frozenset(tried))
             except errors.ApiError:
                 if tried:  # no other member to retry on: report what went wrong upstream
                     raise errors.upstream_failed(f"the pool's members failed this request: {last_error}") from None
                 raise
+            backend = slot.backend
             outcome.queue_wait_s += waited
             outcome.member = backend.name
             try:  # whatever happens from here (the client leaving included), the slot goes back
@@ -72,7 +73,7 @@ class Exchange:
                 if attempt < settings.VIBEADMIN_MAX_RETRIES:
                     metrics.RETRIES.labels(backend.name).inc()
             finally:
-                self.router.release(backend)
+                self.router.release(slot)
         raise errors.upstream_failed(f"the pool's members failed this request: {last_error}")
 
     async def attempt(self, send, backend: Backend, path: str, body: bytes, stream: bool, outcome: Outcome,

@@ -21,7 +21,7 @@ from django.utils import timezone
 from pool import metrics, states
 from pool.gateway.backend import Backend
 from pool.model_file import chosen_model
-from pool.models import ApiKey, Member, PoolSettings
+from pool.models import ApiKey, Member, Node, PoolSettings
 from pool.prompts import PromptSettings
 from pool.strategies import Strategy, make_strategy
 
@@ -97,6 +97,9 @@ class Registry:
         close_old_connections()
         members = list(Member.objects.filter(state__in=states.ROUTABLE_STATES, should_run=True,
                                              remove_requested=False, restart_requested=False))  # fmt: skip
+        # A node whose supervisor stopped reporting: its members' states are stale, not ready.
+        lost = set(Node.objects.filter(last_seen_at__lt=Node.lost_before()).values_list("name", flat=True))
+        members = [m for m in members if m.node not in lost]
         keys = list(ApiKey.objects.all())
         return members, keys, PoolSettings.load()
 

@@ -1,9 +1,10 @@
 """Choosing a member for each request, and waiting when every member is full.
 
-A request takes a slot on a member (its in-flight count) until it ends. When no routable
-member has room, it waits in one bounded FIFO queue with a deadline; every released slot
-and every refresh of the pool hands free slots to waiters in arrival order. Nothing waits
-forever: a full queue answers 429, a passed deadline 503, both with Retry-After.
+A request takes a slot on a member until it ends. When no routable member has room, it
+waits in one bounded FIFO queue with a deadline; released slots (and, when gateways share
+slots in Redis, a short poll for slots freed elsewhere) go to waiters in arrival order.
+Nothing waits forever: a full queue answers 429, a passed deadline 503, both with
+Retry-After.
 """
 
 from __future__ import annotations
@@ -13,10 +14,23 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from pool import inflight
+from pool import inflight, metrics
 from pool.gateway import errors
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
+
+# With shared slots, how often waiters look for slots that another gateway freed.
+SHARED_POLL_S = 0.02
+# A pick can lose its slot to another gateway between reading counts and taking it.
+SHARED_PICK_TRIES = 3
+
+
+@dataclass(eq=False)
+class Slot:
+    """One request's place on one member."""
+
+    backend: Backend
+    lease: str | None = None  # set when the slot is a lease in Redis
 
 
 @dataclass(eq=False)
@@ -27,30 +41,43 @@ class Waiter:
 
 
 class Router:
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, shared=None):
         self.registry = registry
+        self.shared = shared if shared is not None else inflight.shared()
         self.queue: deque[Waiter] = deque()
-        registry.listeners.append(self.dispatch)
+        self._dispatching = False
+        self._again = False
+        registry.listeners.append(self.wake)
 
-    def _pick(self, ctx: RouteContext, exclude: frozenset[int]) -> Backend | None:
-        members = self.registry.routable()
-        if exclude:
-            members = [m for m in members if m.id not in exclude]
-        backend = self.registry.strategy.pick(members, ctx)
-        if backend is not None:
+    async def take(self, ctx: RouteContext, exclude: frozenset[int]) -> Slot | None:
+        """A slot on the member the strategy picks, or None if no member has room."""
+        members = [m for m in self.registry.routable() if m.id not in exclude]
+        if self.shared is None:
+            backend = self.registry.strategy.pick(members, ctx)
+            if backend is None:
+                return None
             inflight.acquire(backend.id)
-        return backend
+            return Slot(backend)
+        await self.shared.refresh([m.id for m in members])
+        for _ in range(SHARED_PICK_TRIES):
+            backend = self.registry.strategy.pick(members, ctx)
+            if backend is None:
+                return None
+            lease = await self.shared.take(backend.id, backend.max_inflight)
+            if lease is not None:
+                return Slot(backend, lease)
+        return None
 
-    async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Backend, float]:
-        """A member with a slot taken for this request, and how long we waited for it."""
+    async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Slot, float]:
+        """A slot taken for this request, and how long it waited for it."""
         if not any(b.id not in exclude for b in self.registry.routable()):
             raise errors.unavailable(
                 "no member of the pool is ready to serve requests; an operator must start one "
                 "(or wait while members start)", code="no_ready_member", retry_after=5)  # fmt: skip
         if not self.queue:  # arrivals never jump the queue
-            backend = self._pick(ctx, exclude)
-            if backend is not None:
-                return backend, 0.0
+            slot = await self.take(ctx, exclude)
+            if slot is not None:
+                return slot, 0.0
         policy = self.registry.policy
         if len(self.queue) >= policy.queue_size:
             raise errors.rate_limited(
@@ -58,11 +85,12 @@ class Router:
                 code="queue_full", retry_after=self.retry_after())  # fmt: skip
         return await self._wait(Waiter(ctx, exclude), policy.queue_timeout_s)
 
-    async def _wait(self, waiter: Waiter, timeout_s: float) -> tuple[Backend, float]:
+    async def _wait(self, waiter: Waiter, timeout_s: float) -> tuple[Slot, float]:
         started = time.monotonic()
         self.queue.append(waiter)
+        self.wake()
         try:
-            backend = await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
+            slot = await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
         except (TimeoutError, asyncio.CancelledError) as exc:
             self._abandon(waiter)
             if isinstance(exc, asyncio.CancelledError):
@@ -70,7 +98,7 @@ class Router:
             raise errors.unavailable(
                 f"every member stayed busy for {timeout_s:g}s; try again shortly",
                 code="queue_timeout", retry_after=self.retry_after()) from None  # fmt: skip
-        return backend, time.monotonic() - started
+        return slot, time.monotonic() - started
 
     def _abandon(self, waiter: Waiter) -> None:
         if waiter in self.queue:
@@ -81,30 +109,65 @@ class Router:
         else:
             waiter.future.cancel()
 
-    def release(self, backend: Backend) -> None:
-        inflight.release(backend.id)
-        self.dispatch()
+    def release(self, slot: Slot) -> None:
+        if slot.lease is None:
+            inflight.release(slot.backend.id)
+        else:
+            _spawn(self.shared.give_back(slot.backend.id, slot.lease))
+        self.wake()
 
-    def dispatch(self) -> None:
-        """Hand free slots to waiters, oldest first. A waiter that can't use any free member
-        (it excludes them: a retry) lets the next one go ahead."""
+    def wake(self) -> None:
+        """Hand free slots to waiters (soon, on the event loop)."""
         if not self.queue:
             return
+        if self._dispatching:
+            self._again = True
+            return
+        _spawn(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        self._dispatching = True
+        try:
+            while self.queue:
+                self._again = False
+                await self._dispatch_once()
+                if self._again:
+                    continue
+                if self.shared is None or not self.queue:
+                    break
+                await asyncio.sleep(SHARED_POLL_S)  # slots free up in other gateways too
+        finally:
+            self._dispatching = False
+
+    async def _dispatch_once(self) -> None:
+        """Oldest waiter first. A waiter that can't use any free member (it excludes them:
+        a retry) lets the next one go ahead."""
         for waiter in list(self.queue):
-            if not any(b.has_room for b in self.registry.routable()):
-                return
             if waiter.future.done():
                 self.queue.remove(waiter)
                 continue
-            backend = self._pick(waiter.ctx, waiter.exclude)
-            if backend is not None:
-                self.queue.remove(waiter)
-                waiter.future.set_result(backend)
+            slot = await self.take(waiter.ctx, waiter.exclude)
+            if slot is None:
+                if not any(b.has_room for b in self.registry.routable()):
+                    return
+                continue
+            if waiter.future.done():  # it gave up while we took the slot
+                self.release(slot)
+                continue
+            self.queue.remove(waiter)
+            waiter.future.set_result(slot)
 
     def retry_after(self) -> float:
         """Seconds until a slot is likely free: the queue ahead, served at the pool's pace."""
-        from pool import metrics
-
         mean = metrics.summary(60).get("mean_s") or 1.0
         members = max(1, sum(b.max_inflight for b in self.registry.routable()))
         return max(1.0, mean * (len(self.queue) + 1) / members)
+
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _spawn(coro) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)

@@ -1,4 +1,10 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Node(models.Model):
@@ -14,3 +20,11 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @staticmethod
+    def lost_before() -> datetime:
+        """A node not seen since then has lost its supervisor."""
+        return timezone.now() - timedelta(seconds=settings.VIBEADMIN_NODE_LOST_AFTER_S)
+
+    def is_lost(self) -> bool:
+        return self.last_seen_at is None or self.last_seen_at < self.lost_before()

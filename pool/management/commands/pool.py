@@ -11,7 +11,6 @@ import json
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from pool import actions
 from pool.models import Member, Node, PoolSettings
@@ -43,6 +42,7 @@ class Command(BaseCommand):
         )
         add.add_argument("--gpu", type=int, default=None, help="pin a local member to this GPU index")
         add.add_argument("--name", default="", help="a name of your choosing (default m1, m2, ...)")
+        add.add_argument("--node", default="", help="the node whose supervisor runs it (default: this one)")
         for name, (_, help_text) in MEMBER_ACTIONS.items():
             sub.add_parser(name, help=help_text).add_argument("name", metavar="NAME")
         scale = sub.add_parser("scale", help="make N local members want to run (adds or drains members)")
@@ -56,7 +56,8 @@ class Command(BaseCommand):
                 self.status(as_json=options["json"])
             elif action == "add":
                 self.add(
-                    url=options["url"], weight=options["weight"], gpu=options["gpu"], name=options["name"]
+                    url=options["url"], weight=options["weight"], gpu=options["gpu"], name=options["name"],
+                    node=options["node"],
                 )
             elif action in MEMBER_ACTIONS:
                 self.member_action(action, options["name"])
@@ -71,8 +72,9 @@ class Command(BaseCommand):
 
     def status(self, *, as_json: bool) -> None:
         members = list(Member.objects.all())
+        lost = {node.name for node in Node.objects.all() if node.is_lost()}
         if as_json:
-            self.stdout.write(json.dumps([member_as_dict(m) for m in members], indent=2))
+            self.stdout.write(json.dumps([member_as_dict(m, lost) for m in members], indent=2))
             return
         if not members:
             self.stdout.write("The pool has no members. Add one with `manage.py pool add`.")
@@ -81,9 +83,9 @@ class Command(BaseCommand):
         self.stdout.write(f"\nStrategy: {current_strategy()}")
         self.stdout.write(supervisor_line())
 
-    def add(self, *, url: str, weight: int, gpu: int | None, name: str) -> None:
-        member = actions.member_add(url=url, weight=weight, gpu=gpu, name=name)
-        where = f"remote member at {member.url}" if url else "local member"
+    def add(self, *, url: str, weight: int, gpu: int | None, name: str, node: str = "") -> None:
+        member = actions.member_add(url=url, weight=weight, gpu=gpu, name=name, node=node)
+        where = f"remote member at {member.url}" if url else f"local member on node {member.node}"
         self.done(f"Added {member.name}, a {where}.")
 
     def member_action(self, action: str, name: str) -> None:
@@ -141,11 +143,12 @@ def wants(member: Member) -> str:
     return "run" if member.should_run else "stop"
 
 
-def member_as_dict(m: Member) -> dict:
+def member_as_dict(m: Member, lost_nodes: set[str] = frozenset()) -> dict:
     return {
         "name": m.name,
         "kind": m.kind,
         "node": m.node,
+        "node_lost": m.node in lost_nodes,
         "wants": wants(m),
         "state": m.state,
         "pid": m.pid,
@@ -186,9 +189,7 @@ def current_strategy() -> str:
 
 
 def is_seen(node: Node) -> bool:
-    if not node.last_seen_at:
-        return False
-    return (timezone.now() - node.last_seen_at).total_seconds() < settings.VIBEADMIN_NODE_LOST_AFTER_S
+    return not node.is_lost()
 
 
 def supervisor_alive() -> bool:
@@ -199,7 +200,8 @@ def supervisor_alive() -> bool:
 def supervisor_line() -> str:
     lines = [
         f"Supervisor of node {node.name}: running (pid {node.pid})" if is_seen(node)
-        else f"Supervisor of node {node.name}: not running; start it with `manage.py serve`"
+        else f"Supervisor of node {node.name}: LOST (not seen for {settings.VIBEADMIN_NODE_LOST_AFTER_S:g}s); "
+        f"its members are unreachable until `manage.py serve` or `supervise --node {node.name}` runs there"
         for node in Node.objects.all()
     ]  # fmt: skip
     return "\n".join(lines) or "Supervisor: none has run yet; start one with `manage.py serve`"

@@ -3,7 +3,6 @@ websockets, and the supervisor for this node's members."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 from django.conf import settings
@@ -66,8 +65,9 @@ class Command(BaseCommand):
 class StartupProgress:
     """Prints member state changes, and once every wanted member is ready, says so."""
 
-    def __init__(self, say):
+    def __init__(self, say, node: str | None = None):
         self.say = say
+        self.node = node  # a node supervisor speaks only of its own members
         self.announced = False
 
     def __call__(self, event: dict) -> None:
@@ -75,11 +75,13 @@ class StartupProgress:
             return
         self.say(f"  {event['message']}")
         wanted = Member.objects.filter(should_run=True, remove_requested=False)
+        if self.node:
+            wanted = wanted.filter(node=self.node)
         ready = wanted.filter(state=states.READY).count()
         if not self.announced and wanted.exists() and ready == wanted.count():
             self.announced = True
-            self.say(f"vibeadmin is ready: {ready} member{'s' if ready != 1 else ''} ready at "
-                     f"http://{settings.HOST}:{settings.PORT}/")  # fmt: skip
+            where = f"on node {self.node}" if self.node else f"at http://{settings.HOST}:{settings.PORT}/"
+            self.say(f"vibeadmin is ready: {ready} member{'s' if ready != 1 else ''} ready {where}")
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -100,8 +102,14 @@ def run_daphne(host: str, port: int) -> None:
     from vibeadmin.asgi import application
 
     def on_ready():
+        # Called before the reactor runs, so get_event_loop() would not be daphne's loop.
+        from daphne.server import twisted_loop
+
+        from pool import runtime
+
         # From here on, sends from the supervisor thread go through the web server's loop.
-        events.bind_loop(asyncio.get_event_loop())
+        events.bind_loop(twisted_loop)
+        runtime.start_background(twisted_loop)
 
     Server(
         application=application,

@@ -1,0 +1,41 @@
+"""`manage.py supervise --node NAME`: only the supervisor, for the members assigned to one
+node (a GPU host). Gateways and the dashboard run elsewhere (`serve --no-supervisor`)
+and share the database and Redis with it."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from pool import events
+from pool.management.commands.serve import StartupProgress
+from pool.model_file import ModelFileError, ensure_model
+
+
+class Command(BaseCommand):
+    help = "Supervise this node's members (start, probe, restart, drain) and nothing else."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--node", default=settings.VIBEADMIN_NODE, help="this host's node name")
+
+    def handle(self, *args, node: str, **options):
+        from pool.supervisor import Supervisor
+
+        try:
+            model = ensure_model(progress=self.stdout.write)
+        except ModelFileError as exc:
+            raise CommandError(str(exc)) from None
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        events.listen(StartupProgress(self.stdout.write, node=node))
+        supervisor = Supervisor(node=node, model=model)
+        supervisor.start_thread()
+        self.stdout.write(f"Supervising node {node!r}; members listen on {settings.VIBEADMIN_MEMBER_BIND} "
+                          f"and are reached at {settings.VIBEADMIN_ADVERTISE_HOST}. Ctrl-C stops them.")  # fmt: skip
+        done.wait()
+        self.stdout.write("Stopping this node's members...")
+        supervisor.shutdown()

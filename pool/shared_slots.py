@@ -1,0 +1,124 @@
+"""In-flight slots shared by several gateway processes, in Redis.
+
+A slot is a lease: a member's sorted set holds one entry per request in flight, scored
+by when it expires. The gateway that holds it renews it every few seconds; a gateway
+that crashes stops renewing, and its slots free themselves within VIBEADMIN_LEASE_S.
+Taking a slot checks the member's capacity and adds the lease in one Lua script, so two
+gateways can never both fill a member's last slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+PREFIX = "vibeadmin:inflight:"
+
+# KEYS[1] the member's lease set; ARGV now, capacity, expiry, lease id, ttl ms
+TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0
+"""
+
+
+class SharedSlots:
+    def __init__(self, url: str, prefix: str = PREFIX):
+        self.url = url
+        self.prefix = prefix
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.cache: dict[int, int] = {}  # member id -> count at the last refresh
+        self.held: dict[str, str] = {}  # lease id -> set key, renewed while held
+        self._sync = redis.Redis.from_url(url)
+        self._clients: dict[int, aioredis.Redis] = {}
+        self._take_sha: str | None = None
+        self._renewer: asyncio.Task | None = None
+
+    @property
+    def lease_s(self) -> float:
+        return settings.VIBEADMIN_LEASE_S
+
+    def key(self, name: int | str) -> str:
+        return f"{self.prefix}{name}"
+
+    def client(self) -> aioredis.Redis:
+        """One async client per event loop (tests run several loops in one process)."""
+        loop = asyncio.get_running_loop()
+        current = self._clients.get(id(loop))
+        if current is None:
+            current = self._clients[id(loop)] = aioredis.Redis.from_url(self.url)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = loop.create_task(self.renew_forever())
+        return current
+
+    # --- the gateway's side (async, on its event loop) -----------------------------------
+
+    async def refresh(self, names: list[int | str]) -> None:
+        """Read the live counts of these members (one round trip) into the cache."""
+        if not names:
+            return
+        now = time.time()
+        pipe = self.client().pipeline(transaction=False)
+        for name in names:
+            pipe.zcount(self.key(name), now, "+inf")
+        for name, n in zip(names, await pipe.execute(), strict=True):
+            self.cache[name] = n
+
+    async def take(self, name: int | str, capacity: int) -> str | None:
+        """A lease on one of `name`'s slots, or None if it is full."""
+        now = time.time()
+        lease = f"{self.owner}:{uuid.uuid4().hex[:10]}"
+        key = self.key(name)
+        args = [now, capacity, now + self.lease_s, lease, int(self.lease_s * 2000)]
+        if not await self.client().eval(TAKE, 1, key, *args):
+            self.cache[name] = capacity
+            return None
+        self.held[lease] = key
+        self.cache[name] = self.cache.get(name, 0) + 1
+        return lease
+
+    async def give_back(self, name: int | str, lease: str) -> None:
+        key = self.held.pop(lease, None)
+        if key is None:
+            return
+        self.cache[name] = max(0, self.cache.get(name, 1) - 1)
+        await self.client().zrem(key, lease)
+
+    async def renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            if self.held:
+                expiry = time.time() + self.lease_s
+                pipe = self.client().pipeline(transaction=False)
+                for lease, key in list(self.held.items()):
+                    pipe.zadd(key, {lease: expiry}, xx=True)
+                await pipe.execute()
+
+    def cached(self, name: int | str) -> int:
+        return self.cache.get(name, 0)
+
+    # --- everyone else's side (sync: the supervisor, the dashboard) ----------------------
+
+    def count_live(self, name: int | str) -> int:
+        return int(self._sync.zcount(self.key(name), time.time(), "+inf"))
+
+    def snapshot_live(self) -> dict[int, int]:
+        now = time.time()
+        counts = {}
+        for key in self._sync.scan_iter(match=self.prefix + "*"):
+            n = int(self._sync.zcount(key, now, "+inf"))
+            name = key.decode()[len(self.prefix) :]
+            if n and name.isdigit():
+                counts[int(name)] = n
+        return counts
