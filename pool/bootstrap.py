@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from pool import alerts
 from pool.actions import member_add
 from pool.models import PoolSettings
 
@@ -46,3 +47,5 @@ def ensure_first_members(say: Callable[[str], None]) -> None:
     for _ in range(settings.VIBEADMIN_MEMBERS):
         member_add()
     say(f"First run: created {settings.VIBEADMIN_MEMBERS} local members (VIBEADMIN_MEMBERS)")
+    rules = alerts.ensure_default_rules()
+    say(f"First run: created {rules} default alert rules (change them on the dashboard's Alerts page)")

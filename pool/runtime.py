@@ -1,0 +1,65 @@
+"""The dashboard's background work, on the web server's event loop: a snapshot pushed to
+the dashboard group once a second, the alert evaluator and the autoscaler.
+
+Each loop runs one small step (its ORM work in a worker thread) and sleeps; a failed step
+is logged and tried again, never the end of the loop. The channel layer is used only from
+this loop, since the in-memory layer is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from pool import alerts, autoscale, snapshot
+from pool.events import DASHBOARD_GROUP
+
+log = logging.getLogger("pool.runtime")
+
+SNAPSHOT_EVERY_S = 1.0
+ALERTS_EVERY_S = 5.0
+AUTOSCALE_EVERY_S = 5.0
+
+
+def _in_thread(step: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    # Not the thread Django's sync views share: a slow webhook must not hold up a page.
+    return database_sync_to_async(step, thread_sensitive=False)
+
+
+async def push_snapshot() -> None:
+    data = await _in_thread(snapshot.build)()
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(DASHBOARD_GROUP, {"type": "dashboard.snapshot", "snapshot": data})
+
+
+async def evaluate_alerts() -> None:
+    await _in_thread(alerts.evaluate)()
+
+
+async def autoscale_step() -> None:
+    await _in_thread(autoscale.step)()
+
+
+async def every(interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database may be busy: try again next time
+            log.exception("%s failed; trying again in %gs", step.__name__, interval_s)
+        await asyncio.sleep(interval_s)
+
+
+def start_background(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
+    """Schedule the loops on `loop` (daphne's; it may not be running yet)."""
+    return [
+        loop.create_task(every(SNAPSHOT_EVERY_S, push_snapshot), name="dashboard-snapshot"),
+        loop.create_task(every(ALERTS_EVERY_S, evaluate_alerts), name="alerts"),
+        loop.create_task(every(AUTOSCALE_EVERY_S, autoscale_step), name="autoscale"),
+    ]
