@@ -1,0 +1,205 @@
+"""The dashboard's forms. Each validates what an operator typed and hands it to one
+action; an action's own refusal (ActionError) comes back as a form error, nothing saved."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+
+from pool import actions, alerts, autoscale
+from pool.apikeys import apikey_create
+from pool.models import AlertRule, ApiKey, Member, PoolSettings
+from pool.strategies import STRATEGIES
+
+
+class ActionForm(forms.Form):
+    """A form that hands its cleaned data to one action. `submit()` is False, with the
+    action's message as a form error, where the action refuses; `result` is what it returned."""
+
+    result = None
+
+    def submit(self) -> bool:
+        try:
+            self.result = self.act()
+        except (actions.ActionError, ValueError) as exc:
+            self.add_error(None, str(exc))
+            return False
+        return True
+
+    def act(self):
+        raise NotImplementedError
+
+
+class MemberAddForm(ActionForm):
+    url = forms.CharField(
+        required=False, label="Remote URL", max_length=200,
+        help_text="Leave empty for a local process; or the base URL of a running llama.cpp server",
+        widget=forms.TextInput(attrs={"placeholder": "http://gpu2:8080"}),
+    )  # fmt: skip
+    name = forms.CharField(required=False, max_length=64, help_text="Default: m1, m2, ...")
+    weight = forms.IntegerField(min_value=1, max_value=1000, initial=1)
+    gpu = forms.IntegerField(required=False, min_value=0, label="GPU", help_text="Pin a local member to a GPU index")
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        if url:
+            try:
+                return actions.validate_remote_url(url)
+            except actions.ActionError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
+
+    def act(self) -> Member:
+        data = self.cleaned_data
+        return actions.member_add(url=data["url"], weight=data["weight"], gpu=data["gpu"], name=data["name"].strip())
+
+
+class ScaleForm(ActionForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limit = settings.VIBEADMIN_MAX_MEMBERS
+        self.fields["count"] = forms.IntegerField(
+            label="Members", min_value=0, max_value=limit, help_text=f"Local members that should run (0 to {limit})",
+            error_messages={"max_value": "at most %(limit_value)s members (VIBEADMIN_MAX_MEMBERS)"},
+        )  # fmt: skip
+
+    def act(self) -> list[str]:
+        return actions.pool_scale(count=self.cleaned_data["count"])
+
+
+class MemberEditForm(ActionForm):
+    weight = forms.IntegerField(min_value=1, max_value=1000)
+    gpu = forms.IntegerField(required=False, min_value=0, label="GPU pin", help_text="Empty: no pin")
+
+    def __init__(self, *args, member: Member, **kwargs):
+        kwargs.setdefault("initial", {"weight": member.weight, "gpu": member.gpu})
+        super().__init__(*args, **kwargs)
+        self.member = member
+
+    def act(self) -> Member:
+        data = self.cleaned_data
+        if data["weight"] != self.member.weight:
+            actions.member_set_weight(member=self.member, weight=data["weight"])
+        if data["gpu"] != self.member.gpu:
+            actions.member_set_gpu(member=self.member, gpu=data["gpu"])
+        return self.member
+
+
+class RoutingForm(forms.ModelForm):
+    strategy = forms.ChoiceField(choices=[(name, name.replace("_", " ")) for name in STRATEGIES])
+
+    class Meta:
+        model = PoolSettings
+        fields = ["queue_size", "queue_timeout_s", "prompt_general", "prompt_math", "prompt_code",
+                  "language_hint_enabled", "language_hint", "api_open"]  # fmt: skip
+        labels = {
+            "queue_size": "Queue size", "queue_timeout_s": "Queue deadline (s)",
+            "prompt_general": "System prompt: general", "prompt_math": "System prompt: math",
+            "prompt_code": "System prompt: code", "language_hint_enabled": "Add the language hint",
+            "language_hint": "Language hint", "api_open": "Serve /v1/ without an API key",
+        }  # fmt: skip
+        widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in
+                   ("prompt_general", "prompt_math", "prompt_code", "language_hint")}  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["strategy"].initial = self.instance.strategy
+        self.order_fields(["strategy"])
+
+    def clean_queue_size(self) -> int:
+        value = self.cleaned_data["queue_size"]
+        if value < 1:
+            raise forms.ValidationError("the queue must hold at least one request")
+        return value
+
+    def clean_queue_timeout_s(self) -> float:
+        value = self.cleaned_data["queue_timeout_s"]
+        if not 0 < value <= 3600:
+            raise forms.ValidationError("a deadline between 0 and 3600 seconds")
+        return value
+
+    def save(self, commit: bool = True) -> PoolSettings:
+        row = super().save()
+        if self.cleaned_data["strategy"] != row.strategy:
+            actions.pool_set_strategy(name=self.cleaned_data["strategy"])  # records the change as an event
+            row.refresh_from_db()
+        return row
+
+
+class KeyCreateForm(ActionForm):
+    name = forms.CharField(max_length=100, help_text="The platform it is for")
+    rpm = forms.IntegerField(required=False, min_value=1, label="Requests/min")
+    tpm = forms.IntegerField(required=False, min_value=1, label="Tokens/min")
+    max_parallel = forms.IntegerField(required=False, min_value=1, label="Parallel")
+
+    def act(self) -> tuple[ApiKey, str]:
+        return apikey_create(**self.cleaned_data)
+
+
+def _limit(label: str) -> forms.IntegerField:
+    return forms.IntegerField(required=False, min_value=1, label=label,
+                              widget=forms.NumberInput(attrs={"placeholder": label, "aria-label": label}))  # fmt: skip
+
+
+class KeyLimitsForm(forms.ModelForm):
+    rpm = _limit("requests/min")
+    tpm = _limit("tokens/min")
+    max_parallel = _limit("parallel")
+
+    class Meta:
+        model = ApiKey
+        fields = ["rpm", "tpm", "max_parallel"]
+
+
+class AlertRuleForm(forms.ModelForm):
+    metric = forms.ChoiceField(choices=list(alerts.METRICS.items()))
+
+    class Meta:
+        model = AlertRule
+        fields = ["name", "metric", "comparison", "threshold", "duration_s", "severity", "enabled"]
+        labels = {"duration_s": "For (seconds)"}
+
+
+class WebhookForm(forms.ModelForm):
+    alert_webhook_url = forms.URLField(
+        required=False, assume_scheme="http", label="Webhook URL",
+        help_text="Gets Alertmanager-style JSON on every firing and resolve; empty: none",
+    )  # fmt: skip
+
+    class Meta:
+        model = PoolSettings
+        fields = ["alert_webhook_url"]
+
+
+class AutoscaleForm(forms.ModelForm):
+    autoscale_metric = forms.ChoiceField(choices=autoscale.TARGETS, label="Scale on")
+
+    class Meta:
+        model = PoolSettings
+        fields = ["autoscale_enabled", "autoscale_min", "autoscale_max", "autoscale_metric", "autoscale_target",
+                  "autoscale_cooldown_s"]  # fmt: skip
+        labels = {
+            "autoscale_enabled": "Autoscaling on", "autoscale_min": "Fewest members", "autoscale_max": "Most members",
+            "autoscale_target": "Target", "autoscale_cooldown_s": "Cooldown (s)",
+        }  # fmt: skip
+
+    def clean_autoscale_target(self) -> float:
+        value = self.cleaned_data["autoscale_target"]
+        if value <= 0:
+            raise forms.ValidationError("the target must be above 0")
+        return value
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("autoscale_min"), data.get("autoscale_max")
+        if low is not None and high is not None:
+            if low > high:
+                self.add_error("autoscale_max", "must be at least the fewest members")
+            if high > settings.VIBEADMIN_MAX_MEMBERS:
+                self.add_error("autoscale_max", f"at most {settings.VIBEADMIN_MAX_MEMBERS} (VIBEADMIN_MAX_MEMBERS)")
+        return data
+
+
+class CapacityForm(forms.Form):
+    target_qps = forms.FloatField(label="Target requests/s", min_value=0.01, initial=10)
+    spares = forms.IntegerField(min_value=0, max_value=10, initial=2)

@@ -1,0 +1,66 @@
+"""API keys: create (the key is shown once), revoke, limits and usage per key."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from pool.apikeys import apikey_revoke
+from pool.forms import KeyCreateForm, KeyLimitsForm
+from pool.models import ApiKey
+from pool.views.common import after_post, page_or_partial, staff_required
+
+PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
+NEW_KEY = "vibeadmin_new_key"  # session slot: the raw key survives one redirect, then is gone
+
+
+def panel_context(*, create_form: KeyCreateForm | None = None, limits: KeyLimitsForm | None = None,
+                  new_key: dict | None = None) -> dict:  # fmt: skip
+    rows = [(key, limits if limits and limits.instance.pk == key.pk else KeyLimitsForm(instance=key))
+            for key in ApiKey.objects.all()]  # fmt: skip
+    return {"section": "keys", "rows": rows, "create_form": create_form or KeyCreateForm(), "new_key": new_key}
+
+
+@staff_required
+@require_GET
+def keys(request: HttpRequest) -> HttpResponse:
+    return render(request, PAGE, panel_context(new_key=request.session.pop(NEW_KEY, None)))
+
+
+@staff_required
+@require_POST
+def key_create(request: HttpRequest) -> HttpResponse:
+    form = KeyCreateForm(request.POST)
+    if not (form.is_valid() and form.submit()):
+        return page_or_partial(request, PAGE, PANEL, panel_context(create_form=form))
+    key, raw = form.result
+    new_key = {"name": key.name, "raw": raw}
+    if not request.htmx:
+        request.session[NEW_KEY] = new_key
+    return after_post(request, reverse("keys"), PANEL, panel_context(new_key=new_key))
+
+
+@staff_required
+@require_POST
+def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=pk)
+    try:
+        apikey_revoke(name=key.name)
+        messages.success(request, f"Revoked {key.name}; the gateway refuses it within a second.")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return after_post(request, reverse("keys"), PANEL, panel_context())
+
+
+@staff_required
+@require_POST
+def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
+    form = KeyLimitsForm(request.POST, instance=get_object_or_404(ApiKey, pk=pk))
+    if not form.is_valid():
+        return page_or_partial(request, PAGE, PANEL, panel_context(limits=form))
+    form.save()
+    messages.success(request, f"Saved the limits of {form.instance.name}.")
+    return after_post(request, reverse("keys"), PANEL, panel_context())

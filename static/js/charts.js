@@ -1,0 +1,104 @@
+// The overview's charts (uPlot): the last 15 minutes from the page, then a point a second
+// from the websocket's snapshots. Per-member charts gain a series when a member appears.
+"use strict";
+
+(function () {
+  const WINDOW_S = 15 * 60;
+  const COLORS = ["#3451d1", "#d1345b", "#1f9d6b", "#d18f34", "#7a34d1", "#34a7d1", "#8a8f3c", "#d134b8"];
+  const data = JSON.parse(document.getElementById("chart-data").textContent);
+
+  // Pool-wide charts: one series per key of metrics.history's points.
+  const POOL = {
+    traffic: [["rps", "requests/s"], ["errors", "errors/s"]],
+    latency: [["p50_s", "p50"], ["p95_s", "p95"], ["ttft_s", "first token"]],
+    tokens: [["tokens", "tokens/s"]],
+    load: [["inflight", "in flight"], ["queue", "waiting"]],
+  };
+  // Charts with one series per member (or GPU): key of resources' points.
+  const PER_NAME = { cpu: "cpu", mem: "mem", gpu: "gpu", gpu_mem: "gpu_mem" };
+
+  const charts = {};
+
+  function make(el, labels, columns) {
+    const opts = {
+      width: el.clientWidth || 480,
+      height: 190,
+      scales: { x: { time: true } },
+      axes: [{ stroke: "#5b6577" }, { stroke: "#5b6577", size: 56 }],
+      series: [{}, ...labels.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 1.5 }))],
+      legend: { live: false },
+      cursor: { drag: { x: false, y: false } },
+    };
+    el.replaceChildren();
+    return new uPlot(opts, columns, el);
+  }
+
+  function trim(columns) {
+    const cutoff = columns[0][columns[0].length - 1] - WINDOW_S;
+    let drop = 0;
+    while (drop < columns[0].length && columns[0][drop] <= cutoff) drop++;
+    if (drop) for (const column of columns) column.splice(0, drop);
+  }
+
+  // --- pool-wide charts ------------------------------------------------------------------
+
+  function poolChart(name, el) {
+    const keys = POOL[name];
+    const columns = [data.history.t.slice(), ...keys.map(([key]) => data.history[key].slice())];
+    const chart = { keys, columns, plot: make(el, keys.map(([, label]) => label), columns) };
+    chart.push = (point) => {
+      if (columns[0].length && point.t <= columns[0][columns[0].length - 1]) return;
+      columns[0].push(point.t);
+      keys.forEach(([key], i) => columns[i + 1].push(point[key]));
+      trim(columns);
+      chart.plot.setData(columns);
+    };
+    return chart;
+  }
+
+  // --- per-member charts -----------------------------------------------------------------
+
+  function namedChart(key, el) {
+    const points = data.usage.slice();
+    const chart = { el, points, names: [] };
+    chart.draw = () => {
+      const names = [...new Set(points.flatMap((p) => Object.keys(p[key] || {})))].sort();
+      const columns = [points.map((p) => p.t), ...names.map((n) => points.map((p) => (p[key] || {})[n] ?? null))];
+      if (!names.length) {
+        el.innerHTML = '<p class="muted empty-chart">Only local members' processes are measured here; none runs yet.</p>';
+        chart.plot = null;
+      } else if (!chart.plot || names.join() !== chart.names.join()) {
+        chart.plot = make(el, names, columns);
+      } else {
+        chart.plot.setData(columns);
+      }
+      chart.names = names;
+      chart.columns = columns;
+    };
+    chart.push = (point) => {
+      if (!point || (points.length && point.t <= points[points.length - 1].t)) return;
+      points.push(point);
+      while (points.length && points[0].t <= point.t - WINDOW_S) points.shift();
+      chart.draw();
+    };
+    chart.draw();
+    return chart;
+  }
+
+  for (const el of document.querySelectorAll("[data-chart]")) {
+    const name = el.dataset.chart;
+    charts[name] = POOL[name] ? poolChart(name, el) : namedChart(PER_NAME[name], el);
+  }
+
+  window.vibeadmin.charts = charts;
+  window.vibeadmin.onMessage((message) => {
+    if (message.type !== "snapshot") return;
+    for (const [name, chart] of Object.entries(charts)) chart.push(POOL[name] ? message.point : message.usage);
+  });
+
+  window.addEventListener("resize", () => {
+    for (const chart of Object.values(charts)) {
+      if (chart.plot) chart.plot.setSize({ width: chart.plot.root.parentElement.clientWidth, height: 190 });
+    }
+  });
+})();
