@@ -200,16 +200,17 @@
     let text;
     if (run.headersAt === null) text = `Waiting for a free member… ${Math.floor(elapsed / 1000)} s`;
     else if (run.firstTokenAt === null) text = `Reading the problem… ${Math.floor(elapsed / 1000)} s`;
-    else text = `${run.thinking ? "Reasoning" : "Writing"}… ${seconds(elapsed)} · ${tokenCount()} tokens`;
+    else text = `${run.thinking ? "Reasoning" : "Writing"}… ${seconds(elapsed)} · ${tokensText()}`;
     statusLine.textContent = text;
     statusLine.className = "status running";
   }
 
   function tokenCount() { return Math.max(run.tokens, run.usageTokens); }
+  function tokensText() { const n = tokenCount(); return `${n} token${n === 1 ? "" : "s"}`; }
 
   function showStats() {
     const total = run.endedAt - run.startedAt;
-    const parts = [`Took ${seconds(total)}`, `${tokenCount()} tokens`];
+    const parts = [`Took ${seconds(total)}`, tokensText()];
     if (run.firstTokenAt !== null) {
       parts.push(`first token after ${seconds(run.firstTokenAt - run.startedAt)}`);
       const generating = (run.endedAt - run.firstTokenAt) / 1000;
