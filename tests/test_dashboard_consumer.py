@@ -1,0 +1,103 @@
+"""The dashboard's websocket: staff get snapshots and pool events; anonymous, non-staff
+and cross-origin sockets are refused. Every communicator is disconnected."""
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from pool import actions, runtime
+from pool.consumers import DashboardConsumer
+from pool.events import DASHBOARD_GROUP
+from vibeadmin.asgi import application
+
+# The consumer's ORM helpers and the snapshot run in other threads: they must see committed rows.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def operator(django_user_model):
+    return django_user_model.objects.create_user("operator", password="x", is_staff=True)
+
+
+@pytest.fixture
+def student(django_user_model):
+    return django_user_model.objects.create_user("student", password="x")
+
+
+def socket_for(user) -> WebsocketCommunicator:
+    """The consumer alone, with the user the auth middleware would have put in the scope."""
+    communicator = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/dashboard/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+def session_socket(client, user, origin: str = "http://127.0.0.1") -> WebsocketCommunicator:
+    """Through the real ASGI stack: origin check, session cookie, auth middleware."""
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    headers = [(b"cookie", cookie), (b"origin", origin.encode()), (b"host", b"127.0.0.1")]
+    return WebsocketCommunicator(application, "/ws/dashboard/", headers=headers)
+
+
+async def test_an_operator_gets_a_snapshot_every_push(operator):
+    await database_sync(lambda: actions.member_add(name="alpha"))
+    communicator = socket_for(operator)
+    try:
+        connected, _ = await communicator.connect()
+        assert connected
+        await runtime.push_snapshot()
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["type"] == "snapshot"
+        assert [m["name"] for m in message["members"]] == ["alpha"]
+        assert {"rps", "p50", "queue", "ready"} <= message["totals"].keys()
+        assert "no NVIDIA driver" in message["gpu"]["reason"] or message["gpu"]["available"]
+        assert message["point"]["t"] == message["t"] - 1
+    finally:
+        await communicator.disconnect()
+
+
+async def test_an_operator_gets_pool_events_as_they_happen(operator):
+    communicator = socket_for(operator)
+    try:
+        assert (await communicator.connect())[0]
+        event = {"kind": "state", "member": "alpha", "message": "alpha: starting -> ready"}
+        await get_channel_layer().group_send(DASHBOARD_GROUP, {"type": "pool.event", "event": event})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "event", "event": event}
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.parametrize("who", ["anonymous", "student"])
+async def test_anyone_but_staff_is_refused(who, student):
+    from django.contrib.auth.models import AnonymousUser
+
+    communicator = socket_for(AnonymousUser() if who == "anonymous" else student)
+    try:
+        connected, code = await communicator.connect()
+        assert not connected and code == 4403
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_staff_session_cookie_opens_the_socket_through_the_asgi_stack(client, operator):
+    communicator = await database_sync(lambda: session_socket(client, operator))
+    try:
+        connected, _ = await communicator.connect()
+        assert connected
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_socket_from_another_origin_is_refused_even_with_a_staff_session(client, operator):
+    communicator = await database_sync(lambda: session_socket(client, operator, origin="http://evil.example"))
+    try:
+        connected, _ = await communicator.connect()
+        assert not connected
+    finally:
+        await communicator.disconnect()
+
+
+async def database_sync(fn):
+    from channels.db import database_sync_to_async
+
+    return await database_sync_to_async(fn)()
