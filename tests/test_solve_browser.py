@@ -32,14 +32,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = ROOT / "tests" / "artifacts"
 READY_TIMEOUT_S = 180
 
-# Stands in for fetch() on /solve/api/stream when window.__canned is set: the body comes
-# in `chunk`-byte pieces (cutting events, lines and UTF-8 characters) every `delayMs`.
+# Stands in for fetch() on /solve/api/stream when window.__canned is set: the answer starts
+# after `waitMs` and its body comes in `chunk`-byte pieces (cutting events, lines and UTF-8
+# characters) every `delayMs`.
 CANNED_FETCH = """
 const realFetch = window.fetch.bind(window);
 window.fetch = async (url, options) => {
   const canned = window.__canned;
   if (!canned || !String(url).includes("/solve/api/stream")) return realFetch(url, options);
   window.__sent = JSON.parse(options.body);
+  await new Promise((resolve) => setTimeout(resolve, canned.waitMs || 0));  // queued in the gateway
   const bytes = new TextEncoder().encode(canned.body);
   const body = new ReadableStream({ async start(controller) {
     for (let i = 0; i < bytes.length; i += canned.chunk) {
@@ -170,9 +172,9 @@ def open_page(browser, url: str, *, width: int = 1100, canned: bool = False):
     return page
 
 
-def can(page, *, status: int = 200, body: str, headers: dict, chunk: int = 5) -> None:
-    page.evaluate("c => { window.__canned = c; }",
-                  {"status": status, "body": body, "headers": headers, "chunk": chunk, "delayMs": 1})  # fmt: skip
+def can(page, *, status: int = 200, body: str, headers: dict, chunk: int = 5, wait_ms: int = 0) -> None:
+    page.evaluate("c => { window.__canned = c; }", {"status": status, "body": body, "headers": headers,
+                                                    "chunk": chunk, "delayMs": 1, "waitMs": wait_ms})  # fmt: skip
 
 
 def final_text(page) -> str:
@@ -232,9 +234,11 @@ def test_an_answer_streams_in_and_stop_ends_another(one_real_member, browser):
 
 def test_markdown_math_code_and_reasoning_render_from_a_chunked_stream(page_only, browser):
     page = open_page(browser, page_only, canned=True)
-    can(page, body=sse(ANSWER), headers={"content-type": "text/event-stream"}, chunk=5)
+    can(page, body=sse(ANSWER), headers={"content-type": "text/event-stream"}, chunk=5, wait_ms=1500)
     page.fill("#problem", "Find the remainder when 2^100 is divided by 7.")
     page.click("#submit")
+    page.wait_for_selector("#status:has-text('Waiting for a free member… 1 s')")
+    page.screenshot(path=ARTIFACTS / "solve-waiting.png")
     page.wait_for_selector("#status.done", timeout=30_000)
 
     assert page.evaluate("window.__sent") == {"problem": "Find the remainder when 2^100 is divided by 7.",
