@@ -31,7 +31,11 @@ def is_mainly_cjk(text: str) -> bool:
 
 def prepare_messages(messages: list[dict], task: str, prompts: PromptSettings) -> tuple[list[dict], bool]:
     """The messages to send, and whether the language hint was added."""
-    prepared = list(messages)
+    # llama-cpp-python's chat formats (gemma, chatml, llama-2...) read string content only:
+    # text parts reached the model as an empty turn. Members get the parts' text joined.
+    prepared = [
+        {**m, "content": _text(m["content"])} if isinstance(m["content"], list) else m for m in messages
+    ]
     if not any(m["role"] == "system" for m in prepared):
         system = prompts.system_prompts.get(task) or prompts.system_prompts.get("general", "")
         if system:
@@ -39,9 +43,12 @@ def prepare_messages(messages: list[dict], task: str, prompts: PromptSettings) -
     hinted = False
     last_user = max((i for i, m in enumerate(prepared) if m["role"] == "user"), default=None)
     if prompts.language_hint_enabled and prompts.language_hint and last_user is not None:
-        content = prepared[last_user]["content"]
-        text = content if isinstance(content, str) else "".join(p["text"] for p in content)
+        text = prepared[last_user]["content"]
         if is_mainly_cjk(text):
             prepared[last_user] = {**prepared[last_user], "content": f"{text}\n\n{prompts.language_hint}"}
             hinted = True
     return prepared, hinted
+
+
+def _text(parts: list[dict]) -> str:
+    return "".join(part["text"] for part in parts)  # the gateway accepts text parts only

@@ -145,3 +145,18 @@ def test_a_request_that_reaches_the_member_mid_stream_does_not_cut_the_stream_sh
     deltas = [c.choices[0].delta.content for c in first + rest if c.choices and c.choices[0].delta.content]
     assert len(deltas) >= 3, deltas
     assert rest[-1].choices[0].finish_reason in ("stop", "length"), "the stream was cut short"
+
+
+def test_content_sent_as_text_parts_reaches_the_model_as_its_text(served):
+    # llama.cpp's chat formats read string content only: parts must not arrive as an empty turn.
+    client = served.client()
+    parts = [{"type": "text", "text": "What is "}, {"type": "text", "text": "2 + 2?"}]
+
+    as_text = client.chat.completions.create(
+        model="vibethinker", messages=[{"role": "user", "content": "What is 2 + 2?"}], max_tokens=1
+    )
+    as_parts = client.chat.completions.create(
+        model="vibethinker", messages=[{"role": "user", "content": parts}], max_tokens=1
+    )
+
+    assert as_parts.usage.prompt_tokens == as_text.usage.prompt_tokens

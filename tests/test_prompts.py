@@ -135,15 +135,16 @@ def test_content_given_as_text_parts_is_read_and_hinted():
     assert prepared[-1] == user(f"求方程 x^2 = 4 的解。\n\n{HINT}")
 
 
-def test_english_text_parts_are_forwarded_as_parts():
+def test_text_parts_are_sent_on_as_one_string():
+    # llama.cpp's chat formats read string content only; a list arrived as an empty turn.
     parts = [{"type": "text", "text": "What is "}, {"type": "text", "text": "2 + 2?"}]
     prepared, hinted = prepare_messages([user(parts)], "math", PROMPTS)
     assert not hinted
-    assert prepared[-1] == user(parts)
+    assert prepared[-1] == user("What is 2 + 2?")
 
 
 def test_the_callers_messages_are_not_changed_in_place():
-    messages = [user("计算 125 × 8 的值。")]
+    messages = [user("计算 125 × 8 的值。"), user([{"type": "text", "text": "再算 125 × 16。"}])]
     before = copy.deepcopy(messages)
     prepare_messages(messages, "math", PROMPTS)
     assert messages == before
