@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint bench clean browser-deps services
+.PHONY: install run test lint bench clean browser-deps services-deps
 
 install: $(VENV)/.installed node_modules/.installed
 	@$(PY) manage.py migrate --noinput -v 0
@@ -44,7 +44,13 @@ browser-deps:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; } \
 		|| echo "warning: could not install chromium; browser tests will be skipped"
 
-test: install browser-deps
+# Real PostgreSQL and Redis for the scale-out tests (they start their own on free ports).
+services-deps:
+	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server postgresql; } \
+		|| echo "warning: could not install redis-server/postgresql; the scale-out tests will be skipped"
+
+test: install browser-deps services-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

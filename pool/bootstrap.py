@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from pool import alerts
 from pool.actions import member_add
@@ -30,7 +30,12 @@ def ensure_admin(say: Callable[[str], None], login_url: str) -> None:
         say(f"Dashboard: {login_url}{where}")
         return
     password = secrets.token_urlsafe(12)
-    User.objects.create_superuser(ADMIN_USERNAME, "", password)
+    try:
+        with transaction.atomic():
+            User.objects.create_superuser(ADMIN_USERNAME, "", password)
+    except IntegrityError:  # another gateway process starting beside this one made it first
+        say(f"Dashboard: {login_url}")
+        return
     path.write_text(password + "\n")
     path.chmod(0o600)
     say(f"Created the admin account. Log in at {login_url} as {ADMIN_USERNAME!r} with password {password}")
