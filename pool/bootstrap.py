@@ -46,8 +46,9 @@ def ensure_admin(say: Callable[[str], None], login_url: str) -> None:
 def ensure_first_members(say: Callable[[str], None]) -> None:
     """Create VIBEADMIN_MEMBERS local members on the very first run only: an operator who
     later removes them all does not get them back on the next start."""
-    _, first_run = PoolSettings.objects.get_or_create(pk=1)
-    if not first_run:
+    PoolSettings.load()
+    # A conditional update: of two processes starting at once, exactly one claims the first run.
+    if not PoolSettings.objects.filter(pk=1, first_run_done=False).update(first_run_done=True):
         return
     for _ in range(settings.VIBEADMIN_MEMBERS):
         member_add()

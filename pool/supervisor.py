@@ -197,10 +197,20 @@ class Supervisor:
         elif m.state == states.UNHEALTHY and fields.get("successes", 0) >= settings.VIBEADMIN_HEALTHY_AFTER:
             # unhealthy -> ready: M probes answered in a row
             change_state(m, states.READY, reason="probes answer again", **fields)
+        elif m.state == states.UNHEALTHY and m.is_local and not probe.ok and self.sick_too_long(m, now):
+            # unhealthy -> (killed) -> starting: a local process that stays sick is restarted,
+            # counted as a crash so a member that never recovers still ends failed
+            process.kill(m.pid)
+            self._kill_reasons[m.pk] = f"unhealthy for {settings.VIBEADMIN_UNHEALTHY_RESTART_S:g}s; killed"
+            update_observed(m, **{**fields, "last_error": self._kill_reasons[m.pk]})
         else:
             if m.restarts and m.ready_at and (now - m.ready_at).total_seconds() > STABLE_AFTER_S:
                 fields["restarts"] = 0
             update_observed(m, **fields)
+
+    @staticmethod
+    def sick_too_long(m: Member, now) -> bool:
+        return (now - m.state_changed_at).total_seconds() > settings.VIBEADMIN_UNHEALTHY_RESTART_S
 
     def step_draining(self, m: Member) -> None:
         alive = m.is_local and process.is_alive(m.pid)

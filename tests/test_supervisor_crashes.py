@@ -107,3 +107,26 @@ def test_a_member_that_never_answers_is_killed_and_counted_as_a_crash(make_super
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="the member to fail")
 
     assert "did not answer within 0.3s" in member.last_error
+
+
+def test_a_local_member_that_stays_unhealthy_is_restarted(supervisor, settings):
+    settings.VIBEADMIN_UNHEALTHY_RESTART_S = 0.5
+    settings.VIBEADMIN_PROBE_TIMEOUT_S = 0.2
+    member = actions.member_add()
+    reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to be ready")
+    sick_pid = member.pid
+
+    os.kill(sick_pid, signal.SIGSTOP)  # alive, but answers nothing: a hung server
+    try:
+        reconcile_until(supervisor, lambda: fetch(member).state == states.UNHEALTHY, what="it to be unhealthy")
+        reconcile_until(
+            supervisor,
+            lambda: fetch(member).state == states.READY and member.pid != sick_pid,
+            what="a fresh process to replace the sick one",
+        )
+    finally:
+        if process.is_alive(sick_pid):
+            os.kill(sick_pid, signal.SIGKILL)
+    assert member.restarts == 1
+    assert not process.is_alive(sick_pid)
+    assert PoolEvent.objects.filter(member_name=member.name, message__contains="unhealthy for 0.5s").exists()

@@ -31,6 +31,8 @@ class PoolSettings(models.Model):
     autoscale_target = models.FloatField(default=0.8)
     autoscale_cooldown_s = models.PositiveIntegerField(default=120)
     alert_webhook_url = models.URLField(blank=True)
+    # Set once by the first `serve`, which creates the first members then (and only then).
+    first_run_done = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
