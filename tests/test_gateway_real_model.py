@@ -11,12 +11,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import ROOT, clean_env, free_port, manage, wait_until
 
@@ -160,3 +162,31 @@ def test_content_sent_as_text_parts_reaches_the_model_as_its_text(served):
     )
 
     assert as_parts.usage.prompt_tokens == as_text.usage.prompt_tokens
+
+
+def completion_tokens_counted(served: Served) -> float:
+    """The gateway's own count of completion tokens for the member, from its /metrics."""
+    with urllib.request.urlopen(served.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "vibeadmin_tokens_total" and sample.labels == {
+                "member": "m1",
+                "kind": "completion",
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_a_streamed_answers_tokens_are_counted_exactly(served):
+    # llama.cpp sends no usage in a stream: the gateway counts the token events itself.
+    before = completion_tokens_counted(served)
+
+    chunks = list(
+        served.client().chat.completions.create(
+            model="vibethinker", messages=COUNTING, max_tokens=16, temperature=0, stream=True
+        )
+    )
+
+    assert chunks[-1].choices[0].finish_reason == "length"  # so exactly 16 tokens were generated
+    assert completion_tokens_counted(served) - before == 16

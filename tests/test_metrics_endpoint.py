@@ -134,3 +134,33 @@ async def test_the_summary_for_the_dashboard_reflects_the_requests(
     assert set(summary["members"]) == {"a"}
     assert summary["members"]["a"]["rps"] * 60 == pytest.approx(4)
     assert summary["members"]["a"]["errors"] == 0
+
+
+def llama_cpp_stream(tokens: list[str], *, role_event: bool) -> bytes:
+    """A chat stream as llama-cpp-python's server writes it (json.dumps, one event per token)."""
+
+    def event(delta: dict, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return (
+            b"data: "
+            + json.dumps({"object": "chat.completion.chunk", "choices": [choice]}).encode()
+            + b"\n\n"
+        )
+
+    opener = [event({"role": "assistant"})] if role_event else []
+    return b"".join(
+        [*opener, *(event({"content": t}) for t in tokens), event({}, "length"), b"data: [DONE]\n\n"]
+    )
+
+
+def test_the_role_only_event_that_opens_a_llama_cpp_stream_is_not_counted_as_a_token():
+    from pool.gateway.upstream import EventSplitter
+
+    counts = []
+    for role_event in (True, False):
+        splitter = EventSplitter()
+        raw = llama_cpp_stream(["1", ",", " 2"], role_event=role_event)
+        for i in range(0, len(raw), 7):  # chunk boundaries fall anywhere
+            splitter.feed(raw[i : i + 7])
+        counts.append(splitter.events)
+    assert counts[0] == counts[1]

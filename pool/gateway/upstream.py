@@ -7,11 +7,15 @@ mid-stream, the client's last event is whole and the error event after it parses
 
 from __future__ import annotations
 
+import re
+
 import aiohttp
 from django.conf import settings
 
 EVENT_END = b"\n\n"
 DONE = b"data: [DONE]"
+# llama-cpp-python opens a chat stream with an event that names the role and holds no token.
+ROLE_ONLY = re.compile(rb'"delta":\s*\{\s*"role":\s*"assistant"\s*\}')
 
 _sessions: dict[int, aiohttp.ClientSession] = {}
 
@@ -48,6 +52,8 @@ class EventSplitter:
             return b""
         whole, self.pending = data[: end + 2], data[end + 2 :]
         self.events += whole.count(b"data: {")
+        if b'"role"' in whole:  # the role-only event is no token: it counted one too many
+            self.events -= len(ROLE_ONLY.findall(whole))
         return whole
 
 
