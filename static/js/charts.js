@@ -65,7 +65,10 @@
       const names = [...new Set(points.flatMap((p) => Object.keys(p[key] || {})))].sort();
       const columns = [points.map((p) => p.t), ...names.map((n) => points.map((p) => (p[key] || {})[n] ?? null))];
       if (!names.length) {
-        el.innerHTML = '<p class="muted empty-chart">Only local members' processes are measured here; none runs yet.</p>';
+        const note = document.createElement("p");
+        note.className = "muted empty-chart";
+        note.textContent = "Only local members' processes are measured here; none runs yet.";
+        el.replaceChildren(note);
         chart.plot = null;
       } else if (!chart.plot || names.join() !== chart.names.join()) {
         chart.plot = make(el, names, columns);
