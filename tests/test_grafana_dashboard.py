@@ -1,0 +1,43 @@
+"""The shipped Grafana dashboard reads only series that /metrics really exposes."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pool import alerts, autoscale, metrics, resources, snapshot
+from pool.models import AlertRule, Member
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "grafana" / "vibeadmin.json"
+
+
+def series_read_by_the_dashboard() -> set[str]:
+    data = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in data["panels"] for t in panel.get("targets", [])]
+    exprs += [v["query"] for v in data["templating"]["list"] if v["type"] == "query"]
+    return {name for expr in exprs for name in re.findall(r"\bvibeadmin_[a-z_]+", expr)}
+
+
+def test_every_series_on_the_dashboard_is_exposed(client):
+    Member.objects.create(name="m1", state="ready")
+    AlertRule.objects.create(name="Queue long", metric="queue_depth", threshold=5, duration_s=0)
+    metrics.record_request(member="m1", status=200, latency_s=0.5, ttft_s=0.1, completion_tokens=8)
+    metrics.record_load(queue_depth=0, inflight_by_member={"m1": 0})
+    metrics.RETRIES.labels("m1").inc(0)
+    alerts.evaluate(values={"queue_depth": 9.0})
+    autoscale.step()
+    autoscale.DECISIONS.labels("up").inc(0)
+    snapshot.build()
+    resources.MEMBER_CPU.labels("m1").set(0)  # no local process in this test
+    resources.MEMBER_MEMORY.labels("m1").set(0)
+    resources.GPU_UTIL.labels("0").set(0)  # no GPU here either
+    resources.GPU_MEMORY.labels("0").set(0)
+
+    exposed = client.get("/metrics").content.decode()
+    names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line.startswith("vibeadmin_")}
+    missing = {s for s in series_read_by_the_dashboard() if s not in names}
+    assert not missing, f"the dashboard reads series /metrics does not have: {sorted(missing)}"
+    assert len(series_read_by_the_dashboard()) >= 20
