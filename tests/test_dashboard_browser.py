@@ -1,0 +1,166 @@
+"""The dashboard in a real browser (Debian's headless Chromium, driven by Playwright),
+against the real app: `manage.py serve` in a child process, its members two fake
+llama.cpp servers added as remote members, so no model loads and the test stays light."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pool.fake_member import FakeMemberProcess
+from tests.helpers import ROOT, clean_env, free_port, manage, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium"),
+]  # fmt: skip
+
+
+class App:
+    """`manage.py serve` on a free port with its own data folder; stopped with SIGINT."""
+
+    def __init__(self, data_dir: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (data_dir / "serve.log").open("w")
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)], cwd=ROOT,
+            env=clean_env(data_dir, VIBEADMIN_MEMBERS="0", **env), stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        return (self.data_dir / "serve.log").read_text()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_until(lambda: "vibeadmin is ready" in self.output() or self.proc.poll() is not None, timeout,
+                   interval=0.2, what="vibeadmin to serve")  # fmt: skip
+        assert self.proc.poll() is None, self.output()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def app(tmp_path):
+    """The app with two ready remote members (fake llama.cpp servers) and an API key."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    model = tmp_path / "stand-in.gguf"  # remote members never load it; only its name is served
+    model.write_bytes(b"GGUF" + bytes(64))
+    env = {"VIBEADMIN_MODEL": str(model)}
+    fakes = [FakeMemberProcess(name=f"fake{i}", ttft=0.05, tpt=0.01, max_tokens=16).start() for i in (1, 2)]
+    app = None
+    try:
+        assert manage("migrate", "--noinput", "-v", "0", data_dir=data_dir, **env).returncode == 0
+        for i, fake in enumerate(fakes, 1):
+            result = manage("pool", "add", "--url", fake.url, "--name", f"fake{i}", data_dir=data_dir, **env)
+            assert result.returncode == 0, result.stderr
+        created = manage("apikey", "create", "browser-test", data_dir=data_dir, **env)
+        app = App(data_dir, **env)
+        app.key = created.stdout.strip().splitlines()[-1]
+        app.password = wait_until(lambda: _read(data_dir / "admin-password.txt"), 60, what="the admin password")
+        app.wait_ready()
+        yield app
+    finally:
+        if app is not None:
+            app.stop()
+        for fake in fakes:
+            fake.stop()
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip() if path.exists() else ""
+
+
+def send_traffic(app: App, stop: threading.Event) -> None:
+    """Chat completions through the gateway until told to stop, a few a second."""
+    body = json.dumps({"model": "vibethinker", "messages": [{"role": "user", "content": "2+2?"}]}).encode()
+    while not stop.is_set():
+        request = urllib.request.Request(app.url + "/v1/chat/completions", data=body, method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {app.key}"})  # fmt: skip
+        with contextlib.suppress(OSError):  # a failed request is a point on the errors line too
+            urllib.request.urlopen(request, timeout=10).read()
+        stop.wait(0.2)
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # Log in; the login page sends the operator to the overview.
+    page.goto(app.url + "/dashboard/members/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", app.password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard/members/")
+
+    # See the members, live.
+    row = page.locator('tr[data-member="fake1"]')
+    row.locator(".state", has_text="ready").wait_for(timeout=15_000)
+    page.locator('tr[data-member="fake2"] .state', has_text="ready").wait_for(timeout=15_000)
+    page.locator("#live.on").wait_for(timeout=10_000)
+
+    # Drain one: its state changes in the table, with no reload of the page.
+    page.evaluate("window.__sameDocument = true")
+    row.get_by_role("button", name="drain").click()
+    row.locator(".state", has_text="stopped").wait_for(timeout=15_000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator('tr[data-member="fake2"] .state').inner_text() == "ready"
+
+    # The overview's charts draw points as traffic flows through the gateway.
+    stop = threading.Event()
+    traffic = threading.Thread(target=send_traffic, args=(app, stop), daemon=True)
+    traffic.start()
+    try:
+        page.click("nav >> text=Overview")
+        page.wait_for_url("**/dashboard/")
+        page.wait_for_function(
+            "() => window.vibeadmin?.charts?.traffic?.columns[1].some((v) => v > 0)",
+            timeout=20_000,
+        )
+        time.sleep(3)  # a few more seconds of points, for the screenshot
+    finally:
+        stop.set()
+        traffic.join(timeout=15)
+    assert page.locator('[data-chart="traffic"] canvas').count() == 1
+    assert float(page.locator('[data-total="rps"]').inner_text()) > 0
+    assert page.locator("#no-gpu").count() + page.locator('[data-chart="gpu"]').count() == 1
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+    assert errors == []
+
