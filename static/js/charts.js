@@ -19,13 +19,18 @@
 
   const charts = {};
 
-  function make(el, labels, columns) {
+  // Every chart spans the same 15 minutes, so they line up however much each has seen.
+  const lastWindow = (u, min, max) => [max - WINDOW_S, max];
+
+  function make(el, labels, columns, { points = false } = {}) {
     const opts = {
       width: el.clientWidth || 480,
       height: 190,
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: lastWindow } },
       axes: [{ stroke: "#5b6577" }, { stroke: "#5b6577", size: 56 }],
-      series: [{}, ...labels.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 1.5 }))],
+      series: [{}, ...labels.map((label, i) => ({
+        label, stroke: COLORS[i % COLORS.length], width: 1.5, ...(points ? { points: { show: true, size: 4 } } : {}),
+      }))],
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
     };
@@ -45,7 +50,9 @@
   function poolChart(name, el) {
     const keys = POOL[name];
     const columns = [data.history.t.slice(), ...keys.map(([key]) => data.history[key].slice())];
-    const chart = { keys, columns, plot: make(el, keys.map(([, label]) => label), columns) };
+    // Latency exists only in seconds that saw requests: dots, so a lone request still shows.
+    const plot = make(el, keys.map(([, label]) => label), columns, { points: name === "latency" });
+    const chart = { keys, columns, plot };
     chart.push = (point) => {
       if (columns[0].length && point.t <= columns[0][columns[0].length - 1]) return;
       columns[0].push(point.t);
