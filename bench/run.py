@@ -1,0 +1,85 @@
+"""Run the benchmarks and drills, write bench/results/*.json and *.png, and regenerate
+BENCHMARKS.md.
+
+    python -m bench.run                  # everything (about 15-20 minutes on 2 cores)
+    python -m bench.run --quick          # shorter runs, fewer rounds
+    python -m bench.run --smoke --out /tmp/x   # seconds per benchmark: the harness still works
+    python -m bench.run --only overhead,scaling
+    BENCH_SCALE=0.5 python -m bench.run  # scale every duration and request count
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import machine, report
+from bench.context import Bench, scale_for
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ("overhead", "strategies", "scaling", "real_model", "drills")
+# Real llama.cpp members take seconds to load and replies seconds to generate on 2 busy
+# cores: the smoke run leaves those benchmarks out unless --only names them.
+SMOKE_DEFAULT = ("overhead", "strategies", "scaling")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="shorter runs, one round")
+    size.add_argument("--smoke", action="store_true", help="a second or two per benchmark, to test the harness")
+    parser.add_argument("--only", default="", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results (default bench/results)")
+    args = parser.parse_args(argv)
+    scale = scale_for("smoke" if args.smoke else "quick" if args.quick else "full")
+    names = [n for n in args.only.split(",") if n] or list(SMOKE_DEFAULT if args.smoke else BENCHMARKS)
+    unknown = set(names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(BENCHMARKS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(scale, args.out)
+    started = time.monotonic()
+    failed = []
+    try:
+        for name in names:
+            if not run_one(bench, name):
+                failed.append(name)
+    finally:
+        bench.folders.cleanup()
+    meta = {"scale": scale.name, "factor": scale.factor, "machine": machine.describe(), "notes": bench.notes,
+            "seconds": round(time.monotonic() - started, 1), "ran": names, "failed": failed}  # fmt: skip
+    (args.out / "run.json").write_text(json.dumps(meta, indent=2))
+    target = ROOT / "BENCHMARKS.md" if args.out.resolve() == RESULTS.resolve() else args.out / "BENCHMARKS.md"
+    report.write(args.out, target, [importlib.import_module(f"bench.{n}") for n in BENCHMARKS])
+    print(f"done in {meta['seconds']:.0f} s; results in {args.out}, report in {target}"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)  # fmt: skip
+    return 1 if failed else 0
+
+
+def run_one(bench: Bench, name: str) -> bool:
+    module = importlib.import_module(f"bench.{name}")
+    print(f"== {name}", flush=True)
+    started = time.monotonic()
+    try:
+        result = module.run(bench)
+    except Exception:
+        result = {"name": name, "error": traceback.format_exc()}
+        print(result["error"], file=sys.stderr, flush=True)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    result["scale"] = bench.scale.name
+    if "error" not in result:
+        result["plots"] = module.plot(result, bench.out)
+        result["goals"] = module.goals(result)
+    (bench.out / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    print(f"   {name}: {result['seconds']:.0f} s", flush=True)
+    return "error" not in result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Starting and stopping what a benchmark measures: a vibeadmin server (`manage.py serve`)
+with a data folder of its own, fake members, and running manage.py commands against it.
+
+Everything here is a context manager that kills what it started, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from bench.fast_member import ConcurrentFakeMemberProcess
+from pool.fake_member import FakeMemberProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+# The default GGUF that `make install` assembles into the developer's data folder.
+DEFAULT_MODEL_DIR = ROOT / "var" / "models"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    """The environment for a child manage.py: none of the caller's vibeadmin settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VIBEADMIN_") and k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}  # fmt: skip
+    env["VIBEADMIN_DATA_DIR"] = str(data_dir)
+    env.update(overrides)
+    return env
+
+
+class DataFolders:
+    """Migrated data folders, copied from one template migrated once per bench run."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="vibeadmin-bench-"))
+        self.template: Path | None = None
+        self.count = 0
+
+    def new(self) -> Path:
+        if self.template is None:
+            self.template = self.root / "template"
+            self.template.mkdir()
+            run_manage(self.template, "migrate", "--noinput", "-v", "0", timeout=180)
+        self.count += 1
+        folder = self.root / f"data{self.count}"
+        shutil.copytree(self.template, folder)
+        if (DEFAULT_MODEL_DIR / "gemma-3-270m-q4_k_m.verified").exists():
+            # Reuse the assembled default model instead of assembling 250 MB again.
+            (folder / "models").symlink_to(DEFAULT_MODEL_DIR)
+        return folder
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def run_manage(data_dir: Path, *args: str, timeout: float = 60, env: dict | None = None) -> str:
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True,
+                            env=clean_env(data_dir, **(env or {})), timeout=timeout)  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+class Vibeadmin:
+    """`manage.py serve` on a free loopback port, with its own data folder."""
+
+    def __init__(self, data_dir: Path, *, supervisor: bool, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.supervisor = supervisor
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {"VIBEADMIN_PORT": str(self.port), "VIBEADMIN_LOG_LEVEL": "WARNING", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.key = ""
+        self.log = data_dir / "serve.out"
+
+    # --- set-up through the operator's commands -------------------------------------------
+
+    def manage(self, *args: str, timeout: float = 60) -> str:
+        return run_manage(self.data_dir, *args, timeout=timeout, env=self.env)
+
+    def create_key(self) -> str:
+        self.key = self.manage("apikey", "create", "bench").strip().splitlines()[-1]
+        return self.key
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code)
+
+    def status(self) -> list[dict]:
+        return json.loads(self.manage("pool", "status", "--json"))
+
+    def members(self) -> dict[str, dict]:
+        """Name -> state, pid, port, read straight from the database (cheap enough to poll)."""
+        with contextlib.closing(sqlite3.connect(self.data_dir / "db.sqlite3", timeout=5)) as db:
+            rows = db.execute("SELECT name, state, pid, host, port, url FROM pool_member ORDER BY id").fetchall()
+        return {name: {"state": state, "pid": pid, "url": url or (f"http://{host}:{port}" if port else "")}
+                for name, state, pid, host, port, url in rows}  # fmt: skip
+
+    # --- the process ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 60) -> Vibeadmin:
+        args = [sys.executable, "manage.py", "serve"] + ([] if self.supervisor else ["--no-supervisor"])
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=clean_env(self.data_dir, **self.env),
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"manage.py serve did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        return self
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/v1/openapi.json", timeout=2):
+                return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, names: list[str], timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            members = self.members()
+            if all(members.get(n, {}).get("state") == "ready" for n in names):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"members {names} not ready after {timeout:g}s: {self.members()}\n"
+                           f"{self.log.read_text()[-2000:]}")  # fmt: skip
+
+    def stop(self) -> None:
+        """Ctrl-C (the supervisor then stops its members), then kill whatever is left:
+        serve's session and any member process started for this data folder."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for proc in member_processes(self.data_dir):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+    def __enter__(self) -> Vibeadmin:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def member_processes(data_dir: Path) -> list[psutil.Process]:
+    """llama.cpp servers started for this data folder (their environment names it)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "llama_cpp.server" in (proc.info["cmdline"] or []) and \
+                    proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir):  # fmt: skip
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+@contextlib.contextmanager
+def fake_members(count: int, *, concurrent: bool = False, **config):
+    """`count` fake members in their own processes; stopped on the way out."""
+    kind = ConcurrentFakeMemberProcess if concurrent else FakeMemberProcess
+    members: list[FakeMemberProcess] = []
+    try:
+        for i in range(count):
+            members.append(kind(name=f"f{i + 1}", **config).start())
+        yield members
+    finally:
+        for member in members:
+            member.stop()
+
+
+def register_remote(server: Vibeadmin, urls: list[str], *, max_inflight: int = 1, ready: bool = True) -> list[str]:
+    """Add remote members with `pool add --url`; with no supervisor to probe them, mark
+    them ready (and set max_inflight) in the database, as a supervisor elsewhere would."""
+    names = []
+    for i, url in enumerate(urls):
+        name = f"r{i + 1}"
+        server.manage("pool", "add", "--url", url, "--name", name)
+        names.append(name)
+    state = "ready" if ready else "stopped"
+    server.shell("from pool.models import Member; "
+                 f"Member.objects.update(max_inflight={max_inflight}, state={state!r})")  # fmt: skip
+    return names
+
+
+def set_ready(server: Vibeadmin, names: list[str]) -> None:
+    """Only `names` are ready; the other members are stopped (no supervisor runs)."""
+    server.shell("from pool.models import Member; "
+                 f"Member.objects.filter(name__in={names!r}).update(state='ready'); "
+                 f"Member.objects.exclude(name__in={names!r}).update(state='stopped')")  # fmt: skip
