@@ -10,9 +10,12 @@ import asyncio
 import json
 
 import pytest
+from aiohttp import web
+from asgiref.sync import sync_to_async
 from prometheus_client.parser import text_string_to_metric_families
 
-from pool import metrics
+from pool import metrics, states
+from pool.models import Member
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat
 
@@ -134,6 +137,50 @@ async def test_the_summary_for_the_dashboard_reflects_the_requests(
     assert set(summary["members"]) == {"a"}
     assert summary["members"]["a"]["rps"] * 60 == pytest.approx(4)
     assert summary["members"]["a"]["errors"] == 0
+
+
+class LeavesAfterDone(Call):
+    """A client that hangs up as soon as it has read [DONE], as the openai package does."""
+
+    async def _send(self, message):
+        await super()._send(message)
+        if b"data: [DONE]" in message.get("body", b""):
+            self.disconnect()
+
+
+async def lingering_member(request: web.Request) -> web.StreamResponse:
+    """Streams like llama-cpp-python's server, which ends the response a moment after [DONE]."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(llama_cpp_stream(["1", ",", " 2"], role_event=True))
+    await asyncio.sleep(0.5)
+    await response.write_eof()
+    return response
+
+
+async def test_a_stream_whose_client_hangs_up_after_done_is_recorded_as_served(gateway, platform_key):
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", lingering_member)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        await sync_to_async(Member.objects.create)(name="a", kind=states.REMOTE, url=url, state=states.READY)
+        headers = {"authorization": f"Bearer {platform_key}", "content-type": "application/json"}
+        before = await scrape()
+
+        body = json.dumps(chat(stream=True)).encode()
+        reply = await LeavesAfterDone(gateway, "POST", "/v1/chat/completions", body, headers).done()
+
+        assert reply.events()[-1] == "[DONE]"
+        after = await scrape()
+        assert grew(before, after, "vibeadmin_requests_total", member="-", status="499") == 0
+        assert grew(before, after, "vibeadmin_requests_total", member="a", status="200") == 1
+        assert grew(before, after, "vibeadmin_tokens_total", member="a", kind="completion") == 3
+    finally:
+        await runner.cleanup()
 
 
 def llama_cpp_stream(tokens: list[str], *, role_event: bool) -> bytes:

@@ -20,7 +20,7 @@ from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
 from pool.gateway.router import Router
-from pool.gateway.upstream import EventSplitter, session
+from pool.gateway.upstream import DONE, EventSplitter, session
 from pool.models import Member
 from pool.strategies import record_latency
 from pool.transitions import change_state
@@ -121,6 +121,10 @@ class Exchange:
                     if outcome.ttft_s is None:
                         outcome.ttft_s = time.perf_counter() - started
                     await send({"type": "http.response.body", "body": whole, "more_body": True})
+                    if DONE in whole:
+                        # Finish now, not at the member's EOF (llama.cpp's comes a moment later):
+                        # clients hang up on [DONE], and a hang-up first made it a 499.
+                        break
         except (aiohttp.ClientError, TimeoutError) as exc:
             # A started stream is never replayed: the client gets an error event and the end.
             outcome.status = 502
