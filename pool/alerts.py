@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import events, metrics, resources, states
+from pool import events, metrics, resources, snapshot, states
 from pool.models import AlertEvent, AlertRule, Member, PoolSettings
 
 log = logging.getLogger("pool.alerts")
@@ -107,15 +107,13 @@ def measure(now: float | None = None) -> dict[str, float | None]:
     now = now if now is not None else timezone.now().timestamp()
     baseline.observe(now)
     minute = metrics.summary(60, now)
-    from pool.gateway.app import gateway  # the gateway's queue lives in this process
-
     return {
         "cpu_percent": resources.latest.cpu_percent if resources.latest else None,
         "gpu_percent": resources.busiest_gpu_percent(),
         "error_rate_percent": minute["error_rate"] * 100 if minute["requests"] else None,
         "latency_increase_percent": latency_increase_percent(now),
         "p95_latency_s": minute["p95_s"],
-        "queue_depth": float(len(gateway.router.queue)),
+        "queue_depth": float(snapshot.queue_depth()),
         "ready_members": float(Member.objects.filter(state=states.READY).count()),
     }
 

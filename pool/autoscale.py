@@ -14,7 +14,7 @@ from datetime import datetime
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import actions, inflight, metrics, states
+from pool import actions, inflight, metrics, snapshot, states
 from pool.models import Member, PoolEvent, PoolSettings
 
 INFLIGHT_PER_MEMBER = "inflight_per_member"
@@ -54,9 +54,7 @@ def running_count() -> int:
 def measure_load(now: float | None = None) -> Load:
     seconds = metrics.window.last(LOAD_SPAN_S, now)
     if not seconds:  # the gateway has not sampled yet: take the live counts
-        from pool.gateway.app import gateway
-
-        return Load(float(sum(inflight.snapshot().values())), float(len(gateway.router.queue)))
+        return Load(float(sum(inflight.snapshot().values())), float(snapshot.queue_depth()))
     return Load(sum(s.inflight for s in seconds) / len(seconds), sum(s.queue_depth for s in seconds) / len(seconds))
 
 

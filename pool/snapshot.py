@@ -10,6 +10,7 @@ import time
 from django.utils import timezone
 
 from pool import inflight, metrics, resources, states
+from pool.gateway.app import gateway
 from pool.models import AlertRule, Member
 
 DASH = "–"
@@ -96,10 +97,13 @@ def signature(rows: list[dict]) -> str:
     return "|".join(f"{r['name']}:{r['state']}:{r['wants']}:{r['weight']}:{r['gpu'].split(' ')[0]}" for r in rows)
 
 
+def queue_depth() -> int:
+    """Requests waiting for a member in this process's gateway."""
+    return len(gateway.router.queue)
+
+
 def totals(now: float | None = None) -> dict:
     s = metrics.summary(60, now)
-    from pool.gateway.app import gateway
-
     return {
         "rps": f"{s['rps']:.2f}",
         "p50": seconds(s["p50_s"]),
@@ -107,7 +111,7 @@ def totals(now: float | None = None) -> dict:
         "ttft": seconds(s["ttft_p50_s"]),
         "tokens": f"{s['tokens_per_s']:.1f}",
         "inflight": str(sum(inflight.snapshot().values())),
-        "queue": str(len(gateway.router.queue)),
+        "queue": str(queue_depth()),
         "errors": f"{s['error_rate'] * 100:.1f}%",
         "ready": str(Member.objects.filter(state=states.READY).count()),
         "members": str(Member.objects.count()),
