@@ -164,3 +164,13 @@ def test_latency_is_compared_with_the_hour_before_the_last_five_minutes():
         baseline.add(minute, total_s=10 * 0.5, count=10)  # an hour at 0.5 s
     baseline.add(97, total_s=100.0, count=10)  # the last minutes are not part of the baseline
     assert baseline.mean_s(now) == pytest.approx(0.5)
+
+
+def test_each_transition_is_pushed_to_the_dashboard(cpu_rule, monkeypatch):
+    pushed = []
+    monkeypatch.setattr(alerts.events, "broadcast", pushed.append)
+    at(0, HOT)
+    at(300, HOT)
+    at(301, COOL)
+    assert [(m["type"], m["event"]["kind"], m["event"]["status"]) for m in pushed] == [
+        ("pool.event", "alert", "firing"), ("pool.event", "alert", "resolved")]

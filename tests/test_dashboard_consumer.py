@@ -101,3 +101,21 @@ async def database_sync(fn):
     from channels.db import database_sync_to_async
 
     return await database_sync_to_async(fn)()
+
+
+async def test_the_background_loops_push_a_snapshot_about_once_a_second(operator):
+    import asyncio
+
+    communicator = socket_for(operator)
+    tasks = runtime.start_background(asyncio.get_running_loop())
+    try:
+        assert (await communicator.connect())[0]
+        first = await communicator.receive_json_from(timeout=5)
+        second = await communicator.receive_json_from(timeout=5)
+        assert first["type"] == second["type"] == "snapshot"
+        assert 0 <= second["t"] - first["t"] <= 2
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await communicator.disconnect()
