@@ -77,6 +77,7 @@ def app(tmp_path):
             result = manage("pool", "add", "--url", fake.url, "--name", f"fake{i}", data_dir=data_dir, **env)
             assert result.returncode == 0, result.stderr
         created = manage("apikey", "create", "browser-test", data_dir=data_dir, **env)
+        assert created.returncode == 0, created.stderr
         app = App(data_dir, **env)
         app.key = created.stdout.strip().splitlines()[-1]
         app.password = wait_until(lambda: _read(data_dir / "admin-password.txt"), 60, what="the admin password")
