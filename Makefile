@@ -54,9 +54,10 @@ test: install browser-deps services-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
+# `make bench BENCH_ARGS=--quick` for shorter runs; BENCH_SCALE=0.5 scales every duration.
 bench: install
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx-light wrk; }
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles var

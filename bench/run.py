@@ -5,6 +5,7 @@ BENCHMARKS.md.
     python -m bench.run --quick          # shorter runs, fewer rounds
     python -m bench.run --smoke --out /tmp/x   # seconds per benchmark: the harness still works
     python -m bench.run --only overhead,scaling
+    python -m bench.run --report-only    # rebuild BENCHMARKS.md from bench/results
     BENCH_SCALE=0.5 python -m bench.run  # scale every duration and request count
 """
 
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--smoke", action="store_true", help="a second or two per benchmark, to test the harness")
     parser.add_argument("--only", default="", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results (default bench/results)")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild BENCHMARKS.md from the results")
     args = parser.parse_args(argv)
+    if args.report_only:
+        write_report(args.out)
+        return 0
     scale = scale_for("smoke" if args.smoke else "quick" if args.quick else "full")
     names = [n for n in args.only.split(",") if n] or list(SMOKE_DEFAULT if args.smoke else BENCHMARKS)
     unknown = set(names) - set(BENCHMARKS)
@@ -55,11 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"scale": scale.name, "factor": scale.factor, "machine": machine.describe(), "notes": bench.notes,
             "seconds": round(time.monotonic() - started, 1), "ran": names, "failed": failed}  # fmt: skip
     (args.out / "run.json").write_text(json.dumps(meta, indent=2))
-    target = ROOT / "BENCHMARKS.md" if args.out.resolve() == RESULTS.resolve() else args.out / "BENCHMARKS.md"
-    report.write(args.out, target, [importlib.import_module(f"bench.{n}") for n in BENCHMARKS])
+    target = write_report(args.out)
     print(f"done in {meta['seconds']:.0f} s; results in {args.out}, report in {target}"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)  # fmt: skip
     return 1 if failed else 0
+
+
+def write_report(out: Path) -> Path:
+    """BENCHMARKS.md at the root for bench/results, else beside the results."""
+    target = ROOT / "BENCHMARKS.md" if out.resolve() == RESULTS.resolve() else out / "BENCHMARKS.md"
+    report.write(out, target, [importlib.import_module(f"bench.{n}") for n in BENCHMARKS])
+    return target
 
 
 def run_one(bench: Bench, name: str) -> bool:

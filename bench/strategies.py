@@ -75,7 +75,7 @@ def schedule(problems: list[dict], rate: float, count: int, base: str, key: str,
 def run(bench: Bench) -> dict:
     scale = bench.scale
     problems = load_problems()
-    count = scale.count(400, least=20)
+    count = scale.count(300, least=20)
     strategies = ("round_robin", "least_connections") if scale.smoke else STRATEGIES
     loads = (0.8,) if scale.smoke else LOADS
     configs = [(4, loads)] if scale.smoke else [(4, loads), (1, (0.8,))]  # (members' max_inflight, loads)
