@@ -43,15 +43,18 @@ def ensure_admin(say: Callable[[str], None], login_url: str) -> None:
 
 
 @transaction.atomic
-def ensure_first_members(say: Callable[[str], None]) -> None:
-    """Create VIBEADMIN_MEMBERS local members on the very first run only: an operator who
-    later removes them all does not get them back on the next start."""
+def first_run(say: Callable[[str], None], *, with_members: bool) -> None:
+    """On the very first run only: the default alert rules and, where this process
+    supervises, VIBEADMIN_MEMBERS local members. An operator who later removes them all
+    does not get them back on the next start; a gateway-only process (`serve
+    --no-supervisor`) creates no members, since node supervisors run them."""
     PoolSettings.load()
     # A conditional update: of two processes starting at once, exactly one claims the first run.
     if not PoolSettings.objects.filter(pk=1, first_run_done=False).update(first_run_done=True):
         return
-    for _ in range(settings.VIBEADMIN_MEMBERS):
-        member_add()
-    say(f"First run: created {settings.VIBEADMIN_MEMBERS} local members (VIBEADMIN_MEMBERS)")
+    if with_members:
+        for _ in range(settings.VIBEADMIN_MEMBERS):
+            member_add()
+        say(f"First run: created {settings.VIBEADMIN_MEMBERS} local members (VIBEADMIN_MEMBERS)")
     rules = alerts.ensure_default_rules()
     say(f"First run: created {rules} default alert rules (change them on the dashboard's Alerts page)")

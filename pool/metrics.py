@@ -17,6 +17,8 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 
 REQUESTS = Counter("vibeadmin_requests_total", "Requests answered, by member and HTTP status", ["member", "status"])
+KEY_REQUESTS = Counter("vibeadmin_key_requests_total", "Requests by platform key (or 'solve'/'open'), "
+                       "routing strategy and HTTP status", ["key", "strategy", "status"])  # fmt: skip
 INFLIGHT = Gauge("vibeadmin_member_inflight", "Requests in flight per member", ["member"])
 QUEUE_DEPTH = Gauge("vibeadmin_queue_depth", "Requests waiting for a free member")
 LATENCY = Histogram("vibeadmin_request_latency_seconds", "Whole-request latency", ["member"], buckets=LATENCY_BUCKETS)
@@ -66,10 +68,12 @@ window = Window()
 
 def record_request(
     *, member: str, status: int, latency_s: float, ttft_s: float | None = None,
-    prompt_tokens: int = 0, completion_tokens: int = 0, queue_wait_s: float = 0.0,
+    prompt_tokens: int = 0, completion_tokens: int = 0, queue_wait_s: float = 0.0, key: str = "", strategy: str = "",
 ) -> None:  # fmt: skip
     error = status >= 500 or status == 0
     REQUESTS.labels(member or "-", str(status)).inc()
+    if key:
+        KEY_REQUESTS.labels(key, strategy or "-", str(status)).inc()
     if member:
         LATENCY.labels(member).observe(latency_s)
         if ttft_s is not None:

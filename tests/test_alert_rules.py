@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from pool import alerts
-from pool.bootstrap import ensure_first_members
+from pool.bootstrap import first_run
 from pool.models import AlertEvent, AlertRule, PoolSettings
 
 pytestmark = pytest.mark.django_db
@@ -149,7 +149,7 @@ def test_metrics_show_which_rules_fire(client, cpu_rule):
 
 def test_the_first_run_creates_the_default_rules(settings):
     settings.VIBEADMIN_MEMBERS = 0
-    ensure_first_members(lambda line: None)
+    first_run(lambda line: None, with_members=True)
     rules = {r.metric: r for r in AlertRule.objects.all()}
     assert set(rules) == {"cpu_percent", "gpu_percent", "latency_increase_percent", "error_rate_percent"}
     assert rules["cpu_percent"].threshold == 85 and rules["cpu_percent"].duration_s == 300

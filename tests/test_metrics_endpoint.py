@@ -211,3 +211,17 @@ def test_the_role_only_event_that_opens_a_llama_cpp_stream_is_not_counted_as_a_t
             splitter.feed(raw[i : i + 7])
         counts.append(splitter.events)
     assert counts[0] == counts[1]
+
+
+async def test_requests_are_counted_by_key_and_strategy(gateway, fakes_in_loop, platform_key):
+    await fakes_in_loop(1)
+    before = await scrape()
+
+    await serve_a_few(gateway, platform_key)
+
+    after = await scrape()
+    strategy = gateway.registry.policy.strategy
+    assert grew(before, after, "vibeadmin_key_requests_total", key="algebra-school", strategy=strategy,
+                status="200") == 4  # fmt: skip
+    assert grew(before, after, "vibeadmin_key_requests_total", key="algebra-school", strategy=strategy,
+                status="404") == 1  # fmt: skip

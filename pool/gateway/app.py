@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from pool.gateway.router import Router
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, parse_json, validate
 from pool.prompts import prepare_messages
 
+log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
 ROUTES = {
     ("POST", "/v1/chat/completions"): "chat",
@@ -49,7 +51,12 @@ class Gateway:
         if self._sampler is None or self._sampler.done():
             self._sampler = asyncio.get_running_loop().create_task(self.sample_forever())
         if not self.registry.loaded.is_set():
-            await self.registry.refresh()
+            try:
+                await self.registry.refresh()
+            except Exception as exc:  # no picture of the pool yet: say so rather than a bare 500
+                log.exception("could not read the pool from the database")
+                raise errors.unavailable(f"the gateway cannot read the pool's state from its database: {exc}",
+                                         code="database_unavailable", retry_after=5) from None  # fmt: skip
 
     async def sample_forever(self) -> None:
         while True:
@@ -60,9 +67,9 @@ class Gateway:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        await self.start()
         route = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
         try:
+            await self.start()
             if route is None:
                 raise self.no_route(scope)
             if route == "openapi":
@@ -73,7 +80,8 @@ class Gateway:
             await self.generate(scope, receive, send, route, started)
         except errors.ApiError as exc:
             await send_error(send, exc)
-            metrics.record_request(member="", status=exc.status, latency_s=time.perf_counter() - started)
+            metrics.record_request(member="", status=exc.status, latency_s=time.perf_counter() - started,
+                                   **self.labels(scope))  # fmt: skip
         except ClientGone:
             pass
 
@@ -88,6 +96,7 @@ class Gateway:
         else:
             caller = await self.auth.caller(header(scope, b"authorization"))
             body = parse_json(raw)
+        scope["vibeadmin.caller"] = caller.label
         fields = COMPLETION_FIELDS if route == "completion" else CHAT_FIELDS
         request = validate(body, fields)
         if not policy.accepts_model(request.body["model"]):
@@ -108,13 +117,20 @@ class Gateway:
             self.auth.done(caller, prompt_tokens=outcome.prompt_tokens if outcome else 0,
                            completion_tokens=outcome.completion_tokens if outcome else 0, error=failed)  # fmt: skip
         if outcome is None:  # the client went away; 499 as nginx logs it
-            metrics.record_request(member="", status=499, latency_s=time.perf_counter() - started)
+            metrics.record_request(member="", status=499, latency_s=time.perf_counter() - started,
+                                   **self.labels(scope))  # fmt: skip
         else:
             metrics.record_request(
                 member=outcome.member, status=outcome.status, latency_s=time.perf_counter() - started,
                 ttft_s=outcome.ttft_s, prompt_tokens=outcome.prompt_tokens,
                 completion_tokens=outcome.completion_tokens, queue_wait_s=outcome.queue_wait_s,
+                **self.labels(scope),
             )  # fmt: skip
+
+    def labels(self, scope) -> dict[str, str]:
+        """Who asked and how it was routed, for the per-key series."""
+        policy = self.registry.policy
+        return {"key": scope.get("vibeadmin.caller", ""), "strategy": policy.strategy if policy else ""}
 
     @staticmethod
     async def until_disconnect(receive, work):

@@ -3,13 +3,14 @@ websockets, and the supervisor for this node's members."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import events, states
-from pool.bootstrap import ensure_admin, ensure_first_members
+from pool.bootstrap import ensure_admin, first_run
 from pool.model_file import ModelFileError, ensure_model
 from pool.models import Member
 
@@ -26,7 +27,9 @@ class Command(BaseCommand):
         check_port_free(host, port)
         url = f"http://{host}:{port}/"
         supervisor = None
-        if not no_supervisor:
+        if no_supervisor:
+            first_run(self.say, with_members=False)
+        else:
             supervisor = self.prepare_supervisor()
         ensure_admin(self.say, url + "login/")
         self.say(f"Serving on {url}  (API: {url}v1/  solve page: {url}solve/)")
@@ -51,7 +54,7 @@ class Command(BaseCommand):
             )
         else:
             self.say(f"Model: {model.path} (served as {model.model_id!r})")
-        ensure_first_members(self.say)
+        first_run(self.say, with_members=True)
         events.listen(StartupProgress(self.say))
         supervisor = Supervisor(model=model)
         supervisor.start_thread()
@@ -98,6 +101,8 @@ def check_port_free(host: str, port: int) -> None:
 def run_daphne(host: str, port: int) -> None:
     from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
 
     from vibeadmin.asgi import application
 
@@ -110,6 +115,13 @@ def run_daphne(host: str, port: int) -> None:
         # From here on, sends from the supervisor thread go through the web server's loop.
         events.bind_loop(twisted_loop)
         runtime.start_background(twisted_loop)
+        reactor.addSystemEventTrigger("before", "shutdown", close_upstream)
+
+    def close_upstream():
+        # The pooled connections to members close cleanly instead of warning at exit.
+        from pool.gateway import upstream
+
+        return Deferred.fromFuture(asyncio.ensure_future(upstream.close()))
 
     Server(
         application=application,
