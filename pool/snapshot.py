@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pool import inflight, metrics, resources, states
 from pool.gateway.app import gateway
-from pool.models import AlertRule, Member
+from pool.models import AlertRule, Member, Node
 
 DASH = "–"
 
@@ -58,7 +58,13 @@ def actions_for(member: Member) -> list[str]:
     return ["drain", "stop", "restart", "remove"]
 
 
-def member_row(member: Member, figures: dict | None, use: resources.ProcessUse | None) -> dict:
+# Shown instead of a member's stored state while its node's supervisor is not reporting:
+# the stored state is stale, and the gateway does not route to it.
+UNREACHABLE = "unreachable"
+
+
+def member_row(member: Member, figures: dict | None, use: resources.ProcessUse | None,
+               node_lost: bool = False) -> dict:  # fmt: skip
     """One row of the members table, as display strings."""
     figures = figures or {}
     gpu = DASH if member.gpu is None else str(member.gpu)
@@ -66,7 +72,9 @@ def member_row(member: Member, figures: dict | None, use: resources.ProcessUse |
         gpu += f" · {mebibytes(use.gpu_bytes)}"
     return {
         "name": member.name,
-        "state": member.state,
+        "state": UNREACHABLE if node_lost and member.state not in states.STOPPED_STATES else member.state,
+        "node": member.node,
+        "node_lost": node_lost,
         "wants": wants(member),
         "kind": member.kind,
         "address": member.base_url or DASH,
@@ -89,7 +97,23 @@ def member_row(member: Member, figures: dict | None, use: resources.ProcessUse |
 def member_rows(members: list[Member], now: float | None = None) -> list[dict]:
     by_member = metrics.summary(60, now)["members"]
     uses = resources.latest.members if resources.latest else {}
-    return [member_row(m, by_member.get(m.name), uses.get(m.name)) for m in members]
+    lost = lost_nodes()
+    return [member_row(m, by_member.get(m.name), uses.get(m.name), m.node in lost) for m in members]
+
+
+def lost_nodes() -> set[str]:
+    return {node.name for node in Node.objects.all() if node.is_lost()}
+
+
+def node_rows() -> list[dict]:
+    """Each node's supervisor: when it last reported, and whether it is lost."""
+    now = timezone.now()
+    return [
+        {"name": n.name, "address": n.address, "pid": n.pid or DASH, "lost": n.is_lost(),
+         "seen": duration((now - n.last_seen_at).total_seconds()) + " ago" if n.last_seen_at else "never",
+         "members": Member.objects.filter(node=n.name).count()}
+        for n in Node.objects.all()
+    ]  # fmt: skip
 
 
 def signature(rows: list[dict]) -> str:

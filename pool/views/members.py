@@ -26,7 +26,7 @@ TABLE = "dashboard/partials/members_table.html"
 
 def table_context() -> dict:
     rows = snapshot.member_rows(list(Member.objects.all()))
-    return {"rows": rows, "signature": snapshot.signature(rows)}
+    return {"rows": rows, "signature": snapshot.signature(rows), "nodes": snapshot.node_rows()}
 
 
 def page_context(**forms) -> dict:
