@@ -1,17 +1,22 @@
 """Small helpers shared by the tests: waiting for a condition, stand-in member commands,
-running manage.py in a child process."""
+running manage.py (and `manage.py serve`) in a child process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_MEMBER = Path(__file__).resolve().parent / "stub_member.py"
@@ -79,6 +84,53 @@ def manage(*args: str, data_dir: Path, timeout: float = 60, **env: str) -> subpr
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT, env=clean_env(data_dir, **env), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def start_serve(data_dir: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:
+    """`python manage.py serve ARGS` in a child process, as an operator runs it, its output
+    in `log`. Stop it with stop_serve."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve", *args], cwd=ROOT,
+            env=clean_env(data_dir, **env), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def stop_serve(child: subprocess.Popen, data_dir: Path) -> None:
+    """Stop serve as Ctrl-C does, kill it if it has not ended 30 s later, and kill the
+    llama.cpp members it may have left behind for `data_dir`."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    for member in member_processes(data_dir):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+
+
+def member_processes(data_dir: Path) -> list[psutil.Process]:
+    """The llama.cpp servers started for this data folder (their environment names it)."""
+    return [proc for proc in psutil.process_iter(["cmdline"]) if _serves_for(proc, data_dir)]
+
+
+def _serves_for(proc: psutil.Process, data_dir: Path) -> bool:
+    try:
+        is_member = "llama_cpp.server" in (proc.info["cmdline"] or [])
+        return is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir)
+    except psutil.Error:
+        return False
+
+
+def answers(url: str) -> bool:
+    """Whether a GET of `url` answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def member_names(data_dir: Path) -> list[str]:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -17,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pool.fake_member import FakeMemberProcess
-from tests.helpers import ROOT, clean_env, free_port, manage, wait_until
+from tests.helpers import free_port, manage, start_serve, stop_serve, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -36,15 +33,14 @@ class App:
     def __init__(self, data_dir: Path, **env: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (data_dir / "serve.log").open("w")
+        self.log = data_dir / "serve.log"
         self.data_dir = data_dir
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)], cwd=ROOT,
-            env=clean_env(data_dir, VIBEADMIN_MEMBERS="0", **env), stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        self.proc = start_serve(
+            data_dir, "--port", str(self.port), log=self.log, VIBEADMIN_MEMBERS="0", **env
+        )
 
     def output(self) -> str:
-        return (self.data_dir / "serve.log").read_text()
+        return self.log.read_text()
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_until(lambda: "vibeadmin is ready" in self.output() or self.proc.poll() is not None, timeout,
@@ -52,13 +48,7 @@ class App:
         assert self.proc.poll() is None, self.output()
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_serve(self.proc, self.data_dir)
 
 
 @pytest.fixture

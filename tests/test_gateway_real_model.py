@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ROOT, clean_env, free_port, manage, wait_until
+from tests.helpers import free_port, manage, start_serve, stop_serve, wait_until
 
 pytestmark = pytest.mark.real_model
 
@@ -39,20 +35,6 @@ class Served:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0, timeout=120)
 
 
-def llama_members(data_dir: Path) -> list[psutil.Process]:
-    """The llama.cpp servers started for this data folder (their environment names it)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "llama_cpp.server" in (proc.info["cmdline"] or []) and proc.environ().get(
-                "VIBEADMIN_DATA_DIR"
-            ) == str(data_dir):
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
-
-
 @pytest.fixture(scope="module")
 def served(migrated_template, default_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("real-model")
@@ -64,9 +46,7 @@ def served(migrated_template, default_model, tmp_path_factory):
            "VIBEADMIN_CHAT_FORMAT": "gemma", "VIBEADMIN_N_CTX": "512", "VIBEADMIN_REFRESH_S": "0.1"}  # fmt: skip
     key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
     output = folder / "serve.out"
-    with output.open("w") as out:
-        child = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=clean_env(data_dir, **env),
-                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    child = start_serve(data_dir, log=output, **env)
     try:
         wait_until(lambda: "vibeadmin is ready: 1 member ready" in output.read_text() or child.poll() is not None,
                    READY_TIMEOUT_S, interval=0.5, what="serve to report its member ready")  # fmt: skip
@@ -75,15 +55,7 @@ def served(migrated_template, default_model, tmp_path_factory):
         assert [(m["name"], m["state"]) for m in status] == [("m1", "ready")]
         yield Served(f"http://127.0.0.1:{env['VIBEADMIN_PORT']}", data_dir, default_model.path.stem, key)
     finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        for member in llama_members(data_dir):
-            member.kill()
+        stop_serve(child, data_dir)
 
 
 def test_the_model_is_served_under_its_files_name(served):

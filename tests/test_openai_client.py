@@ -9,11 +9,7 @@ VIBEADMIN_MEMBERS=0 keeps it from starting llama.cpp members of its own."""
 from __future__ import annotations
 
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +18,7 @@ import pytest
 
 from pool.fake_member import FakeMemberProcess
 from pool.models.pool_settings import DEFAULT_PROMPTS
-from tests.helpers import ROOT, clean_env, free_port, manage, wait_until
+from tests.helpers import answers, free_port, manage, start_serve, stop_serve, wait_until
 
 MODEL_ID = "tiny-stand-in"  # the stand-in GGUF's file stem: what /v1/models names
 MEMBERS = ("alpha", "beta")
@@ -54,14 +50,6 @@ def created_key(stdout: str) -> str:
     return stdout.strip().splitlines()[-1]  # apikey create prints the key alone on its last line
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/v1/openapi.json", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def served(migrated_template, tmp_path_factory):
     folder = tmp_path_factory.mktemp("openai-client")
@@ -84,21 +72,15 @@ def served(migrated_template, tmp_path_factory):
         for name, fake in fakes.items():
             app.manage("pool", "add", "--url", fake.url, "--name", name)
         app.key = created_key(app.manage("apikey", "create", "algebra-school"))
-        with (folder / "serve.out").open("w") as out:
-            child = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=clean_env(data_dir, **env),
-                                     stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-        wait_until(lambda: child.poll() is not None or (answers(app.url) and set(app.states().values()) == {"ready"}),
+        child = start_serve(data_dir, log=folder / "serve.out", **env)
+        openapi = app.url + "/v1/openapi.json"
+        wait_until(lambda: child.poll() is not None or (answers(openapi) and set(app.states().values()) == {"ready"}),
                    60, interval=0.2, what="serve to answer with both members ready")  # fmt: skip
         assert child.poll() is None, (folder / "serve.out").read_text()
         yield app
     finally:
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        if child is not None:
+            stop_serve(child, data_dir)
         for fake in fakes.values():
             fake.stop()
 

@@ -4,13 +4,10 @@ members stopped when serve is stopped."""
 
 import json
 import signal
-import subprocess
-import sys
 
-import psutil
 import pytest
 
-from tests.helpers import ROOT, clean_env, free_port, manage, wait_until
+from tests.helpers import free_port, manage, member_processes, start_serve, stop_serve, wait_until
 
 pytestmark = pytest.mark.real_model
 
@@ -22,36 +19,11 @@ def served(data_dir, default_model, tmp_path):
     """`manage.py serve` in a child process, its output in a file; stopped with Ctrl-C after
     the test, and killed (with its members' sessions) if that does not end it."""
     # The default model is assembled in the developer's var/ already: point at it.
-    env = clean_env(data_dir, VIBEADMIN_PORT=str(free_port()), VIBEADMIN_MODEL=str(default_model.path),
-                    VIBEADMIN_CHAT_FORMAT="gemma", VIBEADMIN_N_CTX="512")  # fmt: skip
     output = tmp_path / "serve.out"
-    with output.open("w") as out:
-        child = subprocess.Popen(
-            [sys.executable, "manage.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    child = start_serve(data_dir, log=output, VIBEADMIN_PORT=str(free_port()), VIBEADMIN_MODEL=str(default_model.path),
+                        VIBEADMIN_CHAT_FORMAT="gemma", VIBEADMIN_N_CTX="512")  # fmt: skip
     yield child, output
-    if child.poll() is None:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    for member in member_processes(data_dir):
-        member.kill()
-
-
-def member_processes(data_dir) -> list[psutil.Process]:
-    """The llama.cpp servers started for this data folder (their environment names it)."""
-    return [proc for proc in psutil.process_iter(["cmdline"]) if serves_for(proc, data_dir)]
-
-
-def serves_for(proc: psutil.Process, data_dir) -> bool:
-    try:
-        is_member = "llama_cpp.server" in (proc.info["cmdline"] or [])
-        return is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir)
-    except psutil.Error:
-        return False
+    stop_serve(child, data_dir)
 
 
 def test_serve_brings_two_real_members_to_ready_and_stops_them_on_ctrl_c(served, data_dir):

@@ -9,17 +9,13 @@ model. Screenshots go to tests/artifacts/.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.helpers import ROOT, clean_env, free_port, wait_until
+from tests.helpers import ROOT, answers, free_port, start_serve, stop_serve, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -85,11 +81,10 @@ def sse(text: str, piece: int = 9) -> str:
 # --- the app and the browser -----------------------------------------------------------
 
 
-def start_serve(data_dir: Path, log: Path, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
+def serve_app(data_dir: Path, log: Path, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """Start serve and wait for its solve page to answer; the child and the app's URL."""
     port = free_port()
-    with log.open("w") as out:
-        child = subprocess.Popen([sys.executable, "manage.py", "serve", *args], cwd=ROOT, stdout=out,
-                                 stderr=subprocess.STDOUT, env=clean_env(data_dir, VIBEADMIN_PORT=str(port), **env))  # fmt: skip
+    child = start_serve(data_dir, *args, log=log, VIBEADMIN_PORT=str(port), **env)
     url = f"http://127.0.0.1:{port}/"
     wait_until(
         lambda: answers(url + "solve/") or child.poll() is not None, 60, interval=0.2, what="serve to answer"
@@ -98,38 +93,10 @@ def start_serve(data_dir: Path, log: Path, *args: str, **env: str) -> tuple[subp
     return child, url
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def stop_serve(child: subprocess.Popen, data_dir: Path) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    for proc in psutil.process_iter(["cmdline"]):  # members it may have left behind
-        try:
-            if "llama_cpp.server" in (proc.info["cmdline"] or []) and serves_for(proc, data_dir):
-                proc.kill()
-        except psutil.Error:
-            pass
-
-
-def serves_for(proc: psutil.Process, data_dir: Path) -> bool:
-    return proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir)
-
-
 @pytest.fixture
 def page_only(data_dir, tmp_path):
     """The app with no members and no supervisor: enough to load the page."""
-    child, url = start_serve(data_dir, tmp_path / "serve.out", "--no-supervisor", VIBEADMIN_MEMBERS="0")
+    child, url = serve_app(data_dir, tmp_path / "serve.out", "--no-supervisor", VIBEADMIN_MEMBERS="0")
     yield url
     stop_serve(child, data_dir)
 
@@ -138,8 +105,8 @@ def page_only(data_dir, tmp_path):
 def one_real_member(data_dir, default_model, tmp_path):
     """The app with one real llama.cpp member serving the default model, once it is ready."""
     log = tmp_path / "serve.out"
-    child, url = start_serve(data_dir, log, VIBEADMIN_MEMBERS="1", VIBEADMIN_MODEL=str(default_model.path),
-                             VIBEADMIN_CHAT_FORMAT="gemma")  # fmt: skip
+    child, url = serve_app(data_dir, log, VIBEADMIN_MEMBERS="1", VIBEADMIN_MODEL=str(default_model.path),
+                           VIBEADMIN_CHAT_FORMAT="gemma")  # fmt: skip
     try:
         wait_until(lambda: "vibeadmin is ready" in log.read_text() or child.poll() is not None,
                    READY_TIMEOUT_S, interval=0.5, what="the member to be ready")  # fmt: skip
