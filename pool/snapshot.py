@@ -37,14 +37,6 @@ def mebibytes(value: int | None) -> str:
     return DASH if value is None else f"{value / 2**20:,.0f} MiB"
 
 
-def wants(member: Member) -> str:
-    if member.remove_requested:
-        return "remove"
-    if member.restart_requested:
-        return "restart"
-    return "run" if member.should_run else "stop"
-
-
 def actions_for(member: Member) -> list[str]:
     """The buttons that make sense for a member in its state."""
     if member.remove_requested:
@@ -75,7 +67,7 @@ def member_row(member: Member, figures: dict | None, use: resources.ProcessUse |
         "state": UNREACHABLE if node_lost and member.state not in states.STOPPED_STATES else member.state,
         "node": member.node,
         "node_lost": node_lost,
-        "wants": wants(member),
+        "wants": member.wish,
         "kind": member.kind,
         "address": member.base_url or DASH,
         "weight": str(member.weight),

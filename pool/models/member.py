@@ -59,6 +59,15 @@ class Member(models.Model):
     def wants_running(self) -> bool:
         return self.should_run and not self.remove_requested and not self.restart_requested
 
+    @property
+    def wish(self) -> str:
+        """The operator's wish for the member, in one word: "remove", "restart", "run" or "stop"."""
+        if self.remove_requested:
+            return "remove"
+        if self.restart_requested:
+            return "restart"
+        return "run" if self.should_run else "stop"
+
     def is_routable(self) -> bool:
         return self.state in states.ROUTABLE_STATES and self.wants_running
 

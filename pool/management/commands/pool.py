@@ -134,22 +134,13 @@ def find_member(name: str) -> Member:
         raise CommandError(f"no member named {name!r}; known members: {', '.join(known)}") from None
 
 
-def wants(member: Member) -> str:
-    """The operator's wish for the member, in one word."""
-    if member.remove_requested:
-        return "remove"
-    if member.restart_requested:
-        return "restart"
-    return "run" if member.should_run else "stop"
-
-
 def member_as_dict(m: Member, lost_nodes: set[str] = frozenset()) -> dict:
     return {
         "name": m.name,
         "kind": m.kind,
         "node": m.node,
         "node_lost": m.node in lost_nodes,
-        "wants": wants(m),
+        "wants": m.wish,
         "state": m.state,
         "pid": m.pid,
         "host": m.host if m.is_local else None,
@@ -171,7 +162,7 @@ def member_row(m: Member) -> tuple[str, ...]:
         error = error[: LAST_ERROR_WIDTH - 1] + "…"
     gpu = "-" if m.gpu is None else str(m.gpu)
     pid = str(m.pid or "-")
-    return (m.name, m.kind, wants(m), m.state, pid, address, str(m.weight), gpu, str(m.restarts), error)
+    return (m.name, m.kind, m.wish, m.state, pid, address, str(m.weight), gpu, str(m.restarts), error)
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
