@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pool.fake_member import FakeMemberProcess
-from tests.helpers import ROOT, clean_env, free_port, wait_until
+from tests.helpers import ROOT, answers, clean_env, free_port, wait_until
 from tests.services import postgres_missing, redis_missing, start_postgres, start_redis
 
 pytestmark = [
@@ -68,16 +68,10 @@ class Cluster:
             port = free_port()
             self.spawn(f"gateway-{i}", "serve", "--no-supervisor", "--port", str(port))
             self.gateways.append(f"http://127.0.0.1:{port}")
-        wait_until(lambda: all(self.answers(g) for g in self.gateways), 60, what="both gateways to answer")
+        wait_until(lambda: all(answers(g + "/v1/openapi.json") for g in self.gateways), 60,
+                   what="both gateways to answer")  # fmt: skip
         wait_until(lambda: self.ready_members() == {"on-n1", "on-n2"}, 60, what="both members to be ready")
         return self
-
-    def answers(self, gateway: str) -> bool:
-        try:
-            with urllib.request.urlopen(gateway + "/v1/openapi.json", timeout=2):
-                return True
-        except OSError:
-            return False
 
     def status(self) -> list[dict]:
         return json.loads(self.manage("pool", "status", "--json"))
