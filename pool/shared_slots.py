@@ -20,6 +20,8 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 PREFIX = "vibeadmin:inflight:"
+# Given-back slots are announced here, so waiters in every gateway look at once.
+FREED_CHANNEL = "vibeadmin:freed"
 
 # KEYS[1] the member's lease set; ARGV now, capacity, expiry, lease id, ttl ms
 TAKE = """
@@ -42,8 +44,9 @@ class SharedSlots:
         self.held: dict[str, str] = {}  # lease id -> set key, renewed while held
         self._sync = redis.Redis.from_url(url)
         self._clients: dict[int, aioredis.Redis] = {}
-        self._take_sha: str | None = None
         self._renewer: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+        self.on_freed: list = []  # called (on the event loop) when any gateway frees a slot
 
     @property
     def lease_s(self) -> float:
@@ -60,6 +63,7 @@ class SharedSlots:
             current = self._clients[id(loop)] = aioredis.Redis.from_url(self.url)
         if self._renewer is None or self._renewer.done():
             self._renewer = loop.create_task(self.renew_forever())
+            self._listener = loop.create_task(self.listen_forever())
         return current
 
     # --- the gateway's side (async, on its event loop) -----------------------------------
@@ -93,7 +97,18 @@ class SharedSlots:
         if key is None:
             return
         self.cache[name] = max(0, self.cache.get(name, 1) - 1)
-        await self.client().zrem(key, lease)
+        pipe = self.client().pipeline(transaction=False)
+        pipe.zrem(key, lease)
+        pipe.publish(FREED_CHANNEL, str(name))
+        await pipe.execute()
+
+    async def listen_forever(self) -> None:
+        pubsub = self.client().pubsub()
+        await pubsub.subscribe(FREED_CHANNEL)
+        async for message in pubsub.listen():
+            if message.get("type") == "message":
+                for callback in self.on_freed:
+                    callback()
 
     async def renew_forever(self) -> None:
         while True:

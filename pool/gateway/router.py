@@ -10,6 +10,7 @@ Retry-After.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from pool.gateway import errors
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
 
-# With shared slots, how often waiters look for slots that another gateway freed.
-SHARED_POLL_S = 0.02
+# With shared slots, other gateways announce freed slots; waiters also look this often,
+# for slots freed without an announcement (a crashed gateway's leases expiring).
+SHARED_POLL_S = 0.1
 # A pick can lose its slot to another gateway between reading counts and taking it.
 SHARED_PICK_TRIES = 3
 
@@ -47,7 +49,10 @@ class Router:
         self.queue: deque[Waiter] = deque()
         self._dispatching = False
         self._again = False
+        self._poke = asyncio.Event()
         registry.listeners.append(self.wake)
+        if self.shared is not None:
+            self.shared.on_freed.append(self.wake)
 
     async def take(self, ctx: RouteContext, exclude: frozenset[int]) -> Slot | None:
         """A slot on the member the strategy picks, or None if no member has room."""
@@ -122,6 +127,7 @@ class Router:
             return
         if self._dispatching:
             self._again = True
+            self._poke.set()
             return
         _spawn(self._dispatch())
 
@@ -135,7 +141,10 @@ class Router:
                     continue
                 if self.shared is None or not self.queue:
                     break
-                await asyncio.sleep(SHARED_POLL_S)  # slots free up in other gateways too
+                # Slots free up in other gateways too: wait for their announcement, or poll.
+                self._poke.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), SHARED_POLL_S)
         finally:
             self._dispatching = False
 
