@@ -120,6 +120,14 @@ class SharedSlots:
                     pipe.zadd(key, {lease: expiry}, xx=True)
                 await pipe.execute()
 
+    async def next_position(self) -> int:
+        """Round robin's turn, shared: gateways take turns from one counter."""
+        return int(await self.client().incr("vibeadmin:rr:next")) - 1
+
+    async def report_queue(self, depth: int) -> None:
+        """This gateway's queue depth, kept a few seconds: a dead gateway's drops out."""
+        await self.client().set(f"vibeadmin:queue:{self.owner}", depth, ex=5)
+
     def cached(self, name: int | str) -> int:
         return self.cache.get(name, 0)
 
@@ -127,6 +135,10 @@ class SharedSlots:
 
     def count_live(self, name: int | str) -> int:
         return int(self._sync.zcount(self.key(name), time.time(), "+inf"))
+
+    def queue_depth_live(self) -> int:
+        """Requests waiting in every gateway's queue."""
+        return sum(int(self._sync.get(key) or 0) for key in self._sync.scan_iter(match="vibeadmin:queue:*"))
 
     def snapshot_live(self) -> dict[int, int]:
         now = time.time()

@@ -114,8 +114,9 @@ def signature(rows: list[dict]) -> str:
 
 
 def queue_depth() -> int:
-    """Requests waiting for a member in this process's gateway."""
-    return len(gateway.router.queue)
+    """Requests waiting for a member: in every gateway when they share Redis, else in this one."""
+    shared = inflight.shared()
+    return shared.queue_depth_live() if shared else len(gateway.router.queue)
 
 
 def totals(now: float | None = None) -> dict:

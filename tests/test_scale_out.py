@@ -184,3 +184,25 @@ def test_state_changes_race_safely_on_postgres(cluster):
     )
     c.kill("supervise-n1")  # nobody else moves the member while we race
     assert c.manage("shell", "-c", script).strip().splitlines()[-1] == "1"
+
+
+def test_round_robin_takes_turns_across_both_gateways(cluster):
+    c = cluster(ttft=0.01)
+    c.manage("pool", "strategy", "round_robin")
+    time.sleep(0.5)  # one gateway refresh
+    served = [c.chat(c.gateways[i % 2])[1] for i in range(8)]
+    # One shared turn counter: strictly alternating. Each gateway counting alone would
+    # send its first request to the same member as the other's (a, a, b, b, ...).
+    assert all(served[i] != served[i + 1] for i in range(len(served) - 1)), served
+
+
+def test_the_queue_depth_of_every_gateway_is_seen_from_anywhere(cluster):
+    from pool.shared_slots import SharedSlots
+
+    c = cluster(ttft=0.05, tpt=0.5)
+    with ThreadPoolExecutor(4) as pool:
+        for i in range(4):  # two members busy, two requests waiting in gateway 0's queue
+            pool.submit(c.chat, c.gateways[0], stream=True, max_tokens=8)
+        depth = wait_until(lambda: SharedSlots(c.redis.url).queue_depth_live() >= 2, 10,
+                           what="gateway 0 to report its queue")  # fmt: skip
+    assert depth

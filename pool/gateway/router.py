@@ -19,6 +19,7 @@ from pool import inflight, metrics
 from pool.gateway import errors
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
+from pool.strategies import RoundRobin
 
 # With shared slots, other gateways announce freed slots; waiters also look this often,
 # for slots freed without an announcement (a crashed gateway's leases expiring).
@@ -64,6 +65,9 @@ class Router:
             inflight.acquire(backend.id)
             return Slot(backend)
         await self.shared.refresh([m.id for m in members])
+        if isinstance(self.registry.strategy, RoundRobin):
+            # Turns come from one counter shared by every gateway, so the split stays even.
+            self.registry.strategy.next = await self.shared.next_position()
         for _ in range(SHARED_PICK_TRIES):
             backend = self.registry.strategy.pick(members, ctx)
             if backend is None:
