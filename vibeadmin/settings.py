@@ -131,7 +131,6 @@ STATICFILES_DIRS = [BASE_DIR / "static"] + [
     (f"vendor/{name}", NODE_MODULES / dist)
     for name, dist in [
         ("htmx", "htmx.org/dist"),
-        ("htmx-ext-ws", "htmx-ext-ws/dist"),
         ("uplot", "uplot/dist"),
         ("katex", "katex/dist"),
         ("marked", "marked/lib"),
