@@ -105,3 +105,29 @@ async def test_a_chinese_prompt_gets_the_language_hint(gateway, fake_members, pl
     await request(gateway, "POST", "/v1/chat/completions", chat("求方程 x^2 - 5x + 6 = 0 的解。"), key=platform_key)
     last = fake.stats()["last_request"]["messages"][-1]["content"]
     assert last.endswith((await sync_to_async(PoolSettings.load)()).language_hint)
+
+
+async def test_an_unexpected_failure_still_answers_in_openais_shape(gateway, fake_members, platform_key, monkeypatch):
+    await sync_to_async(fake_members)(1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("pool.gateway.app.prepare_messages", broken)
+    reply = await request(gateway, "POST", "/v1/chat/completions", chat(), key=platform_key)
+    assert reply.status == 500
+    assert reply.json()["error"]["code"] == "internal_error"
+
+
+async def test_a_lost_redis_is_a_clear_503(gateway, fake_members, platform_key, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    await sync_to_async(fake_members)(1)
+
+    async def unreachable(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(gateway.router, "take", unreachable)
+    reply = await request(gateway, "POST", "/v1/chat/completions", chat(), key=platform_key)
+    assert reply.status == 503
+    assert reply.json()["error"]["code"] == "shared_state_unavailable"

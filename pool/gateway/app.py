@@ -7,11 +7,13 @@ a dict lookup for the key, a strategy pick and the relay, nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from pool import metrics
 from pool.gateway import errors
@@ -89,6 +91,17 @@ class Gateway:
                                    **self.labels(scope))  # fmt: skip
         except ClientGone:
             pass
+        except Exception as exc:  # a bug or a lost Redis: still an answer in OpenAI's shape
+            log.exception("unexpected error in the gateway")
+            error = errors.ApiError(500, "internal error in the gateway; the operator's log has the details",
+                                    type="server_error", code="internal_error")  # fmt: skip
+            if isinstance(exc, RedisError):
+                error = errors.unavailable(f"the gateway cannot reach Redis for the pool's shared state: {exc}",
+                                           code="shared_state_unavailable", retry_after=5)  # fmt: skip
+            with contextlib.suppress(Exception):  # fails harmlessly if the reply had started
+                await send_error(send, error)
+            metrics.record_request(member="", status=error.status, latency_s=time.perf_counter() - started,
+                                   **self.labels(scope))  # fmt: skip
 
     async def generate(self, scope, receive, send, route: str, started: float) -> None:
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
