@@ -20,6 +20,7 @@ from tests.helpers import manage, one_line_error
             "DATABASE_URL must be a sqlite or postgres or postgresql or pgsql URL",
         ),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a redis or rediss or unix URL"),
+        ("VIBEADMIN_TRUSTED_PROXIES", "10.0.0.1,lb", "VIBEADMIN_TRUSTED_PROXIES must list IP addresses or networks, got 'lb'"),
     ],
 )
 def test_a_bad_value_stops_serve_with_one_line_naming_the_variable(tmp_path, variable, value, message):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from vibeadmin.env import env_bool, env_float, env_int, env_list, env_path, env_str, env_url
+from vibeadmin.env import env_bool, env_float, env_int, env_list, env_networks, env_path, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("VIBEADMIN_DATA_DIR", BASE_DIR / "var")
@@ -194,6 +194,6 @@ VIBEADMIN_CONNECT_TIMEOUT_S = env_float("VIBEADMIN_CONNECT_TIMEOUT_S", 2.0, mini
 VIBEADMIN_UPSTREAM_TIMEOUT_S = env_float("VIBEADMIN_UPSTREAM_TIMEOUT_S", 900.0, minimum=1)
 VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
 # Client addresses are taken from X-Forwarded-For only when the peer is one of these.
-VIBEADMIN_TRUSTED_PROXIES = env_list("VIBEADMIN_TRUSTED_PROXIES", [])
+VIBEADMIN_TRUSTED_PROXIES = env_networks("VIBEADMIN_TRUSTED_PROXIES")
 # With REDIS_URL: how long a crashed gateway's in-flight slots outlive it.
 VIBEADMIN_LEASE_S = env_float("VIBEADMIN_LEASE_S", 15.0, minimum=1.0)

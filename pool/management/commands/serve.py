@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, no_supervisor: bool, **options):
         check_port_free(host, port)
-        url = f"http://{host}:{port}/"
+        url = self.url = f"http://{host}:{port}/"
         supervisor = None
         if no_supervisor:
             first_run(self.say, with_members=False)
@@ -55,7 +55,7 @@ class Command(BaseCommand):
         else:
             self.say(f"Model: {model.path} (served as {model.model_id!r})")
         first_run(self.say, with_members=True)
-        events.listen(StartupProgress(self.say))
+        events.listen(StartupProgress(self.say, url=self.url))
         supervisor = Supervisor(model=model)
         supervisor.start_thread()
         return supervisor
@@ -68,8 +68,9 @@ class Command(BaseCommand):
 class StartupProgress:
     """Prints member state changes, and once every wanted member is ready, says so."""
 
-    def __init__(self, say, node: str | None = None):
+    def __init__(self, say, *, url: str = "", node: str | None = None):
         self.say = say
+        self.url = url
         self.node = node  # a node supervisor speaks only of its own members
         self.announced = False
 
@@ -83,7 +84,7 @@ class StartupProgress:
         ready = wanted.filter(state=states.READY).count()
         if not self.announced and wanted.exists() and ready == wanted.count():
             self.announced = True
-            where = f"on node {self.node}" if self.node else f"at http://{settings.HOST}:{settings.PORT}/"
+            where = f"on node {self.node}" if self.node else f"at {self.url}"
             self.say(f"vibeadmin is ready: {ready} member{'s' if ready != 1 else ''} ready {where}")
 
 
