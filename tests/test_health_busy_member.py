@@ -1,0 +1,80 @@
+"""A busy member is never taken for a sick one: while a real llama.cpp member generates,
+the supervisor's probes (/openapi.json, which takes no model lock) still answer, and
+drain waits for the real in-flight request to end."""
+
+import json
+import threading
+import urllib.request
+
+import pytest
+
+from pool import actions, inflight, process, states
+from pool.models import Member, PoolEvent
+from tests.helpers import reconcile_until
+
+pytestmark = [pytest.mark.django_db, pytest.mark.real_model]
+
+LOAD_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def ready_member(make_supervisor, default_model, settings):
+    settings.VIBEADMIN_PROBE_INTERVAL_S = 0.1
+    settings.VIBEADMIN_PROBE_TIMEOUT_S = 0.5  # far less than the generation takes
+    settings.VIBEADMIN_UNHEALTHY_AFTER = 1  # one slow probe would be enough to eject
+    supervisor = make_supervisor(model=default_model, command_for=process.member_command)
+    member = actions.member_add()
+    reconcile_until(supervisor, lambda: Member.objects.get(pk=member.pk).state == states.READY, LOAD_TIMEOUT_S,
+                    what="the real member to be ready")  # fmt: skip
+    member.refresh_from_db()
+    return supervisor, member
+
+
+def generate(member: Member, tokens: int, done: threading.Event) -> None:
+    body = {"messages": [{"role": "user", "content": "Tell a long story about a lighthouse."}],
+            "max_tokens": tokens, "stream": True}  # fmt: skip
+    request = urllib.request.Request(member.base_url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=120) as response:
+        for line in response:
+            if line.startswith(b"data: [DONE]"):
+                break
+    done.set()
+
+
+def test_a_member_busy_generating_stays_ready(ready_member):
+    supervisor, member = ready_member
+    done = threading.Event()
+    worker = threading.Thread(target=generate, args=(member, 96, done))
+    worker.start()
+    probes = 0
+    while not done.is_set():
+        supervisor.reconcile()
+        member.refresh_from_db()
+        assert member.state == states.READY, member.last_error
+        probes += member.last_probe_ok is True
+    worker.join()
+    assert probes > 3  # it was probed, and answered, while it generated
+    assert not PoolEvent.objects.filter(member_name=member.name, message__contains="unhealthy").exists()
+
+
+def test_drain_waits_for_a_real_streamed_request(ready_member):
+    supervisor, member = ready_member
+    done = threading.Event()
+    inflight.acquire(member.pk)  # as the gateway counts the request it relays
+    worker = threading.Thread(target=generate, args=(member, 64, done))
+    worker.start()
+    try:
+        actions.member_drain(member=member)
+        reconcile_until(supervisor, lambda: Member.objects.get(pk=member.pk).state == states.DRAINING,
+                        what="draining")  # fmt: skip
+        for _ in range(5):
+            supervisor.reconcile()
+            assert Member.objects.get(pk=member.pk).state == states.DRAINING  # still generating
+        done.wait(120)
+    finally:
+        inflight.release(member.pk)
+        worker.join()
+    reconcile_until(supervisor, lambda: Member.objects.get(pk=member.pk).state == states.STOPPED,
+                    what="the drained member to stop")  # fmt: skip
+    assert done.is_set()
