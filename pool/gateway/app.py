@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import logging
 import time
+from typing import TypedDict
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -37,6 +38,13 @@ ROUTES = {
     ("GET", "/v1/openapi.json"): "openapi",
     ("POST", SOLVE_PATH): "solve",
 }
+
+
+class Labels(TypedDict):
+    """Who asked and how it was routed, for the per-key series."""
+
+    key: str
+    strategy: str
 
 
 class Gateway:
@@ -146,10 +154,9 @@ class Gateway:
                 **self.labels(scope),
             )  # fmt: skip
 
-    def labels(self, scope) -> dict[str, str]:
-        """Who asked and how it was routed, for the per-key series."""
-        policy = self.registry.policy
-        return {"key": scope.get("vibeadmin.caller", ""), "strategy": policy.strategy if policy else ""}
+    def labels(self, scope) -> Labels:
+        strategy = self.registry.policy.strategy if self.registry.loaded.is_set() else ""
+        return {"key": scope.get("vibeadmin.caller", ""), "strategy": strategy}
 
     @staticmethod
     async def until_disconnect(receive, work):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pool.gateway.errors import ApiError
@@ -41,11 +42,11 @@ async def send_bytes(send, status: int, body: bytes, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(send, status: int, payload: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await send_bytes(send, status, json.dumps(payload).encode(), [*JSON_HEADERS, *headers])
 
 
-async def send_error(send, error: ApiError, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(send, error: ApiError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await send_bytes(send, error.status, error.body(), [*JSON_HEADERS, *error.headers(), *headers])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
@@ -18,6 +19,9 @@ from pool import inflight
 from pool.gateway import errors
 from pool.gateway.registry import KeyInfo, Registry
 from pool.models import ApiKey
+
+if TYPE_CHECKING:
+    from pool.shared_slots import SharedSlots
 
 WINDOW_S = 60.0
 
@@ -141,7 +145,7 @@ class SharedKeyLimits:
     """The same limits counted in Redis, so they hold across gateway processes: requests
     and tokens in per-minute windows, parallel requests as leases that expire."""
 
-    def __init__(self, slots):
+    def __init__(self, slots: SharedSlots) -> None:
         self.slots = slots
         self.leases: dict[int, list[str]] = {}  # key id -> leases this gateway holds
 

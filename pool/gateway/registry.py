@@ -83,12 +83,19 @@ class Registry:
     def __init__(self) -> None:
         self.backends: dict[int, Backend] = {}
         self.keys: dict[str, KeyInfo] = {}  # sha256 of the key -> key
-        self.policy: PoolPolicy | None = None
+        self._policy: PoolPolicy | None = None
         self.strategy: Strategy = make_strategy("least_connections")
         self.ejected_until: dict[int, float] = {}
         self.listeners: list = []  # called after each refresh (the router wakes its queue)
         self.loaded = asyncio.Event()
         self._task: asyncio.Task | None = None
+
+    @property
+    def policy(self) -> PoolPolicy:
+        """The pool's settings as last loaded; the gateway waits for `loaded` before using it."""
+        if self._policy is None:
+            raise RuntimeError("the gateway's pool policy was read before its first load from the database")
+        return self._policy
 
     # --- loading ------------------------------------------------------------------------
 
@@ -120,13 +127,13 @@ class Registry:
                 info = self.keys[key.key_hash] = KeyInfo(key.pk, key.name, key.rpm, key.tpm, key.max_parallel)
             info.rpm, info.tpm, info.max_parallel, info.active = key.rpm, key.tpm, key.max_parallel, key.is_active
         policy = _policy(row)
-        if self.policy is None or policy.strategy != self.policy.strategy:
+        if self._policy is None or policy.strategy != self._policy.strategy:
             try:
                 self.strategy = make_strategy(policy.strategy)
             except KeyError:
                 log.error("unknown strategy %r in the pool settings; keeping %s", policy.strategy,
                           type(self.strategy).__name__)
-        self.policy = policy
+        self._policy = policy
         self.loaded.set()
         for listener in self.listeners:
             listener()

@@ -26,7 +26,7 @@ class Field:
     maximum: float | str | None = None  # a str names a setting, read at validation time
     description: str = ""
 
-    def max_value(self):
+    def max_value(self) -> float | None:
         return getattr(settings, self.maximum) if isinstance(self.maximum, str) else self.maximum
 
 
@@ -48,7 +48,7 @@ COMMON = {
 CHAT_FIELDS = {"messages": Field("messages", required=True), **COMMON}
 COMPLETION_FIELDS = {"prompt": Field("string", required=True), **COMMON}
 
-_TYPES = {
+_TYPES: dict[str, tuple[type[Any], ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
     "array": (list,), "object": (dict,),
 }  # fmt: skip
