@@ -190,7 +190,8 @@ class FakeMember:
         """Yield each token's text when it is due; cut the connection where asked to."""
         for i in range(ask.count + 1):
             if i == self.config.drop_after_tokens:
-                request.transport.abort()  # no FIN, no last chunk: as a crashed process
+                if request.transport is not None:  # None once the client has gone already
+                    request.transport.abort()  # no FIN, no last chunk: as a crashed process
                 raise Dropped
             if i == ask.count:
                 return
@@ -271,8 +272,8 @@ class Ask:
             system = [text_of(m.get("content")) for m in messages if m.get("role") == "system"]
         else:
             prompt = body.get("prompt")
-            texts = prompt if isinstance(prompt, list) else [prompt]
-            texts, system = [text_of(t) for t in texts], []
+            texts = [text_of(t) for t in (prompt if isinstance(prompt, list) else [prompt])]
+            system = []
         wanted = body.get("max_tokens", body.get("max_completion_tokens"))
         wanted = DEFAULT_MAX_TOKENS if wanted is None else wanted
         if type(wanted) is not int or wanted < 0:
@@ -385,17 +386,19 @@ class FakeMemberProcess:
         root = Path(__file__).resolve().parent.parent
         self.proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            self.url = self._read_url(time.monotonic() + timeout)
+            self.url = self._read_url(self.proc, time.monotonic() + timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _read_url(self, deadline: float) -> str:
-        ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        line = self.proc.stdout.readline() if ready else ""
+    @staticmethod
+    def _read_url(proc: subprocess.Popen[str], deadline: float) -> str:
+        assert proc.stdout is not None  # started with stdout=PIPE
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stdout.readline() if ready else ""
         if " listening on http://" not in line:
-            raise RuntimeError(f"fake member did not start (exit code {self.proc.poll()}): {line!r}")
+            raise RuntimeError(f"fake member did not start (exit code {proc.poll()}): {line!r}")
         return line.split()[-1]
 
     def call(self, method: str, path: str, payload: dict | None = None) -> dict:
@@ -427,7 +430,8 @@ class FakeMemberProcess:
             self.proc.kill()
             self.proc.wait()
         for pipe in (self.proc.stdin, self.proc.stdout):
-            pipe.close()
+            if pipe is not None:
+                pipe.close()
         self.proc = None
 
     def __enter__(self) -> FakeMemberProcess:

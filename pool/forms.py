@@ -3,6 +3,8 @@ action; an action's own refusal (ActionError) comes back as a form error, nothin
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from django import forms
 from django.conf import settings
 
@@ -11,12 +13,14 @@ from pool.apikeys import apikey_create
 from pool.models import AlertRule, ApiKey, Member, PoolSettings
 from pool.strategies import STRATEGIES
 
+R = TypeVar("R")
 
-class ActionForm(forms.Form):
+
+class ActionForm(forms.Form, Generic[R]):
     """A form that hands its cleaned data to one action. `submit()` is False, with the
     action's message as a form error, where the action refuses; `result` is what it returned."""
 
-    result = None
+    result: R  # set by a successful submit()
 
     def submit(self) -> bool:
         try:
@@ -26,11 +30,11 @@ class ActionForm(forms.Form):
             return False
         return True
 
-    def act(self):
+    def act(self) -> R:
         raise NotImplementedError
 
 
-class MemberAddForm(ActionForm):
+class MemberAddForm(ActionForm[Member]):
     url = forms.CharField(
         required=False, label="Remote URL", max_length=200,
         help_text="Leave empty for a local process; or the base URL of a running llama.cpp server",
@@ -54,7 +58,7 @@ class MemberAddForm(ActionForm):
         return actions.member_add(url=data["url"], weight=data["weight"], gpu=data["gpu"], name=data["name"].strip())
 
 
-class ScaleForm(ActionForm):
+class ScaleForm(ActionForm[list[str]]):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         limit = settings.VIBEADMIN_MAX_MEMBERS
@@ -67,7 +71,7 @@ class ScaleForm(ActionForm):
         return actions.pool_scale(count=self.cleaned_data["count"])
 
 
-class MemberEditForm(ActionForm):
+class MemberEditForm(ActionForm[Member]):
     weight = forms.IntegerField(min_value=1, max_value=1000)
     gpu = forms.IntegerField(required=False, min_value=0, label="GPU pin", help_text="Empty: no pin")
 
@@ -126,7 +130,7 @@ class RoutingForm(forms.ModelForm):
         return row
 
 
-class KeyCreateForm(ActionForm):
+class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     name = forms.CharField(max_length=100, help_text="The platform it is for")
     rpm = forms.IntegerField(required=False, min_value=1, label="Requests/min")
     tpm = forms.IntegerField(required=False, min_value=1, label="Tokens/min")

@@ -123,7 +123,8 @@ def gpu_report() -> GpuReport:
     if nvml is None:
         return GpuReport(reason=_nvml_error or "NVML is not available")
     try:
-        gpus, memory = [], {}
+        gpus: list[Gpu] = []
+        memory: dict[int, int] = {}  # pid -> bytes
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             util = nvml.nvmlDeviceGetUtilizationRates(handle)

@@ -40,7 +40,7 @@ class SharedSlots:
         self.url = url
         self.prefix = prefix
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.cache: dict[int, int] = {}  # member id -> count at the last refresh
+        self.cache: dict[int | str, int] = {}  # member id (or "key:<id>") -> count at the last refresh
         self.held: dict[str, str] = {}  # lease id -> set key, renewed while held
         self._sync = redis.Redis.from_url(url)
         self._clients: dict[int, aioredis.Redis] = {}
@@ -84,7 +84,7 @@ class SharedSlots:
         now = time.time()
         lease = f"{self.owner}:{uuid.uuid4().hex[:10]}"
         key = self.key(name)
-        args = [now, capacity, now + self.lease_s, lease, int(self.lease_s * 2000)]
+        args: list[float | str] = [now, capacity, now + self.lease_s, lease, int(self.lease_s * 2000)]
         if not await self.client().eval(TAKE, 1, key, *args):
             self.cache[name] = capacity
             return None

@@ -57,7 +57,7 @@ class RoundRobin(Strategy):
         super().__init__(rng)
         self.next = 0
 
-    def pick(self, members, ctx):
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
         for step in range(len(members)):
             i = (self.next + step) % len(members)
             if members[i].has_room:
@@ -74,7 +74,7 @@ class LeastConnections(Strategy):
     plain in-flight count.
     """
 
-    def pick(self, members, ctx):
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
         return self.cheapest(members, lambda m: m.inflight / weight(m))
 
 
@@ -85,7 +85,7 @@ class WeightedRoundRobin(Strategy):
         super().__init__(rng)
         self.current: dict[int, int] = {}  # member id -> nginx's current_weight
 
-    def pick(self, members, ctx):
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
         # A member left out (full, excluded for a retry, gone) keeps its credit, as nginx
         # keeps a down peer's, so a short absence costs it no share; a newcomer starts at 0.
         candidates = with_room(members)
@@ -117,7 +117,7 @@ class IpHash(Strategy):
     restart. When the owner has no room, the request goes to the next member on the ring.
     """
 
-    def pick(self, members, ctx):
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
         by_name = {m.name: m for m in members}
         ring = hash_ring(tuple(sorted(by_name)))
         start = bisect.bisect(ring, (stable_hash(ctx.client),))
@@ -140,7 +140,7 @@ class PowerOfTwo(Strategy):
     member when the counts are stale (as they are across several gateway processes).
     """
 
-    def pick(self, members, ctx):
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
         candidates = with_room(members)
         if len(candidates) < 2:
             return candidates[0] if candidates else None
@@ -183,7 +183,7 @@ class PeakEwma(Strategy):
         super().__init__(rng)
         self.clock = time.monotonic  # the clock record_latency() uses by default
 
-    def pick(self, members, ctx):
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
         now = self.clock()
         return self.cheapest(members, lambda m: ewma_estimate(m, now) * (m.inflight + 1))
 

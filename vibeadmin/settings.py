@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -87,6 +89,7 @@ TEMPLATES = [
 ]
 
 _database_url = env_url("DATABASE_URL", ("sqlite", "postgres", "postgresql", "pgsql"))
+DATABASES: dict[str, Mapping[str, Any]]
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
 else:

@@ -8,6 +8,7 @@ works from any shell on any host that shares it.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -134,7 +135,7 @@ def find_member(name: str) -> Member:
         raise CommandError(f"no member named {name!r}; known members: {', '.join(known)}") from None
 
 
-def member_as_dict(m: Member, lost_nodes: set[str] = frozenset()) -> dict:
+def member_as_dict(m: Member, lost_nodes: Collection[str] = frozenset()) -> dict:
     return {
         "name": m.name,
         "kind": m.kind,

@@ -95,7 +95,7 @@ def check_port_free(host: str, port: int) -> None:
             sock.bind((host.strip("[]"), port))
     except OSError as exc:
         raise CommandError(
-            f"cannot listen on {host}:{port}: {exc.strerror.lower()}; set VIBEADMIN_PORT (or --port) to a free port"
+            f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}; set VIBEADMIN_PORT (or --port) to a free port"
         ) from None
 
 
