@@ -52,6 +52,7 @@ services-deps:
 
 test: install browser-deps services-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy pool vibeadmin
 	$(VENV)/bin/pytest
 
 # `make bench BENCH_ARGS=--quick` for shorter runs; BENCH_SCALE=0.5 scales every duration.
