@@ -34,6 +34,16 @@ def validate_remote_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def _check_weight(weight: int) -> None:
+    if weight < 1 or weight > 1000:
+        raise ActionError("weight must be between 1 and 1000")
+
+
+def _check_gpu(gpu: int | None) -> None:
+    if gpu is not None and gpu < 0:
+        raise ActionError("GPU index must be 0 or more")
+
+
 def _next_name() -> str:
     taken = set(Member.objects.values_list("name", flat=True))
     n = 1
@@ -45,10 +55,8 @@ def _next_name() -> str:
 def member_add(
     *, url: str = "", weight: int = 1, gpu: int | None = None, name: str = "", node: str = ""
 ) -> Member:
-    if weight < 1 or weight > 1000:
-        raise ActionError("weight must be between 1 and 1000")
-    if gpu is not None and gpu < 0:
-        raise ActionError("GPU index must be 0 or more")
+    _check_weight(weight)
+    _check_gpu(gpu)
     if Member.objects.count() >= settings.VIBEADMIN_MAX_MEMBERS:
         raise ActionError(f"the pool already has {settings.VIBEADMIN_MAX_MEMBERS} members (VIBEADMIN_MAX_MEMBERS)")
     if name and not NAME_RE.match(name):
@@ -104,16 +112,14 @@ def member_remove(*, member: Member) -> None:
 
 
 def member_set_weight(*, member: Member, weight: int) -> None:
-    if weight < 1 or weight > 1000:
-        raise ActionError("weight must be between 1 and 1000")
+    _check_weight(weight)
     Member.objects.filter(pk=member.pk).update(weight=weight)
     _note(member, f"{member.name}: weight set to {weight}")
 
 
 def member_set_gpu(*, member: Member, gpu: int | None) -> None:
     """Pinning takes effect at the member's next start."""
-    if gpu is not None and gpu < 0:
-        raise ActionError("GPU index must be 0 or more")
+    _check_gpu(gpu)
     Member.objects.filter(pk=member.pk).update(gpu=gpu)
     _note(member, f"{member.name}: GPU pin set to {'none' if gpu is None else gpu} (applies at next start)")
 
