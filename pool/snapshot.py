@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from django.db.models import Count
 from django.utils import timezone
 
 from pool import inflight, metrics, resources, states
@@ -100,10 +101,11 @@ def lost_nodes() -> set[str]:
 def node_rows() -> list[dict]:
     """Each node's supervisor: when it last reported, and whether it is lost."""
     now = timezone.now()
+    counts = dict(Member.objects.values("node").annotate(n=Count("id")).values_list("node", "n"))
     return [
         {"name": n.name, "address": n.address, "pid": n.pid or DASH, "lost": n.is_lost(),
          "seen": duration((now - n.last_seen_at).total_seconds()) + " ago" if n.last_seen_at else "never",
-         "members": Member.objects.filter(node=n.name).count()}
+         "members": counts.get(n.name, 0)}
         for n in Node.objects.all()
     ]  # fmt: skip
 
