@@ -19,8 +19,6 @@ from pool.models import Member
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat
 
-pytestmark = pytest.mark.asyncio
-
 
 async def scrape() -> dict[tuple[str, frozenset], float]:
     """/metrics through the project's ASGI app, as Prometheus would fetch it."""
