@@ -86,10 +86,14 @@ def serve_app(data_dir: Path, log: Path, *args: str, **env: str) -> tuple[subpro
     port = free_port()
     child = start_serve(data_dir, *args, log=log, VIBEADMIN_PORT=str(port), **env)
     url = f"http://127.0.0.1:{port}/"
-    wait_until(
-        lambda: answers(url + "solve/") or child.poll() is not None, 60, interval=0.2, what="serve to answer"
-    )
-    assert child.poll() is None, log.read_text()
+    try:
+        wait_until(
+            lambda: answers(url + "solve/") or child.poll() is not None, 60, interval=0.2, what="serve to answer"
+        )
+        assert child.poll() is None, log.read_text()
+    except BaseException:  # serve never answered: don't leave it (or its members) running
+        stop_serve(child, data_dir)
+        raise
     return child, url
 
 
