@@ -35,6 +35,8 @@ class App:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "serve.log"
         self.data_dir = data_dir
+        self.key = ""  # a platform API key, once the fixture has created one
+        self.password = ""  # the admin's password, once serve has written it
         self.proc = start_serve(
             data_dir, "--port", str(self.port), log=self.log, VIBEADMIN_MEMBERS="0", **env
         )
