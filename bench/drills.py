@@ -135,6 +135,12 @@ def kill_drill(server: Vibeadmin, key: str, rate: float, duration: float, kill_a
 def drain_drill(server: Vibeadmin, key: str, rate: float, duration: float, drain_at: float) -> dict:
     name = "m2"
     load = shots(server, key, rate, duration, seed=6)
+    # As in the kill drill: two long replies just before the drain, so that the member
+    # still has one in flight when it is asked to drain.
+    headers = {"Authorization": f"Bearer {key}"}
+    for stream in (True, False):
+        load.append(Shot(server.url + "/v1/chat/completions", body(LONG_TOKENS, stream), headers,
+                         at=drain_at - 0.6, tag="stream" if stream else "plain"))  # fmt: skip
     t0 = time.monotonic() + 0.2
     asked: dict = {}
 
@@ -165,6 +171,8 @@ def drain_drill(server: Vibeadmin, key: str, rate: float, duration: float, drain
         "requests": len(results), "requests_on_member": len(on_member),
         "failed": sum(1 for r in results if not r.ok), "errors": sorted({r.error for r in results if r.error}),
         "draining_at_s": draining, "stopped_at_s": stopped, "last_request_on_member_ended_s": last_end,
+        "in_flight_on_member_when_draining": sum(1 for r in on_member if draining is not None
+                                                 and r.at <= draining < r.end),
         "sent_to_member_after_draining": sum(1 for r in on_member if draining is not None and r.at > draining + 0.6),
         "stopped_after_last_request_s": None if stopped is None or last_end is None else stopped - last_end,
         # from the later of "draining" and its last request's end: how long it stayed up idle
@@ -258,7 +266,8 @@ def markdown(result: dict) -> str:
         "", "| drain drill | |", "|---|---|",
         f"| requests sent | {d['requests']} |",
         f"| requests failed | {d['failed']} {', '.join(d['errors'])} |",
-        f"| requests served by the drained member | {d['requests_on_member']} |",
+        f"| requests served by the drained member | {d['requests_on_member']} "
+        f"({d['in_flight_on_member_when_draining']} in flight on it when it went draining) |",
         f"| `pool drain` ran from / to | {s(d['drain_command_started_s'])} / {s(d['drain_asked_s'])} |",
         f"| draining seen at | {s(d['draining_at_s'])} |",
         f"| its last request ended at | {s(d['last_request_on_member_ended_s'])} |",

@@ -60,9 +60,14 @@ def _machine(meta: dict) -> str:
             ("memory", f"{m.get('memory_gib', '?')} GiB"), ("GPU", "none: no GPU machine was available, so there "
             "are no `n_gpu_layers=-1` figures; llama.cpp is the CPU build"),
             ("Python", m.get("python", "?")), ("OS", m.get("platform", "?")), ("date", m.get("date", "?")),
-            ("load average when the run began", ", ".join(map(str, m.get("load_average_at_start", [])))),
+            ("load average (1, 5, 15 min) as the run began" if "load_average_at_start" in m else
+             "load average (1, 5, 15 min) as the run ended",
+             ", ".join(map(str, m.get("load_average_at_start", m.get("load_average_at_end", []))))),
             ("nginx / wrk", f"{m.get('nginx', '?')} / {m.get('wrk', '?')}"),
             ("run", f"{meta.get('scale', '?')} (factor {meta.get('factor', '?')}), {meta.get('seconds', '?')} s in all")]  # fmt: skip
+    for rerun in meta.get("reruns", []):
+        rows.append(("rerun", f"{', '.join(rerun['ran'])} ({rerun['scale']}) on {rerun['machine']['date']}, "
+                              f"{rerun['seconds']} s"))  # fmt: skip
     return "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 

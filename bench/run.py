@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(BENCHMARKS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     bench = Bench(scale, args.out)
+    machine_info = machine.describe()  # before the run loads the machine itself
     started = time.monotonic()
     failed = []
     try:
@@ -57,9 +58,14 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
     finally:
         bench.folders.cleanup()
-    meta = {"scale": scale.name, "factor": scale.factor, "machine": machine.describe(), "notes": bench.notes,
+    meta = {"scale": scale.name, "factor": scale.factor, "machine": machine_info, "notes": bench.notes,
             "seconds": round(time.monotonic() - started, 1), "ran": names, "failed": failed}  # fmt: skip
-    (args.out / "run.json").write_text(json.dumps(meta, indent=2))
+    previous = args.out / "run.json"
+    if args.only and previous.exists():  # a partial rerun: keep the record of the whole run
+        whole = json.loads(previous.read_text())
+        whole.setdefault("reruns", []).append(meta)
+        meta = whole
+    previous.write_text(json.dumps(meta, indent=2))
     target = write_report(args.out)
     print(f"done in {meta['seconds']:.0f} s; results in {args.out}, report in {target}"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)  # fmt: skip
