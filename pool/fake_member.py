@@ -386,15 +386,15 @@ class FakeMemberProcess:
         root = Path(__file__).resolve().parent.parent
         self.proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            self.url = self._read_url(self.proc, time.monotonic() + timeout)
+            self.url = self._read_url(time.monotonic() + timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    @staticmethod
-    def _read_url(proc: subprocess.Popen[str], deadline: float) -> str:
-        assert proc.stdout is not None  # started with stdout=PIPE
+    def _read_url(self, deadline: float) -> str:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None  # start() runs it with stdout=PIPE
         ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
         line = proc.stdout.readline() if ready else ""
         if " listening on http://" not in line:
