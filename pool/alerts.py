@@ -81,7 +81,7 @@ class LatencyBaseline:
         if self.minutes and self.minutes[-1][0] >= minute:
             return
         seconds = [s for s in metrics.window.last(120, now) if s.at // 60 == minute]
-        self.add(minute, sum(sum(s.latencies) for s in seconds), sum(len(s.latencies) for s in seconds))
+        self.add(minute, sum(s.latency.total for s in seconds), sum(s.latency.count for s in seconds))
 
     def mean_s(self, now: float) -> float | None:
         """Mean latency from 65 to 5 minutes ago."""

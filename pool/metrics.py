@@ -1,8 +1,10 @@
 """What the gateway measures, two ways: Prometheus series for /metrics, and per-second
 rolling windows in memory for the dashboard's live charts and its first 15 minutes.
 
-Recording is on the hot path of every request, so it only bumps counters and appends to
-the current second's bucket; percentiles are computed when someone reads.
+Recording is on the hot path of every request, so it only bumps counters in the current
+second. Latencies are kept as counts in log-spaced buckets (Dist), not raw lists: reading
+15 minutes at a thousand requests a second merges a few thousand small dicts instead of
+sorting nearly a million floats, which stalled the event loop.
 """
 
 from __future__ import annotations
@@ -31,6 +33,72 @@ MEMBER_STATE = Gauge("vibeadmin_member_state", "1 for the state each member is i
 HISTORY_S = 15 * 60
 
 
+# Buckets 4% wide from 1 ms: a percentile read from them is within 4% of the true one.
+_GROWTH = 1.04
+_LOG_GROWTH = math.log(_GROWTH)
+_FLOOR_S = 0.001
+
+
+class Dist:
+    """A distribution of durations: exact count, sum, min and max, and bucket counts."""
+
+    __slots__ = ("buckets", "count", "total", "low", "high")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+        self.total = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+
+    def add(self, x: float) -> None:
+        i = 0 if x <= _FLOOR_S else int(math.log(x / _FLOOR_S) / _LOG_GROWTH) + 1
+        self.buckets[i] = self.buckets.get(i, 0) + 1
+        self.count += 1
+        self.total += x
+        self.low = min(self.low, x)
+        self.high = max(self.high, x)
+
+    def merge(self, other: Dist) -> Dist:
+        for i, n in other.buckets.items():
+            self.buckets[i] = self.buckets.get(i, 0) + n
+        self.count += other.count
+        self.total += other.total
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+        return self
+
+    @classmethod
+    def of(cls, dists) -> Dist:
+        merged = cls()
+        for dist in dists:
+            merged.merge(dist)
+        return merged
+
+    def percentile(self, q: float) -> float | None:
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for i in sorted(self.buckets):
+            seen += self.buckets[i]
+            if seen >= rank:
+                middle = _FLOOR_S * _GROWTH ** (i - 0.5) if i else _FLOOR_S
+                return min(max(middle, self.low), self.high)
+        return self.high
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass
+class MemberSecond:
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    latency: Dist = field(default_factory=Dist)
+
+
 @dataclass
 class Second:
     """Everything that finished in one wall-clock second."""
@@ -39,9 +107,9 @@ class Second:
     requests: int = 0
     errors: int = 0
     completion_tokens: int = 0
-    latencies: list[float] = field(default_factory=list)
-    ttfts: list[float] = field(default_factory=list)
-    by_member: dict[str, list] = field(default_factory=dict)  # name -> [requests, errors, tokens, latencies]
+    latency: Dist = field(default_factory=Dist)
+    ttft: Dist = field(default_factory=Dist)
+    by_member: dict[str, MemberSecond] = field(default_factory=dict)
     queue_depth: int = 0
     inflight: int = 0
 
@@ -85,15 +153,17 @@ def record_request(
     second.requests += 1
     second.errors += error
     second.completion_tokens += completion_tokens
-    second.latencies.append(latency_s)
+    second.latency.add(latency_s)
     if ttft_s is not None:
-        second.ttfts.append(ttft_s)
+        second.ttft.add(ttft_s)
     if member:
-        row = second.by_member.setdefault(member, [0, 0, 0, []])
-        row[0] += 1
-        row[1] += error
-        row[2] += completion_tokens
-        row[3].append(latency_s)
+        row = second.by_member.get(member)
+        if row is None:
+            row = second.by_member[member] = MemberSecond()
+        row.requests += 1
+        row.errors += error
+        row.tokens += completion_tokens
+        row.latency.add(latency_s)
 
 
 def record_load(*, queue_depth: int, inflight_by_member: dict[str, int]) -> None:
@@ -106,44 +176,37 @@ def record_load(*, queue_depth: int, inflight_by_member: dict[str, int]) -> None
     second.inflight = sum(inflight_by_member.values())
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def summary(span_s: int = 60, now: float | None = None) -> dict:
     """Pool-wide and per-member figures over the last `span_s` seconds."""
     seconds = window.last(span_s, now)
-    latencies = [x for s in seconds for x in s.latencies]
+    latency = Dist.of(s.latency for s in seconds)
     requests = sum(s.requests for s in seconds)
     errors = sum(s.errors for s in seconds)
-    members: dict[str, dict] = {}
+    members: dict[str, MemberSecond] = {}
     for s in seconds:
-        for name, (n, err, tokens, lats) in s.by_member.items():
-            row = members.setdefault(name, {"requests": 0, "errors": 0, "tokens": 0, "latencies": []})
-            row["requests"] += n
-            row["errors"] += err
-            row["tokens"] += tokens
-            row["latencies"] += lats
+        for name, row in s.by_member.items():
+            total = members.setdefault(name, MemberSecond())
+            total.requests += row.requests
+            total.errors += row.errors
+            total.tokens += row.tokens
+            total.latency.merge(row.latency)
     return {
         "span_s": span_s,
         "requests": requests,
         "rps": requests / span_s,
         "error_rate": errors / requests if requests else 0.0,
-        "p50_s": percentile(latencies, 0.5),
-        "p95_s": percentile(latencies, 0.95),
-        "mean_s": sum(latencies) / len(latencies) if latencies else None,
-        "ttft_p50_s": percentile([x for s in seconds for x in s.ttfts], 0.5),
+        "p50_s": latency.percentile(0.5),
+        "p95_s": latency.percentile(0.95),
+        "mean_s": latency.mean(),
+        "ttft_p50_s": Dist.of(s.ttft for s in seconds).percentile(0.5),
         "tokens_per_s": sum(s.completion_tokens for s in seconds) / span_s,
         "members": {
             name: {
-                "rps": row["requests"] / span_s,
-                "errors": row["errors"],
-                "tokens_per_s": row["tokens"] / span_s,
-                "p50_s": percentile(row["latencies"], 0.5),
-                "p95_s": percentile(row["latencies"], 0.95),
+                "rps": row.requests / span_s,
+                "errors": row.errors,
+                "tokens_per_s": row.tokens / span_s,
+                "p50_s": row.latency.percentile(0.5),
+                "p95_s": row.latency.percentile(0.95),
             }
             for name, row in members.items()
         },
@@ -158,9 +221,9 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
             "rps": s.requests,
             "errors": s.errors,
             "tokens": s.completion_tokens,
-            "p50_s": percentile(s.latencies, 0.5),
-            "p95_s": percentile(s.latencies, 0.95),
-            "ttft_s": percentile(s.ttfts, 0.5),
+            "p50_s": s.latency.percentile(0.5),
+            "p95_s": s.latency.percentile(0.95),
+            "ttft_s": s.ttft.percentile(0.5),
             "queue": s.queue_depth,
             "inflight": s.inflight,
         }
