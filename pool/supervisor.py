@@ -167,6 +167,39 @@ class Supervisor:
 
     def step_probed(self, m: Member, probe: health.ProbeResult) -> None:
         now = timezone.now()
+        fields = self.probe_fields(m, probe, now)
+        if m.state == states.STARTING:
+            self.step_probed_starting(m, probe, fields, now)
+        elif m.state == states.READY and fields.get("failures", 0) >= settings.VIBEADMIN_UNHEALTHY_AFTER:
+            # ready -> unhealthy: N probes failed in a row
+            change_state(m, states.UNHEALTHY, reason=probe.error, **fields)
+        elif m.state == states.UNHEALTHY and fields.get("successes", 0) >= settings.VIBEADMIN_HEALTHY_AFTER:
+            # unhealthy -> ready: M probes answered in a row
+            change_state(m, states.READY, reason="probes answer again", **fields)
+        elif m.state == states.UNHEALTHY and m.is_local and not probe.ok and self.sick_too_long(m, now):
+            # unhealthy -> (killed) -> starting: a local process that stays sick is restarted,
+            # counted as a crash so a member that never recovers still ends failed
+            self.kill(m, f"unhealthy for {settings.VIBEADMIN_UNHEALTHY_RESTART_S:g}s; killed", fields)
+        else:
+            if m.restarts and m.ready_at and (now - m.ready_at).total_seconds() > STABLE_AFTER_S:
+                fields["restarts"] = 0
+            update_observed(m, **fields)
+
+    def step_probed_starting(self, m: Member, probe: health.ProbeResult, fields: dict, now) -> None:
+        if probe.ok:
+            # starting -> ready: it answers, so the model is loaded (the server listens only then)
+            change_state(m, states.READY, ready_at=now, **fields)
+        elif m.is_local and m.started_at and (now - m.started_at).total_seconds() > settings.VIBEADMIN_START_TIMEOUT_S:
+            self.kill(m, f"did not answer within {settings.VIBEADMIN_START_TIMEOUT_S:g}s; killed", {})
+        elif not m.is_local and fields["failures"] >= settings.VIBEADMIN_UNHEALTHY_AFTER:
+            # starting -> unhealthy: a remote URL that does not answer
+            change_state(m, states.UNHEALTHY, reason=probe.error, **fields)
+        else:
+            update_observed(m, **fields)
+
+    @staticmethod
+    def probe_fields(m: Member, probe: health.ProbeResult, now) -> dict:
+        """What a probe changes in the observed state, whatever the transition."""
         fields: dict = {"last_probe_at": now, "last_probe_ok": probe.ok}
         if m.is_local:
             fields["log_tail"] = process.read_tail(m)
@@ -178,35 +211,13 @@ class Supervisor:
             # hide the error that made it restart.
             if not (m.is_local and m.state == states.STARTING):
                 fields["last_error"] = probe.error
-        if m.state == states.STARTING:
-            if probe.ok:
-                # starting -> ready: it answers, so the model is loaded (the server listens only then)
-                change_state(m, states.READY, ready_at=now, **fields)
-            elif m.is_local and m.started_at and (now - m.started_at).total_seconds() > settings.VIBEADMIN_START_TIMEOUT_S:
-                process.kill(m.pid)  # the next tick finds it dead and counts a crash
-                self._kill_reasons[m.pk] = f"did not answer within {settings.VIBEADMIN_START_TIMEOUT_S:g}s; killed"
-                update_observed(m, last_error=self._kill_reasons[m.pk])
-            elif not m.is_local and fields["failures"] >= settings.VIBEADMIN_UNHEALTHY_AFTER:
-                # starting -> unhealthy: a remote URL that does not answer
-                change_state(m, states.UNHEALTHY, reason=probe.error, **fields)
-            else:
-                update_observed(m, **fields)
-        elif m.state == states.READY and fields.get("failures", 0) >= settings.VIBEADMIN_UNHEALTHY_AFTER:
-            # ready -> unhealthy: N probes failed in a row
-            change_state(m, states.UNHEALTHY, reason=probe.error, **fields)
-        elif m.state == states.UNHEALTHY and fields.get("successes", 0) >= settings.VIBEADMIN_HEALTHY_AFTER:
-            # unhealthy -> ready: M probes answered in a row
-            change_state(m, states.READY, reason="probes answer again", **fields)
-        elif m.state == states.UNHEALTHY and m.is_local and not probe.ok and self.sick_too_long(m, now):
-            # unhealthy -> (killed) -> starting: a local process that stays sick is restarted,
-            # counted as a crash so a member that never recovers still ends failed
-            process.kill(m.pid)
-            self._kill_reasons[m.pk] = f"unhealthy for {settings.VIBEADMIN_UNHEALTHY_RESTART_S:g}s; killed"
-            update_observed(m, **{**fields, "last_error": self._kill_reasons[m.pk]})
-        else:
-            if m.restarts and m.ready_at and (now - m.ready_at).total_seconds() > STABLE_AFTER_S:
-                fields["restarts"] = 0
-            update_observed(m, **fields)
+        return fields
+
+    def kill(self, m: Member, reason: str, fields: dict) -> None:
+        """SIGKILL a local process; the next tick finds it dead and counts a crash, with this reason."""
+        process.kill(m.pid)
+        self._kill_reasons[m.pk] = reason
+        update_observed(m, **{**fields, "last_error": reason})
 
     @staticmethod
     def sick_too_long(m: Member, now) -> bool:
