@@ -269,6 +269,8 @@ class Supervisor:
     def start(self, m: Member) -> None:
         now = timezone.now()
         common = {"started_at": now, "next_start_at": None, "failures": 0, "successes": 0, "ready_at": None}
+        if m.state == states.STOPPED:
+            common["restarts"] = 0  # a clean start, not a crash's restart: the count starts over
         if not m.is_local:
             # stopped -> starting: a remote member is only probed, never spawned
             change_state(m, states.STARTING, **common)

@@ -130,3 +130,10 @@ def test_a_local_member_that_stays_unhealthy_is_restarted(supervisor, settings):
     assert member.restarts == 1
     assert not process.is_alive(sick_pid)
     assert PoolEvent.objects.filter(member_name=member.name, message__contains="unhealthy for 0.5s").exists()
+
+
+def test_a_clean_start_forgets_the_crashes_of_an_earlier_run(supervisor):
+    member = actions.member_add()
+    Member.objects.filter(pk=member.pk).update(restarts=2)  # crashed twice before it was stopped
+    reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to be ready")
+    assert member.restarts == 0
