@@ -22,6 +22,10 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LLAMA_VERSION := 0.3.36
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "vibeadmin needs Python 3.11 or newer (set PYTHON=python3.11)"; exit 1; }
+	@test -x $(PY) || command -v c++ >/dev/null \
+		|| { echo "llama-cpp-python compiles llama.cpp: install a C++ compiler first (apt-get install build-essential)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing Python packages into $(VENV) (the first time compiles llama.cpp: ~5 min on 2 cores)..."
 	$(PIP) install -q --upgrade pip wheel
@@ -32,6 +36,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 node_modules/.installed: package.json
+	@command -v npm >/dev/null || { echo "the pages' browser libraries come from npm: install Node.js 20+ and npm first"; exit 1; }
 	@echo "Installing browser libraries from npm..."
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
