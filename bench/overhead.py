@@ -1,7 +1,7 @@
 """1. Gateway overhead: the same load straight to a member, through nginx (least_conn)
 and through vibeadmin, at 16, 64 and 256 connections (wrk, closed loop).
 
-The members are fake ones without the generation lock (bench/fast_member.py) answering
+The members are fake ones without the generation lock (pool.fake_member, concurrent) answering
 in about 20 ms, with max_inflight raised to 4096 in the database so that neither they nor
 the gateway's queue limit anything: the proxy in the middle is the bottleneck.
 """

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import psutil
 
-from bench.fast_member import ConcurrentFakeMemberProcess
 from pool.fake_member import FakeMemberProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,11 +182,10 @@ def member_processes(data_dir: Path) -> list[psutil.Process]:
 @contextlib.contextmanager
 def fake_members(count: int, *, concurrent: bool = False, **config):
     """`count` fake members in their own processes; stopped on the way out."""
-    kind = ConcurrentFakeMemberProcess if concurrent else FakeMemberProcess
     members: list[FakeMemberProcess] = []
     try:
         for i in range(count):
-            members.append(kind(name=f"f{i + 1}", **config).start())
+            members.append(FakeMemberProcess(name=f"f{i + 1}", concurrent=concurrent, quiet=concurrent, **config).start())
         yield members
     finally:
         for member in members:

@@ -53,6 +53,9 @@ class FakeConfig:
     drop_after_tokens: int = -1
     hang: bool = False
     delay_s: float = 0.0
+    # No generation lock: any number at once, for benchmarks where the gateway must be the
+    # bottleneck (a llama.cpp server never behaves so).
+    concurrent: bool = False
 
     def update(self, changes: dict) -> None:
         known = {f.name: type(f.default) for f in dataclasses.fields(self)}
@@ -154,6 +157,9 @@ class FakeMember:
 
     @contextlib.asynccontextmanager
     async def locked(self):
+        if self.config.concurrent:
+            yield
+            return
         self.stats.waiting += 1
         try:
             await self.lock.acquire()
@@ -369,9 +375,10 @@ class FakeMemberProcess:
     without its lock, so they are fine inside an async test too.
     """
 
-    def __init__(self, **options) -> None:
+    def __init__(self, *, quiet: bool = False, **options) -> None:
         self.config = FakeConfig()
         self.config.update(options)
+        self.quiet = quiet  # drop its stderr (clients hanging up mid-stream make aiohttp log tracebacks)
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -384,7 +391,8 @@ class FakeMemberProcess:
             else:
                 cmd += [flag, str(value)]
         root = Path(__file__).resolve().parent.parent
-        self.proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     stderr=subprocess.DEVNULL if self.quiet else None)  # fmt: skip
         try:
             self.url = self._read_url(time.monotonic() + timeout)
         except BaseException:

@@ -168,6 +168,14 @@ async def test_concurrent_requests_wait_and_generate_one_at_a_time(member):
     assert member.stats.served == 4
 
 
+async def test_a_concurrent_fake_generates_many_at_once_for_gateway_benchmarks(member):
+    member.config.concurrent = True
+    member.config.ttft = 0.2
+    responses = await asyncio.gather(*(chat(member, max_tokens=2) for _ in range(4)))
+    assert [r.status for r in responses] == [200] * 4
+    assert member.stats.max_generating == 4
+
+
 async def test_openapi_answers_while_a_generation_holds_the_lock(member):
     busy = hold_generation(member)
     await eventually(lambda: member.stats.generating == 1)
