@@ -25,6 +25,9 @@ TARGETS = [
 ]
 LOAD_SPAN_S = 30  # load is averaged over this long, so one burst does not scale the pool
 TOLERANCE = 0.1  # as Kubernetes' HPA: within 10% of the target, leave the pool alone
+# With gateways sharing Redis, one serve process at a time may scale: the first to decide
+# takes the role, renewed each time it scales again; another may take it this long after.
+LEADER_TTL_S = 30.0
 
 ENABLED = Gauge("vibeadmin_autoscale_enabled", "1 when autoscaling is on")
 DESIRED = Gauge("vibeadmin_autoscale_desired_members", "Local members the autoscaler wants running")
@@ -104,6 +107,9 @@ def step(*, now: datetime | None = None, load: Load | None = None) -> Decision |
     LOAD.set(value)
     if desired == current or cooldown_left_s(cfg, now) > 0:
         return None
+    shared = inflight.shared()
+    if shared is not None and not shared.lead("autoscaler", ttl_s=LEADER_TTL_S):
+        return None  # another serve process scales; two would both add members
     actions.pool_scale(count=desired, reason=f"autoscaler: {why}")
     DECISIONS.labels("up" if desired > current else "down").inc()
     return Decision(current, desired, why)

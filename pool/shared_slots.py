@@ -136,6 +136,18 @@ class SharedSlots:
     def count_live(self, name: int | str) -> int:
         return int(self._sync.zcount(self.key(name), time.time(), "+inf"))
 
+    def lead(self, role: str, ttl_s: float) -> bool:
+        """Whether this process holds `role` (e.g. the autoscaler) among all that share Redis.
+        The holder renews it each time it asks; if it dies, another takes over after `ttl_s`."""
+        key = f"vibeadmin:leader:{role}"
+        ttl_ms = int(ttl_s * 1000)
+        if self._sync.set(key, self.owner, nx=True, px=ttl_ms):
+            return True
+        if self._sync.get(key) == self.owner.encode():
+            self._sync.pexpire(key, ttl_ms)
+            return True
+        return False
+
     def queue_depth_live(self) -> int:
         """Requests waiting in every gateway's queue."""
         return sum(int(self._sync.get(key) or 0) for key in self._sync.scan_iter(match="vibeadmin:queue:*"))
