@@ -18,6 +18,7 @@ from django.db import close_old_connections
 from pool import inflight
 from pool.gateway import errors
 from pool.gateway.registry import KeyInfo, Registry
+from pool.gateway.tasks import spawn
 from pool.models import ApiKey
 
 if TYPE_CHECKING:
@@ -173,8 +174,6 @@ class SharedKeyLimits:
             self.leases.setdefault(info.id, []).append(lease)
 
     def done(self, info: KeyInfo, tokens: int) -> None:
-        import asyncio
-
         async def account():
             if info.max_parallel is not None and self.leases.get(info.id):
                 await self.slots.give_back(f"key:{info.id}", self.leases[info.id].pop())
@@ -185,12 +184,7 @@ class SharedKeyLimits:
                 pipe.expire(key, int(WINDOW_S * 2))
                 await pipe.execute()
 
-        task = asyncio.get_running_loop().create_task(account())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-
-_background: set = set()
+        spawn(account())
 
 
 class AddressLimit:

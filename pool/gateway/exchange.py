@@ -4,7 +4,6 @@ nothing has reached the client, relay the reply, and account for it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -20,15 +19,13 @@ from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
 from pool.gateway.router import Router
+from pool.gateway.tasks import spawn
 from pool.gateway.upstream import DONE, EventSplitter, session
 from pool.models import Member
 from pool.strategies import record_latency
 from pool.transitions import change_state
 
 log = logging.getLogger("pool.gateway")
-_background: set[asyncio.Task] = set()
-
-
 @dataclass
 class Outcome:
     """What the request cost and produced, filled in as it goes."""
@@ -145,9 +142,7 @@ class Exchange:
         failures = backend.extra.get("failures", 0) + 1
         backend.extra["failures"] = failures
         if (hard or failures >= settings.VIBEADMIN_UNHEALTHY_AFTER) and self.registry.eject(backend):
-            task = asyncio.get_running_loop().create_task(sync_to_async(_mark_unhealthy)(backend.id, error))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            spawn(sync_to_async(_mark_unhealthy)(backend.id, error))
 
 
 class _RetryableStatus(Exception):

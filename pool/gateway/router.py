@@ -19,6 +19,7 @@ from pool import inflight, metrics
 from pool.gateway import errors
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
+from pool.gateway.tasks import spawn
 from pool.strategies import RoundRobin
 
 # With shared slots, other gateways announce freed slots; waiters also look this often,
@@ -122,7 +123,7 @@ class Router:
         if slot.lease is None:
             inflight.release(slot.backend.id)
         else:
-            _spawn(self.shared.give_back(slot.backend.id, slot.lease))
+            spawn(self.shared.give_back(slot.backend.id, slot.lease))
         self.wake()
 
     def wake(self) -> None:
@@ -133,7 +134,7 @@ class Router:
             self._again = True
             self._poke.set()
             return
-        _spawn(self._dispatch())
+        spawn(self._dispatch())
 
     async def _dispatch(self) -> None:
         self._dispatching = True
@@ -176,11 +177,3 @@ class Router:
         members = max(1, sum(b.max_inflight for b in self.registry.routable()))
         return max(1.0, mean * (len(self.queue) + 1) / members)
 
-
-_tasks: set[asyncio.Task] = set()
-
-
-def _spawn(coro) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
