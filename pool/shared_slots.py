@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
@@ -23,8 +24,24 @@ PREFIX = "vibeadmin:inflight:"
 # Given-back slots are announced here, so waiters in every gateway look at once.
 FREED_CHANNEL = "vibeadmin:freed"
 
-# KEYS[1] the member's lease set; ARGV now, capacity, expiry, lease id, ttl ms
+# KEYS[1] the member's lease set, KEYS[2] the waiting line. ARGV: now, capacity, expiry,
+# lease id, ttl ms, the caller's place in line ('' if none), its arrival ('' to skip the
+# line: key limits), the longest any request may wait. Returns 1 taken, 0 full, -1 an
+# older request waits elsewhere.
 TAKE = """
+if ARGV[7] ~= '' then
+  for _ = 1, 8 do
+    local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    if #head == 0 then break end
+    local owner = string.match(head[1], '^(.+)|')
+    local fresh = tonumber(head[2]) > tonumber(ARGV[1]) - tonumber(ARGV[8])
+    if owner and fresh and redis.call('EXISTS', 'vibeadmin:alive:' .. owner) == 1 then
+      if head[1] ~= ARGV[6] and tonumber(head[2]) < tonumber(ARGV[7]) then return -1 end
+      break
+    end
+    redis.call('ZREM', KEYS[2], head[1])  -- its gateway is gone, or it waited past any deadline
+  end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
@@ -33,6 +50,19 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
+LINE = "vibeadmin:waiting"
+
+
+class NotYourTurn(Exception):
+    """A request that arrived earlier waits in another gateway: it goes first."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A request's place in the line all gateways share: who it is, and when it came."""
+
+    entry: str  # "" for a request that has not joined the line (it just arrived)
+    arrived: float
 
 
 class SharedSlots:
@@ -46,6 +76,7 @@ class SharedSlots:
         self._clients: dict[int, aioredis.Redis] = {}
         self._renewer: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
+        self._heart: asyncio.Task | None = None
         self.on_freed: list = []  # called (on the event loop) when any gateway frees a slot
 
     @property
@@ -64,6 +95,7 @@ class SharedSlots:
         if self._renewer is None or self._renewer.done():
             self._renewer = loop.create_task(self.renew_forever())
             self._listener = loop.create_task(self.listen_forever())
+            self._heart = loop.create_task(self.heartbeat_forever())
         return current
 
     # --- the gateway's side (async, on its event loop) -----------------------------------
@@ -79,13 +111,20 @@ class SharedSlots:
         for name, n in zip(names, await pipe.execute(), strict=True):
             self.cache[name] = n
 
-    async def take(self, name: int | str, capacity: int) -> str | None:
-        """A lease on one of `name`'s slots, or None if it is full."""
+    async def take(self, name: int | str, capacity: int, turn: Turn | None = None,
+                   max_wait_s: float = 60.0) -> str | None:  # fmt: skip
+        """A lease on one of `name`'s slots, or None if it is full. With a `turn`, raises
+        NotYourTurn while a request that arrived earlier waits in any gateway; a place in
+        line older than `max_wait_s` (the queue's deadline) is stale, its leave lost."""
         now = time.time()
         lease = f"{self.owner}:{uuid.uuid4().hex[:10]}"
         key = self.key(name)
-        args: list[float | str] = [now, capacity, now + self.lease_s, lease, int(self.lease_s * 2000)]
-        if not await self.client().eval(TAKE, 1, key, *args):
+        args: list[float | str] = [now, capacity, now + self.lease_s, lease, int(self.lease_s * 2000),
+                                   turn.entry if turn else "", turn.arrived if turn else "", max_wait_s]  # fmt: skip
+        taken = await self.client().eval(TAKE, 2, key, LINE, *args)
+        if taken == -1:
+            raise NotYourTurn
+        if not taken:
             self.cache[name] = capacity
             return None
         self.held[lease] = key
@@ -101,6 +140,28 @@ class SharedSlots:
         pipe.zrem(key, lease)
         pipe.publish(FREED_CHANNEL, str(name))
         await pipe.execute()
+
+    async def join_line(self, turn: Turn) -> None:
+        pipe = self.client().pipeline(transaction=False)
+        pipe.set(f"vibeadmin:alive:{self.owner}", 1, ex=3)  # before the heartbeat's first beat
+        pipe.zadd(LINE, {turn.entry: turn.arrived})
+        await pipe.execute()
+
+    async def leave_line(self, turn: Turn) -> None:
+        """Out of the line (served, or gave up): the next in line, anywhere, may go."""
+        pipe = self.client().pipeline(transaction=False)
+        pipe.zrem(LINE, turn.entry)
+        pipe.publish(FREED_CHANNEL, "line")
+        await pipe.execute()
+
+    def turn(self, number: int, arrived: float) -> Turn:
+        return Turn(f"{self.owner}|{number}", arrived)
+
+    async def heartbeat_forever(self) -> None:
+        """Says this gateway lives: the line forgets the waiters of one that stopped saying so."""
+        while True:
+            await self.client().set(f"vibeadmin:alive:{self.owner}", 1, ex=3)
+            await asyncio.sleep(1.0)
 
     async def listen_forever(self) -> None:
         pubsub = self.client().pubsub()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pool.shared_slots import SharedSlots
+from pool.shared_slots import NotYourTurn, SharedSlots
 from tests.services import redis_missing, start_redis
 
 pytestmark = pytest.mark.skipif(bool(redis_missing()), reason=redis_missing() or "")
@@ -60,3 +60,36 @@ def test_one_process_holds_a_role_until_it_lapses(slots):
     assert not second.lead("autoscaler", ttl_s=0.5)
     time.sleep(0.6)
     assert second.lead("autoscaler", ttl_s=0.5)
+
+
+async def test_an_earlier_request_waiting_in_another_gateway_goes_first(slots):
+    first, second = slots(), slots()
+    early = first.turn(1, time.time() - 1)
+    await first.join_line(early)
+    late = second.turn(1, time.time())
+    await second.join_line(late)
+    with pytest.raises(NotYourTurn):
+        await second.take(7, capacity=1, turn=late)
+    assert await first.take(7, capacity=1, turn=early) is not None
+    await first.leave_line(early)
+    assert await second.take(7, capacity=2, turn=late) is not None
+
+
+async def test_a_place_in_line_past_any_deadline_holds_no_one_up(slots):
+    first, second = slots(), slots()
+    await first.join_line(first.turn(1, time.time() - 100))  # its leave was lost
+    late = second.turn(1, time.time())
+    await second.join_line(late)
+    assert await second.take(7, capacity=1, turn=late, max_wait_s=35) is not None
+
+
+async def test_the_line_forgets_the_waiters_of_a_dead_gateway(slots, redis_url):
+    import redis
+
+    dead, alive = slots(), slots()
+    await dead.join_line(dead.turn(1, time.time() - 1))
+    dead._heart.cancel()  # it stops beating, as a killed process would...
+    redis.Redis.from_url(redis_url).delete(f"vibeadmin:alive:{dead.owner}")  # ...and its last beat runs out
+    late = alive.turn(1, time.time())
+    await alive.join_line(late)
+    assert await alive.take(7, capacity=1, turn=late) is not None

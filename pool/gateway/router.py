@@ -20,6 +20,7 @@ from pool.gateway import errors
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
 from pool.gateway.tasks import spawn
+from pool.shared_slots import NotYourTurn, Turn
 from pool.strategies import RoundRobin
 
 # With shared slots, other gateways announce freed slots; waiters also look this often,
@@ -41,6 +42,7 @@ class Slot:
 class Waiter:
     ctx: RouteContext
     exclude: frozenset[int]
+    turn: Turn | None = None  # its place in the line all gateways share, with shared slots
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -52,12 +54,14 @@ class Router:
         self._dispatching = False
         self._again = False
         self._poke = asyncio.Event()
+        self._numbers = 0  # this gateway's waiters, numbered for the shared line
         registry.listeners.append(self.wake)
         if self.shared is not None:
             self.shared.on_freed.append(self.wake)
 
-    async def take(self, ctx: RouteContext, exclude: frozenset[int]) -> Slot | None:
-        """A slot on the member the strategy picks, or None if no member has room."""
+    async def take(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None = None) -> Slot | None:
+        """A slot on the member the strategy picks, or None if no member has room. With
+        shared slots, raises NotYourTurn while an earlier request waits in any gateway."""
         members = [m for m in self.registry.routable() if m.id not in exclude]
         if self.shared is None:
             backend = self.registry.strategy.pick(members, ctx)
@@ -73,7 +77,8 @@ class Router:
             backend = self.registry.strategy.pick(members, ctx)
             if backend is None:
                 return None
-            lease = await self.shared.take(backend.id, backend.max_inflight)
+            lease = await self.shared.take(backend.id, backend.max_inflight, turn,
+                                           max_wait_s=self.registry.policy.queue_timeout_s + 5)  # fmt: skip
             if lease is not None:
                 return Slot(backend, lease)
         return None
@@ -85,9 +90,10 @@ class Router:
                 "no member of the pool is ready to serve requests; an operator must start one "
                 "(or wait while members start)", code="no_ready_member", retry_after=5)  # fmt: skip
         if not self.queue:  # arrivals never jump the queue
-            slot = await self.take(ctx, exclude)
-            if slot is not None:
-                return slot, 0.0
+            with contextlib.suppress(NotYourTurn):
+                slot = await self.take(ctx, exclude, self.arrival_turn())
+                if slot is not None:
+                    return slot, 0.0
         policy = self.registry.policy
         if len(self.queue) >= policy.queue_size:
             raise errors.rate_limited(
@@ -95,19 +101,32 @@ class Router:
                 code="queue_full", retry_after=self.retry_after())  # fmt: skip
         return await self._wait(Waiter(ctx, exclude), policy.queue_timeout_s)
 
+    def arrival_turn(self) -> Turn | None:
+        """A request that just came, before it joins the line (shared slots only)."""
+        return Turn("", time.time()) if self.shared is not None else None
+
     async def _wait(self, waiter: Waiter, timeout_s: float) -> tuple[Slot, float]:
         started = time.monotonic()
+        # Numbered and queued before any await, so this gateway's queue is in line order.
         self.queue.append(waiter)
-        self.wake()
         try:
+            if self.shared is not None and not waiter.exclude:
+                # Retries (which exclude members) stay out of the shared line: they could hold it up.
+                self._numbers += 1
+                waiter.turn = self.shared.turn(self._numbers, time.time())
+                await self.shared.join_line(waiter.turn)
+            self.wake()
             slot = await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
-        except (TimeoutError, asyncio.CancelledError) as exc:
+        except BaseException as exc:  # gave up, the client left, or Redis failed
             self._abandon(waiter)
-            if isinstance(exc, asyncio.CancelledError):
+            if not isinstance(exc, TimeoutError):
                 raise
             raise errors.unavailable(
                 f"every member stayed busy for {timeout_s:g}s; try again shortly",
                 code="queue_timeout", retry_after=self.retry_after()) from None  # fmt: skip
+        finally:
+            if waiter.turn is not None:
+                spawn(self.shared.leave_line(waiter.turn))
         return slot, time.monotonic() - started
 
     def _abandon(self, waiter: Waiter) -> None:
@@ -157,10 +176,12 @@ class Router:
         """Oldest waiter first. A waiter that can't use any free member (it excludes them:
         a retry) lets the next one go ahead."""
         for waiter in list(self.queue):
-            if waiter.future.done():
-                self.queue.remove(waiter)
+            if waiter.future.done():  # it gave up; _abandon has taken it out of the queue
                 continue
-            slot = await self.take(waiter.ctx, waiter.exclude)
+            try:
+                slot = await self.take(waiter.ctx, waiter.exclude, waiter.turn)
+            except NotYourTurn:
+                return  # an earlier request in another gateway goes first; ours are all later
             if slot is None:
                 if not any(b.has_room for b in self.registry.routable()):
                     return
@@ -168,7 +189,7 @@ class Router:
             if waiter.future.done():  # it gave up while we took the slot
                 self.release(slot)
                 continue
-            self.queue.remove(waiter)
+            self.queue.remove(waiter)  # still there: only _abandon removes a waiting one
             waiter.future.set_result(slot)
 
     def retry_after(self) -> float:
