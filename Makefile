@@ -20,6 +20,9 @@ install: $(VENV)/.installed node_modules/.installed
 #   make install LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" LLAMA_REBUILD=1
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_VERSION := 0.3.36
+ifdef LLAMA_REBUILD
+.PHONY: $(VENV)/.installed  # rebuild llama.cpp even though nothing else changed
+endif
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
