@@ -95,12 +95,13 @@ class RoutingForm(forms.ModelForm):
     class Meta:
         model = PoolSettings
         fields = ["queue_size", "queue_timeout_s", "prompt_general", "prompt_math", "prompt_code",
-                  "language_hint_enabled", "language_hint", "api_open"]  # fmt: skip
+                  "language_hint_enabled", "language_hint", "api_open", "solve_rpm"]  # fmt: skip
         labels = {
             "queue_size": "Queue size", "queue_timeout_s": "Queue deadline (s)",
             "prompt_general": "System prompt: general", "prompt_math": "System prompt: math",
             "prompt_code": "System prompt: code", "language_hint_enabled": "Add the language hint",
             "language_hint": "Language hint", "api_open": "Serve /v1/ without an API key",
+            "solve_rpm": "Solve page: problems per minute per address",
         }  # fmt: skip
         widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in
                    ("prompt_general", "prompt_math", "prompt_code", "language_hint")}  # fmt: skip
@@ -114,6 +115,12 @@ class RoutingForm(forms.ModelForm):
         value = self.cleaned_data["queue_size"]
         if value < 1:
             raise forms.ValidationError("the queue must hold at least one request")
+        return value
+
+    def clean_solve_rpm(self) -> int:
+        value = self.cleaned_data["solve_rpm"]
+        if value < 1:
+            raise forms.ValidationError("let each address send at least one problem a minute")
         return value
 
     def clean_queue_timeout_s(self) -> float:

@@ -14,7 +14,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def routing_data(**changes):
     data = {"strategy": "round_robin", "queue_size": 100, "queue_timeout_s": 10, "prompt_general": "Be brief.",
             "prompt_math": "Math.", "prompt_code": "Code.", "language_hint_enabled": "on",
-            "language_hint": "Answer in English.", "api_open": ""}  # fmt: skip
+            "language_hint": "Answer in English.", "api_open": "", "solve_rpm": 20}  # fmt: skip
     return {**data, **changes}
 
 
@@ -24,10 +24,13 @@ def test_routing_saves_the_strategy_through_its_action_and_the_rest(admin_client
     row = PoolSettings.load()
     assert (row.strategy, row.queue_size, row.queue_timeout_s, row.prompt_general) == ("round_robin", 100, 10, "Be brief.")
     assert row.language_hint_enabled and not row.api_open
+    assert row.solve_rpm == 20
     assert PoolEvent.objects.filter(message="strategy set to round_robin").exists()
 
 
-@pytest.mark.parametrize("changes", [{"strategy": "fastest"}, {"queue_size": 0}, {"queue_timeout_s": "soon"}])
+@pytest.mark.parametrize(
+    "changes", [{"strategy": "fastest"}, {"queue_size": 0}, {"queue_timeout_s": "soon"}, {"solve_rpm": 0}]
+)
 def test_bad_routing_input_is_refused_and_nothing_saved(admin_client, changes):
     response = admin_client.post(reverse("routing"), routing_data(**changes))
     assert response.status_code == 200 and "errorlist" in response.content.decode()
