@@ -62,13 +62,9 @@ class Router:
     async def take(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None = None) -> Slot | None:
         """A slot on the member the strategy picks, or None if no member has room. With
         shared slots, raises NotYourTurn while an earlier request waits in any gateway."""
-        members = [m for m in self.registry.routable() if m.id not in exclude]
         if self.shared is None:
-            backend = self.registry.strategy.pick(members, ctx)
-            if backend is None:
-                return None
-            inflight.acquire(backend.id)
-            return Slot(backend)
+            return self.take_here(ctx, exclude)
+        members = [m for m in self.registry.routable() if m.id not in exclude]
         await self.shared.refresh([m.id for m in members])
         if isinstance(self.registry.strategy, RoundRobin):
             # Turns come from one counter shared by every gateway, so the split stays even.
@@ -82,6 +78,14 @@ class Router:
             if lease is not None:
                 return Slot(backend, lease)
         return None
+
+    def take_here(self, ctx: RouteContext, exclude: frozenset[int]) -> Slot | None:
+        """take() with this process's own counts: no await, so nothing can come between."""
+        backend = self.registry.strategy.pick([m for m in self.registry.routable() if m.id not in exclude], ctx)
+        if backend is None:
+            return None
+        inflight.acquire(backend.id)
+        return Slot(backend)
 
     async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Slot, float]:
         """A slot taken for this request, and how long it waited for it."""
@@ -146,8 +150,14 @@ class Router:
         self.wake()
 
     def wake(self) -> None:
-        """Hand free slots to waiters (soon, on the event loop)."""
+        """Hand free slots to waiters: at once with this process's counts, else soon, on
+        the event loop (taking a shared slot means asking Redis)."""
         if not self.queue:
+            return
+        if self.shared is None:
+            for waiter in list(self.queue):
+                if not waiter.future.done() and not self.hand(waiter, self.take_here(waiter.ctx, waiter.exclude)):
+                    return
             return
         if self._dispatching:
             self._again = True
@@ -163,7 +173,7 @@ class Router:
                 await self._dispatch_once()
                 if self._again:
                     continue
-                if self.shared is None or not self.queue:
+                if not self.queue:
                     break
                 # Slots free up in other gateways too: wait for their announcement, or poll.
                 self._poke.clear()
@@ -173,8 +183,7 @@ class Router:
             self._dispatching = False
 
     async def _dispatch_once(self) -> None:
-        """Oldest waiter first. A waiter that can't use any free member (it excludes them:
-        a retry) lets the next one go ahead."""
+        """Oldest waiter first, with shared slots."""
         for waiter in list(self.queue):
             if waiter.future.done():  # it gave up; _abandon has taken it out of the queue
                 continue
@@ -182,15 +191,21 @@ class Router:
                 slot = await self.take(waiter.ctx, waiter.exclude, waiter.turn)
             except NotYourTurn:
                 return  # an earlier request in another gateway goes first; ours are all later
-            if slot is None:
-                if not any(b.has_room for b in self.registry.routable()):
-                    return
-                continue
-            if waiter.future.done():  # it gave up while we took the slot
-                self.release(slot)
-                continue
+            if not self.hand(waiter, slot):
+                return
+
+    def hand(self, waiter: Waiter, slot: Slot | None) -> bool:
+        """Give `slot` to `waiter`. False when there was none and no member has room, so the
+        waiters after it need not try; a waiter that can't use any free member (a retry
+        excludes them) lets the next one go ahead."""
+        if slot is None:
+            return any(b.has_room for b in self.registry.routable())
+        if waiter.future.done():  # it gave up while we took the slot
+            self.release(slot)
+        else:
             self.queue.remove(waiter)  # still there: only _abandon removes a waiting one
             waiter.future.set_result(slot)
+        return True
 
     def retry_after(self) -> float:
         """Seconds until a slot is likely free: the queue ahead, served at the pool's pace."""
