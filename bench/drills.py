@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench.context import Bench
+from bench.figures import save
 from bench.loadgen import Shot, closed_loop, open_loop, poisson
 from bench.server import Vibeadmin
 
@@ -238,10 +239,7 @@ def plot(result: dict, out: Path) -> list[str]:
         ax.set_yticks([])
         ax.set_xlabel("seconds")
         ax.set_title(f"{what} drill: {drill.get('victim') or drill.get('member')}'s state")
-    fig.tight_layout()
-    fig.savefig(out / "drills.png", dpi=90)
-    plt.close(fig)
-    return ["drills.png"]
+    return [save(fig, out, "drills.png")]
 
 
 def markdown(result: dict) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from bench import nginx as nginx_mod
 from bench import wrk
 from bench.context import Bench
+from bench.figures import save
 from bench.server import Vibeadmin, fake_members, register_remote
 
 NAME = "overhead"
@@ -149,11 +150,7 @@ def plot(result: dict, out: Path) -> list[str]:
         right.set_title(f"latency ({workload})")
         left.legend()
         right.legend(fontsize=7)
-        fig.tight_layout()
-        name = f"overhead_{workload}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        files.append(name)
+        files.append(save(fig, out, f"overhead_{workload}.png"))
     return files
 
 

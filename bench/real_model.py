@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 from bench.context import Bench
+from bench.figures import save
 from bench.loadgen import Shot, closed_loop
 
 NAME = "real_model"
@@ -112,10 +113,7 @@ def plot(result: dict, out: Path) -> list[str]:
         ax.set_xticks(x, [f"{r['members']} member(s)" for r in rows])
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "real_model.png", dpi=90)
-    plt.close(fig)
-    return ["real_model.png"]
+    return [save(fig, out, "real_model.png")]
 
 
 def markdown(result: dict) -> str:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from bench.context import Bench
+from bench.figures import save
 from bench.loadgen import Shot, closed_loop, percentiles
 from bench.server import Vibeadmin, fake_members, register_remote, set_ready
 
@@ -83,10 +84,7 @@ def plot(result: dict, out: Path) -> list[str]:
     for ax in (left, right):
         ax.set_xticks(xs)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "scaling.png", dpi=90)
-    plt.close(fig)
-    return ["scaling.png"]
+    return [save(fig, out, "scaling.png")]
 
 
 def markdown(result: dict) -> str:

@@ -15,6 +15,7 @@ import asyncio
 from pathlib import Path
 
 from bench.context import Bench
+from bench.figures import save
 from bench.loadgen import open_loop
 from bench.server import Vibeadmin, fake_members, register_remote
 from bench.strategies import TPT_S, TTFT_S, calibrate, load_problems, measure, schedule, tokens_of
@@ -104,10 +105,7 @@ def plot(result: dict, out: Path) -> list[str]:
     ax.set_title("two gateways, least connections, 80% load")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "shared_state.png", dpi=90)
-    plt.close(fig)
-    return ["shared_state.png"]
+    return [save(fig, out, "shared_state.png")]
 
 
 def markdown(result: dict) -> str:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench.context import Bench
+from bench.figures import save
 from bench.loadgen import Shot, open_loop, percentiles, poisson
 from bench.server import Vibeadmin, fake_members, register_remote
 
@@ -167,11 +168,7 @@ def plot(result: dict, out: Path) -> list[str]:
                 ax.grid(axis="y", alpha=0.3)
             axes[0][col].legend(fontsize=7)
         fig.suptitle(f"strategies, 4 members with max_inflight={max_inflight} (wait = latency - own service time)")
-        fig.tight_layout()
-        name = f"strategies_inflight{max_inflight}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        files.append(name)
+        files.append(save(fig, out, f"strategies_inflight{max_inflight}.png"))
     return files
 
 
