@@ -92,16 +92,18 @@ def service_time(server: Vibeadmin, key: str) -> float:
     return statistics.median(r.latency_s for r in results if r.ok)
 
 
+def long_replies(server: Vibeadmin, key: str, *, at: float) -> list[Shot]:
+    """Two long replies sent at `at`, one streamed and one not."""
+    headers = {"Authorization": f"Bearer {key}"}
+    return [Shot(server.url + "/v1/chat/completions", body(LONG_TOKENS, stream), headers, at=at,
+                 tag="stream" if stream else "plain") for stream in (True, False)]  # fmt: skip
+
+
 def kill_drill(server: Vibeadmin, key: str, rate: float, duration: float, kill_at: float) -> dict:
     victim = "m1"
     pid = next(m["pid"] for m in server.status() if m["name"] == victim)
-    load = shots(server, key, rate, duration, seed=5)
-    # Two long replies just before the kill, so that the victim is surely busy: one of
-    # them streamed, one not.
-    headers = {"Authorization": f"Bearer {key}"}
-    for stream in (True, False):
-        load.append(Shot(server.url + "/v1/chat/completions", body(LONG_TOKENS, stream), headers,
-                         at=kill_at - 0.6, tag="stream" if stream else "plain"))  # fmt: skip
+    # Two long replies just before the kill, so that the victim is surely busy.
+    load = shots(server, key, rate, duration, seed=5) + long_replies(server, key, at=kill_at - 0.6)
     t0 = time.monotonic() + 0.2
     timer = threading.Timer(t0 + kill_at - time.monotonic(), os.kill, (pid, signal.SIGKILL))
     with StateLog(server, t0) as states:
@@ -135,13 +137,8 @@ def kill_drill(server: Vibeadmin, key: str, rate: float, duration: float, kill_a
 
 def drain_drill(server: Vibeadmin, key: str, rate: float, duration: float, drain_at: float) -> dict:
     name = "m2"
-    load = shots(server, key, rate, duration, seed=6)
-    # As in the kill drill: two long replies just before the drain, so that the member
-    # still has one in flight when it is asked to drain.
-    headers = {"Authorization": f"Bearer {key}"}
-    for stream in (True, False):
-        load.append(Shot(server.url + "/v1/chat/completions", body(LONG_TOKENS, stream), headers,
-                         at=drain_at - 0.6, tag="stream" if stream else "plain"))  # fmt: skip
+    # Two long replies just before the drain, so that the member still has one in flight.
+    load = shots(server, key, rate, duration, seed=6) + long_replies(server, key, at=drain_at - 0.6)
     t0 = time.monotonic() + 0.2
     asked: dict = {}
 

@@ -174,8 +174,7 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
 
 
 def current_strategy() -> str:
-    # Read without creating the settings row: the first `serve` takes its absence to mean
-    # a first run, and creates the first members then.
+    # Read without creating the settings row: `pool status` only reads.
     stored = PoolSettings.objects.filter(pk=1).values_list("strategy", flat=True).first()
     return stored or PoolSettings._meta.get_field("strategy").get_default()
 
