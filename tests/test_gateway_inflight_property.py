@@ -1,5 +1,6 @@
 """In-flight counts never drift: after any mix of successes, 5xx, dropped connections,
-upstream timeouts, retries and client disconnects, every member's count is back to zero.
+upstream timeouts, retries and client disconnects, every member's count is back to zero,
+and so is its work (the max_tokens least work adds up).
 
 The members here are tiny in-process fake OpenAI servers whose behaviour is chosen per
 request (through the `user` field), so hypothesis can draw any interleaving.
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from pool import inflight, states
 from pool.gateway import upstream
 from pool.gateway.app import Gateway
+from pool.gateway.backend import Backend
 from pool.models import Member, PoolSettings
 from pool.strategies import STRATEGIES
 from tests.asgi_driver import Call
@@ -73,22 +75,31 @@ async def start_members(n: int) -> tuple[list[web.AppRunner], list[Member]]:
 request_plan = st.tuples(
     st.sampled_from(BEHAVIOURS),
     st.booleans(),  # streamed
+    st.one_of(st.none(), st.integers(min_value=1, max_value=4096)),  # max_tokens
     st.one_of(st.none(), st.floats(min_value=0, max_value=0.05)),  # client leaves after this long
     st.floats(min_value=0, max_value=0.03),  # arrives after this long
 )
 
 
-async def scenario(strategy: str, plans: list) -> tuple[dict, int]:
+async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict]:
     runners, members = await start_members(3)
     gateway = Gateway()
     row = PoolSettings(strategy=strategy, api_open=True, queue_size=4, queue_timeout_s=0.3)
     gateway.registry.load = lambda: (members, [], row)  # no database: the pool is these members
+    seen: set[Backend] = set()  # every member's Backend, those ejected and back included
+    apply = gateway.registry.apply
+
+    def apply_and_remember(*loaded) -> None:
+        apply(*loaded)
+        seen.update(gateway.registry.backends.values())
+
+    gateway.registry.apply = apply_and_remember
     try:
 
-        async def one(behaviour, stream, leave_after, arrive_after):
+        async def one(behaviour, stream, max_tokens, leave_after, arrive_after):
             await asyncio.sleep(arrive_after)
             body = {"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}],
-                    "stream": stream, "user": behaviour}  # fmt: skip
+                    "stream": stream, "user": behaviour, "max_tokens": max_tokens}  # fmt: skip
             call = Call(gateway, "POST", "/v1/chat/completions", json.dumps(body).encode(),
                         {"content-type": "application/json"})  # fmt: skip
             if leave_after is not None:
@@ -97,7 +108,7 @@ async def scenario(strategy: str, plans: list) -> tuple[dict, int]:
             await call.done(timeout=10)
 
         await asyncio.gather(*(one(*plan) for plan in plans))
-        return inflight.snapshot(), len(gateway.router.queue)
+        return inflight.snapshot(), len(gateway.router.queue), {b.name: b.work for b in seen if b.work}
     finally:
         for task in (gateway.registry._task, gateway._sampler):
             if task is not None:
@@ -117,8 +128,9 @@ def no_database_writes(monkeypatch, settings):
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(strategy=st.sampled_from(sorted(STRATEGIES)), plans=st.lists(request_plan, min_size=1, max_size=12))
-def test_in_flight_counts_return_to_zero_after_any_interleaving(no_database_writes, strategy, plans):
+def test_in_flight_counts_and_work_return_to_zero_after_any_interleaving(no_database_writes, strategy, plans):
     inflight._counts.clear()
-    leftover, queued = asyncio.run(scenario(strategy, plans))
+    leftover, queued, work = asyncio.run(scenario(strategy, plans))
     assert leftover == {}
     assert queued == 0
+    assert work == {}

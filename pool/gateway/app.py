@@ -133,11 +133,12 @@ class Gateway:
         if "messages" in request.body:
             request.body["messages"], _ = prepare_messages(request.body["messages"], request.task, policy.prompts)
         path = "/v1/completions" if route == "completion" else "/v1/chat/completions"
+        ctx = RouteContext(client, tokens=request.body["max_tokens"])  # validate() fills in the default
         await self.auth.admit(caller)
         outcome = None
         try:
             outcome = await self.until_disconnect(
-                receive, self.exchange.run(send, path, request.body, request.stream, RouteContext(client), started)
+                receive, self.exchange.run(send, path, request.body, request.stream, ctx, started)
             )
         finally:
             failed = outcome is None or outcome.status >= 500

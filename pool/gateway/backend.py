@@ -17,6 +17,8 @@ class Backend:
     # Peak-EWMA latency state (seconds), fed by the gateway after each request.
     ewma_s: float = 0.0
     ewma_at: float = 0.0
+    # Tokens the requests this process has in flight on it may generate (least work).
+    work: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -33,6 +35,7 @@ class Backend:
 
 @dataclass(frozen=True)
 class RouteContext:
-    """What a strategy may know of the request: who sent it."""
+    """What a strategy may know of the request: who sent it, and how long it may run."""
 
     client: str = ""
+    tokens: int = 0  # max_tokens, with the gateway's default filled in

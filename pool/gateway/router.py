@@ -32,10 +32,17 @@ SHARED_PICK_TRIES = 3
 
 @dataclass(eq=False)
 class Slot:
-    """One request's place on one member."""
+    """One request's place on one member, and the work it brought there."""
 
     backend: Backend
+    tokens: int = 0  # added to the member's work while the slot is held
     lease: str | None = None  # set when the slot is a lease in Redis
+
+
+def occupy(backend: Backend, ctx: RouteContext, lease: str | None = None) -> Slot:
+    """The slot a request takes; its tokens count as the member's work until it is released."""
+    backend.work += ctx.tokens
+    return Slot(backend, ctx.tokens, lease)
 
 
 @dataclass(eq=False)
@@ -76,7 +83,7 @@ class Router:
             lease = await self.shared.take(backend.id, backend.max_inflight, turn,
                                            max_wait_s=self.registry.policy.queue_timeout_s + 5)  # fmt: skip
             if lease is not None:
-                return Slot(backend, lease)
+                return occupy(backend, ctx, lease)
         return None
 
     def take_here(self, ctx: RouteContext, exclude: frozenset[int]) -> Slot | None:
@@ -85,7 +92,7 @@ class Router:
         if backend is None:
             return None
         inflight.acquire(backend.id)
-        return Slot(backend)
+        return occupy(backend, ctx)
 
     async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Slot, float]:
         """A slot taken for this request, and how long it waited for it."""
@@ -143,6 +150,7 @@ class Router:
             waiter.future.cancel()
 
     def release(self, slot: Slot) -> None:
+        slot.backend.work -= slot.tokens
         if slot.lease is None:
             inflight.release(slot.backend.id)
         else:
