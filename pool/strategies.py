@@ -188,6 +188,21 @@ class PeakEwma(Strategy):
         return self.cheapest(members, lambda m: ewma_estimate(m, now) * (m.inflight + 1))
 
 
+class LeastWork(Strategy):
+    """Least outstanding work: the tokens a member's requests in flight may generate (their
+    max_tokens), this request's included, per unit of weight.
+
+    Least connections counts a 64-token request like a 2048-token one; this counts what a
+    member still has to do. The work is what this gateway process sent there (as
+    peak-EWMA's latency is what it saw): gateways sharing Redis each see their own share.
+    """
+
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
+        # With equal weights this request's tokens change no order; with unequal ones they
+        # send it to the member that would finish it first.
+        return self.cheapest(members, lambda m: (m.work + ctx.tokens) / weight(m))
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     "round_robin": RoundRobin,
     "least_connections": LeastConnections,
@@ -195,6 +210,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "ip_hash": IpHash,
     "power_of_two": PowerOfTwo,
     "peak_ewma": PeakEwma,
+    "least_work": LeastWork,
 }
 
 

@@ -41,7 +41,7 @@ async def test_round_robin_gives_each_of_four_members_exactly_a_quarter(gateway,
     assert [fake.stats.served for fake in fakes] == [10, 10, 10, 10]
 
 
-@pytest.mark.parametrize("strategy", ["least_connections", "power_of_two"])
+@pytest.mark.parametrize("strategy", ["least_connections", "power_of_two", "least_work"])
 async def test_ties_between_idle_members_are_spread_not_given_to_the_first(
     strategy, gateway, fakes_in_loop, platform_key
 ):

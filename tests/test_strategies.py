@@ -19,6 +19,7 @@ from pool.strategies import (
     STRATEGIES,
     IpHash,
     LeastConnections,
+    LeastWork,
     PeakEwma,
     PowerOfTwo,
     RoundRobin,
@@ -45,6 +46,13 @@ def members(*names: str, **kwargs) -> list[Backend]:
 def fill(member: Backend) -> None:
     while member.has_room:
         inflight.acquire(member.id)
+
+
+def carry(member: Backend, *tokens: int) -> None:
+    """Requests in flight on `member` with these max_tokens, as the gateway's router counts them."""
+    for t in tokens:
+        inflight.acquire(member.id)
+        member.work += t
 
 
 def picks(strategy, pool, n: int, ctx: RouteContext = NOBODY) -> Counter:
@@ -372,3 +380,46 @@ def test_peak_ewma_estimate_fades_so_a_once_slow_member_gets_traffic_again():
 def test_peak_ewma_spreads_ties_among_new_members():
     seen = picks(ewma_at(1.0), members("a", "b", "c"), 300)
     assert set(seen) == {"a", "b", "c"}
+
+
+# -- least work -------------------------------------------------------------------------
+
+
+def test_least_work_puts_a_request_beside_three_short_ones_rather_than_one_long_one():
+    long, short = members("long", "short", max_inflight=8)
+    carry(long, 2048)
+    carry(short, 64, 64, 64)
+    ctx = RouteContext(tokens=512)
+    assert LeastWork().pick([long, short], ctx) is short
+    assert LeastConnections().pick([long, short], ctx) is long  # counting requests, 1 beats 3
+
+
+def test_least_work_divides_work_by_weight():
+    fast, slow = members("fast", "slow", max_inflight=8)
+    fast.weight = 4
+    carry(fast, 1024)  # (1024 + 64) / 4 = 272 below slow's (512 + 64) / 1 = 576
+    carry(slow, 512)
+    assert LeastWork().pick([fast, slow], RouteContext(tokens=64)) is fast
+    carry(fast, 2048)  # (3072 + 64) / 4 = 784: now slow has less to do
+    assert LeastWork().pick([fast, slow], RouteContext(tokens=64)) is slow
+
+
+def test_least_work_sends_a_request_to_the_heavier_of_two_idle_members():
+    fast, slow = members("fast", "slow")
+    fast.weight = 2
+    assert picks(LeastWork(), [slow, fast], 50, RouteContext(tokens=256)) == {"fast": 50}
+
+
+def test_least_work_skips_a_full_member_however_little_work_it_has():
+    idle_but_full, busy = members("idle_but_full", "busy", max_inflight=2)
+    carry(idle_but_full, 8, 8)
+    carry(busy, 2048)
+    assert LeastWork().pick([idle_but_full, busy], RouteContext(tokens=64)) is busy
+    carry(busy, 2048)
+    assert LeastWork().pick([idle_but_full, busy], RouteContext(tokens=64)) is None
+
+
+def test_least_work_spreads_ties_evenly_over_idle_members():
+    seen = picks(LeastWork(random.Random(13)), members("a", "b", "c", "d"), 4000, RouteContext(tokens=64))
+    assert set(seen) == {"a", "b", "c", "d"}
+    assert max(seen.values()) < 1200
