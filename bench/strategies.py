@@ -4,7 +4,12 @@ strategy in turn (`pool strategy NAME`), the same arrivals and lengths for every
 
 Time is compressed so a run takes seconds: each request asks for max_tokens/8 tokens
 (8..256) from fake members at ~1 ms a token, so the spread of lengths (32x between the
-easiest and the hardest problem) is the workload's own.
+easiest and the hardest problem) is the workload's own. A fake member generates one
+request at a time (its generation lock), all of its max_tokens.
+
+Three settings of the members' max_inflight: 4 (a few queue at each member), 1 (only the
+gateway's queue: it hands requests to idle members) and 64 (members queue, as behind
+nginx without a gateway queue), the last two at 80% load only.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ TOKEN_SCALE = 8
 TTFT_S, TPT_S = 0.01, 0.001
 MEMBERS = 4
 LOADS = (0.5, 0.8, 0.95)
-STRATEGIES = ("round_robin", "least_connections", "weighted_round_robin", "ip_hash", "power_of_two", "peak_ewma")
-CHALLENGERS = ("least_connections", "power_of_two", "peak_ewma")
+STRATEGIES = (
+    "round_robin", "least_connections", "weighted_round_robin", "ip_hash", "power_of_two", "peak_ewma", "least_work",
+)  # fmt: skip
+CHALLENGERS = ("least_connections", "power_of_two", "peak_ewma", "least_work")
 CLIENTS = 64  # distinct client addresses (X-Forwarded-For), for ip_hash
 
 
@@ -79,7 +86,8 @@ def run(bench: Bench) -> dict:
     count = scale.count(300, least=20)
     strategies = ("round_robin", "least_connections") if scale.smoke else STRATEGIES
     loads = (0.8,) if scale.smoke else LOADS
-    configs = [(4, loads)] if scale.smoke else [(4, loads), (1, (0.8,))]  # (members' max_inflight, loads)
+    # (members' max_inflight, loads)
+    configs = [(4, loads)] if scale.smoke else [(4, loads), (1, (0.8,)), (64, (0.8,))]
     runs = []
     with fake_members(MEMBERS, ttft=TTFT_S, tpt=TPT_S, max_tokens=4096) as members:
         fixed, per_token = calibrate(members[0].url)
@@ -155,7 +163,7 @@ def plot(result: dict, out: Path) -> list[str]:
         runs = [r for r in result["runs"] if r["max_inflight"] == max_inflight]
         loads = sorted({r["load"] for r in runs})
         strategies = list(dict.fromkeys(r["strategy"] for r in runs))
-        fig, axes = plt.subplots(2, len(loads), figsize=(4.5 * len(loads), 7), squeeze=False)
+        fig, axes = plt.subplots(2, len(loads), figsize=(max(6.0, 4.5 * len(loads)), 7.5), squeeze=False)
         x = np.arange(len(strategies))
         for col, load in enumerate(loads):
             mine = {r["strategy"]: r for r in runs if r["load"] == load}
@@ -167,7 +175,7 @@ def plot(result: dict, out: Path) -> list[str]:
                 ax.set_title(f"{label} at {load:.0%} load")
                 ax.grid(axis="y", alpha=0.3)
             axes[0][col].legend(fontsize=7)
-        fig.suptitle(f"strategies, 4 members with max_inflight={max_inflight} (wait = latency - own service time)")
+        fig.suptitle(f"strategies, 4 members with max_inflight={max_inflight}\n(wait = latency - own service time)")
         files.append(save(fig, out, f"strategies_inflight{max_inflight}.png"))
     return files
 
