@@ -86,7 +86,10 @@ class Vibeadmin:
         self.supervisor = supervisor
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {"VIBEADMIN_PORT": str(self.port), "VIBEADMIN_LOG_LEVEL": "WARNING", **(env or {})}
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"  # the API's own door (listener.py)
+        self.env = {"VIBEADMIN_PORT": str(self.port), "VIBEADMIN_API_PORT": str(self.api_port),
+                    "VIBEADMIN_LOG_LEVEL": "WARNING", **(env or {})}  # fmt: skip
         self.proc: subprocess.Popen | None = None
         self.key = ""
         self.log = data_dir / "serve.out"

@@ -74,6 +74,8 @@ def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         and key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
     }
     env["VIBEADMIN_DATA_DIR"] = str(data_dir)
+    # A port of its own for the API's door, so that servers started side by side never collide.
+    env["VIBEADMIN_API_PORT"] = str(free_port())
     env.update(overrides)
     return env
 

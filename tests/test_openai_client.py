@@ -2,6 +2,7 @@
 `manage.py serve` in its own process, two fake llama.cpp members added with
 `manage.py pool add --url`, a key from `manage.py apikey create`. The client is changed
 in nothing but base_url and api_key (and max_retries=0, so its own retries hide no status).
+Every test runs through both doors: the API's own port and /v1/ on the main (daphne) port.
 
 serve runs with its supervisor, which probes the remote members and marks them ready;
 VIBEADMIN_MEMBERS=0 keeps it from starting llama.cpp members of its own."""
@@ -27,14 +28,17 @@ QUESTION = [{"role": "user", "content": "What is 17 * 23?"}]
 
 @dataclass
 class Served:
-    url: str
+    url: str  # the main port: daphne
+    api_url: str  # the API's own port: pool/gateway/listener.py
     data_dir: Path
     env: dict[str, str]
     fakes: dict[str, FakeMemberProcess]
     key: str
+    door: str = "api"
 
     def client(self, key: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0)
+        base = self.api_url if self.door == "api" else self.url
+        return openai.OpenAI(base_url=base + "/v1", api_key=key or self.key, max_retries=0)
 
     def manage(self, *args: str) -> str:
         result = manage(*args, data_dir=self.data_dir, **self.env)
@@ -50,16 +54,22 @@ def created_key(stdout: str) -> str:
     return stdout.strip().splitlines()[-1]  # apikey create prints the key alone on its last line
 
 
+@pytest.fixture(params=["api", "main"], ids=["API port", "main port"])
+def served(request, served_once):
+    served_once.door = request.param
+    return served_once
+
+
 @pytest.fixture(scope="module")
-def served(migrated_template, tmp_path_factory):
+def served_once(migrated_template, tmp_path_factory):
     folder = tmp_path_factory.mktemp("openai-client")
     data_dir = folder / "data"
     shutil.copytree(migrated_template, data_dir)
     model = folder / f"{MODEL_ID}.gguf"
     model.write_bytes(b"GGUF" + bytes(28))  # passes the model check; no llama.cpp member reads it
-    port = free_port()
+    port, api_port = free_port(), free_port()
     env = {
-        "VIBEADMIN_PORT": str(port), "VIBEADMIN_MEMBERS": "0", "VIBEADMIN_MODEL": str(model),
+        "VIBEADMIN_PORT": str(port), "VIBEADMIN_API_PORT": str(api_port), "VIBEADMIN_MEMBERS": "0", "VIBEADMIN_MODEL": str(model),
         "VIBEADMIN_TICK_S": "0.1", "VIBEADMIN_PROBE_INTERVAL_S": "0.2", "VIBEADMIN_HEALTHY_AFTER": "1",
         "VIBEADMIN_REFRESH_S": "0.1", "VIBEADMIN_STOP_DRAIN_S": "1",
     }  # fmt: skip
@@ -68,13 +78,13 @@ def served(migrated_template, tmp_path_factory):
     try:
         for name in MEMBERS:
             fakes[name] = FakeMemberProcess(name=name, ttft=0.0, tpt=0.0).start()
-        app = Served(f"http://127.0.0.1:{port}", data_dir, env, fakes, key="")
+        app = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}", data_dir, env, fakes, key="")
         for name, fake in fakes.items():
             app.manage("pool", "add", "--url", fake.url, "--name", name)
         app.key = created_key(app.manage("apikey", "create", "algebra-school"))
         child = start_serve(data_dir, log=folder / "serve.out", **env)
-        openapi = app.url + "/v1/openapi.json"
-        wait_until(lambda: child.poll() is not None or (answers(openapi) and set(app.states().values()) == {"ready"}),
+        openapis = (app.url + "/v1/openapi.json", app.api_url + "/v1/openapi.json")
+        wait_until(lambda: child.poll() is not None or (all(map(answers, openapis)) and set(app.states().values()) == {"ready"}),
                    60, interval=0.2, what="serve to answer with both members ready")  # fmt: skip
         assert child.poll() is None, (folder / "serve.out").read_text()
         yield app
@@ -153,7 +163,9 @@ def test_an_unknown_model_raises_not_found_error(served):
 
 
 def test_a_key_over_its_requests_per_minute_raises_rate_limit_error(served):
-    client = served.client(key=created_key(served.manage("apikey", "create", "one-a-minute", "--rpm", "1")))
+    client = served.client(
+        key=created_key(served.manage("apikey", "create", f"one-a-minute-{served.door}", "--rpm", "1"))
+    )
     client.chat.completions.create(model="vibethinker", messages=QUESTION, max_tokens=1)
 
     with pytest.raises(openai.RateLimitError) as caught:

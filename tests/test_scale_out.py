@@ -66,7 +66,7 @@ class Cluster:
         self.key = self.manage("apikey", "create", "school").strip().splitlines()[-1]
         for i in range(2):
             port = free_port()
-            self.spawn(f"gateway-{i}", "serve", "--no-supervisor", "--port", str(port))
+            self.spawn(f"gateway-{i}", "serve", "--no-supervisor", "--port", str(port), "--api-port", str(free_port()))
             self.gateways.append(f"http://127.0.0.1:{port}")
         wait_until(lambda: all(answers(g + "/v1/openapi.json") for g in self.gateways), 60,
                    what="both gateways to answer")  # fmt: skip

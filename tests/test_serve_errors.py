@@ -63,7 +63,43 @@ def test_a_port_already_taken_stops_serve_with_a_hint(data_dir):
     assert started_nothing(data_dir)
 
 
+def test_an_api_port_already_taken_stops_serve_with_a_hint(data_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        api_port = taken.getsockname()[1]
+
+        result = manage(
+            "serve", data_dir=data_dir, VIBEADMIN_PORT=str(free_port()), VIBEADMIN_API_PORT=str(api_port)
+        )
+
+    assert one_line_error(result) == (
+        f"CommandError: cannot listen on 127.0.0.1:{api_port} for the API: address already in use; "
+        "set VIBEADMIN_API_PORT (or --api-port) to a free port, or to 0 for none"
+    )
+    assert started_nothing(data_dir)
+
+
+def test_the_api_port_cannot_be_the_main_port(data_dir):
+    port = free_port()
+
+    result = manage("serve", data_dir=data_dir, VIBEADMIN_PORT=str(port), VIBEADMIN_API_PORT=str(port))
+
+    assert one_line_error(result) == (
+        f"CommandError: the API's own port must differ from the main one ({port}): set VIBEADMIN_API_PORT"
+    )
+    assert started_nothing(data_dir)
+
+
 def test_prepare_model_reports_a_missing_model_the_same_way(data_dir):
     result = manage("prepare_model", data_dir=data_dir, VIBEADMIN_MODEL="/nonexistent")
 
     assert "model file /nonexistent does not exist" in one_line_error(result)
+
+
+def test_a_database_never_migrated_stops_serve_with_the_command_to_run(tmp_path):
+    result = manage("serve", data_dir=tmp_path, VIBEADMIN_PORT=str(free_port()))
+
+    assert one_line_error(result).startswith("CommandError: the database has ")
+    assert "run `python manage.py migrate` first" in one_line_error(result)
+    assert not (tmp_path / "admin-password.txt").exists()

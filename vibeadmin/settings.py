@@ -39,6 +39,8 @@ DEBUG = env_bool("VIBEADMIN_DEBUG", False)
 
 HOST = env_str("VIBEADMIN_HOST", "127.0.0.1")
 PORT = env_int("VIBEADMIN_PORT", 8000, minimum=1, maximum=65535)
+# The API's own port (pool/gateway/listener.py): /v1/ without daphne's cost; 0 for none.
+API_PORT = env_int("VIBEADMIN_API_PORT", 8001, minimum=0, maximum=65535)
 ALLOWED_HOSTS = env_list("VIBEADMIN_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", HOST])
 CSRF_TRUSTED_ORIGINS = env_list("VIBEADMIN_CSRF_TRUSTED_ORIGINS", [])
 
