@@ -75,7 +75,7 @@ def shots(server: Vibeadmin, key: str, rate: float, duration: float, seed: int) 
         if at > duration:
             break
         stream = rng.random() < 0.5
-        out.append(Shot(server.url + "/v1/chat/completions", body(TOKENS, stream), headers, at=at,
+        out.append(Shot(server.api_url + "/v1/chat/completions", body(TOKENS, stream), headers, at=at,
                         tag="stream" if stream else "plain"))  # fmt: skip
     return out
 
@@ -87,7 +87,7 @@ def body(tokens: int, stream: bool) -> dict:
 
 def service_time(server: Vibeadmin, key: str) -> float:
     headers = {"Authorization": f"Bearer {key}"}
-    results, _ = asyncio.run(closed_loop(lambda n, i: Shot(server.url + "/v1/chat/completions", body(TOKENS, False),
+    results, _ = asyncio.run(closed_loop(lambda n, i: Shot(server.api_url + "/v1/chat/completions", body(TOKENS, False),
                                                            headers), 1, 3.0, 0.0))  # fmt: skip
     return statistics.median(r.latency_s for r in results if r.ok)
 
@@ -95,7 +95,7 @@ def service_time(server: Vibeadmin, key: str) -> float:
 def long_replies(server: Vibeadmin, key: str, *, at: float) -> list[Shot]:
     """Two long replies sent at `at`, one streamed and one not."""
     headers = {"Authorization": f"Bearer {key}"}
-    return [Shot(server.url + "/v1/chat/completions", body(LONG_TOKENS, stream), headers, at=at,
+    return [Shot(server.api_url + "/v1/chat/completions", body(LONG_TOKENS, stream), headers, at=at,
                  tag="stream" if stream else "plain") for stream in (True, False)]  # fmt: skip
 
 

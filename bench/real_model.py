@@ -68,7 +68,7 @@ def run(bench: Bench) -> dict:
             leg(member_urls, model, "", tokens, 2.0)  # warm up: the first generation is slower
             for round_no in range(rounds):
                 straight = leg(member_urls, model, "", tokens, duration)
-                gateway = leg([server.url] * n, "vibethinker", key, tokens, duration)
+                gateway = leg([server.api_url] * n, "vibethinker", key, tokens, duration)
                 row = {"members": n, "round": round_no, "straight": straight, "gateway": gateway,
                        "cost": 1 - gateway["tokens_per_s"] / straight["tokens_per_s"]}  # fmt: skip
                 rows.append(row)

@@ -44,7 +44,7 @@ def run(bench: Bench) -> dict:
             for n in sizes:
                 set_ready(server, names[:n])
                 time.sleep(1.0)  # the gateway reloads its picture every 0.5 s
-                row = saturate(server.url, key, 2 * n + 2, duration)
+                row = saturate(server.api_url, key, 2 * n + 2, duration)
                 row["members"] = n
                 rows.append(row)
                 print(f"  {n} members: {row['rps']:.1f} req/s", flush=True)

@@ -105,7 +105,7 @@ def run(bench: Bench) -> dict:
                     for strategy in strategies:
                         server.manage("pool", "strategy", strategy)
                         time.sleep(1.0)  # the gateway reloads its picture every 0.5 s
-                        shots = schedule(problems, capacity * load, count, server.url, key, seed=int(load * 100))
+                        shots = schedule(problems, capacity * load, count, server.api_url, key, seed=int(load * 100))
                         results = asyncio.run(open_loop(shots, timeout_s=120))
                         row = measure(results, fixed, per_token)
                         row.update(strategy=strategy, load=load, max_inflight=max_inflight, rate=capacity * load)
