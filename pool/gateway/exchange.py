@@ -9,7 +9,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
@@ -20,7 +19,7 @@ from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
 from pool.gateway.router import Router
 from pool.gateway.tasks import spawn
-from pool.gateway.upstream import DONE, EventSplitter, session
+from pool.gateway.upstream import DONE, ConnectFailed, EventSplitter, UpstreamError, post
 from pool.models import Member
 from pool.strategies import record_latency
 from pool.transitions import change_state
@@ -62,10 +61,10 @@ class Exchange:
             try:  # whatever happens from here (the client leaving included), the slot goes back
                 await self.attempt(send, backend, path, body, stream, outcome, started)
                 return outcome
-            except (aiohttp.ClientError, TimeoutError, _RetryableStatus) as exc:
+            except (UpstreamError, TimeoutError, _RetryableStatus) as exc:
                 # Nothing reached the client yet: count it against the member, try another.
                 last_error = f"{backend.name}: {describe(exc)}"
-                self.member_failed(backend, last_error, hard=isinstance(exc, aiohttp.ClientConnectorError))
+                self.member_failed(backend, last_error, hard=isinstance(exc, ConnectFailed))
                 tried.add(backend.id)
                 if attempt < settings.VIBEADMIN_MAX_RETRIES:
                     metrics.RETRIES.labels(backend.name).inc()
@@ -77,8 +76,7 @@ class Exchange:
                       started: float) -> None:  # fmt: skip
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
-        async with session().post(backend.base_url + path, data=body,
-                                  headers={"Content-Type": "application/json"}) as response:  # fmt: skip
+        async with post(backend.base_url + path, body) as response:
             if response.status >= 500:
                 detail = (await response.read())[:200].decode(errors="replace")
                 raise _RetryableStatus(response.status, detail)
@@ -112,7 +110,7 @@ class Exchange:
                     "headers": [*SSE_HEADERS, *extra, *_timing_headers(overhead, outcome.queue_wait_s)]})  # fmt: skip
         events = EventSplitter()
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.iter_chunks():
                 whole = events.feed(chunk)
                 if whole:
                     if outcome.ttft_s is None:
@@ -122,7 +120,7 @@ class Exchange:
                         # Finish now, not at the member's EOF (llama.cpp's comes a moment later):
                         # clients hang up on [DONE], and a hang-up first made it a 499.
                         break
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             # A started stream is never replayed: the client gets an error event and the end.
             outcome.status = 502
             self.member_failed(backend, describe(exc), hard=True)
