@@ -37,11 +37,17 @@ def test_the_overhead_benchmark_compares_straight_nginx_and_vibeadmin(smoke):
     result = load(smoke, "overhead")
 
     row = result["summary"][0]
-    assert {"direct", "vibeadmin"} <= row["legs"].keys()
+    assert {"direct", "vibeadmin", "vibeadmin_daphne"} <= row["legs"].keys()
     assert {"rps", "p50_ms", "p99_ms"} <= row["legs"]["vibeadmin"].keys()
-    assert "vibeadmin_added_p50_ms" in row
-    # The gateway's own timing header was read from its responses.
+    # The gateway's own timing header was read from its responses, on both of its doors.
     assert row["legs"]["vibeadmin"]["overhead_header_ms"] is not None
+    assert row["legs"]["vibeadmin_daphne"]["overhead_header_ms"] is not None
+    # The open-loop latency leg: every stream of every leg came back whole.
+    latency = result["latency"]["summary"]
+    assert {"direct", "vibeadmin", "vibeadmin_daphne"} <= latency.keys()
+    for leg in latency.values():
+        assert leg["ok"] == leg["requests"] > 0
+    assert "added_ttft_p50" in latency["vibeadmin"] and "added_latency_p99" in latency["vibeadmin"]
     if "nginx" not in row["legs"]:  # nginx missing: the run says so instead of failing
         notes = json.loads((smoke / "run.json").read_text())["notes"]
         assert any("nginx" in note for note in notes)
@@ -70,6 +76,6 @@ def test_the_run_writes_a_report_with_the_machine_and_the_goals(smoke):
     report = (smoke / "BENCHMARKS.md").read_text()
 
     assert "## Machine" in report and "## Goals" in report and "How to rerun" in report
-    assert "![overhead_plain.png]" in report
+    assert "![overhead_plain.png]" in report and "![overhead_latency.png]" in report
     meta = json.loads((smoke / "run.json").read_text())
     assert meta["failed"] == [] and meta["machine"]["cores"] >= 1

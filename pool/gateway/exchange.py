@@ -150,7 +150,7 @@ class _RetryableStatus(Exception):
 
 def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return str(exc) or "timed out"  # the client says which: connecting, or the whole reply
     return str(exc) or type(exc).__name__
 
 
