@@ -116,7 +116,9 @@ def kill_drill(server: Vibeadmin, key: str, rate: float, duration: float, kill_a
         time.sleep(0.3)
     ejected = states.first(victim, kill_at, lambda s: s != "ready")
     back = states.first(victim, ejected or kill_at, lambda s: s == "ready")
-    served_again = min((r.at for r in results if r.ok and r.member == victim and r.at > kill_at), default=None)
+    # When a reply from the restarted member ended: a request sent before it was back may have
+    # waited in the gateway's queue for it, so its send time would say "serving" too early.
+    served_again = min((r.end for r in results if r.ok and r.member == victim and r.end > kill_at), default=None)
     in_flight = [r for r in results if r.at <= kill_at < r.end]
     return {
         "victim": victim, "pid": pid, "kill_at_s": kill_at, "requests": len(results),
@@ -257,7 +259,7 @@ def markdown(result: dict) -> str:
         f"| other errors | {', '.join(k['other_errors']) or 'none'} |",
         f"| time to eject (database shows it not ready) | {s(k['seconds_to_eject'])} |",
         f"| time until ready again | {s(k['seconds_until_ready'])} |",
-        f"| time until it served a request again | {s(k['seconds_until_serving'])} |",
+        f"| time until it had served a request again (that reply's end) | {s(k['seconds_until_serving'])} |",
         "", "| drain drill | |", "|---|---|",
         f"| requests sent | {d['requests']} |",
         f"| requests failed | {d['failed']} {', '.join(d['errors'])} |",

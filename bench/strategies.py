@@ -20,6 +20,7 @@ import random
 import time
 from pathlib import Path
 
+from bench import queueing
 from bench.context import Bench
 from bench.figures import save
 from bench.loadgen import Shot, open_loop, percentiles, poisson
@@ -42,7 +43,10 @@ def load_problems() -> list[dict]:
     if PROBLEMS.exists():
         return [json.loads(line) for line in PROBLEMS.read_text().splitlines() if line.strip()]
     # Beside the project normally; a stand-in with the same spread keeps the harness running.
-    return [{"prompt": f"problem {i}", "max_tokens": t} for i, t in enumerate((64, 96, 256, 384, 512, 1024, 1536, 2048))]
+    return [
+        {"prompt": f"problem {i}", "max_tokens": t}
+        for i, t in enumerate((64, 96, 256, 384, 512, 1024, 1536, 2048))
+    ]
 
 
 def tokens_of(problem: dict) -> int:
@@ -95,28 +99,39 @@ def run(bench: Bench) -> dict:
         capacity = MEMBERS / mean_service
         print(f"  one member: {fixed * 1000:.1f} ms + {per_token * 1000:.3f} ms/token; "
               f"pool capacity {capacity:.1f} req/s", flush=True)  # fmt: skip
-        server = Vibeadmin(bench.folders.new(), supervisor=False, env={"VIBEADMIN_TRUSTED_PROXIES": "127.0.0.1"})
+        server = Vibeadmin(
+            bench.folders.new(), supervisor=False, env={"VIBEADMIN_TRUSTED_PROXIES": "127.0.0.1"}
+        )
         register_remote(server, [m.url for m in members])
         key = server.create_key()
         with server:
             for max_inflight, config_loads in configs:
-                server.shell(f"from pool.models import Member; Member.objects.update(max_inflight={max_inflight})")
+                server.shell(
+                    f"from pool.models import Member; Member.objects.update(max_inflight={max_inflight})"
+                )
                 for load in config_loads:
                     for strategy in strategies:
                         server.manage("pool", "strategy", strategy)
                         time.sleep(1.0)  # the gateway reloads its picture every 0.5 s
-                        shots = schedule(problems, capacity * load, count, server.api_url, key, seed=int(load * 100))
+                        shots = schedule(
+                            problems, capacity * load, count, server.api_url, key, seed=int(load * 100)
+                        )
                         results = asyncio.run(open_loop(shots, timeout_s=120))
                         row = measure(results, fixed, per_token)
-                        row.update(strategy=strategy, load=load, max_inflight=max_inflight, rate=capacity * load)
+                        row.update(
+                            strategy=strategy, load=load, max_inflight=max_inflight, rate=capacity * load
+                        )
                         runs.append(row)
                         print(f"  max_inflight={max_inflight} load={load:.0%} {strategy:22} p50 "
                               f"{row['latency_s']['p50']:.3f} p99 {row['latency_s']['p99']:.3f} s  "
                               f"errors {row['failed']}", flush=True)  # fmt: skip
+    lengths = [tokens_of(p) for p in problems]
+    simulated = queueing.model(lengths, fixed, per_token, requests=2000 if scale.smoke else 20000,
+                               seeds=1 if scale.smoke else 3)  # fmt: skip
     return {"name": NAME, "members": MEMBERS, "requests_per_run": count, "token_scale": TOKEN_SCALE,
             "member_ttft_s": TTFT_S, "member_tpt_s": TPT_S, "service_fixed_s": fixed, "service_per_token_s": per_token,
             "mean_service_s": mean_service, "capacity_rps": capacity, "runs": runs,
-            "ratios": ratios(runs)}  # fmt: skip
+            "ratios": ratios(runs), "model": simulated}  # fmt: skip
 
 
 def measure(results, fixed: float, per_token: float) -> dict:
@@ -151,6 +166,15 @@ def goals(result: dict) -> list[dict]:
                           "goal": f"{r['strategy']} p99 at 80% load, members' max_inflight={r['max_inflight']}, "
                                   "vs round robin <= 0.6 ×",
                           "met": r["p99_vs_round_robin"] <= 0.6})  # fmt: skip
+    model = result.get("model")
+    if model:  # the same question, answered by the queueing model with a steady p99
+        cap = max(r["cap"] for r in model["rows"])
+        for r in model["rows"]:
+            if r["cap"] == cap and r["policy"] in CHALLENGERS:
+                found.append({"benchmark": NAME, "unit": "×", "value": round(r["p99_vs_round_robin"], 3),
+                              "goal": f"{r['policy']} p99 at 80% load, members' max_inflight={cap}, queueing model "
+                                      f"({model['requests'] * model['seeds']:,} requests), vs round robin <= 0.6 ×",
+                              "met": r["p99_vs_round_robin"] <= 0.6})  # fmt: skip
     return found
 
 
@@ -175,7 +199,9 @@ def plot(result: dict, out: Path) -> list[str]:
                 ax.set_title(f"{label} at {load:.0%} load")
                 ax.grid(axis="y", alpha=0.3)
             axes[0][col].legend(fontsize=7)
-        fig.suptitle(f"strategies, 4 members with max_inflight={max_inflight}\n(wait = latency - own service time)")
+        fig.suptitle(
+            f"strategies, 4 members with max_inflight={max_inflight}\n(wait = latency - own service time)"
+        )
         files.append(save(fig, out, f"strategies_inflight{max_inflight}.png"))
     return files
 
@@ -193,4 +219,29 @@ def markdown(result: dict) -> str:
                      f"{wait['p50']:.3f} / {wait['p95']:.3f} / {wait['p99']:.3f} | "
                      f"{q if q is not None else float('nan'):.0f} | {'–' if rel is None else f'{rel:.2f}'} | "
                      f"{r['failed']} |")  # fmt: skip
+    if "model" in result:
+        lines += ["", model_markdown(result["model"])]
+    return "\n".join(lines)
+
+
+def model_markdown(model: dict) -> str:
+    """The queueing model's table (bench/queueing.py): p99 per strategy, per members' cap."""
+    caps = sorted({r["cap"] for r in model["rows"]}, reverse=True)
+    central = next(r for r in model["rows"] if r["cap"] == 1 and r["policy"] == "round_robin")
+    queueless = next(r for r in model["rows"] if r["cap"] == max(caps) and r["policy"] == "round_robin")
+    lines = [f"**The same workload in a queueing model** (bench/queueing.py: a discrete-event simulation with "
+             f"the calibrated service times, {model['requests']:,} requests x {model['seeds']} seeds per cell, "
+             f"{model['load']:.0%} load, {model['members']} members; p99 latency in s, and vs round robin at the "
+             "same max_inflight)", "",
+             "| strategy | " + " | ".join(f"max_inflight={c}" for c in caps) + " |",
+             "|---|" + "---|" * len(caps)]  # fmt: skip
+    for policy in dict.fromkeys(r["policy"] for r in model["rows"]):
+        cells = []
+        for cap in caps:
+            r = next(r for r in model["rows"] if r["cap"] == cap and r["policy"] == policy)
+            cells.append(f"{r['p99_s']:.3f} ({r['p99_vs_round_robin']:.2f}x)")
+        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+    lines += ["", f"The gateway's own queue (max_inflight=1, any strategy) against round robin where members queue "
+                  f"(max_inflight={max(caps)}): p99 {central['p99_s']:.3f} s vs {queueless['p99_s']:.3f} s, "
+                  f"{central['p99_s'] / queueless['p99_s']:.2f}x."]  # fmt: skip
     return "\n".join(lines)

@@ -3,6 +3,8 @@ and leaves nothing half-done: no members created, no member process started."""
 
 import socket
 
+import pytest
+
 from tests.helpers import free_port, manage, member_names, one_line_error
 
 
@@ -48,35 +50,30 @@ def test_a_model_folder_instead_of_a_file_stops_serve(data_dir, tmp_path):
     assert started_nothing(data_dir)
 
 
-def test_a_port_already_taken_stops_serve_with_a_hint(data_dir):
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("VIBEADMIN_PORT", "cannot listen on 127.0.0.1:{port}: address already in use; "
+                           "set VIBEADMIN_PORT (or --port) to a free port"),
+        ("VIBEADMIN_API_PORT", "cannot listen on 127.0.0.1:{port} for the API: address already in use; "
+                               "set VIBEADMIN_API_PORT (or --api-port) to a free port, or to 0 for none"),
+    ],
+    ids=["main port", "API port"],
+)  # fmt: skip
+def test_a_port_already_taken_stops_serve_with_a_hint(data_dir, variable, message):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        ports = {
+            "VIBEADMIN_PORT": str(free_port()),
+            "VIBEADMIN_API_PORT": str(free_port()),
+            variable: str(port),
+        }
 
-        result = manage("serve", data_dir=data_dir, VIBEADMIN_PORT=str(port))
+        result = manage("serve", data_dir=data_dir, **ports)
 
-    assert one_line_error(result) == (
-        f"CommandError: cannot listen on 127.0.0.1:{port}: address already in use; "
-        "set VIBEADMIN_PORT (or --port) to a free port"
-    )
-    assert started_nothing(data_dir)
-
-
-def test_an_api_port_already_taken_stops_serve_with_a_hint(data_dir):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        api_port = taken.getsockname()[1]
-
-        result = manage(
-            "serve", data_dir=data_dir, VIBEADMIN_PORT=str(free_port()), VIBEADMIN_API_PORT=str(api_port)
-        )
-
-    assert one_line_error(result) == (
-        f"CommandError: cannot listen on 127.0.0.1:{api_port} for the API: address already in use; "
-        "set VIBEADMIN_API_PORT (or --api-port) to a free port, or to 0 for none"
-    )
+    assert one_line_error(result) == "CommandError: " + message.format(port=port)
     assert started_nothing(data_dir)
 
 
