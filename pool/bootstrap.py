@@ -1,4 +1,5 @@
-"""First-run set-up: an admin account, the first members, the default alert rules."""
+"""Start-up: the database checked, and on the first run an admin account, the first members,
+the default alert rules."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 
 from pool import alerts
@@ -14,6 +16,24 @@ from pool.actions import member_add
 from pool.models import PoolSettings
 
 ADMIN_USERNAME = "admin"
+
+
+def check_migrated() -> None:
+    """A new database (a new VIBEADMIN_DATA_DIR or DATABASE_URL) is one line, not a traceback."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+    from django.db.utils import OperationalError
+
+    try:
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except OperationalError as exc:
+        raise CommandError(f"cannot reach the database: {exc}; check DATABASE_URL") from None
+    if pending:
+        raise CommandError(
+            f"the database has {len(pending)} migration(s) to apply: run `python manage.py migrate` first "
+            "(`make run` does both)"
+        )
 
 
 def admin_password_file():

@@ -60,5 +60,4 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import events, states
-from pool.bootstrap import ensure_admin, first_run
+from pool.bootstrap import check_migrated, ensure_admin, first_run
 from pool.model_file import ModelFileError, ensure_model
 from pool.models import Member
 
@@ -27,10 +27,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, api_port: int, no_supervisor: bool, **options):
         check_migrated()
-        check_port_free(host, port)
+        # Only checked: daphne binds the main port itself once serving starts.
+        claim_port(host, port, what="", hint="set VIBEADMIN_PORT (or --port) to a free port").close()
         if api_port == port:
-            raise CommandError(f"the API's own port must differ from the main one ({port}): set VIBEADMIN_API_PORT")
-        api_socket = bind_api_port(host, api_port) if api_port else None
+            raise CommandError(
+                f"the API's own port must differ from the main one ({port}): set VIBEADMIN_API_PORT"
+            )
+        api_socket = None
+        if api_port:
+            hint = "set VIBEADMIN_API_PORT (or --api-port) to a free port, or to 0 for none"
+            api_socket = claim_port(host, api_port, what=" for the API", hint=hint)
         url = self.url = f"http://{host}:{port}/"
         supervisor = None
         if no_supervisor:
@@ -98,44 +104,15 @@ class StartupProgress:
             self.say(f"vibeadmin is ready: {ready} member{'s' if ready != 1 else ''} ready {where}")
 
 
-def check_migrated() -> None:
-    """A new database (a new VIBEADMIN_DATA_DIR or DATABASE_URL) is one line, not a traceback."""
-    from django.db import DEFAULT_DB_ALIAS, connections
-    from django.db.migrations.executor import MigrationExecutor
-    from django.db.utils import OperationalError
-
-    try:
-        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
-        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    except OperationalError as exc:
-        raise CommandError(f"cannot reach the database: {exc}; check DATABASE_URL") from None
-    if pending:
-        raise CommandError(
-            f"the database has {len(pending)} migration(s) to apply: run `python manage.py migrate` first "
-            "(`make run` does both)"
-        )
-
-
-def check_port_free(host: str, port: int) -> None:
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family) as sock:
-            sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        raise CommandError(
-            f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}; set VIBEADMIN_PORT (or --port) to a free port"
-        ) from None
-
-
-def bind_api_port(host: str, port: int) -> socket.socket:
+def claim_port(host: str, port: int, *, what: str, hint: str) -> socket.socket:
+    """The port bound (by listener.bind, as daphne will bind its own), or one clear line."""
     from pool.gateway.listener import bind
 
     try:
         return bind(host, port)
     except OSError as exc:
         raise CommandError(
-            f"cannot listen on {host}:{port} for the API: {(exc.strerror or str(exc)).lower()}; "
-            "set VIBEADMIN_API_PORT (or --api-port) to a free port, or to 0 for none"
+            f"cannot listen on {host}:{port}{what}: {(exc.strerror or str(exc)).lower()}; {hint}"
         ) from None
 
 

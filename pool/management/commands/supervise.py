@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--node", default=settings.VIBEADMIN_NODE, help="this host's node name")
 
     def handle(self, *args, node: str, **options):
-        from pool.management.commands.serve import check_migrated
+        from pool.bootstrap import check_migrated
         from pool.supervisor import Supervisor
 
         check_migrated()
