@@ -14,7 +14,7 @@ pool/gateway/listener.py) and /v1/ on the main port (daphne).
   proxy delays) and for the whole stream. Measured below saturation, as the goal is meant:
   at saturation latency is queueing, which the throughput table shows.
 
-The members are fake ones without the generation lock (pool.fake_member, concurrent),
+The members are fake ones without the generation lock (testing.fake_member, concurrent),
 with max_inflight raised to 4096 in the database so that neither they nor the gateway's
 queue limit anything.
 """

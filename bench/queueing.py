@@ -9,7 +9,7 @@ FIFO queue and go to the first member with room, as vibeadmin's router does. cap
 central queue (M/G/4 first come first served); a large cap is a balancer without a queue
 of its own, where members queue (nginx).
 
-The strategies are modelled as vibeadmin implements them (pool/strategies.py): round
+The strategies are modelled as vibeadmin implements them (pool/gateway/strategies.py): round
 robin skips full members, least connections and power of two count requests in the
 member, least work sums the max_tokens of the requests in the member.
 """

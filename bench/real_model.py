@@ -64,7 +64,7 @@ def run(bench: Bench) -> dict:
             key = server.create_key()
             status = {m["name"]: m for m in server.status()}
             member_urls = [status[name]["url"] for name in names]
-            model = server.shell("from pool.model_file import chosen_model; print(chosen_model().model_id)").strip()
+            model = server.shell("from pool.supervisor.model_file import chosen_model; print(chosen_model().model_id)").strip()
             leg(member_urls, model, "", tokens, 2.0)  # warm up: the first generation is slower
             for round_no in range(rounds):
                 straight = leg(member_urls, model, "", tokens, duration)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from pool.fake_member import FakeMemberProcess
+from testing.fake_member import FakeMemberProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 # The default GGUF that `make install` assembles into the developer's data folder.

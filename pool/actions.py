@@ -12,8 +12,9 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.db import transaction
 
-from pool import events, states
-from pool.models import Member, PoolEvent, PoolSettings
+from pool import events
+from pool.gateway.strategies import STRATEGIES
+from pool.models import Member, PoolEvent, PoolSettings, states
 
 # A member's name is a slug: it appears in URLs, log file names and metric labels.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -155,9 +156,6 @@ def pool_scale(*, count: int, reason: str = "") -> list[str]:
 
 
 def pool_set_strategy(*, name: str) -> None:
-    # Imported here: strategies belong to the gateway, and the supervisor imports this module.
-    from pool.strategies import STRATEGIES
-
     if name not in STRATEGIES:
         raise ActionError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     pool_settings = PoolSettings.load()

@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 
-from pool import alerts
 from pool.actions import member_add
-from pool.models import PoolSettings
+from pool.dashboard import alerts
+from pool.models import Member, PoolSettings, states
 
 ADMIN_USERNAME = "admin"
 
@@ -78,3 +78,26 @@ def first_run(say: Callable[[str], None], *, with_members: bool) -> None:
         say(f"First run: created {settings.VIBEADMIN_MEMBERS} local members (VIBEADMIN_MEMBERS)")
     rules = alerts.ensure_default_rules()
     say(f"First run: created {rules} default alert rules (change them on the dashboard's Alerts page)")
+
+
+class StartupProgress:
+    """Prints member state changes, and once every wanted member is ready, says so."""
+
+    def __init__(self, say, *, url: str = "", node: str | None = None):
+        self.say = say
+        self.url = url
+        self.node = node  # a node supervisor speaks only of its own members
+        self.announced = False
+
+    def __call__(self, event: dict) -> None:
+        if event.get("kind") != "state":
+            return
+        self.say(f"  {event['message']}")
+        wanted = Member.objects.filter(should_run=True, remove_requested=False)
+        if self.node:
+            wanted = wanted.filter(node=self.node)
+        ready = wanted.filter(state=states.READY).count()
+        if not self.announced and wanted.exists() and ready == wanted.count():
+            self.announced = True
+            where = f"on node {self.node}" if self.node else f"at {self.url}"
+            self.say(f"vibeadmin is ready: {ready} member{'s' if ready != 1 else ''} ready {where}")

@@ -1,8 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from pool import solve
-from pool.views import alerts, autoscaling, keys, members, overview, routing
+from pool.dashboard.views import alerts, autoscaling, keys, members, overview, routing
+from pool.views import solve
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),

@@ -1,7 +1,7 @@
 """Fixtures for gateway tests: a fresh Gateway per test, fake members registered as
 ready remote members, and a platform key. Loaded through conftest's pytest_plugins.
 
-The members here are pool.fake_member processes (small fake OpenAI servers): exact and
+The members here are testing.fake_member processes (small fake OpenAI servers): exact and
 fast for routing, retries and queueing. Tests against real llama.cpp members say so.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from pool import inflight, states
 from pool.apikeys import apikey_create
-from pool.fake_member import FakeMemberProcess
-from pool.models import Member, PoolSettings
+from pool.gateway import inflight
+from pool.models import Member, PoolSettings, states
+from testing.fake_member import FakeMemberProcess
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ async def fakes_in_loop(transactional_db):
     one request at a time. Returns the FakeMember objects (their `stats` are plain data)."""
     from asgiref.sync import sync_to_async
 
-    from pool.fake_member import FakeConfig, FakeMember, start
+    from testing.fake_member import FakeConfig, FakeMember, start
 
     runners = []
 

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from pool import alerts
 from pool.bootstrap import first_run
+from pool.dashboard import alerts
 from pool.models import AlertEvent, AlertRule, PoolSettings
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pool import actions, autoscale
-from pool.autoscale import Load
+from pool import actions
+from pool.dashboard import autoscale
+from pool.dashboard.autoscale import Load
 from pool.models import Member, PoolEvent, PoolSettings
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pool.fake_member import FakeMemberProcess
+from testing.fake_member import FakeMemberProcess
 from tests.helpers import free_port, manage, start_serve, stop_serve, wait_until
 
 CHROMIUM = "/usr/bin/chromium"

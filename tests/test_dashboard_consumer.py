@@ -5,8 +5,9 @@ import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from pool import actions, runtime
-from pool.consumers import DashboardConsumer
+from pool import actions
+from pool.dashboard import runtime
+from pool.dashboard.consumers import DashboardConsumer
 from pool.events import DASHBOARD_GROUP
 from vibeadmin.asgi import application
 

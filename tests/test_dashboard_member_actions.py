@@ -4,8 +4,8 @@ the form and nothing is saved. htmx gets the partial, a plain POST a redirect.""
 import pytest
 from django.urls import reverse
 
-from pool import actions, states
-from pool.models import Member, PoolEvent
+from pool import actions
+from pool.models import Member, PoolEvent, states
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from pool import states
-from pool.models import Member, Node
+from pool.models import Member, Node, states
 
 pytestmark = pytest.mark.django_db
 

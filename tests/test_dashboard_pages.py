@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from pool import actions, states
-from pool.models import AlertRule, ApiKey, Member
+from pool import actions
+from pool.models import AlertRule, ApiKey, Member, states
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +59,7 @@ def test_the_overview_carries_the_last_15_minutes_for_its_charts(admin_client):
 
 
 def test_the_overview_says_so_where_there_is_no_gpu(admin_client, monkeypatch):
-    from pool import resources
+    from pool.dashboard import resources
 
     monkeypatch.setattr(resources, "latest", None)
     resources.sample([])

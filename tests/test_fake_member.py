@@ -10,7 +10,7 @@ import urllib.request
 import aiohttp
 import pytest
 
-from pool.fake_member import FakeConfig, FakeMember, FakeMemberProcess, start
+from testing.fake_member import FakeConfig, FakeMember, FakeMemberProcess, start
 
 HELLO = [{"role": "system", "content": "You are a math tutor.\nBe brief. é"},
          {"role": "user", "content": "what is two plus two"}]

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible endpoints, in-process against fake members (pool.fake_member)."""
+"""The OpenAI-compatible endpoints, in-process against fake members (testing.fake_member)."""
 
 from __future__ import annotations
 

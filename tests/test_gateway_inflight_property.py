@@ -17,12 +17,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pool import inflight, states
-from pool.gateway import upstream
+from pool.gateway import inflight, upstream
 from pool.gateway.app import Gateway
 from pool.gateway.backend import Backend
-from pool.models import Member, PoolSettings
-from pool.strategies import STRATEGIES
+from pool.gateway.strategies import STRATEGIES
+from pool.models import Member, PoolSettings, states
 from tests.asgi_driver import Call
 
 BEHAVIOURS = ["ok", "ok", "slow", "500", "drop:0", "drop:2", "hang"]

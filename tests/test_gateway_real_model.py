@@ -41,7 +41,7 @@ def served(migrated_template, default_model, tmp_path_factory):
     data_dir = folder / "data"
     shutil.copytree(migrated_template, data_dir)
     # The default GGUF is assembled in the developer's var/ already: point at it. Set this
-    # way, the model id clients see is the file's stem (pool.model_file.chosen_model).
+    # way, the model id clients see is the file's stem (pool.supervisor.model_file.chosen_model).
     env = {"VIBEADMIN_PORT": str(free_port()), "VIBEADMIN_MEMBERS": "1", "VIBEADMIN_MODEL": str(default_model.path),
            "VIBEADMIN_CHAT_FORMAT": "gemma", "VIBEADMIN_N_CTX": "512", "VIBEADMIN_REFRESH_S": "0.1"}  # fmt: skip
     key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pool import alerts, autoscale, metrics, resources, snapshot
+from pool import metrics
+from pool.dashboard import alerts, autoscale, resources, snapshot
 from pool.models import AlertRule, Member
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,10 @@ import urllib.request
 
 import pytest
 
-from pool import actions, inflight, process, states
-from pool.models import Member, PoolEvent
+from pool import actions
+from pool.gateway import inflight
+from pool.models import Member, PoolEvent, states
+from pool.supervisor.reconcile import process
 from tests.helpers import reconcile_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.real_model]

@@ -5,8 +5,10 @@ import signal
 
 import pytest
 
-from pool import actions, inflight, process, states
-from pool.models import Member, PoolEvent
+from pool import actions
+from pool.gateway import inflight
+from pool.models import Member, PoolEvent, states
+from pool.supervisor.reconcile import process
 from tests.helpers import reconcile_until, stub_command
 
 pytestmark = pytest.mark.django_db

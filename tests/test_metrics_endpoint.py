@@ -14,8 +14,8 @@ from aiohttp import web
 from asgiref.sync import sync_to_async
 from prometheus_client.parser import text_string_to_metric_families
 
-from pool import metrics, states
-from pool.models import Member
+from pool import metrics
+from pool.models import Member, states
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat
 

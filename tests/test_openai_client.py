@@ -17,8 +17,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from pool.fake_member import FakeMemberProcess
 from pool.models.pool_settings import DEFAULT_PROMPTS
+from testing.fake_member import FakeMemberProcess
 from tests.helpers import answers, free_port, manage, start_serve, stop_serve, wait_until
 
 MODEL_ID = "tiny-stand-in"  # the stand-in GGUF's file stem: what /v1/models names

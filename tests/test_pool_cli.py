@@ -9,8 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pool import states
-from pool.models import Member, Node, PoolSettings
+from pool.models import Member, Node, PoolSettings, states
 from tests.helpers import manage, member_names, one_line_error
 
 pytestmark = pytest.mark.django_db

@@ -3,9 +3,10 @@ Members are stub scripts."""
 
 import pytest
 
-from pool import actions, process, states
+from pool import actions
 from pool.actions import ActionError
-from pool.models import Member
+from pool.models import Member, states
+from pool.supervisor.reconcile import process
 from tests.helpers import reconcile_until
 
 pytestmark = pytest.mark.django_db

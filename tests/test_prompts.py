@@ -1,4 +1,4 @@
-"""Prompt preparation (pool/prompts.py): the operator's system prompt per task, and the
+"""Prompt preparation (pool/gateway/prompts.py): the operator's system prompt per task, and the
 language hint for prompts written mainly in Chinese or another CJK script."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from pool.prompts import PromptSettings, is_mainly_cjk, prepare_messages
+from pool.gateway.prompts import PromptSettings, is_mainly_cjk, prepare_messages
 
 HINT = "Please reason step by step and give your answer in English."
 PROMPTS = PromptSettings(

@@ -6,8 +6,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pool import actions, health, states
-from pool.models import Member
+from pool import actions
+from pool.models import Member, states
+from pool.supervisor.reconcile import health
 from tests.helpers import free_port, reconcile_until
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """Beyond one machine: two gateway processes and two node supervisors sharing real
 PostgreSQL and Redis servers (started by the test on free ports). The members are
-pool.fake_member processes (small fake OpenAI servers, one generation at a time), each
+testing.fake_member processes (small fake OpenAI servers, one generation at a time), each
 assigned to a node whose supervisor probes it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pool.fake_member import FakeMemberProcess
+from testing.fake_member import FakeMemberProcess
 from tests.helpers import ROOT, answers, clean_env, free_port, wait_until
 from tests.services import postgres_missing, redis_missing, start_postgres, start_redis
 
@@ -172,7 +172,7 @@ def test_state_changes_race_safely_on_postgres(cluster):
         "from concurrent.futures import ThreadPoolExecutor\n"
         "from django.db import connection\n"
         "from pool.models import Member\n"
-        "from pool.transitions import change_state\n"
+        "from pool.supervisor.transitions import change_state\n"
         "def race(_):\n"
         "    m = Member.objects.get(name='on-n1')\n"
         "    m.state = 'ready'\n"
@@ -197,7 +197,7 @@ def test_round_robin_takes_turns_across_both_gateways(cluster):
 
 
 def test_the_queue_depth_of_every_gateway_is_seen_from_anywhere(cluster):
-    from pool.shared_slots import SharedSlots
+    from pool.gateway.shared_slots import SharedSlots
 
     c = cluster(ttft=0.05, tpt=0.5)
     with ThreadPoolExecutor(4) as pool:

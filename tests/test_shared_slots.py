@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pool.shared_slots import NotYourTurn, SharedSlots
+from pool.gateway.shared_slots import NotYourTurn, SharedSlots
 from tests.services import redis_missing, start_redis
 
 pytestmark = pytest.mark.skipif(bool(redis_missing()), reason=redis_missing() or "")

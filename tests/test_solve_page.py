@@ -12,9 +12,9 @@ from django.utils.html import escape
 
 import vibeadmin.asgi
 from pool.gateway.app import SOLVE_PATH
+from pool.gateway.prompts import is_mainly_cjk
 from pool.models import PoolSettings
-from pool.prompts import is_mainly_cjk
-from pool.solve import examples
+from pool.views.solve import examples
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import set_policy
 from tests.helpers import wait_until

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pool import inflight
+from pool.gateway import inflight
 from pool.gateway.backend import Backend, RouteContext
-from pool.strategies import (
+from pool.gateway.strategies import (
     STRATEGIES,
     IpHash,
     LeastConnections,
@@ -243,7 +243,7 @@ def test_ip_hash_agrees_across_instances_and_member_order():
 def test_ip_hash_ring_is_the_same_in_another_process():
     script = (
         "from pool.gateway.backend import Backend, RouteContext\n"
-        "from pool.strategies import IpHash\n"
+        "from pool.gateway.strategies import IpHash\n"
         "pool = [Backend(id=i, name=n, base_url='') for i, n in enumerate('abcd')]\n"
         "print(''.join(IpHash().pick(pool, RouteContext(client=f'10.9.{i}.1')).name for i in range(64)))\n"
     )

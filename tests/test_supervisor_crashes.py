@@ -8,8 +8,9 @@ import signal
 
 import pytest
 
-from pool import actions, process, states
-from pool.models import Member, PoolEvent
+from pool import actions
+from pool.models import Member, PoolEvent, states
+from pool.supervisor.reconcile import process
 from tests.helpers import reconcile_until, stub_command
 
 pytestmark = pytest.mark.django_db

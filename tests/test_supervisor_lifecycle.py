@@ -7,9 +7,10 @@ import signal
 import psutil
 import pytest
 
-from pool import actions, process, states
-from pool.model_file import ModelChoice
-from pool.models import Member, PoolEvent
+from pool import actions
+from pool.models import Member, PoolEvent, states
+from pool.supervisor.model_file import ModelChoice
+from pool.supervisor.reconcile import process
 from tests.helpers import reconcile_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.real_model]

@@ -7,8 +7,9 @@ import signal
 
 import pytest
 
-from pool import actions, process, states
-from pool.models import Member
+from pool import actions
+from pool.models import Member, states
+from pool.supervisor.reconcile import process
 from tests.helpers import reconcile_until
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from pool.dashboard.routing import websocket_urlpatterns  # noqa: E402
 from pool.gateway.app import SOLVE_PATH, gateway  # noqa: E402
-from pool.routing import websocket_urlpatterns  # noqa: E402
 
 
 async def http(scope, receive, send):

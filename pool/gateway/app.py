@@ -24,10 +24,10 @@ from pool.gateway.auth import AddressLimit, Auth, Caller
 from pool.gateway.backend import RouteContext
 from pool.gateway.exchange import Exchange
 from pool.gateway.openapi import openapi_document
+from pool.gateway.prompts import prepare_messages
 from pool.gateway.registry import MODEL_ALIAS, Registry
 from pool.gateway.router import Router
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, parse_json, validate
-from pool.prompts import prepare_messages
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from pool import inflight
-from pool.gateway import errors
+from pool.gateway import errors, inflight
 from pool.gateway.registry import KeyInfo, Registry
 from pool.gateway.tasks import spawn
 from pool.models import ApiKey
 
 if TYPE_CHECKING:
-    from pool.shared_slots import SharedSlots
+    from pool.gateway.shared_slots import SharedSlots
 
 WINDOW_S = 60.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pool import inflight
+from pool.gateway import inflight
 
 
 @dataclass(eq=False)

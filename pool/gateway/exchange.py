@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from pool import metrics, states
+from pool import metrics
 from pool.gateway import errors
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
 from pool.gateway.router import Router
+from pool.gateway.strategies import record_latency
 from pool.gateway.tasks import spawn
 from pool.gateway.upstream import DONE, ConnectFailed, EventSplitter, UpstreamError, post
-from pool.models import Member
-from pool.strategies import record_latency
-from pool.transitions import change_state
+from pool.models import Member, states
+from pool.supervisor.transitions import change_state
 
 log = logging.getLogger("pool.gateway")
 @dataclass

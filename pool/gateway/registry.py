@@ -18,12 +18,12 @@ from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from pool import metrics, states
+from pool import metrics
 from pool.gateway.backend import Backend
-from pool.model_file import chosen_model
-from pool.models import ApiKey, Member, Node, PoolSettings
-from pool.prompts import PromptSettings
-from pool.strategies import Strategy, make_strategy
+from pool.gateway.prompts import PromptSettings
+from pool.gateway.strategies import Strategy, make_strategy
+from pool.models import ApiKey, Member, Node, PoolSettings, states
+from pool.supervisor.model_file import chosen_model
 
 log = logging.getLogger("pool.gateway")
 

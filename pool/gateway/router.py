@@ -15,13 +15,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from pool import inflight, metrics
-from pool.gateway import errors
+from pool import metrics
+from pool.gateway import errors, inflight
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
+from pool.gateway.shared_slots import NotYourTurn, Turn
+from pool.gateway.strategies import RoundRobin
 from pool.gateway.tasks import spawn
-from pool.shared_slots import NotYourTurn, Turn
-from pool.strategies import RoundRobin
 
 # With shared slots, other gateways announce freed slots; waiters also look this often,
 # for slots freed without an announcement (a crashed gateway's leases expiring).

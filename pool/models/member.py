@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from pool import states
+from pool.models import states
 
 
 class Member(models.Model):

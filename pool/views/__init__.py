@@ -1,1 +1,1 @@
-"""The operators' dashboard: one module per page, each a few thin function views."""
+"""Public pages: the students' solve page."""

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import actions
+from pool.gateway.strategies import STRATEGIES
 from pool.models import Member, Node, PoolSettings
 
 MEMBER_ACTIONS = {
@@ -108,8 +109,6 @@ class Command(BaseCommand):
             actions.pool_set_strategy(name=name)
             self.stdout.write(f"Strategy set to {name}.")
             return
-        from pool.strategies import STRATEGIES  # only here: strategies belong to the gateway
-
         current = current_strategy()
         for known in STRATEGIES:
             self.stdout.write(f"{'*' if known == current else ' '} {known}")

@@ -9,10 +9,9 @@ import socket
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import events, states
-from pool.bootstrap import check_migrated, ensure_admin, first_run
-from pool.model_file import ModelFileError, ensure_model
-from pool.models import Member
+from pool import events
+from pool.bootstrap import StartupProgress, check_migrated, ensure_admin, first_run
+from pool.supervisor.model_file import ModelFileError, ensure_model
 
 
 class Command(BaseCommand):
@@ -57,7 +56,7 @@ class Command(BaseCommand):
                 supervisor.shutdown()
 
     def prepare_supervisor(self):
-        from pool.supervisor import Supervisor
+        from pool.supervisor.reconcile import Supervisor
 
         try:
             model = ensure_model(progress=self.say)
@@ -79,29 +78,6 @@ class Command(BaseCommand):
     def say(self, line: str) -> None:
         self.stdout.write(line)
         self.stdout.flush()
-
-
-class StartupProgress:
-    """Prints member state changes, and once every wanted member is ready, says so."""
-
-    def __init__(self, say, *, url: str = "", node: str | None = None):
-        self.say = say
-        self.url = url
-        self.node = node  # a node supervisor speaks only of its own members
-        self.announced = False
-
-    def __call__(self, event: dict) -> None:
-        if event.get("kind") != "state":
-            return
-        self.say(f"  {event['message']}")
-        wanted = Member.objects.filter(should_run=True, remove_requested=False)
-        if self.node:
-            wanted = wanted.filter(node=self.node)
-        ready = wanted.filter(state=states.READY).count()
-        if not self.announced and wanted.exists() and ready == wanted.count():
-            self.announced = True
-            where = f"on node {self.node}" if self.node else f"at {self.url}"
-            self.say(f"vibeadmin is ready: {ready} member{'s' if ready != 1 else ''} ready {where}")
 
 
 def claim_port(host: str, port: int, *, what: str, hint: str) -> socket.socket:
@@ -131,7 +107,7 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
         # Called before the reactor runs, so get_event_loop() would not be daphne's loop.
         from daphne.server import twisted_loop
 
-        from pool import runtime
+        from pool.dashboard import runtime
 
         # From here on, sends from the supervisor thread go through the web server's loop.
         events.bind_loop(twisted_loop)

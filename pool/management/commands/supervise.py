@@ -11,8 +11,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import events
-from pool.management.commands.serve import StartupProgress
-from pool.model_file import ModelFileError, ensure_model
+from pool.bootstrap import StartupProgress
+from pool.supervisor.model_file import ModelFileError, ensure_model
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, node: str, **options):
         from pool.bootstrap import check_migrated
-        from pool.supervisor import Supervisor
+        from pool.supervisor.reconcile import Supervisor
 
         check_migrated()
 

@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pool.apikeys import apikey_revoke
-from pool.forms import KeyCreateForm, KeyLimitsForm
+from pool.dashboard.forms import KeyCreateForm, KeyLimitsForm
+from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import ApiKey
-from pool.views.common import after_post, page_or_partial, staff_required
 
 PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
 NEW_KEY = "vibeadmin_new_key"  # session slot: the raw key survives one redirect, then is gone

@@ -11,7 +11,7 @@ the next `fail_times` requests when that is above 0), `drop_after_tokens` (cut t
 connection after N tokens), `hang` (never answer), `delay_s` (wait before answering).
 `GET /_fake/stats` counts requests; `POST /_fake/reset` restores start config and counts.
 
-    python -m pool.fake_member --port 8001 --ttft 0.02 --tpt 0.001 --max-tokens 64
+    python -m testing.fake_member --port 8001 --ttft 0.02 --tpt 0.001 --max-tokens 64
 
 Tests and benchmarks run it as its own process with `FakeMemberProcess`.
 """
@@ -350,7 +350,7 @@ async def serve(config: FakeConfig, host: str, port: int, watch_stdin: bool) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pool.fake_member", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m testing.fake_member", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (the printed line names it)")
     parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes")
@@ -383,7 +383,7 @@ class FakeMemberProcess:
         self.url = ""
 
     def start(self, timeout: float = 15.0) -> FakeMemberProcess:
-        cmd = [sys.executable, "-m", "pool.fake_member", "--port", "0", "--watch-stdin"]
+        cmd = [sys.executable, "-m", "testing.fake_member", "--port", "0", "--watch-stdin"]
         for key, value in dataclasses.asdict(self.config).items():
             flag = "--" + key.replace("_", "-")
             if type(value) is bool:

@@ -8,9 +8,9 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pool.forms import AlertRuleForm, WebhookForm
+from pool.dashboard.forms import AlertRuleForm, WebhookForm
+from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import AlertEvent, AlertRule, PoolSettings
-from pool.views.common import after_post, page_or_partial, staff_required
 
 PAGE, RULES, WEBHOOK = "dashboard/alerts.html", "dashboard/partials/alert_rules.html", "dashboard/partials/webhook.html"
 

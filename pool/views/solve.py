@@ -15,7 +15,7 @@ from django.shortcuts import render
 
 from pool.gateway.app import SOLVE_PATH
 
-EXAMPLES_FILE = Path(__file__).resolve().parent / "data" / "examples.json"
+EXAMPLES_FILE = Path(__file__).resolve().parent.parent / "data" / "examples.json"
 TASKS = [("math", "Math"), ("code", "Programming")]
 SHORT_BUDGET = 512
 

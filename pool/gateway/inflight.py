@@ -21,7 +21,7 @@ def shared():
     """The Redis-backed slots when REDIS_URL is set, else None (counts stay in this process)."""
     if not settings.REDIS_URL:
         return None
-    from pool.shared_slots import SharedSlots
+    from pool.gateway.shared_slots import SharedSlots
 
     return SharedSlots(settings.REDIS_URL)
 

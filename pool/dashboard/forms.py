@@ -8,10 +8,11 @@ from typing import Generic, TypeVar
 from django import forms
 from django.conf import settings
 
-from pool import actions, alerts, autoscale
+from pool import actions
 from pool.apikeys import apikey_create
+from pool.dashboard import alerts, autoscale
+from pool.gateway.strategies import STRATEGIES
 from pool.models import AlertRule, ApiKey, Member, PoolSettings
-from pool.strategies import STRATEGIES
 
 R = TypeVar("R")
 

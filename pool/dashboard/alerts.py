@@ -22,10 +22,11 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import events, metrics, resources, snapshot, states
-from pool.models import AlertEvent, AlertRule, Member, PoolSettings
+from pool import events, metrics
+from pool.dashboard import resources, snapshot
+from pool.models import AlertEvent, AlertRule, Member, PoolSettings, states
 
-log = logging.getLogger("pool.alerts")
+log = logging.getLogger("pool.dashboard.alerts")
 
 # What a rule can watch: metric -> what the dashboard calls it.
 METRICS = {

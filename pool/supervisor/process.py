@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
-from pool.model_file import ModelChoice
 from pool.models import Member
+from pool.supervisor.model_file import ModelChoice
 
 LOG_TAIL_LINES = 40
 

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from pool import alerts, autoscale, snapshot
+from pool.dashboard import alerts, autoscale, snapshot
 from pool.events import DASHBOARD_GROUP
 
-log = logging.getLogger("pool.runtime")
+log = logging.getLogger("pool.dashboard.runtime")
 
 SNAPSHOT_EVERY_S = 1.0
 ALERTS_EVERY_S = 5.0

@@ -6,10 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from pool import autoscale, resources, snapshot
-from pool.forms import CapacityForm
+from pool.dashboard import autoscale, resources, snapshot
+from pool.dashboard.forms import CapacityForm
+from pool.dashboard.views.common import page_or_partial, staff_required
 from pool.models import AlertRule, PoolEvent
-from pool.views.common import page_or_partial, staff_required
 
 
 def home(request: HttpRequest) -> HttpResponse:

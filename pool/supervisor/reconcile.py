@@ -20,12 +20,14 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pool import events, health, inflight, process, states
-from pool.model_file import ModelChoice, ensure_model
-from pool.models import Member, Node, PoolEvent
-from pool.transitions import change_state, update_observed
+from pool import events
+from pool.gateway import inflight
+from pool.models import Member, Node, PoolEvent, states
+from pool.supervisor.model_file import ModelChoice, ensure_model
+from pool.supervisor.reconcile import health, process
+from pool.supervisor.transitions import change_state, update_observed
 
-log = logging.getLogger("pool.supervisor")
+log = logging.getLogger("pool.supervisor.reconcile")
 
 # A member that stays up this long after a crash has its back-off forgiven.
 STABLE_AFTER_S = 60.0

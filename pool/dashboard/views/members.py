@@ -9,10 +9,12 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pool import actions, autoscale, process, snapshot
-from pool.forms import MemberAddForm, MemberEditForm, ScaleForm
+from pool import actions
+from pool.dashboard import autoscale, snapshot
+from pool.dashboard.forms import MemberAddForm, MemberEditForm, ScaleForm
+from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import Member, PoolEvent
-from pool.views.common import after_post, page_or_partial, staff_required
+from pool.supervisor.reconcile import process
 
 ACTIONS = {
     "start": actions.member_start,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from pool import consumers
+from pool.dashboard import consumers
 
 websocket_urlpatterns = [
     path("ws/dashboard/", consumers.DashboardConsumer.as_asgi()),

@@ -7,9 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from pool.forms import RoutingForm
+from pool.dashboard.forms import RoutingForm
+from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import PoolSettings
-from pool.views.common import after_post, page_or_partial, staff_required
 
 PAGE, FORM = "dashboard/routing.html", "dashboard/partials/routing_form.html"
 

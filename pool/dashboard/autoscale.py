@@ -14,8 +14,10 @@ from datetime import datetime
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import actions, inflight, metrics, snapshot, states
-from pool.models import Member, PoolEvent, PoolSettings
+from pool import actions, metrics
+from pool.dashboard import snapshot
+from pool.gateway import inflight
+from pool.models import Member, PoolEvent, PoolSettings, states
 
 INFLIGHT_PER_MEMBER = "inflight_per_member"
 QUEUE_DEPTH = "queue_depth"

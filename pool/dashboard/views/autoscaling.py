@@ -9,10 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from pool import autoscale
-from pool.forms import AutoscaleForm
+from pool.dashboard import autoscale
+from pool.dashboard.forms import AutoscaleForm
+from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import PoolEvent, PoolSettings
-from pool.views.common import after_post, page_or_partial, staff_required
 
 PAGE, FORM, STATUS = "dashboard/autoscaling.html", "dashboard/partials/autoscale_form.html", \
     "dashboard/partials/autoscale_status.html"  # fmt: skip

@@ -10,9 +10,11 @@ import time
 from django.db.models import Count
 from django.utils import timezone
 
-from pool import inflight, metrics, resources, states
+from pool import metrics
+from pool.dashboard import resources
+from pool.gateway import inflight
 from pool.gateway.app import gateway
-from pool.models import AlertRule, Member, Node
+from pool.models import AlertRule, Member, Node, states
 
 DASH = "–"
 

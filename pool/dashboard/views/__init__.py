@@ -1,0 +1,1 @@
+"""The operators' dashboard: one module per page, each a few thin function views."""
