@@ -15,6 +15,7 @@ from django.db import transaction
 from pool import events
 from pool.gateway.strategies import STRATEGIES
 from pool.models import Member, PoolEvent, PoolSettings, states
+from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 
 # A member's name is a slug: it appears in URLs, log file names and metric labels.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -36,8 +37,8 @@ def validate_remote_url(url: str) -> str:
 
 
 def _check_weight(weight: int) -> None:
-    if weight < 1 or weight > 1000:
-        raise ActionError("weight must be between 1 and 1000")
+    if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+        raise ActionError(f"weight must be between {MIN_WEIGHT} and {MAX_WEIGHT}")
 
 
 def _check_gpu(gpu: int | None) -> None:

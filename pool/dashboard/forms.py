@@ -13,6 +13,7 @@ from pool.apikeys import apikey_create
 from pool.dashboard import alerts, autoscale
 from pool.gateway.strategies import STRATEGIES
 from pool.models import AlertRule, ApiKey, Member, PoolSettings
+from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 
 R = TypeVar("R")
 
@@ -42,7 +43,7 @@ class MemberAddForm(ActionForm[Member]):
         widget=forms.TextInput(attrs={"placeholder": "http://gpu2:8080"}),
     )  # fmt: skip
     name = forms.CharField(required=False, max_length=64, help_text="Default: m1, m2, ...")
-    weight = forms.IntegerField(min_value=1, max_value=1000, initial=1)
+    weight = forms.IntegerField(min_value=MIN_WEIGHT, max_value=MAX_WEIGHT, initial=1)
     gpu = forms.IntegerField(required=False, min_value=0, label="GPU", help_text="Pin a local member to a GPU index")
 
     def clean_url(self) -> str:
@@ -73,7 +74,7 @@ class ScaleForm(ActionForm[list[str]]):
 
 
 class MemberEditForm(ActionForm[Member]):
-    weight = forms.IntegerField(min_value=1, max_value=1000)
+    weight = forms.IntegerField(min_value=MIN_WEIGHT, max_value=MAX_WEIGHT)
     gpu = forms.IntegerField(required=False, min_value=0, label="GPU pin", help_text="Empty: no pin")
 
     def __init__(self, *args, member: Member, **kwargs):

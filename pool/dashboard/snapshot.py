@@ -40,19 +40,6 @@ def mebibytes(value: int | None) -> str:
     return DASH if value is None else f"{value / 2**20:,.0f} MiB"
 
 
-def actions_for(member: Member) -> list[str]:
-    """The buttons that make sense for a member in its state."""
-    if member.remove_requested:
-        return []
-    if not member.should_run:
-        return ["start", "stop", "remove"] if member.state == states.DRAINING else ["start", "remove"]
-    if member.state == states.FAILED:
-        return ["start", "remove"]
-    if member.state == states.STOPPED:  # the supervisor starts it on its next tick
-        return ["stop", "remove"]
-    return ["drain", "stop", "restart", "remove"]
-
-
 # Shown instead of a member's stored state while its node's supervisor is not reporting:
 # the stored state is stale, and the gateway does not route to it.
 UNREACHABLE = "unreachable"
@@ -61,18 +48,15 @@ UNREACHABLE = "unreachable"
 def member_row(member: Member, figures: dict | None, use: resources.ProcessUse | None,
                node_lost: bool = False) -> dict:  # fmt: skip
     """One row of the members table, as display strings."""
+    facts = member.facts(node_lost=node_lost)
     figures = figures or {}
     gpu = DASH if member.gpu is None else str(member.gpu)
     if use is not None and use.gpu_bytes:
         gpu += f" · {mebibytes(use.gpu_bytes)}"
     return {
-        "name": member.name,
+        **{key: facts[key] for key in ("name", "node", "node_lost", "wants", "kind")},
         "state": UNREACHABLE if node_lost and member.state not in states.STOPPED_STATES else member.state,
-        "node": member.node,
-        "node_lost": node_lost,
-        "wants": member.wish,
-        "kind": member.kind,
-        "address": member.base_url or DASH,
+        "address": facts["url"] or DASH,
         "weight": str(member.weight),
         "gpu": gpu,
         "inflight": str(inflight.count(member.pk)),
@@ -84,7 +68,7 @@ def member_row(member: Member, figures: dict | None, use: resources.ProcessUse |
         "uptime": duration(member.uptime_s()),
         "cpu": DASH if use is None else f"{use.cpu_percent:.0f}%",
         "memory": DASH if use is None else mebibytes(use.rss_bytes),
-        "actions": actions_for(member),
+        "actions": member.available_actions(),
         "error": member.last_error.splitlines()[-1][:160] if member.last_error.strip() else "",
     }
 
@@ -92,12 +76,8 @@ def member_row(member: Member, figures: dict | None, use: resources.ProcessUse |
 def member_rows(members: list[Member], now: float | None = None) -> list[dict]:
     by_member = metrics.summary(60, now)["members"]
     uses = resources.latest.members if resources.latest else {}
-    lost = lost_nodes()
+    lost = Node.objects.lost_names()
     return [member_row(m, by_member.get(m.name), uses.get(m.name), m.node in lost) for m in members]
-
-
-def lost_nodes() -> set[str]:
-    return {node.name for node in Node.objects.all() if node.is_lost()}
 
 
 def node_rows() -> list[dict]:

@@ -22,7 +22,7 @@ from pool import metrics
 from pool.gateway.backend import Backend
 from pool.gateway.prompts import PromptSettings
 from pool.gateway.strategies import Strategy, make_strategy
-from pool.models import ApiKey, Member, Node, PoolSettings, states
+from pool.models import ApiKey, Member, PoolSettings
 from pool.supervisor.model_file import chosen_model
 
 log = logging.getLogger("pool.gateway")
@@ -102,11 +102,7 @@ class Registry:
     def load(self) -> tuple[list[Member], list[ApiKey], PoolSettings]:
         """Runs in a worker thread."""
         close_old_connections()
-        members = list(Member.objects.filter(state__in=states.ROUTABLE_STATES, should_run=True,
-                                             remove_requested=False, restart_requested=False))  # fmt: skip
-        # A node whose supervisor stopped reporting: its members' states are stale, not ready.
-        lost = set(Node.objects.filter(last_seen_at__lt=Node.lost_before()).values_list("name", flat=True))
-        members = [m for m in members if m.node not in lost]
+        members = list(Member.objects.routable())
         keys = list(ApiKey.objects.all())
         return members, keys, PoolSettings.load()
 

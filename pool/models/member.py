@@ -4,6 +4,21 @@ from django.db import models
 from django.utils import timezone
 
 from pool.models import states
+from pool.models.node import Node
+
+# A member's share of traffic under the weighted strategies; the CLI, the forms and the
+# actions all check against these.
+MIN_WEIGHT = 1
+MAX_WEIGHT = 1000
+
+
+class MemberQuerySet(models.QuerySet):
+    def routable(self) -> MemberQuerySet:
+        """Members the gateway may send requests to: ready (or still serving while they
+        stay wanted), wanted running, and on a node whose supervisor is reporting."""
+        return self.filter(
+            state__in=states.ROUTABLE_STATES, should_run=True, remove_requested=False, restart_requested=False
+        ).exclude(node__in=Node.objects.lost().values("name"))
 
 
 class Member(models.Model):
@@ -14,7 +29,8 @@ class Member(models.Model):
     url = models.URLField(blank=True, help_text="Base URL of a remote member, e.g. http://gpu2:8080")
     node = models.CharField(max_length=64, default="local", help_text="Which node's supervisor runs it")
 
-    # Desired state: what the operator wants. Only actions and the CLI write these.
+    # Desired state: what the operator wants. Only pool/actions.py writes these (the
+    # dashboard and the CLI call it).
     should_run = models.BooleanField(default=True)
     restart_requested = models.BooleanField(default=False)
     remove_requested = models.BooleanField(default=False)
@@ -26,7 +42,8 @@ class Member(models.Model):
     n_ctx = models.PositiveIntegerField(default=4096)
     n_threads = models.PositiveIntegerField(default=1)
 
-    # Observed state: only the supervisor (and the gateway's passive checks) write these.
+    # Observed state: only the supervisor writes these (pool/supervisor/transitions.py). The
+    # gateway's passive checks eject a member in the gateway's memory, not here.
     state = models.CharField(max_length=16, choices=states.CHOICES, default=states.STOPPED)
     state_changed_at = models.DateTimeField(default=timezone.now)
     pid = models.IntegerField(null=True, blank=True)
@@ -44,6 +61,8 @@ class Member(models.Model):
     last_error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MemberQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -68,8 +87,37 @@ class Member(models.Model):
             return "restart"
         return "run" if self.should_run else "stop"
 
-    def is_routable(self) -> bool:
-        return self.state in states.ROUTABLE_STATES and self.wants_running
+    def available_actions(self) -> list[str]:
+        """The buttons (and CLI verbs) that make sense for the member in its state."""
+        if self.remove_requested:
+            return []
+        if not self.should_run:
+            return ["start", "stop", "remove"] if self.state == states.DRAINING else ["start", "remove"]
+        if self.state == states.FAILED:
+            return ["start", "remove"]
+        if self.state == states.STOPPED:  # the supervisor starts it on its next tick
+            return ["stop", "remove"]
+        return ["drain", "stop", "restart", "remove"]
+
+    def facts(self, *, node_lost: bool = False) -> dict:
+        """What the CLI and the dashboard show of a member, before each formats it."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "node": self.node,
+            "node_lost": node_lost,
+            "wants": self.wish,
+            "state": self.state,
+            "pid": self.pid,
+            "address": (f"{self.host}:{self.port}" if self.port else "") if self.is_local else self.url,
+            "url": self.base_url or None,
+            "weight": self.weight,
+            "gpu": self.gpu,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "state_changed_at": self.state_changed_at.isoformat(),
+            "last_probe_at": self.last_probe_at.isoformat() if self.last_probe_at else None,
+        }
 
     @property
     def base_url(self) -> str:

@@ -8,7 +8,6 @@ works from any shell on any host that shares it.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -16,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from pool import actions
 from pool.gateway.strategies import STRATEGIES
 from pool.models import Member, Node, PoolSettings
+from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 
 MEMBER_ACTIONS = {
     "start": (actions.member_start, "start a member (a failed one gets fresh retries)"),
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             "--url", default="", help="base URL of an already running server, e.g. http://gpu2:8080"
         )
         add.add_argument(
-            "--weight", type=int, default=1, help="share of traffic for weighted strategies (1-1000)"
+            "--weight", type=int, default=1, help=f"share of traffic for weighted strategies ({MIN_WEIGHT}-{MAX_WEIGHT})"
         )
         add.add_argument("--gpu", type=int, default=None, help="pin a local member to this GPU index")
         add.add_argument("--name", default="", help="a name of your choosing (default m1, m2, ...)")
@@ -74,14 +74,15 @@ class Command(BaseCommand):
 
     def status(self, *, as_json: bool) -> None:
         members = list(Member.objects.all())
-        lost = {node.name for node in Node.objects.all() if node.is_lost()}
+        lost = Node.objects.lost_names()
+        facts = [m.facts(node_lost=m.node in lost) for m in members]
         if as_json:
-            self.stdout.write(json.dumps([member_as_dict(m, lost) for m in members], indent=2))
+            self.stdout.write(json.dumps(facts, indent=2))
             return
         if not members:
             self.stdout.write("The pool has no members. Add one with `manage.py pool add`.")
         else:
-            self.stdout.write(format_table([COLUMNS, *[member_row(m) for m in members]]))
+            self.stdout.write(format_table([COLUMNS, *[member_row(f) for f in facts]]))
         self.stdout.write(f"\nStrategy: {current_strategy()}")
         self.stdout.write(supervisor_line())
 
@@ -134,35 +135,13 @@ def find_member(name: str) -> Member:
         raise CommandError(f"no member named {name!r}; known members: {', '.join(known)}") from None
 
 
-def member_as_dict(m: Member, lost_nodes: Collection[str] = frozenset()) -> dict:
-    return {
-        "name": m.name,
-        "kind": m.kind,
-        "node": m.node,
-        "node_lost": m.node in lost_nodes,
-        "wants": m.wish,
-        "state": m.state,
-        "pid": m.pid,
-        "host": m.host if m.is_local else None,
-        "port": m.port,
-        "url": m.base_url or None,
-        "weight": m.weight,
-        "gpu": m.gpu,
-        "restarts": m.restarts,
-        "last_error": m.last_error,
-        "state_changed_at": m.state_changed_at.isoformat(),
-        "last_probe_at": m.last_probe_at.isoformat() if m.last_probe_at else None,
-    }
-
-
-def member_row(m: Member) -> tuple[str, ...]:
-    address = (f"{m.host}:{m.port}" if m.port else "-") if m.is_local else m.url
-    error = m.last_error.splitlines()[0] if m.last_error else ""
+def member_row(facts: dict) -> tuple[str, ...]:
+    error = facts["last_error"].splitlines()[0] if facts["last_error"] else ""
     if len(error) > LAST_ERROR_WIDTH:
         error = error[: LAST_ERROR_WIDTH - 1] + "…"
-    gpu = "-" if m.gpu is None else str(m.gpu)
-    pid = str(m.pid or "-")
-    return (m.name, m.kind, m.wish, m.state, pid, address, str(m.weight), gpu, str(m.restarts), error)
+    return (facts["name"], facts["kind"], facts["wants"], facts["state"], str(facts["pid"] or "-"),
+            facts["address"] or "-", str(facts["weight"]), "-" if facts["gpu"] is None else str(facts["gpu"]),
+            str(facts["restarts"]), error)  # fmt: skip
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
@@ -178,18 +157,14 @@ def current_strategy() -> str:
     return stored or PoolSettings._meta.get_field("strategy").get_default()
 
 
-def is_seen(node: Node) -> bool:
-    return not node.is_lost()
-
-
 def supervisor_alive() -> bool:
     node = Node.objects.filter(name=settings.VIBEADMIN_NODE).first()
-    return node is not None and is_seen(node)
+    return node is not None and not node.is_lost()
 
 
 def supervisor_line() -> str:
     lines = [
-        f"Supervisor of node {node.name}: running (pid {node.pid})" if is_seen(node)
+        f"Supervisor of node {node.name}: running (pid {node.pid})" if not node.is_lost()
         else f"Supervisor of node {node.name}: LOST (not seen for {settings.VIBEADMIN_NODE_LOST_AFTER_S:g}s); "
         f"its members are unreachable until `manage.py serve` or `supervise --node {node.name}` runs there"
         for node in Node.objects.all()
