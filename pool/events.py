@@ -38,7 +38,8 @@ def unlisten(listener: Listener) -> None:
 
 
 def record(kind: str, message: str, *, member_name: str = "", **data: Any) -> None:
-    """Keep an event and tell everyone who watches. Never raises: events are not control flow."""
+    """Keep an event and tell everyone who watches. A failing listener or channel layer is
+    logged, not raised (events are not control flow); a failing database write does raise."""
     PoolEvent.objects.create(kind=kind, member_name=member_name, message=message)
     event = {"kind": kind, "member": member_name, "message": message, **data}
     log.debug(message)

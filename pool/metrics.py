@@ -229,3 +229,11 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
         }
         for s in window.last(span_s, now)
     ]
+
+
+def export_member_states(state_by_member: dict[str, str], all_states: list[str]) -> None:
+    """vibeadmin_member_state: 1 for the state each member is in, 0 for the others."""
+    MEMBER_STATE.clear()
+    for member, current in state_by_member.items():
+        for state in all_states:
+            MEMBER_STATE.labels(member, state).set(1 if state == current else 0)

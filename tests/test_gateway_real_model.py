@@ -91,7 +91,7 @@ def test_a_real_member_streams_its_answer_in_several_deltas(served):
 def test_a_request_that_reaches_the_member_mid_stream_does_not_cut_the_stream_short(served):
     # With the default capacity of one, the gateway would queue the second request until
     # the stream ends. Capacity two sends it on to llama.cpp while the stream runs, so what
-    # keeps the stream whole is the member's `--interrupt_requests false` (DESIGN.md: with
+    # keeps the stream whole is the member's `--interrupt_requests false` (docs/architecture.md: with
     # interrupts on, the stream ends early with [DONE] and no finish_reason). No operator
     # surface sets max_inflight yet, hence the direct write.
     with sqlite3.connect(served.data_dir / "db.sqlite3") as db:

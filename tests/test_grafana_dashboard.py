@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pool import metrics
-from pool.dashboard import alerts, autoscale, resources, snapshot
+from pool.dashboard import alerts, autoscale, resources, runtime, snapshot
 from pool.models import AlertRule, Member
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +32,7 @@ def test_every_series_on_the_dashboard_is_exposed(client):
     autoscale.step()
     autoscale.DECISIONS.labels("up").inc(0)
     snapshot.build()
+    runtime.sample_pool()
     resources.MEMBER_CPU.labels("m1").set(0)  # no local process in this test
     resources.MEMBER_MEMORY.labels("m1").set(0)
     resources.GPU_UTIL.labels("0").set(0)  # no GPU here either

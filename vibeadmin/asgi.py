@@ -1,7 +1,7 @@
 """The ASGI entry point.
 
 /v1/ (and the solve page's stream) go straight to the lean gateway app, before Django's
-request machinery, which costs ~2 ms of CPU per request here (see DESIGN.md). Everything
+request machinery, which costs ~2 ms of CPU per request here (docs/architecture.md). Everything
 else is Django; websockets go to channels consumers behind auth and an origin check.
 """
 

@@ -1,5 +1,7 @@
-"""The dashboard's background work, on the web server's event loop: a snapshot pushed to
-the dashboard group once a second, the alert evaluator and the autoscaler.
+"""The dashboard's background work, on the web server's event loop: the pool's resources
+and member states sampled once a second (for the charts, the alert rules and /metrics
+alike, whether or not anyone has the dashboard open), a snapshot pushed to the dashboard
+group once a second, the alert evaluator and the autoscaler.
 
 Each loop runs one small step (its ORM work in a worker thread) and sleeps; a failed step
 is logged and tried again, never the end of the loop. The channel layer is used only from
@@ -15,11 +17,14 @@ from collections.abc import Awaitable, Callable
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from pool.dashboard import alerts, autoscale, snapshot
+from pool import metrics
+from pool.dashboard import alerts, autoscale, resources, snapshot
 from pool.events import DASHBOARD_GROUP
+from pool.models import Member, states
 
 log = logging.getLogger("pool.dashboard.runtime")
 
+SAMPLE_EVERY_S = 1.0
 SNAPSHOT_EVERY_S = 1.0
 ALERTS_EVERY_S = 5.0
 AUTOSCALE_EVERY_S = 5.0
@@ -28,6 +33,16 @@ AUTOSCALE_EVERY_S = 5.0
 def _in_thread(step: Callable[[], object]) -> Callable[[], Awaitable[object]]:
     # Not the thread Django's sync views share: a slow webhook must not hold up a page.
     return database_sync_to_async(step, thread_sensitive=False)
+
+
+def sample_pool() -> None:
+    members = list(Member.objects.all())
+    resources.sample([(m.name, m.pid) for m in members if m.is_local and m.pid])
+    metrics.export_member_states({m.name: m.state for m in members}, [state for state, _ in states.CHOICES])
+
+
+async def sampling_step() -> None:
+    await _in_thread(sample_pool)()
 
 
 async def push_snapshot() -> None:
@@ -59,6 +74,7 @@ async def every(interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
 def start_background(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
     """Schedule the loops on `loop` (daphne's; it may not be running yet)."""
     return [
+        loop.create_task(every(SAMPLE_EVERY_S, sampling_step), name="pool-sampling"),
         loop.create_task(every(SNAPSHOT_EVERY_S, push_snapshot), name="dashboard-snapshot"),
         loop.create_task(every(ALERTS_EVERY_S, evaluate_alerts), name="alerts"),
         loop.create_task(every(AUTOSCALE_EVERY_S, autoscale_step), name="autoscale"),

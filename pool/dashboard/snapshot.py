@@ -147,11 +147,10 @@ def gpu_status() -> dict:
 
 
 def build(now: float | None = None) -> dict:
-    """Sample resources and put together everything the dashboard's pages update live."""
+    """Everything the dashboard's pages update live, from the database, the gateway's
+    figures and the latest resource sample (taken by its own loop, pool/dashboard/runtime.py)."""
     now = now if now is not None else time.time()
     members = list(Member.objects.all())
-    resources.sample([(m.name, m.pid) for m in members if m.is_local and m.pid], now)
-    export_states(members)
     rows = member_rows(members, now)
     return {
         "t": int(now),
@@ -163,13 +162,6 @@ def build(now: float | None = None) -> dict:
         "members": rows,
         "signature": signature(rows),
     }
-
-
-def export_states(members: list[Member]) -> None:
-    metrics.MEMBER_STATE.clear()
-    for m in members:
-        for state, _ in states.CHOICES:
-            metrics.MEMBER_STATE.labels(m.name, state).set(1 if m.state == state else 0)
 
 
 def chart_columns(now: float | None = None) -> dict[str, list]:

@@ -22,7 +22,7 @@ from pool.gateway.strategies import record_latency
 from pool.gateway.tasks import spawn
 from pool.gateway.upstream import DONE, ConnectFailed, EventSplitter, UpstreamError, post
 from pool.models import Member, states
-from pool.supervisor.transitions import change_state
+from pool.transitions import change_state
 
 log = logging.getLogger("pool.gateway")
 @dataclass

@@ -1,6 +1,6 @@
 """The pooled HTTP/1.1 client to members, and the relay of a streamed reply.
 
-Why a client of our own: with 64 connections on 2 cores (bench issue #6), py-spy put
+Why a client of our own: with 64 connections on 2 cores (BENCHMARKS.md, overhead), py-spy put
 aiohttp's client at ~34% of the gateway's CPU, more than the gateway's own logic. The
 gateway only ever POSTs JSON to its own members over keep-alive HTTP/1.1 and reads back a
 JSON body or an SSE stream, so asyncio Protocols and httptools' C response parser (the one

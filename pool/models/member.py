@@ -42,7 +42,7 @@ class Member(models.Model):
     n_ctx = models.PositiveIntegerField(default=4096)
     n_threads = models.PositiveIntegerField(default=1)
 
-    # Observed state: only the supervisor writes these (pool/supervisor/transitions.py). The
+    # Observed state: only the supervisor writes these (pool/transitions.py). The
     # gateway's passive checks eject a member in the gateway's memory, not here.
     state = models.CharField(max_length=16, choices=states.CHOICES, default=states.STOPPED)
     state_changed_at = models.DateTimeField(default=timezone.now)
@@ -109,6 +109,8 @@ class Member(models.Model):
             "wants": self.wish,
             "state": self.state,
             "pid": self.pid,
+            "host": self.host if self.is_local else None,
+            "port": self.port,
             "address": (f"{self.host}:{self.port}" if self.port else "") if self.is_local else self.url,
             "url": self.base_url or None,
             "weight": self.weight,

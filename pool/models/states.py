@@ -1,9 +1,6 @@
-"""Member states. No project imports here: everything else imports this.
-
-    starting --first good probe--> ready --drain--> draining --idle or deadline--> stopped
-    ready --N failed probes or passive failures--> unhealthy --M good probes--> ready
-    starting --process exits, retries left--> starting (after back-off)
-    starting --process exits, no retries left--> failed
+"""Member states, and the moves between them. No project imports here: everything else
+imports this. TRANSITIONS is the whole state machine: pool/transitions.py refuses any other
+move, and docs/architecture.md draws the same edges (a test compares them).
 """
 
 STARTING = "starting"
@@ -28,6 +25,34 @@ ROUTABLE_STATES = (READY,)
 RUNNING_STATES = (STARTING, READY, DRAINING, UNHEALTHY)
 # Nothing runs in these.
 STOPPED_STATES = (STOPPED, FAILED)
+
+# (from, to): why. A same-state change with a reason (a crash's restart) is always allowed.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (STOPPED, STARTING): "the supervisor spawned it (a remote member: started probing it)",
+    (FAILED, STARTING): "the operator pressed start, which forgave the crashes",
+    (STARTING, READY): "the first probe answered: the model is loaded",
+    (STARTING, UNHEALTHY): "a remote member did not answer N probes",
+    (STARTING, FAILED): "the process exited once too often",
+    (READY, UNHEALTHY): "N probes failed in a row, or real traffic failed on it (passive check)",
+    (READY, STARTING): "the process exited; restarted after a back-off",
+    (READY, FAILED): "the process exited once too often",
+    (UNHEALTHY, READY): "M probes answered in a row",
+    (UNHEALTHY, STARTING): "the process exited, or was killed for staying sick; restarted after a back-off",
+    (UNHEALTHY, FAILED): "the process exited once too often",
+    (STARTING, DRAINING): "the operator stopped, drained, restarted or removed it",
+    (READY, DRAINING): "the operator stopped, drained, restarted or removed it",
+    (UNHEALTHY, DRAINING): "the operator stopped, drained, restarted or removed it",
+    (DRAINING, READY): "the operator started it again before it stopped",
+    (DRAINING, STOPPED): "idle, or its drain deadline passed, and the process is gone",
+    (STARTING, STOPPED): "its process was gone when the supervisor started, or vibeadmin shut down",
+    (READY, STOPPED): "its process was gone when the supervisor started, or vibeadmin shut down",
+    (UNHEALTHY, STOPPED): "its process was gone when the supervisor started, or vibeadmin shut down",
+}
+
+
+def can_change(old: str, new: str) -> bool:
+    return old == new or (old, new) in TRANSITIONS
+
 
 LOCAL = "local"
 REMOTE = "remote"

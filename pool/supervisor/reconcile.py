@@ -25,7 +25,7 @@ from pool.gateway import inflight
 from pool.models import Member, Node, PoolEvent, states
 from pool.supervisor import health, process
 from pool.supervisor.model_file import ModelChoice, ensure_model
-from pool.supervisor.transitions import change_state, update_observed
+from pool.transitions import change_state, update_observed
 
 log = logging.getLogger("pool.supervisor.reconcile")
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 
 from pool import events
-from pool.models import Member, PoolEvent
+from pool.models import Member, PoolEvent, states
 
 
 def change_state(member: Member, new_state: str, *, reason: str = "", **fields: Any) -> bool:
@@ -20,6 +20,8 @@ def change_state(member: Member, new_state: str, *, reason: str = "", **fields: 
     changed it first (then `member` is left as it was). A same-state change with a reason
     (a crashed member restarting) is an event too."""
     old_state = member.state
+    if not states.can_change(old_state, new_state):
+        raise ValueError(f"{member.name}: no such move as {old_state} -> {new_state} (see states.TRANSITIONS)")
     now = timezone.now()
     updates: dict[str, Any] = {"state": new_state, **fields}
     if new_state != old_state:
