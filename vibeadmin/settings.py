@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -23,6 +24,7 @@ from vibeadmin.env import (
     env_list,
     env_networks,
     env_path,
+    env_public_url,
     env_str,
     env_url,
 )
@@ -53,6 +55,29 @@ VIBEADMIN_METRICS_TOKEN = env_str("VIBEADMIN_METRICS_TOKEN", "")
 if VIBEADMIN_METRICS_TOKEN and len(VIBEADMIN_METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("VIBEADMIN_METRICS_TOKEN must be at least 16 characters (try: openssl rand -hex 24)")
 
+# --- production: one switch ------------------------------------------------------------
+# The address users reach the site at. With https://, behind a TLS-terminating proxy
+# listed in VIBEADMIN_TRUSTED_PROXIES: secure cookies, HSTS, redirects to https.
+PUBLIC_URL = env_public_url("VIBEADMIN_PUBLIC_URL")
+if PUBLIC_URL:
+    _public_host = urlparse(PUBLIC_URL).hostname or ""
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, _public_host if ":" not in _public_host else f"[{_public_host}]"]
+    CSRF_TRUSTED_ORIGINS = [*CSRF_TRUSTED_ORIGINS, PUBLIC_URL]
+if PUBLIC_URL and PUBLIC_URL.startswith("https://"):
+    if not VIBEADMIN_TRUSTED_PROXIES:
+        raise ImproperlyConfigured(
+            "VIBEADMIN_PUBLIC_URL is https:// but VIBEADMIN_TRUSTED_PROXIES names no proxy: list the address "
+            "of the proxy that terminates TLS (e.g. 127.0.0.1), whose X-Forwarded-Proto is then believed"
+        )
+    # Believed only from the trusted proxies: vibeadmin.headers drops it from anyone else.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus may scrape the app's port directly
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("VIBEADMIN_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("VIBEADMIN_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("VIBEADMIN_HSTS_PRELOAD", True)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -69,6 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "vibeadmin.headers.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "vibeadmin.headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
