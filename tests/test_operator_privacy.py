@@ -120,6 +120,15 @@ def test_five_failed_log_ins_lock_the_address_and_the_username_and_the_form_says
 
 
 @pytest.mark.django_db
+def test_the_admins_log_in_is_throttled_the_same(client, operator, fresh_cache):
+    for _ in range(5):
+        log_in(client, "operator", "wrong")
+    refused = client.post("/admin/login/", {"username": "operator", "password": "right-password"},
+                          REMOTE_ADDR="192.0.2.1")  # fmt: skip
+    assert refused.status_code == 200 and "Try again in" in refused.content.decode()
+
+
+@pytest.mark.django_db
 def test_a_good_log_in_clears_the_failures(client, operator, fresh_cache):
     for _ in range(4):
         log_in(client, "operator", "wrong")

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 from vibeadmin.headers import client_address
 
@@ -47,7 +50,12 @@ class LoginThrottle:
         cache.delete_many(self.keys)
 
 
-class ThrottledLoginForm(AuthenticationForm):
+class ThrottledMixin:
+    """For AuthenticationForm and its subclasses (the admin's), which set self.request."""
+
+    request: HttpRequest
+    data: Any
+
     def clean(self):
         throttle = LoginThrottle(client_address(self.request), self.data.get("username") or "")
         wait = throttle.wait_s()
@@ -58,9 +66,17 @@ class ThrottledLoginForm(AuthenticationForm):
                 f"minute{'s' if minutes != 1 else ''}.", code="throttled",
             )  # fmt: skip
         try:
-            cleaned = super().clean()
+            cleaned = super().clean()  # type: ignore[misc]
         except ValidationError:
             throttle.failed()
             raise
         throttle.succeeded()
         return cleaned
+
+
+class ThrottledLoginForm(ThrottledMixin, AuthenticationForm):
+    pass
+
+
+class ThrottledAdminLoginForm(ThrottledMixin, AdminAuthenticationForm):
+    """/admin/login/ is another door to the same accounts: it waits just the same."""
