@@ -82,12 +82,16 @@ def _no_constant(name: str) -> float:
     raise _NotFinite(name)
 
 
+# Built once: json.loads with hooks would build a decoder on every request.
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 in OpenAI's shape for anything else: invalid
     JSON, NaN/Infinity (which Python's json accepts and members would choke on), or
     nesting too deep (Python's parser gives up with RecursionError near 1,000 levels)."""
     try:
-        body = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads does
     except _NotFinite as exc:
         raise invalid(f"numbers must be finite; {str(exc)[:20]!r} is not", code="invalid_json") from None
     except RecursionError:
@@ -96,7 +100,8 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise invalid("the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object", code="invalid_json")
-    if _deeper_than(body, MAX_DEPTH):
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
         raise invalid(f"the request body is nested deeper than {MAX_DEPTH} levels", code="too_deep")
     return body
 
