@@ -8,6 +8,8 @@ import os
 import stat
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from tests.asgi_driver import request
-from tests.helpers import ROOT, clean_env
+from tests.helpers import ROOT, clean_env, free_port, start_serve, stop_serve, wait_until
 
 TOKEN = "scrape-token-0123456789abcdef"
 
@@ -154,3 +156,28 @@ async def test_the_gateway_refuses_a_host_it_does_not_serve(gateway, settings):
     assert set(error) == {"message", "type", "param", "code"} and error["code"] == "invalid_host"
     for host in ("api.example.org", "API.example.org:8001", "127.0.0.1:8001"):
         assert (await request(gateway, "GET", "/v1/openapi.json", headers={"host": host})).status == 200, host
+
+
+def status_for(url: str, host: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Host": host}), timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:  # not listening yet
+        return 0
+
+
+def test_both_doors_of_a_served_app_refuse_a_foreign_host(data_dir, tmp_path):
+    """`manage.py serve` as run: daphne's port and the API's own (uvicorn) pass Host on alike."""
+    port, api_port = free_port(), free_port()
+    child = start_serve(data_dir, "--no-supervisor", log=tmp_path / "serve.out", VIBEADMIN_PORT=str(port),
+                        VIBEADMIN_API_PORT=str(api_port), VIBEADMIN_MEMBERS="0")  # fmt: skip
+    try:
+        for door in (port, api_port):
+            url = f"http://127.0.0.1:{door}/v1/openapi.json"
+            wait_until(lambda url=url, door=door: status_for(url, f"127.0.0.1:{door}") == 200, 60, what=f"port {door}")
+            assert status_for(url, "rebound.attacker.example") == 400
+            assert status_for(url, f"localhost:{door}") == 200
+    finally:
+        stop_serve(child, data_dir)
