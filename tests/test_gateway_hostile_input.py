@@ -108,56 +108,77 @@ def test_a_well_formed_request_is_still_answered(pool, caplog):
     assert_answered_well(reply, caplog)
 
 
-# --- drawn bodies ------------------------------------------------------------------------
+# --- drawn requests ----------------------------------------------------------------------
+# A valid body for the route, then up to three mutations (a field set to any JSON value,
+# removed, or added): so drawn requests reach the member as often as they fail validation.
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
+GONE = object()
 FIELDS = ["model", "messages", "prompt", "max_tokens", "temperature", "top_p", "stream", "stop", "seed", "n",
-          "stream_options", "vibeadmin", "user", "problem", "task", "role", "content"]  # fmt: skip
-messages = st.lists(
-    st.fixed_dictionaries(
-        {"role": st.sampled_from(["user", "system", "assistant", "tool"]) | json_values},
-        optional={"content": st.text(max_size=30) | json_values, "name": json_values},
-    ),
-    max_size=3,
-)
-shaped = st.fixed_dictionaries(
-    {"model": st.sampled_from(["vibethinker", "other"]) | json_values},
-    optional={
-        **{name: json_values for name in FIELDS if name not in ("model", "messages")},
-        "messages": messages | json_values,
-        "max_tokens": st.integers(min_value=-2, max_value=10) | json_values,
-        "stream": st.booleans(),
-        "problem": st.text(max_size=30),
-        "task": st.sampled_from(["math", "code", "poetry"]),
-    },
-)
-bodies = (
-    shaped.map(lambda b: json.dumps(b).encode())  # NaN and Infinity come out as such
-    | json_values.map(lambda v: json.dumps(v).encode())
+          "stream_options", "vibeadmin", "user", "problem", "task", "tools"]  # fmt: skip
+message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]),
+                                 "content": st.text(max_size=30)})  # fmt: skip
+options = {
+    "max_tokens": st.integers(min_value=1, max_value=64),
+    "temperature": st.floats(min_value=0, max_value=2),
+    "top_p": st.floats(min_value=0, max_value=1),
+    "stream": st.booleans(),
+    "stop": st.lists(st.text(min_size=1, max_size=5), max_size=4),
+    "seed": st.integers(min_value=0, max_value=2**31),
+    "user": st.text(max_size=10),
+    "vibeadmin": st.fixed_dictionaries({"task": st.sampled_from(["general", "math", "code"])}),
+}
+VALID = {
+    "/v1/chat/completions": st.fixed_dictionaries(
+        {"model": st.just("vibethinker"),
+         "messages": st.lists(message, max_size=2).map(lambda ms: [*ms, {"role": "user", "content": "hi"}])},
+        optional=options),  # fmt: skip
+    "/v1/completions": st.fixed_dictionaries(
+        {"model": st.just("vibethinker"), "prompt": st.text(min_size=1, max_size=30)}, optional=options),
+    SOLVE_PATH: st.fixed_dictionaries(
+        {"problem": st.text(min_size=1, max_size=30).filter(str.strip)},
+        optional={"task": st.sampled_from(["math", "code"]), "max_tokens": options["max_tokens"]}),  # fmt: skip
+}
+mutations = st.lists(st.tuples(st.sampled_from(FIELDS), json_values | st.just(GONE)), max_size=3)
+
+
+def mutated(body: dict, changes: list) -> bytes:
+    for name, value in changes:
+        if value is GONE:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return json.dumps(body).encode()  # NaN and Infinity come out as such
+
+
+any_body = (
+    json_values.map(lambda v: json.dumps(v).encode())
     | st.binary(max_size=64)
     | st.text(max_size=64).map(lambda t: t.encode("utf-8", "surrogatepass"))
 )
-headers = st.fixed_dictionaries(
-    {},
-    optional={
-        "authorization": st.sampled_from([f"Bearer {KEY}", "Bearer wrong", "Basic x", "Bearer", ""])
-        | st.text(max_size=20),
-        "content-type": st.text(max_size=20),
-        "x-forwarded-for": st.text(max_size=20),
-    },
+to_a_route = st.sampled_from(sorted(VALID)).flatmap(
+    lambda path: st.tuples(st.just(("POST", path)), st.builds(mutated, VALID[path], mutations))
 )
-routes = st.sampled_from(ROUTES) | st.tuples(st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
-                                            st.sampled_from([*POSTS, "/v1", "/v1/", "/v1/x", "/v1/models/"]))  # fmt: skip
+anywhere = st.tuples(
+    st.sampled_from(ROUTES) | st.tuples(st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+                                        st.sampled_from([*POSTS, "/v1", "/v1/", "/v1/x", "/v1/models/"])),
+    any_body,
+)  # fmt: skip
+headers = st.fixed_dictionaries(
+    {"authorization": st.sampled_from([f"Bearer {KEY}"] * 4 + ["Bearer wrong", "Basic x", "Bearer", ""])},
+    optional={"content-type": st.text(max_size=20), "x-forwarded-for": st.text(max_size=20)},
+)
 
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(route=routes, raw=bodies, extra=headers)
-def test_no_drawn_request_gets_a_5xx_or_logs_a_traceback(pool, caplog, route, raw, extra):
+@given(drawn=to_a_route | anywhere, extra=headers)
+def test_no_drawn_request_gets_a_5xx_or_logs_a_traceback(pool, caplog, drawn, extra):
     caplog.clear()
+    route, raw = drawn
     head = {"host": "127.0.0.1:8000", **{k: v.encode("latin-1", "replace").decode("latin-1") for k, v in extra.items()}}
     reply = pool.call(*route, raw, head)
     assert_answered_well(reply, caplog)
