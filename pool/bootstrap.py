@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from pool.actions import member_add
 from pool.dashboard import alerts
 from pool.models import Member, PoolSettings, states
+from vibeadmin.private_files import write_private
 
 ADMIN_USERNAME = "admin"
 
@@ -56,8 +57,8 @@ def ensure_admin(say: Callable[[str], None], login_url: str) -> None:
     except IntegrityError:  # another gateway process starting beside this one made it first
         say(f"Dashboard: {login_url}")
         return
-    path.write_text(password + "\n")
-    path.chmod(0o600)
+    path.unlink(missing_ok=True)  # left from an earlier database
+    write_private(path, password + "\n")
     say(f"Created the admin account. Log in at {login_url} as {ADMIN_USERNAME!r} with password {password}")
     say(f"(the password is also kept in {path}, readable only by you)")
 

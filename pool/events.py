@@ -51,15 +51,15 @@ def record(kind: str, message: str, *, member_name: str = "", **data: Any) -> No
     broadcast({"type": "pool.event", "event": event})
 
 
-def broadcast(message: dict[str, Any]) -> None:
-    """Send to the dashboard group from sync code (the supervisor thread, views)."""
+def broadcast(message: dict[str, Any], group: str = DASHBOARD_GROUP) -> None:
+    """Send to the dashboard group (or another) from sync code (the supervisor thread, views)."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         if _web_loop is not None and _web_loop.is_running():
-            asyncio.run_coroutine_threadsafe(layer.group_send(DASHBOARD_GROUP, message), _web_loop)
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _web_loop)
         else:
-            async_to_sync(layer.group_send)(DASHBOARD_GROUP, message)
+            async_to_sync(layer.group_send)(group, message)
     except Exception:
         log.warning("could not publish to the dashboard group", exc_info=True)

@@ -1,11 +1,12 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from pool.dashboard.login_throttle import ThrottledLoginForm
 from pool.dashboard.views import alerts, autoscaling, keys, members, overview, routing
 from pool.views import solve
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=ThrottledLoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", overview.home, name="home"),
     path("dashboard/", overview.overview, name="dashboard"),

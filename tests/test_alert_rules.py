@@ -139,10 +139,10 @@ def test_a_webhook_that_fails_is_noted_and_does_not_stop_the_alert(cpu_rule):
     assert AlertRule.objects.get(pk=cpu_rule.pk).firing
 
 
-def test_metrics_show_which_rules_fire(client, cpu_rule):
+def test_metrics_show_which_rules_fire(admin_client, cpu_rule):
     at(0, HOT)
     at(300, HOT)
-    text = client.get("/metrics").content.decode()
+    text = admin_client.get("/metrics").content.decode()
     assert 'vibeadmin_alert_firing{rule="CPU use high",severity="warning"} 1.0' in text
     assert 'vibeadmin_alert_transitions_total{rule="CPU use high",status="firing"}' in text
 

@@ -79,9 +79,9 @@ def test_it_brings_the_pool_up_to_the_minimum_even_when_idle():
     assert wanted() == 2
 
 
-def test_metrics_show_what_the_autoscaler_wants(client, autoscaling):
+def test_metrics_show_what_the_autoscaler_wants(admin_client, autoscaling):
     autoscale.step(load=BUSY)
-    text = client.get("/metrics").content.decode()
+    text = admin_client.get("/metrics").content.decode()
     assert "vibeadmin_autoscale_desired_members 4.0" in text
     assert "vibeadmin_autoscale_enabled 1.0" in text
     assert 'vibeadmin_autoscale_decisions_total{direction="up"}' in text

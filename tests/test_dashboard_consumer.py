@@ -4,10 +4,11 @@ and cross-origin sockets are refused. Every communicator is disconnected."""
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.urls import reverse
 
 from pool import actions
 from pool.dashboard import runtime
-from pool.dashboard.consumers import DashboardConsumer
+from pool.dashboard.consumers import SESSION_ENDED, DashboardConsumer
 from pool.events import DASHBOARD_GROUP
 from vibeadmin.asgi import application
 
@@ -87,6 +88,23 @@ async def test_a_staff_session_cookie_opens_the_socket_through_the_asgi_stack(cl
         assert connected
     finally:
         await communicator.disconnect()
+
+
+async def test_logging_out_closes_that_sessions_socket_and_only_that_one(client, operator):
+    from django.test import Client
+
+    other_browser = Client()
+    communicator = await database_sync(lambda: session_socket(client, operator))
+    other = await database_sync(lambda: session_socket(other_browser, operator))
+    try:
+        assert (await communicator.connect())[0] and (await other.connect())[0]
+        await database_sync(lambda: client.post(reverse("logout")))
+        closed = await communicator.receive_output(timeout=5)
+        assert (closed["type"], closed.get("code")) == ("websocket.close", SESSION_ENDED)
+        assert await other.receive_nothing(timeout=0.2)  # the other log-in still listens
+    finally:
+        await communicator.disconnect()
+        await other.disconnect()
 
 
 async def test_a_socket_from_another_origin_is_refused_even_with_a_staff_session(client, operator):

@@ -1,6 +1,7 @@
 """Routing, API keys, alert rules, the webhook and autoscaling settings through their forms."""
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.urls import reverse
 
 from pool.models import AlertRule, ApiKey, PoolEvent, PoolSettings
@@ -40,9 +41,10 @@ def test_bad_routing_input_is_refused_and_nothing_saved(admin_client, changes):
 
 def test_a_new_key_is_shown_once_and_only_its_hash_is_kept(admin_client):
     response = admin_client.post(reverse("key_create"), {"name": "campus", "rpm": 60})
-    assert response.status_code == 302
-    page = admin_client.get(reverse("keys")).content.decode()
-    raw = page.split('id="new-key">')[1].split("<")[0]
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    raw = response.content.decode().split('id="new-key">')[1].split("<")[0]
+    assert not [s for s in Session.objects.all() if raw in str(s.get_decoded())], "a raw key in the session"
     key = ApiKey.objects.get(name="campus")
     assert key.key_hash == hash_key(raw) and key.rpm == 60
     assert raw not in admin_client.get(reverse("keys")).content.decode()  # not shown again

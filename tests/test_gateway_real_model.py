@@ -35,6 +35,9 @@ class Served:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0, timeout=120)
 
 
+METRICS_TOKEN = "prometheus-scrape-token-123"
+
+
 @pytest.fixture(scope="module")
 def served(migrated_template, default_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("real-model")
@@ -43,7 +46,8 @@ def served(migrated_template, default_model, tmp_path_factory):
     # The default GGUF is assembled in the developer's var/ already: point at it. Set this
     # way, the model id clients see is the file's stem (pool.supervisor.model_file.chosen_model).
     env = {"VIBEADMIN_PORT": str(free_port()), "VIBEADMIN_MEMBERS": "1", "VIBEADMIN_MODEL": str(default_model.path),
-           "VIBEADMIN_CHAT_FORMAT": "gemma", "VIBEADMIN_N_CTX": "512", "VIBEADMIN_REFRESH_S": "0.1"}  # fmt: skip
+           "VIBEADMIN_CHAT_FORMAT": "gemma", "VIBEADMIN_N_CTX": "512", "VIBEADMIN_REFRESH_S": "0.1",
+           "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN}  # fmt: skip
     key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
     output = folder / "serve.out"
     child = start_serve(data_dir, log=output, **env)
@@ -138,7 +142,8 @@ def test_content_sent_as_text_parts_reaches_the_model_as_its_text(served):
 
 def completion_tokens_counted(served: Served) -> float:
     """The gateway's own count of completion tokens for the member, from its /metrics."""
-    with urllib.request.urlopen(served.url + "/metrics", timeout=10) as response:
+    scrape = urllib.request.Request(served.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(scrape, timeout=10) as response:
         text = response.read().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

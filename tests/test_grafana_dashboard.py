@@ -22,7 +22,7 @@ def series_read_by_the_dashboard() -> set[str]:
     return {name for expr in exprs for name in re.findall(r"\bvibeadmin_[a-z_]+", expr)}
 
 
-def test_every_series_on_the_dashboard_is_exposed(client):
+def test_every_series_on_the_dashboard_is_exposed(client, settings):
     Member.objects.create(name="m1", state="ready")
     AlertRule.objects.create(name="Queue long", metric="queue_depth", threshold=5, duration_s=0)
     metrics.record_request(member="m1", status=200, latency_s=0.5, ttft_s=0.1, completion_tokens=8)
@@ -38,7 +38,11 @@ def test_every_series_on_the_dashboard_is_exposed(client):
     resources.GPU_UTIL.labels("0").set(0)  # no GPU here either
     resources.GPU_MEMORY.labels("0").set(0)
 
-    exposed = client.get("/metrics").content.decode()
+    # As Prometheus scrapes it, with the token its `authorization` config sends (grafana/README.md).
+    settings.VIBEADMIN_METRICS_TOKEN = "prometheus-scrape-token-123"
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prometheus-scrape-token-123")
+    assert response.status_code == 200
+    exposed = response.content.decode()
     names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line.startswith("vibeadmin_")}
     missing = {s for s in series_read_by_the_dashboard() if s not in names}
     assert not missing, f"the dashboard reads series /metrics does not have: {sorted(missing)}"

@@ -19,12 +19,20 @@ from pool.models import Member, states
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat
 
+SCRAPE_TOKEN = "prometheus-scrape-token-123"
+
+
+@pytest.fixture(autouse=True)
+def scrape_token(settings):
+    """/metrics answers Prometheus only with the token its scrape config sends."""
+    settings.VIBEADMIN_METRICS_TOKEN = SCRAPE_TOKEN
+
 
 async def scrape() -> dict[tuple[str, frozenset], float]:
     """/metrics through the project's ASGI app, as Prometheus would fetch it."""
     from vibeadmin.asgi import application
 
-    reply = await request(application, "GET", "/metrics")
+    reply = await request(application, "GET", "/metrics", headers={"authorization": f"Bearer {SCRAPE_TOKEN}"})
     assert reply.status == 200, reply.body[:300]
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

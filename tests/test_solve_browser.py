@@ -131,12 +131,15 @@ def browser():
         chromium.close()
 
 
-def open_page(browser, url: str, *, width: int = 1100, canned: bool = False):
+def open_page(browser, url: str, *, width: int = 1100, canned: bool = False, init: str = ""):
     """The solve page; with `canned`, its fetch() can be given a scripted stream
-    (window.__canned). Uncaught script errors collect in page.errors."""
+    (window.__canned); `init` runs before the page's own scripts. Uncaught script errors
+    collect in page.errors."""
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    if init:
+        page.add_init_script(init)
     if canned:
         page.add_init_script(CANNED_FETCH)
     page.goto(url + "solve/")

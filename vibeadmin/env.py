@@ -94,3 +94,20 @@ def env_networks(name: str) -> list[str]:
         except ValueError:
             raise ImproperlyConfigured(f"{name} must list IP addresses or networks, got {value!r}") from None
     return values
+
+
+def env_public_url(name: str) -> str | None:
+    """The site's address as its users see it: scheme and host (and port), nothing after."""
+    raw = _raw(name)
+    if raw is None:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// address such as https://vibe.example.org, got {raw!r}")
+    if parsed.path.strip("/") or parsed.query or parsed.fragment or parsed.username:
+        raise ImproperlyConfigured(f"{name} must be a scheme and host only (no path, query or user), got {raw!r}")
+    try:
+        parsed.port  # noqa: B018 (urlparse checks the port only when asked)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a bad port, got {raw!r}") from None
+    return f"{parsed.scheme}://{parsed.netloc}"

@@ -12,29 +12,34 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from vibeadmin.env import env_bool, env_float, env_int, env_list, env_networks, env_path, env_str, env_url
+from vibeadmin.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_path,
+    env_public_url,
+    env_str,
+    env_url,
+)
+from vibeadmin.private_files import private_dir, private_secret
+
+# Everything vibeadmin writes (the database and its journal, logs, the secret key, the admin
+# password) is for its own user only, from the moment it is created: no window where a
+# file is readable by others before a chmod.
+os.umask(os.umask(0o077) | 0o077)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = env_path("VIBEADMIN_DATA_DIR", BASE_DIR / "var")
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR = private_dir(env_path("VIBEADMIN_DATA_DIR", BASE_DIR / "var"))
 
-
-def _secret_key() -> str:
-    """A key from the environment, else one generated once and kept in the data folder."""
-    configured = env_str("VIBEADMIN_SECRET_KEY", "")
-    if configured:
-        return configured
-    path = DATA_DIR / "secret-key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
+# A key from the environment, else one generated once and kept in the data folder.
+SECRET_KEY = env_str("VIBEADMIN_SECRET_KEY", "") or private_secret(DATA_DIR / "secret-key", secrets.token_urlsafe(50))
 DEBUG = env_bool("VIBEADMIN_DEBUG", False)
 
 HOST = env_str("VIBEADMIN_HOST", "127.0.0.1")
@@ -43,6 +48,35 @@ PORT = env_int("VIBEADMIN_PORT", 8000, minimum=1, maximum=65535)
 API_PORT = env_int("VIBEADMIN_API_PORT", 8001, minimum=0, maximum=65535)
 ALLOWED_HOSTS = env_list("VIBEADMIN_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", HOST])
 CSRF_TRUSTED_ORIGINS = env_list("VIBEADMIN_CSRF_TRUSTED_ORIGINS", [])
+# Client addresses are taken from X-Forwarded-For only when the peer is one of these.
+VIBEADMIN_TRUSTED_PROXIES = env_networks("VIBEADMIN_TRUSTED_PROXIES")
+# Prometheus sends it as `Authorization: Bearer ...`; without it /metrics is for staff sessions.
+VIBEADMIN_METRICS_TOKEN = env_str("VIBEADMIN_METRICS_TOKEN", "")
+if VIBEADMIN_METRICS_TOKEN and len(VIBEADMIN_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("VIBEADMIN_METRICS_TOKEN must be at least 16 characters (try: openssl rand -hex 24)")
+
+# --- production: one switch ------------------------------------------------------------
+# The address users reach the site at. With https://, behind a TLS-terminating proxy
+# listed in VIBEADMIN_TRUSTED_PROXIES: secure cookies, HSTS, redirects to https.
+PUBLIC_URL = env_public_url("VIBEADMIN_PUBLIC_URL")
+if PUBLIC_URL:
+    _public_host = urlparse(PUBLIC_URL).hostname or ""
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, _public_host if ":" not in _public_host else f"[{_public_host}]"]
+    CSRF_TRUSTED_ORIGINS = [*CSRF_TRUSTED_ORIGINS, PUBLIC_URL]
+if PUBLIC_URL and PUBLIC_URL.startswith("https://"):
+    if not VIBEADMIN_TRUSTED_PROXIES:
+        raise ImproperlyConfigured(
+            "VIBEADMIN_PUBLIC_URL is https:// but VIBEADMIN_TRUSTED_PROXIES names no proxy: list the address "
+            "of the proxy that terminates TLS (e.g. 127.0.0.1), whose X-Forwarded-Proto is then believed"
+        )
+    # Believed only from the trusted proxies: vibeadmin.headers drops it from anyone else.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus may scrape the app's port directly
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("VIBEADMIN_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("VIBEADMIN_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("VIBEADMIN_HSTS_PRELOAD", True)
 
 INSTALLED_APPS = [
     "daphne",
@@ -60,7 +94,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "vibeadmin.headers.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "vibeadmin.headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -115,6 +151,9 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Log-in throttling counts failures here: in Redis, every web process sees the same counts.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -198,7 +237,5 @@ VIBEADMIN_MAX_RETRIES = env_int("VIBEADMIN_MAX_RETRIES", 2, minimum=0, maximum=1
 VIBEADMIN_CONNECT_TIMEOUT_S = env_float("VIBEADMIN_CONNECT_TIMEOUT_S", 2.0, minimum=0.1)
 VIBEADMIN_UPSTREAM_TIMEOUT_S = env_float("VIBEADMIN_UPSTREAM_TIMEOUT_S", 900.0, minimum=1)
 VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
-# Client addresses are taken from X-Forwarded-For only when the peer is one of these.
-VIBEADMIN_TRUSTED_PROXIES = env_networks("VIBEADMIN_TRUSTED_PROXIES")
 # With REDIS_URL: how long a crashed gateway's in-flight slots outlive it.
 VIBEADMIN_LEASE_S = env_float("VIBEADMIN_LEASE_S", 15.0, minimum=1.0)

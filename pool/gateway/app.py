@@ -23,6 +23,7 @@ from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send
 from pool.gateway.auth import AddressLimit, Auth, Caller
 from pool.gateway.backend import RouteContext
 from pool.gateway.exchange import Exchange
+from pool.gateway.hosts import check_host
 from pool.gateway.openapi import openapi_document
 from pool.gateway.prompts import prepare_messages
 from pool.gateway.registry import MODEL_ALIAS, Registry
@@ -85,6 +86,7 @@ class Gateway:
         started = time.perf_counter()
         route = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
         try:
+            check_host(scope)
             await self.start()
             if route is None:
                 raise self.no_route(scope)
@@ -118,8 +120,8 @@ class Gateway:
         client = self.client_address(scope)
         if route == "solve":
             caller = Caller("solve")
+            self.solve_limit.admit(client, policy.solve_rpm)  # before parsing: a flood costs nothing
             body = solve_request(parse_json(raw), policy.model_id)
-            self.solve_limit.admit(client, policy.solve_rpm)
         else:
             caller = await self.auth.caller(header(scope, b"authorization"))
             body = parse_json(raw)

@@ -7,6 +7,7 @@ Only fields listed here are forwarded to members; anything else is refused by na
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ COMMON = {
     "top_p": Field("number", minimum=0, maximum=1),
     "presence_penalty": Field("number", minimum=-2, maximum=2),
     "frequency_penalty": Field("number", minimum=-2, maximum=2),
-    "seed": Field("integer"),
+    "seed": Field("integer", minimum=-(2**63), maximum=2**63 - 1),
     "n": Field("integer", minimum=1, maximum=1, description="Only one choice per request."),
     "stop": Field("string_or_array", description="A stop string or up to 4 of them."),
     "stream": Field("boolean", description="Send tokens as server-sent events as they come."),
@@ -61,14 +62,59 @@ class Validated:
     stream: bool
 
 
+# Nesting deeper than this is refused: no request needs it, and objects the gateway
+# forwards unread (stream_options) must not carry a structure that costs to re-encode.
+MAX_DEPTH = 16
+
+
+class _NotFinite(ValueError):
+    """NaN, Infinity or a number too large for a double: JSON has no such numbers."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+# Built once: json.loads with hooks would build a decoder on every request.
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 in OpenAI's shape for anything else: invalid
+    JSON, NaN/Infinity (which Python's json accepts and members would choke on), or
+    nesting too deep (Python's parser gives up with RecursionError near 1,000 levels)."""
     try:
-        body = json.loads(raw)
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads does
+    except _NotFinite as exc:
+        raise invalid(f"numbers must be finite; {str(exc)[:20]!r} is not", code="invalid_json") from None
+    except RecursionError:
+        raise invalid(f"the request body is nested deeper than {MAX_DEPTH} levels", code="too_deep") from None
     except (UnicodeDecodeError, ValueError):
         raise invalid("the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object", code="invalid_json")
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+        raise invalid(f"the request body is nested deeper than {MAX_DEPTH} levels", code="too_deep")
     return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Only containers are walked, and each at most once: strings and numbers cost nothing."""
+    if limit < 0:
+        return True
+    if isinstance(value, dict):
+        return any(_deeper_than(v, limit - 1) for v in value.values() if isinstance(v, dict | list))
+    if isinstance(value, list):
+        return any(_deeper_than(v, limit - 1) for v in value if isinstance(v, dict | list))
+    return False
 
 
 def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
@@ -105,6 +151,8 @@ def _check(name: str, value: Any, spec: Field) -> None:
     # bool is an int in Python; JSON's true is not a number.
     if not isinstance(value, _TYPES[spec.kind]) or (isinstance(value, bool) and spec.kind != "boolean"):
         raise invalid(f"{name!r} must be {'an' if spec.kind[0] in 'aeiou' else 'a'} {spec.kind}", param=name)
+    if isinstance(value, float) and not math.isfinite(value):  # a body built in Python, not parsed
+        raise invalid(f"{name!r} must be a finite number", param=name)
     if spec.minimum is not None and value < spec.minimum:
         raise invalid(f"{name!r} must be at least {spec.minimum:g}", param=name)
     top = spec.max_value()

@@ -68,7 +68,8 @@
     const socket = new WebSocket(`${scheme}://${location.host}/ws/dashboard/`);
     socket.onopen = () => { retryMs = 1000; setLive("live", true); };
     socket.onmessage = (e) => onMessage(JSON.parse(e.data));
-    socket.onclose = () => {
+    socket.onclose = (e) => {
+      if (e.code === 4401) return setLive("logged out", false);  // this log-in ended: no reconnecting
       setLive("offline · reconnecting", false);
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 15000);

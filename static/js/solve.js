@@ -263,7 +263,9 @@
   }
 
   // Math is cut out before Markdown (which would eat its backslashes and underscores) and
-  // put back, rendered by KaTeX, after sanitizing; code spans and blocks are left alone.
+  // put back, rendered by KaTeX; code spans and blocks are left alone. The answer is
+  // hostile: the whole HTML is sanitized last, after both, so nothing put back in can
+  // escape an attribute or element the sanitizer never saw.
   const SEGMENTS = new RegExp([
     "(```[\\s\\S]*?(?:```|$)|~~~[\\s\\S]*?(?:~~~|$)|`[^`\\n]*`)",  // 1: code, kept as is
     "(\\$\\$[\\s\\S]+?\\$\\$|\\\\\\[[\\s\\S]+?\\\\\\])",  // 2: display math
@@ -272,6 +274,7 @@
   ].join("|"), "g");
 
   function maskMath(text) {
+    text = text.replace(/[\uE000\uE001]/g, "");  // the answer cannot forge a placeholder
     const maths = [];
     let out = "", last = 0, m;
     SEGMENTS.lastIndex = 0;
@@ -310,16 +313,28 @@
     const key = (display ? "D" : "I") + tex;
     let html = katexCache.get(key);
     if (html === undefined) {
-      html = katex.renderToString(tex, { displayMode: display, throwOnError: false, strict: "ignore" });
+      // trust off: no \href, \url, \htmlClass...; maxSize and maxExpand bound what one formula costs.
+      html = katex.renderToString(tex, {
+        displayMode: display, throwOnError: false, strict: "ignore", trust: false, maxSize: 20, maxExpand: 500,
+      });
       katexCache.set(key, html);
     }
     return html;
   }
 
+  // KaTeX's MathML (for screen readers) needs these two besides DOMPurify's defaults.
+  // Forms and style elements have no place in an answer (a fake password box, a restyled page).
+  const PURIFY = {
+    ADD_TAGS: ["semantics", "annotation"], ADD_ATTR: ["encoding"], RETURN_DOM_FRAGMENT: true,
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select"],
+  };
+
   function renderMarkdown(element, text, streaming) {
     const { masked, maths } = maskMath(text);
-    const html = DOMPurify.sanitize(marked.parse(masked, { gfm: true }));
-    element.innerHTML = html.replace(/\uE000(\d+)\uE001/g, (_, i) => katexHtml(maths[i].tex, maths[i].display));
+    const html = marked.parse(masked, { gfm: true })
+      .replace(/\uE000(\d+)\uE001/g, (_, i) => (maths[i] ? katexHtml(maths[i].tex, maths[i].display) : ""));
+    // A fragment, not a string: the sanitized tree goes in as is, never parsed a second time.
+    element.replaceChildren(DOMPurify.sanitize(html, PURIFY));
     for (const code of element.querySelectorAll("pre code")) highlight(code, streaming);
   }
 

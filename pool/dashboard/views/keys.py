@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from pool.apikeys import apikey_revoke
@@ -14,7 +15,6 @@ from pool.dashboard.views.common import after_post, page_or_partial, staff_requi
 from pool.models import ApiKey
 
 PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
-NEW_KEY = "vibeadmin_new_key"  # session slot: the raw key survives one redirect, then is gone
 
 
 def panel_context(*, create_form: KeyCreateForm | None = None, limits: KeyLimitsForm | None = None,
@@ -27,7 +27,7 @@ def panel_context(*, create_form: KeyCreateForm | None = None, limits: KeyLimits
 @staff_required
 @require_GET
 def keys(request: HttpRequest) -> HttpResponse:
-    return render(request, PAGE, panel_context(new_key=request.session.pop(NEW_KEY, None)))
+    return render(request, PAGE, panel_context())
 
 
 @staff_required
@@ -37,10 +37,11 @@ def key_create(request: HttpRequest) -> HttpResponse:
     if not (form.is_valid() and form.submit()):
         return page_or_partial(request, PAGE, PANEL, panel_context(create_form=form))
     key, raw = form.result
-    new_key = {"name": key.name, "raw": raw}
-    if not request.htmx:
-        request.session[NEW_KEY] = new_key
-    return after_post(request, reverse("keys"), PANEL, panel_context(new_key=new_key))
+    # The raw key goes out in this one response and is kept nowhere, not even in the session
+    # (a database row until it expires): so no redirect here, and no copy in the browser's cache.
+    response = page_or_partial(request, PAGE, PANEL, panel_context(new_key={"name": key.name, "raw": raw}))
+    add_never_cache_headers(response)
+    return response
 
 
 @staff_required

@@ -1,0 +1,119 @@
+"""A member's answer is hostile: on the solve page, in headless Chromium, an answer made of
+known script-injection vectors renders without running anything, and none of their
+elements or attributes survive in the page.
+
+The answer comes from a scripted stream (test_solve_browser's canned fetch), not a model:
+a real model would not write these on demand, and the page cannot tell the difference.
+Every vector calls window.__pwned(name) if it runs; Content-Security-Policy violations are
+collected too, so an injection the sanitizer let through and only the policy stopped
+still fails the test.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+from tests.test_solve_browser import ARTIFACTS, browser, can, open_page, page_only, pytestmark, sse  # noqa: F401
+
+PWN = "window.__pwned"
+# Records what runs, and every CSP violation, from before the page's own scripts. DOMPurify
+# parses the answer into an inert document, where Chromium reports each handler attribute
+# as a violation though nothing there can run: those reports (from purify.min.js) are the
+# sanitizer at work and are left out.
+WATCH = """
+window.__hits = [];
+window.__pwned = (what) => window.__hits.push(what);
+document.addEventListener("securitypolicyviolation", (e) => {
+  if (!e.sourceFile.endsWith("/purify.min.js"))
+    window.__hits.push(`csp:${e.violatedDirective}:${e.blockedURI}:${e.sample}:${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+# Markup left open near the end, such as <svg> or <noscript>, swallows what follows: the
+# code block and the formulas come first so that they are checked too.
+HOSTILE = f"""<think>Reasoning <img src=x onerror="{PWN}('think-img')"> <svg onload="{PWN}('think-svg')"></svg>
+<a href="javascript:{PWN}('think-link')">more</a></think>
+
+Intro $x$ and <abbr title="\ue0000\ue001<img src=x onerror={PWN}('placeholder')>">the trick</abbr>.
+
+```html
+<img src=x onerror="{PWN}('fenced')">
+```
+
+Math that links: $\\href{{javascript:{PWN}('href')}}{{click}}$, $\\url{{javascript:{PWN}('url')}}$,
+$\\htmlId{{x}}{{y}}$ and $$\\href{{javascript:{PWN}('display-href')}}{{x^2}}$$
+
+<img src=x onerror="{PWN}('img')">
+<svg><animate onbegin="{PWN}('onbegin')" attributeName="x" dur="1s"></animate></svg>
+<svg><set onbegin="{PWN}('set')" attributeName="x" to="1"></set></svg>
+<details open ontoggle="{PWN}('ontoggle')"><summary>open me</summary>inside</details>
+<body onload="{PWN}('body')">
+<a id="jslink" href="javascript:{PWN}('link')">a link</a> and [a Markdown link](javascript:{PWN}('mdlink'))
+<a href="  JaVaScRiPt:{PWN}('spaced')">spaced</a>
+<form action="javascript:{PWN}('action')"><button formaction="javascript:{PWN}('formaction')">go</button>
+<input type="image" src=x onerror="{PWN}('input')"></form>
+<iframe src="javascript:{PWN}('iframe')"></iframe>
+<iframe srcdoc="<script>parent.__pwned('srcdoc')</script>"></iframe>
+<math><mtext><table><mglyph><style><img src=x onerror="{PWN}('mxss')"></style></mglyph></table></mtext></math>
+<math><mtext><table><mglyph><style><!--</style><img title="--><img src=x onerror={PWN}('mxss2')>"></mglyph></table></mtext></math>
+<svg></p><style><a id="</style><img src=x onerror={PWN}('svg-style')>">
+<noscript><p title="</noscript><img src=x onerror={PWN}('noscript')>"></noscript>
+<script>{PWN}('script')</script>
+<object data="javascript:{PWN}('object')"></object>
+<embed src="javascript:{PWN}('embed')">
+<input autofocus onfocus="{PWN}('autofocus')">
+<video><source onerror="{PWN}('video')"></video>
+<meta http-equiv="refresh" content="0;url=javascript:{PWN}('meta')">
+<base href="javascript:{PWN}('base')//">
+<style>@import url(/static/x.css); #final {{ display: none }}</style>
+
+"""
+
+FORBIDDEN_ELEMENTS = "script, iframe, frame, object, embed, form, input, button, textarea, select, style, meta, base, link"
+# Every element and attribute under the answer's boxes, for the checks below.
+DOM = """() => [...document.querySelectorAll('#final, #final *, #reasoning-body, #reasoning-body *')]
+  .map((el) => ({tag: el.tagName.toLowerCase(), attrs: [...el.attributes].map((a) => [a.name, a.value])}))"""
+# The text a student sees, code blocks left out (they may show markup as text, on purpose).
+VISIBLE_TEXT = """() => { const copy = document.querySelector('#final').cloneNode(true);
+  copy.querySelectorAll('pre, code').forEach((el) => el.remove()); return copy.textContent; }"""
+
+
+def test_a_hostile_answer_runs_nothing_and_leaves_no_live_markup(page_only, browser):  # noqa: F811
+    page = open_page(browser, page_only, canned=True, init=WATCH)
+    can(page, body=sse(HOSTILE, piece=23), headers={"content-type": "text/event-stream"}, chunk=64)
+    page.fill("#problem", "Say something nasty.")
+    page.click("#submit")
+    page.wait_for_selector("#status.done", timeout=30_000)
+    page.click("#reasoning summary")  # the reasoning renders when unfolded
+    for link in page.locator("#final a, #reasoning-body a").all():
+        link.click(no_wait_after=True)
+    page.hover("#final abbr")
+    page.wait_for_timeout(1500)  # images fail to load, animations begin, details toggle
+
+    assert page.evaluate("window.__hits") == []
+    assert page.locator(f"#final :is({FORBIDDEN_ELEMENTS}), #reasoning-body :is({FORBIDDEN_ELEMENTS})").count() == 0
+    for element in page.evaluate(DOM):
+        for name, value in element["attrs"]:
+            assert not name.startswith("on"), element
+            assert name not in ("formaction", "action", "srcdoc", "xlink:href"), element
+            assert "javascript:" not in value.replace(" ", "").lower(), element
+            assert name.replace("-", "").isalnum(), f"a broken attribute: {element}"  # markup that escaped
+    shown = page.evaluate(VISIBLE_TEXT)
+    assert "onerror" not in shown, f"raw markup shown as the answer: {shown!r}"
+    assert page.locator("#final abbr").inner_text() == "the trick"
+    assert page.locator("#final .katex").count() >= 1, "the real formula $x$ still renders"
+    assert page.locator("#final pre code").inner_text().strip().startswith("<img src=x"), "fenced HTML is code"
+    page.screenshot(path=ARTIFACTS / "solve-hostile.png", full_page=True)
+    assert page.errors == []
+
+
+def test_every_page_sends_a_policy_that_forbids_inline_script(page_only):  # noqa: F811
+    for path in ("solve/", "login/", "static/js/solve.js"):
+        with urllib.request.urlopen(page_only + path, timeout=10) as response:
+            policy = response.headers["Content-Security-Policy"] or ""
+            assert "script-src 'self'" in policy and "unsafe-eval" not in policy, (path, policy)
+            assert "frame-ancestors 'none'" in policy
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            if not path.startswith("static/"):  # files are served before the frame-options middleware
+                assert response.headers["X-Frame-Options"] == "DENY"
+            assert response.headers["Referrer-Policy"]
