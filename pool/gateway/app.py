@@ -12,22 +12,26 @@ import functools
 import ipaddress
 import logging
 import time
-from typing import TypedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from pool import metrics
 from pool.gateway import errors
+from pool.gateway.admission import Admission, StudentCaps
 from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send_json
-from pool.gateway.auth import AddressLimit, Auth, Caller
+from pool.gateway.auth import Auth
 from pool.gateway.backend import RouteContext
 from pool.gateway.exchange import Exchange
+from pool.gateway.limits import make_limits
 from pool.gateway.openapi import openapi_document
+from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.prompts import prepare_messages
-from pool.gateway.registry import MODEL_ALIAS, Registry
+from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router
-from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, parse_json, validate
+from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
@@ -38,13 +42,7 @@ ROUTES = {
     ("GET", "/v1/openapi.json"): "openapi",
     ("POST", SOLVE_PATH): "solve",
 }
-
-
-class Labels(TypedDict):
-    """Who asked and how it was routed, for the per-key series."""
-
-    key: str
-    strategy: str
+Handler = Callable[[dict, Any, Any, Outcome], Awaitable[None]]
 
 
 class Gateway:
@@ -52,8 +50,12 @@ class Gateway:
         self.registry = Registry()
         self.router = Router(self.registry)
         self.auth = Auth(self.registry)
+        self.admission = Admission(make_limits())  # in this process, or in Redis: chosen once
         self.exchange = Exchange(self.registry, self.router)
-        self.solve_limit = AddressLimit()
+        self.handlers: dict[str, Handler] = {
+            "chat": self.chat, "completion": self.completion, "solve": self.solve,
+            "models": self.list_models, "openapi": self.openapi,
+        }  # fmt: skip
         self._sampler: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -82,22 +84,16 @@ class Gateway:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        started = time.perf_counter()
+        outcome = Outcome(time.perf_counter())
         route = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
         try:
             await self.start()
             if route is None:
                 raise self.no_route(scope)
-            if route == "openapi":
-                return await send_json(send, 200, openapi_document(self.registry.policy.model_id))
-            if route == "models":
-                await self.auth.caller(header(scope, b"authorization"))
-                return await send_json(send, 200, self.models())
-            await self.generate(scope, receive, send, route, started)
+            await self.handlers[route](scope, receive, send, outcome)
         except errors.ApiError as exc:
+            outcome.status, outcome.member = exc.status, ""  # an error of the gateway's, not a member's
             await send_error(send, exc)
-            metrics.record_request(member="", status=exc.status, latency_s=time.perf_counter() - started,
-                                   **self.labels(scope))  # fmt: skip
         except ClientGone:
             pass
         except Exception as exc:  # a bug or a lost Redis: still an answer in OpenAI's shape
@@ -107,24 +103,51 @@ class Gateway:
             if isinstance(exc, RedisError):
                 error = errors.unavailable(f"the gateway cannot reach Redis for the pool's shared state: {exc}",
                                            code="shared_state_unavailable", retry_after=5)  # fmt: skip
+            outcome.status = error.status
             with contextlib.suppress(Exception):  # fails harmlessly if the reply had started
                 await send_error(send, error)
-            metrics.record_request(member="", status=error.status, latency_s=time.perf_counter() - started,
-                                   **self.labels(scope))  # fmt: skip
+        finally:
+            self.finish(outcome)
 
-    async def generate(self, scope, receive, send, route: str, started: float) -> None:
+    # --- one coroutine per route ------------------------------------------------------------
+
+    async def chat(self, scope, receive, send, outcome: Outcome) -> None:
+        await self.api(scope, receive, send, outcome, CHAT_FIELDS, "/v1/chat/completions")
+
+    async def completion(self, scope, receive, send, outcome: Outcome) -> None:
+        await self.api(scope, receive, send, outcome, COMPLETION_FIELDS, "/v1/completions")
+
+    async def api(self, scope, receive, send, outcome: Outcome, fields: dict[str, Field], path: str) -> None:
+        """A platform's request on /v1/: its key, then its key's limits."""
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
+        caller = await self.auth.caller(header(scope, b"authorization"))
+        outcome.label, outcome.key = caller.label, caller.key
+        request = self.prepare(parse_json(raw), fields, outcome)
+        outcome.admitted = await self.admission.key(caller.key, tokens=0)
+        await self.relay(receive, send, path, request, outcome, self.client_address(scope))
+
+    async def solve(self, scope, receive, send, outcome: Outcome) -> None:
+        """A student's problem from the solve page: no key, the caps per address and for all students."""
+        raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
+        outcome.label = "solve"
         policy = self.registry.policy
+        request = self.prepare(solve_request(parse_json(raw), policy.model_id), CHAT_FIELDS, outcome)
         client = self.client_address(scope)
-        if route == "solve":
-            caller = Caller("solve")
-            body = solve_request(parse_json(raw), policy.model_id)
-            self.solve_limit.admit(client, policy.solve_rpm)
-        else:
-            caller = await self.auth.caller(header(scope, b"authorization"))
-            body = parse_json(raw)
-        scope["vibeadmin.caller"] = caller.label
-        fields = COMPLETION_FIELDS if route == "completion" else CHAT_FIELDS
+        outcome.admitted = await self.admission.student(client, StudentCaps(per_minute=policy.solve_rpm))
+        await self.relay(receive, send, "/v1/chat/completions", request, outcome, client)
+
+    async def list_models(self, scope, receive, send, outcome: Outcome) -> None:
+        await self.auth.caller(header(scope, b"authorization"))
+        await send_json(send, 200, self.models())
+
+    async def openapi(self, scope, receive, send, outcome: Outcome) -> None:
+        await send_json(send, 200, openapi_document(self.registry.policy.model_id))
+
+    # --- what the generation routes share -----------------------------------------------------
+
+    def prepare(self, body: dict, fields: dict[str, Field], outcome: Outcome) -> Validated:
+        """Validate, name the served model, put the operator's prompts in."""
+        policy: PoolPolicy = self.registry.policy
         request = validate(body, fields)
         if not policy.accepts_model(request.body["model"]):
             raise errors.not_found(f"the model {request.body['model']!r} does not exist; this pool serves "
@@ -132,37 +155,35 @@ class Gateway:
         request.body["model"] = policy.model_id
         if "messages" in request.body:
             request.body["messages"], _ = prepare_messages(request.body["messages"], request.task, policy.prompts)
-        path = "/v1/completions" if route == "completion" else "/v1/chat/completions"
-        ctx = RouteContext(client, tokens=request.body["max_tokens"])  # validate() fills in the default
-        await self.auth.admit(caller)
-        outcome = None
-        try:
-            outcome = await self.until_disconnect(
-                receive, self.exchange.run(send, path, request.body, request.stream, ctx, started)
-            )
-        finally:
-            failed = outcome is None or outcome.status >= 500
-            self.auth.done(caller, prompt_tokens=outcome.prompt_tokens if outcome else 0,
-                           completion_tokens=outcome.completion_tokens if outcome else 0, error=failed)  # fmt: skip
-        if outcome is None:  # the client went away; 499 as nginx logs it
-            metrics.record_request(member="", status=499, latency_s=time.perf_counter() - started,
-                                   **self.labels(scope))  # fmt: skip
-        else:
+        outcome.stream = request.stream
+        outcome.max_tokens = request.body["max_tokens"]  # validate() fills in the default
+        return request
+
+    async def relay(self, receive, send, path: str, request: Validated, outcome: Outcome, client: str) -> None:
+        ctx = RouteContext(client, tokens=outcome.max_tokens)
+        if not await self.until_disconnect(receive, self.exchange.run(send, path, request.body, ctx, outcome)):
+            outcome.status = CLIENT_GONE
+
+    def finish(self, outcome: Outcome) -> None:
+        """The one place a request is accounted for: its limits settled, its key's usage and
+        the metrics recorded."""
+        if outcome.admitted is not None:
+            self.admission.settle(outcome.admitted, outcome.key, tokens=outcome.tokens_used())
+            if outcome.key is not None:
+                outcome.key.count(outcome.prompt_tokens, outcome.completion_tokens, error=outcome.failed)
+        if outcome.status:
+            strategy = self.registry.policy.strategy if self.registry.loaded.is_set() else ""
             metrics.record_request(
-                member=outcome.member, status=outcome.status, latency_s=time.perf_counter() - started,
+                member=outcome.member, status=outcome.status, latency_s=time.perf_counter() - outcome.started,
                 ttft_s=outcome.ttft_s, prompt_tokens=outcome.prompt_tokens,
                 completion_tokens=outcome.completion_tokens, queue_wait_s=outcome.queue_wait_s,
-                **self.labels(scope),
+                key=outcome.label, strategy=strategy,
             )  # fmt: skip
 
-    def labels(self, scope) -> Labels:
-        strategy = self.registry.policy.strategy if self.registry.loaded.is_set() else ""
-        return {"key": scope.get("vibeadmin.caller", ""), "strategy": strategy}
-
     @staticmethod
-    async def until_disconnect(receive, work):
+    async def until_disconnect(receive, work) -> bool:
         """Run `work`; if the client goes away first, cancel it, which closes the upstream
-        request and frees the member's slot at once."""
+        request and frees the member's slot at once. False if the client went away."""
         task = asyncio.ensure_future(work)
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
         try:
@@ -172,7 +193,10 @@ class Gateway:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        return None if task.cancelled() else task.result()
+        if task.cancelled():
+            return False
+        task.result()  # its ApiError, if any
+        return True
 
     def models(self) -> dict:
         created = int(time.time())

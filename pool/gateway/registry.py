@@ -43,10 +43,15 @@ class KeyInfo:
     tpm: int | None
     max_parallel: int | None
     active: bool = True
-    inflight: int = 0
-    recent_requests: list[float] = field(default_factory=list)
-    recent_tokens: list[tuple[float, int]] = field(default_factory=list)
     pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # requests, prompt, completion, errors
+
+    def count(self, prompt_tokens: int, completion_tokens: int, *, error: bool) -> None:
+        """One request's usage, written to the database with the next flush."""
+        pending = self.pending
+        pending[0] += 1
+        pending[1] += prompt_tokens
+        pending[2] += completion_tokens
+        pending[3] += error
 
 
 @dataclass(frozen=True)
