@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from pool import metrics
 from pool.gateway import errors
-from pool.gateway.admission import Admission, StudentCaps
+from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens
 from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.backend import RouteContext
@@ -123,7 +123,8 @@ class Gateway:
         caller = await self.auth.caller(header(scope, b"authorization"))
         outcome.label, outcome.key = caller.label, caller.key
         request = self.prepare(parse_json(raw), fields, outcome)
-        outcome.admitted = await self.admission.key(caller.key, tokens=0)
+        reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
+        outcome.admitted = await self.admission.key(caller.key, tokens=reserved)
         await self.relay(receive, send, path, request, outcome, self.client_address(scope))
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
@@ -157,6 +158,7 @@ class Gateway:
             request.body["messages"], _ = prepare_messages(request.body["messages"], request.task, policy.prompts)
         outcome.stream = request.stream
         outcome.max_tokens = request.body["max_tokens"]  # validate() fills in the default
+        outcome.prompt_estimate = estimate_prompt_tokens(request.body)
         return request
 
     async def relay(self, receive, send, path: str, request: Validated, outcome: Outcome, client: str) -> None:
