@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from pool import metrics
 from pool.gateway import errors
-from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens
+from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.backend import RouteContext
@@ -132,9 +132,11 @@ class Gateway:
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
         outcome.label = "solve"
         policy = self.registry.policy
-        request = self.prepare(solve_request(parse_json(raw), policy.model_id), CHAT_FIELDS, outcome)
+        request = self.prepare(solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome)
         client = self.client_address(scope)
-        outcome.admitted = await self.admission.student(client, StudentCaps(per_minute=policy.solve_rpm))
+        caps = StudentCaps(policy.solve_rpm, policy.solve_inflight_per_address,
+                           pool_share(policy.solve_pool_share, self.registry.slots()))  # fmt: skip
+        outcome.admitted = await self.admission.student(client, caps)
         await self.relay(receive, send, "/v1/chat/completions", request, outcome, client)
 
     async def list_models(self, scope, receive, send, outcome: Outcome) -> None:
@@ -244,14 +246,18 @@ def _networks(proxies: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddres
     return [ipaddress.ip_network(net, strict=False) for net in proxies]
 
 
-def solve_request(body: dict, model_id: str) -> dict:
-    """The solve page sends {"problem", "task"}; it becomes a streamed chat request."""
+def solve_request(body: dict, policy: PoolPolicy) -> dict:
+    """The solve page sends {"problem", "task", "max_tokens"}; it becomes a streamed chat request."""
     problem = body.get("problem")
     if not isinstance(problem, str) or not problem.strip():
         raise errors.invalid("type a problem first", param="problem")
-    task = body.get("task", "math")
-    return {"model": model_id, "messages": [{"role": "user", "content": problem}], "stream": True,
-            "vibeadmin": {"task": task}, "max_tokens": body.get("max_tokens", settings.VIBEADMIN_DEFAULT_MAX_TOKENS)}  # fmt: skip
+    ceiling = policy.solve_max_tokens
+    max_tokens = body.get("max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, ceiling))
+    if type(max_tokens) is int and max_tokens > ceiling:  # validate() refuses other types
+        raise errors.invalid(f"answers on this page are limited to {ceiling} tokens; choose a shorter answer",
+                             param="max_tokens", code="max_tokens_over_solve_limit")  # fmt: skip
+    return {"model": policy.model_id, "messages": [{"role": "user", "content": problem}], "stream": True,
+            "vibeadmin": {"task": body.get("task", "math")}, "max_tokens": max_tokens}  # fmt: skip
 
 
 gateway = Gateway()

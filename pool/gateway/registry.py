@@ -61,6 +61,9 @@ class PoolPolicy:
     queue_timeout_s: float
     api_open: bool
     solve_rpm: int
+    solve_inflight_per_address: int
+    solve_max_tokens: int
+    solve_pool_share: float
     prompts: PromptSettings
     model_id: str
 
@@ -75,6 +78,9 @@ def _policy(row: PoolSettings) -> PoolPolicy:
         queue_timeout_s=row.queue_timeout_s,
         api_open=row.api_open,
         solve_rpm=row.solve_rpm,
+        solve_inflight_per_address=row.solve_inflight_per_address,
+        solve_max_tokens=row.solve_max_tokens,
+        solve_pool_share=row.solve_pool_share,
         prompts=PromptSettings(
             {"general": row.prompt_general, "math": row.prompt_math, "code": row.prompt_code},
             row.language_hint,
@@ -168,6 +174,10 @@ class Registry:
 
     def routable(self) -> list[Backend]:
         return list(self.backends.values())
+
+    def slots(self) -> int:
+        """Requests the routable members take at once, all together."""
+        return sum(b.max_inflight for b in self.backends.values())
 
     def eject(self, backend: Backend) -> bool:
         """Take a member out of rotation at once (passive health). True if it was in."""
