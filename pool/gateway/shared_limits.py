@@ -10,6 +10,7 @@ Hosts' clocks must agree (NTP), as for the in-flight slots' leases.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -18,10 +19,12 @@ from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from pool.gateway.limits import MINUTE_S, NOTHING, Budget, Cap, Pass, Refused
 from pool.gateway.tasks import spawn
 
+log = logging.getLogger("pool.gateway")
 PREFIX = "vibeadmin:limit:"
 BUDGET_TTL_S = int(2 * MINUTE_S)  # idle that long, a budget is full again: let it go
 
@@ -132,7 +135,10 @@ class RedisLimits:
         spawn(self._settle(keys, args))
 
     async def _settle(self, keys: list[str], args: list) -> None:
-        await self.client().eval(SETTLE, len(keys), *keys, *args)
+        try:
+            await self.client().eval(SETTLE, len(keys), *keys, *args)
+        except RedisError:  # the places' leases expire by themselves; the budget misses one correction
+            log.warning("could not settle a request's limits in Redis", exc_info=True)
 
     async def renew_forever(self) -> None:
         while True:
