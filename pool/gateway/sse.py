@@ -70,19 +70,22 @@ class EventSplitter:
 
     def read_usage(self, whole: bytes) -> bytes:
         """Keep the usage of the event that holds it; drop a usage-only event the client did
-        not ask for. Runs once a stream, on its last events."""
-        kept = []
-        for event in whole.split(EVENT_END)[:-1]:
-            payload = _json(event)
+        not ask for. Runs once a stream, and parses only the events that name a usage."""
+        at = whole.find(USAGE_KEY)
+        while at >= 0:
+            before = whole.rfind(EVENT_END, 0, at)
+            start = before + 2 if before >= 0 else 0
+            end = whole.find(EVENT_END, at) + 2  # the key is inside a whole event: its end follows
+            payload = _json(whole[start:end].rstrip())
             usage = payload.get("usage") if payload is not None else None
             if payload is not None and isinstance(usage, dict):
                 self.usage = usage
                 if not payload.get("choices"):
                     self.events -= 1  # an event of its own, no token
                     if not self.pass_usage:
-                        continue
-            kept.append(event + EVENT_END)
-        return b"".join(kept)
+                        whole, end = whole[:start] + whole[end:], start
+            at = whole.find(USAGE_KEY, end)
+        return whole
 
     def completion_tokens(self) -> int:
         """The member's count where it gave one, else the token events seen (the last event
