@@ -53,8 +53,9 @@ class Gateway:
         self.admission = Admission(make_limits())  # in this process, or in Redis: chosen once
         self.exchange = Exchange(self.registry, self.router)
         self.handlers: dict[str, Handler] = {
-            "chat": self.chat, "completion": self.completion, "solve": self.solve,
-            "models": self.list_models, "openapi": self.openapi,
+            "chat": functools.partial(self.api, fields=CHAT_FIELDS, path="/v1/chat/completions"),
+            "completion": functools.partial(self.api, fields=COMPLETION_FIELDS, path="/v1/completions"),
+            "solve": self.solve, "models": self.list_models, "openapi": self.openapi,
         }  # fmt: skip
         self._sampler: asyncio.Task | None = None
 
@@ -111,14 +112,8 @@ class Gateway:
 
     # --- one coroutine per route ------------------------------------------------------------
 
-    async def chat(self, scope, receive, send, outcome: Outcome) -> None:
-        await self.api(scope, receive, send, outcome, CHAT_FIELDS, "/v1/chat/completions")
-
-    async def completion(self, scope, receive, send, outcome: Outcome) -> None:
-        await self.api(scope, receive, send, outcome, COMPLETION_FIELDS, "/v1/completions")
-
-    async def api(self, scope, receive, send, outcome: Outcome, fields: dict[str, Field], path: str) -> None:
-        """A platform's request on /v1/: its key, then its key's limits."""
+    async def api(self, scope, receive, send, outcome: Outcome, *, fields: dict[str, Field], path: str) -> None:
+        """A platform's request on /v1/ (chat or completion): its key, then its key's limits."""
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
         caller = await self.auth.caller(header(scope, b"authorization"))
         outcome.label, outcome.key = caller.label, caller.key
