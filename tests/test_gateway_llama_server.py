@@ -43,7 +43,9 @@ def llama_server(default_model):
     port = free_port()
     command = [str(llama_server_binary()), "-m", str(default_model.path), "--host", "127.0.0.1", "--port", str(port),
                "-c", "512", "-t", "1", "--parallel", "1", "--chat-template", "gemma"]  # fmt: skip
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its shared libraries lie beside it.
+    env = {**os.environ, "LD_LIBRARY_PATH": str(Path(command[0]).parent)}
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: answers(url + "/health") or child.poll() is not None, 120, what="llama-server to load")
