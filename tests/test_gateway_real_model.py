@@ -175,10 +175,19 @@ def key_usage(served: Served) -> tuple[int, int]:
         return row.fetchone()
 
 
+def settled_usage(served: Served) -> tuple[int, int]:
+    """The key's usage once earlier requests' usage has been written (every 2 s)."""
+    previous = None
+    while (current := key_usage(served)) != previous:
+        previous = current
+        time.sleep(2.5)
+    return current
+
+
 def test_llama_cpp_python_ignores_stream_options_so_the_gateway_counts_a_streams_tokens(served):
     # Seen here: llama-cpp-python 0.3.36 accepts stream_options.include_usage and sends no
     # usage event. The client asks too, so the gateway would pass one on if it came.
-    before = key_usage(served)
+    before = settled_usage(served)
 
     chunks = list(
         served.client().chat.completions.create(
