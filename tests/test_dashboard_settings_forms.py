@@ -15,7 +15,8 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def routing_data(**changes):
     data = {"strategy": "round_robin", "queue_size": 100, "queue_timeout_s": 10, "prompt_general": "Be brief.",
             "prompt_math": "Math.", "prompt_code": "Code.", "language_hint_enabled": "on",
-            "language_hint": "Answer in English.", "api_open": "", "solve_rpm": 20}  # fmt: skip
+            "language_hint": "Answer in English.", "api_open": "", "solve_rpm": 20, "solve_inflight_per_address": 1,
+            "solve_max_tokens": 2048, "solve_pool_share": 0.5}  # fmt: skip
     return {**data, **changes}
 
 

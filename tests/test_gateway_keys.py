@@ -74,11 +74,13 @@ async def test_a_key_over_its_parallel_limit_gets_429(gateway, fake_members):
 
 
 async def test_a_key_over_its_tokens_per_minute_gets_429(gateway, fake_members):
+    # Each request reserves its prompt (estimated) and max_tokens; the first uses 60 tokens
+    # and its prompt, which leaves less than the second's reservation.
     await sync_to_async(fake_members)(1)
-    _, raw = await sync_to_async(apikey_create)(name="token-budget", tpm=10)
-    first = await request(gateway, "POST", "/v1/chat/completions", chat(max_tokens=8), key=raw)
+    _, raw = await sync_to_async(apikey_create)(name="token-budget", tpm=100)
+    first = await request(gateway, "POST", "/v1/chat/completions", chat(max_tokens=60), key=raw)
     assert first.status == 200
-    second = await request(gateway, "POST", "/v1/chat/completions", chat(max_tokens=8), key=raw)
+    second = await request(gateway, "POST", "/v1/chat/completions", chat(max_tokens=60), key=raw)
     assert second.status == 429
     assert second.json()["error"]["code"] == "rate_limit_tokens"
 

@@ -171,3 +171,38 @@ def test_a_streamed_answers_tokens_are_counted_exactly(served):
         lambda: completion_tokens_counted(served) - before, 10, what="the stream to be recorded"
     )
     assert counted == 16
+
+
+def key_usage(served: Served) -> tuple[int, int]:
+    """The key's prompt and completion tokens as the API keys page shows them (the database)."""
+    with sqlite3.connect(served.data_dir / "db.sqlite3") as db:
+        row = db.execute("SELECT prompt_tokens, completion_tokens FROM pool_apikey WHERE name = 'algebra-school'")
+        return row.fetchone()
+
+
+def settled_usage(served: Served) -> tuple[int, int]:
+    """The key's usage once earlier requests' usage has been written (every 2 s)."""
+    previous = None
+    while (current := key_usage(served)) != previous:
+        previous = current
+        time.sleep(2.5)
+    return current
+
+
+def test_llama_cpp_python_ignores_stream_options_so_the_gateway_counts_a_streams_tokens(served):
+    # Seen here: llama-cpp-python 0.3.36 accepts stream_options.include_usage and sends no
+    # usage event. The client asks too, so the gateway would pass one on if it came.
+    before = settled_usage(served)
+
+    chunks = list(
+        served.client().chat.completions.create(
+            model="vibethinker", messages=COUNTING, max_tokens=16, temperature=0, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+
+    assert chunks[-1].choices[0].finish_reason == "length"  # so exactly 16 tokens were generated
+    assert all(c.usage is None for c in chunks)
+    used = wait_until(lambda: key_usage(served)[1] > before[1] and key_usage(served), 10, what="usage to be flushed")
+    assert used[1] - before[1] == 16
+    assert used[0] > before[0]  # its prompt, estimated where the member does not say

@@ -207,7 +207,7 @@ def llama_cpp_stream(tokens: list[str], *, role_event: bool) -> bytes:
 
 
 def test_the_role_only_event_that_opens_a_llama_cpp_stream_is_not_counted_as_a_token():
-    from pool.gateway.upstream import EventSplitter
+    from pool.gateway.sse import EventSplitter
 
     counts = []
     for role_event in (True, False):

@@ -16,7 +16,7 @@ from pool.gateway.prompts import is_mainly_cjk
 from pool.models import PoolSettings
 from pool.views.solve import examples
 from tests.asgi_driver import Call, request
-from tests.gateway_kit import set_policy
+from tests.gateway_kit import chat, set_policy
 from tests.helpers import wait_until
 
 VENDOR_FILES = [
@@ -63,7 +63,7 @@ def test_the_page_knows_the_servers_limits_and_where_to_stream_from(client, sett
     html = page.content.decode()
     assert '"maxChars": 1234' in html  # json_script, read by solve.js
     assert "0 / 1234 characters" in html
-    assert page.context["budgets"] == [512, 1024, 4096]
+    assert page.context["budgets"] == [512, 1024, 2048]  # the Routing page's ceiling, 2048 by default
     assert '<option value="1024" selected>' in html
 
 
@@ -136,10 +136,14 @@ async def test_an_empty_or_too_long_problem_is_refused_with_400(gateway, setting
 
 
 @pytest.mark.asyncio
-async def test_a_busy_pool_answers_503_with_retry_after_once_the_queue_deadline_passes(gateway, fake_members):
+async def test_a_busy_pool_answers_503_with_retry_after_once_the_queue_deadline_passes(
+    gateway, fake_members, platform_key
+):
     await sync_to_async(fake_members)(1, ttft=2.0)
     await sync_to_async(set_policy)(queue_timeout_s=0.3)
-    first = Call(gateway, "POST", SOLVE_PATH, json.dumps(solve()).encode(), client="10.0.0.1")
+    # A platform's request, not a student's: students' own share of the pool is test_solve_caps.py's.
+    first = Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat(stream=True)).encode(),
+                 {"authorization": f"Bearer {platform_key}", "content-type": "application/json"})  # fmt: skip
     await first.started.wait()  # the only member is busy with it
     second = await request(gateway, "POST", SOLVE_PATH, solve(), client="10.0.0.2")
     assert second.status == 503

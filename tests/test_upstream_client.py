@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from pool.gateway import upstream
+from pool.gateway import sse, upstream
 
 BODY = b'{"model": "vibethinker"}'
 
@@ -290,7 +290,7 @@ async def test_a_stream_left_at_its_done_event_keeps_the_connection_for_the_next
         for _ in range(2):
             async with upstream.post(server.url, BODY) as response:
                 async for piece in response.iter_chunks():
-                    if upstream.DONE in piece:
+                    if sse.DONE in piece:
                         break
             await asyncio.sleep(0.05)
     assert (server.connections, len(server.requests)) == (1, 2)

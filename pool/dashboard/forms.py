@@ -97,13 +97,16 @@ class RoutingForm(forms.ModelForm):
     class Meta:
         model = PoolSettings
         fields = ["queue_size", "queue_timeout_s", "prompt_general", "prompt_math", "prompt_code",
-                  "language_hint_enabled", "language_hint", "api_open", "solve_rpm"]  # fmt: skip
+                  "language_hint_enabled", "language_hint", "api_open", "solve_rpm", "solve_inflight_per_address",
+                  "solve_max_tokens", "solve_pool_share"]  # fmt: skip
         labels = {
             "queue_size": "Queue size", "queue_timeout_s": "Queue deadline (s)",
             "prompt_general": "System prompt: general", "prompt_math": "System prompt: math",
             "prompt_code": "System prompt: code", "language_hint_enabled": "Add the language hint",
             "language_hint": "Language hint", "api_open": "Serve /v1/ without an API key",
             "solve_rpm": "Solve page: problems per minute per address",
+            "solve_inflight_per_address": "Answers in flight per address", "solve_max_tokens": "Longest answer (tokens)",
+            "solve_pool_share": "Share of the pool's slots for students (0-1)",
         }  # fmt: skip
         widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in
                    ("prompt_general", "prompt_math", "prompt_code", "language_hint")}  # fmt: skip
@@ -123,6 +126,24 @@ class RoutingForm(forms.ModelForm):
         value = self.cleaned_data["solve_rpm"]
         if value < 1:
             raise forms.ValidationError("let each address send at least one problem a minute")
+        return value
+
+    def clean_solve_inflight_per_address(self) -> int:
+        value = self.cleaned_data["solve_inflight_per_address"]
+        if value < 1:
+            raise forms.ValidationError("let each address have at least one answer in flight")
+        return value
+
+    def clean_solve_max_tokens(self) -> int:
+        value = self.cleaned_data["solve_max_tokens"]
+        if value < 1:  # above VIBEADMIN_MAX_TOKENS, that cap holds instead
+            raise forms.ValidationError("let students ask for at least one token")
+        return value
+
+    def clean_solve_pool_share(self) -> float:
+        value = self.cleaned_data["solve_pool_share"]
+        if not 0 < value <= 1:
+            raise forms.ValidationError("a share above 0 and at most 1 (the whole pool)")
         return value
 
     def clean_queue_timeout_s(self) -> float:

@@ -12,23 +12,27 @@ import functools
 import ipaddress
 import logging
 import time
-from typing import TypedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from pool import metrics
 from pool.gateway import errors
+from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send_json
-from pool.gateway.auth import AddressLimit, Auth, Caller
+from pool.gateway.auth import Auth
 from pool.gateway.backend import RouteContext
 from pool.gateway.exchange import Exchange
 from pool.gateway.hosts import check_host
+from pool.gateway.limits import make_limits
 from pool.gateway.openapi import openapi_document
+from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.prompts import prepare_messages
-from pool.gateway.registry import MODEL_ALIAS, Registry
+from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router
-from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, parse_json, validate
+from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
@@ -39,13 +43,7 @@ ROUTES = {
     ("GET", "/v1/openapi.json"): "openapi",
     ("POST", SOLVE_PATH): "solve",
 }
-
-
-class Labels(TypedDict):
-    """Who asked and how it was routed, for the per-key series."""
-
-    key: str
-    strategy: str
+Handler = Callable[[dict, Any, Any, Outcome], Awaitable[None]]
 
 
 class Gateway:
@@ -53,8 +51,13 @@ class Gateway:
         self.registry = Registry()
         self.router = Router(self.registry)
         self.auth = Auth(self.registry)
+        self.admission = Admission(make_limits())  # in this process, or in Redis: chosen once
         self.exchange = Exchange(self.registry, self.router)
-        self.solve_limit = AddressLimit()
+        self.handlers: dict[str, Handler] = {
+            "chat": functools.partial(self.api, fields=CHAT_FIELDS, path="/v1/chat/completions"),
+            "completion": functools.partial(self.api, fields=COMPLETION_FIELDS, path="/v1/completions"),
+            "solve": self.solve, "models": self.list_models, "openapi": self.openapi,
+        }  # fmt: skip
         self._sampler: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -83,23 +86,17 @@ class Gateway:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        started = time.perf_counter()
+        outcome = Outcome(time.perf_counter())
         route = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
         try:
             check_host(scope)
             await self.start()
             if route is None:
                 raise self.no_route(scope)
-            if route == "openapi":
-                return await send_json(send, 200, openapi_document(self.registry.policy.model_id))
-            if route == "models":
-                await self.auth.caller(header(scope, b"authorization"))
-                return await send_json(send, 200, self.models())
-            await self.generate(scope, receive, send, route, started)
+            await self.handlers[route](scope, receive, send, outcome)
         except errors.ApiError as exc:
+            outcome.status, outcome.member = exc.status, ""  # an error of the gateway's, not a member's
             await send_error(send, exc)
-            metrics.record_request(member="", status=exc.status, latency_s=time.perf_counter() - started,
-                                   **self.labels(scope))  # fmt: skip
         except ClientGone:
             pass
         except Exception as exc:  # a bug or a lost Redis: still an answer in OpenAI's shape
@@ -109,24 +106,49 @@ class Gateway:
             if isinstance(exc, RedisError):
                 error = errors.unavailable(f"the gateway cannot reach Redis for the pool's shared state: {exc}",
                                            code="shared_state_unavailable", retry_after=5)  # fmt: skip
+            outcome.status = error.status
             with contextlib.suppress(Exception):  # fails harmlessly if the reply had started
                 await send_error(send, error)
-            metrics.record_request(member="", status=error.status, latency_s=time.perf_counter() - started,
-                                   **self.labels(scope))  # fmt: skip
+        finally:
+            self.finish(outcome)
 
-    async def generate(self, scope, receive, send, route: str, started: float) -> None:
+    # --- one coroutine per route ------------------------------------------------------------
+
+    async def api(self, scope, receive, send, outcome: Outcome, *, fields: dict[str, Field], path: str) -> None:
+        """A platform's request on /v1/ (chat or completion): its key, then its key's limits."""
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
+        caller = await self.auth.caller(header(scope, b"authorization"))
+        outcome.label, outcome.key = caller.label, caller.key
+        request = self.prepare(parse_json(raw), fields, outcome)
+        reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
+        outcome.admitted = await self.admission.key(caller.key, tokens=reserved)
+        await self.relay(receive, send, path, request, outcome, self.client_address(scope))
+
+    async def solve(self, scope, receive, send, outcome: Outcome) -> None:
+        """A student's problem from the solve page: no key, the caps per address and for all students."""
+        raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
+        outcome.label = "solve"
         policy = self.registry.policy
         client = self.client_address(scope)
-        if route == "solve":
-            caller = Caller("solve")
-            self.solve_limit.admit(client, policy.solve_rpm)  # before parsing: a flood costs nothing
-            body = solve_request(parse_json(raw), policy.model_id)
-        else:
-            caller = await self.auth.caller(header(scope, b"authorization"))
-            body = parse_json(raw)
-        scope["vibeadmin.caller"] = caller.label
-        fields = COMPLETION_FIELDS if route == "completion" else CHAT_FIELDS
+        caps = StudentCaps(policy.solve_rpm, policy.solve_inflight_per_address,
+                           pool_share(policy.solve_pool_share, self.registry.slots()))  # fmt: skip
+        # Before parsing: a flood of junk costs a dict lookup, not a JSON parse each.
+        outcome.admitted = await self.admission.student(client, caps)
+        request = self.prepare(solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome)
+        await self.relay(receive, send, "/v1/chat/completions", request, outcome, client)
+
+    async def list_models(self, scope, receive, send, outcome: Outcome) -> None:
+        await self.auth.caller(header(scope, b"authorization"))
+        await send_json(send, 200, self.models())
+
+    async def openapi(self, scope, receive, send, outcome: Outcome) -> None:
+        await send_json(send, 200, openapi_document(self.registry.policy.model_id))
+
+    # --- what the generation routes share -----------------------------------------------------
+
+    def prepare(self, body: dict, fields: dict[str, Field], outcome: Outcome) -> Validated:
+        """Validate, name the served model, put the operator's prompts in."""
+        policy: PoolPolicy = self.registry.policy
         request = validate(body, fields)
         if not policy.accepts_model(request.body["model"]):
             raise errors.not_found(f"the model {request.body['model']!r} does not exist; this pool serves "
@@ -134,37 +156,36 @@ class Gateway:
         request.body["model"] = policy.model_id
         if "messages" in request.body:
             request.body["messages"], _ = prepare_messages(request.body["messages"], request.task, policy.prompts)
-        path = "/v1/completions" if route == "completion" else "/v1/chat/completions"
-        ctx = RouteContext(client, tokens=request.body["max_tokens"])  # validate() fills in the default
-        await self.auth.admit(caller)
-        outcome = None
-        try:
-            outcome = await self.until_disconnect(
-                receive, self.exchange.run(send, path, request.body, request.stream, ctx, started)
-            )
-        finally:
-            failed = outcome is None or outcome.status >= 500
-            self.auth.done(caller, prompt_tokens=outcome.prompt_tokens if outcome else 0,
-                           completion_tokens=outcome.completion_tokens if outcome else 0, error=failed)  # fmt: skip
-        if outcome is None:  # the client went away; 499 as nginx logs it
-            metrics.record_request(member="", status=499, latency_s=time.perf_counter() - started,
-                                   **self.labels(scope))  # fmt: skip
-        else:
+        outcome.stream = request.stream
+        outcome.max_tokens = request.body["max_tokens"]  # validate() fills in the default
+        outcome.prompt_estimate = estimate_prompt_tokens(request.body)
+        return request
+
+    async def relay(self, receive, send, path: str, request: Validated, outcome: Outcome, client: str) -> None:
+        ctx = RouteContext(client, tokens=outcome.max_tokens)
+        if not await self.until_disconnect(receive, self.exchange.run(send, path, request.body, ctx, outcome)):
+            outcome.status = CLIENT_GONE
+
+    def finish(self, outcome: Outcome) -> None:
+        """The one place a request is accounted for: its limits settled, its key's usage and
+        the metrics recorded."""
+        if outcome.admitted is not None:
+            self.admission.settle(outcome.admitted, outcome.key, tokens=outcome.tokens_used())
+            if outcome.key is not None:
+                outcome.key.count(outcome.prompt_tokens, outcome.completion_tokens, error=outcome.failed)
+        if outcome.status:
+            strategy = self.registry.policy.strategy if self.registry.loaded.is_set() else ""
             metrics.record_request(
-                member=outcome.member, status=outcome.status, latency_s=time.perf_counter() - started,
+                member=outcome.member, status=outcome.status, latency_s=time.perf_counter() - outcome.started,
                 ttft_s=outcome.ttft_s, prompt_tokens=outcome.prompt_tokens,
                 completion_tokens=outcome.completion_tokens, queue_wait_s=outcome.queue_wait_s,
-                **self.labels(scope),
+                key=outcome.label, strategy=strategy,
             )  # fmt: skip
 
-    def labels(self, scope) -> Labels:
-        strategy = self.registry.policy.strategy if self.registry.loaded.is_set() else ""
-        return {"key": scope.get("vibeadmin.caller", ""), "strategy": strategy}
-
     @staticmethod
-    async def until_disconnect(receive, work):
+    async def until_disconnect(receive, work) -> bool:
         """Run `work`; if the client goes away first, cancel it, which closes the upstream
-        request and frees the member's slot at once."""
+        request and frees the member's slot at once. False if the client went away."""
         task = asyncio.ensure_future(work)
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
         try:
@@ -174,7 +195,10 @@ class Gateway:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        return None if task.cancelled() else task.result()
+        if task.cancelled():
+            return False
+        task.result()  # its ApiError, if any
+        return True
 
     def models(self) -> dict:
         created = int(time.time())
@@ -220,14 +244,18 @@ def _networks(proxies: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddres
     return [ipaddress.ip_network(net, strict=False) for net in proxies]
 
 
-def solve_request(body: dict, model_id: str) -> dict:
-    """The solve page sends {"problem", "task"}; it becomes a streamed chat request."""
+def solve_request(body: dict, policy: PoolPolicy) -> dict:
+    """The solve page sends {"problem", "task", "max_tokens"}; it becomes a streamed chat request."""
     problem = body.get("problem")
     if not isinstance(problem, str) or not problem.strip():
         raise errors.invalid("type a problem first", param="problem")
-    task = body.get("task", "math")
-    return {"model": model_id, "messages": [{"role": "user", "content": problem}], "stream": True,
-            "vibeadmin": {"task": task}, "max_tokens": body.get("max_tokens", settings.VIBEADMIN_DEFAULT_MAX_TOKENS)}  # fmt: skip
+    ceiling = policy.solve_max_tokens
+    max_tokens = body.get("max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, ceiling))
+    if type(max_tokens) is int and max_tokens > ceiling:  # validate() refuses other types
+        raise errors.invalid(f"answers on this page are limited to {ceiling} tokens; choose a shorter answer",
+                             param="max_tokens", code="max_tokens_over_solve_limit")  # fmt: skip
+    return {"model": policy.model_id, "messages": [{"role": "user", "content": problem}], "stream": True,
+            "vibeadmin": {"task": body.get("task", "math")}, "max_tokens": max_tokens}  # fmt: skip
 
 
 gateway = Gateway()

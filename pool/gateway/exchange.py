@@ -7,35 +7,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from pool import metrics
-from pool.gateway import errors
+from pool.gateway import errors, sse
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.backend import Backend, RouteContext
+from pool.gateway.outcome import Outcome
 from pool.gateway.registry import Registry
 from pool.gateway.router import Router
 from pool.gateway.strategies import record_latency
 from pool.gateway.tasks import spawn
-from pool.gateway.upstream import DONE, ConnectFailed, EventSplitter, UpstreamError, post
+from pool.gateway.upstream import ConnectFailed, UpstreamError, post
 from pool.models import Member, states
 from pool.transitions import change_state
 
 log = logging.getLogger("pool.gateway")
-@dataclass
-class Outcome:
-    """What the request cost and produced, filled in as it goes."""
-
-    member: str = ""
-    status: int = 0
-    ttft_s: float | None = None
-    queue_wait_s: float = 0.0
-    upstream_s: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 class Exchange:
@@ -43,8 +32,11 @@ class Exchange:
         self.registry = registry
         self.router = router
 
-    async def run(self, send, path: str, payload: dict, stream: bool, ctx: RouteContext, started: float) -> Outcome:
-        outcome = Outcome()
+    async def run(self, send, path: str, payload: dict, ctx: RouteContext, outcome: Outcome) -> None:
+        """Serve the request into `outcome`, which the caller holds: if the client leaves and
+        this is cancelled, what was streamed until then is still counted there."""
+        stream = outcome.stream
+        pass_usage = sse.ask_for_usage(payload) if stream else True
         body = json.dumps(payload).encode()
         tried: set[int] = set()
         last_error = ""
@@ -59,8 +51,8 @@ class Exchange:
             outcome.queue_wait_s += waited
             outcome.member = backend.name
             try:  # whatever happens from here (the client leaving included), the slot goes back
-                await self.attempt(send, backend, path, body, stream, outcome, started)
-                return outcome
+                await self.attempt(send, backend, path, body, outcome, pass_usage)
+                return
             except (UpstreamError, TimeoutError, _RetryableStatus) as exc:
                 # Nothing reached the client yet: count it against the member, try another.
                 last_error = f"{backend.name}: {describe(exc)}"
@@ -72,8 +64,8 @@ class Exchange:
                 self.router.release(slot)
         raise errors.upstream_failed(f"the pool's members failed this request: {last_error}")
 
-    async def attempt(self, send, backend: Backend, path: str, body: bytes, stream: bool, outcome: Outcome,
-                      started: float) -> None:  # fmt: skip
+    async def attempt(self, send, backend: Backend, path: str, body: bytes, outcome: Outcome,
+                      pass_usage: bool) -> None:  # fmt: skip
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
         async with post(backend.base_url + path, body) as response:
@@ -81,42 +73,44 @@ class Exchange:
                 detail = (await response.read())[:200].decode(errors="replace")
                 raise _RetryableStatus(response.status, detail)
             extra = [(b"x-vibeadmin-member", backend.name.encode())]
-            if stream and response.status == 200:
-                await self.relay_stream(send, response, backend, outcome, started, sent_at, extra)
+            if outcome.stream and response.status == 200:
+                events = sse.EventSplitter(pass_usage=pass_usage)
+                await self.relay_stream(send, response, backend, outcome, events, sent_at, extra)
             else:
                 # A whole reply is read before anything reaches the client, so a reset while
                 # reading it can still be retried.
                 content = await response.read()
-                await self.relay_whole(send, response.status, content, outcome, started, sent_at, extra)
+                await self.relay_whole(send, response.status, content, outcome, sent_at, extra)
         backend.extra["failures"] = 0
         record_latency(backend, outcome.ttft_s if outcome.ttft_s is not None else outcome.upstream_s)
 
-    async def relay_whole(self, send, status: int, content: bytes, outcome: Outcome, started, sent_at, extra) -> None:
+    async def relay_whole(self, send, status: int, content: bytes, outcome: Outcome, sent_at, extra) -> None:
         outcome.upstream_s = time.perf_counter() - sent_at
         outcome.status = status
         usage = _usage(content)
-        outcome.prompt_tokens = usage.get("prompt_tokens", 0)
-        outcome.completion_tokens = usage.get("completion_tokens", 0)
-        overhead = time.perf_counter() - started - outcome.upstream_s - outcome.queue_wait_s
+        answered = outcome.prompt_estimate if status == 200 else 0  # the member's count, where it gave one
+        outcome.prompt_tokens = sse.whole_number(usage.get("prompt_tokens")) or answered
+        outcome.completion_tokens = sse.whole_number(usage.get("completion_tokens")) or 0
+        overhead = time.perf_counter() - outcome.started - outcome.upstream_s - outcome.queue_wait_s
         headers = [*JSON_HEADERS, *extra, *_timing_headers(overhead, outcome.queue_wait_s)]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def relay_stream(self, send, response, backend: Backend, outcome: Outcome, started, sent_at, extra) -> None:
+    async def relay_stream(self, send, response, backend: Backend, outcome: Outcome, events: sse.EventSplitter,
+                           sent_at: float, extra) -> None:  # fmt: skip
         outcome.status = 200
         header_wait = time.perf_counter() - sent_at
-        overhead = time.perf_counter() - started - header_wait - outcome.queue_wait_s
+        overhead = time.perf_counter() - outcome.started - header_wait - outcome.queue_wait_s
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, *extra, *_timing_headers(overhead, outcome.queue_wait_s)]})  # fmt: skip
-        events = EventSplitter()
         try:
             async for chunk in response.iter_chunks():
                 whole = events.feed(chunk)
                 if whole:
                     if outcome.ttft_s is None:
-                        outcome.ttft_s = time.perf_counter() - started
+                        outcome.ttft_s = time.perf_counter() - outcome.started
                     await send({"type": "http.response.body", "body": whole, "more_body": True})
-                    if DONE in whole:
+                    if events.ended:
                         # Finish now, not at the member's EOF (llama.cpp's comes a moment later):
                         # clients hang up on [DONE], and a hang-up first made it a 499.
                         break
@@ -124,13 +118,12 @@ class Exchange:
             # A started stream is never replayed: the client gets an error event and the end.
             outcome.status = 502
             self.member_failed(backend, describe(exc), hard=True)
-            error = {"error": {"message": f"the member serving this stream failed: {describe(exc)}",
-                               "type": "server_error", "param": None, "code": "upstream_error"}}  # fmt: skip
-            await send({"type": "http.response.body", "body": b"data: " + json.dumps(error).encode() + b"\n\n",
-                        "more_body": True})  # fmt: skip
-        finally:
+            error = errors.upstream_failed(f"the member serving this stream failed: {describe(exc)}")
+            await send({"type": "http.response.body", "body": sse.error_event(error), "more_body": True})
+        finally:  # the client leaving (a cancel) included: it is charged what was generated
             outcome.upstream_s = time.perf_counter() - sent_at
-            outcome.completion_tokens = max(0, events.events - 1)  # the last event carries finish_reason only
+            outcome.completion_tokens = events.completion_tokens()
+            outcome.prompt_tokens = events.prompt_tokens() or outcome.prompt_estimate
         await send({"type": "http.response.body", "body": b""})
 
     # --- passive health -------------------------------------------------------------------
@@ -156,9 +149,10 @@ def describe(exc: BaseException) -> str:
 
 def _usage(content: bytes) -> dict:
     try:
-        return json.loads(content).get("usage") or {}
+        usage = json.loads(content).get("usage")
     except (ValueError, AttributeError):
         return {}
+    return usage if isinstance(usage, dict) else {}
 
 
 def _timing_headers(overhead_s: float, queue_s: float) -> list[tuple[bytes, bytes]]:

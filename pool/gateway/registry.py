@@ -43,10 +43,15 @@ class KeyInfo:
     tpm: int | None
     max_parallel: int | None
     active: bool = True
-    inflight: int = 0
-    recent_requests: list[float] = field(default_factory=list)
-    recent_tokens: list[tuple[float, int]] = field(default_factory=list)
     pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # requests, prompt, completion, errors
+
+    def count(self, prompt_tokens: int, completion_tokens: int, *, error: bool) -> None:
+        """One request's usage, written to the database with the next flush."""
+        pending = self.pending
+        pending[0] += 1
+        pending[1] += prompt_tokens
+        pending[2] += completion_tokens
+        pending[3] += error
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class PoolPolicy:
     queue_timeout_s: float
     api_open: bool
     solve_rpm: int
+    solve_inflight_per_address: int
+    solve_max_tokens: int
+    solve_pool_share: float
     prompts: PromptSettings
     model_id: str
 
@@ -70,6 +78,9 @@ def _policy(row: PoolSettings) -> PoolPolicy:
         queue_timeout_s=row.queue_timeout_s,
         api_open=row.api_open,
         solve_rpm=row.solve_rpm,
+        solve_inflight_per_address=row.solve_inflight_per_address,
+        solve_max_tokens=row.solve_max_tokens,
+        solve_pool_share=row.solve_pool_share,
         prompts=PromptSettings(
             {"general": row.prompt_general, "math": row.prompt_math, "code": row.prompt_code},
             row.language_hint,
@@ -159,6 +170,10 @@ class Registry:
 
     def routable(self) -> list[Backend]:
         return list(self.backends.values())
+
+    def slots(self) -> int:
+        """Requests the routable members take at once, all together."""
+        return sum(b.max_inflight for b in self.backends.values())
 
     def eject(self, backend: Backend) -> bool:
         """Take a member out of rotation at once (passive health). True if it was in."""

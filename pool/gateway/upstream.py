@@ -1,4 +1,4 @@
-"""The pooled HTTP/1.1 client to members, and the relay of a streamed reply.
+"""The pooled HTTP/1.1 client to members.
 
 Why a client of our own: with 64 connections on 2 cores (BENCHMARKS.md, overhead), py-spy put
 aiohttp's client at ~34% of the gateway's CPU, more than the gateway's own logic. The
@@ -18,9 +18,7 @@ timeout and the total one raise TimeoutError. A request that fails on a reused c
 before any byte of reply is sent once more on a fresh one: the member closed that idle
 connection (a restart) and never saw the request. Leaving `async with` early closes the
 connection unless only the tail after [DONE] is left, so a member sees a client leave.
-
-A streamed reply is relayed event by event, never a partial event: if a member dies
-mid-stream, the client's last event is whole and the error event after it parses.
+What the bytes of a stream mean (events, [DONE], usage) is pool/gateway/sse.py's job.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
-import re
 import socket
 import ssl
 import urllib.parse
@@ -37,11 +34,6 @@ from dataclasses import dataclass
 
 import httptools
 from django.conf import settings
-
-EVENT_END = b"\n\n"
-DONE = b"data: [DONE]"
-# llama-cpp-python opens a chat stream with an event that names the role and holds no token.
-ROLE_ONLY = re.compile(rb'"delta":\s*\{\s*"role":\s*"assistant"\s*\}')
 
 KEEPALIVE_S = 30.0  # an idle connection is closed after 30-40 s (the sweep runs every 10 s)
 DNS_TTL_S = 300.0
@@ -436,23 +428,3 @@ def _pool() -> _Pool:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
-
-
-class EventSplitter:
-    """Cuts a byte stream into whole server-sent events and counts the token events."""
-
-    def __init__(self) -> None:
-        self.pending = b""
-        self.events = 0
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self.pending + chunk
-        end = data.rfind(EVENT_END)
-        if end < 0:
-            self.pending = data
-            return b""
-        whole, self.pending = data[: end + 2], data[end + 2 :]
-        self.events += whole.count(b"data: {")
-        if b'"role"' in whole:  # the role-only event is no token: it counted one too many
-            self.events -= len(ROLE_ONLY.findall(whole))
-        return whole

@@ -23,6 +23,12 @@ class PoolSettings(models.Model):
     language_hint = models.TextField(default=DEFAULT_LANGUAGE_HINT)
     language_hint_enabled = models.BooleanField(default=True)
     solve_rpm = models.PositiveIntegerField(default=10, help_text="Solve-page requests per minute per address")
+    # The solve page's caps, so anonymous students cannot take the pool from paying platforms.
+    solve_inflight_per_address = models.PositiveIntegerField(default=1, help_text="Solve-page answers in flight per address")
+    solve_max_tokens = models.PositiveIntegerField(default=2048, help_text="The longest answer a student may ask for, in tokens")
+    solve_pool_share = models.FloatField(
+        default=0.5, help_text="The share of the routable members' slots that students may use at once"
+    )
     # Autoscaling: off by default; the autoscaler only changes desired state.
     autoscale_enabled = models.BooleanField(default=False)
     autoscale_min = models.PositiveIntegerField(default=1)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.shortcuts import render
 
 from pool.gateway.app import SOLVE_PATH
+from pool.models import PoolSettings
 
 EXAMPLES_FILE = Path(__file__).resolve().parent.parent / "data" / "examples.json"
 TASKS = [("math", "Math"), ("code", "Programming")]
@@ -27,19 +28,19 @@ def examples() -> list[dict]:
     return json.loads(EXAMPLES_FILE.read_text(encoding="utf-8"))
 
 
-def budgets() -> list[int]:
+def budgets(top: int) -> list[int]:
     """Answer lengths a student may pick: short, the gateway's default, the most allowed."""
-    top = settings.VIBEADMIN_MAX_TOKENS
     return sorted({min(n, top) for n in (SHORT_BUDGET, settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top)})
 
 
 def solve_page(request):
     config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS}
+    top = min(settings.VIBEADMIN_MAX_TOKENS, PoolSettings.load().solve_max_tokens)  # the Routing page's ceiling
     return render(request, "pool/solve.html", {
         "examples": examples(),
         "tasks": TASKS,
-        "budgets": budgets(),
-        "default_budget": min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS),
+        "budgets": budgets(top),
+        "default_budget": min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top),
         "max_chars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
         "solve_config": config,
     })  # fmt: skip

@@ -1,0 +1,114 @@
+"""Who may start a request now: a platform key's limits and the solve page's caps, written
+once over the Limits interface (pool/gateway/limits.py), whichever home it has.
+
+Tokens per minute hold under concurrency because a request reserves, when it is admitted,
+the most it may use (its prompt, estimated, plus max_tokens); when it ends, the
+reservation is settled to what the member reported or what the gateway counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pool.gateway import errors
+from pool.gateway.limits import NOTHING, Budget, Cap, Limits, Pass, Refused
+from pool.gateway.registry import KeyInfo
+from pool.gateway.validation import prompt_texts
+
+# A prompt's tokens, estimated before any member has seen it: a token per 3 bytes of
+# UTF-8 (English runs about 4 characters a token, Chinese about one a character, which is
+# 3 bytes), plus what the chat template adds around each message.
+BYTES_PER_TOKEN = 3
+TEMPLATE_TOKENS = 8
+
+
+def estimate_prompt_tokens(body: dict) -> int:
+    texts = prompt_texts(body)
+    return sum(len(text.encode()) // BYTES_PER_TOKEN + TEMPLATE_TOKENS for text in texts)
+
+
+@dataclass(frozen=True, slots=True)
+class StudentCaps:
+    """The solve page's limits per address and as a whole, from the Routing page."""
+
+    per_minute: int  # problems per minute per address
+    at_once: int | None = None  # answers in flight per address
+    pool_slots: int | None = None  # answers in flight for all students together
+
+
+class Admission:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    async def key(self, info: KeyInfo | None, *, tokens: int) -> Pass:
+        """Admit a request on a platform key that may use `tokens` (prompt and answer)."""
+        if info is None:  # an open API: no key, no limits
+            return NOTHING
+        budgets = []
+        if info.rpm is not None:
+            budgets.append(Budget(f"rpm:key:{info.id}", info.rpm, 1))
+        if info.tpm is not None:
+            if tokens > info.tpm:
+                raise errors.invalid(
+                    f"this request may use {tokens} tokens (its prompt, estimated, and max_tokens), more than "
+                    f"this key's limit of {info.tpm} tokens per minute; ask for fewer max_tokens",
+                    param="max_tokens", code="tokens_over_key_limit")  # fmt: skip
+            budgets.append(Budget(tpm_budget(info), info.tpm, tokens))
+        caps = (Cap(f"key:{info.id}", info.max_parallel),) if info.max_parallel is not None else ()
+        try:
+            return await self.limits.admit(tuple(budgets), caps)
+        except Refused as refused:
+            raise key_refusal(info, refused) from None
+
+    async def student(self, address: str, caps: StudentCaps) -> Pass:
+        budgets = (Budget(f"rpm:address:{address}", caps.per_minute, 1),)
+        places = tuple(Cap(name, most) for name, most in ((f"address:{address}", caps.at_once),
+                                                          ("solve", caps.pool_slots)) if most is not None)  # fmt: skip
+        try:
+            return await self.limits.admit(budgets, places)
+        except Refused as refused:
+            raise student_refusal(caps, refused) from None
+
+    def settle(self, taken: Pass, key: KeyInfo | None, *, tokens: int) -> None:
+        """The request ended having used `tokens`: correct the key's reservation, free its places."""
+        if taken is NOTHING:
+            return
+        used = {tpm_budget(key): tokens} if key is not None and key.tpm is not None else {}
+        self.limits.settle(taken, used)
+
+
+def tpm_budget(info: KeyInfo) -> str:
+    return f"tpm:key:{info.id}"
+
+
+def key_refusal(info: KeyInfo, refused: Refused) -> errors.ApiError:
+    wait = refused.retry_after
+    if refused.limit.name.startswith("rpm:"):
+        return errors.rate_limited(f"this key's limit of {info.rpm} requests per minute is reached",
+                                   code="rate_limit_requests", retry_after=wait)  # fmt: skip
+    if refused.limit.name.startswith("tpm:"):
+        return errors.rate_limited(
+            f"this key's limit of {info.tpm} tokens per minute is reached (requests in flight reserve their "
+            "max_tokens until they end)", code="rate_limit_tokens", retry_after=wait)  # fmt: skip
+    return errors.rate_limited(f"this key already has {info.max_parallel} requests in flight (its limit)",
+                               code="rate_limit_parallel", retry_after=wait)  # fmt: skip
+
+
+def student_refusal(caps: StudentCaps, refused: Refused) -> errors.ApiError:
+    wait = refused.retry_after
+    if refused.limit.name.startswith("rpm:"):
+        return errors.rate_limited(f"you have sent {caps.per_minute} problems in the last minute; please wait a little",
+                                   code="rate_limit_address", retry_after=wait)  # fmt: skip
+    if refused.limit.name.startswith("address:"):
+        many = "an answer is" if caps.at_once == 1 else f"{caps.at_once} answers are"
+        return errors.rate_limited(f"{many} already being written for you; wait for it to finish or stop it first",
+                                   code="solve_inflight_per_address", retry_after=wait)  # fmt: skip
+    return errors.rate_limited("the solver is busy with other students' problems right now; please try again shortly",
+                               code="solve_pool_share", retry_after=max(wait, 5))  # fmt: skip
+
+
+def pool_share(share: float, slots: int) -> int:
+    """Answers in flight that students may have together: their share of the members'
+    slots, rounded down, and at least one (else a one-member pool would never answer them)."""
+    return max(1, math.floor(share * slots))

@@ -1,0 +1,42 @@
+"""One request's account: who asked, what it was admitted with, what it cost and produced.
+Filled in as the request goes (the exchange writes into it even while the client leaves,
+so a stream cut short still has its tokens), and closed in one place, Gateway.finish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pool.gateway.limits import Pass
+from pool.gateway.registry import KeyInfo
+
+CLIENT_GONE = 499  # the client went away before the answer was whole, as nginx logs it
+
+
+@dataclass(slots=True, eq=False)
+class Outcome:
+    started: float  # perf_counter() at arrival
+    label: str = ""  # for metrics: the key's name, "open", or "solve"
+    key: KeyInfo | None = None
+    admitted: Pass | None = None  # set once the limits let it through
+    prompt_estimate: int = 0
+    max_tokens: int = 0
+    stream: bool = False
+    member: str = ""
+    status: int = 0  # 0: nothing to count (a listing, or a client gone before its request was whole)
+    ttft_s: float | None = None
+    queue_wait_s: float = 0.0
+    upstream_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 500 or self.status == CLIENT_GONE
+
+    def tokens_used(self) -> int:
+        """What the request is charged: the member's counts, or the gateway's. A client that
+        left a whole (not streamed) answer is charged all it reserved: the member generates
+        it anyway, and nobody counted it."""
+        if self.status == CLIENT_GONE and not self.stream and not self.completion_tokens:
+            return self.prompt_estimate + self.max_tokens
+        return self.prompt_tokens + self.completion_tokens
