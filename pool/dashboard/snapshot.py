@@ -13,7 +13,6 @@ from django.utils import timezone
 from pool import metrics
 from pool.dashboard import resources
 from pool.gateway import inflight
-from pool.gateway.app import gateway
 from pool.models import AlertRule, Member, Node, states
 
 DASH = "–"
@@ -119,8 +118,7 @@ def signature(rows: list[dict]) -> str:
 
 def queue_depth() -> int:
     """Requests waiting for a member: in every gateway when they share Redis, else in this one."""
-    shared = inflight.shared()
-    return shared.queue_depth_live() if shared else len(gateway.router.queue)
+    return inflight.slots().waiting_live()
 
 
 def totals(now: float | None = None) -> dict:

@@ -72,11 +72,10 @@ class Gateway:
     async def sample_forever(self) -> None:
         while True:
             self.registry.sample_load(len(self.router.queue))
-            if self.router.shared is not None:
-                try:
-                    await self.router.shared.report_queue(len(self.router.queue))
-                except Exception:  # Redis away for a moment: the next second tries again
-                    log.warning("could not report the queue depth to Redis", exc_info=True)
+            try:
+                await self.router.slots.report_waiting()
+            except Exception:  # Redis away for a moment: the next second tries again
+                log.warning("could not report the queue depth to Redis", exc_info=True)
             await asyncio.sleep(1.0)
 
     async def __call__(self, scope, receive, send) -> None:

@@ -19,8 +19,7 @@ from pool import metrics
 from pool.gateway import errors, inflight
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.registry import Registry
-from pool.gateway.shared_slots import NotYourTurn, Turn
-from pool.gateway.strategies import RoundRobin
+from pool.gateway.slots import Lease, NotYourTurn, Slots, Turn
 from pool.gateway.tasks import spawn
 
 # With shared slots, other gateways announce freed slots; waiters also look this often,
@@ -28,6 +27,8 @@ from pool.gateway.tasks import spawn
 SHARED_POLL_S = 0.1
 # A pick can lose its slot to another gateway between reading counts and taking it.
 SHARED_PICK_TRIES = 3
+# The turn of a request that just came: it goes ahead only if no one waits in any line.
+ARRIVING = Turn("", 0.0)
 
 
 @dataclass(eq=False)
@@ -36,10 +37,10 @@ class Slot:
 
     backend: Backend
     tokens: int = 0  # added to the member's work while the slot is held
-    lease: str | None = None  # set when the slot is a lease in Redis
+    lease: Lease = ""  # set when the slot is a lease in Redis
 
 
-def occupy(backend: Backend, ctx: RouteContext, lease: str | None = None) -> Slot:
+def occupy(backend: Backend, ctx: RouteContext, lease: Lease = "") -> Slot:
     """The slot a request takes; its tokens count as the member's work until it is released."""
     backend.work += ctx.tokens
     return Slot(backend, ctx.tokens, lease)
@@ -49,39 +50,41 @@ def occupy(backend: Backend, ctx: RouteContext, lease: str | None = None) -> Slo
 class Waiter:
     ctx: RouteContext
     exclude: frozenset[int]
-    turn: Turn | None = None  # its place in the line all gateways share, with shared slots
+    turn: Turn | None = None  # its place in the line all gateways share (retries stay out)
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class Router:
-    def __init__(self, registry: Registry, shared=None):
+    def __init__(self, registry: Registry, slots: Slots | None = None):
         self.registry = registry
-        self.shared = shared if shared is not None else inflight.shared()
+        self.slots = slots if slots is not None else inflight.slots()
         self.queue: deque[Waiter] = deque()
         self._dispatching = False
         self._again = False
         self._poke = asyncio.Event()
         self._numbers = 0  # this gateway's waiters, numbered for the shared line
         registry.listeners.append(self.wake)
-        if self.shared is not None:
-            self.shared.on_freed.append(self.wake)
+        self.slots.on_freed.append(self.wake)
 
     async def take(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None = None) -> Slot | None:
         """A slot on the member the strategy picks, or None if no member has room. With
         shared slots, raises NotYourTurn while an earlier request waits in any gateway."""
-        if self.shared is None:
+        if self.slots.at_once:
             return self.take_here(ctx, exclude)
+        if turn is ARRIVING:
+            turn = Turn("", time.time())
         members = [m for m in self.registry.routable() if m.id not in exclude]
-        await self.shared.refresh([m.id for m in members])
-        if isinstance(self.registry.strategy, RoundRobin):
+        await self.slots.refresh([m.id for m in members])
+        strategy = self.registry.strategy
+        if strategy.shares_turns:
             # Turns come from one counter shared by every gateway, so the split stays even.
-            self.registry.strategy.next = await self.shared.next_position()
+            strategy.follow(await self.slots.next_position())
         for _ in range(SHARED_PICK_TRIES):
-            backend = self.registry.strategy.pick(members, ctx)
+            backend = strategy.pick(members, ctx)
             if backend is None:
                 return None
-            lease = await self.shared.take(backend.id, backend.max_inflight, turn,
-                                           max_wait_s=self.registry.policy.queue_timeout_s + 5)  # fmt: skip
+            lease = await self.slots.take(backend.id, backend.max_inflight, turn,
+                                          max_wait_s=self.registry.policy.queue_timeout_s + 5)  # fmt: skip
             if lease is not None:
                 return occupy(backend, ctx, lease)
         return None
@@ -91,8 +94,7 @@ class Router:
         backend = self.registry.strategy.pick([m for m in self.registry.routable() if m.id not in exclude], ctx)
         if backend is None:
             return None
-        inflight.acquire(backend.id)
-        return occupy(backend, ctx)
+        return occupy(backend, ctx, self.slots.take_now(backend.id))
 
     async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Slot, float]:
         """A slot taken for this request, and how long it waited for it."""
@@ -102,7 +104,7 @@ class Router:
                 "(or wait while members start)", code="no_ready_member", retry_after=5)  # fmt: skip
         if not self.queue:  # arrivals never jump the queue
             with contextlib.suppress(NotYourTurn):
-                slot = await self.take(ctx, exclude, self.arrival_turn())
+                slot = await self.take(ctx, exclude, ARRIVING)
                 if slot is not None:
                     return slot, 0.0
         policy = self.registry.policy
@@ -112,20 +114,16 @@ class Router:
                 code="queue_full", retry_after=self.retry_after())  # fmt: skip
         return await self._wait(Waiter(ctx, exclude), policy.queue_timeout_s)
 
-    def arrival_turn(self) -> Turn | None:
-        """A request that just came, before it joins the line (shared slots only)."""
-        return Turn("", time.time()) if self.shared is not None else None
-
     async def _wait(self, waiter: Waiter, timeout_s: float) -> tuple[Slot, float]:
         started = time.monotonic()
         # Numbered and queued before any await, so this gateway's queue is in line order.
-        self.queue.append(waiter)
+        self._enter(waiter)
         try:
-            if self.shared is not None and not waiter.exclude:
+            if not waiter.exclude:
                 # Retries (which exclude members) stay out of the shared line: they could hold it up.
                 self._numbers += 1
-                waiter.turn = self.shared.turn(self._numbers, time.time())
-                await self.shared.join_line(waiter.turn)
+                waiter.turn = self.slots.turn(self._numbers, time.time())
+                await self.slots.join_line(waiter.turn)
             self.wake()
             slot = await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
         except BaseException as exc:  # gave up, the client left, or Redis failed
@@ -137,12 +135,20 @@ class Router:
                 code="queue_timeout", retry_after=self.retry_after()) from None  # fmt: skip
         finally:
             if waiter.turn is not None:
-                spawn(self.shared.leave_line(waiter.turn))
+                self.slots.leave_line(waiter.turn)
         return slot, time.monotonic() - started
+
+    def _enter(self, waiter: Waiter) -> None:
+        self.queue.append(waiter)
+        self.slots.waiting += 1
+
+    def _leave(self, waiter: Waiter) -> None:
+        self.queue.remove(waiter)
+        self.slots.waiting -= 1
 
     def _abandon(self, waiter: Waiter) -> None:
         if waiter in self.queue:
-            self.queue.remove(waiter)
+            self._leave(waiter)
         if waiter.future.done() and not waiter.future.cancelled():
             # A slot was handed over just as the waiter gave up: give it back.
             self.release(waiter.future.result())
@@ -151,18 +157,15 @@ class Router:
 
     def release(self, slot: Slot) -> None:
         slot.backend.work -= slot.tokens
-        if slot.lease is None:
-            inflight.release(slot.backend.id)
-        else:
-            spawn(self.shared.give_back(slot.backend.id, slot.lease))
+        self.slots.give_back(slot.backend.id, slot.lease)
         self.wake()
 
     def wake(self) -> None:
-        """Hand free slots to waiters: at once with this process's counts, else soon, on
+        """Hand free slots to waiters: at once where the slots answer at once, else soon, on
         the event loop (taking a shared slot means asking Redis)."""
         if not self.queue:
             return
-        if self.shared is None:
+        if self.slots.at_once:
             for waiter in list(self.queue):
                 if not waiter.future.done() and not self.hand(waiter, self.take_here(waiter.ctx, waiter.exclude)):
                     return
@@ -191,7 +194,7 @@ class Router:
             self._dispatching = False
 
     async def _dispatch_once(self) -> None:
-        """Oldest waiter first, with shared slots."""
+        """First in line first, with slots that need a round trip."""
         for waiter in list(self.queue):
             if waiter.future.done():  # it gave up; _abandon has taken it out of the queue
                 continue
@@ -211,7 +214,7 @@ class Router:
         if waiter.future.done():  # it gave up while we took the slot
             self.release(slot)
         else:
-            self.queue.remove(waiter)  # still there: only _abandon removes a waiting one
+            self._leave(waiter)  # still there: only _abandon removes a waiting one
             waiter.future.set_result(slot)
         return True
 
@@ -220,4 +223,3 @@ class Router:
         mean = metrics.summary(60).get("mean_s") or 1.0
         members = max(1, sum(b.max_inflight for b in self.registry.routable()))
         return max(1.0, mean * (len(self.queue) + 1) / members)
-

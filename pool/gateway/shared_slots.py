@@ -14,11 +14,13 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from pool.gateway.slots import Lease, NotYourTurn, Turn
+from pool.gateway.tasks import spawn
 
 PREFIX = "vibeadmin:inflight:"
 # Given-back slots are announced here, so waiters in every gateway look at once.
@@ -53,19 +55,11 @@ return 0
 LINE = "vibeadmin:waiting"
 
 
-class NotYourTurn(Exception):
-    """A request that arrived earlier waits in another gateway: it goes first."""
-
-
-@dataclass(frozen=True)
-class Turn:
-    """A request's place in the line all gateways share: who it is, and when it came."""
-
-    entry: str  # "" for a request that has not joined the line (it just arrived)
-    arrived: float
-
-
 class SharedSlots:
+    """The Slots protocol (slots.py) in Redis. Also the key limits' parallel leases."""
+
+    at_once = False  # every take is a round trip to Redis
+
     def __init__(self, url: str, prefix: str = PREFIX):
         self.url = url
         self.prefix = prefix
@@ -78,6 +72,7 @@ class SharedSlots:
         self._listener: asyncio.Task | None = None
         self._heart: asyncio.Task | None = None
         self.on_freed: list = []  # called (on the event loop) when any gateway frees a slot
+        self.waiting = 0  # requests waiting in this gateway's line, reported to the others
 
     @property
     def lease_s(self) -> float:
@@ -111,8 +106,11 @@ class SharedSlots:
         for name, n in zip(names, await pipe.execute(), strict=True):
             self.cache[name] = n
 
+    def take_now(self, member_id: int) -> Lease:
+        raise NotImplementedError("shared slots are taken with a round trip: take()")
+
     async def take(self, name: int | str, capacity: int, turn: Turn | None = None,
-                   max_wait_s: float = 60.0) -> str | None:  # fmt: skip
+                   max_wait_s: float = 60.0) -> Lease | None:  # fmt: skip
         """A lease on one of `name`'s slots, or None if it is full. With a `turn`, raises
         NotYourTurn while a request that arrived earlier waits in any gateway; a place in
         line older than `max_wait_s` (the queue's deadline) is stale, its leave lost."""
@@ -131,11 +129,15 @@ class SharedSlots:
         self.cache[name] = self.cache.get(name, 0) + 1
         return lease
 
-    async def give_back(self, name: int | str, lease: str) -> None:
+    def give_back(self, name: int | str, lease: Lease) -> asyncio.Task | None:
+        """Free the lease in the background (awaitable, for who must know it is done)."""
         key = self.held.pop(lease, None)
         if key is None:
-            return
+            return None
         self.cache[name] = max(0, self.cache.get(name, 1) - 1)
+        return spawn(self._give_back(name, key, lease))
+
+    async def _give_back(self, name: int | str, key: str, lease: Lease) -> None:
         pipe = self.client().pipeline(transaction=False)
         pipe.zrem(key, lease)
         pipe.publish(FREED_CHANNEL, str(name))
@@ -147,8 +149,11 @@ class SharedSlots:
         pipe.zadd(LINE, {turn.entry: turn.arrived})
         await pipe.execute()
 
-    async def leave_line(self, turn: Turn) -> None:
+    def leave_line(self, turn: Turn) -> asyncio.Task:
         """Out of the line (served, or gave up): the next in line, anywhere, may go."""
+        return spawn(self._leave_line(turn))
+
+    async def _leave_line(self, turn: Turn) -> None:
         pipe = self.client().pipeline(transaction=False)
         pipe.zrem(LINE, turn.entry)
         pipe.publish(FREED_CHANNEL, "line")
@@ -185,9 +190,9 @@ class SharedSlots:
         """Round robin's turn, shared: gateways take turns from one counter."""
         return int(await self.client().incr("vibeadmin:rr:next")) - 1
 
-    async def report_queue(self, depth: int) -> None:
-        """This gateway's queue depth, kept a few seconds: a dead gateway's drops out."""
-        await self.client().set(f"vibeadmin:queue:{self.owner}", depth, ex=5)
+    async def report_waiting(self) -> None:
+        """This gateway's waiting count, kept a few seconds: a dead gateway's drops out."""
+        await self.client().set(f"vibeadmin:queue:{self.owner}", self.waiting, ex=5)
 
     def cached(self, name: int | str) -> int:
         return self.cache.get(name, 0)
@@ -209,7 +214,7 @@ class SharedSlots:
             return True
         return False
 
-    def queue_depth_live(self) -> int:
+    def waiting_live(self) -> int:
         """Requests waiting in every gateway's queue."""
         return sum(int(self._sync.get(key) or 0) for key in self._sync.scan_iter(match="vibeadmin:queue:*"))
 
