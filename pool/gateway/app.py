@@ -71,7 +71,7 @@ class Gateway:
 
     async def sample_forever(self) -> None:
         while True:
-            self.registry.sample_load(len(self.router.queue))
+            self.router.sample()
             try:
                 await self.router.slots.report_waiting()
             except Exception:  # Redis away for a moment: the next second tries again
@@ -132,7 +132,8 @@ class Gateway:
         if "messages" in request.body:
             request.body["messages"], _ = prepare_messages(request.body["messages"], request.task, policy.prompts)
         path = "/v1/completions" if route == "completion" else "/v1/chat/completions"
-        ctx = RouteContext(client, tokens=request.body["max_tokens"])  # validate() fills in the default
+        tenant = caller.key.tenant if caller.key else policy.solve_tenant  # keyless callers share the solve page's
+        ctx = RouteContext(client, tokens=request.body["max_tokens"], tenant=tenant)  # validate() fills max_tokens
         await self.auth.admit(caller)
         outcome = None
         try:

@@ -8,14 +8,20 @@ once; the module functions below are the short names the rest of the code uses.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from pool.gateway.fair import PUBLIC, FairClock, Tenant
 from pool.gateway.slots import Lease, Slots, Turn
+
+if TYPE_CHECKING:
+    from pool.gateway.backend import RouteContext
 
 _counts: defaultdict[int, int] = defaultdict(int)
 
@@ -28,6 +34,7 @@ class LocalSlots:
     def __init__(self) -> None:
         self.on_freed: list[Callable[[], None]] = []
         self.waiting = 0
+        self.clock = FairClock()
         self._positions = itertools.count()
 
     def cached(self, member_id: int) -> int:
@@ -44,27 +51,40 @@ class LocalSlots:
     async def report_waiting(self) -> None:
         pass  # waiting_live() reads it here
 
-    def take_now(self, member_id: int) -> Lease:
+    def take_now(self, member_id: int, ctx: RouteContext, turn: Turn | None) -> Lease:
         _counts[member_id] += 1
+        if turn is None or not turn.entry:
+            self.clock.start(self.clock.tag(ctx.tenant, ctx.tokens))
+        else:
+            self.clock.start(turn.tag)
         return ""
 
-    async def refresh(self, member_ids: list[int]) -> None:
+    async def refresh(self, member_ids: Sequence[int]) -> None:
         pass  # the counts are this process's own: always current
 
     async def take(self, member_id: int, capacity: int, turn: Turn | None, max_wait_s: float) -> Lease | None:
-        return self.take_now(member_id) if _counts.get(member_id, 0) < capacity else None
+        if _counts.get(member_id, 0) >= capacity:
+            return None
+        _counts[member_id] += 1
+        return ""
 
     def give_back(self, member_id: int, lease: Lease) -> None:
         _counts[member_id] = max(0, _counts[member_id] - 1)
 
-    def turn(self, number: int, arrived: float) -> Turn:
-        return Turn(str(number), arrived)
+    def settle(self, tenant: Tenant, charged: int, used: int) -> None:
+        self.clock.settle(tenant, charged, used)
 
-    async def join_line(self, turn: Turn) -> None:
-        pass  # one process, one line: the router's own holds the order
+    def turn(self, number: int, arrived: float, ctx: RouteContext | None = None) -> Turn:
+        tenant, tokens = (ctx.tenant, ctx.tokens) if ctx else (PUBLIC, 0)
+        return Turn(str(number), arrived, tenant, tokens)
 
-    def leave_line(self, turn: Turn) -> None:
-        pass
+    async def join_line(self, turn: Turn) -> Turn:
+        # One process, one line: the router's own holds the order; the clock tags it.
+        return dataclasses.replace(turn, tag=self.clock.tag(turn.tenant, turn.tokens))
+
+    def leave_line(self, turn: Turn, served: bool = True) -> None:
+        if not served:
+            self.clock.settle(turn.tenant, turn.tokens, 0)
 
     async def next_position(self) -> int:
         return next(self._positions)

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from pool import metrics
 from pool.gateway.backend import Backend
+from pool.gateway.fair import BATCH, Tenant
 from pool.gateway.prompts import PromptSettings
 from pool.gateway.strategies import Strategy, make_strategy
 from pool.models import ApiKey, Member, Node, PoolSettings, states
@@ -47,6 +48,20 @@ class KeyInfo:
     recent_requests: list[float] = field(default_factory=list)
     recent_tokens: list[tuple[float, int]] = field(default_factory=list)
     pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # requests, prompt, completion, errors
+    weight: int = 1
+    priority: str = "interactive"
+    _tenant: Tenant | None = field(default=None, repr=False)
+
+    @property
+    def tenant(self) -> Tenant:
+        """Whose service its requests count as (fair.py); made once, remade when changed."""
+        if self._tenant is None:
+            self._tenant = Tenant(f"key:{self.id}", self.name, self.weight, self.priority == BATCH)
+        return self._tenant
+
+    def share(self, *, weight: int, priority: str) -> None:
+        if (weight, priority) != (self.weight, self.priority):
+            self.weight, self.priority, self._tenant = weight, priority, None
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class PoolPolicy:
     solve_rpm: int
     prompts: PromptSettings
     model_id: str
+    solve_tenant: Tenant = Tenant("solve", "solve")
 
     def accepts_model(self, name: str) -> bool:
         return name in (self.model_id, MODEL_ALIAS)
@@ -76,6 +92,7 @@ def _policy(row: PoolSettings) -> PoolPolicy:
             row.language_hint_enabled,
         ),
         model_id=chosen_model().model_id,
+        solve_tenant=Tenant("solve", "solve", row.solve_weight, row.solve_priority == BATCH),
     )
 
 
@@ -126,6 +143,7 @@ class Registry:
             if info is None:
                 info = self.keys[key.key_hash] = KeyInfo(key.pk, key.name, key.rpm, key.tpm, key.max_parallel)
             info.rpm, info.tpm, info.max_parallel, info.active = key.rpm, key.tpm, key.max_parallel, key.is_active
+            info.share(weight=key.weight, priority=key.priority)
         policy = _policy(row)
         if self._policy is None or policy.strategy != self._policy.strategy:
             try:

@@ -10,9 +10,14 @@ to its waiter inside the release itself and nothing can come between.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pool.gateway.fair import PUBLIC, Tenant
+
+if TYPE_CHECKING:
+    from pool.gateway.backend import RouteContext
 
 Lease = str  # "" for a slot counted in this process
 
@@ -23,10 +28,14 @@ class NotYourTurn(Exception):
 
 @dataclass(frozen=True)
 class Turn:
-    """A request's place in the line all gateways share: who it is, and when it came."""
+    """A request's place in the line all gateways share: who it is, when it came, whose
+    service it counts as, and (once in line) its fair start tag (fair.py)."""
 
     entry: str  # "" for a request that has not joined the line (it just arrived)
     arrived: float
+    tenant: Tenant = PUBLIC
+    tokens: int = 0
+    tag: float = 0.0
 
 
 class Slots(Protocol):
@@ -50,26 +59,32 @@ class Slots(Protocol):
         """Publish this process's waiting count where waiting_live() finds it."""
 
     # --- taking and giving back ----------------------------------------------------------
-    def take_now(self, member_id: int) -> Lease:
-        """Only where `at_once`: the strategy's pick saw room in these very counts."""
+    def take_now(self, member_id: int, ctx: RouteContext, turn: Turn | None) -> Lease:
+        """Only where `at_once`: the strategy's pick saw room in these very counts. The
+        request starts in fair time: charged now, unless its turn was charged in line."""
 
-    async def refresh(self, member_ids: list[int]) -> None:
+    async def refresh(self, member_ids: Sequence[int]) -> None:
         """Bring the cached counts of these members up to date before a pick."""
 
     async def take(self, member_id: int, capacity: int, turn: Turn | None, max_wait_s: float) -> Lease | None:
         """A slot, or None when the member is full; raises NotYourTurn while a request
-        earlier in the line waits elsewhere."""
+        earlier in the line (lower fair tag) waits elsewhere. A turn with no entry is an
+        arrival, charged if it gets the slot; None skips the line (retries, key limits)."""
 
     def give_back(self, member_id: int, lease: Lease) -> Any:
         """Free the slot; the freed-slot notifications follow."""
 
+    def settle(self, tenant: Tenant, charged: int, used: int) -> Any:
+        """A request ended: its tenant is charged what it used, not its max_tokens."""
+
     # --- the line ------------------------------------------------------------------------
-    def turn(self, number: int, arrived: float) -> Turn: ...
+    def turn(self, number: int, arrived: float, ctx: RouteContext | None = None) -> Turn: ...
 
-    async def join_line(self, turn: Turn) -> None: ...
+    async def join_line(self, turn: Turn) -> Turn:
+        """In line, charged: the same turn with its fair start tag."""
 
-    def leave_line(self, turn: Turn) -> Any:
-        """Out of the line (served, or gave up): the next in line, anywhere, may go."""
+    def leave_line(self, turn: Turn, served: bool = True) -> Any:
+        """Out of the line: the next in line, anywhere, may go. One that gave up is not charged."""
 
     async def next_position(self) -> int:
         """Round robin's turn: one counter for every gateway that shares these slots."""

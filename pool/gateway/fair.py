@@ -1,0 +1,193 @@
+"""Fair sharing of the pool between tenants, when every member is full.
+
+A tenant is an API key, or the solve page (whose students, and keyless /v1/ callers when
+the operator opens it, share one tenant). Each has a weight and a priority class.
+
+The order is start-time fair queuing (SFQ; Goyal, Vin and Cheng, 1996), with service
+counted in tokens: a request is tagged S = max(V, F[tenant]) when it joins the line (or
+starts at once), and its tenant's finish tag moves to F = S + max_tokens / weight. The
+line serves the lowest tag first; V, the virtual time, is the tag of the latest request
+to start. A tenant idle for a while comes back at V, not at its old finish tag: it banks
+no credit. When a request ends, its charge is settled to the tokens it really generated.
+Within a tenant, arrival order; batch tenants only get slots no interactive waiter wants.
+The same arithmetic runs in Redis (shared_slots.py) when gateways share their line.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pool.gateway.router import Waiter
+
+INTERACTIVE, BATCH = "interactive", "batch"
+PRIORITIES = (INTERACTIVE, BATCH)
+# Batch tags sort after every interactive one (Redis keeps both in one sorted set).
+BATCH_OFFSET = 1e12
+# Pace figures fade with each release: about the last hundred count.
+PACE_KEEP = 0.99
+PACE_MIN_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """Who a request's service is counted to."""
+
+    id: str  # "key:<pk>", or "solve"
+    name: str  # for metrics and the dashboard
+    weight: int = 1
+    batch: bool = False
+
+    def cost(self, tokens: int) -> float:
+        """How far a request moves this tenant's finish tag."""
+        return max(tokens, 1) / max(self.weight, 1)
+
+
+PUBLIC = Tenant("solve", "solve")
+
+
+class FairClock:
+    """SFQ's virtual time and each tenant's finish tag, in one process."""
+
+    def __init__(self) -> None:
+        self.v = 0.0
+        self.finish: dict[str, float] = {}
+
+    def tag(self, tenant: Tenant, tokens: int) -> float:
+        """The start tag of a request joining the line; its tenant is charged now."""
+        start = max(self.v, self.finish.get(tenant.id, 0.0))
+        self.finish[tenant.id] = start + tenant.cost(tokens)
+        return start
+
+    def start(self, tag: float) -> None:
+        if tag > self.v:
+            self.v = tag
+
+    def settle(self, tenant: Tenant, charged: int, used: int) -> None:
+        """Give back what a request was charged and did not use (all of it, if it never ran)."""
+        if used < charged and tenant.id in self.finish:
+            self.finish[tenant.id] -= (max(charged, 1) - used) / max(tenant.weight, 1)
+
+
+@dataclass(eq=False)
+class TenantLine:
+    """One tenant's waiters, in arrival order, and the tokens they asked for."""
+
+    tenant: Tenant
+    waiters: deque = field(default_factory=deque)
+    tokens: int = 0
+
+
+class FairLine:
+    """This process's waiters in fair order. Only each tenant's first waiter competes (so a
+    tenant's own requests keep their arrival order); the lowest (class, tag, arrival) wins.
+    Finding it scans the tenants with waiters, not the waiters."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, TenantLine] = {}
+        self._count = 0
+        self._numbers = itertools.count()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, waiter: Waiter) -> None:
+        tenant = waiter.ctx.tenant
+        line = self.tenants.get(tenant.id)
+        if line is None:
+            line = self.tenants[tenant.id] = TenantLine(tenant)
+        waiter.number = next(self._numbers)
+        waiter.queued = True
+        line.waiters.append(waiter)
+        line.tokens += waiter.ctx.tokens
+        self._count += 1
+
+    def remove(self, waiter: Waiter) -> None:
+        line = self.tenants[waiter.ctx.tenant.id]
+        if line.waiters[0] is waiter:
+            line.waiters.popleft()
+        else:
+            line.waiters.remove(waiter)
+        waiter.queued = False
+        line.tokens -= waiter.ctx.tokens
+        self._count -= 1
+        if not line.waiters:
+            del self.tenants[waiter.ctx.tenant.id]
+
+    def first(self) -> Waiter | None:
+        best = None
+        best_key = (True, math.inf, 0)
+        for line in self.tenants.values():
+            head = line.waiters[0]
+            key = (line.tenant.batch, head.tag, head.number)
+            if key < best_key:
+                best, best_key = head, key
+        return best
+
+    def __iter__(self) -> Iterator[Waiter]:
+        """Every waiter, in the order they would be served (for the rare walk past a waiter
+        that can use no free member)."""
+
+        def keyed(line: TenantLine):
+            tag = -math.inf
+            for w in list(line.waiters):
+                tag = max(tag, w.tag)  # behind its tenant's earlier waiters, whatever its own tag
+                yield (line.tenant.batch, tag, w.number), w
+
+        for _, waiter in heapq.merge(*(keyed(line) for line in list(self.tenants.values())), key=lambda kw: kw[0]):
+            yield waiter
+
+    def work_ahead(self, tenant: Tenant, tokens: int) -> int:
+        """Tokens that would start before a request of `tenant` joining now: all of its own
+        tenant's, and of every other tenant in its class as much as fair shares give them
+        meanwhile (their weight's worth for each unit of this tenant's); under batch, all
+        that interactive tenants wait for."""
+        own = self.tenants.get(tenant.id)
+        mine = own.tokens if own else 0
+        need = (mine + max(tokens, 1)) / max(tenant.weight, 1)
+        ahead = mine
+        for line in self.tenants.values():
+            if line is own or (line.tenant.batch and not tenant.batch):
+                continue
+            if tenant.batch and not line.tenant.batch:
+                ahead += line.tokens
+            else:
+                ahead += min(line.tokens, int(need * max(line.tenant.weight, 1)))
+        return ahead
+
+    def waiting_by_tenant(self) -> dict[str, int]:
+        return {line.tenant.name: len(line.waiters) for line in self.tenants.values()}
+
+
+class Pace:
+    """How fast the pool gets through work, in tokens of max_tokens per second per slot,
+    from the slots given back lately (a slot's pace does not depend on how busy the pool is)."""
+
+    def __init__(self) -> None:
+        self.tokens = 0.0
+        self.seconds = 0.0
+        self.requests = 0.0
+        self.samples = 0
+
+    def record(self, tokens: int, seconds: float) -> None:
+        self.tokens = self.tokens * PACE_KEEP + max(tokens, 1)
+        self.seconds = self.seconds * PACE_KEEP + seconds
+        self.requests = self.requests * PACE_KEEP + 1
+        self.samples += 1
+
+    def predict(self, ahead: int, slots: int) -> float | None:
+        """Seconds until a request with `ahead` tokens of work before it gets a slot, when
+        every one of `slots` is busy; None until enough requests were measured."""
+        if self.samples < PACE_MIN_SAMPLES or self.seconds <= 0 or slots < 1:
+            return None
+        per_slot = self.tokens / self.seconds
+        mean_request = self.tokens / self.requests
+        # The work ahead must start first; then, on average, half a request's worth until
+        # the next slot frees.
+        return (ahead + 0.5 * mean_request) / (per_slot * slots)
