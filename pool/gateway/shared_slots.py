@@ -71,7 +71,7 @@ if ARGV[7] ~= '' then
     local owner, arrived = string.match(head[1], '^(.+)|[^|]*|([^|]+)$')
     local fresh = arrived and tonumber(arrived) > tonumber(ARGV[1]) - tonumber(ARGV[8])
     if owner and fresh and redis.call('EXISTS', 'vibeadmin:alive:' .. owner) == 1 then
-      if head[1] ~= ARGV[6] and tonumber(head[2]) < mine then return -1 end
+      if head[1] ~= ARGV[6] and tonumber(head[2]) <= mine then return -1 end  -- a tie: who waits goes first
       break
     end
     redis.call('ZREM', KEYS[2], head[1])  -- its gateway is gone, or it waited past any deadline
