@@ -121,7 +121,7 @@ class Second:
     queue_depth: int = 0
     inflight: int = 0
     served_by_tenant: dict[str, int] = field(default_factory=dict)  # tokens generated
-    waiting_by_tenant: dict[str, int] = field(default_factory=dict)
+    waiting_by_tenant: dict[str, int] | None = None  # sampled once a second
     predicted_s: float = 0.0  # sums over the waiters served this second, and how many
     waited_s: float = 0.0
     predictions: int = 0
@@ -223,6 +223,24 @@ def record_prediction(predicted_s: float, waited_s: float) -> None:
     second.predictions += 1
 
 
+NO_TENANT_FIGURES = {"waiting": 0, "share": "–"}
+
+
+def tenant_summary(span_s: int = HISTORY_S, now: float | None = None) -> dict[str, dict]:
+    """Per tenant, as this process saw it: waiting now, and its share of the tokens served."""
+    seconds = window.last(span_s, now)
+    served: dict[str, int] = {}
+    for s in seconds:
+        for tenant, n in s.served_by_tenant.items():
+            served[tenant] = served.get(tenant, 0) + n
+    waiting = next((s.waiting_by_tenant for s in reversed(seconds) if s.waiting_by_tenant is not None), {})
+    total = sum(served.values())
+    return {
+        tenant: {"waiting": waiting.get(tenant, 0), "share": f"{served.get(tenant, 0) / total:.0%}" if total else "–"}
+        for tenant in served.keys() | waiting.keys()
+    }
+
+
 def summary(span_s: int = 60, now: float | None = None) -> dict:
     """Pool-wide and per-member figures over the last `span_s` seconds."""
     seconds = window.last(span_s, now)
@@ -274,7 +292,7 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
             "queue": s.queue_depth,
             "inflight": s.inflight,
             "tenants": s.served_by_tenant,
-            "waiting": s.waiting_by_tenant,
+            "waiting": s.waiting_by_tenant or {},
             "predicted_s": s.predicted_s / s.predictions if s.predictions else None,
             "waited_s": s.waited_s / s.predictions if s.predictions else None,
         }
