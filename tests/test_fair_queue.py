@@ -183,7 +183,7 @@ def test_work_ahead_counts_other_tenants_by_their_fair_share():
 
     class W:
         def __init__(self, tenant, tokens):
-            self.ctx, self.tag, self.number, self.queued = RouteContext("", tokens, tenant), 0.0, 0, False
+            self.ctx, self.tag, self.number, self.queued, self.turn = RouteContext("", tokens, tenant), 0.0, 0, False, None
 
     for _ in range(10):
         line.push(W(A, 100))  # type: ignore[arg-type]

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from pool.gateway.backend import RouteContext
+from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.fair import Tenant
+from pool.gateway.router import Router
 from pool.gateway.shared_slots import NotYourTurn, SharedSlots
 from pool.gateway.slots import Turn
 from tests.services import redis_missing, start_redis
@@ -144,3 +145,41 @@ async def test_a_request_that_ends_early_is_charged_what_it_generated(slots, red
     assert await gateway.take(7, capacity=1, turn=Turn("", time.time(), FLOOD, 1000)) is not None
     await gateway.settle(FLOOD, 1000, 40)
     assert float(redis.Redis.from_url(redis_url).hget("vibeadmin:fair:finish", "key:1")) == 40
+
+
+def two_gateways(redis_url: str, members: int = 2) -> list[Router]:
+    """Two routers, each with its own slots in the same Redis and its own view of the
+    members (as two gateway processes have), over stand-in members that hold a slot until
+    released."""
+    from tests.test_fair_queue import Policy, StandInRegistry
+
+    routers = []
+    for _ in range(2):
+        slots = SharedSlots(redis_url)
+
+        class Seen(Backend):
+            """A member as this gateway sees it: counts from its own slots' cache."""
+
+        Seen.has_room = property(lambda self, s=slots: s.cached(self.id) < self.max_inflight)  # type: ignore[assignment]
+        backends = [Seen(i + 1, f"m{i + 1}", "http://127.0.0.1:9") for i in range(members)]
+        routers.append(Router(StandInRegistry(backends, policy=Policy(queue_timeout_s=10)), slots))  # type: ignore[arg-type]
+    return routers
+
+
+async def test_two_gateways_serve_a_burst_in_one_fair_line_and_no_one_is_stuck(slots, redis_url):
+    routers = two_gateways(redis_url)
+    started: list[str] = []
+
+    async def one(router: Router, tenant: Tenant) -> None:
+        slot, _ = await router.acquire(RouteContext("", 4, tenant))
+        started.append(tenant.name)
+        await asyncio.sleep(0.05)
+        router.release(slot, used=2)  # settling moves the finish tag back: order must hold
+
+    flood = [asyncio.ensure_future(one(routers[i % 2], FLOOD)) for i in range(16)]
+    await asyncio.sleep(0.2)  # the flood's line has formed, across both gateways
+    light = asyncio.ensure_future(one(routers[1], LIGHT))
+    await asyncio.wait_for(asyncio.gather(*flood, light), 20)
+    at = started.index("light")
+    assert len(started) == 17
+    assert at < 8, started  # it waited for the next free slots, not behind the flood's line

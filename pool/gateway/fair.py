@@ -58,11 +58,16 @@ class FairClock:
     def __init__(self) -> None:
         self.v = 0.0
         self.finish: dict[str, float] = {}
+        self.joined: dict[str, float] = {}  # each tenant's last tag in line
 
-    def tag(self, tenant: Tenant, tokens: int) -> float:
-        """The start tag of a request joining the line; its tenant is charged now."""
-        start = max(self.v, self.finish.get(tenant.id, 0.0))
+    def tag(self, tenant: Tenant, tokens: int, *, waits: bool = True) -> float:
+        """The start tag of a request joining the line (or, waits=False, starting at once);
+        its tenant is charged now. Never below the tenant's last tag in line, though
+        settling may have moved its finish tag back: a tenant's line keeps arrival order."""
+        start = max(self.v, self.finish.get(tenant.id, 0.0), self.joined.get(tenant.id, 0.0))
         self.finish[tenant.id] = start + tenant.cost(tokens)
+        if waits:
+            self.joined[tenant.id] = start
         return start
 
     def start(self, tag: float) -> None:
@@ -85,9 +90,10 @@ class TenantLine:
 
 
 class FairLine:
-    """This process's waiters in fair order. Only each tenant's first waiter competes (so a
-    tenant's own requests keep their arrival order); the lowest (class, tag, arrival) wins.
-    Finding it scans the tenants with waiters, not the waiters."""
+    """This process's waiters in fair order: the lowest (class, place) first. Each tenant's
+    waiters are kept in place order, which is their arrival order (tags never go back
+    within a tenant), so finding the first scans the tenants with waiters, not the waiters;
+    the same order as the shared line in Redis, so gateways never wait on each other."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, TenantLine] = {}
@@ -104,7 +110,13 @@ class FairLine:
             line = self.tenants[tenant.id] = TenantLine(tenant)
         waiter.number = next(self._numbers)
         waiter.queued = True
-        line.waiters.append(waiter)
+        # In tag order, which is arrival order in the line: with shared slots, tags come
+        # from Redis in the order the joins reached it, which may not be the order they
+        # come back in. Nearly always the end.
+        at = len(line.waiters)
+        while at and place(line.waiters[at - 1]) > place(waiter):
+            at -= 1
+        line.waiters.insert(at, waiter)
         line.tokens += waiter.ctx.tokens
         self._count += 1
 
@@ -122,10 +134,10 @@ class FairLine:
 
     def first(self) -> Waiter | None:
         best = None
-        best_key = (True, math.inf, 0)
+        best_key: tuple = (True, math.inf, "", 0)
         for line in self.tenants.values():
             head = line.waiters[0]
-            key = (line.tenant.batch, head.tag, head.number)
+            key = (line.tenant.batch, *place(head))
             if key < best_key:
                 best, best_key = head, key
         return best
@@ -135,10 +147,8 @@ class FairLine:
         that can use no free member)."""
 
         def keyed(line: TenantLine):
-            tag = -math.inf
             for w in list(line.waiters):
-                tag = max(tag, w.tag)  # behind its tenant's earlier waiters, whatever its own tag
-                yield (line.tenant.batch, tag, w.number), w
+                yield (line.tenant.batch, *place(w)), w
 
         for _, waiter in heapq.merge(*(keyed(line) for line in list(self.tenants.values())), key=lambda kw: kw[0]):
             yield waiter
@@ -163,6 +173,12 @@ class FairLine:
 
     def waiting_by_tenant(self) -> dict[str, int]:
         return {line.tenant.name: len(line.waiters) for line in self.tenants.values()}
+
+
+def place(waiter: Waiter) -> tuple[float, str, int]:
+    """A waiter's place in line: its tag; on a tie, its entry in the shared line (as Redis
+    orders them: zero-padded numbers, so arrival order), then when it came here."""
+    return waiter.tag, waiter.turn.entry if waiter.turn else "", waiter.number
 
 
 class Pace:

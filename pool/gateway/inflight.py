@@ -54,7 +54,7 @@ class LocalSlots:
     def take_now(self, member_id: int, ctx: RouteContext, turn: Turn | None) -> Lease:
         _counts[member_id] += 1
         if turn is None or not turn.entry:
-            self.clock.start(self.clock.tag(ctx.tenant, ctx.tokens))
+            self.clock.start(self.clock.tag(ctx.tenant, ctx.tokens, waits=False))
         else:
             self.clock.start(turn.tag)
         return ""
@@ -76,7 +76,7 @@ class LocalSlots:
 
     def turn(self, number: int, arrived: float, ctx: RouteContext | None = None) -> Turn:
         tenant, tokens = (ctx.tenant, ctx.tokens) if ctx else (PUBLIC, 0)
-        return Turn(str(number), arrived, tenant, tokens)
+        return Turn(f"{number:012d}", arrived, tenant, tokens)
 
     async def join_line(self, turn: Turn) -> Turn:
         # One process, one line: the router's own holds the order; the clock tags it.

@@ -213,6 +213,7 @@ class Router:
             self._again = True
             self._poke.set()
             return
+        self._dispatching = True  # now, not when the task starts: a second wake must not start another
         spawn(self._dispatch())
 
     def _hand_out_here(self) -> None:
@@ -234,7 +235,6 @@ class Router:
                 return
 
     async def _dispatch(self) -> None:
-        self._dispatching = True
         try:
             while self.queue:
                 self._again = False

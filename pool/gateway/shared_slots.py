@@ -36,22 +36,28 @@ FREED_CHANNEL = "vibeadmin:freed"
 # The fair line (fair.py) in Redis: start-time fair queuing with one virtual time and one
 # finish tag per tenant for every gateway, so the order is the same whichever gateway a
 # request came to. A line entry is "<owner>|<number>|<arrival>", scored by its start tag
-# (plus BATCH_OFFSET for batch tenants).
+# (plus BATCH_OFFSET for batch tenants); the number is zero-padded, so that Redis's order
+# of equal tags (by entry) is the gateway's own (by number).
 FAIR_V = "vibeadmin:fair:v"
 FAIR_FINISH = "vibeadmin:fair:finish"
+FAIR_JOINED = "vibeadmin:fair:joined"
 
-# KEYS: the line, V, the finish tags, this gateway's heartbeat. ARGV: entry, tenant, cost
-# (max_tokens / weight), class offset. Tags the entry and charges its tenant; returns the tag.
+# KEYS: the line, V, the finish tags, this gateway's heartbeat, the last join tags. ARGV:
+# entry, tenant, cost (max_tokens / weight), class offset. Tags the entry and charges its
+# tenant; returns the tag. A tag is never below the tenant's last join tag, though settling
+# may have moved its finish tag back: within a tenant, the line keeps arrival order.
 JOIN = """
 local v = tonumber(redis.call('GET', KEYS[2]) or '0')
-local start = math.max(v, tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0'))
+local start = math.max(v, tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0'),
+                       tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '0'))
 redis.call('HSET', KEYS[3], ARGV[2], tostring(start + tonumber(ARGV[3])))
+redis.call('HSET', KEYS[5], ARGV[2], tostring(start))
 redis.call('ZADD', KEYS[1], start + tonumber(ARGV[4]), ARGV[1])
 redis.call('SET', KEYS[4], 1, 'EX', 3)
 return tostring(start)
 """
 
-# KEYS: the member's lease set, the line, V, the finish tags. ARGV: now, capacity, expiry,
+# KEYS: the member's lease set, the line, V, the finish tags, the last join tags. ARGV: now, capacity, expiry,
 # lease id, ttl ms, the caller's entry ('' for an arrival), '1' to respect the line ('' to
 # skip it: key limits, retries), the longest any request may wait, tenant ('' to charge
 # no one), cost, class offset, the entry's tag with its offset. Returns 1 taken, 0 full,
@@ -60,7 +66,8 @@ TAKE = """
 local v = tonumber(redis.call('GET', KEYS[3]) or '0')
 local mine = tonumber(ARGV[12] ~= '' and ARGV[12] or '0')
 if ARGV[6] == '' and ARGV[9] ~= '' then
-  mine = math.max(v, tonumber(redis.call('HGET', KEYS[4], ARGV[9]) or '0')) + tonumber(ARGV[11])
+  mine = math.max(v, tonumber(redis.call('HGET', KEYS[4], ARGV[9]) or '0'),
+                  tonumber(redis.call('HGET', KEYS[5], ARGV[9]) or '0')) + tonumber(ARGV[11])
 elseif ARGV[6] ~= '' then
   mine = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[6]) or mine)
 end
@@ -162,7 +169,7 @@ class SharedSlots:
         else:
             offset = BATCH_OFFSET if turn.tenant.batch else 0.0
             args += [turn.tenant.id, turn.tenant.cost(turn.tokens), offset, turn.tag + offset if turn.entry else ""]
-        taken = await self.client().eval(TAKE, 4, key, LINE, FAIR_V, FAIR_FINISH, *args)
+        taken = await self.client().eval(TAKE, 5, key, LINE, FAIR_V, FAIR_FINISH, FAIR_JOINED, *args)
         if taken == -1:
             raise NotYourTurn
         if not taken:
@@ -190,7 +197,7 @@ class SharedSlots:
         """In the line every gateway shares, at its fair tag (the heartbeat is set with it,
         before its first beat)."""
         offset = BATCH_OFFSET if turn.tenant.batch else 0.0
-        tag = await self.client().eval(JOIN, 4, LINE, FAIR_V, FAIR_FINISH, f"vibeadmin:alive:{self.owner}",
+        tag = await self.client().eval(JOIN, 5, LINE, FAIR_V, FAIR_FINISH, f"vibeadmin:alive:{self.owner}", FAIR_JOINED,
                                        turn.entry, turn.tenant.id, turn.tenant.cost(turn.tokens), offset)  # fmt: skip
         return dataclasses.replace(turn, tag=float(tag))
 
@@ -217,7 +224,7 @@ class SharedSlots:
 
     def turn(self, number: int, arrived: float, ctx: RouteContext | None = None) -> Turn:
         tenant, tokens = (ctx.tenant, ctx.tokens) if ctx else (PUBLIC, 0)
-        return Turn(f"{self.owner}|{number}|{arrived:.3f}", arrived, tenant, tokens)
+        return Turn(f"{self.owner}|{number:012d}|{arrived:.3f}", arrived, tenant, tokens)
 
     async def heartbeat_forever(self) -> None:
         """Says this gateway lives: the line forgets the waiters of one that stopped saying so."""
