@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ BATCH_OFFSET = 1e12
 # Pace figures fade with each release: about the last hundred count.
 PACE_KEEP = 0.99
 PACE_MIN_SAMPLES = 20
+# Predicting a wait looks at each tenant waiting up to this many; beyond, a bound.
+EXACT_UP_TO = 32
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,19 @@ class TenantLine:
 class FairLine:
     """This process's waiters in fair order: the lowest (class, place) first. Each tenant's
     waiters are kept in place order, which is their arrival order (tags never go back
-    within a tenant), so finding the first scans the tenants with waiters, not the waiters;
-    the same order as the shared line in Redis, so gateways never wait on each other."""
+    within a tenant), so the first is the least of the tenants' first waiters (a heap); the
+    same order as the shared line in Redis, so gateways never wait on each other."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, TenantLine] = {}
         self._count = 0
         self._numbers = itertools.count()
+        # Each tenant's first waiter, by (class, place); entries of waiters no longer first
+        # are dropped when they come up.
+        self._heads: list[tuple] = []
+        # Per class (interactive, batch): tokens waiting, and the weights of the tenants waiting.
+        self.class_tokens = [0, 0]
+        self.class_weights = [0, 0]
 
     def __len__(self) -> int:
         return self._count
@@ -108,6 +115,7 @@ class FairLine:
         line = self.tenants.get(tenant.id)
         if line is None:
             line = self.tenants[tenant.id] = TenantLine(tenant)
+            self.class_weights[tenant.batch] += max(tenant.weight, 1)
         waiter.number = next(self._numbers)
         waiter.queued = True
         # In tag order, which is arrival order in the line: with shared slots, tags come
@@ -118,29 +126,40 @@ class FairLine:
             at -= 1
         line.waiters.insert(at, waiter)
         line.tokens += waiter.ctx.tokens
+        self.class_tokens[tenant.batch] += waiter.ctx.tokens
         self._count += 1
+        if at == 0:
+            self._head(line)
+
+    def _head(self, line: TenantLine) -> None:
+        head = line.waiters[0]
+        heapq.heappush(self._heads, (line.tenant.batch, *place(head), head))
 
     def remove(self, waiter: Waiter) -> None:
         line = self.tenants[waiter.ctx.tenant.id]
         if line.waiters[0] is waiter:
             line.waiters.popleft()
+            if line.waiters:
+                self._head(line)
         else:
             line.waiters.remove(waiter)
         waiter.queued = False
         line.tokens -= waiter.ctx.tokens
+        self.class_tokens[line.tenant.batch] -= waiter.ctx.tokens
         self._count -= 1
         if not line.waiters:
             del self.tenants[waiter.ctx.tenant.id]
+            self.class_weights[line.tenant.batch] -= max(line.tenant.weight, 1)
 
     def first(self) -> Waiter | None:
-        best = None
-        best_key: tuple = (True, math.inf, "", 0)
-        for line in self.tenants.values():
-            head = line.waiters[0]
-            key = (line.tenant.batch, *place(head))
-            if key < best_key:
-                best, best_key = head, key
-        return best
+        heads = self._heads
+        while heads:
+            waiter = heads[0][-1]
+            line = self.tenants.get(waiter.ctx.tenant.id) if waiter.queued else None
+            if line is not None and line.waiters[0] is waiter:
+                return waiter
+            heapq.heappop(heads)  # served, gone, or no longer its tenant's first
+        return None
 
     def __iter__(self) -> Iterator[Waiter]:
         """Every waiter, in the order they would be served (for the rare walk past a waiter
@@ -157,19 +176,22 @@ class FairLine:
         """Tokens that would start before a request of `tenant` joining now: all of its own
         tenant's, and of every other tenant in its class as much as fair shares give them
         meanwhile (their weight's worth for each unit of this tenant's); under batch, all
-        that interactive tenants wait for."""
+        that interactive tenants wait for. Exact over a few tenants; over many, the class's
+        bound, min(their tokens, their weights' worth), kept as running sums (O(1))."""
         own = self.tenants.get(tenant.id)
         mine = own.tokens if own else 0
-        need = (mine + max(tokens, 1)) / max(tenant.weight, 1)
-        ahead = mine
+        weight = max(tenant.weight, 1)
+        need = (mine + max(tokens, 1)) / weight
+        ahead: float = mine + (self.class_tokens[0] if tenant.batch else 0)
+        batch = tenant.batch
+        if len(self.tenants) > EXACT_UP_TO:
+            others = self.class_weights[batch] - (weight if own else 0)
+            return int(ahead + min(self.class_tokens[batch] - mine, need * others))
         for line in self.tenants.values():
-            if line is own or (line.tenant.batch and not tenant.batch):
-                continue
-            if tenant.batch and not line.tenant.batch:
-                ahead += line.tokens
-            else:
-                ahead += min(line.tokens, int(need * max(line.tenant.weight, 1)))
-        return ahead
+            if line is not own and line.tenant.batch == batch:
+                share = need * max(line.tenant.weight, 1)
+                ahead += line.tokens if line.tokens < share else share
+        return int(ahead)
 
     def waiting_by_tenant(self) -> dict[str, int]:
         return {line.tenant.name: len(line.waiters) for line in self.tenants.values()}

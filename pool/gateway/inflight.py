@@ -53,8 +53,10 @@ class LocalSlots:
 
     def take_now(self, member_id: int, ctx: RouteContext, turn: Turn | None) -> Lease:
         _counts[member_id] += 1
-        if turn is None or not turn.entry:
-            self.clock.start(self.clock.tag(ctx.tenant, ctx.tokens, waits=False))
+        if turn is None or not turn.entry:  # an arrival with no one waiting, or a retry
+            tag = self.clock.tag(ctx.tenant, ctx.tokens, waits=False)
+            if not self.waiting:  # a retry goes past the line: the virtual time must not
+                self.clock.start(tag)
         else:
             self.clock.start(turn.tag)
         return ""
