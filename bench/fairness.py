@@ -254,7 +254,8 @@ def figures(result: dict) -> dict:
         "batch_rps": spread([r["beside_batch"]["batch_rps"] for r in cls]),
         "pool_rps_with_batch": spread([r["beside_batch"]["batch_rps"] + r["beside_batch"]["interactive_rps"]
                                        for r in cls]),  # fmt: skip
-        "in_time": spread([r["in_time"] / r["admitted"] for r in rej if r["admitted"]]),
+        # Admitted: let into the line (served, or timed out in it), not refused at once.
+        "in_time": spread([r["in_time"] / (r["admitted"] + r["timed_out"]) for r in rej if r["admitted"]]),
         "refused_early": sum(r["refused_early"] for r in rej), "timed_out": sum(r["timed_out"] for r in rej),
         "retry_after_within_30pct": spread([sum(abs(c["retry_after_s"] / c["real_s"] - 1) <= 0.3 for c in row_checks)
                                             / len(row_checks) for row_checks in
@@ -297,9 +298,13 @@ def goals(result: dict) -> list[dict]:
              (median("in_time") or 0) >= 0.95),
         goal("rejection: Retry-After within +-30% of the real time until a slot was free",
              _r(median("retry_after_within_30pct")), (median("retry_after_within_30pct") or 0) >= 0.95),
-        goal("the queue costs < 50 us per request at 1,000 waiting (10 tenants)", _r(median("micro_us_10_tenants")),
-             at_most("micro_us_10_tenants", 50), "us"),
-        goal("the queue costs < 50 us per request at 1,000 waiting (1,000 tenants)",
+        goal("the fair line's own work < 50 us per request at 1,000 waiting (10 tenants)",
+             _r(median("line_us_10_tenants")), at_most("line_us_10_tenants", 50), "us"),
+        goal("the fair line's own work < 50 us per request at 1,000 waiting (1,000 tenants)",
+             _r(median("line_us_1000_tenants")), at_most("line_us_1000_tenants", 50), "us"),
+        goal("through the router (event loop included) < 50 us per request at 1,000 waiting (10 tenants)",
+             _r(median("micro_us_10_tenants")), at_most("micro_us_10_tenants", 50), "us"),
+        goal("through the router (event loop included) < 50 us per request at 1,000 waiting (1,000 tenants)",
              _r(median("micro_us_1000_tenants")), at_most("micro_us_1000_tenants", 50), "us"),
     ]  # fmt: skip
 
@@ -359,7 +364,8 @@ def markdown(result: dict) -> str:
         f"{f['windows_within_5pct']}/{f['windows']} windows within 5% |",
         f"| interactive p95 beside batch, over alone | {cell('interactive_vs_alone', 2)} |",
         f"| batch req/s beside it; pool req/s | {cell('batch_rps', 1)}; {cell('pool_rps_with_batch', 1)} |",
-        f"| admitted requests that started before the {result['deadline_s']:g} s deadline | {cell('in_time')} |",
+        f"| admitted requests (served or timed out in line) that started before the {result['deadline_s']:g} s "
+        f"deadline | {cell('in_time')} |",
         f"| refused early / timed out in line | {f['refused_early']} / {f['timed_out']} |",
         f"| Retry-After within 30% of the real wait | {cell('retry_after_within_30pct')} |",
         f"| prediction (unrounded) within 30% of the real wait | {cell('predicted_within_30pct')} |",
