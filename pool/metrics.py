@@ -189,10 +189,11 @@ def record_load(*, queue_depth: int, inflight_by_member: dict[str, int]) -> None
     second.inflight = sum(inflight_by_member.values())
 
 
-def record_served(tenant: str, tokens: int) -> None:
-    if tokens:
+def record_served(by_tenant: dict[str, int]) -> None:
+    """Tokens generated per tenant since the last call (the gateway calls it once a second)."""
+    second = window.current()
+    for tenant, tokens in by_tenant.items():
         TENANT_SERVED.labels(tenant).inc(tokens)
-        second = window.current()
         second.served_by_tenant[tenant] = second.served_by_tenant.get(tenant, 0) + tokens
 
 
