@@ -172,6 +172,7 @@ class Router:
         waited = time.monotonic() - started
         if waiter.predicted_s is not None:
             metrics.record_prediction(waiter.predicted_s, waited)
+            log.debug("%s waited %.2fs; predicted %.2fs", waiter.ctx.tenant.name, waited, waiter.predicted_s)
         return slot, waited
 
     def _enter(self, waiter: Waiter) -> None:
