@@ -42,6 +42,9 @@ class Result:
     member: str = ""  # X-Vibeadmin-Member
     tokens: int = 0
     error: str = ""  # "" when the request succeeded
+    code: str = ""  # the error's code, when the gateway refused the request
+    message: str = ""
+    retry_after: float | None = None  # Retry-After, seconds
 
     @property
     def ok(self) -> bool:
@@ -74,7 +77,8 @@ async def send(client: aiohttp.ClientSession, shot: Shot, due: float, t0: float)
             result.member = response.headers.get("x-vibeadmin-member", "")
             if response.status != 200:
                 result.error = f"HTTP {response.status}"
-                await response.read()
+                result.retry_after = _float(response.headers.get("retry-after"))
+                _refusal(result, await response.read())
             elif stream:
                 await _read_stream(response, result, due, loop)
             else:
@@ -106,6 +110,15 @@ async def _read_stream(response, result: Result, due: float, loop) -> None:
             result.tokens += 1
     if not done:
         result.error = "stream ended without [DONE]"
+
+
+def _refusal(result: Result, content: bytes) -> None:
+    """The code and message of an error in OpenAI's shape, if it is one."""
+    try:
+        error = json.loads(content)["error"]
+        result.code, result.message = str(error.get("code") or ""), str(error.get("message") or "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
 
 
 def _float(value: str | None) -> float | None:

@@ -29,6 +29,14 @@ QUEUE_WAIT = Histogram("vibeadmin_queue_wait_seconds", "Time spent waiting for a
 TOKENS = Counter("vibeadmin_tokens_total", "Tokens by member and kind (prompt, completion)", ["member", "kind"])
 RETRIES = Counter("vibeadmin_retries_total", "Requests retried on another member", ["member"])
 MEMBER_STATE = Gauge("vibeadmin_member_state", "1 for the state each member is in", ["member", "state"])
+# Fair sharing (pool/gateway/fair.py): per tenant (an API key's name, or "solve").
+TENANT_WAITING = Gauge("vibeadmin_tenant_waiting", "Requests waiting for a member, per tenant", ["tenant"])
+TENANT_SERVED = Counter("vibeadmin_tenant_served_tokens_total", "Tokens generated for each tenant", ["tenant"])
+EARLY_REJECTIONS = Counter("vibeadmin_early_rejections_total", "Requests refused at once: their predicted "
+                           "wait passed the queue's deadline", ["tenant"])  # fmt: skip
+PREDICTION_RATIO = Histogram("vibeadmin_queue_wait_prediction_ratio", "A served waiter's real wait over the wait "
+                             "predicted when it arrived (1 is exact)",
+                             buckets=(0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2, 4))  # fmt: skip
 
 HISTORY_S = 15 * 60
 
@@ -112,6 +120,11 @@ class Second:
     by_member: dict[str, MemberSecond] = field(default_factory=dict)
     queue_depth: int = 0
     inflight: int = 0
+    served_by_tenant: dict[str, int] = field(default_factory=dict)  # tokens generated
+    waiting_by_tenant: dict[str, int] | None = None  # sampled once a second
+    predicted_s: float = 0.0  # sums over the waiters served this second, and how many
+    waited_s: float = 0.0
+    predictions: int = 0
 
 
 class Window:
@@ -176,6 +189,59 @@ def record_load(*, queue_depth: int, inflight_by_member: dict[str, int]) -> None
     second.inflight = sum(inflight_by_member.values())
 
 
+def record_served(by_tenant: dict[str, int]) -> None:
+    """Tokens generated per tenant since the last call (the gateway calls it once a second)."""
+    second = window.current()
+    for tenant, tokens in by_tenant.items():
+        TENANT_SERVED.labels(tenant).inc(tokens)
+        second.served_by_tenant[tenant] = second.served_by_tenant.get(tenant, 0) + tokens
+
+
+_waiting_tenants: set[str] = set()
+
+
+def record_waiting(by_tenant: dict[str, int]) -> None:
+    """Sampled once a second: who waits; a tenant that stopped waiting reads 0, not its last count."""
+    for tenant in _waiting_tenants - by_tenant.keys():
+        TENANT_WAITING.labels(tenant).set(0)
+    _waiting_tenants.update(by_tenant)
+    for tenant, n in by_tenant.items():
+        TENANT_WAITING.labels(tenant).set(n)
+    window.current().waiting_by_tenant = by_tenant
+
+
+def record_early_rejection(tenant: str) -> None:
+    EARLY_REJECTIONS.labels(tenant).inc()
+
+
+def record_prediction(predicted_s: float, waited_s: float) -> None:
+    """How good the predicted wait was, for a waiter that was served."""
+    if predicted_s > 0:
+        PREDICTION_RATIO.observe(waited_s / predicted_s)
+    second = window.current()
+    second.predicted_s += predicted_s
+    second.waited_s += waited_s
+    second.predictions += 1
+
+
+NO_TENANT_FIGURES = {"waiting": 0, "share": "–"}
+
+
+def tenant_summary(span_s: int = HISTORY_S, now: float | None = None) -> dict[str, dict]:
+    """Per tenant, as this process saw it: waiting now, and its share of the tokens served."""
+    seconds = window.last(span_s, now)
+    served: dict[str, int] = {}
+    for s in seconds:
+        for tenant, n in s.served_by_tenant.items():
+            served[tenant] = served.get(tenant, 0) + n
+    waiting = next((s.waiting_by_tenant for s in reversed(seconds) if s.waiting_by_tenant is not None), {})
+    total = sum(served.values())
+    return {
+        tenant: {"waiting": waiting.get(tenant, 0), "share": f"{served.get(tenant, 0) / total:.0%}" if total else "–"}
+        for tenant in served.keys() | waiting.keys()
+    }
+
+
 def summary(span_s: int = 60, now: float | None = None) -> dict:
     """Pool-wide and per-member figures over the last `span_s` seconds."""
     seconds = window.last(span_s, now)
@@ -226,6 +292,10 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
             "ttft_s": s.ttft.percentile(0.5),
             "queue": s.queue_depth,
             "inflight": s.inflight,
+            "tenants": s.served_by_tenant,
+            "waiting": s.waiting_by_tenant or {},
+            "predicted_s": s.predicted_s / s.predictions if s.predictions else None,
+            "waited_s": s.waited_s / s.predictions if s.predictions else None,
         }
         for s in window.last(span_s, now)
     ]

@@ -1,6 +1,7 @@
 """In-flight counts never drift: after any mix of successes, 5xx, dropped connections,
 upstream timeouts, retries and client disconnects, every member's count is back to zero,
-and so is its work (the max_tokens least work adds up).
+and so is its work (the max_tokens least work adds up), and so is the waiting count the
+dashboard and the autoscaler read.
 
 The members here are tiny in-process fake OpenAI servers whose behaviour is chosen per
 request (through the `user` field), so hypothesis can draw any interleaving.
@@ -80,7 +81,7 @@ request_plan = st.tuples(
 )
 
 
-async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict]:
+async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict, int]:
     runners, members = await start_members(3)
     gateway = Gateway()
     row = PoolSettings(strategy=strategy, api_open=True, queue_size=4, queue_timeout_s=0.3)
@@ -93,6 +94,7 @@ async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict]:
         seen.update(gateway.registry.backends.values())
 
     gateway.registry.apply = apply_and_remember
+    waiting_before = gateway.router.slots.waiting
     try:
 
         async def one(behaviour, stream, max_tokens, leave_after, arrive_after):
@@ -107,7 +109,8 @@ async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict]:
             await call.done(timeout=10)
 
         await asyncio.gather(*(one(*plan) for plan in plans))
-        return inflight.snapshot(), len(gateway.router.queue), {b.name: b.work for b in seen if b.work}
+        counted_waiting = gateway.router.slots.waiting - waiting_before
+        return inflight.snapshot(), len(gateway.router.queue), {b.name: b.work for b in seen if b.work}, counted_waiting
     finally:
         for task in (gateway.registry._task, gateway._sampler):
             if task is not None:
@@ -129,7 +132,8 @@ def no_database_writes(monkeypatch, settings):
 @given(strategy=st.sampled_from(sorted(STRATEGIES)), plans=st.lists(request_plan, min_size=1, max_size=12))
 def test_in_flight_counts_and_work_return_to_zero_after_any_interleaving(no_database_writes, strategy, plans):
     inflight._counts.clear()
-    leftover, queued, work = asyncio.run(scenario(strategy, plans))
+    leftover, queued, work, waiting = asyncio.run(scenario(strategy, plans))
     assert leftover == {}
     assert queued == 0
     assert work == {}
+    assert waiting == 0

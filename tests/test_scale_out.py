@@ -203,6 +203,6 @@ def test_the_queue_depth_of_every_gateway_is_seen_from_anywhere(cluster):
     with ThreadPoolExecutor(4) as pool:
         for _ in range(4):  # two members busy, two requests waiting in gateway 0's queue
             pool.submit(c.chat, c.gateways[0], stream=True, max_tokens=8)
-        depth = wait_until(lambda: SharedSlots(c.redis.url).queue_depth_live() >= 2, 10,
+        depth = wait_until(lambda: SharedSlots(c.redis.url).waiting_live() >= 2, 10,
                            what="gateway 0 to report its queue")  # fmt: skip
     assert depth

@@ -8,7 +8,11 @@ import time
 
 import pytest
 
+from pool.gateway.backend import Backend, RouteContext
+from pool.gateway.fair import Tenant
+from pool.gateway.router import Router
 from pool.gateway.shared_slots import NotYourTurn, SharedSlots
+from pool.gateway.slots import Turn
 from tests.services import redis_missing, start_redis
 
 pytestmark = pytest.mark.skipif(bool(redis_missing()), reason=redis_missing() or "")
@@ -93,3 +97,92 @@ async def test_the_line_forgets_the_waiters_of_a_dead_gateway(slots, redis_url):
     late = alive.turn(1, time.time())
     await alive.join_line(late)
     assert await alive.take(7, capacity=1, turn=late) is not None
+
+
+# --- the fair line in Redis (pool/gateway/fair.py's arithmetic in the join and take scripts) ---
+
+FLOOD, LIGHT = Tenant("key:1", "flood"), Tenant("key:2", "light")
+
+
+async def test_a_light_tenant_in_one_gateway_goes_before_a_floods_backlog_in_the_other(slots):
+    first, second = slots(), slots()
+    flood = [await first.join_line(first.turn(n, time.time(), RouteContext("", 100, FLOOD))) for n in (1, 2, 3)]
+    assert [t.tag for t in flood] == [0, 100, 200]
+    assert await first.take(7, capacity=1, turn=flood[0]) is not None  # the flood's first starts
+    first.leave_line(flood[0])
+    light = await second.join_line(second.turn(1, time.time(), RouteContext("", 100, LIGHT)))
+    assert light.tag == 0  # the virtual time: it banks nothing, and owes nothing
+    with pytest.raises(NotYourTurn):
+        await first.take(8, capacity=1, turn=flood[1])
+    assert await second.take(8, capacity=1, turn=light) is not None
+
+
+async def test_an_arrival_in_another_gateway_waits_behind_a_lower_tag(slots):
+    first, second = slots(), slots()
+    for _ in range(2):  # two of the flood's requests start at once: tags 0 and 100
+        assert await second.take(7, capacity=9, turn=Turn("", time.time(), FLOOD, 100)) is not None
+    waiting = await first.join_line(first.turn(1, time.time(), RouteContext("", 100, LIGHT)))
+    assert waiting.tag == 100
+    with pytest.raises(NotYourTurn):  # the flood's next tag is 200
+        await second.take(7, capacity=9, turn=Turn("", time.time(), FLOOD, 100))
+    assert await first.take(7, capacity=9, turn=waiting) is not None
+
+
+async def test_batch_waits_behind_every_interactive_request_in_any_gateway(slots):
+    first, second = slots(), slots()
+    bulk = Tenant("key:9", "bulk", batch=True)
+    batch = await first.join_line(first.turn(1, time.time() - 1, RouteContext("", 1, bulk)))
+    interactive = await second.join_line(second.turn(1, time.time(), RouteContext("", 5000, FLOOD)))
+    with pytest.raises(NotYourTurn):
+        await first.take(7, capacity=1, turn=batch)
+    assert await second.take(7, capacity=1, turn=interactive) is not None
+
+
+async def test_a_request_that_ends_early_is_charged_what_it_generated(slots, redis_url):
+    import redis
+
+    gateway = slots()
+    assert await gateway.take(7, capacity=1, turn=Turn("", time.time(), FLOOD, 1000)) is not None
+    await gateway.settle(FLOOD, 1000, 40)
+    assert float(redis.Redis.from_url(redis_url).hget("vibeadmin:fair:finish", "key:1")) == 40
+
+
+def two_gateways(redis_url: str, members: int = 2) -> list[Router]:
+    """Two routers, each with its own slots in the same Redis and its own view of the
+    members (as two gateway processes have), over stand-in members that hold a slot until
+    released."""
+    from tests.test_fair_queue import Policy, StandInRegistry
+
+    routers = []
+    for _ in range(2):
+        slots = SharedSlots(redis_url)
+
+        class Seen(Backend):
+            """A member as this gateway sees it: counts from its own slots' cache."""
+
+        Seen.has_room = property(lambda self, s=slots: s.cached(self.id) < self.max_inflight)  # type: ignore[assignment]
+        backends = [Seen(i + 1, f"m{i + 1}", "http://127.0.0.1:9") for i in range(members)]
+        routers.append(Router(StandInRegistry(backends, policy=Policy(queue_timeout_s=10)), slots))  # type: ignore[arg-type]
+    return routers
+
+
+async def test_two_gateways_serve_a_burst_in_one_fair_line_and_no_one_is_stuck(slots, redis_url):
+    routers = two_gateways(redis_url)
+    started: list[str] = []
+
+    async def one(router: Router, tenant: Tenant) -> None:
+        slot, _ = await router.acquire(RouteContext("", 4, tenant))
+        started.append(tenant.name)
+        await asyncio.sleep(0.05)
+        router.release(slot, used=2)  # settling moves the finish tag back: order must hold
+
+    flood = [asyncio.ensure_future(one(routers[i % 2], FLOOD)) for i in range(24)]
+    while sum(len(r.queue) for r in routers) < 20:  # the flood's line has formed, across both gateways
+        await asyncio.sleep(0.01)
+    joined_at = len(started)
+    light = asyncio.ensure_future(one(routers[1], LIGHT))
+    await asyncio.wait_for(asyncio.gather(*flood, light), 30)
+    assert len(started) == 25
+    # It waits for the next free slots (two members; one more may have been on its way),
+    # not behind the flood's line, which held about 20 when it came.
+    assert started.index("light") - joined_at <= 3, started

@@ -109,8 +109,7 @@ def step(*, now: datetime | None = None, load: Load | None = None) -> Decision |
     LOAD.set(value)
     if desired == current or cooldown_left_s(cfg, now) > 0:
         return None
-    shared = inflight.shared()
-    if shared is not None and not shared.lead("autoscaler", ttl_s=LEADER_TTL_S):
+    if not inflight.slots().lead("autoscaler", ttl_s=LEADER_TTL_S):
         return None  # another serve process scales; two would both add members
     actions.pool_scale(count=desired, reason=f"autoscaler: {why}")
     DECISIONS.labels("up" if desired > current else "down").inc()

@@ -13,6 +13,7 @@ from pool.apikeys import apikey_create
 from pool.dashboard import alerts, autoscale
 from pool.gateway.strategies import STRATEGIES
 from pool.models import AlertRule, ApiKey, Member, PoolSettings
+from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 
 R = TypeVar("R")
@@ -91,14 +92,31 @@ class MemberEditForm(ActionForm[Member]):
         return self.member
 
 
+def _weight(label: str) -> forms.IntegerField:
+    return forms.IntegerField(required=False, min_value=1, max_value=MAX_SHARE_WEIGHT, label=label,
+                              widget=forms.NumberInput(attrs={"placeholder": "weight", "aria-label": label}))  # fmt: skip
+
+
+def _priority(label: str) -> forms.ChoiceField:
+    return forms.ChoiceField(required=False, choices=PRIORITIES, label=label, widget=forms.Select(attrs={"aria-label": label}))
+
+
+def _kept(form: forms.ModelForm, name: str):
+    """A fair-sharing field a post left out keeps its value (older clients and scripts omit them)."""
+    value = form.cleaned_data.get(name)
+    return getattr(form.instance, name) if value in (None, "") else value
+
+
 class RoutingForm(forms.ModelForm):
     strategy = forms.ChoiceField(choices=[(name, name.replace("_", " ")) for name in STRATEGIES])
+    solve_weight = _weight("Solve page: weight")
+    solve_priority = _priority("Solve page: class")
 
     class Meta:
         model = PoolSettings
         fields = ["queue_size", "queue_timeout_s", "prompt_general", "prompt_math", "prompt_code",
                   "language_hint_enabled", "language_hint", "api_open", "solve_rpm", "solve_inflight_per_address",
-                  "solve_max_tokens", "solve_pool_share"]  # fmt: skip
+                  "solve_max_tokens", "solve_pool_share", "solve_weight", "solve_priority"]  # fmt: skip
         labels = {
             "queue_size": "Queue size", "queue_timeout_s": "Queue deadline (s)",
             "prompt_general": "System prompt: general", "prompt_math": "System prompt: math",
@@ -115,6 +133,12 @@ class RoutingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["strategy"].initial = self.instance.strategy
         self.order_fields(["strategy"])
+
+    def clean_solve_weight(self) -> int:
+        return _kept(self, "solve_weight")
+
+    def clean_solve_priority(self) -> str:
+        return _kept(self, "solve_priority")
 
     def clean_queue_size(self) -> int:
         value = self.cleaned_data["queue_size"]
@@ -165,9 +189,12 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     rpm = forms.IntegerField(required=False, min_value=1, label="Requests/min")
     tpm = forms.IntegerField(required=False, min_value=1, label="Tokens/min")
     max_parallel = forms.IntegerField(required=False, min_value=1, label="Parallel")
+    weight = _weight("Weight")
+    priority = _priority("Class")
 
     def act(self) -> tuple[ApiKey, str]:
-        return apikey_create(**self.cleaned_data)
+        data = self.cleaned_data
+        return apikey_create(**{**data, "weight": data["weight"] or 1, "priority": data["priority"] or "interactive"})
 
 
 def _limit(label: str) -> forms.IntegerField:
@@ -179,10 +206,18 @@ class KeyLimitsForm(forms.ModelForm):
     rpm = _limit("requests/min")
     tpm = _limit("tokens/min")
     max_parallel = _limit("parallel")
+    weight = _weight("weight")
+    priority = _priority("class")
 
     class Meta:
         model = ApiKey
-        fields = ["rpm", "tpm", "max_parallel"]
+        fields = ["rpm", "tpm", "max_parallel", "weight", "priority"]
+
+    def clean_weight(self) -> int:
+        return _kept(self, "weight")
+
+    def clean_priority(self) -> str:
+        return _kept(self, "priority")
 
 
 class AlertRuleForm(forms.ModelForm):

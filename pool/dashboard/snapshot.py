@@ -13,7 +13,6 @@ from django.utils import timezone
 from pool import metrics
 from pool.dashboard import resources
 from pool.gateway import inflight
-from pool.gateway.app import gateway
 from pool.models import AlertRule, Member, Node, states
 
 DASH = "–"
@@ -99,8 +98,7 @@ def signature(rows: list[dict]) -> str:
 
 def queue_depth() -> int:
     """Requests waiting for a member: in every gateway when they share Redis, else in this one."""
-    shared = inflight.shared()
-    return shared.queue_depth_live() if shared else len(gateway.router.queue)
+    return inflight.slots().waiting_live()
 
 
 def totals(now: float | None = None) -> dict:
@@ -129,7 +127,7 @@ def chart_history(now: float | None = None) -> list[dict]:
 
 def empty_point(t: int) -> dict:
     return {"t": t, "rps": 0, "errors": 0, "tokens": 0, "p50_s": None, "p95_s": None, "ttft_s": None,
-            "queue": 0, "inflight": 0}  # fmt: skip
+            "queue": 0, "inflight": 0, "tenants": {}, "waiting": {}, "predicted_s": None, "waited_s": None}  # fmt: skip
 
 
 def chart_point(now: float) -> dict:
@@ -167,5 +165,6 @@ def build(now: float | None = None) -> dict:
 def chart_columns(now: float | None = None) -> dict[str, list]:
     """chart_history as one list per series, the shape the chart library draws."""
     points = chart_history(now)
-    keys = ("t", "rps", "errors", "tokens", "p50_s", "p95_s", "ttft_s", "queue", "inflight")
+    keys = ("t", "rps", "errors", "tokens", "p50_s", "p95_s", "ttft_s", "queue", "inflight", "tenants", "waiting",
+            "predicted_s", "waited_s")  # fmt: skip
     return {key: [p[key] for p in points] for key in keys}

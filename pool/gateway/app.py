@@ -25,6 +25,7 @@ from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send
 from pool.gateway.auth import Auth
 from pool.gateway.backend import RouteContext
 from pool.gateway.exchange import Exchange
+from pool.gateway.fair import Tenant
 from pool.gateway.hosts import check_host
 from pool.gateway.limits import make_limits
 from pool.gateway.openapi import openapi_document
@@ -75,12 +76,11 @@ class Gateway:
 
     async def sample_forever(self) -> None:
         while True:
-            self.registry.sample_load(len(self.router.queue))
-            if self.router.shared is not None:
-                try:
-                    await self.router.shared.report_queue(len(self.router.queue))
-                except Exception:  # Redis away for a moment: the next second tries again
-                    log.warning("could not report the queue depth to Redis", exc_info=True)
+            self.router.sample()
+            try:
+                await self.router.slots.report_waiting()
+            except Exception:  # Redis away for a moment: the next second tries again
+                log.warning("could not report the queue depth to Redis", exc_info=True)
             await asyncio.sleep(1.0)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -122,7 +122,9 @@ class Gateway:
         request = self.prepare(parse_json(raw), fields, outcome)
         reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
         outcome.admitted = await self.admission.key(caller.key, tokens=reserved)
-        await self.relay(receive, send, path, request, outcome, self.client_address(scope))
+        # A key is its own tenant of the fair line; keyless callers share the solve page's.
+        tenant = caller.key.tenant if caller.key else self.registry.policy.solve_tenant
+        await self.relay(receive, send, path, request, outcome, self.client_address(scope), tenant)
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
         """A student's problem from the solve page: no key, the caps per address and for all students."""
@@ -135,7 +137,7 @@ class Gateway:
         # Before parsing: a flood of junk costs a dict lookup, not a JSON parse each.
         outcome.admitted = await self.admission.student(client, caps)
         request = self.prepare(solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome)
-        await self.relay(receive, send, "/v1/chat/completions", request, outcome, client)
+        await self.relay(receive, send, "/v1/chat/completions", request, outcome, client, policy.solve_tenant)
 
     async def list_models(self, scope, receive, send, outcome: Outcome) -> None:
         await self.auth.caller(header(scope, b"authorization"))
@@ -161,8 +163,9 @@ class Gateway:
         outcome.prompt_estimate = estimate_prompt_tokens(request.body)
         return request
 
-    async def relay(self, receive, send, path: str, request: Validated, outcome: Outcome, client: str) -> None:
-        ctx = RouteContext(client, tokens=outcome.max_tokens)
+    async def relay(self, receive, send, path: str, request: Validated, outcome: Outcome, client: str,
+                    tenant: Tenant) -> None:  # fmt: skip
+        ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant)
         if not await self.until_disconnect(receive, self.exchange.run(send, path, request.body, ctx, outcome)):
             outcome.status = CLIENT_GONE
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pool.gateway import inflight
+from pool.gateway.fair import PUBLIC, Tenant
 
 
 @dataclass(eq=False)
@@ -35,7 +36,9 @@ class Backend:
 
 @dataclass(frozen=True)
 class RouteContext:
-    """What a strategy may know of the request: who sent it, and how long it may run."""
+    """What a strategy (and the fair line) may know of the request: who sent it, how long
+    it may run, and whose service it counts as."""
 
     client: str = ""
     tokens: int = 0  # max_tokens, with the gateway's default filled in
+    tenant: Tenant = PUBLIC

@@ -61,7 +61,7 @@ class Exchange:
                 if attempt < settings.VIBEADMIN_MAX_RETRIES:
                     metrics.RETRIES.labels(backend.name).inc()
             finally:
-                self.router.release(slot)
+                self.router.release(slot, used=outcome.completion_tokens)
         raise errors.upstream_failed(f"the pool's members failed this request: {last_error}")
 
     async def attempt(self, send, backend: Backend, path: str, body: bytes, outcome: Outcome,

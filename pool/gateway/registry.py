@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from pool import metrics
 from pool.gateway.backend import Backend
+from pool.gateway.fair import BATCH, Tenant
 from pool.gateway.prompts import PromptSettings
 from pool.gateway.strategies import Strategy, make_strategy
 from pool.models import ApiKey, Member, PoolSettings
@@ -44,6 +45,20 @@ class KeyInfo:
     max_parallel: int | None
     active: bool = True
     pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # requests, prompt, completion, errors
+    weight: int = 1
+    priority: str = "interactive"
+    _tenant: Tenant | None = field(default=None, repr=False)
+
+    @property
+    def tenant(self) -> Tenant:
+        """Whose service its requests count as (fair.py); made once, remade when changed."""
+        if self._tenant is None:
+            self._tenant = Tenant(f"key:{self.id}", self.name, self.weight, self.priority == BATCH)
+        return self._tenant
+
+    def share(self, *, weight: int, priority: str) -> None:
+        if (weight, priority) != (self.weight, self.priority):
+            self.weight, self.priority, self._tenant = weight, priority, None
 
     def count(self, prompt_tokens: int, completion_tokens: int, *, error: bool) -> None:
         """One request's usage, written to the database with the next flush."""
@@ -66,6 +81,7 @@ class PoolPolicy:
     solve_pool_share: float
     prompts: PromptSettings
     model_id: str
+    solve_tenant: Tenant = Tenant("solve", "solve")
 
     def accepts_model(self, name: str) -> bool:
         return name in (self.model_id, MODEL_ALIAS)
@@ -87,6 +103,7 @@ def _policy(row: PoolSettings) -> PoolPolicy:
             row.language_hint_enabled,
         ),
         model_id=chosen_model().model_id,
+        solve_tenant=Tenant("solve", "solve", row.solve_weight, row.solve_priority == BATCH),
     )
 
 
@@ -133,6 +150,7 @@ class Registry:
             if info is None:
                 info = self.keys[key.key_hash] = KeyInfo(key.pk, key.name, key.rpm, key.tpm, key.max_parallel)
             info.rpm, info.tpm, info.max_parallel, info.active = key.rpm, key.tpm, key.max_parallel, key.is_active
+            info.share(weight=key.weight, priority=key.priority)
         policy = _policy(row)
         if self._policy is None or policy.strategy != self._policy.strategy:
             try:

@@ -1,33 +1,39 @@
 """Choosing a member for each request, and waiting when every member is full.
 
 A request takes a slot on a member until it ends. When no routable member has room, it
-waits in one bounded FIFO queue with a deadline; released slots (and, when gateways share
-slots in Redis, a short poll for slots freed elsewhere) go to waiters in arrival order.
-Nothing waits forever: a full queue answers 429, a passed deadline 503, both with
-Retry-After.
+waits in one bounded line with a deadline, in fair order between tenants (fair.py:
+start-time fair queuing, counted in tokens; batch after interactive); released slots (and,
+when gateways share slots in Redis, a short poll for slots freed elsewhere) go to the first
+in that order. Nothing waits forever: a full line answers 429; a request that cannot start
+before the deadline, as predicted from the work ahead of it and the pool's measured pace,
+503 at once; a passed deadline 503; all with Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from pool import metrics
 from pool.gateway import errors, inflight
 from pool.gateway.backend import Backend, RouteContext
+from pool.gateway.fair import PUBLIC, FairLine, Pace, Tenant
 from pool.gateway.registry import Registry
-from pool.gateway.shared_slots import NotYourTurn, Turn
-from pool.gateway.strategies import RoundRobin
+from pool.gateway.slots import Lease, NotYourTurn, Slots, Turn
 from pool.gateway.tasks import spawn
+
+log = logging.getLogger("pool.gateway")
 
 # With shared slots, other gateways announce freed slots; waiters also look this often,
 # for slots freed without an announcement (a crashed gateway's leases expiring).
 SHARED_POLL_S = 0.1
 # A pick can lose its slot to another gateway between reading counts and taking it.
 SHARED_PICK_TRIES = 3
+# The turn of a request that just came: it goes ahead only if no one waits before it.
+ARRIVING = Turn("", 0.0)
 
 
 @dataclass(eq=False)
@@ -35,64 +41,73 @@ class Slot:
     """One request's place on one member, and the work it brought there."""
 
     backend: Backend
-    tokens: int = 0  # added to the member's work while the slot is held
-    lease: str | None = None  # set when the slot is a lease in Redis
+    tokens: int = 0  # added to the member's work while the slot is held; its tenant's charge
+    lease: Lease = ""  # set when the slot is a lease in Redis
+    tenant: Tenant = PUBLIC
+    taken_at: float = 0.0  # monotonic: how long it was held gives the pool's pace
 
 
-def occupy(backend: Backend, ctx: RouteContext, lease: str | None = None) -> Slot:
+def occupy(backend: Backend, ctx: RouteContext, lease: Lease = "") -> Slot:
     """The slot a request takes; its tokens count as the member's work until it is released."""
     backend.work += ctx.tokens
-    return Slot(backend, ctx.tokens, lease)
+    return Slot(backend, ctx.tokens, lease, ctx.tenant, time.monotonic())
 
 
 @dataclass(eq=False)
 class Waiter:
     ctx: RouteContext
     exclude: frozenset[int]
-    turn: Turn | None = None  # its place in the line all gateways share, with shared slots
+    turn: Turn | None = None  # its place in the line all gateways share (retries stay out)
+    tag: float = float("-inf")  # its fair start tag; a retry's is -inf: it waited its turn once
+    number: int = 0  # arrival order in this process's line
+    queued: bool = False
+    predicted_s: float | None = None
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class Router:
-    def __init__(self, registry: Registry, shared=None):
+    def __init__(self, registry: Registry, slots: Slots | None = None):
         self.registry = registry
-        self.shared = shared if shared is not None else inflight.shared()
-        self.queue: deque[Waiter] = deque()
+        self.slots = slots if slots is not None else inflight.slots()
+        self.queue = FairLine()
+        self.pace = Pace()
+        self.served: dict[str, int] = {}  # tokens generated per tenant since the last sample
         self._dispatching = False
         self._again = False
         self._poke = asyncio.Event()
         self._numbers = 0  # this gateway's waiters, numbered for the shared line
         registry.listeners.append(self.wake)
-        if self.shared is not None:
-            self.shared.on_freed.append(self.wake)
+        self.slots.on_freed.append(self.wake)
 
     async def take(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None = None) -> Slot | None:
         """A slot on the member the strategy picks, or None if no member has room. With
         shared slots, raises NotYourTurn while an earlier request waits in any gateway."""
-        if self.shared is None:
-            return self.take_here(ctx, exclude)
+        if self.slots.at_once:
+            return self.take_here(ctx, exclude, turn)
+        if turn is ARRIVING:
+            turn = Turn("", time.time(), ctx.tenant, ctx.tokens)
         members = [m for m in self.registry.routable() if m.id not in exclude]
-        await self.shared.refresh([m.id for m in members])
-        if isinstance(self.registry.strategy, RoundRobin):
+        await self.slots.refresh([m.id for m in members])
+        strategy = self.registry.strategy
+        if strategy.shares_turns:
             # Turns come from one counter shared by every gateway, so the split stays even.
-            self.registry.strategy.next = await self.shared.next_position()
+            strategy.follow(await self.slots.next_position())
         for _ in range(SHARED_PICK_TRIES):
-            backend = self.registry.strategy.pick(members, ctx)
+            backend = strategy.pick(members, ctx)
             if backend is None:
                 return None
-            lease = await self.shared.take(backend.id, backend.max_inflight, turn,
-                                           max_wait_s=self.registry.policy.queue_timeout_s + 5)  # fmt: skip
+            lease = await self.slots.take(backend.id, backend.max_inflight, turn,
+                                          max_wait_s=self.registry.policy.queue_timeout_s + 5)  # fmt: skip
             if lease is not None:
                 return occupy(backend, ctx, lease)
         return None
 
-    def take_here(self, ctx: RouteContext, exclude: frozenset[int]) -> Slot | None:
+    def take_here(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None) -> Slot | None:
         """take() with this process's own counts: no await, so nothing can come between."""
         backend = self.registry.strategy.pick([m for m in self.registry.routable() if m.id not in exclude], ctx)
         if backend is None:
             return None
-        inflight.acquire(backend.id)
-        return occupy(backend, ctx)
+        return occupy(backend, ctx, self.slots.take_now(backend.id, ctx, turn))
 
     async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Slot, float]:
         """A slot taken for this request, and how long it waited for it."""
@@ -100,9 +115,9 @@ class Router:
             raise errors.unavailable(
                 "no member of the pool is ready to serve requests; an operator must start one "
                 "(or wait while members start)", code="no_ready_member", retry_after=5)  # fmt: skip
-        if not self.queue:  # arrivals never jump the queue
+        if not self.queue:  # arrivals never jump the line
             with contextlib.suppress(NotYourTurn):
-                slot = await self.take(ctx, exclude, self.arrival_turn())
+                slot = await self.take(ctx, exclude, ARRIVING)
                 if slot is not None:
                     return slot, 0.0
         policy = self.registry.policy
@@ -110,22 +125,38 @@ class Router:
             raise errors.rate_limited(
                 f"every member is busy and {len(self.queue)} requests are already waiting; try again shortly",
                 code="queue_full", retry_after=self.retry_after())  # fmt: skip
-        return await self._wait(Waiter(ctx, exclude), policy.queue_timeout_s)
+        waiter = Waiter(ctx, exclude)
+        if not exclude:
+            waiter.predicted_s = self.predict_wait(ctx)
+            if waiter.predicted_s is not None and waiter.predicted_s > policy.queue_timeout_s:
+                raise self.too_long(ctx, waiter.predicted_s, policy.queue_timeout_s)
+        return await self._wait(waiter, policy.queue_timeout_s)
 
-    def arrival_turn(self) -> Turn | None:
-        """A request that just came, before it joins the line (shared slots only)."""
-        return Turn("", time.time()) if self.shared is not None else None
+    def predict_wait(self, ctx: RouteContext) -> float | None:
+        """Seconds until this request would get a slot: the work ahead of it in fair order
+        (in this gateway's line), at the pace the pool's slots have lately kept."""
+        capacity = sum(b.max_inflight for b in self.registry.routable())
+        return self.pace.predict(self.queue.work_ahead(ctx.tenant, ctx.tokens), capacity)
+
+    def too_long(self, ctx: RouteContext, predicted_s: float, timeout_s: float) -> errors.ApiError:
+        """Said at once, not after waiting out the deadline; Retry-After from the same prediction."""
+        metrics.record_early_rejection(ctx.tenant.name)
+        log.info("rejected early: %s would wait about %.2fs (deadline %gs)", ctx.tenant.name, predicted_s, timeout_s)
+        return errors.unavailable(
+            f"every member is busy and the work queued ahead of this request would take about "
+            f"{predicted_s:.1f}s, past the queue's {timeout_s:g}s deadline; try again shortly",
+            code="queue_wait_too_long", retry_after=predicted_s)  # fmt: skip
 
     async def _wait(self, waiter: Waiter, timeout_s: float) -> tuple[Slot, float]:
         started = time.monotonic()
-        # Numbered and queued before any await, so this gateway's queue is in line order.
-        self.queue.append(waiter)
         try:
-            if self.shared is not None and not waiter.exclude:
+            if not waiter.exclude:
                 # Retries (which exclude members) stay out of the shared line: they could hold it up.
                 self._numbers += 1
-                waiter.turn = self.shared.turn(self._numbers, time.time())
-                await self.shared.join_line(waiter.turn)
+                waiter.turn = self.slots.turn(self._numbers, time.time(), waiter.ctx)
+                waiter.turn = await self.slots.join_line(waiter.turn)
+                waiter.tag = waiter.turn.tag
+            self._enter(waiter)
             self.wake()
             slot = await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
         except BaseException as exc:  # gave up, the client left, or Redis failed
@@ -137,44 +168,76 @@ class Router:
                 code="queue_timeout", retry_after=self.retry_after()) from None  # fmt: skip
         finally:
             if waiter.turn is not None:
-                spawn(self.shared.leave_line(waiter.turn))
-        return slot, time.monotonic() - started
+                self.slots.leave_line(waiter.turn, served=waiter.future.done() and not waiter.future.cancelled())
+        waited = time.monotonic() - started
+        if waiter.predicted_s is not None:
+            metrics.record_prediction(waiter.predicted_s, waited)
+            log.debug("%s waited %.2fs; predicted %.2fs", waiter.ctx.tenant.name, waited, waiter.predicted_s)
+        return slot, waited
+
+    def _enter(self, waiter: Waiter) -> None:
+        self.queue.push(waiter)
+        self.slots.waiting += 1
+
+    def _leave(self, waiter: Waiter) -> None:
+        self.queue.remove(waiter)
+        self.slots.waiting -= 1
 
     def _abandon(self, waiter: Waiter) -> None:
-        if waiter in self.queue:
-            self.queue.remove(waiter)
+        if waiter.queued:
+            self._leave(waiter)
         if waiter.future.done() and not waiter.future.cancelled():
             # A slot was handed over just as the waiter gave up: give it back.
             self.release(waiter.future.result())
         else:
             waiter.future.cancel()
 
-    def release(self, slot: Slot) -> None:
+    def release(self, slot: Slot, used: int | None = None) -> None:
+        """Give the slot back; `used`, the tokens the request generated, settles its tenant's
+        charge (None: the slot was never used, handed back at once)."""
         slot.backend.work -= slot.tokens
-        if slot.lease is None:
-            inflight.release(slot.backend.id)
-        else:
-            spawn(self.shared.give_back(slot.backend.id, slot.lease))
+        self.slots.give_back(slot.backend.id, slot.lease)
+        self.slots.settle(slot.tenant, slot.tokens, used or 0)
+        if used is not None:
+            self.pace.record(slot.tokens, time.monotonic() - slot.taken_at)
+            if used:  # counted here, exported once a second (sample): Prometheus labels cost
+                self.served[slot.tenant.name] = self.served.get(slot.tenant.name, 0) + used
         self.wake()
 
     def wake(self) -> None:
-        """Hand free slots to waiters: at once with this process's counts, else soon, on
+        """Hand free slots to waiters: at once where the slots answer at once, else soon, on
         the event loop (taking a shared slot means asking Redis)."""
         if not self.queue:
             return
-        if self.shared is None:
-            for waiter in list(self.queue):
-                if not waiter.future.done() and not self.hand(waiter, self.take_here(waiter.ctx, waiter.exclude)):
-                    return
+        if self.slots.at_once:
+            self._hand_out_here()
             return
         if self._dispatching:
             self._again = True
             self._poke.set()
             return
+        self._dispatching = True  # now, not when the task starts: a second wake must not start another
         spawn(self._dispatch())
 
+    def _hand_out_here(self) -> None:
+        """The first in fair order gets the free slot, one after another, with no await."""
+        while self.queue:
+            waiter = self.queue.first()
+            assert waiter is not None
+            slot = self.take_here(waiter.ctx, waiter.exclude, waiter.turn)
+            if slot is None:
+                if any(b.has_room for b in self.registry.routable()):
+                    self._walk_here()  # it can use none of the free members (a retry): the rest may
+                return
+            self.hand(waiter, slot)
+
+    def _walk_here(self) -> None:
+        for waiter in list(self.queue):
+            if not waiter.future.done() and not self.hand(waiter, self.take_here(waiter.ctx, waiter.exclude,
+                                                                                  waiter.turn)):  # fmt: skip
+                return
+
     async def _dispatch(self) -> None:
-        self._dispatching = True
         try:
             while self.queue:
                 self._again = False
@@ -191,7 +254,7 @@ class Router:
             self._dispatching = False
 
     async def _dispatch_once(self) -> None:
-        """Oldest waiter first, with shared slots."""
+        """First in fair order first, with slots that need a round trip."""
         for waiter in list(self.queue):
             if waiter.future.done():  # it gave up; _abandon has taken it out of the queue
                 continue
@@ -209,15 +272,26 @@ class Router:
         if slot is None:
             return any(b.has_room for b in self.registry.routable())
         if waiter.future.done():  # it gave up while we took the slot
+            if waiter.queued:
+                self._leave(waiter)
             self.release(slot)
         else:
-            self.queue.remove(waiter)  # still there: only _abandon removes a waiting one
+            self._leave(waiter)  # still there: only _abandon removes a waiting one
             waiter.future.set_result(slot)
         return True
 
     def retry_after(self) -> float:
-        """Seconds until a slot is likely free: the queue ahead, served at the pool's pace."""
+        """Seconds until a slot is likely free: the line ahead, at the pool's pace."""
+        capacity = max(1, sum(b.max_inflight for b in self.registry.routable()))
+        predicted = self.pace.predict(self.queue.work_ahead(PUBLIC, 0), capacity)
+        if predicted is not None:
+            return max(1.0, predicted)
         mean = metrics.summary(60).get("mean_s") or 1.0
-        members = max(1, sum(b.max_inflight for b in self.registry.routable()))
-        return max(1.0, mean * (len(self.queue) + 1) / members)
+        return max(1.0, mean * (len(self.queue) + 1) / capacity)
 
+    def sample(self) -> None:
+        """Once a second: the waiting count, pool-wide and per tenant, for /metrics and charts."""
+        self.registry.sample_load(len(self.queue))
+        metrics.record_waiting(self.queue.waiting_by_tenant())
+        served, self.served = self.served, {}
+        metrics.record_served(served)

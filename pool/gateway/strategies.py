@@ -35,8 +35,15 @@ def weight(member: Backend) -> int:
 
 
 class Strategy:
+    # Whether the strategy keeps a turn that gateways sharing slots must share too: the
+    # router then hands it the shared position (follow) before each pick.
+    shares_turns = False
+
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
+
+    def follow(self, position: int) -> None:
+        """Take up the turn every gateway shares (only where shares_turns)."""
 
     def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
         raise NotImplementedError
@@ -53,6 +60,8 @@ class Strategy:
 class RoundRobin(Strategy):
     """Each member in turn; a member without room is skipped, not queued for."""
 
+    shares_turns = True
+
     def __init__(self, rng: random.Random | None = None) -> None:
         super().__init__(rng)
         self.next = 0
@@ -64,6 +73,9 @@ class RoundRobin(Strategy):
                 self.next = i + 1
                 return members[i]
         return None
+
+    def follow(self, position: int) -> None:
+        self.next = position
 
 
 class LeastConnections(Strategy):

@@ -3,7 +3,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+# Fair sharing (pool/gateway/fair.py): a tenant's share of a full pool is its weight's part.
+PRIORITIES = [("interactive", "interactive"), ("batch", "batch: only slots no interactive request waits for")]
+MAX_SHARE_WEIGHT = 100
 
 
 def hash_key(raw: str) -> str:
@@ -19,6 +24,11 @@ class ApiKey(models.Model):
     rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute")
     tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute")
     max_parallel = models.PositiveIntegerField(null=True, blank=True)
+    weight = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_SHARE_WEIGHT)],
+        help_text="Its share of a full pool, against other keys' weights",
+    )  # fmt: skip
+    priority = models.CharField(max_length=16, choices=PRIORITIES, default="interactive")
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
 
 DEFAULT_PROMPTS = {
     "general": "You are a helpful assistant.",
@@ -29,6 +32,12 @@ class PoolSettings(models.Model):
     solve_pool_share = models.FloatField(
         default=0.5, help_text="The share of the routable members' slots that students may use at once"
     )
+    # The solve page (and keyless /v1/ callers) as one tenant of the fair line.
+    solve_weight = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_SHARE_WEIGHT)],
+        help_text="The solve page's share of a full pool, against the API keys' weights",
+    )  # fmt: skip
+    solve_priority = models.CharField(max_length=16, choices=PRIORITIES, default="interactive")
     # Autoscaling: off by default; the autoscaler only changes desired state.
     autoscale_enabled = models.BooleanField(default=False)
     autoscale_min = models.PositiveIntegerField(default=1)

@@ -13,16 +13,19 @@
     latency: [["p50_s", "p50"], ["p95_s", "p95"], ["ttft_s", "first token"]],
     tokens: [["tokens", "tokens/s"]],
     load: [["inflight", "in flight"], ["queue", "waiting"]],
+    prediction: [["predicted_s", "predicted"], ["waited_s", "real"]],
   };
   // Charts with one series per member (or GPU): key of resources' points.
   const PER_NAME = { cpu: "cpu", mem: "mem", gpu: "gpu", gpu_mem: "gpu_mem" };
+  // Charts with one series per tenant (fair sharing): key of metrics.history's points.
+  const PER_TENANT = { shares: "tenants", waiting: "waiting" };
 
   const charts = {};
 
   // Every chart spans the same 15 minutes, so they line up however much each has seen.
   const lastWindow = (u, min, max) => [max - WINDOW_S, max];
 
-  function make(el, labels, columns, { points = false } = {}) {
+  function make(el, labels, columns, { points = false, filled = false } = {}) {
     const opts = {
       width: el.clientWidth || 480,
       height: 190,
@@ -30,6 +33,7 @@
       axes: [{ stroke: "#5b6577" }, { stroke: "#5b6577", size: 56 }],
       series: [{}, ...labels.map((label, i) => ({
         label, stroke: COLORS[i % COLORS.length], width: 1.5, ...(points ? { points: { show: true, size: 4 } } : {}),
+        ...(filled ? { fill: COLORS[i % COLORS.length] + "99" } : {}),
       }))],
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
@@ -51,7 +55,7 @@
     const keys = POOL[name];
     const columns = [data.history.t.slice(), ...keys.map(([key]) => data.history[key].slice())];
     // Latency exists only in seconds that saw requests: dots, so a lone request still shows.
-    const plot = make(el, keys.map(([, label]) => label), columns, { points: name === "latency" });
+    const plot = make(el, keys.map(([, label]) => label), columns, { points: name === "latency" || name === "prediction" });
     const chart = { keys, columns, plot };
     chart.push = (point) => {
       if (columns[0].length && point.t <= columns[0][columns[0].length - 1]) return;
@@ -65,20 +69,31 @@
 
   // --- per-member charts -----------------------------------------------------------------
 
-  function namedChart(key, el) {
-    const points = data.usage.slice();
+  // Stacked shares: series i is the share of tenants i, i+1, ... together, filled down to
+  // the axis and drawn first, so the band each tenant's colour shows is its own share (%).
+  function stack(names, points, key) {
+    return names.map((_, i) => points.map((p) => {
+      const row = p[key] || {};
+      const total = names.reduce((sum, n) => sum + (row[n] || 0), 0);
+      return total ? (100 * names.slice(i).reduce((sum, n) => sum + (row[n] || 0), 0)) / total : null;
+    }));
+  }
+
+  function namedChart(key, el, points, { stacked = false, empty = "" } = {}) {
     const chart = { el, points, names: [] };
     chart.draw = () => {
       const names = [...new Set(points.flatMap((p) => Object.keys(p[key] || {})))].sort();
-      const columns = [points.map((p) => p.t), ...names.map((n) => points.map((p) => (p[key] || {})[n] ?? null))];
+      const values = stacked ? stack(names, points, key)
+        : names.map((n) => points.map((p) => (p[key] || {})[n] ?? null));
+      const columns = [points.map((p) => p.t), ...values];
       if (!names.length) {
         const note = document.createElement("p");
         note.className = "muted empty-chart";
-        note.textContent = "Only local members' processes are measured here; none runs yet.";
+        note.textContent = empty;
         el.replaceChildren(note);
         chart.plot = null;
       } else if (!chart.plot || names.join() !== chart.names.join()) {
-        chart.plot = make(el, names, columns);
+        chart.plot = make(el, names, columns, { filled: stacked });
       } else {
         chart.plot.setData(columns);
       }
@@ -95,15 +110,25 @@
     return chart;
   }
 
+  const tenantPoints = () => data.history.t.map((t, i) => ({ t, tenants: data.history.tenants[i], waiting: data.history.waiting[i] }));
+
   for (const el of document.querySelectorAll("[data-chart]")) {
     const name = el.dataset.chart;
-    charts[name] = POOL[name] ? poolChart(name, el) : namedChart(PER_NAME[name], el);
+    if (POOL[name]) {
+      charts[name] = poolChart(name, el);
+    } else if (PER_TENANT[name]) {
+      charts[name] = namedChart(PER_TENANT[name], el, tenantPoints(),
+        { stacked: name === "shares", empty: "No tenant has been served or waited in the last 15 minutes." });
+    } else {
+      charts[name] = namedChart(PER_NAME[name], el, data.usage.slice(),
+        { empty: "Only local members' processes are measured here; none runs yet." });
+    }
   }
 
   window.vibeadmin.charts = charts;
   window.vibeadmin.onMessage((message) => {
     if (message.type !== "snapshot") return;
-    for (const [name, chart] of Object.entries(charts)) chart.push(POOL[name] ? message.point : message.usage);
+    for (const [name, chart] of Object.entries(charts)) chart.push(PER_NAME[name] ? message.usage : message.point);
   });
 
   window.addEventListener("resize", () => {

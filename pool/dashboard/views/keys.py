@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from pool import metrics
 from pool.apikeys import apikey_revoke
 from pool.dashboard.forms import KeyCreateForm, KeyLimitsForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
@@ -19,7 +20,9 @@ PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
 
 def panel_context(*, create_form: KeyCreateForm | None = None, limits: KeyLimitsForm | None = None,
                   new_key: dict | None = None) -> dict:  # fmt: skip
-    rows = [(key, limits if limits and limits.instance.pk == key.pk else KeyLimitsForm(instance=key))
+    fair = metrics.tenant_summary()
+    rows = [(key, limits if limits and limits.instance.pk == key.pk else KeyLimitsForm(instance=key),
+             fair.get(key.name, metrics.NO_TENANT_FIGURES))
             for key in ApiKey.objects.all()]  # fmt: skip
     return {"section": "keys", "rows": rows, "create_form": create_form or KeyCreateForm(), "new_key": new_key}
 
@@ -63,5 +66,5 @@ def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return page_or_partial(request, PAGE, PANEL, panel_context(limits=form))
     form.save()
-    messages.success(request, f"Saved the limits of {form.instance.name}.")
+    messages.success(request, f"Saved the limits, weight and class of {form.instance.name}.")
     return after_post(request, reverse("keys"), PANEL, panel_context())
