@@ -23,8 +23,8 @@ from django.utils import timezone
 from pool import events
 from pool.gateway import inflight
 from pool.models import Member, Node, PoolEvent, states
+from pool.supervisor import health, process
 from pool.supervisor.model_file import ModelChoice, ensure_model
-from pool.supervisor.reconcile import health, process
 from pool.supervisor.transitions import change_state, update_observed
 
 log = logging.getLogger("pool.supervisor.reconcile")
