@@ -3,7 +3,7 @@ nginx (least_conn) and through vibeadmin's two doors: the API's own port (uvicor
 pool/gateway/listener.py) and /v1/ on the main port (daphne). Every figure is measured in
 at least five rounds, the legs interleaved in each (nginx, vibeadmin, daphne, nginx, ...,
 the order turning by one each round), and a ratio is the median of its rounds' ratios
-with their range (low–high): never one good round.
+with their range (low to high): never one good round.
 
 - Throughput: wrk, closed loop, at 16, 64 and 256 connections. Replies are short (20 ms)
   and members concurrent, so the proxy in the middle is what limits; on this machine the
@@ -383,7 +383,7 @@ def _throughput_tables(result: dict) -> str:
     header = " / ".join(LABELS[leg] for leg in LEGS)
     lines = [
         f"**Throughput against nginx** (wrk, closed loop, {result['duration_s']:.0f} s per leg; median "
-        f"(low–high) over {result['rounds']} interleaved rounds of the ratio in each round)",
+        f"(low to high) over {result['rounds']} interleaved rounds of the ratio in each round)",
         "",
         "| workload | conns | req/s, API port / nginx | req/s, daphne port / nginx | p50, API port − nginx (ms) "
         "| p50, daphne port − nginx (ms) | gateway's own time p50 / p99 (ms, API port) |",
@@ -422,7 +422,7 @@ def _cpu_table(result: dict) -> str:
     lines = [
         f"**CPU time per proxied request** (plain requests, {result['cpu_requests']} per leg and round, wrk "
         "closed loop; user + system CPU of nginx's worker process and of the gateway's process, from their own "
-        f"counters; median (low–high) over {result['rounds']} interleaved rounds)",
+        f"counters; median (low to high) over {result['rounds']} interleaved rounds)",
         "",
         "With no requests at all the gateway's process spends "
         f"{result['idle_cpu'].get('vibeadmin', 0) * 1000:.0f} ms of CPU a second (its background loops) and "
@@ -445,7 +445,7 @@ def _latency_table(lat: dict) -> str:
     lines = [
         f"**Added latency at {lat['streams']} concurrent streams** (open loop, {lat['rate_per_s']:.0f} streams/s, "
         f"{lat['stream_tokens']} tokens each, {lat['requests_per_leg']} requests per leg and round; added = the "
-        "leg's percentile minus straight-to-a-member's in the same round, median (low–high) over the rounds)",
+        "leg's percentile minus straight-to-a-member's in the same round, median (low to high) over the rounds)",
         "",
         "| leg | ok | latency p50 / p99 (ms) | added p50 (ms) | added p99 (ms) | first token p50 / p99 (ms) | "
         "added first token p50 (ms) | added first token p99 (ms) |",

@@ -21,7 +21,7 @@ def paired(rows: list[dict], leg: str, other: str) -> list[tuple[dict, dict]]:
 
 
 def shown(stat: dict | None, fmt: str) -> str:
-    """'median (low–high)' for a table, or a dash where the figure was not measured."""
+    """'median (low to high)' for a table, or a dash where the figure was not measured."""
     if not stat:
         return "–"
-    return f"{fmt.format(stat['median'])} ({fmt.format(stat['low'])}–{fmt.format(stat['high'])})"
+    return f"{fmt.format(stat['median'])} ({fmt.format(stat['low'])} to {fmt.format(stat['high'])})"
