@@ -71,8 +71,10 @@ def _machine(meta: dict) -> str:
             ("run", f"{meta.get('scale', '?')} (factor {meta.get('factor', '?')}), {meta.get('seconds', '?')} s in all"
                     + _code(meta))]  # fmt: skip
     for rerun in meta.get("reruns", []):
+        load = rerun["machine"].get("load_average_at_start")
         rows.append(("rerun", f"{', '.join(rerun['ran'])} ({rerun['scale']}) on {rerun['machine']['date']}, "
-                              f"{rerun['seconds']} s" + _code(rerun)))  # fmt: skip
+                              f"{rerun['seconds']} s" + _code(rerun)
+                              + (f", load average {', '.join(map(str, load))} as it began" if load else "")))  # fmt: skip
     return "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
