@@ -9,8 +9,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+import psutil
 
 from bench.server import free_port
 
@@ -44,13 +47,23 @@ http {{
 """
 
 
+@dataclass
+class Nginx:
+    url: str
+    master_pid: int
+
+    def workers(self) -> list[psutil.Process]:
+        """The worker processes, which serve every request (the master only starts them)."""
+        return psutil.Process(self.master_pid).children()
+
+
 def available() -> bool:
     return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 
 
 @contextlib.contextmanager
 def nginx(member_urls: list[str]):
-    """Yield the base URL of an nginx that balances over `member_urls` by least_conn.
+    """Yield an nginx that balances over `member_urls` by least_conn (its URL and pids).
 
     One worker process, as the gateway is one process.
     """
@@ -67,7 +80,7 @@ def nginx(member_urls: list[str]):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode()[-1000:]}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield Nginx(f"http://127.0.0.1:{port}", proc.pid)
     finally:
         proc.terminate()
         try:

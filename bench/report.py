@@ -23,10 +23,12 @@ on the main (daphne) port.
 ## How to rerun
 
     make bench                                   # installs nginx-light and wrk (Debian), runs everything
-    .venv/bin/python -m bench.run --quick        # about a third of the durations, one round
+    .venv/bin/python -m bench.run --quick        # about a third of the durations, fewer rounds
     .venv/bin/python -m bench.run --only overhead,scaling
     BENCH_SCALE=2 .venv/bin/python -m bench.run  # every duration and request count x2
     .venv/bin/python -m bench.run --smoke --out /tmp/bench   # the harness check `make test` runs
+    BENCH_CODE=/tmp/before .venv/bin/python -m bench.run --quick --only overhead --out /tmp/b
+        # the gateway of another checkout (`git worktree add /tmp/before REV`), this harness
 
 Everything listens on 127.0.0.1 only and is stopped by the run (members, nginx, servers).
 
@@ -66,11 +68,22 @@ def _machine(meta: dict) -> str:
              "load average (1, 5, 15 min) as the run ended",
              ", ".join(map(str, m.get("load_average_at_start", m.get("load_average_at_end", []))))),
             ("nginx / wrk", f"{m.get('nginx', '?')} / {m.get('wrk', '?')}"),
-            ("run", f"{meta.get('scale', '?')} (factor {meta.get('factor', '?')}), {meta.get('seconds', '?')} s in all")]  # fmt: skip
+            ("run", f"{meta.get('scale', '?')} (factor {meta.get('factor', '?')}), {meta.get('seconds', '?')} s in all"
+                    + _code(meta))]  # fmt: skip
     for rerun in meta.get("reruns", []):
+        load = rerun["machine"].get("load_average_at_start")
         rows.append(("rerun", f"{', '.join(rerun['ran'])} ({rerun['scale']}) on {rerun['machine']['date']}, "
-                              f"{rerun['seconds']} s"))  # fmt: skip
+                              f"{rerun['seconds']} s" + _code(rerun)
+                              + (f", load average {', '.join(map(str, load))} as it began" if load else "")))  # fmt: skip
     return "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _code(meta: dict) -> str:
+    """The commit served, where the run recorded it."""
+    code = meta.get("code")
+    if not code:
+        return ""
+    return f", code at {code['commit']}" + (" with uncommitted changes" if code["changed"] else "")
 
 
 def _goals(results: list[dict]) -> str:
@@ -80,6 +93,8 @@ def _goals(results: list[dict]) -> str:
             lines.append(f"| {result['name']} | (the benchmark failed: see its JSON) | – | ✗ |")
         for g in result.get("goals", []):
             value = "–" if g["value"] is None else f"{g['value']:g} {g['unit']}".strip()
+            if g.get("range"):  # the median of several rounds: their range beside it
+                value += f" ({g['range'][0]:g} to {g['range'][1]:g}, {g['rounds']} rounds)"
             lines.append(f"| {g['benchmark']} | {g['goal']} | {value} | {'✓' if g['met'] else '✗'} |")
     return "\n".join(lines) + "\n"
 

@@ -2,11 +2,12 @@
 BENCHMARKS.md.
 
     python -m bench.run                  # everything (about 15-20 minutes on 2 cores)
-    python -m bench.run --quick          # shorter runs, fewer rounds
+    python -m bench.run --quick          # shorter runs, fewer rounds (overhead: still five)
     python -m bench.run --smoke --out /tmp/x   # seconds per benchmark: the harness still works
     python -m bench.run --only overhead,scaling
     python -m bench.run --report-only    # rebuild BENCHMARKS.md from bench/results
     BENCH_SCALE=0.5 python -m bench.run  # scale every duration and request count
+    BENCH_CODE=/tmp/before python -m bench.run --only overhead   # serve another checkout's gateway
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from bench import machine, report
 from bench.context import Bench, scale_for
+from bench.server import served_code
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -33,7 +35,7 @@ SMOKE_DEFAULT = ("overhead", "strategies", "scaling")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="shorter runs, one round")
+    size.add_argument("--quick", action="store_true", help="shorter runs, fewer rounds")
     size.add_argument("--smoke", action="store_true", help="a second or two per benchmark, to test the harness")
     parser.add_argument("--only", default="", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results (default bench/results)")
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
     finally:
         bench.folders.cleanup()
-    meta = {"scale": scale.name, "factor": scale.factor, "machine": machine_info, "notes": bench.notes,
+    meta = {"scale": scale.name, "factor": scale.factor, "machine": machine_info, "code": served_code(), "notes": bench.notes,
             "seconds": round(time.monotonic() - started, 1), "ran": names, "failed": failed}  # fmt: skip
     previous = args.out / "run.json"
     if args.only and previous.exists():  # a partial rerun: keep the record of the whole run

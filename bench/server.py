@@ -26,8 +26,21 @@ import psutil
 from testing.fake_member import FakeMemberProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+# The checkout whose manage.py is served: this one, or BENCH_CODE's, to measure another
+# commit with this harness (a before/after comparison: `git worktree add /tmp/before REV`).
+CODE = Path(os.environ.get("BENCH_CODE") or ROOT).resolve()
 # The default GGUF that `make install` assembles into the developer's data folder.
 DEFAULT_MODEL_DIR = ROOT / "var" / "models"
+
+
+def served_code() -> dict:
+    """Which commit's gateway was measured: CODE's, and whether it had changes not committed."""
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(CODE), *args], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    return {"path": str(CODE), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "changed": bool(git("status", "--porcelain", "--untracked-files=no"))}  # fmt: skip
 
 
 def free_port() -> int:
@@ -41,6 +54,7 @@ def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("VIBEADMIN_") and k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}  # fmt: skip
     env["VIBEADMIN_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE), env.get("PYTHONPATH", "")) if p)
     env.update(overrides)
     return env
 
@@ -71,7 +85,7 @@ class DataFolders:
 
 
 def run_manage(data_dir: Path, *args: str, timeout: float = 60, env: dict | None = None) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=CODE, capture_output=True, text=True,
                             env=clean_env(data_dir, **(env or {})), timeout=timeout)  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
@@ -121,7 +135,7 @@ class Vibeadmin:
     def start(self, timeout: float = 60) -> Vibeadmin:
         args = [sys.executable, "manage.py", "serve"] + ([] if self.supervisor else ["--no-supervisor"])
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen(args, cwd=ROOT, env=clean_env(self.data_dir, **self.env),
+            self.proc = subprocess.Popen(args, cwd=CODE, env=clean_env(self.data_dir, **self.env),
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + timeout
         while not self.answers():

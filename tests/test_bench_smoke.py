@@ -48,7 +48,20 @@ def test_the_overhead_benchmark_compares_straight_nginx_and_vibeadmin(smoke):
     for leg in latency.values():
         assert leg["ok"] == leg["requests"] > 0
     assert "added_ttft_p50" in latency["vibeadmin"] and "added_latency_p99" in latency["vibeadmin"]
-    if "nginx" not in row["legs"]:  # nginx missing: the run says so instead of failing
+    # Every figure comes from several interleaved rounds: a median and the range around it.
+    added = latency["vibeadmin"]["added_ttft_p50"]
+    assert added["rounds"] == result["rounds"] >= 2
+    assert added["low"] <= added["median"] <= added["high"]
+    # The CPU time the gateway's process spent per request, from its own counters.
+    cpu = result["cpu"][0]
+    gateway = cpu["legs"]["vibeadmin"]
+    assert gateway["ok"] == gateway["requests"] == result["cpu_requests"] * result["rounds"]
+    assert 0 < gateway["us_per_request"]["low"] <= gateway["us_per_request"]["median"]
+    assert cpu["legs"]["vibeadmin_daphne"]["us_per_request"]["median"] > 0
+    if "nginx" in row["legs"]:  # against nginx's worker's, round by round
+        assert cpu["legs"]["nginx"]["us_per_request"]["median"] > 0
+        assert row["vibeadmin_rps_vs_nginx"]["median"] > 0 and cpu["vibeadmin_vs_nginx"]["median"] > 0
+    else:  # nginx missing: the run says so instead of failing
         notes = json.loads((smoke / "run.json").read_text())["notes"]
         assert any("nginx" in note for note in notes)
 
@@ -77,5 +90,6 @@ def test_the_run_writes_a_report_with_the_machine_and_the_goals(smoke):
 
     assert "## Machine" in report and "## Goals" in report and "How to rerun" in report
     assert "![overhead_plain.png]" in report and "![overhead_latency.png]" in report
+    assert "CPU time per proxied request" in report and "![overhead_cpu.png]" in report
     meta = json.loads((smoke / "run.json").read_text())
     assert meta["failed"] == [] and meta["machine"]["cores"] >= 1
