@@ -1,4 +1,5 @@
-"""HTTP headers for every response Django serves, and the proxy headers it may believe.
+"""HTTP headers for every response Django serves, and the proxy headers it may believe
+(vibeadmin/proxies.py says whose).
 
 The solve page shows model output, which is hostile: the sanitizer in static/js/solve.js
 is the first wall, the Content-Security-Policy the second. Scripts only from our own files
@@ -10,12 +11,10 @@ Cross-Origin-Opener-Policy) and XFrameOptionsMiddleware (DENY).
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
+
+from vibeadmin.proxies import is_trusted_proxy
 
 POLICY = "; ".join(
     [
@@ -53,28 +52,3 @@ class TrustedProxyMiddleware(MiddlewareMixin):
         if not is_trusted_proxy(request.META.get("REMOTE_ADDR", "")):
             request.META.pop("HTTP_X_FORWARDED_PROTO", None)
             request.META.pop("HTTP_X_FORWARDED_FOR", None)
-
-
-def client_address(request: HttpRequest) -> str:
-    """The nearest address in X-Forwarded-For that is not one of our proxies (as the gateway
-    does for its requests), else the peer's."""
-    peer = request.META.get("REMOTE_ADDR", "")
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded and is_trusted_proxy(peer):
-        for address in reversed([a.strip() for a in forwarded.split(",") if a.strip()]):
-            if not is_trusted_proxy(address):
-                return address
-    return peer
-
-
-def is_trusted_proxy(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in _networks(tuple(settings.VIBEADMIN_TRUSTED_PROXIES)))
-
-
-@functools.cache
-def _networks(proxies: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(net, strict=False) for net in proxies]

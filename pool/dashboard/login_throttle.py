@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from vibeadmin.headers import client_address
+from vibeadmin.proxies import client_address
 
 MAX_FAILURES = 5
 BACK_OFF_S = 15 * 60
@@ -57,7 +57,9 @@ class ThrottledMixin:
     data: Any
 
     def clean(self):
-        throttle = LoginThrottle(client_address(self.request), self.data.get("username") or "")
+        meta = self.request.META
+        address = client_address(meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", ""))
+        throttle = LoginThrottle(address, self.data.get("username") or "")
         wait = throttle.wait_s()
         if wait > 0:
             minutes = max(1, round(wait / 60))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from pool.gateway.prompts import prepare_messages
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
+from vibeadmin.proxies import client_address
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
@@ -211,14 +211,7 @@ class Gateway:
 
     def client_address(self, scope) -> str:
         peer = (scope.get("client") or ("",))[0]
-        forwarded = header(scope, b"x-forwarded-for")
-        if not forwarded or not _is_trusted(peer):
-            return peer
-        # The nearest address that is not one of our own proxies is the client.
-        for address in reversed([a.strip() for a in forwarded.split(",") if a.strip()]):
-            if not _is_trusted(address):
-                return address
-        return peer
+        return client_address(peer, header(scope, b"x-forwarded-for") or "")
 
     @staticmethod
     def no_route(scope) -> errors.ApiError:
@@ -231,20 +224,6 @@ class Gateway:
 async def _wait_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-def _is_trusted(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in _networks(tuple(settings.VIBEADMIN_TRUSTED_PROXIES)))
-
-
-@functools.cache
-def _networks(proxies: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Parsed once per setting, not on every request."""
-    return [ipaddress.ip_network(net, strict=False) for net in proxies]
 
 
 def solve_request(body: dict, policy: PoolPolicy) -> dict:

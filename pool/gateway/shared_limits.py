@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from pool.gateway.leases import renew_forever
 from pool.gateway.limits import MINUTE_S, NOTHING, Budget, Cap, Pass, Refused
 from pool.gateway.tasks import spawn
 
@@ -99,7 +100,7 @@ class RedisLimits:
             current = self._clients[id(loop)] = aioredis.Redis.from_url(self.url)
         renewer = self._renewers.get(id(loop))
         if renewer is None or renewer.done():
-            self._renewers[id(loop)] = loop.create_task(self.renew_forever())
+            self._renewers[id(loop)] = loop.create_task(renew_forever(self.client, self.held, lambda: self.lease_s))
         return current
 
     async def admit(self, budgets: tuple[Budget, ...], caps: tuple[Cap, ...]) -> Pass:
@@ -140,13 +141,3 @@ class RedisLimits:
         except RedisError:  # the places' leases expire by themselves; the budget misses one correction
             log.warning("could not settle a request's limits in Redis", exc_info=True)
 
-    async def renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            if self.held:
-                expiry = time.time() + self.lease_s
-                pipe = self.client().pipeline(transaction=False)
-                for lease, sets in list(self.held.items()):
-                    for key in sets:
-                        pipe.zadd(key, {lease: expiry}, xx=True)
-                await pipe.execute()

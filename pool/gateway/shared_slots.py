@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from pool.gateway.fair import BATCH_OFFSET, PUBLIC, Tenant
+from pool.gateway.leases import renew_forever
 from pool.gateway.slots import Lease, NotYourTurn, Turn
 from pool.gateway.tasks import spawn
 
@@ -110,7 +111,7 @@ class SharedSlots:
         self.prefix = prefix
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.cache: dict[int | str, int] = {}  # member id (or "key:<id>") -> count at the last refresh
-        self.held: dict[str, str] = {}  # lease id -> set key, renewed while held
+        self.held: dict[str, tuple[str]] = {}  # lease id -> (its member's set), renewed while held
         self._sync = redis.Redis.from_url(url)
         self._clients: dict[int, aioredis.Redis] = {}
         self._renewer: asyncio.Task | None = None
@@ -133,7 +134,7 @@ class SharedSlots:
         if current is None:
             current = self._clients[id(loop)] = aioredis.Redis.from_url(self.url)
         if self._renewer is None or self._renewer.done():
-            self._renewer = loop.create_task(self.renew_forever())
+            self._renewer = loop.create_task(renew_forever(self.client, self.held, lambda: self.lease_s))
             self._listener = loop.create_task(self.listen_forever())
             self._heart = loop.create_task(self.heartbeat_forever())
         return current
@@ -175,17 +176,17 @@ class SharedSlots:
         if not taken:
             self.cache[name] = capacity
             return None
-        self.held[lease] = key
+        self.held[lease] = (key,)
         self.cache[name] = self.cache.get(name, 0) + 1
         return lease
 
     def give_back(self, name: int | str, lease: Lease) -> asyncio.Task | None:
         """Free the lease in the background (awaitable, for who must know it is done)."""
-        key = self.held.pop(lease, None)
-        if key is None:
+        sets = self.held.pop(lease, None)
+        if sets is None:
             return None
         self.cache[name] = max(0, self.cache.get(name, 1) - 1)
-        return spawn(self._give_back(name, key, lease))
+        return spawn(self._give_back(name, sets[0], lease))
 
     async def _give_back(self, name: int | str, key: str, lease: Lease) -> None:
         pipe = self.client().pipeline(transaction=False)
@@ -239,16 +240,6 @@ class SharedSlots:
             if message.get("type") == "message":
                 for callback in self.on_freed:
                     callback()
-
-    async def renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            if self.held:
-                expiry = time.time() + self.lease_s
-                pipe = self.client().pipeline(transaction=False)
-                for lease, key in list(self.held.items()):
-                    pipe.zadd(key, {lease: expiry}, xx=True)
-                await pipe.execute()
 
     async def next_position(self) -> int:
         """Round robin's turn, shared: gateways take turns from one counter."""
