@@ -46,8 +46,9 @@ def default_model():
 def make_supervisor(fast_settings, db):
     """Build Supervisors driven step by step from the test (never their thread); every
     process they started is stopped when the test ends, whatever happened in it."""
+    from pool.supervisor import process
     from pool.supervisor.model_file import ModelChoice
-    from pool.supervisor.reconcile import Supervisor, process
+    from pool.supervisor.reconcile import Supervisor
 
     made = []
     children_before = set(process._children)

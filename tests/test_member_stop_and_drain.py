@@ -8,7 +8,7 @@ import pytest
 from pool import actions
 from pool.gateway import inflight
 from pool.models import Member, PoolEvent, states
-from pool.supervisor.reconcile import process
+from pool.supervisor import process
 from tests.helpers import reconcile_until, stub_command
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 from pool import actions
 from pool.actions import ActionError
 from pool.models import Member, states
-from pool.supervisor.reconcile import process
+from pool.supervisor import process
 from tests.helpers import reconcile_until
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import pytest
 
 from pool import actions
 from pool.models import Member, states
-from pool.supervisor.reconcile import health
+from pool.supervisor import health
 from tests.helpers import free_port, reconcile_until
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ import pytest
 
 from pool import actions
 from pool.models import Member, PoolEvent, states
-from pool.supervisor.reconcile import process
+from pool.supervisor import process
 from tests.helpers import reconcile_until, stub_command
 
 pytestmark = pytest.mark.django_db

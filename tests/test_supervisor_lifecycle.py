@@ -9,8 +9,8 @@ import pytest
 
 from pool import actions
 from pool.models import Member, PoolEvent, states
+from pool.supervisor import process
 from pool.supervisor.model_file import ModelChoice
-from pool.supervisor.reconcile import process
 from tests.helpers import reconcile_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.real_model]

@@ -14,7 +14,7 @@ from pool.dashboard import autoscale, snapshot
 from pool.dashboard.forms import MemberAddForm, MemberEditForm, ScaleForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import Member, PoolEvent
-from pool.supervisor.reconcile import process
+from pool.supervisor import process
 
 ACTIONS = {
     "start": actions.member_start,
