@@ -40,7 +40,8 @@ def test_status_says_so_when_the_pool_is_empty():
 
 
 def test_status_shows_each_member_in_a_table():
-    Member.objects.create(name="m1", state=states.READY, pid=4242, port=40001, weight=3)
+    Member.objects.create(name="m1", state=states.READY, pid=4242, port=40001, weight=3,
+                          engine=states.LLAMA_SERVER, slots=8, max_inflight=8)  # fmt: skip
     Member.objects.create(
         name="gpu2", kind=states.REMOTE, url="http://gpu2:8080", state=states.UNHEALTHY,
         last_error="no answer on /openapi.json: timed out",
@@ -48,9 +49,11 @@ def test_status_shows_each_member_in_a_table():
 
     lines = pool("status").splitlines()
 
-    assert " ".join(lines[0].split()) == "NAME KIND WANT STATE PID ADDRESS WEIGHT GPU RESTARTS LAST ERROR"
-    assert lines[1].split() == ["m1", "local", "run", "ready", "4242", "127.0.0.1:40001", "3", "-", "0"]
-    assert lines[2].split()[:6] == ["gpu2", "remote", "run", "unhealthy", "-", "http://gpu2:8080"]
+    header = "NAME KIND ENGINE WANT STATE PID ADDRESS SLOTS WEIGHT GPU RESTARTS LAST ERROR"
+    assert " ".join(lines[0].split()) == header
+    assert lines[1].split() == ["m1", "local", "llama-server", "run", "ready", "4242", "127.0.0.1:40001", "8", "3",
+                                "-", "0"]  # fmt: skip
+    assert lines[2].split()[:7] == ["gpu2", "remote", "llama-cpp-python", "run", "unhealthy", "-", "http://gpu2:8080"]
     assert lines[2].endswith("no answer on /openapi.json: timed out")
 
 

@@ -94,3 +94,10 @@ def env_networks(name: str) -> list[str]:
         except ValueError:
             raise ImproperlyConfigured(f"{name} must list IP addresses or networks, got {value!r}") from None
     return values
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

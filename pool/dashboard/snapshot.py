@@ -76,6 +76,8 @@ def member_row(member: Member, figures: dict | None, use: resources.ProcessUse |
         "weight": str(member.weight),
         "gpu": gpu,
         "inflight": str(inflight.count(member.pk)),
+        "slots": str(member.max_inflight),
+        "engine": member.engine,
         "rps": f"{figures.get('rps', 0):.2f}",
         "p50": seconds(figures.get("p50_s")),
         "p95": seconds(figures.get("p95_s")),
