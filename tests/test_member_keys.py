@@ -19,17 +19,15 @@ from tests.test_upstream_client import BODY, FakeServer, answer_json
 
 
 async def test_the_upstream_client_sends_the_members_key_as_a_bearer_token():
-    async with FakeServer(answer_json) as server:
-        async with upstream.post(server.url, BODY, "k3y-of-m1") as response:
-            assert response.status == 200
-            await response.read()
+    async with FakeServer(answer_json) as server, upstream.post(server.url, BODY, "k3y-of-m1") as response:
+        assert response.status == 200
+        await response.read()
     assert b"\r\nAuthorization: Bearer k3y-of-m1\r\n" in server.requests[0]
 
 
 async def test_a_key_that_could_split_the_request_head_is_never_sent():
-    async with FakeServer(answer_json) as server:
-        async with upstream.post(server.url, BODY, "evil\r\nX-Injected: 1") as response:
-            await response.read()
+    async with FakeServer(answer_json) as server, upstream.post(server.url, BODY, "evil\r\nX-Injected: 1") as r:
+        await r.read()
     assert b"X-Injected" not in server.requests[0] and b"Authorization" not in server.requests[0]
 
 
