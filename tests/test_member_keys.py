@@ -40,11 +40,13 @@ async def test_a_member_that_refuses_the_gateways_key_is_retried_elsewhere_not_s
     await sync_to_async(Member.objects.filter(name="a").update)(api_key="stale")
     await gateway.start()
 
-    replies = []
-    for _ in range(4):
-        call = Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat()).encode(),
+    def call() -> Call:
+        return Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat()).encode(),
                     {"authorization": f"Bearer {platform_key}", "content-type": "application/json"})  # fmt: skip
-        replies.append(await call.done())
+
+    # Two at once on two members of one slot each: one of them is sent to the refusing one.
+    at_once = [call(), call()]
+    replies = [await c.done() for c in at_once] + [await call().done(), await call().done()]
 
     assert refusing.stats.failed >= 1  # it was tried
     assert [r.status for r in replies] == [200] * 4
