@@ -24,7 +24,7 @@ from bench.context import Bench, scale_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("overhead", "strategies", "scaling", "real_model", "drills", "shared_state")
+BENCHMARKS = ("overhead", "strategies", "scaling", "real_model", "drills", "shared_state", "engines")
 # Real llama.cpp members take seconds to load and replies seconds to generate on 2 busy
 # cores: the smoke run leaves those benchmarks out unless --only names them.
 SMOKE_DEFAULT = ("overhead", "strategies", "scaling")
