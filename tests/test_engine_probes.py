@@ -41,7 +41,7 @@ class StandIn:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
-                self.wfile.write(json.dumps(body).encode())
+                self.wfile.write(body.encode() if isinstance(body, str) else json.dumps(body).encode())
 
             def log_message(self, *args):
                 pass
@@ -179,3 +179,18 @@ def test_a_llama_server_member_without_the_binary_fails_with_one_clear_line(make
                                  "set VIBEADMIN_LLAMA_SERVER to a llama-server binary")  # fmt: skip
     supervisor.reconcile()
     assert fetch(member).state == states.FAILED  # no retry every tick: the operator starts it again
+
+
+def test_a_llama_server_members_own_counters_reach_metrics(supervisor, stand_ins, client):
+    routes = like_llama_server()
+    routes["/metrics"] = (200, "# HELP llamacpp:tokens_predicted_total x\nllamacpp:tokens_predicted_total 1234\n"
+                               "llamacpp:n_decode_total 56\nllamacpp:bogus_total not-a-number\n")  # fmt: skip
+    server = stand_ins(routes)
+    member = actions.member_add(url=server.url, name="gpu7")
+
+    reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
+
+    exposed = client.get("/metrics").content.decode()
+    assert 'vibeadmin_member_engine_series{member="gpu7",series="tokens_predicted_total"} 1234.0' in exposed
+    assert 'vibeadmin_member_engine_series{member="gpu7",series="n_decode_total"} 56.0' in exposed
+    assert "bogus" not in exposed

@@ -73,7 +73,7 @@ def probe_member(member: Member, timeout_s: float) -> ProbeResult:
         result = probe_remote(member.base_url, timeout_s, key)
         if result.ok and member.slots is None and member.state != states.READY:
             result = with_props(result, member.base_url, timeout_s, key)
-    if result.ok and member.is_batching:
+    if result.ok and (member.is_batching or result.slots is not None):  # a llama-server, known or just found
         series = read_engine_series(member.base_url, timeout_s, key)
         result = ProbeResult(result.ok, result.elapsed_s, result.error, result.status, result.slots, series)
     return result
