@@ -84,6 +84,18 @@ def llama_server_binary() -> Path:
     return path
 
 
+def check_llama_server() -> str:
+    """At start-up: '' when llama-server members can start, else the line that says why not.
+    A VIBEADMIN_LLAMA_SERVER that points nowhere is a bad setting: it raises instead."""
+    try:
+        llama_server_binary()
+    except MemberCommandError as exc:
+        if settings.VIBEADMIN_LLAMA_SERVER:
+            raise
+        return f"warning: {exc}; llama-server members will fail to start"
+    return ""
+
+
 def default_llama_server() -> Path:
     """Where bin/build-llama-server keeps the build for the installed llama-cpp-python."""
     try:
