@@ -230,6 +230,7 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
             "ttft_s": s.ttft.percentile(0.5),
             "queue": s.queue_depth,
             "inflight": s.inflight,
+            "by_member": {name: row.tokens for name, row in s.by_member.items()},  # completion tokens
         }
         for s in window.last(span_s, now)
     ]

@@ -151,7 +151,7 @@ def chart_history(now: float | None = None) -> list[dict]:
 
 def empty_point(t: int) -> dict:
     return {"t": t, "rps": 0, "errors": 0, "tokens": 0, "p50_s": None, "p95_s": None, "ttft_s": None,
-            "queue": 0, "inflight": 0}  # fmt: skip
+            "queue": 0, "inflight": 0, "by_member": {}}  # fmt: skip
 
 
 def chart_point(now: float) -> dict:
@@ -197,5 +197,5 @@ def export_states(members: list[Member]) -> None:
 def chart_columns(now: float | None = None) -> dict[str, list]:
     """chart_history as one list per series, the shape the chart library draws."""
     points = chart_history(now)
-    keys = ("t", "rps", "errors", "tokens", "p50_s", "p95_s", "ttft_s", "queue", "inflight")
+    keys = ("t", "rps", "errors", "tokens", "p50_s", "p95_s", "ttft_s", "queue", "inflight", "by_member")
     return {key: [p[key] for p in points] for key in keys}

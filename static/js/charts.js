@@ -16,6 +16,8 @@
   };
   // Charts with one series per member (or GPU): key of resources' points.
   const PER_NAME = { cpu: "cpu", mem: "mem", gpu: "gpu", gpu_mem: "gpu_mem" };
+  // ... and of the pool's own points (metrics.history): completion tokens/s per member.
+  const PER_MEMBER = { member_tokens: "by_member" };
 
   const charts = {};
 
@@ -65,16 +67,16 @@
 
   // --- per-member charts -----------------------------------------------------------------
 
-  function namedChart(key, el) {
-    const points = data.usage.slice();
+  // `missing`: the value of a name absent from a point (0 tokens, but no CPU reading).
+  function namedChart(key, el, points, missing = null) {
     const chart = { el, points, names: [] };
     chart.draw = () => {
       const names = [...new Set(points.flatMap((p) => Object.keys(p[key] || {})))].sort();
-      const columns = [points.map((p) => p.t), ...names.map((n) => points.map((p) => (p[key] || {})[n] ?? null))];
+      const columns = [points.map((p) => p.t), ...names.map((n) => points.map((p) => (p[key] || {})[n] ?? missing))];
       if (!names.length) {
         const note = document.createElement("p");
         note.className = "muted empty-chart";
-        note.textContent = "Only local members' processes are measured here; none runs yet.";
+        note.textContent = el.dataset.empty || "Only local members' processes are measured here; none runs yet.";
         el.replaceChildren(note);
         chart.plot = null;
       } else if (!chart.plot || names.join() !== chart.names.join()) {
@@ -97,13 +99,19 @@
 
   for (const el of document.querySelectorAll("[data-chart]")) {
     const name = el.dataset.chart;
-    charts[name] = POOL[name] ? poolChart(name, el) : namedChart(PER_NAME[name], el);
+    if (POOL[name]) charts[name] = poolChart(name, el);
+    else if (PER_MEMBER[name]) {
+      const points = data.history.t.map((t, i) => ({ t, [PER_MEMBER[name]]: data.history[PER_MEMBER[name]][i] }));
+      charts[name] = namedChart(PER_MEMBER[name], el, points, 0);
+    } else charts[name] = namedChart(PER_NAME[name], el, data.usage.slice());
   }
 
   window.vibeadmin.charts = charts;
   window.vibeadmin.onMessage((message) => {
     if (message.type !== "snapshot") return;
-    for (const [name, chart] of Object.entries(charts)) chart.push(POOL[name] ? message.point : message.usage);
+    for (const [name, chart] of Object.entries(charts)) {
+      chart.push(POOL[name] || PER_MEMBER[name] ? message.point : message.usage);
+    }
   });
 
   window.addEventListener("resize", () => {
