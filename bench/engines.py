@@ -78,7 +78,8 @@ def pool_server(bench: Bench, env: dict[str, str]):
 def describe(server) -> str:
     members = server.status()
     engines = {m["engine"] for m in members}
-    threads = server.shell("from django.conf import settings; print(settings.VIBEADMIN_N_THREADS)").strip()
+    # The last line: Django's shell may first say how many objects it imported.
+    threads = server.shell("from django.conf import settings; print(settings.VIBEADMIN_N_THREADS)").split()[-1]
     slots = "/".join(str(m["slots"]) for m in members)
     return f"{len(members)} x {'/'.join(sorted(engines))}, {threads} thread(s) each, slots {slots}"
 

@@ -66,7 +66,8 @@ def run(bench: Bench) -> dict:
             member_urls = [status[name]["url"] for name in names]
             # Members answer only with their own keys (a request straight to a port gets 401).
             member_keys = server.shell("from pool.models import Member; "
-                                       f"print(' '.join(Member.objects.get(name=n).api_key for n in {names!r}))").split()  # fmt: skip
+                                       f"print(' '.join(Member.objects.get(name=n).api_key for n in {names!r}))"
+                                       ).strip().splitlines()[-1].split()  # the last line: the shell may say more first
             model = server.shell("from pool.supervisor.model_file import chosen_model; print(chosen_model().model_id)").strip()
             leg(member_urls, model, member_keys, tokens, 2.0)  # warm up: the first generation is slower
             for round_no in range(rounds):

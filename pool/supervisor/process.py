@@ -72,7 +72,7 @@ def llama_server_command(member: Member, model: ModelChoice, port: int) -> list[
     return command
 
 
-LLAMA_SERVER_TEMPLATES = {"llama-2": "llama2", "mistral-instruct": "mistral-v1"}
+LLAMA_SERVER_TEMPLATES = {"llama-2": "llama2"}
 
 
 def llama_server_binary() -> Path:
