@@ -7,9 +7,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint bench clean browser-deps services-deps
+.PHONY: install run test lint bench clean browser-deps services-deps llama-server
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed llama-server
 	@$(PY) manage.py migrate --noinput -v 0
 	@$(PY) manage.py collectstatic --noinput -v 0
 	@$(PY) manage.py prepare_model
@@ -37,6 +37,13 @@ $(VENV)/.installed: pyproject.toml
 		$(if $(LLAMA_REBUILD),--force-reinstall --no-deps)
 	$(PIP) install -q -e '.[test,bench]'
 	@touch $@
+
+# llama.cpp's own server, from the llama.cpp source that llama-cpp-python vendors, with the
+# same LLAMA_CMAKE_ARGS: about 6 minutes on 2 cores the first time, then cached outside the
+# clone (~/.cache/vibeadmin/llama-server/), so fresh clones and later runs skip it.
+llama-server: $(VENV)/.installed
+	@LLAMA_VERSION=$(LLAMA_VERSION) LLAMA_CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" PIP="$(PIP)" \
+		bin/build-llama-server $(if $(LLAMA_REBUILD),--rebuild)
 
 node_modules/.installed: package.json
 	@command -v npm >/dev/null || { echo "the pages' browser libraries come from npm: install Node.js 20+ and npm first"; exit 1; }

@@ -26,13 +26,13 @@ MESSAGES = [
 ]
 
 
-def leg(urls: list[str], model: str, key: str, tokens: int, duration: float) -> dict:
-    """One client per URL (a URL may repeat), back to back for `duration`."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+def leg(urls: list[str], model: str, keys: list[str], tokens: int, duration: float) -> dict:
+    """One client per URL (a URL may repeat), back to back for `duration`; keys[n] is the
+    key for urls[n] (a platform's for the gateway, each member's own straight to it)."""
     body = {"model": model, "messages": MESSAGES, "max_tokens": tokens, "temperature": 0}
 
     def shot(n: int, i: int) -> Shot:
-        return Shot(urls[n] + "/v1/chat/completions", body, headers, tag=str(n))
+        return Shot(urls[n] + "/v1/chat/completions", body, {"Authorization": f"Bearer {keys[n]}"}, tag=str(n))
 
     results, _ = asyncio.run(closed_loop(shot, len(urls), duration, warmup_s=0.0, timeout_s=300))
     ok = [r for r in results if r.ok]
@@ -64,11 +64,15 @@ def run(bench: Bench) -> dict:
             key = server.create_key()
             status = {m["name"]: m for m in server.status()}
             member_urls = [status[name]["url"] for name in names]
+            # Members answer only with their own keys (a request straight to a port gets 401).
+            member_keys = server.shell("from pool.models import Member; "
+                                       f"print(' '.join(Member.objects.get(name=n).api_key for n in {names!r}))"
+                                       ).strip().splitlines()[-1].split()  # the last line: the shell may say more first
             model = server.shell("from pool.supervisor.model_file import chosen_model; print(chosen_model().model_id)").strip()
-            leg(member_urls, model, "", tokens, 2.0)  # warm up: the first generation is slower
+            leg(member_urls, model, member_keys, tokens, 2.0)  # warm up: the first generation is slower
             for round_no in range(rounds):
-                straight = leg(member_urls, model, "", tokens, duration)
-                gateway = leg([server.api_url] * n, "vibethinker", key, tokens, duration)
+                straight = leg(member_urls, model, member_keys, tokens, duration)
+                gateway = leg([server.api_url] * n, "vibethinker", [key] * n, tokens, duration)
                 row = {"members": n, "round": round_no, "straight": straight, "gateway": gateway,
                        "cost": 1 - gateway["tokens_per_s"] / straight["tokens_per_s"]}  # fmt: skip
                 rows.append(row)

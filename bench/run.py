@@ -26,7 +26,7 @@ from bench.server import served_code
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("overhead", "strategies", "scaling", "real_model", "drills", "shared_state", "fairness")
+BENCHMARKS = ("overhead", "strategies", "scaling", "real_model", "drills", "shared_state", "fairness", "engines")
 # Real llama.cpp members take seconds to load and replies seconds to generate on 2 busy
 # cores: the smoke run leaves those benchmarks out unless --only names them.
 SMOKE_DEFAULT = ("overhead", "strategies", "scaling")

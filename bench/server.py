@@ -188,8 +188,9 @@ def member_processes(data_dir: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "llama_cpp.server" in (proc.info["cmdline"] or []) and \
-                    proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir):  # fmt: skip
+            cmdline = proc.info["cmdline"] or []
+            is_member = "llama_cpp.server" in cmdline or any(part.endswith("llama-server") for part in cmdline[:1])
+            if is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir):
                 found.append(proc)
         except psutil.Error:
             continue

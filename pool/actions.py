@@ -46,6 +46,33 @@ def _check_gpu(gpu: int | None) -> None:
         raise ActionError("GPU index must be 0 or more")
 
 
+MAX_SLOTS = 256
+# A key travels in an HTTP header: printable ASCII without spaces.
+API_KEY_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in states.ENGINES:
+        raise ActionError(f"unknown engine {engine!r}; choose {' or '.join(states.ENGINES)}")
+
+
+def _check_slots(slots: int | None, *, engine: str, remote: bool) -> None:
+    if slots is None:
+        return
+    if not 1 <= slots <= MAX_SLOTS:
+        raise ActionError(f"slots must be between 1 and {MAX_SLOTS}")
+    if slots > 1 and engine == states.LLAMA_CPP_PYTHON and not remote:
+        raise ActionError("a llama-cpp-python member generates one answer at a time: "
+                          "use the llama-server engine for more slots")  # fmt: skip
+
+
+def _check_api_key(api_key: str) -> str:
+    api_key = api_key.strip()
+    if api_key and not API_KEY_RE.match(api_key):
+        raise ActionError("an API key is 1-256 printable characters, without spaces")
+    return api_key
+
+
 def _next_name() -> str:
     taken = set(Member.objects.values_list("name", flat=True))
     n = 1
@@ -55,10 +82,22 @@ def _next_name() -> str:
 
 
 def member_add(
-    *, url: str = "", weight: int = 1, gpu: int | None = None, name: str = "", node: str = ""
-) -> Member:
+    *, url: str = "", weight: int = 1, gpu: int | None = None, name: str = "", node: str = "",
+    engine: str = "", slots: int | None = None, api_key: str = "",
+) -> Member:  # fmt: skip
+    """Add a local member (engine and slots default to VIBEADMIN_ENGINE and VIBEADMIN_SLOTS),
+    or a remote one at `url` (its slots read from its /props unless given)."""
+    # A remote server's engine shows when it is probed (a llama-server answers /props).
+    engine = engine or (states.LLAMA_CPP_PYTHON if url else settings.VIBEADMIN_ENGINE)
     _check_weight(weight)
     _check_gpu(gpu)
+    _check_engine(engine)
+    if not url and slots is None:
+        slots = settings.VIBEADMIN_SLOTS if engine == states.LLAMA_SERVER else 1
+    _check_slots(slots, engine=engine, remote=bool(url))
+    if api_key and not url:
+        raise ActionError("a local member's key is made by its supervisor at each start; only a remote one takes a key")
+    api_key = _check_api_key(api_key)
     if Member.objects.count() >= settings.VIBEADMIN_MAX_MEMBERS:
         raise ActionError(f"the pool already has {settings.VIBEADMIN_MAX_MEMBERS} members (VIBEADMIN_MAX_MEMBERS)")
     if name and not NAME_RE.match(name):
@@ -71,12 +110,17 @@ def member_add(
         url=validate_remote_url(url) if url else "",
         node=node or settings.VIBEADMIN_NODE,
         weight=weight,
+        engine=engine,
+        slots=slots,
+        max_inflight=slots or 1,
+        api_key=api_key,
         gpu=gpu,
         n_gpu_layers=settings.VIBEADMIN_N_GPU_LAYERS,
         n_ctx=settings.VIBEADMIN_N_CTX,
         n_threads=settings.VIBEADMIN_N_THREADS,
     )
-    _note(member, f"{member.name}: added ({'remote ' + member.url if url else 'local'})")
+    what = f"remote {member.url}" if url else f"local {engine}"
+    _note(member, f"{member.name}: added ({what}, {slots or 'its own'} slots)")
     return member
 
 
@@ -117,6 +161,38 @@ def member_set_weight(*, member: Member, weight: int) -> None:
     _check_weight(weight)
     Member.objects.filter(pk=member.pk).update(weight=weight)
     _note(member, f"{member.name}: weight set to {weight}")
+
+
+def member_set_slots(*, member: Member, slots: int | None) -> None:
+    """A local member's slots take effect at its next start (restart it); a remote one's at
+    once. None on a remote member: read them from its /props again."""
+    _check_slots(slots, engine=member.engine, remote=not member.is_local)
+    if slots is None and member.is_local:
+        raise ActionError("a local member needs a number of slots")
+    fields: dict = {"slots": slots}
+    if not member.is_local and slots is not None:
+        fields["max_inflight"] = slots
+    Member.objects.filter(pk=member.pk).update(**fields)
+    when = " (applies at next start)" if member.is_local else ""
+    _note(member, f"{member.name}: slots set to {slots if slots is not None else 'read from the member'}{when}")
+
+
+def member_set_engine(*, member: Member, engine: str) -> None:
+    """A local member's engine changes at its next start."""
+    _check_engine(engine)
+    if not member.is_local:
+        raise ActionError("a remote member's engine is whatever its server runs: it is not set here")
+    slots = member.slots if engine == states.LLAMA_SERVER else 1
+    Member.objects.filter(pk=member.pk).update(engine=engine, slots=slots)
+    _note(member, f"{member.name}: engine set to {engine} (applies at next start)")
+
+
+def member_set_api_key(*, member: Member, api_key: str) -> None:
+    """The key the gateway and the probes send a remote member ('' for none)."""
+    if member.is_local:
+        raise ActionError("a local member's key is made by its supervisor at each start")
+    Member.objects.filter(pk=member.pk).update(api_key=_check_api_key(api_key))
+    _note(member, f"{member.name}: API key {'set' if api_key.strip() else 'cleared'}")
 
 
 def member_set_gpu(*, member: Member, gpu: int | None) -> None:

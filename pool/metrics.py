@@ -179,11 +179,15 @@ def record_request(
         row.latency.add(latency_s)
 
 
-def record_load(*, queue_depth: int, inflight_by_member: dict[str, int]) -> None:
+def record_load(
+    *, queue_depth: int, inflight_by_member: dict[str, int], slots_by_member: dict[str, int] | None = None
+) -> None:
     """Sampled once a second by the gateway: gauges that are not per request."""
     QUEUE_DEPTH.set(queue_depth)
     for name, n in inflight_by_member.items():
         INFLIGHT.labels(name).set(n)
+    for name, n in (slots_by_member or {}).items():
+        SLOTS.labels(name).set(n)
     second = window.current()
     second.queue_depth = queue_depth
     second.inflight = sum(inflight_by_member.values())
@@ -296,6 +300,7 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
             "waiting": s.waiting_by_tenant or {},
             "predicted_s": s.predicted_s / s.predictions if s.predictions else None,
             "waited_s": s.waited_s / s.predictions if s.predictions else None,
+            "by_member": {name: row.tokens for name, row in s.by_member.items()},  # completion tokens
         }
         for s in window.last(span_s, now)
     ]
@@ -307,3 +312,12 @@ def export_member_states(state_by_member: dict[str, str], all_states: list[str])
     for member, current in state_by_member.items():
         for state in all_states:
             MEMBER_STATE.labels(member, state).set(1 if state == current else 0)
+SLOTS = Gauge("vibeadmin_member_slots", "Answers each member decodes at once (its max in flight)", ["member"])
+ENGINE = Gauge("vibeadmin_member_engine_series", "llama-server's own /metrics series per member "
+               "(llamacpp:NAME), as its supervisor's probe last read them", ["member", "series"])  # fmt: skip
+
+
+def record_engine(member: str, series: dict[str, float]) -> None:
+    """A llama-server member's own counters, read by the supervisor's probe."""
+    for name, value in series.items():
+        ENGINE.labels(member, name).set(value)

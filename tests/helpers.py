@@ -120,7 +120,8 @@ def member_processes(data_dir: Path) -> list[psutil.Process]:
 
 def _serves_for(proc: psutil.Process, data_dir: Path) -> bool:
     try:
-        is_member = "llama_cpp.server" in (proc.info["cmdline"] or [])
+        cmdline = proc.info["cmdline"] or []
+        is_member = "llama_cpp.server" in cmdline or any(part.endswith("llama-server") for part in cmdline[:1])
         return is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir)
     except psutil.Error:
         return False

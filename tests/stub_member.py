@@ -1,6 +1,6 @@
 """A tiny stand-in for a llama.cpp member, for supervisor tests that need no model.
 
-stub_member.py --port P                  answers GET /openapi.json on P until stopped
+stub_member.py --port P                  answers GET /openapi.json and /health on P until stopped
 stub_member.py --port P --ignore-sigterm the same, but only SIGKILL ends it
 stub_member.py --exit "error: MESSAGE"   prints MESSAGE and exits at once with code 3
 """
@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 class Probes(BaseHTTPRequestHandler):
     def do_GET(self):
-        status = 200 if self.path == "/openapi.json" else 404
+        # The probe paths of both engines: llama-cpp-python's and llama-server's.
+        status = 200 if self.path in ("/openapi.json", "/health") else 404
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()

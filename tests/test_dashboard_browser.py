@@ -149,11 +149,14 @@ def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
             "() => window.vibeadmin?.charts?.traffic?.columns[1].some((v) => v > 0)",
             timeout=20_000,
         )
+        # ... and tokens/s per member: a series for the member that answers.
+        page.wait_for_function("() => window.vibeadmin.charts.member_tokens.names.includes('fake2')", timeout=20_000)
         time.sleep(3)  # a few more seconds of points, for the screenshot
     finally:
         stop.set()
         traffic.join(timeout=15)
     assert page.locator('[data-chart="traffic"] canvas').count() == 1
+    assert page.locator('[data-chart="member_tokens"] canvas').count() == 1
     assert float(page.locator('[data-total="rps"]').inner_text()) > 0
     assert page.locator("#no-gpu").count() + page.locator('[data-chart="gpu"]').count() == 1
 

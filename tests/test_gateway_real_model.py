@@ -1,5 +1,6 @@
 """The gateway in front of one real llama.cpp member (the default gemma GGUF), through the
-official `openai` client: `manage.py serve` as an operator runs it, with VIBEADMIN_MEMBERS=1.
+official `openai` client: `manage.py serve` as an operator runs it, with VIBEADMIN_MEMBERS=1
+and the llama-cpp-python engine.
 Answers are short (max_tokens <= 32) so the whole file runs in seconds once the model loads."""
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def served(migrated_template, default_model, tmp_path_factory):
     # way, the model id clients see is the file's stem (pool.supervisor.model_file.chosen_model).
     env = {"VIBEADMIN_PORT": str(free_port()), "VIBEADMIN_MEMBERS": "1", "VIBEADMIN_MODEL": str(default_model.path),
            "VIBEADMIN_CHAT_FORMAT": "gemma", "VIBEADMIN_N_CTX": "512", "VIBEADMIN_REFRESH_S": "0.1",
-           "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN}  # fmt: skip
+           "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN,
+           # llama-cpp-python's member, whose interrupts this file checks; llama-server's is
+           # in test_engine_llama_server.py.
+           "VIBEADMIN_ENGINE": "llama-cpp-python"}  # fmt: skip
     key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
     output = folder / "serve.out"
     child = start_serve(data_dir, log=output, **env)

@@ -26,7 +26,8 @@ def test_every_series_on_the_dashboard_is_exposed(client, settings):
     Member.objects.create(name="m1", state="ready")
     AlertRule.objects.create(name="Queue long", metric="queue_depth", threshold=5, duration_s=0)
     metrics.record_request(member="m1", status=200, latency_s=0.5, ttft_s=0.1, completion_tokens=8)
-    metrics.record_load(queue_depth=0, inflight_by_member={"m1": 0})
+    metrics.record_load(queue_depth=0, inflight_by_member={"m1": 0}, slots_by_member={"m1": 8})
+    metrics.record_engine("m1", {"tokens_predicted_total": 0.0, "prompt_tokens_total": 0.0})  # a llama-server's probe
     metrics.RETRIES.labels("m1").inc(0)
     alerts.evaluate(values={"queue_depth": 9.0})
     autoscale.step()

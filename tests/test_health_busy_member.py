@@ -25,7 +25,7 @@ def ready_member(make_supervisor, default_model, settings):
     settings.VIBEADMIN_PROBE_TIMEOUT_S = 0.5  # far less than the generation takes
     settings.VIBEADMIN_UNHEALTHY_AFTER = 1  # one slow probe would be enough to eject
     supervisor = make_supervisor(model=default_model, command_for=process.member_command)
-    member = actions.member_add()
+    member = actions.member_add(engine=states.LLAMA_CPP_PYTHON)  # the engine whose model lock this is about
     reconcile_until(supervisor, lambda: Member.objects.get(pk=member.pk).state == states.READY, LOAD_TIMEOUT_S,
                     what="the real member to be ready")  # fmt: skip
     member.refresh_from_db()
@@ -36,7 +36,8 @@ def generate(member: Member, tokens: int, done: threading.Event) -> None:
     body = {"messages": [{"role": "user", "content": "Tell a long story about a lighthouse."}],
             "max_tokens": tokens, "stream": True}  # fmt: skip
     request = urllib.request.Request(member.base_url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {member.api_key}"})  # fmt: skip
     with urllib.request.urlopen(request, timeout=120) as response:
         for line in response:
             if line.startswith(b"data: [DONE]"):

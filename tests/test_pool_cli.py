@@ -40,7 +40,8 @@ def test_status_says_so_when_the_pool_is_empty():
 
 
 def test_status_shows_each_member_in_a_table():
-    Member.objects.create(name="m1", state=states.READY, pid=4242, port=40001, weight=3)
+    Member.objects.create(name="m1", state=states.READY, pid=4242, port=40001, weight=3,
+                          engine=states.LLAMA_SERVER, slots=8, max_inflight=8)  # fmt: skip
     Member.objects.create(
         name="gpu2", kind=states.REMOTE, url="http://gpu2:8080", state=states.UNHEALTHY,
         last_error="no answer on /openapi.json: timed out",
@@ -48,9 +49,11 @@ def test_status_shows_each_member_in_a_table():
 
     lines = pool("status").splitlines()
 
-    assert " ".join(lines[0].split()) == "NAME KIND WANT STATE PID ADDRESS WEIGHT GPU RESTARTS LAST ERROR"
-    assert lines[1].split() == ["m1", "local", "run", "ready", "4242", "127.0.0.1:40001", "3", "-", "0"]
-    assert lines[2].split()[:6] == ["gpu2", "remote", "run", "unhealthy", "-", "http://gpu2:8080"]
+    header = "NAME KIND ENGINE WANT STATE PID ADDRESS SLOTS WEIGHT GPU RESTARTS LAST ERROR"
+    assert " ".join(lines[0].split()) == header
+    assert lines[1].split() == ["m1", "local", "llama-server", "run", "ready", "4242", "127.0.0.1:40001", "8", "3",
+                                "-", "0"]  # fmt: skip
+    assert lines[2].split()[:7] == ["gpu2", "remote", "llama-cpp-python", "run", "unhealthy", "-", "http://gpu2:8080"]
     assert lines[2].endswith("no answer on /openapi.json: timed out")
 
 
@@ -237,3 +240,42 @@ def test_status_json_is_readable_by_another_process(data_dir):
 
     assert result.returncode == 0, result.stderr
     assert [(m["name"], m["state"]) for m in json.loads(result.stdout)] == [("gpu2", "stopped")]
+
+
+def test_add_takes_an_engine_and_slots():
+    out = pool("add", "--engine", "llama-server", "--slots", "8")
+
+    member = Member.objects.get()
+    assert (member.engine, member.slots, member.max_inflight) == (states.LLAMA_SERVER, 8, 8)
+    assert "local llama-server member with 8 slots" in out
+
+
+def test_add_refuses_slots_for_a_llama_cpp_python_member():
+    with pytest.raises(CommandError, match="one answer at a time"):
+        pool("add", "--engine", "llama-cpp-python", "--slots", "4")
+
+
+def test_set_changes_slots_and_weight_and_says_when_they_apply():
+    pool("add", "--engine", "llama-server", "--slots", "8")
+
+    out = pool("set", "m1", "--slots", "4", "--weight", "2")
+
+    member = Member.objects.get()
+    assert (member.slots, member.weight) == (4, 2)
+    assert member.max_inflight == 8  # the running process still has 8 until it restarts
+    assert "next start" in out
+
+
+def test_set_gives_a_remote_member_a_key_and_its_slots_back_to_auto():
+    pool("add", "--url", "http://gpu2:8080", "--slots", "16")
+
+    pool("set", "m1", "--api-key", "s3cret", "--slots", "auto")
+
+    member = Member.objects.get()
+    assert (member.api_key, member.slots) == ("s3cret", None)
+
+
+def test_set_without_anything_to_set_says_what_it_takes():
+    pool("add")
+    with pytest.raises(CommandError, match="--slots, --weight"):
+        pool("set", "m1")

@@ -76,7 +76,7 @@ def test_a_remote_member_that_does_not_answer_is_unhealthy(supervisor):
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.UNHEALTHY, what="unhealthy")
 
-    assert "no answer on /openapi.json" in member.last_error
+    assert "no answer on /health" in member.last_error  # the first path a remote member is tried on
     assert not Member.objects.routable().filter(pk=member.pk).exists()
 
 

@@ -100,3 +100,14 @@ def test_a_database_never_migrated_stops_serve_with_the_command_to_run(tmp_path)
     assert one_line_error(result).startswith("CommandError: the database has ")
     assert "run `python manage.py migrate` first" in one_line_error(result)
     assert not (tmp_path / "admin-password.txt").exists()
+
+
+def test_a_llama_server_setting_that_points_nowhere_stops_serve(data_dir, default_model):
+    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL=str(default_model.path),
+                    VIBEADMIN_LLAMA_SERVER="/nonexistent/llama-server", VIBEADMIN_PORT=str(free_port()))  # fmt: skip
+
+    assert one_line_error(result) == (
+        "CommandError: llama-server not found at /nonexistent/llama-server: "
+        "set VIBEADMIN_LLAMA_SERVER to a llama-server binary"
+    )
+    assert started_nothing(data_dir)

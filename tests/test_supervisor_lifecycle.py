@@ -19,6 +19,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.real_model]
 LOAD_TIMEOUT_S = 120
 
 
+@pytest.fixture(autouse=True)
+def llama_cpp_python_members(settings):
+    """llama-cpp-python's lifecycle; test_engine_llama_server.py has llama-server's."""
+    settings.VIBEADMIN_ENGINE = "llama-cpp-python"
+
+
 @pytest.fixture
 def real_supervisor(make_supervisor, default_model):
     return make_supervisor(model=default_model, command_for=process.member_command)
@@ -107,3 +113,16 @@ def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
     finally:
         restarted.shutdown()  # stops the adopted member; reaping it is still up to its parent, this test
         child.wait(timeout=30)
+
+
+def test_a_real_member_refuses_requests_without_its_own_key(real_supervisor):
+    """Its port is reachable around the gateway (VIBEADMIN_MEMBER_BIND=0.0.0.0 on a
+    multi-host pool): only the key the supervisor gave it opens it."""
+    from tests.test_engine_llama_server import chat_request
+
+    member = actions.member_add()
+    reconcile_until(real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready")
+
+    assert chat_request(member.base_url, "") == 401
+    assert chat_request(member.base_url, "a-guess") == 401
+    assert chat_request(member.base_url, member.api_key) == 200

@@ -111,3 +111,8 @@ def env_public_url(name: str) -> str | None:
     except ValueError:
         raise ImproperlyConfigured(f"{name} has a bad port, got {raw!r}") from None
     return f"{parsed.scheme}://{parsed.netloc}"
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from vibeadmin.env import (
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -204,8 +205,14 @@ VIBEADMIN_CHAT_FORMAT = env_str("VIBEADMIN_CHAT_FORMAT", "")  # "" = from the GG
 VIBEADMIN_MEMBERS = env_int("VIBEADMIN_MEMBERS", 2, minimum=0, maximum=256)
 VIBEADMIN_MAX_MEMBERS = env_int("VIBEADMIN_MAX_MEMBERS", 64, minimum=1)
 VIBEADMIN_N_GPU_LAYERS = env_int("VIBEADMIN_N_GPU_LAYERS", -1, minimum=-1)
+# Context per slot: a member with N slots gets N times this (reasoning answers are long).
 VIBEADMIN_N_CTX = env_int("VIBEADMIN_N_CTX", 4096, minimum=256)
 VIBEADMIN_N_THREADS = env_int("VIBEADMIN_N_THREADS", 1, minimum=1)
+# New members' engine and slots; see BENCHMARKS.md for why these are the defaults.
+VIBEADMIN_ENGINE = env_choice("VIBEADMIN_ENGINE", "llama-server", ("llama-server", "llama-cpp-python"))
+VIBEADMIN_SLOTS = env_int("VIBEADMIN_SLOTS", 8, minimum=1, maximum=256)
+# The llama-server binary; unset: the build `make install` caches (bin/build-llama-server).
+VIBEADMIN_LLAMA_SERVER = env_path("VIBEADMIN_LLAMA_SERVER", Path()) if env_str("VIBEADMIN_LLAMA_SERVER", "") else None
 VIBEADMIN_NODE = env_str("VIBEADMIN_NODE", "local")
 
 # --- supervisor and health -----------------------------------------------------------

@@ -12,7 +12,7 @@ from pool import actions
 from pool.apikeys import apikey_create
 from pool.dashboard import alerts, autoscale
 from pool.gateway.strategies import STRATEGIES
-from pool.models import AlertRule, ApiKey, Member, PoolSettings
+from pool.models import AlertRule, ApiKey, Member, PoolSettings, states
 from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 
@@ -44,8 +44,22 @@ class MemberAddForm(ActionForm[Member]):
         widget=forms.TextInput(attrs={"placeholder": "http://gpu2:8080"}),
     )  # fmt: skip
     name = forms.CharField(required=False, max_length=64, help_text="Default: m1, m2, ...")
+    engine = forms.ChoiceField(choices=states.ENGINE_CHOICES, required=False, help_text="What a local member runs")
+    slots = forms.IntegerField(
+        required=False, min_value=1, max_value=actions.MAX_SLOTS,
+        help_text="Answers it decodes at once (llama-server). Empty: the default for a local member, "
+                  "the server's own (from its /props) for a remote one",
+    )  # fmt: skip
+    api_key = forms.CharField(
+        required=False, max_length=256, label="API key", widget=forms.PasswordInput,
+        help_text="Only for a remote member whose server wants a key",
+    )  # fmt: skip
     weight = forms.IntegerField(min_value=MIN_WEIGHT, max_value=MAX_WEIGHT, initial=1)
     gpu = forms.IntegerField(required=False, min_value=0, label="GPU", help_text="Pin a local member to a GPU index")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["engine"].initial = settings.VIBEADMIN_ENGINE
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"].strip()
@@ -58,7 +72,11 @@ class MemberAddForm(ActionForm[Member]):
 
     def act(self) -> Member:
         data = self.cleaned_data
-        return actions.member_add(url=data["url"], weight=data["weight"], gpu=data["gpu"], name=data["name"].strip())
+        # A remote server's engine is found by probing it, not chosen here.
+        return actions.member_add(
+            url=data["url"], weight=data["weight"], gpu=data["gpu"], name=data["name"].strip(),
+            engine="" if data["url"] else data["engine"], slots=data["slots"], api_key=data["api_key"],
+        )  # fmt: skip
 
 
 class ScaleForm(ActionForm[list[str]]):
@@ -79,17 +97,43 @@ class MemberEditForm(ActionForm[Member]):
     gpu = forms.IntegerField(required=False, min_value=0, label="GPU pin", help_text="Empty: no pin")
 
     def __init__(self, *args, member: Member, **kwargs):
-        kwargs.setdefault("initial", {"weight": member.weight, "gpu": member.gpu})
+        kwargs.setdefault("initial", {"weight": member.weight, "gpu": member.gpu, "slots": member.slots,
+                                      "engine": member.engine})  # fmt: skip
         super().__init__(*args, **kwargs)
         self.member = member
+        if member.is_local:  # left out of a post: unchanged
+            self.fields["engine"] = forms.ChoiceField(choices=states.ENGINE_CHOICES, required=False,
+                                                      help_text="At next start")  # fmt: skip
+            self.fields["slots"] = forms.IntegerField(
+                required=False, min_value=1, max_value=actions.MAX_SLOTS,
+                help_text="Answers it decodes at once (llama-server); at next start")  # fmt: skip
+        else:
+            self.fields["slots"] = forms.IntegerField(
+                required=False, min_value=1, max_value=actions.MAX_SLOTS,
+                help_text="Empty: read from the server's /props")  # fmt: skip
+            self.fields["api_key"] = forms.CharField(
+                required=False, max_length=256, label="API key", widget=forms.PasswordInput,
+                help_text="Leave empty to keep the current key" + ("" if member.api_key else " (none set)"))
+            self.fields["clear_api_key"] = forms.BooleanField(required=False, label="Remove the API key")
 
     def act(self) -> Member:
-        data = self.cleaned_data
-        if data["weight"] != self.member.weight:
-            actions.member_set_weight(member=self.member, weight=data["weight"])
-        if data["gpu"] != self.member.gpu:
-            actions.member_set_gpu(member=self.member, gpu=data["gpu"])
-        return self.member
+        data, member = self.cleaned_data, self.member
+        slots = data["slots"]
+        if member.is_local:
+            engine = data["engine"] or member.engine
+            slots = 1 if engine == states.LLAMA_CPP_PYTHON else (slots or member.slots)
+            if engine != member.engine:
+                actions.member_set_engine(member=member, engine=engine)
+                member.refresh_from_db()
+        if slots != member.slots:
+            actions.member_set_slots(member=member, slots=slots)
+        if data.get("api_key") or data.get("clear_api_key"):
+            actions.member_set_api_key(member=member, api_key="" if data.get("clear_api_key") else data["api_key"])
+        if data["weight"] != member.weight:
+            actions.member_set_weight(member=member, weight=data["weight"])
+        if data["gpu"] != member.gpu:
+            actions.member_set_gpu(member=member, gpu=data["gpu"])
+        return member
 
 
 def _weight(label: str) -> forms.IntegerField:

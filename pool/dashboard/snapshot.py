@@ -59,6 +59,8 @@ def member_row(member: Member, figures: dict | None, use: resources.ProcessUse |
         "weight": str(member.weight),
         "gpu": gpu,
         "inflight": str(inflight.count(member.pk)),
+        "slots": str(member.max_inflight),
+        "engine": member.engine,
         "rps": f"{figures.get('rps', 0):.2f}",
         "p50": seconds(figures.get("p50_s")),
         "p95": seconds(figures.get("p95_s")),
@@ -127,7 +129,8 @@ def chart_history(now: float | None = None) -> list[dict]:
 
 def empty_point(t: int) -> dict:
     return {"t": t, "rps": 0, "errors": 0, "tokens": 0, "p50_s": None, "p95_s": None, "ttft_s": None,
-            "queue": 0, "inflight": 0, "tenants": {}, "waiting": {}, "predicted_s": None, "waited_s": None}  # fmt: skip
+            "queue": 0, "inflight": 0, "tenants": {}, "waiting": {}, "predicted_s": None, "waited_s": None,
+            "by_member": {}}  # fmt: skip
 
 
 def chart_point(now: float) -> dict:
@@ -166,5 +169,5 @@ def chart_columns(now: float | None = None) -> dict[str, list]:
     """chart_history as one list per series, the shape the chart library draws."""
     points = chart_history(now)
     keys = ("t", "rps", "errors", "tokens", "p50_s", "p95_s", "ttft_s", "queue", "inflight", "tenants", "waiting",
-            "predicted_s", "waited_s")  # fmt: skip
+            "predicted_s", "waited_s", "by_member")  # fmt: skip
     return {key: [p[key] for p in points] for key in keys}

@@ -14,7 +14,8 @@ class Backend:
     name: str
     base_url: str
     weight: int = 1
-    max_inflight: int = 1
+    max_inflight: int = 1  # the member's slots: answers it decodes at once
+    api_key: str = ""  # sent to the member as a bearer token (its own key, not a client's)
     # Peak-EWMA latency state (seconds), fed by the gateway after each request.
     ewma_s: float = 0.0
     ewma_at: float = 0.0
@@ -30,7 +31,7 @@ class Backend:
     def has_room(self) -> bool:
         return inflight.cached(self.id) < self.max_inflight
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never the key
         return f"<Backend {self.name} {self.inflight}/{self.max_inflight}>"
 
 

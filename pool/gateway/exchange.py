@@ -68,8 +68,10 @@ class Exchange:
                       pass_usage: bool) -> None:  # fmt: skip
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
-        async with post(backend.base_url + path, body) as response:
-            if response.status >= 500:
+        async with post(backend.base_url + path, body, backend.api_key) as response:
+            # 401/403: the member refused the gateway's own key (a remote's key is wrong or
+            # missing), not the client's: the member's fault, like a 5xx.
+            if response.status >= 500 or response.status in (401, 403):
                 detail = (await response.read())[:200].decode(errors="replace")
                 raise _RetryableStatus(response.status, detail)
             extra = [(b"x-vibeadmin-member", backend.name.encode())]

@@ -141,7 +141,7 @@ class Registry:
             if self.ejected_until.get(m.pk, 0) > now or not m.base_url:
                 continue
             backend = self.backends.get(m.pk) or Backend(m.pk, m.name, m.base_url)
-            backend.name, backend.base_url = m.name, m.base_url
+            backend.name, backend.base_url, backend.api_key = m.name, m.base_url, m.api_key
             backend.weight, backend.max_inflight = m.weight, m.max_inflight
             fresh[m.pk] = backend
         self.backends = fresh
@@ -215,4 +215,5 @@ class Registry:
 
     def sample_load(self, queue_depth: int) -> None:
         metrics.record_load(queue_depth=queue_depth,
-                            inflight_by_member={b.name: b.inflight for b in self.backends.values()})  # fmt: skip
+                            inflight_by_member={b.name: b.inflight for b in self.backends.values()},
+                            slots_by_member={b.name: b.max_inflight for b in self.backends.values()})  # fmt: skip

@@ -58,9 +58,10 @@ class BadResponse(UpstreamError):
     """The member's bytes are not an HTTP/1.x response."""
 
 
-def post(url: str, body: bytes) -> Response:
-    """POST `body` (JSON) to `url`; the request goes out on entering `async with`."""
-    return Response(_target(url), body)
+def post(url: str, body: bytes, api_key: str = "") -> Response:
+    """POST `body` (JSON) to `url`, with the member's key as a bearer token if it has one;
+    the request goes out on entering `async with`."""
+    return Response(_target(url, api_key), body)
 
 
 async def close() -> None:
@@ -81,7 +82,7 @@ class _Target:
 
 
 @functools.lru_cache(maxsize=256)
-def _target(url: str) -> _Target:
+def _target(url: str, api_key: str = "") -> _Target:
     parts = urllib.parse.urlsplit(url)
     tls = parts.scheme == "https"
     host = parts.hostname or ""
@@ -91,7 +92,10 @@ def _target(url: str) -> _Target:
     except ValueError:
         numeric = False
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n"
+    # A key with a CR or LF would split the header: the supervisor makes keys URL-safe, and
+    # an operator's remote key is checked on entry, so this never drops a real one.
+    auth = f"Authorization: Bearer {api_key}\r\n" if api_key and api_key.isprintable() else ""
+    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n{auth}"
             "Content-Type: application/json\r\nContent-Length: ").encode()  # fmt: skip
     return _Target((host, port, tls), f"{host}:{port}", numeric, head)
 

@@ -28,6 +28,11 @@ class Member(models.Model):
     kind = models.CharField(max_length=16, choices=states.KIND_CHOICES, default=states.LOCAL)
     url = models.URLField(blank=True, help_text="Base URL of a remote member, e.g. http://gpu2:8080")
     node = models.CharField(max_length=64, default="local", help_text="Which node's supervisor runs it")
+    # Rows from before engines existed ran llama-cpp-python; new members get VIBEADMIN_ENGINE.
+    engine = models.CharField(max_length=20, choices=states.ENGINE_CHOICES, default=states.LLAMA_CPP_PYTHON)
+    # A remote member's key for its server; a local member's random key, new at each start,
+    # so that only the gateway and the probes can reach its port.
+    api_key = models.CharField(max_length=256, blank=True)
 
     # Desired state: what the operator wants. Only pool/actions.py writes these (the
     # dashboard and the CLI call it).
@@ -36,14 +41,19 @@ class Member(models.Model):
     remove_requested = models.BooleanField(default=False)
     drain_timeout_s = models.FloatField(default=30.0)
     weight = models.PositiveIntegerField(default=1)
+    slots = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Answers it decodes at once; blank on a remote member: read from its /props"
+    )
+    # What the gateway sends it at once: the slots its process was started with, or a
+    # remote's slots as set or read. The supervisor keeps it; tests and benches may set it.
     max_inflight = models.PositiveIntegerField(default=1)
     gpu = models.PositiveIntegerField(null=True, blank=True, help_text="Pins the process to one GPU")
     n_gpu_layers = models.IntegerField(default=-1)
-    n_ctx = models.PositiveIntegerField(default=4096)
+    n_ctx = models.PositiveIntegerField(default=4096, help_text="Context per slot, in tokens")
     n_threads = models.PositiveIntegerField(default=1)
 
-    # Observed state: only the supervisor writes these (pool/transitions.py). The
-    # gateway's passive checks eject a member in the gateway's memory, not here.
+    # Observed state: the supervisor writes these, through pool/transitions.py; so does a
+    # gateway's passive check, which moves a ready member whose traffic fails to unhealthy.
     state = models.CharField(max_length=16, choices=states.CHOICES, default=states.STOPPED)
     state_changed_at = models.DateTimeField(default=timezone.now)
     pid = models.IntegerField(null=True, blank=True)
@@ -113,6 +123,9 @@ class Member(models.Model):
             "port": self.port,
             "address": (f"{self.host}:{self.port}" if self.port else "") if self.is_local else self.url,
             "url": self.base_url or None,
+            "engine": self.engine,
+            "slots": self.max_inflight,  # what the gateway routes by
+            "slots_setting": self.slots,  # what the operator set (None: the server's own, or the default)
             "weight": self.weight,
             "gpu": self.gpu,
             "restarts": self.restarts,
@@ -128,6 +141,17 @@ class Member(models.Model):
             return f"http://{self.host}:{self.port}" if self.port else ""
         url = self.url.rstrip("/")
         return url[: -len("/v1")] if url.endswith("/v1") else url
+
+    @property
+    def is_batching(self) -> bool:
+        return self.engine == states.LLAMA_SERVER
+
+    def wanted_slots(self) -> int | None:
+        """The slots the operator asked for; None on a remote member left to its /props.
+        A local llama-cpp-python server has one, whatever is set."""
+        if self.is_local:
+            return (self.slots or 1) if self.is_batching else 1
+        return self.slots
 
     def uptime_s(self) -> float | None:
         if self.state in states.STOPPED_STATES or not self.started_at:

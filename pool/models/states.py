@@ -57,3 +57,10 @@ def can_change(old: str, new: str) -> bool:
 LOCAL = "local"
 REMOTE = "remote"
 KIND_CHOICES = [(LOCAL, "local process"), (REMOTE, "remote URL")]
+
+# What a member runs. llama-server decodes up to `slots` answers per step (continuous
+# batching); a llama-cpp-python server generates one answer at a time.
+LLAMA_SERVER = "llama-server"
+LLAMA_CPP_PYTHON = "llama-cpp-python"
+ENGINE_CHOICES = [(LLAMA_SERVER, "llama-server (llama.cpp's own, batching)"), (LLAMA_CPP_PYTHON, "llama-cpp-python")]
+ENGINES = (LLAMA_SERVER, LLAMA_CPP_PYTHON)

@@ -7,6 +7,7 @@ pipe, and a supervisor that restarts can still read the log of a process it adop
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
-from pool.models import Member
+from pool.models import Member, states
 from pool.supervisor.model_file import ModelChoice
 
 LOG_TAIL_LINES = 40
@@ -37,8 +38,75 @@ def log_path(member: Member) -> Path:
     return folder / f"member-{member.name}.log"
 
 
+class MemberCommandError(Exception):
+    """A local member cannot be started as configured; the message says what to do."""
+
+
 def member_command(member: Member, model: ModelChoice, port: int) -> list[str]:
-    """The llama-cpp-python server command line for a local member."""
+    """The command line of a local member's server, for its engine. Its API key travels in
+    the environment (member_env), not here: command lines show in `ps` and in its log."""
+    if member.engine == states.LLAMA_SERVER:
+        return llama_server_command(member, model, port)
+    return llama_cpp_python_command(member, model, port)
+
+
+def llama_server_command(member: Member, model: ModelChoice, port: int) -> list[str]:
+    slots = member.wanted_slots() or 1
+    command = [
+        str(llama_server_binary()),
+        "--model", str(model.path),
+        "--alias", model.model_id,
+        "--host", settings.VIBEADMIN_MEMBER_BIND,
+        "--port", str(port),
+        "--n-gpu-layers", "all" if member.n_gpu_layers < 0 else str(member.n_gpu_layers),
+        # The context is shared by the slots: each gets n_ctx.
+        "--ctx-size", str(member.n_ctx * slots),
+        "--parallel", str(slots),
+        "--threads", str(member.n_threads),
+        "--metrics",
+        "--no-webui",
+    ]  # fmt: skip
+    if model.chat_format:
+        # llama-cpp-python's format names, as llama-server's built-in templates spell them.
+        command += ["--chat-template", LLAMA_SERVER_TEMPLATES.get(model.chat_format, model.chat_format)]
+    return command
+
+
+LLAMA_SERVER_TEMPLATES = {"llama-2": "llama2"}
+
+
+def llama_server_binary() -> Path:
+    """The configured llama-server, or the build `make install` caches; one clear error if absent."""
+    path = settings.VIBEADMIN_LLAMA_SERVER or default_llama_server()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        how = "set VIBEADMIN_LLAMA_SERVER to" if settings.VIBEADMIN_LLAMA_SERVER else "run `make install` to build"
+        raise MemberCommandError(f"llama-server not found at {path}: {how} a llama-server binary")
+    return path
+
+
+def check_llama_server() -> str:
+    """At start-up: '' when llama-server members can start, else the line that says why not.
+    A VIBEADMIN_LLAMA_SERVER that points nowhere is a bad setting: it raises instead."""
+    try:
+        llama_server_binary()
+    except MemberCommandError as exc:
+        if settings.VIBEADMIN_LLAMA_SERVER:
+            raise
+        return f"warning: {exc}; llama-server members will fail to start"
+    return ""
+
+
+def default_llama_server() -> Path:
+    """Where bin/build-llama-server keeps the build for the installed llama-cpp-python."""
+    try:
+        version = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0.3.36"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "vibeadmin" / "llama-server" / version / "llama-server"
+
+
+def llama_cpp_python_command(member: Member, model: ModelChoice, port: int) -> list[str]:
     command = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model.path),
@@ -60,6 +128,10 @@ def member_env(member: Member) -> dict[str, str]:
     env = dict(os.environ)
     if member.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(member.gpu)
+    if member.api_key:
+        # Each engine reads its key from the environment: llama-server's --api-key, and
+        # llama-cpp-python's --api_key (its settings are pydantic BaseSettings).
+        env["LLAMA_API_KEY" if member.engine == states.LLAMA_SERVER else "API_KEY"] = member.api_key
     return env
 
 
@@ -118,7 +190,8 @@ def is_member_process(pid: int, port: int | None) -> bool:
         cmdline = psutil.Process(pid).cmdline()
     except psutil.Error:
         return False
-    return any("llama_cpp.server" in part for part in cmdline) and str(port) in cmdline
+    is_server = any("llama_cpp.server" in part or part.endswith("llama-server") for part in cmdline)
+    return is_server and str(port) in cmdline
 
 
 def terminate(pid: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pool import events
+from pool import events, metrics
 from pool.gateway import inflight
 from pool.models import Member, Node, PoolEvent, states
 from pool.supervisor import health, process
@@ -104,7 +105,8 @@ class Supervisor:
         ]  # fmt: skip
         for m in due:
             self._last_probe[m.pk] = now
-        futures = {m.pk: self._probes.submit(health.probe, m.base_url, settings.VIBEADMIN_PROBE_TIMEOUT_S) for m in due}
+        timeout = settings.VIBEADMIN_PROBE_TIMEOUT_S
+        futures = {m.pk: self._probes.submit(health.probe_member, m, timeout) for m in due}
         return {pk: future.result() for pk, future in futures.items()}
 
     # --- one member ---------------------------------------------------------------------
@@ -205,6 +207,11 @@ class Supervisor:
         fields: dict = {"last_probe_at": now, "last_probe_ok": probe.ok}
         if m.is_local:
             fields["log_tail"] = process.read_tail(m)
+        if probe.slots is not None and m.slots is None:
+            # A remote llama-server's /props said how many answers it decodes at once.
+            fields.update(max_inflight=probe.slots, engine=states.LLAMA_SERVER)
+        if probe.engine_series:
+            metrics.record_engine(m.name, probe.engine_series)
         if probe.ok:
             fields.update(successes=m.successes + 1, failures=0)
         else:
@@ -273,15 +280,28 @@ class Supervisor:
         common = {"started_at": now, "next_start_at": None, "failures": 0, "successes": 0, "ready_at": None}
         if m.state == states.STOPPED:
             common["restarts"] = 0  # a clean start, not a crash's restart: the count starts over
+        slots = m.wanted_slots()
+        if slots is not None:
+            common["max_inflight"] = slots
         if not m.is_local:
             # stopped -> starting: a remote member is only probed, never spawned
             change_state(m, states.STARTING, **common)
             return
         port = process.free_port(settings.VIBEADMIN_MEMBER_BIND)
-        pid = process.spawn(m, self.command_for(m, self.model, port))
+        # A fresh key each start: only the gateway and the probes, which read it here, get in.
+        m.api_key = secrets.token_urlsafe(32)
+        try:
+            command = self.command_for(m, self.model, port)
+        except process.MemberCommandError as exc:
+            # stopped/starting -> failed: it cannot start as configured (no llama-server binary)
+            # (restarts >= 1: only the operator's next start tries again, not every tick)
+            change_state(m, states.FAILED, reason=str(exc), last_error=str(exc), pid=None, port=None,
+                         next_start_at=None, restarts=max(m.restarts, 1))  # fmt: skip
+            return
+        pid = process.spawn(m, command)
         # stopped -> starting: process up, model loading
         change_state(m, states.STARTING, reason=f"pid {pid}, port {port}", pid=pid, port=port,
-                     host=settings.VIBEADMIN_ADVERTISE_HOST, **common)  # fmt: skip
+                     host=settings.VIBEADMIN_ADVERTISE_HOST, api_key=m.api_key, **common)  # fmt: skip
 
     # --- its own start and end ----------------------------------------------------------
 

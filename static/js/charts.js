@@ -19,6 +19,8 @@
   const PER_NAME = { cpu: "cpu", mem: "mem", gpu: "gpu", gpu_mem: "gpu_mem" };
   // Charts with one series per tenant (fair sharing): key of metrics.history's points.
   const PER_TENANT = { shares: "tenants", waiting: "waiting" };
+  // ... and one series per member: completion tokens/s (metrics.history's by_member).
+  const PER_MEMBER = { member_tokens: "by_member" };
 
   const charts = {};
 
@@ -79,17 +81,18 @@
     }));
   }
 
-  function namedChart(key, el, points, { stacked = false, empty = "" } = {}) {
+  // `missing`: the value of a name absent from a point (0 tokens, but no CPU reading).
+  function namedChart(key, el, points, { stacked = false, empty = "", missing = null } = {}) {
     const chart = { el, points, names: [] };
     chart.draw = () => {
       const names = [...new Set(points.flatMap((p) => Object.keys(p[key] || {})))].sort();
       const values = stacked ? stack(names, points, key)
-        : names.map((n) => points.map((p) => (p[key] || {})[n] ?? null));
+        : names.map((n) => points.map((p) => (p[key] || {})[n] ?? missing));
       const columns = [points.map((p) => p.t), ...values];
       if (!names.length) {
         const note = document.createElement("p");
         note.className = "muted empty-chart";
-        note.textContent = empty;
+        note.textContent = el.dataset.empty || empty;
         el.replaceChildren(note);
         chart.plot = null;
       } else if (!chart.plot || names.join() !== chart.names.join()) {
@@ -110,15 +113,19 @@
     return chart;
   }
 
-  const tenantPoints = () => data.history.t.map((t, i) => ({ t, tenants: data.history.tenants[i], waiting: data.history.waiting[i] }));
+  // The page's 15 minutes of metrics.history as points holding only `keys`.
+  const historyPoints = (keys) => data.history.t.map((t, i) => Object.fromEntries([["t", t], ...keys.map((k) => [k, data.history[k][i]])]));
 
   for (const el of document.querySelectorAll("[data-chart]")) {
     const name = el.dataset.chart;
     if (POOL[name]) {
       charts[name] = poolChart(name, el);
     } else if (PER_TENANT[name]) {
-      charts[name] = namedChart(PER_TENANT[name], el, tenantPoints(),
+      charts[name] = namedChart(PER_TENANT[name], el, historyPoints(["tenants", "waiting"]),
         { stacked: name === "shares", empty: "No tenant has been served or waited in the last 15 minutes." });
+    } else if (PER_MEMBER[name]) {
+      charts[name] = namedChart(PER_MEMBER[name], el, historyPoints(["by_member"]),
+        { missing: 0, empty: "No member has generated tokens in the last 15 minutes." });
     } else {
       charts[name] = namedChart(PER_NAME[name], el, data.usage.slice(),
         { empty: "Only local members' processes are measured here; none runs yet." });

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pool import actions
 from pool.gateway.strategies import STRATEGIES
-from pool.models import Member, Node, PoolSettings
+from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 
 MEMBER_ACTIONS = {
@@ -24,12 +24,13 @@ MEMBER_ACTIONS = {
     "restart": (actions.member_restart, "stop a member, then start it again"),
     "remove": (actions.member_remove, "stop a member and delete it from the pool"),
 }
-COLUMNS = ("NAME", "KIND", "WANT", "STATE", "PID", "ADDRESS", "WEIGHT", "GPU", "RESTARTS", "LAST ERROR")
+COLUMNS = ("NAME", "KIND", "ENGINE", "WANT", "STATE", "PID", "ADDRESS", "SLOTS", "WEIGHT", "GPU", "RESTARTS",
+           "LAST ERROR")
 LAST_ERROR_WIDTH = 60
 
 
 class Command(BaseCommand):
-    help = "Show and change the pool: status, add, start, stop, drain, restart, remove, scale, strategy."
+    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -45,6 +46,19 @@ class Command(BaseCommand):
         add.add_argument("--gpu", type=int, default=None, help="pin a local member to this GPU index")
         add.add_argument("--name", default="", help="a name of your choosing (default m1, m2, ...)")
         add.add_argument("--node", default="", help="the node whose supervisor runs it (default: this one)")
+        add.add_argument("--engine", default="", choices=["", *states.ENGINES],
+                         help="what a local member runs (default VIBEADMIN_ENGINE)")  # fmt: skip
+        add.add_argument("--slots", type=int, default=None,
+                         help="answers it decodes at once (llama-server; default VIBEADMIN_SLOTS, "
+                              "or a remote's own from its /props)")  # fmt: skip
+        add.add_argument("--api-key", default="", help="the key a remote member's server wants")
+        change = sub.add_parser("set", help="change a member's slots, weight, engine or (remote) API key")
+        change.add_argument("name", metavar="NAME")
+        change.add_argument("--slots", default=None,
+                            help="answers it decodes at once (local: at next start); 'auto' on a remote: from its /props")  # fmt: skip
+        change.add_argument("--weight", type=int, default=None, help="share of traffic for weighted strategies")
+        change.add_argument("--engine", default=None, choices=states.ENGINES, help="a local member's engine (at next start)")
+        change.add_argument("--api-key", default=None, help="a remote member's key ('' clears it)")
         for name, (_, help_text) in MEMBER_ACTIONS.items():
             sub.add_parser(name, help=help_text).add_argument("name", metavar="NAME")
         scale = sub.add_parser("scale", help="make N local members want to run (adds or drains members)")
@@ -59,8 +73,12 @@ class Command(BaseCommand):
             elif action == "add":
                 self.add(
                     url=options["url"], weight=options["weight"], gpu=options["gpu"], name=options["name"],
-                    node=options["node"],
+                    node=options["node"], engine=options["engine"], slots=options["slots"],
+                    api_key=options["api_key"],
                 )
+            elif action == "set":
+                self.change(options["name"], slots=options["slots"], weight=options["weight"],
+                            engine=options["engine"], api_key=options["api_key"])  # fmt: skip
             elif action in MEMBER_ACTIONS:
                 self.member_action(action, options["name"])
             elif action == "scale":
@@ -86,10 +104,38 @@ class Command(BaseCommand):
         self.stdout.write(f"\nStrategy: {current_strategy()}")
         self.stdout.write(supervisor_line())
 
-    def add(self, *, url: str, weight: int, gpu: int | None, name: str, node: str = "") -> None:
-        member = actions.member_add(url=url, weight=weight, gpu=gpu, name=name, node=node)
-        where = f"remote member at {member.url}" if url else f"local member on node {member.node}"
+    def add(self, *, url: str, weight: int, gpu: int | None, name: str, node: str = "", engine: str = "",
+            slots: int | None = None, api_key: str = "") -> None:  # fmt: skip
+        member = actions.member_add(url=url, weight=weight, gpu=gpu, name=name, node=node, engine=engine,
+                                    slots=slots, api_key=api_key)  # fmt: skip
+        if url:
+            slots_text = f"{member.slots} slots" if member.slots else "slots read from its /props"
+            where = f"remote member at {member.url} ({slots_text})"
+        else:
+            where = f"local {member.engine} member with {member.slots} slot{'s' if member.slots != 1 else ''} on node {member.node}"
         self.done(f"Added {member.name}, a {where}.")
+
+    def change(self, name: str, *, slots: str | None, weight: int | None, engine: str | None,
+               api_key: str | None) -> None:  # fmt: skip
+        member = find_member(name)
+        if not any(value is not None for value in (slots, weight, engine, api_key)):
+            raise CommandError("say what to set: --slots, --weight, --engine or --api-key")
+        done = []
+        if engine is not None:
+            actions.member_set_engine(member=member, engine=engine)
+            member.refresh_from_db()
+            done.append(f"engine {engine}")
+        if slots is not None:
+            actions.member_set_slots(member=member, slots=parse_slots(slots))
+            done.append(f"slots {slots}")
+        if weight is not None:
+            actions.member_set_weight(member=member, weight=weight)
+            done.append(f"weight {weight}")
+        if api_key is not None:
+            actions.member_set_api_key(member=member, api_key=api_key)
+            done.append("API key " + ("set" if api_key else "cleared"))
+        later = " (slots and engine of a local member apply at its next start: `pool restart NAME`)"
+        self.done(f"{name}: {', '.join(done)}." + (later if member.is_local and (slots or engine) else ""))
 
     def member_action(self, action: str, name: str) -> None:
         function, _ = MEMBER_ACTIONS[action]
@@ -125,6 +171,15 @@ class Command(BaseCommand):
 # --- helpers ------------------------------------------------------------------------------
 
 
+def parse_slots(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"--slots takes a number (or 'auto' for a remote member), got {text!r}") from None
+
+
 def find_member(name: str) -> Member:
     try:
         return Member.objects.get(name=name)
@@ -139,9 +194,9 @@ def member_row(facts: dict) -> tuple[str, ...]:
     error = facts["last_error"].splitlines()[0] if facts["last_error"] else ""
     if len(error) > LAST_ERROR_WIDTH:
         error = error[: LAST_ERROR_WIDTH - 1] + "…"
-    return (facts["name"], facts["kind"], facts["wants"], facts["state"], str(facts["pid"] or "-"),
-            facts["address"] or "-", str(facts["weight"]), "-" if facts["gpu"] is None else str(facts["gpu"]),
-            str(facts["restarts"]), error)  # fmt: skip
+    return (facts["name"], facts["kind"], facts["engine"], facts["wants"], facts["state"], str(facts["pid"] or "-"),
+            facts["address"] or "-", str(facts["slots"]), str(facts["weight"]),
+            "-" if facts["gpu"] is None else str(facts["gpu"]), str(facts["restarts"]), error)  # fmt: skip
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:

@@ -56,6 +56,7 @@ class Command(BaseCommand):
                 supervisor.shutdown()
 
     def prepare_supervisor(self):
+        from pool.supervisor import process
         from pool.supervisor.reconcile import Supervisor
 
         try:
@@ -69,6 +70,11 @@ class Command(BaseCommand):
             )
         else:
             self.say(f"Model: {model.path} (served as {model.model_id!r})")
+        try:
+            if warning := process.check_llama_server():
+                self.say(warning)
+        except process.MemberCommandError as exc:
+            raise CommandError(str(exc)) from None
         first_run(self.say, with_members=True)
         events.listen(StartupProgress(self.say, url=self.url))
         supervisor = Supervisor(model=model)

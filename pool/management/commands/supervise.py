@@ -23,13 +23,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, node: str, **options):
         from pool.bootstrap import check_migrated
+        from pool.supervisor import process
         from pool.supervisor.reconcile import Supervisor
 
         check_migrated()
 
         try:
             model = ensure_model(progress=self.stdout.write)
-        except ModelFileError as exc:
+            if warning := process.check_llama_server():
+                self.stdout.write(warning)
+        except (ModelFileError, process.MemberCommandError) as exc:
             raise CommandError(str(exc)) from None
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
