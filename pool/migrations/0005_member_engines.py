@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0002_first_run_flag'),
+        ('pool', '0004_solve_caps'),
     ]
 
     operations = [
