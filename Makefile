@@ -65,8 +65,10 @@ services-deps:
 		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server postgresql; } \
 		|| echo "warning: could not install redis-server/postgresql; the scale-out tests will be skipped"
 
+# One style, enforced: `ruff format .` writes it, the check fails the run where code strays.
 test: install browser-deps services-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy pool vibeadmin
 	$(VENV)/bin/pytest
 

@@ -28,7 +28,9 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return sum(t.user + t.system for t in (p.cpu_times() for p in processes))
 
 
-def quiet_cpu_seconds(processes: list[psutil.Process], *, every_s: float = 0.1, limit_s: float = 3.0) -> float:
+def quiet_cpu_seconds(
+    processes: list[psutil.Process], *, every_s: float = 0.1, limit_s: float = 3.0
+) -> float:
     """The counters once they stop moving: what was in flight has been finished."""
     last = cpu_seconds(processes)
     deadline = time.monotonic() + limit_s

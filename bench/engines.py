@@ -35,8 +35,13 @@ async def wave(url: str, key: str, n: int, tokens: int) -> dict:
     """`n` streamed answers at once; tokens/s over the whole wave and the p50 TTFT."""
     import aiohttp
 
-    body = {"model": "vibethinker", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens,
-            "temperature": 0.8, "stream": True}  # fmt: skip
+    body = {
+        "model": "vibethinker",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": tokens,
+        "temperature": 0.8,
+        "stream": True,
+    }
     headers = {"Authorization": f"Bearer {key}"}
     timeout = aiohttp.ClientTimeout(total=900)
     async with aiohttp.ClientSession(timeout=timeout) as client:
@@ -44,9 +49,15 @@ async def wave(url: str, key: str, n: int, tokens: int) -> dict:
         answers = await asyncio.gather(*(one_answer(client, url, body, headers, started) for _ in range(n)))
     ok = [a for a in answers if a["ok"]]
     elapsed = max(a["end_s"] for a in answers)
-    return {"n": n, "tokens_asked": tokens, "ok": len(ok), "tokens": sum(a["tokens"] for a in ok),
-            "seconds": elapsed, "tokens_per_s": sum(a["tokens"] for a in ok) / elapsed,
-            "ttft_p50_s": statistics.median(a["ttft_s"] for a in ok) if ok else None}  # fmt: skip
+    return {
+        "n": n,
+        "tokens_asked": tokens,
+        "ok": len(ok),
+        "tokens": sum(a["tokens"] for a in ok),
+        "seconds": elapsed,
+        "tokens_per_s": sum(a["tokens"] for a in ok) / elapsed,
+        "ttft_p50_s": statistics.median(a["ttft_s"] for a in ok) if ok else None,
+    }
 
 
 async def one_answer(client, url: str, body: dict, headers: dict, started: float) -> dict:
@@ -71,15 +82,20 @@ async def one_answer(client, url: str, body: dict, headers: dict, started: float
 def pool_server(bench: Bench, env: dict[str, str]):
     from bench.server import Vibeadmin  # noqa: PLC0415
 
-    return Vibeadmin(bench.folders.new(), supervisor=True,
-                     env={"VIBEADMIN_N_CTX": "512", "VIBEADMIN_LOG_LEVEL": "WARNING", **env})  # fmt: skip
+    return Vibeadmin(
+        bench.folders.new(),
+        supervisor=True,
+        env={"VIBEADMIN_N_CTX": "512", "VIBEADMIN_LOG_LEVEL": "WARNING", **env},
+    )
 
 
 def describe(server) -> str:
     members = server.status()
     engines = {m["engine"] for m in members}
     # The last line: Django's shell may first say how many objects it imported.
-    threads = server.shell("from django.conf import settings; print(settings.VIBEADMIN_N_THREADS)").split()[-1]
+    threads = server.shell("from django.conf import settings; print(settings.VIBEADMIN_N_THREADS)").split()[
+        -1
+    ]
     slots = "/".join(str(m["slots"]) for m in members)
     return f"{len(members)} x {'/'.join(sorted(engines))}, {threads} thread(s) each, slots {slots}"
 
@@ -95,8 +111,10 @@ def run(bench: Bench) -> dict:
             server.wait_ready([f"m{i + 1}" for i in range(len(server.status()))])
             server.create_key()
             # Today's pool queues most of a wave for minutes: longer than the default deadline.
-            server.shell("from pool.models import PoolSettings; PoolSettings.load(); "
-                         "PoolSettings.objects.update(queue_timeout_s=900)")  # fmt: skip
+            server.shell(
+                "from pool.models import PoolSettings; PoolSettings.load(); "
+                "PoolSettings.objects.update(queue_timeout_s=900)"
+            )
             pools[label] = describe(server)
             asyncio.run(wave(server.api_url, server.key, 2, 8))  # warm up: the first generation is slower
         print(f"  today: {pools['today']}; default: {pools['default']}", flush=True)
@@ -106,12 +124,22 @@ def run(bench: Bench) -> dict:
                 for label, server in order if round_no % 2 == 0 else order[::-1]:
                     result = asyncio.run(wave(server.api_url, server.key, n, tokens))
                     rows.append({"pool": label, "round": round_no, **result})
-                    print(f"  round {round_no} {label:7} {n:2} at once x {tokens} tokens: "
-                          f"{result['tokens_per_s']:.1f} tok/s, TTFT p50 {result['ttft_p50_s']:.2f} s", flush=True)
+                    print(
+                        f"  round {round_no} {label:7} {n:2} at once x {tokens} tokens: "
+                        f"{result['tokens_per_s']:.1f} tok/s, TTFT p50 {result['ttft_p50_s']:.2f} s",
+                        flush=True,
+                    )
     slots = [] if scale.smoke else slot_scaling(bench, rounds=max(1, scale.rounds))
-    return {"name": NAME, "pools": pools, "rounds": rounds, "runs": rows, "summary": summarize(rows),
-            "slot_scaling": slots, "cores": os.cpu_count(),
-            "gpu": "none lent to this run: the CUDA comparison (32 slots vs one llama-cpp-python member) was not measured"}  # fmt: skip
+    return {
+        "name": NAME,
+        "pools": pools,
+        "rounds": rounds,
+        "runs": rows,
+        "summary": summarize(rows),
+        "slot_scaling": slots,
+        "cores": os.cpu_count(),
+        "gpu": "none lent to this run: the CUDA comparison (32 slots vs one llama-cpp-python member) was not measured",
+    }
 
 
 def slot_scaling(bench: Bench, rounds: int) -> list[dict]:
@@ -119,8 +147,9 @@ def slot_scaling(bench: Bench, rounds: int) -> list[dict]:
     rows = []
     threads = str(os.cpu_count() or 1)
     for slots in SLOT_COUNTS:
-        server = pool_server(bench, {"VIBEADMIN_MEMBERS": "1", "VIBEADMIN_SLOTS": str(slots),
-                                     "VIBEADMIN_N_THREADS": threads})  # fmt: skip
+        server = pool_server(
+            bench, {"VIBEADMIN_MEMBERS": "1", "VIBEADMIN_SLOTS": str(slots), "VIBEADMIN_N_THREADS": threads}
+        )
         with server:
             server.wait_ready(["m1"])
             server.create_key()
@@ -142,13 +171,20 @@ def summarize(rows: list[dict]) -> list[dict]:
         pairs = [p for p in by_round.values() if len(p) == 2]
         speedups = [p["default"]["tokens_per_s"] / p["today"]["tokens_per_s"] for p in pairs]
         ttft = [p["default"]["ttft_p50_s"] / p["today"]["ttft_p50_s"] for p in pairs]
-        out.append({"n": n, "tokens": tokens,
-                    "today_tokens_per_s": statistics.median(p["today"]["tokens_per_s"] for p in pairs),
-                    "default_tokens_per_s": statistics.median(p["default"]["tokens_per_s"] for p in pairs),
-                    "speedup": statistics.median(speedups), "speedup_range": [min(speedups), max(speedups)],
-                    "today_ttft_s": statistics.median(p["today"]["ttft_p50_s"] for p in pairs),
-                    "default_ttft_s": statistics.median(p["default"]["ttft_p50_s"] for p in pairs),
-                    "ttft_ratio": statistics.median(ttft), "ttft_ratio_range": [min(ttft), max(ttft)]})  # fmt: skip
+        out.append(
+            {
+                "n": n,
+                "tokens": tokens,
+                "today_tokens_per_s": statistics.median(p["today"]["tokens_per_s"] for p in pairs),
+                "default_tokens_per_s": statistics.median(p["default"]["tokens_per_s"] for p in pairs),
+                "speedup": statistics.median(speedups),
+                "speedup_range": [min(speedups), max(speedups)],
+                "today_ttft_s": statistics.median(p["today"]["ttft_p50_s"] for p in pairs),
+                "default_ttft_s": statistics.median(p["default"]["ttft_p50_s"] for p in pairs),
+                "ttft_ratio": statistics.median(ttft),
+                "ttft_ratio_range": [min(ttft), max(ttft)],
+            }
+        )
     return out
 
 
@@ -156,12 +192,26 @@ def goals(result: dict) -> list[dict]:
     out = []
     for s in result["summary"]:
         goal = GOAL_AT_8 if s["n"] <= 8 else GOAL_AT_16
-        out.append({"benchmark": NAME, "goal": f"default pool's tokens/s >= {goal}x today's, {s['n']} at once, "
-                    f"{s['tokens']} tokens", "unit": "x", "value": round(s["speedup"], 2), "met": s["speedup"] >= goal})
+        out.append(
+            {
+                "benchmark": NAME,
+                "goal": f"default pool's tokens/s >= {goal}x today's, {s['n']} at once, {s['tokens']} tokens",
+                "unit": "x",
+                "value": round(s["speedup"], 2),
+                "met": s["speedup"] >= goal,
+            }
+        )
         if s["n"] == 8:
-            out.append({"benchmark": NAME, "goal": f"p50 TTFT <= {GOAL_TTFT}x today's, 8 at once, {s['tokens']} tokens",
-                        "unit": "x", "value": round(s["ttft_ratio"], 2), "met": s["ttft_ratio"] <= GOAL_TTFT})
-    return out  # fmt: skip
+            out.append(
+                {
+                    "benchmark": NAME,
+                    "goal": f"p50 TTFT <= {GOAL_TTFT}x today's, 8 at once, {s['tokens']} tokens",
+                    "unit": "x",
+                    "value": round(s["ttft_ratio"], 2),
+                    "met": s["ttft_ratio"] <= GOAL_TTFT,
+                }
+            )
+    return out
 
 
 def plot(result: dict, out: Path) -> list[str]:
@@ -173,9 +223,18 @@ def plot(result: dict, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(7, 3.6))
         labels = [f"{r['n']} x {r['tokens']}" for r in rows]
         x = range(len(rows))
-        ax.bar([i - 0.2 for i in x], [r["today_tokens_per_s"] for r in rows], 0.4, label=f"today: {result['pools']['today']}")
-        ax.bar([i + 0.2 for i in x], [r["default_tokens_per_s"] for r in rows], 0.4,
-               label=f"default: {result['pools']['default']}")  # fmt: skip
+        ax.bar(
+            [i - 0.2 for i in x],
+            [r["today_tokens_per_s"] for r in rows],
+            0.4,
+            label=f"today: {result['pools']['today']}",
+        )
+        ax.bar(
+            [i + 0.2 for i in x],
+            [r["default_tokens_per_s"] for r in rows],
+            0.4,
+            label=f"default: {result['pools']['default']}",
+        )
         ax.set_xticks(list(x), labels)
         ax.set_xlabel("answers at once x tokens each")
         ax.set_ylabel("tokens/s (whole pool, median)")
@@ -191,7 +250,9 @@ def plot(result: dict, out: Path) -> list[str]:
         ax.plot(xs, [statistics.median(by_slots[s]) for s in xs], marker="o")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(s) for s in xs])
-        ax.set_xlabel(f"slots of one llama-server member ({result['slot_scaling'][0]['threads']} threads), as many answers at once")
+        ax.set_xlabel(
+            f"slots of one llama-server member ({result['slot_scaling'][0]['threads']} threads), as many answers at once"
+        )
         ax.set_ylabel("tokens/s")
         ax.grid(alpha=0.3)
         files.append(save(fig, out, "engines_slots.png"))
@@ -199,16 +260,22 @@ def plot(result: dict, out: Path) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Today: {result['pools']['today']}. Default: {result['pools']['default']}. "
-             f"{result['rounds']} interleaved rounds; median (range).", "",
-             "| at once x tokens | today tok/s | default tok/s | speedup | TTFT p50 today (s) | TTFT p50 default (s) | "
-             "TTFT ratio |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Today: {result['pools']['today']}. Default: {result['pools']['default']}. "
+        f"{result['rounds']} interleaved rounds; median (range).",
+        "",
+        "| at once x tokens | today tok/s | default tok/s | speedup | TTFT p50 today (s) | TTFT p50 default (s) | "
+        "TTFT ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in result["summary"]:
         lo, hi = s["speedup_range"]
         tlo, thi = s["ttft_ratio_range"]
-        lines.append(f"| {s['n']} x {s['tokens']} | {s['today_tokens_per_s']:.1f} | {s['default_tokens_per_s']:.1f} | "
-                     f"{s['speedup']:.2f}x ({lo:.2f}-{hi:.2f}) | {s['today_ttft_s']:.2f} | {s['default_ttft_s']:.2f} | "
-                     f"{s['ttft_ratio']:.2f}x ({tlo:.2f}-{thi:.2f}) |")  # fmt: skip
+        lines.append(
+            f"| {s['n']} x {s['tokens']} | {s['today_tokens_per_s']:.1f} | {s['default_tokens_per_s']:.1f} | "
+            f"{s['speedup']:.2f}x ({lo:.2f}-{hi:.2f}) | {s['today_ttft_s']:.2f} | {s['default_ttft_s']:.2f} | "
+            f"{s['ttft_ratio']:.2f}x ({tlo:.2f}-{thi:.2f}) |"
+        )
     if result["slot_scaling"]:
         by_slots = {}
         for r in result["slot_scaling"]:

@@ -31,8 +31,15 @@ CAPACITY_RPS = MEMBERS / SERVICE_S
 FLOOD_CLIENTS = 3 * MEMBERS
 LIGHT_SHARE = 0.2
 DEADLINE_S = 2.0
-KEYS = {"a": (1, "interactive"), "b": (1, "interactive"), "heavy": (2, "interactive"), "light": (1, "interactive"),
-        "bulk": (1, "batch"), "student": (1, "interactive"), "stepped": (1, "interactive")}  # fmt: skip
+KEYS = {
+    "a": (1, "interactive"),
+    "b": (1, "interactive"),
+    "heavy": (2, "interactive"),
+    "light": (1, "interactive"),
+    "bulk": (1, "batch"),
+    "student": (1, "interactive"),
+    "stepped": (1, "interactive"),
+}
 PREDICTED = re.compile(r"would take about ([0-9.]+)s")
 
 
@@ -40,7 +47,9 @@ def body(tokens: int = TOKENS) -> dict:
     return {"model": "vibethinker", "max_tokens": tokens, "messages": [{"role": "user", "content": "Count."}]}
 
 
-def shots(url: str, key: str, rate: float, duration: float, rng: random.Random, start: float = 0.0) -> list[Shot]:
+def shots(
+    url: str, key: str, rate: float, duration: float, rng: random.Random, start: float = 0.0
+) -> list[Shot]:
     count = max(1, int(rate * duration))
     times = [start + t for t in poisson(rate, count, rng) if t < duration]
     return [Shot(url, body(), {"Authorization": f"Bearer {key}"}, at=t, tag=key) for t in times]
@@ -50,8 +59,16 @@ async def flood_and_light(url: str, flood_key: str | None, light_key: str, durat
     """A closed-loop flood (if any) beside an open-loop light platform, for `duration`."""
     light = shots(url, light_key, LIGHT_SHARE * CAPACITY_RPS, duration, random.Random(seed))
     headers = {"Authorization": f"Bearer {flood_key}"}
-    flood = closed_loop(lambda n, i: Shot(url, body(), headers, tag=flood_key or ""), FLOOD_CLIENTS, duration,
-                        warmup_s=min(1.0, duration / 4)) if flood_key else None  # fmt: skip
+    flood = (
+        closed_loop(
+            lambda n, i: Shot(url, body(), headers, tag=flood_key or ""),
+            FLOOD_CLIENTS,
+            duration,
+            warmup_s=min(1.0, duration / 4),
+        )
+        if flood_key
+        else None
+    )
     if flood is None:
         return [], await open_loop(light), duration
     (flooded, window), lit = await asyncio.gather(flood, open_loop(light))
@@ -66,8 +83,12 @@ def isolation_round(server: Vibeadmin, keys: dict, duration: float, seed: int) -
         flooded, lit, window = asyncio.run(flood_and_light(url, flood_key, light_key, duration, seed))
         ok = [r for r in lit if r.ok]
         in_window = [r for r in flooded if r.ok] + [r for r in ok if r.end >= min(1.0, duration / 4)]
-        row[leg] = {"b_p95_s": percentiles([r.latency_s for r in ok])["p95"], "b_sent": len(lit), "b_ok": len(ok),
-                    "rps": len(in_window) / window if flood_key else None}  # fmt: skip
+        row[leg] = {
+            "b_p95_s": percentiles([r.latency_s for r in ok])["p95"],
+            "b_sent": len(lit),
+            "b_ok": len(ok),
+            "rps": len(in_window) / window if flood_key else None,
+        }
         time.sleep(0.5)  # let the line drain between legs
     return row
 
@@ -78,12 +99,21 @@ def tokens_by_window(results: list[Result], window_s: float) -> list[dict[str, i
         if r.ok:
             w = windows.setdefault(int(r.end // window_s), {})
             w[r.tag] = w.get(r.tag, 0) + r.tokens
-    return [windows[k] for k in sorted(windows)][1:-1] or [windows[k] for k in sorted(windows)]  # whole windows
+    return [windows[k] for k in sorted(windows)][1:-1] or [
+        windows[k] for k in sorted(windows)
+    ]  # whole windows
 
 
 async def saturate_both(url: str, keys: list[str], duration: float) -> list[Result]:
-    runs = [closed_loop(lambda n, i, k=k: Shot(url, body(), {"Authorization": f"Bearer {k}"}, tag=k),
-                        FLOOD_CLIENTS, duration, warmup_s=0.0) for k in keys]  # fmt: skip
+    runs = [
+        closed_loop(
+            lambda n, i, k=k: Shot(url, body(), {"Authorization": f"Bearer {k}"}, tag=k),
+            FLOOD_CLIENTS,
+            duration,
+            warmup_s=0.0,
+        )
+        for k in keys
+    ]
     done = await asyncio.gather(*runs)
     return [r for results, _ in done for r in results]
 
@@ -91,8 +121,11 @@ async def saturate_both(url: str, keys: list[str], duration: float) -> list[Resu
 def proportion_round(server: Vibeadmin, keys: dict, duration: float, window_s: float) -> dict:
     url = server.api_url + "/v1/chat/completions"
     results = asyncio.run(saturate_both(url, [keys["heavy"], keys["light"]], duration))
-    ratios = [w.get(keys["heavy"], 0) / w[keys["light"]] for w in tokens_by_window(results, window_s)
-              if w.get(keys["light"])]  # fmt: skip
+    ratios = [
+        w.get(keys["heavy"], 0) / w[keys["light"]]
+        for w in tokens_by_window(results, window_s)
+        if w.get(keys["light"])
+    ]
     return {"ratios": ratios}
 
 
@@ -102,9 +135,11 @@ def classes_round(server: Vibeadmin, keys: dict, duration: float, seed: int) -> 
     for leg, flood_key in (("alone", None), ("beside_batch", keys["bulk"])):
         flooded, lit, window = asyncio.run(flood_and_light(url, flood_key, keys["student"], duration, seed))
         ok = [r for r in lit if r.ok]
-        row[leg] = {"p95_s": percentiles([r.latency_s for r in ok])["p95"],
-                    "batch_rps": sum(r.ok for r in flooded) / window if flood_key else None,
-                    "interactive_rps": len(ok) / duration}  # fmt: skip
+        row[leg] = {
+            "p95_s": percentiles([r.latency_s for r in ok])["p95"],
+            "batch_rps": sum(r.ok for r in flooded) / window if flood_key else None,
+            "interactive_rps": len(ok) / duration,
+        }
         time.sleep(0.5)
     return row
 
@@ -117,7 +152,8 @@ def rejection_round(server: Vibeadmin, keys: dict, duration: float, seed: int) -
     rng = random.Random(seed)
     half = duration / 2
     plan = shots(url, keys["stepped"], 0.5 * CAPACITY_RPS, half, rng) + [
-        s for s in shots(url, keys["stepped"], 1.5 * CAPACITY_RPS, half, rng, start=half)]  # fmt: skip
+        s for s in shots(url, keys["stepped"], 1.5 * CAPACITY_RPS, half, rng, start=half)
+    ]
     results = asyncio.run(open_loop(plan))
     admitted = [r for r in results if r.ok]
     starts = [(r.at, r.at + (r.queue_ms or 0) / 1000) for r in admitted]
@@ -127,10 +163,22 @@ def rejection_round(server: Vibeadmin, keys: dict, duration: float, seed: int) -
         ahead = [start for at, start in starts if at < r.at < start]
         real = max(ahead) - r.at if ahead else 0.0
         match = PREDICTED.search(r.message)
-        checks.append({"real_s": real, "retry_after_s": r.retry_after, "predicted_s": float(match[1]) if match else None})
+        checks.append(
+            {
+                "real_s": real,
+                "retry_after_s": r.retry_after,
+                "predicted_s": float(match[1]) if match else None,
+            }
+        )
     in_time = [r for r in admitted if (r.queue_ms or 0) / 1000 <= DEADLINE_S]
-    return {"sent": len(results), "admitted": len(admitted), "in_time": len(in_time), "refused_early": len(refused),
-            "timed_out": sum(r.code == "queue_timeout" for r in results), "checks": checks}  # fmt: skip
+    return {
+        "sent": len(results),
+        "admitted": len(admitted),
+        "in_time": len(in_time),
+        "refused_early": len(refused),
+        "timed_out": sum(r.code == "queue_timeout" for r in results),
+        "checks": checks,
+    }
 
 
 def microbench(rounds: int, waiting: int = 1000, steps: int = 5000) -> dict:
@@ -148,7 +196,9 @@ def microbench(rounds: int, waiting: int = 1000, steps: int = 5000) -> dict:
     line_only: dict[str, list[float]] = {}
     for _ in range(rounds):  # interleaved: each round measures every case once
         for tenants in (10, waiting):
-            rows.setdefault(str(tenants), []).append(asyncio.run(_cycle(Pool, Tenant, tenants, waiting, steps)))
+            rows.setdefault(str(tenants), []).append(
+                asyncio.run(_cycle(Pool, Tenant, tenants, waiting, steps))
+            )
             line_only.setdefault(str(tenants), []).append(_line_cycle(Tenant, tenants, waiting, steps * 4))
     return {"waiting": waiting, "steps": steps, "us_per_request": rows, "line_us_per_request": line_only}
 
@@ -211,13 +261,25 @@ def run(bench: Bench) -> dict:
     rounds = 1 if bench.scale.smoke else max(3, bench.scale.rounds)
     duration = bench.scale.seconds(20.0, least=2.0)
     window_s = bench.scale.seconds(30.0, least=2.0)
-    result: dict = {"name": NAME, "members": MEMBERS, "service_s": SERVICE_S, "capacity_rps": CAPACITY_RPS,
-                    "duration_s": duration, "window_s": window_s, "rounds": rounds, "deadline_s": DEADLINE_S}  # fmt: skip
+    result: dict = {
+        "name": NAME,
+        "members": MEMBERS,
+        "service_s": SERVICE_S,
+        "capacity_rps": CAPACITY_RPS,
+        "duration_s": duration,
+        "window_s": window_s,
+        "rounds": rounds,
+        "deadline_s": DEADLINE_S,
+    }
     with fake_members(MEMBERS, ttft=TTFT_S, tpt=TPT_S, max_tokens=TOKENS) as members:
         server = Vibeadmin(bench.folders.new(), supervisor=False)
         register_remote(server, [m.url for m in members])
-        keys = {name: server.manage("apikey", "create", name, "--weight", str(weight), "--priority", priority)
-                .strip().splitlines()[-1] for name, (weight, priority) in KEYS.items()}  # fmt: skip
+        keys = {
+            name: server.manage("apikey", "create", name, "--weight", str(weight), "--priority", priority)
+            .strip()
+            .splitlines()[-1]
+            for name, (weight, priority) in KEYS.items()
+        }
         with server:
             time.sleep(1.0)
             iso, prop, cls = [], [], []
@@ -225,10 +287,15 @@ def run(bench: Bench) -> dict:
                 iso.append(isolation_round(server, keys, duration, seed=n))
                 prop.append(proportion_round(server, keys, max(duration, 2 * window_s + 1), window_s))
                 cls.append(classes_round(server, keys, duration, seed=n))
-                print(f"  round {n + 1}: B p95 alone {iso[-1]['alone']['b_p95_s']:.3f} s, FIFO "
-                      f"{iso[-1]['fifo']['b_p95_s']:.3f} s, fair {iso[-1]['fair']['b_p95_s']:.3f} s", flush=True)  # fmt: skip
-            server.shell(f"from pool.models import PoolSettings; PoolSettings.load(); "
-                         f"PoolSettings.objects.update(queue_timeout_s={DEADLINE_S})")  # fmt: skip
+                print(
+                    f"  round {n + 1}: B p95 alone {iso[-1]['alone']['b_p95_s']:.3f} s, FIFO "
+                    f"{iso[-1]['fifo']['b_p95_s']:.3f} s, fair {iso[-1]['fair']['b_p95_s']:.3f} s",
+                    flush=True,
+                )
+            server.shell(
+                f"from pool.models import PoolSettings; PoolSettings.load(); "
+                f"PoolSettings.objects.update(queue_timeout_s={DEADLINE_S})"
+            )
             time.sleep(1.0)
             rej = [rejection_round(server, keys, 2 * duration, seed=n) for n in range(rounds)]
     result.update(isolation=iso, proportion=prop, classes=cls, rejection=rej, micro=microbench(rounds))
@@ -249,24 +316,35 @@ def figures(result: dict) -> dict:
         "fair_vs_fifo": spread([r["fair"]["b_p95_s"] / r["fifo"]["b_p95_s"] for r in iso]),
         "throughput_fair_vs_fifo": spread([r["fair"]["rps"] / r["fifo"]["rps"] for r in iso]),
         "weight_ratio": spread(ratios),
-        "windows_within_5pct": sum(abs(r / 2 - 1) <= 0.05 for r in ratios), "windows": len(ratios),
+        "windows_within_5pct": sum(abs(r / 2 - 1) <= 0.05 for r in ratios),
+        "windows": len(ratios),
         "interactive_vs_alone": spread([r["beside_batch"]["p95_s"] / r["alone"]["p95_s"] for r in cls]),
         "batch_rps": spread([r["beside_batch"]["batch_rps"] for r in cls]),
-        "pool_rps_with_batch": spread([r["beside_batch"]["batch_rps"] + r["beside_batch"]["interactive_rps"]
-                                       for r in cls]),  # fmt: skip
+        "pool_rps_with_batch": spread(
+            [r["beside_batch"]["batch_rps"] + r["beside_batch"]["interactive_rps"] for r in cls]
+        ),
         # Admitted: let into the line (served, or timed out in it), not refused at once.
         "in_time": spread([r["in_time"] / (r["admitted"] + r["timed_out"]) for r in rej if r["admitted"]]),
-        "refused_early": sum(r["refused_early"] for r in rej), "timed_out": sum(r["timed_out"] for r in rej),
-        "retry_after_within_30pct": spread([sum(abs(c["retry_after_s"] / c["real_s"] - 1) <= 0.3 for c in row_checks)
-                                            / len(row_checks) for row_checks in
-                                            ([c for c in row["checks"] if c["real_s"] > 0] for row in rej)
-                                            if row_checks]),  # fmt: skip
-        "predicted_within_30pct": spread([sum(abs(c["predicted_s"] / c["real_s"] - 1) <= 0.3 for c in checks)
-                                          / len(checks)] if checks else []),  # fmt: skip
+        "refused_early": sum(r["refused_early"] for r in rej),
+        "timed_out": sum(r["timed_out"] for r in rej),
+        "retry_after_within_30pct": spread(
+            [
+                sum(abs(c["retry_after_s"] / c["real_s"] - 1) <= 0.3 for c in row_checks) / len(row_checks)
+                for row_checks in ([c for c in row["checks"] if c["real_s"] > 0] for row in rej)
+                if row_checks
+            ]
+        ),
+        "predicted_within_30pct": spread(
+            [sum(abs(c["predicted_s"] / c["real_s"] - 1) <= 0.3 for c in checks) / len(checks)]
+            if checks
+            else []
+        ),
         "micro_us_10_tenants": spread(result["micro"]["us_per_request"]["10"]),
         "micro_us_1000_tenants": spread(result["micro"]["us_per_request"][str(result["micro"]["waiting"])]),
         "line_us_10_tenants": spread(result["micro"]["line_us_per_request"]["10"]),
-        "line_us_1000_tenants": spread(result["micro"]["line_us_per_request"][str(result["micro"]["waiting"])]),
+        "line_us_1000_tenants": spread(
+            result["micro"]["line_us_per_request"][str(result["micro"]["waiting"])]
+        ),
     }
 
 
@@ -283,30 +361,70 @@ def goals(result: dict) -> list[dict]:
         return median(key) is not None and median(key) <= bound
 
     return [
-        goal("isolation: B's p95 with fair queuing <= 2x its p95 alone", _r(median("fair_vs_alone")),
-             at_most("fair_vs_alone", 2.0), "x"),
-        goal("isolation: B's p95 with fair queuing <= 0.3x its p95 behind FIFO", _r(median("fair_vs_fifo")),
-             at_most("fair_vs_fifo", 0.3), "x"),
-        goal("isolation: pool throughput with fair queuing within 5% of FIFO's",
-             _r(median("throughput_fair_vs_fifo")), abs((median("throughput_fair_vs_fifo") or 0) - 1) <= 0.05, "x"),
-        goal("proportion: weights 2:1 serve tokens within +-5% of 2:1 in every window (share of windows)",
-             _r(f["windows_within_5pct"] / f["windows"]) if f["windows"] else None,
-             f["windows"] > 0 and f["windows_within_5pct"] == f["windows"]),
-        goal("classes: interactive p95 beside a saturating batch key <= 2x alone", _r(median("interactive_vs_alone")),
-             at_most("interactive_vs_alone", 2.0), "x"),
-        goal("rejection: >= 95% of admitted requests start before the deadline", _r(median("in_time")),
-             (median("in_time") or 0) >= 0.95),
-        goal("rejection: Retry-After within +-30% of the real time until a slot was free",
-             _r(median("retry_after_within_30pct")), (median("retry_after_within_30pct") or 0) >= 0.95),
-        goal("the fair line's own work < 50 us per request at 1,000 waiting (10 tenants)",
-             _r(median("line_us_10_tenants")), at_most("line_us_10_tenants", 50), "us"),
-        goal("the fair line's own work < 50 us per request at 1,000 waiting (1,000 tenants)",
-             _r(median("line_us_1000_tenants")), at_most("line_us_1000_tenants", 50), "us"),
-        goal("through the router (event loop included) < 50 us per request at 1,000 waiting (10 tenants)",
-             _r(median("micro_us_10_tenants")), at_most("micro_us_10_tenants", 50), "us"),
-        goal("through the router (event loop included) < 50 us per request at 1,000 waiting (1,000 tenants)",
-             _r(median("micro_us_1000_tenants")), at_most("micro_us_1000_tenants", 50), "us"),
-    ]  # fmt: skip
+        goal(
+            "isolation: B's p95 with fair queuing <= 2x its p95 alone",
+            _r(median("fair_vs_alone")),
+            at_most("fair_vs_alone", 2.0),
+            "x",
+        ),
+        goal(
+            "isolation: B's p95 with fair queuing <= 0.3x its p95 behind FIFO",
+            _r(median("fair_vs_fifo")),
+            at_most("fair_vs_fifo", 0.3),
+            "x",
+        ),
+        goal(
+            "isolation: pool throughput with fair queuing within 5% of FIFO's",
+            _r(median("throughput_fair_vs_fifo")),
+            abs((median("throughput_fair_vs_fifo") or 0) - 1) <= 0.05,
+            "x",
+        ),
+        goal(
+            "proportion: weights 2:1 serve tokens within +-5% of 2:1 in every window (share of windows)",
+            _r(f["windows_within_5pct"] / f["windows"]) if f["windows"] else None,
+            f["windows"] > 0 and f["windows_within_5pct"] == f["windows"],
+        ),
+        goal(
+            "classes: interactive p95 beside a saturating batch key <= 2x alone",
+            _r(median("interactive_vs_alone")),
+            at_most("interactive_vs_alone", 2.0),
+            "x",
+        ),
+        goal(
+            "rejection: >= 95% of admitted requests start before the deadline",
+            _r(median("in_time")),
+            (median("in_time") or 0) >= 0.95,
+        ),
+        goal(
+            "rejection: Retry-After within +-30% of the real time until a slot was free",
+            _r(median("retry_after_within_30pct")),
+            (median("retry_after_within_30pct") or 0) >= 0.95,
+        ),
+        goal(
+            "the fair line's own work < 50 us per request at 1,000 waiting (10 tenants)",
+            _r(median("line_us_10_tenants")),
+            at_most("line_us_10_tenants", 50),
+            "us",
+        ),
+        goal(
+            "the fair line's own work < 50 us per request at 1,000 waiting (1,000 tenants)",
+            _r(median("line_us_1000_tenants")),
+            at_most("line_us_1000_tenants", 50),
+            "us",
+        ),
+        goal(
+            "through the router (event loop included) < 50 us per request at 1,000 waiting (10 tenants)",
+            _r(median("micro_us_10_tenants")),
+            at_most("micro_us_10_tenants", 50),
+            "us",
+        ),
+        goal(
+            "through the router (event loop included) < 50 us per request at 1,000 waiting (1,000 tenants)",
+            _r(median("micro_us_1000_tenants")),
+            at_most("micro_us_1000_tenants", 50),
+            "us",
+        ),
+    ]
 
 
 def _r(value):
@@ -320,8 +438,10 @@ def plot(result: dict, out: Path) -> list[str]:
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(11, 3.4))
     legs = ["alone", "fifo", "fair"]
     meds = [f[f"b_p95_{leg}_s"]["median"] for leg in legs]
-    errs = [[m - f[f"b_p95_{leg}_s"]["low"] for m, leg in zip(meds, legs, strict=True)],
-            [f[f"b_p95_{leg}_s"]["high"] - m for m, leg in zip(meds, legs, strict=True)]]  # fmt: skip
+    errs = [
+        [m - f[f"b_p95_{leg}_s"]["low"] for m, leg in zip(meds, legs, strict=True)],
+        [f[f"b_p95_{leg}_s"]["high"] - m for m, leg in zip(meds, legs, strict=True)],
+    ]
     left.bar(legs, meds, yerr=errs, color=["#888", "#d1345b", "#3451d1"])
     left.set_ylabel("B's p95 latency (s)")
     left.set_title("isolation (median, range)")
@@ -332,7 +452,9 @@ def plot(result: dict, out: Path) -> list[str]:
     middle.set_ylabel("tokens, weight 2 / weight 1")
     middle.legend()
     checks = [c for row in result["rejection"] for c in row["checks"] if c["real_s"] > 0]
-    right.scatter([c["real_s"] for c in checks], [c["retry_after_s"] for c in checks], s=8, label="Retry-After")
+    right.scatter(
+        [c["real_s"] for c in checks], [c["retry_after_s"] for c in checks], s=8, label="Retry-After"
+    )
     right.scatter([c["real_s"] for c in checks], [c["predicted_s"] for c in checks], s=8, label="prediction")
     top = max([c["real_s"] for c in checks] + [1.0])
     right.plot([0, top], [0, top], color="#888", ls=":")
@@ -351,26 +473,30 @@ def markdown(result: dict) -> str:
             return "–"
         return f"{s['median']:.{digits}f} ({s['low']:.{digits}f}–{s['high']:.{digits}f})"
 
-    return "\n".join([
-        f"{result['members']} members of {result['service_s'] * 1000:.0f} ms ({result['capacity_rps']:.0f} req/s), "
-        f"{result['rounds']} rounds of {result['duration_s']:.0f} s legs; median (range) over rounds.", "",
-        "| figure | value |", "|---|---|",
-        f"| B's p95 alone / behind FIFO / fair (s) | {cell('b_p95_alone_s')} / {cell('b_p95_fifo_s')} / "
-        f"{cell('b_p95_fair_s')} |",
-        f"| B's p95, fair over alone | {cell('fair_vs_alone', 2)} |",
-        f"| B's p95, fair over FIFO | {cell('fair_vs_fifo', 2)} |",
-        f"| pool throughput, fair over FIFO | {cell('throughput_fair_vs_fifo')} |",
-        f"| tokens served, weight 2 over weight 1 ({result['window_s']:.0f} s windows) | {cell('weight_ratio')}; "
-        f"{f['windows_within_5pct']}/{f['windows']} windows within 5% |",
-        f"| interactive p95 beside batch, over alone | {cell('interactive_vs_alone', 2)} |",
-        f"| batch req/s beside it; pool req/s | {cell('batch_rps', 1)}; {cell('pool_rps_with_batch', 1)} |",
-        f"| admitted requests (served or timed out in line) that started before the {result['deadline_s']:g} s "
-        f"deadline | {cell('in_time')} |",
-        f"| refused early / timed out in line | {f['refused_early']} / {f['timed_out']} |",
-        f"| Retry-After within 30% of the real wait | {cell('retry_after_within_30pct')} |",
-        f"| prediction (unrounded) within 30% of the real wait | {cell('predicted_within_30pct')} |",
-        f"| queue cost per request at 1,000 waiting, 10 / 1,000 tenants (µs), through the router | "
-        f"{cell('micro_us_10_tenants', 1)} / {cell('micro_us_1000_tenants', 1)} |",
-        f"| the same, the fair line's own work only (µs) | {cell('line_us_10_tenants', 1)} / "
-        f"{cell('line_us_1000_tenants', 1)} |",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"{result['members']} members of {result['service_s'] * 1000:.0f} ms ({result['capacity_rps']:.0f} req/s), "
+            f"{result['rounds']} rounds of {result['duration_s']:.0f} s legs; median (range) over rounds.",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| B's p95 alone / behind FIFO / fair (s) | {cell('b_p95_alone_s')} / {cell('b_p95_fifo_s')} / "
+            f"{cell('b_p95_fair_s')} |",
+            f"| B's p95, fair over alone | {cell('fair_vs_alone', 2)} |",
+            f"| B's p95, fair over FIFO | {cell('fair_vs_fifo', 2)} |",
+            f"| pool throughput, fair over FIFO | {cell('throughput_fair_vs_fifo')} |",
+            f"| tokens served, weight 2 over weight 1 ({result['window_s']:.0f} s windows) | {cell('weight_ratio')}; "
+            f"{f['windows_within_5pct']}/{f['windows']} windows within 5% |",
+            f"| interactive p95 beside batch, over alone | {cell('interactive_vs_alone', 2)} |",
+            f"| batch req/s beside it; pool req/s | {cell('batch_rps', 1)}; {cell('pool_rps_with_batch', 1)} |",
+            f"| admitted requests (served or timed out in line) that started before the {result['deadline_s']:g} s "
+            f"deadline | {cell('in_time')} |",
+            f"| refused early / timed out in line | {f['refused_early']} / {f['timed_out']} |",
+            f"| Retry-After within 30% of the real wait | {cell('retry_after_within_30pct')} |",
+            f"| prediction (unrounded) within 30% of the real wait | {cell('predicted_within_30pct')} |",
+            f"| queue cost per request at 1,000 waiting, 10 / 1,000 tenants (µs), through the router | "
+            f"{cell('micro_us_10_tenants', 1)} / {cell('micro_us_1000_tenants', 1)} |",
+            f"| the same, the fair line's own work only (µs) | {cell('line_us_10_tenants', 1)} / "
+            f"{cell('line_us_1000_tenants', 1)} |",
+        ]
+    )

@@ -140,8 +140,9 @@ async def open_loop(shots: list[Shot], timeout_s: float = 120.0, t0: float | Non
         return list(await asyncio.gather(*tasks))
 
 
-async def closed_loop(make_shot, concurrency: int, duration_s: float, warmup_s: float,
-                      timeout_s: float = 120.0) -> tuple[list[Result], float]:  # fmt: skip
+async def closed_loop(
+    make_shot, concurrency: int, duration_s: float, warmup_s: float, timeout_s: float = 120.0
+) -> tuple[list[Result], float]:
     """`concurrency` clients back to back for `duration_s`; returns the requests that
     ended in the window after the warm-up (so completions / window is the throughput),
     and the window's length."""
@@ -178,13 +179,15 @@ def summarize(results: list[Result]) -> dict:
         if r.error:
             errors[r.error] = errors.get(r.error, 0) + 1
     return {
-        "requests": len(results), "ok": len(ok), "errors": errors,
+        "requests": len(results),
+        "ok": len(ok),
+        "errors": errors,
         "latency_s": percentiles([r.latency_s for r in ok]),
         "ttft_s": percentiles([r.ttft_s for r in ok]),
         "queue_ms": percentiles([r.queue_ms for r in ok]),
         "overhead_ms": percentiles([r.overhead_ms for r in ok]),
         "tokens": sum(r.tokens for r in ok),
-    }  # fmt: skip
+    }
 
 
 def as_dicts(results: list[Result]) -> list[dict]:

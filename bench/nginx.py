@@ -72,8 +72,11 @@ def nginx(member_urls: list[str]):
     servers = "\n".join(f"    server {urlparse(u).netloc};" for u in member_urls)
     (folder / "nginx.conf").write_text(CONFIG.format(dir=folder, port=port, servers=servers))
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = subprocess.Popen([binary, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(folder / "nginx.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [binary, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(folder / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 10
         while not _listening(port):

@@ -57,8 +57,12 @@ WORKLOADS = {
 }
 CONNECTIONS = (16, 64, 256)
 LEGS = ("direct", "nginx", "vibeadmin", "vibeadmin_daphne")
-LABELS = {"direct": "direct", "nginx": "nginx", "vibeadmin": "vibeadmin (API port)",
-          "vibeadmin_daphne": "vibeadmin (main port, daphne)"}  # fmt: skip
+LABELS = {
+    "direct": "direct",
+    "nginx": "nginx",
+    "vibeadmin": "vibeadmin (API port)",
+    "vibeadmin_daphne": "vibeadmin (main port, daphne)",
+}
 GATEWAY_LEGS = ("vibeadmin", "vibeadmin_daphne")
 GOAL_CONNECTIONS = 64
 ROUNDS = 5  # the fewest interleaved rounds a ratio is the median of (a smoke run: 2)
@@ -86,12 +90,25 @@ def rounds_for(scale: Scale) -> int:
 def run(bench: Bench) -> dict:
     closed = measure_closed_loop(bench)
     latency = measure_latency(bench)
-    return {"name": NAME, "member_ttft_s": TTFT_S, "member_tpt_s": TPT_S, "workloads": WORKLOADS,
-            "rounds": rounds_for(bench.scale), "members": 2, "member_kind": "fake, no generation lock",
-            "member_max_inflight": 4096, "load_generator": "wrk -t1 (closed loop); bench/loadgen.py (open loop)",
-            "runs": closed["runs"], "duration_s": closed["duration_s"], "summary": summarize(closed["runs"]),
-            "cpu_runs": closed["cpu_runs"], "cpu_requests": closed["cpu_requests"], "idle_cpu": closed["idle_cpu"],
-            "cpu": summarize_cpu(closed["cpu_runs"]), "latency": latency}  # fmt: skip
+    return {
+        "name": NAME,
+        "member_ttft_s": TTFT_S,
+        "member_tpt_s": TPT_S,
+        "workloads": WORKLOADS,
+        "rounds": rounds_for(bench.scale),
+        "members": 2,
+        "member_kind": "fake, no generation lock",
+        "member_max_inflight": 4096,
+        "load_generator": "wrk -t1 (closed loop); bench/loadgen.py (open loop)",
+        "runs": closed["runs"],
+        "duration_s": closed["duration_s"],
+        "summary": summarize(closed["runs"]),
+        "cpu_runs": closed["cpu_runs"],
+        "cpu_requests": closed["cpu_requests"],
+        "idle_cpu": closed["idle_cpu"],
+        "cpu": summarize_cpu(closed["cpu_runs"]),
+        "latency": latency,
+    }
 
 
 @contextlib.contextmanager
@@ -107,7 +124,9 @@ def targets(bench: Bench, *, ttft: float, tpt: float):
             assert server.proc is not None
             gateway = psutil.Process(server.proc.pid)  # both doors: one process
             found = {"direct": urls, "vibeadmin": [server.api_url], "vibeadmin_daphne": [server.url]}
-            serving: dict[str, Callable[[], list[psutil.Process]]] = dict.fromkeys(GATEWAY_LEGS, lambda: [gateway])
+            serving: dict[str, Callable[[], list[psutil.Process]]] = dict.fromkeys(
+                GATEWAY_LEGS, lambda: [gateway]
+            )
             if balancer:
                 found["nginx"] = [balancer.url]
                 serving["nginx"] = balancer.workers
@@ -133,11 +152,21 @@ def measure_closed_loop(bench: Bench) -> dict:
         for bases in legs.values():  # warm up connections and the gateway's picture
             wrk.run(bases[0] + "/v1/chat/completions", body("plain"), connections=16, duration_s=1, key=key)
         # What a proxy spends with no requests at all is in every CPU figure: measured alone.
-        idle = {leg: cpu.idle_share(serving[leg](), seconds=2.0) for leg in ("nginx", "vibeadmin") if leg in serving}
+        idle = {
+            leg: cpu.idle_share(serving[leg](), seconds=2.0)
+            for leg in ("nginx", "vibeadmin")
+            if leg in serving
+        }
         for round_no in range(rounds_for(scale)):
             rows += throughput_round(bench, legs, key, round_no, duration)
             cpu_rows += cpu_round(bench, legs, key, serving, round_no, requests)
-    return {"runs": rows, "duration_s": duration, "cpu_runs": cpu_rows, "cpu_requests": requests, "idle_cpu": idle}
+    return {
+        "runs": rows,
+        "duration_s": duration,
+        "cpu_runs": cpu_rows,
+        "cpu_requests": requests,
+        "idle_cpu": idle,
+    }
 
 
 def throughput_round(bench: Bench, legs: dict, key: str, round_no: int, duration: float) -> list[dict]:
@@ -145,8 +174,13 @@ def throughput_round(bench: Bench, legs: dict, key: str, round_no: int, duration
     for workload in ["plain"] if bench.scale.smoke else list(WORKLOADS):
         for conns in (16,) if bench.scale.smoke else CONNECTIONS:
             for leg in in_turn(legs, round_no):
-                result = wrk.run(legs[leg][0] + "/v1/chat/completions", body(workload), connections=conns,
-                                 duration_s=duration, key=key if leg in GATEWAY_LEGS else "")  # fmt: skip
+                result = wrk.run(
+                    legs[leg][0] + "/v1/chat/completions",
+                    body(workload),
+                    connections=conns,
+                    duration_s=duration,
+                    key=key if leg in GATEWAY_LEGS else "",
+                )
                 rows.append({"round": round_no, "workload": workload, "leg": leg, **result})
                 print(
                     f"  {workload:6} c={conns:<3} {leg:16} {result['rps']:7.0f} req/s  "
@@ -160,12 +194,20 @@ def cpu_round(bench: Bench, legs: dict, key: str, serving: dict, round_no: int, 
     rows = []
     for conns in (64,) if bench.scale.smoke else CPU_CONNECTIONS:
         for leg in in_turn([leg for leg in legs if leg in serving], round_no):
-            result = cpu.per_request(legs[leg][0] + "/v1/chat/completions", body("plain"), serving[leg],
-                                     connections=conns, requests=requests,
-                                     key=key if leg in GATEWAY_LEGS else "")  # fmt: skip
+            result = cpu.per_request(
+                legs[leg][0] + "/v1/chat/completions",
+                body("plain"),
+                serving[leg],
+                connections=conns,
+                requests=requests,
+                key=key if leg in GATEWAY_LEGS else "",
+            )
             rows.append({"round": round_no, "workload": "plain", "leg": leg, **result})
-            print(f"  cpu    c={conns:<3} {leg:16} {result['cpu_us_per_request']:7.1f} µs/request "
-                  f"({result['ok']}/{result['requests']} ok, {result['wall_s']:.1f} s)", flush=True)  # fmt: skip
+            print(
+                f"  cpu    c={conns:<3} {leg:16} {result['cpu_us_per_request']:7.1f} µs/request "
+                f"({result['ok']}/{result['requests']} ok, {result['wall_s']:.1f} s)",
+                flush=True,
+            )
     return rows
 
 
@@ -175,30 +217,48 @@ def measure_latency(bench: Bench) -> dict:
     stream_s = STREAM_TTFT_S + STREAM_TPT_S * (STREAM_TOKENS - 1)
     rate = STREAMS / stream_s  # Little's law: this rate keeps STREAMS in flight
     count = scale.count(round(rate * 12), least=40)
-    request = {"model": "vibethinker", "messages": [{"role": "user", "content": "Prove that 2 + 2 = 4."}],
-               "max_tokens": STREAM_TOKENS, "stream": True}  # fmt: skip
+    request = {
+        "model": "vibethinker",
+        "messages": [{"role": "user", "content": "Prove that 2 + 2 = 4."}],
+        "max_tokens": STREAM_TOKENS,
+        "stream": True,
+    }
     runs: list[dict] = []
     with targets(bench, ttft=STREAM_TTFT_S, tpt=STREAM_TPT_S) as (legs, key, _):
         for round_no in range(rounds_for(scale)):
             for leg in in_turn(legs, round_no):
                 times = poisson(rate, count, random.Random(round_no))  # the same arrivals for every leg
                 headers = {"Authorization": f"Bearer {key}"} if leg in GATEWAY_LEGS else {}
-                shots = [Shot(legs[leg][i % len(legs[leg])] + "/v1/chat/completions", request, headers, at=t)
-                         for i, t in enumerate(times)]  # fmt: skip
+                shots = [
+                    Shot(legs[leg][i % len(legs[leg])] + "/v1/chat/completions", request, headers, at=t)
+                    for i, t in enumerate(times)
+                ]
                 results = asyncio.run(open_loop(shots, timeout_s=30))
                 ok = [r for r in results if r.ok and r.tokens >= STREAM_TOKENS]  # and a final event
-                row: dict = {"round": round_no, "leg": leg, "requests": len(results), "ok": len(ok),
-                       "latency_ms": _ms(percentiles([r.latency_s for r in ok], (50, 99))),
-                       "ttft_ms": _ms(percentiles([r.ttft_s for r in ok], (50, 99)))}  # fmt: skip
+                row: dict = {
+                    "round": round_no,
+                    "leg": leg,
+                    "requests": len(results),
+                    "ok": len(ok),
+                    "latency_ms": _ms(percentiles([r.latency_s for r in ok], (50, 99))),
+                    "ttft_ms": _ms(percentiles([r.ttft_s for r in ok], (50, 99))),
+                }
                 runs.append(row)
                 print(
                     f"  streams={STREAMS} {leg:16} ok {len(ok)}/{len(results)}  latency p50 "
                     f"{row['latency_ms']['p50']:6.1f} p99 {row['latency_ms']['p99']:6.1f} ms",
                     flush=True,
                 )
-    return {"streams": STREAMS, "rate_per_s": rate, "requests_per_leg": count, "stream_tokens": STREAM_TOKENS,
-            "member_ttft_s": STREAM_TTFT_S, "member_tpt_s": STREAM_TPT_S, "runs": runs,
-            "summary": summarize_latency(runs)}  # fmt: skip
+    return {
+        "streams": STREAMS,
+        "rate_per_s": rate,
+        "requests_per_leg": count,
+        "stream_tokens": STREAM_TOKENS,
+        "member_ttft_s": STREAM_TTFT_S,
+        "member_tpt_s": STREAM_TPT_S,
+        "runs": runs,
+        "summary": summarize_latency(runs),
+    }
 
 
 def _ms(values: dict) -> dict:
@@ -223,12 +283,18 @@ def summarize(rows: list[dict]) -> list[dict]:
         for conns in dict.fromkeys(r["connections"] for r in rows):
             cell = [r for r in rows if (r["workload"], r["connections"]) == (workload, conns)]
             legs = {leg: _leg_medians([r for r in cell if r["leg"] == leg]) for leg in LEGS}
-            row: dict = {"workload": workload, "connections": conns, "legs": {k: v for k, v in legs.items() if v}}
+            row: dict = {
+                "workload": workload,
+                "connections": conns,
+                "legs": {k: v for k, v in legs.items() if v},
+            }
             for leg in GATEWAY_LEGS:
                 pairs = paired(cell, leg, "nginx")
                 if pairs:
                     row[f"{leg}_rps_vs_nginx"] = spread(mine["rps"] / theirs["rps"] for mine, theirs in pairs)
-                    row[f"{leg}_p50_vs_nginx_ms"] = spread(mine["p50_ms"] - theirs["p50_ms"] for mine, theirs in pairs)
+                    row[f"{leg}_p50_vs_nginx_ms"] = spread(
+                        mine["p50_ms"] - theirs["p50_ms"] for mine, theirs in pairs
+                    )
             out.append(row)
     return out
 
@@ -252,8 +318,11 @@ def summarize_cpu(rows: list[dict]) -> list[dict]:
         row: dict = {"connections": conns, "legs": {}}
         for leg in dict.fromkeys(r["leg"] for r in cell):
             mine = [r for r in cell if r["leg"] == leg]
-            row["legs"][leg] = {"us_per_request": spread(r["cpu_us_per_request"] for r in mine),
-                                "requests": sum(r["requests"] for r in mine), "ok": sum(r["ok"] for r in mine)}  # fmt: skip
+            row["legs"][leg] = {
+                "us_per_request": spread(r["cpu_us_per_request"] for r in mine),
+                "requests": sum(r["requests"] for r in mine),
+                "ok": sum(r["ok"] for r in mine),
+            }
         for leg in GATEWAY_LEGS:
             pairs = paired(cell, leg, "nginx")
             if pairs:  # CPU per request against CPU per request: the counts may differ by a few
@@ -271,10 +340,14 @@ def summarize_latency(runs: list[dict]) -> dict:
     for leg in dict.fromkeys(r["leg"] for r in runs):
         mine = [r for r in runs if r["leg"] == leg]
         summary[leg] = {
-            "ok": sum(r["ok"] for r in mine), "requests": sum(r["requests"] for r in mine),
-            **{f"{what}_{p}": statistics.median(r[f"{what}_ms"][p] for r in mine)
-               for what in ("latency", "ttft") for p in ("p50", "p99")},
-        }  # fmt: skip
+            "ok": sum(r["ok"] for r in mine),
+            "requests": sum(r["requests"] for r in mine),
+            **{
+                f"{what}_{p}": statistics.median(r[f"{what}_ms"][p] for r in mine)
+                for what in ("latency", "ttft")
+                for p in ("p50", "p99")
+            },
+        }
         pairs = paired(runs, leg, "direct") if leg != "direct" else []
         for what in ("latency", "ttft") if pairs else ():
             for p in ("p50", "p99"):
@@ -290,8 +363,15 @@ def goals(result: dict) -> list[dict]:
     conns = GOAL_CONNECTIONS if GOAL_CONNECTIONS in measured else max(measured)  # a smoke run has fewer
     for row in result["summary"]:
         if row["connections"] == conns and "vibeadmin_rps_vs_nginx" in row:
-            found.append(_goal(f"throughput vs nginx at {conns} connections ({row['workload']}), API port",
-                               row["vibeadmin_rps_vs_nginx"], 0.8, "×", ">="))  # fmt: skip
+            found.append(
+                _goal(
+                    f"throughput vs nginx at {conns} connections ({row['workload']}), API port",
+                    row["vibeadmin_rps_vs_nginx"],
+                    0.8,
+                    "×",
+                    ">=",
+                )
+            )
     latency = result["latency"]["summary"].get("vibeadmin", {})
     at = f"at {result['latency']['streams']} concurrent streams (open loop), API port"
     for what, key in (("first token", "ttft"), ("whole stream", "latency")):
@@ -304,9 +384,15 @@ def goals(result: dict) -> list[dict]:
 def _goal(what: str, measured: dict, target: float, unit: str, op: str) -> dict:
     value = measured["median"]
     met = value <= target if op == "<=" else value >= target
-    return {"benchmark": NAME, "goal": f"{what} {op} {target:g} {unit}", "value": round(value, 3), "unit": unit,
-            "range": [round(measured["low"], 3), round(measured["high"], 3)], "rounds": measured["rounds"],
-            "met": met}  # fmt: skip
+    return {
+        "benchmark": NAME,
+        "goal": f"{what} {op} {target:g} {unit}",
+        "value": round(value, 3),
+        "unit": unit,
+        "range": [round(measured["low"], 3), round(measured["high"], 3)],
+        "rounds": measured["rounds"],
+        "met": met,
+    }
 
 
 def plot(result: dict, out: Path) -> list[str]:
@@ -341,8 +427,14 @@ def plot(result: dict, out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     legs = [leg for leg in LEGS if leg in latency]
     for offset, (p, hatch) in enumerate((("p50", ""), ("p99", "//"))):
-        ax.bar([i + offset * 0.4 for i in range(len(legs))], [latency[leg][f"latency_{p}"] for leg in legs],
-               width=0.4, hatch=hatch, label=f"latency {p}", alpha=0.8)  # fmt: skip
+        ax.bar(
+            [i + offset * 0.4 for i in range(len(legs))],
+            [latency[leg][f"latency_{p}"] for leg in legs],
+            width=0.4,
+            hatch=hatch,
+            label=f"latency {p}",
+            alpha=0.8,
+        )
     ax.set_xticks([i + 0.2 for i in range(len(legs))], [LABELS[leg] for leg in legs], fontsize=7)
     ax.set_ylabel("ms")
     ax.set_title(f"{result['latency']['streams']} concurrent streams, open loop")
@@ -367,7 +459,9 @@ def _plot_cpu(rows: list[dict], out: Path) -> str:
         medians = [s["median"] for s in stats]
         errors = [[s["median"] - s["low"] for s in stats], [s["high"] - s["median"] for s in stats]]
         ax.bar(xs, medians, width=width, yerr=errors, capsize=3, label=LABELS[leg], alpha=0.8)
-    ax.set_xticks([n + 0.4 - width / 2 for n in range(len(rows))], [f"{r['connections']} connections" for r in rows])
+    ax.set_xticks(
+        [n + 0.4 - width / 2 for n in range(len(rows))], [f"{r['connections']} connections" for r in rows]
+    )
     ax.set_ylabel("CPU µs per request")
     ax.set_title("CPU time per proxied request (median, range over rounds)")
     ax.legend(fontsize=7)
@@ -392,10 +486,12 @@ def _throughput_tables(result: dict) -> str:
     for row in result["summary"]:
         own_ms = row["legs"].get("vibeadmin", {}).get("overhead_header_ms")
         own = f"{own_ms['p50']:.2f} / {own_ms['p99']:.2f}" if own_ms else "–"
-        lines.append(f"| {row['workload']} | {row['connections']} | {shown(row.get('vibeadmin_rps_vs_nginx'), '{:.2f}')} | "
-                     f"{shown(row.get('vibeadmin_daphne_rps_vs_nginx'), '{:.2f}')} | "
-                     f"{shown(row.get('vibeadmin_p50_vs_nginx_ms'), '{:+.1f}')} | "
-                     f"{shown(row.get('vibeadmin_daphne_p50_vs_nginx_ms'), '{:+.1f}')} | {own} |")  # fmt: skip
+        lines.append(
+            f"| {row['workload']} | {row['connections']} | {shown(row.get('vibeadmin_rps_vs_nginx'), '{:.2f}')} | "
+            f"{shown(row.get('vibeadmin_daphne_rps_vs_nginx'), '{:.2f}')} | "
+            f"{shown(row.get('vibeadmin_p50_vs_nginx_ms'), '{:+.1f}')} | "
+            f"{shown(row.get('vibeadmin_daphne_p50_vs_nginx_ms'), '{:+.1f}')} | {own} |"
+        )
     lines += [
         "",
         "**Each leg's throughput and latency** (medians of the rounds; absolute rates move with the machine's "
@@ -410,8 +506,10 @@ def _throughput_tables(result: dict) -> str:
         def each(key: str, fmt: str, legs=legs) -> str:
             return " / ".join(fmt.format(legs[leg][key]) if leg in legs else "–" for leg in LEGS)
 
-        lines.append(f"| {row['workload']} | {row['connections']} | {each('rps', '{:.0f}')} | "
-                     f"{each('p50_ms', '{:.1f}')} | {each('p99_ms', '{:.1f}')} |")  # fmt: skip
+        lines.append(
+            f"| {row['workload']} | {row['connections']} | {each('rps', '{:.0f}')} | "
+            f"{each('p50_ms', '{:.1f}')} | {each('p99_ms', '{:.1f}')} |"
+        )
     return "\n".join(lines)
 
 
@@ -429,15 +527,20 @@ def _cpu_table(result: dict) -> str:
         f"nginx's worker {result['idle_cpu'].get('nginx', 0) * 1000:.0f} ms: included in the figures below, "
         "as what a request costs is measured with them running.",
         "",
-        "| conns | " + " | ".join(f"{LABELS[leg]} (µs)" for leg in legs)
+        "| conns | "
+        + " | ".join(f"{LABELS[leg]} (µs)" for leg in legs)
         + " | API port / nginx | daphne port / nginx | responses not 200 |",
         "|---|" + "---|" * (len(legs) + 3),
     ]
     for row in result["cpu"]:
         cells = [shown(row["legs"].get(leg, {}).get("us_per_request"), "{:.0f}") for leg in legs]
         failed = sum(leg["requests"] - leg["ok"] for leg in row["legs"].values())
-        lines.append(f"| {row['connections']} | " + " | ".join(cells) + f" | {shown(row.get('vibeadmin_vs_nginx'), '{:.2f}')} | "
-                     f"{shown(row.get('vibeadmin_daphne_vs_nginx'), '{:.2f}')} | {failed} |")  # fmt: skip
+        lines.append(
+            f"| {row['connections']} | "
+            + " | ".join(cells)
+            + f" | {shown(row.get('vibeadmin_vs_nginx'), '{:.2f}')} | "
+            f"{shown(row.get('vibeadmin_daphne_vs_nginx'), '{:.2f}')} | {failed} |"
+        )
     return "\n".join(lines)
 
 
@@ -455,7 +558,12 @@ def _latency_table(lat: dict) -> str:
         s = lat["summary"].get(leg)
         if s is None:
             continue
-        added = [shown(s.get(f"added_{key}"), "{:+.1f}") for key in ("latency_p50", "latency_p99", "ttft_p50", "ttft_p99")]
-        lines.append(f"| {LABELS[leg]} | {s['ok']}/{s['requests']} | {s['latency_p50']:.1f} / {s['latency_p99']:.1f} | "
-                     f"{added[0]} | {added[1]} | {s['ttft_p50']:.1f} / {s['ttft_p99']:.1f} | {added[2]} | {added[3]} |")  # fmt: skip
+        added = [
+            shown(s.get(f"added_{key}"), "{:+.1f}")
+            for key in ("latency_p50", "latency_p99", "ttft_p50", "ttft_p99")
+        ]
+        lines.append(
+            f"| {LABELS[leg]} | {s['ok']}/{s['requests']} | {s['latency_p50']:.1f} / {s['latency_p99']:.1f} | "
+            f"{added[0]} | {added[1]} | {s['ttft_p50']:.1f} / {s['ttft_p99']:.1f} | {added[2]} | {added[3]} |"
+        )
     return "\n".join(lines)

@@ -69,8 +69,16 @@ def pick(policy: str, pool: Pool, tokens: int) -> int | None:
     raise ValueError(policy)
 
 
-def simulate(policy: str, arrivals: Sequence[float], tokens: Sequence[int], service: Sequence[float], *,
-             members: int = 4, cap: int = 1, seed: int = 0) -> np.ndarray:  # fmt: skip
+def simulate(
+    policy: str,
+    arrivals: Sequence[float],
+    tokens: Sequence[int],
+    service: Sequence[float],
+    *,
+    members: int = 4,
+    cap: int = 1,
+    seed: int = 0,
+) -> np.ndarray:
     """Each request's latency (seconds): from arrival to the end of its reply."""
     pool = Pool(members, cap, random.Random(seed))
     finish = np.zeros(len(arrivals))
@@ -106,8 +114,17 @@ def simulate(policy: str, arrivals: Sequence[float], tokens: Sequence[int], serv
     return finish - np.asarray(arrivals)
 
 
-def model(lengths: Sequence[int], fixed: float, per_token: float, *, load: float = 0.8, members: int = 4,
-          caps: Sequence[int] = (64, 4, 1), requests: int = 20000, seeds: int = 3) -> dict:  # fmt: skip
+def model(
+    lengths: Sequence[int],
+    fixed: float,
+    per_token: float,
+    *,
+    load: float = 0.8,
+    members: int = 4,
+    caps: Sequence[int] = (64, 4, 1),
+    requests: int = 20000,
+    seeds: int = 3,
+) -> dict:
     """p50/p99 latency per cap and policy at `load`, averaged over seeds, and the ratios to
     round robin's p99 at the same cap."""
     mean = sum(fixed + per_token * t for t in lengths) / len(lengths)

@@ -32,7 +32,9 @@ def leg(urls: list[str], model: str, keys: list[str], tokens: int, duration: flo
     body = {"model": model, "messages": MESSAGES, "max_tokens": tokens, "temperature": 0}
 
     def shot(n: int, i: int) -> Shot:
-        return Shot(urls[n] + "/v1/chat/completions", body, {"Authorization": f"Bearer {keys[n]}"}, tag=str(n))
+        return Shot(
+            urls[n] + "/v1/chat/completions", body, {"Authorization": f"Bearer {keys[n]}"}, tag=str(n)
+        )
 
     results, _ = asyncio.run(closed_loop(shot, len(urls), duration, warmup_s=0.0, timeout_s=300))
     ok = [r for r in results if r.ok]
@@ -41,9 +43,13 @@ def leg(urls: list[str], model: str, keys: list[str], tokens: int, duration: flo
         mine = [r for r in ok if r.tag == str(n)]
         if mine:
             per_client.append(sum(r.tokens for r in mine) / sum(r.latency_s for r in mine))
-    return {"requests": len(results), "failed": len(results) - len(ok), "tokens_per_s": sum(per_client),
-            "p50_latency_s": statistics.median(r.latency_s for r in ok) if ok else None,
-            "tokens_per_request": statistics.mean(r.tokens for r in ok) if ok else 0}  # fmt: skip
+    return {
+        "requests": len(results),
+        "failed": len(results) - len(ok),
+        "tokens_per_s": sum(per_client),
+        "p50_latency_s": statistics.median(r.latency_s for r in ok) if ok else None,
+        "tokens_per_request": statistics.mean(r.tokens for r in ok) if ok else 0,
+    }
 
 
 def run(bench: Bench) -> dict:
@@ -56,8 +62,11 @@ def run(bench: Bench) -> dict:
     sizes = (1,) if scale.smoke else (1, 2)
     rows = []
     for n in sizes:
-        server = Vibeadmin(bench.folders.new(), supervisor=True,
-                           env={"VIBEADMIN_MEMBERS": str(n), "VIBEADMIN_N_CTX": "512", "VIBEADMIN_N_THREADS": "1"})  # fmt: skip
+        server = Vibeadmin(
+            bench.folders.new(),
+            supervisor=True,
+            env={"VIBEADMIN_MEMBERS": str(n), "VIBEADMIN_N_CTX": "512", "VIBEADMIN_N_THREADS": "1"},
+        )
         with server:
             names = [f"m{i + 1}" for i in range(n)]
             server.wait_ready(names)
@@ -65,39 +74,75 @@ def run(bench: Bench) -> dict:
             status = {m["name"]: m for m in server.status()}
             member_urls = [status[name]["url"] for name in names]
             # Members answer only with their own keys (a request straight to a port gets 401).
-            member_keys = server.shell("from pool.models import Member; "
-                                       f"print(' '.join(Member.objects.get(name=n).api_key for n in {names!r}))"
-                                       ).strip().splitlines()[-1].split()  # the last line: the shell may say more first
-            model = server.shell("from pool.supervisor.model_file import chosen_model; print(chosen_model().model_id)").strip()
+            member_keys = (
+                server.shell(
+                    "from pool.models import Member; "
+                    f"print(' '.join(Member.objects.get(name=n).api_key for n in {names!r}))"
+                )
+                .strip()
+                .splitlines()[-1]
+                .split()
+            )  # the last line: the shell may say more first
+            model = server.shell(
+                "from pool.supervisor.model_file import chosen_model; print(chosen_model().model_id)"
+            ).strip()
             leg(member_urls, model, member_keys, tokens, 2.0)  # warm up: the first generation is slower
             for round_no in range(rounds):
                 straight = leg(member_urls, model, member_keys, tokens, duration)
                 gateway = leg([server.api_url] * n, "vibethinker", [key] * n, tokens, duration)
-                row = {"members": n, "round": round_no, "straight": straight, "gateway": gateway,
-                       "cost": 1 - gateway["tokens_per_s"] / straight["tokens_per_s"]}  # fmt: skip
+                row = {
+                    "members": n,
+                    "round": round_no,
+                    "straight": straight,
+                    "gateway": gateway,
+                    "cost": 1 - gateway["tokens_per_s"] / straight["tokens_per_s"],
+                }
                 rows.append(row)
-                print(f"  {n} member(s) round {round_no}: straight {straight['tokens_per_s']:.1f} tok/s, "
-                      f"through vibeadmin {gateway['tokens_per_s']:.1f} tok/s (cost {row['cost']:+.1%})", flush=True)
-    return {"name": NAME, "tokens_per_request": tokens, "duration_s": duration, "rounds": rounds, "threads_per_member": 1,
-            "n_gpu_layers": "none (CPU build, no GPU on this machine)", "runs": rows, "summary": summarize(rows)}  # fmt: skip
+                print(
+                    f"  {n} member(s) round {round_no}: straight {straight['tokens_per_s']:.1f} tok/s, "
+                    f"through vibeadmin {gateway['tokens_per_s']:.1f} tok/s (cost {row['cost']:+.1%})",
+                    flush=True,
+                )
+    return {
+        "name": NAME,
+        "tokens_per_request": tokens,
+        "duration_s": duration,
+        "rounds": rounds,
+        "threads_per_member": 1,
+        "n_gpu_layers": "none (CPU build, no GPU on this machine)",
+        "runs": rows,
+        "summary": summarize(rows),
+    }
 
 
 def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for n in dict.fromkeys(r["members"] for r in rows):
         mine = [r for r in rows if r["members"] == n]
-        out.append({"members": n,
-                    "straight_tokens_per_s": statistics.median(r["straight"]["tokens_per_s"] for r in mine),
-                    "gateway_tokens_per_s": statistics.median(r["gateway"]["tokens_per_s"] for r in mine),
-                    "straight_p50_s": statistics.median(r["straight"]["p50_latency_s"] for r in mine),
-                    "gateway_p50_s": statistics.median(r["gateway"]["p50_latency_s"] for r in mine),
-                    "cost": statistics.median(r["cost"] for r in mine)})  # fmt: skip
+        out.append(
+            {
+                "members": n,
+                "straight_tokens_per_s": statistics.median(r["straight"]["tokens_per_s"] for r in mine),
+                "gateway_tokens_per_s": statistics.median(r["gateway"]["tokens_per_s"] for r in mine),
+                "straight_p50_s": statistics.median(r["straight"]["p50_latency_s"] for r in mine),
+                "gateway_p50_s": statistics.median(r["gateway"]["p50_latency_s"] for r in mine),
+                "cost": statistics.median(r["cost"] for r in mine),
+            }
+        )
     return out
 
 
 def goals(result: dict) -> list[dict]:
-    return [{"benchmark": NAME, "goal": f"gateway's cost in tokens/s with {s['members']} member(s) < 2%", "unit": "",
-             "value": round(s["cost"], 4), "met": s["cost"] < GOAL_COST} for s in result["summary"]]  # fmt: skip
+    return [
+        {
+            "benchmark": NAME,
+            "goal": f"gateway's cost in tokens/s with {s['members']} member(s) < 2%",
+            "unit": "",
+            "value": round(s["cost"], 4),
+            "met": s["cost"] < GOAL_COST,
+        }
+        for s in result["summary"]
+    ]
 
 
 def plot(result: dict, out: Path) -> list[str]:
@@ -121,9 +166,14 @@ def plot(result: dict, out: Path) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| members | tokens/s straight | tokens/s through vibeadmin | cost | p50 straight (s) | "
-             "p50 through vibeadmin (s) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| members | tokens/s straight | tokens/s through vibeadmin | cost | p50 straight (s) | "
+        "p50 through vibeadmin (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in result["summary"]:
-        lines.append(f"| {s['members']} | {s['straight_tokens_per_s']:.1f} | {s['gateway_tokens_per_s']:.1f} | "
-                     f"{s['cost']:+.1%} | {s['straight_p50_s']:.2f} | {s['gateway_p50_s']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {s['members']} | {s['straight_tokens_per_s']:.1f} | {s['gateway_tokens_per_s']:.1f} | "
+            f"{s['cost']:+.1%} | {s['straight_p50_s']:.2f} | {s['gateway_p50_s']:.2f} |"
+        )
     return "\n".join(lines)

@@ -60,21 +60,41 @@ def _load(path: Path) -> dict | None:
 
 def _machine(meta: dict) -> str:
     m = meta.get("machine", {})
-    rows = [("CPU", f"{m.get('cpu_model', '?')}, {m.get('cores', '?')} cores (shared with other work)"),
-            ("memory", f"{m.get('memory_gib', '?')} GiB"), ("GPU", "none: no GPU machine was available, so there "
-            "are no `n_gpu_layers=-1` figures; llama.cpp is the CPU build"),
-            ("Python", m.get("python", "?")), ("OS", m.get("platform", "?")), ("date", m.get("date", "?")),
-            ("load average (1, 5, 15 min) as the run began" if "load_average_at_start" in m else
-             "load average (1, 5, 15 min) as the run ended",
-             ", ".join(map(str, m.get("load_average_at_start", m.get("load_average_at_end", []))))),
-            ("nginx / wrk", f"{m.get('nginx', '?')} / {m.get('wrk', '?')}"),
-            ("run", f"{meta.get('scale', '?')} (factor {meta.get('factor', '?')}), {meta.get('seconds', '?')} s in all"
-                    + _code(meta))]  # fmt: skip
+    rows = [
+        ("CPU", f"{m.get('cpu_model', '?')}, {m.get('cores', '?')} cores (shared with other work)"),
+        ("memory", f"{m.get('memory_gib', '?')} GiB"),
+        (
+            "GPU",
+            "none: no GPU machine was available, so there "
+            "are no `n_gpu_layers=-1` figures; llama.cpp is the CPU build",
+        ),
+        ("Python", m.get("python", "?")),
+        ("OS", m.get("platform", "?")),
+        ("date", m.get("date", "?")),
+        (
+            "load average (1, 5, 15 min) as the run began"
+            if "load_average_at_start" in m
+            else "load average (1, 5, 15 min) as the run ended",
+            ", ".join(map(str, m.get("load_average_at_start", m.get("load_average_at_end", [])))),
+        ),
+        ("nginx / wrk", f"{m.get('nginx', '?')} / {m.get('wrk', '?')}"),
+        (
+            "run",
+            f"{meta.get('scale', '?')} (factor {meta.get('factor', '?')}), {meta.get('seconds', '?')} s in all"
+            + _code(meta),
+        ),
+    ]
     for rerun in meta.get("reruns", []):
         load = rerun["machine"].get("load_average_at_start")
-        rows.append(("rerun", f"{', '.join(rerun['ran'])} ({rerun['scale']}) on {rerun['machine']['date']}, "
-                              f"{rerun['seconds']} s" + _code(rerun)
-                              + (f", load average {', '.join(map(str, load))} as it began" if load else "")))  # fmt: skip
+        rows.append(
+            (
+                "rerun",
+                f"{', '.join(rerun['ran'])} ({rerun['scale']}) on {rerun['machine']['date']}, "
+                f"{rerun['seconds']} s"
+                + _code(rerun)
+                + (f", load average {', '.join(map(str, load))} as it began" if load else ""),
+            )
+        )
     return "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
@@ -107,6 +127,8 @@ def _section(module, result: dict | None, results: Path, target: Path) -> str:
     if "error" in result:
         last = result["error"].strip().splitlines()[-1]
         return f"{title}\n\n{doc}\n\nThis benchmark failed in the last run: `{last}`.\n"
-    figures = "\n\n".join(f"![{p}]({os.path.relpath(results / p, target.parent)})" for p in result.get("plots", []))
+    figures = "\n\n".join(
+        f"![{p}]({os.path.relpath(results / p, target.parent)})" for p in result.get("plots", [])
+    )
     took = f"Took {result['seconds']:.0f} s ({result['scale']} run)."
     return f"{title}\n\n{doc}\n\n{module.markdown(result)}\n\n{figures}\n\n{took}\n"

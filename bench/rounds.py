@@ -11,7 +11,12 @@ from collections.abc import Iterable
 def spread(values: Iterable[float]) -> dict:
     """The median of the rounds' values and their range."""
     ordered = sorted(values)
-    return {"median": statistics.median(ordered), "low": ordered[0], "high": ordered[-1], "rounds": len(ordered)}
+    return {
+        "median": statistics.median(ordered),
+        "low": ordered[0],
+        "high": ordered[-1],
+        "rounds": len(ordered),
+    }
 
 
 def paired(rows: list[dict], leg: str, other: str) -> list[tuple[dict, dict]]:

@@ -26,7 +26,16 @@ from bench.server import served_code
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("overhead", "strategies", "scaling", "real_model", "drills", "shared_state", "fairness", "engines")
+BENCHMARKS = (
+    "overhead",
+    "strategies",
+    "scaling",
+    "real_model",
+    "drills",
+    "shared_state",
+    "fairness",
+    "engines",
+)
 # Real llama.cpp members take seconds to load and replies seconds to generate on 2 busy
 # cores: the smoke run leaves those benchmarks out unless --only names them.
 SMOKE_DEFAULT = ("overhead", "strategies", "scaling")
@@ -36,10 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="shorter runs, fewer rounds")
-    size.add_argument("--smoke", action="store_true", help="a second or two per benchmark, to test the harness")
+    size.add_argument(
+        "--smoke", action="store_true", help="a second or two per benchmark, to test the harness"
+    )
     parser.add_argument("--only", default="", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results (default bench/results)")
-    parser.add_argument("--report-only", action="store_true", help="only rebuild BENCHMARKS.md from the results")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for the results (default bench/results)"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="only rebuild BENCHMARKS.md from the results"
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         write_report(args.out)
@@ -60,8 +75,16 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
     finally:
         bench.folders.cleanup()
-    meta = {"scale": scale.name, "factor": scale.factor, "machine": machine_info, "code": served_code(), "notes": bench.notes,
-            "seconds": round(time.monotonic() - started, 1), "ran": names, "failed": failed}  # fmt: skip
+    meta = {
+        "scale": scale.name,
+        "factor": scale.factor,
+        "machine": machine_info,
+        "code": served_code(),
+        "notes": bench.notes,
+        "seconds": round(time.monotonic() - started, 1),
+        "ran": names,
+        "failed": failed,
+    }
     previous = args.out / "run.json"
     if args.only and previous.exists():  # a partial rerun: keep the record of the whole run
         whole = json.loads(previous.read_text())
@@ -69,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         meta = whole
     previous.write_text(json.dumps(meta, indent=2))
     target = write_report(args.out)
-    print(f"done in {meta['seconds']:.0f} s; results in {args.out}, report in {target}"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)  # fmt: skip
+    print(
+        f"done in {meta['seconds']:.0f} s; results in {args.out}, report in {target}"
+        + (f"; FAILED: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     return 1 if failed else 0
 
 

@@ -23,11 +23,21 @@ GOAL = 0.95
 def saturate(url: str, key: str, concurrency: int, duration: float) -> dict:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"model": "vibethinker", "max_tokens": TOKENS, "messages": [{"role": "user", "content": "Count."}]}
-    results, window = asyncio.run(closed_loop(lambda n, i: Shot(url + "/v1/chat/completions", body, headers),
-                                              concurrency, duration, warmup_s=min(1.0, duration / 4)))  # fmt: skip
+    results, window = asyncio.run(
+        closed_loop(
+            lambda n, i: Shot(url + "/v1/chat/completions", body, headers),
+            concurrency,
+            duration,
+            warmup_s=min(1.0, duration / 4),
+        )
+    )
     ok = [r for r in results if r.ok]
-    return {"concurrency": concurrency, "rps": len(ok) / window, "failed": len(results) - len(ok),
-            "latency_s": percentiles([r.latency_s for r in ok])}  # fmt: skip
+    return {
+        "concurrency": concurrency,
+        "rps": len(ok) / window,
+        "failed": len(results) - len(ok),
+        "latency_s": percentiles([r.latency_s for r in ok]),
+    }
 
 
 def run(bench: Bench) -> dict:
@@ -53,15 +63,34 @@ def run(bench: Bench) -> dict:
     one = statistics.mean(s["rps"] for s in singles)
     for row in rows:
         row["efficiency"] = row["rps"] / (row["members"] * one)
-    print(f"  one member straight: {one:.1f} req/s; efficiency "
-          + ", ".join(f"{r['members']}: {r['efficiency']:.3f}" for r in rows), flush=True)  # fmt: skip
-    return {"name": NAME, "member_ttft_s": TTFT_S, "member_tpt_s": TPT_S, "tokens": TOKENS, "duration_s": duration,
-            "one_member_straight": singles, "one_member_rps": one, "runs": rows}  # fmt: skip
+    print(
+        f"  one member straight: {one:.1f} req/s; efficiency "
+        + ", ".join(f"{r['members']}: {r['efficiency']:.3f}" for r in rows),
+        flush=True,
+    )
+    return {
+        "name": NAME,
+        "member_ttft_s": TTFT_S,
+        "member_tpt_s": TPT_S,
+        "tokens": TOKENS,
+        "duration_s": duration,
+        "one_member_straight": singles,
+        "one_member_rps": one,
+        "runs": rows,
+    }
 
 
 def goals(result: dict) -> list[dict]:
-    return [{"benchmark": NAME, "goal": f"efficiency with {r['members']} members >= {GOAL}", "unit": "",
-             "value": round(r["efficiency"], 3), "met": r["efficiency"] >= GOAL} for r in result["runs"]]  # fmt: skip
+    return [
+        {
+            "benchmark": NAME,
+            "goal": f"efficiency with {r['members']} members >= {GOAL}",
+            "unit": "",
+            "value": round(r["efficiency"], 3),
+            "met": r["efficiency"] >= GOAL,
+        }
+        for r in result["runs"]
+    ]
 
 
 def plot(result: dict, out: Path) -> list[str]:
@@ -88,11 +117,16 @@ def plot(result: dict, out: Path) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"One member straight (2 in flight): {result['one_member_rps']:.1f} req/s.", "",
-             "| members | clients | req/s through vibeadmin | efficiency | p50 / p99 latency (s) | failed |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"One member straight (2 in flight): {result['one_member_rps']:.1f} req/s.",
+        "",
+        "| members | clients | req/s through vibeadmin | efficiency | p50 / p99 latency (s) | failed |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["runs"]:
         lat = r["latency_s"]
-        lines.append(f"| {r['members']} | {r['concurrency']} | {r['rps']:.1f} | {r['efficiency']:.3f} | "
-                     f"{lat['p50']:.3f} / {lat['p99']:.3f} | {r['failed']} |")  # fmt: skip
+        lines.append(
+            f"| {r['members']} | {r['concurrency']} | {r['rps']:.1f} | {r['efficiency']:.3f} | "
+            f"{lat['p50']:.3f} / {lat['p99']:.3f} | {r['failed']} |"
+        )
     return "\n".join(lines)

@@ -35,12 +35,16 @@ DEFAULT_MODEL_DIR = ROOT / "var" / "models"
 
 def served_code() -> dict:
     """Which commit's gateway was measured: CODE's, and whether it had changes not committed."""
+
     def git(*args: str) -> str:
         out = subprocess.run(["git", "-C", str(CODE), *args], capture_output=True, text=True)
         return out.stdout.strip()
 
-    return {"path": str(CODE), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
-            "changed": bool(git("status", "--porcelain", "--untracked-files=no"))}  # fmt: skip
+    return {
+        "path": str(CODE),
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "changed": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def free_port() -> int:
@@ -51,8 +55,11 @@ def free_port() -> int:
 
 def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     """The environment for a child manage.py: none of the caller's vibeadmin settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("VIBEADMIN_") and k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("VIBEADMIN_") and k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+    }
     env["VIBEADMIN_DATA_DIR"] = str(data_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE), env.get("PYTHONPATH", "")) if p)
     env.update(overrides)
@@ -85,10 +92,18 @@ class DataFolders:
 
 
 def run_manage(data_dir: Path, *args: str, timeout: float = 60, env: dict | None = None) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=CODE, capture_output=True, text=True,
-                            env=clean_env(data_dir, **(env or {})), timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=CODE,
+        capture_output=True,
+        text=True,
+        env=clean_env(data_dir, **(env or {})),
+        timeout=timeout,
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+        raise RuntimeError(
+            f"manage.py {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}"
+        )
     return result.stdout
 
 
@@ -102,8 +117,12 @@ class Vibeadmin:
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"  # the API's own door (listener.py)
-        self.env = {"VIBEADMIN_PORT": str(self.port), "VIBEADMIN_API_PORT": str(self.api_port),
-                    "VIBEADMIN_LOG_LEVEL": "WARNING", **(env or {})}  # fmt: skip
+        self.env = {
+            "VIBEADMIN_PORT": str(self.port),
+            "VIBEADMIN_API_PORT": str(self.api_port),
+            "VIBEADMIN_LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
         self.proc: subprocess.Popen | None = None
         self.key = ""
         self.log = data_dir / "serve.out"
@@ -126,17 +145,27 @@ class Vibeadmin:
     def members(self) -> dict[str, dict]:
         """Name -> state, pid, port, read straight from the database (cheap enough to poll)."""
         with contextlib.closing(sqlite3.connect(self.data_dir / "db.sqlite3", timeout=5)) as db:
-            rows = db.execute("SELECT name, state, pid, host, port, url FROM pool_member ORDER BY id").fetchall()
-        return {name: {"state": state, "pid": pid, "url": url or (f"http://{host}:{port}" if port else "")}
-                for name, state, pid, host, port, url in rows}  # fmt: skip
+            rows = db.execute(
+                "SELECT name, state, pid, host, port, url FROM pool_member ORDER BY id"
+            ).fetchall()
+        return {
+            name: {"state": state, "pid": pid, "url": url or (f"http://{host}:{port}" if port else "")}
+            for name, state, pid, host, port, url in rows
+        }
 
     # --- the process ----------------------------------------------------------------------
 
     def start(self, timeout: float = 60) -> Vibeadmin:
         args = [sys.executable, "manage.py", "serve"] + ([] if self.supervisor else ["--no-supervisor"])
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen(args, cwd=CODE, env=clean_env(self.data_dir, **self.env),
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                args,
+                cwd=CODE,
+                env=clean_env(self.data_dir, **self.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while not self.answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -158,8 +187,9 @@ class Vibeadmin:
             if all(members.get(n, {}).get("state") == "ready" for n in names):
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"members {names} not ready after {timeout:g}s: {self.members()}\n"
-                           f"{self.log.read_text()[-2000:]}")  # fmt: skip
+        raise RuntimeError(
+            f"members {names} not ready after {timeout:g}s: {self.members()}\n{self.log.read_text()[-2000:]}"
+        )
 
     def stop(self) -> None:
         """Ctrl-C (the supervisor then stops its members), then kill whatever is left:
@@ -189,7 +219,9 @@ def member_processes(data_dir: Path) -> list[psutil.Process]:
     for proc in psutil.process_iter(["cmdline"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            is_member = "llama_cpp.server" in cmdline or any(part.endswith("llama-server") for part in cmdline[:1])
+            is_member = "llama_cpp.server" in cmdline or any(
+                part.endswith("llama-server") for part in cmdline[:1]
+            )
             if is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir):
                 found.append(proc)
         except psutil.Error:
@@ -203,14 +235,18 @@ def fake_members(count: int, *, concurrent: bool = False, **config):
     members: list[FakeMemberProcess] = []
     try:
         for i in range(count):
-            members.append(FakeMemberProcess(name=f"f{i + 1}", concurrent=concurrent, quiet=concurrent, **config).start())
+            members.append(
+                FakeMemberProcess(name=f"f{i + 1}", concurrent=concurrent, quiet=concurrent, **config).start()
+            )
         yield members
     finally:
         for member in members:
             member.stop()
 
 
-def register_remote(server: Vibeadmin, urls: list[str], *, max_inflight: int = 1, ready: bool = True) -> list[str]:
+def register_remote(
+    server: Vibeadmin, urls: list[str], *, max_inflight: int = 1, ready: bool = True
+) -> list[str]:
     """Add remote members with `pool add --url`; with no supervisor to probe them, mark
     them ready (and set max_inflight) in the database, as a supervisor elsewhere would."""
     names = []
@@ -219,13 +255,16 @@ def register_remote(server: Vibeadmin, urls: list[str], *, max_inflight: int = 1
         server.manage("pool", "add", "--url", url, "--name", name)
         names.append(name)
     state = "ready" if ready else "stopped"
-    server.shell("from pool.models import Member; "
-                 f"Member.objects.update(max_inflight={max_inflight}, state={state!r})")  # fmt: skip
+    server.shell(
+        f"from pool.models import Member; Member.objects.update(max_inflight={max_inflight}, state={state!r})"
+    )
     return names
 
 
 def set_ready(server: Vibeadmin, names: list[str]) -> None:
     """Only `names` are ready; the other members are stopped (no supervisor runs)."""
-    server.shell("from pool.models import Member; "
-                 f"Member.objects.filter(name__in={names!r}).update(state='ready'); "
-                 f"Member.objects.exclude(name__in={names!r}).update(state='stopped')")  # fmt: skip
+    server.shell(
+        "from pool.models import Member; "
+        f"Member.objects.filter(name__in={names!r}).update(state='ready'); "
+        f"Member.objects.exclude(name__in={names!r}).update(state='stopped')"
+    )

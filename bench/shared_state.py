@@ -47,15 +47,24 @@ def run(bench: Bench) -> dict:
                 row = one_mode(bench, mode, redis.url, [m.url for m in members], shots, (fixed, per_token))
                 row["max_concurrent"] = max(m.stats()["max_concurrent"] for m in members)
                 runs.append(row)
-                print(f"  {mode:8} p50 {row['latency_s']['p50']:.3f} p99 {row['latency_s']['p99']:.3f} s, "
-                      f"most requests on one member at once {row['max_concurrent']}, failed {row['failed']}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"  {mode:8} p50 {row['latency_s']['p50']:.3f} p99 {row['latency_s']['p99']:.3f} s, "
+                    f"most requests on one member at once {row['max_concurrent']}, failed {row['failed']}",
+                    flush=True,
+                )
     finally:
         redis.stop()
     by_mode = {r["mode"]: r for r in runs}
     ratio = by_mode["shared"]["latency_s"]["p99"] / by_mode["separate"]["latency_s"]["p99"]
-    return {"name": NAME, "members": MEMBERS, "load": LOAD, "capacity_rps": capacity, "requests": count,
-            "runs": runs, "p99_shared_vs_separate": ratio}  # fmt: skip
+    return {
+        "name": NAME,
+        "members": MEMBERS,
+        "load": LOAD,
+        "capacity_rps": capacity,
+        "requests": count,
+        "runs": runs,
+        "p99_shared_vs_separate": ratio,
+    }
 
 
 def one_mode(bench: Bench, mode: str, redis_url: str, urls: list[str], shots, service) -> dict:
@@ -83,11 +92,21 @@ def goals(result: dict) -> list[dict]:
     shared = next(r for r in result["runs"] if r["mode"] == "shared")
     ratio = result["p99_shared_vs_separate"]
     return [
-        {"benchmark": NAME, "unit": "requests", "value": shared["max_concurrent"], "met": shared["max_concurrent"] <= 1,
-         "goal": "two gateways with shared counts: a member never holds more than its capacity (1)"},
-        {"benchmark": NAME, "unit": "×", "value": round(ratio, 3), "met": ratio < 1.0,
-         "goal": "two gateways, least connections, p99 at 80% load: shared counts vs separate < 1 ×"},
-    ]  # fmt: skip
+        {
+            "benchmark": NAME,
+            "unit": "requests",
+            "value": shared["max_concurrent"],
+            "met": shared["max_concurrent"] <= 1,
+            "goal": "two gateways with shared counts: a member never holds more than its capacity (1)",
+        },
+        {
+            "benchmark": NAME,
+            "unit": "×",
+            "value": round(ratio, 3),
+            "met": ratio < 1.0,
+            "goal": "two gateways, least connections, p99 at 80% load: shared counts vs separate < 1 ×",
+        },
+    ]
 
 
 def plot(result: dict, out: Path) -> list[str]:
@@ -98,8 +117,12 @@ def plot(result: dict, out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     modes = [r["mode"] for r in result["runs"]]
     for i, p in enumerate(("p50", "p95", "p99")):
-        ax.bar([x + (i - 1) * 0.27 for x in range(len(modes))], [r["latency_s"][p] for r in result["runs"]], 0.27,
-               label=p)  # fmt: skip
+        ax.bar(
+            [x + (i - 1) * 0.27 for x in range(len(modes))],
+            [r["latency_s"][p] for r in result["runs"]],
+            0.27,
+            label=p,
+        )
     ax.set_xticks(range(len(modes)), [f"{m} counts" for m in modes])
     ax.set_ylabel("latency (s)")
     ax.set_title("two gateways, least connections, 80% load")
@@ -111,12 +134,18 @@ def plot(result: dict, out: Path) -> list[str]:
 def markdown(result: dict) -> str:
     if result.get("skipped"):
         return f"Skipped: {result['skipped']}."
-    lines = ["| counts | p50 / p95 / p99 latency (s) | requests that waited inside a busy member | failed |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| counts | p50 / p95 / p99 latency (s) | requests that waited inside a busy member | failed |",
+        "|---|---|---|---|",
+    ]
     for r in result["runs"]:
         lat = r["latency_s"]
-        lines.append(f"| {r['mode']} | {lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f} | "
-                     f"{'yes' if r['max_concurrent'] > 1 else 'none'} (max {r['max_concurrent']} at once) | "
-                     f"{r['failed']} |")  # fmt: skip
-    lines.append(f"\np99 with shared counts is **{result['p99_shared_vs_separate']:.2f} ×** that with separate counts.")
+        lines.append(
+            f"| {r['mode']} | {lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f} | "
+            f"{'yes' if r['max_concurrent'] > 1 else 'none'} (max {r['max_concurrent']} at once) | "
+            f"{r['failed']} |"
+        )
+    lines.append(
+        f"\np99 with shared counts is **{result['p99_shared_vs_separate']:.2f} ×** that with separate counts."
+    )
     return "\n".join(lines)

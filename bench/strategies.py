@@ -34,8 +34,14 @@ MEMBERS = 4
 LOADS = (0.5, 0.8, 0.95)
 GOAL_LOAD = 0.8
 STRATEGIES = (
-    "round_robin", "least_connections", "weighted_round_robin", "ip_hash", "power_of_two", "peak_ewma", "least_work",
-)  # fmt: skip
+    "round_robin",
+    "least_connections",
+    "weighted_round_robin",
+    "ip_hash",
+    "power_of_two",
+    "peak_ewma",
+    "least_work",
+)
 CHALLENGERS = ("least_connections", "power_of_two", "peak_ewma", "least_work")
 CLIENTS = 64  # distinct client addresses (X-Forwarded-For), for ip_hash
 
@@ -58,8 +64,10 @@ def calibrate(member_url: str) -> tuple[float, float]:
     """Service time = fixed + per_token * tokens, measured on one member straight."""
 
     async def measure(tokens: int) -> float:
-        shot = Shot(member_url + "/v1/chat/completions",
-                    {"model": "x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": tokens})  # fmt: skip
+        shot = Shot(
+            member_url + "/v1/chat/completions",
+            {"model": "x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": tokens},
+        )
         results = await open_loop([shot, *[Shot(shot.url, shot.body, at=0.0)] * 0])
         return results[0].latency_s
 
@@ -78,8 +86,11 @@ def schedule(problems: list[dict], rate: float, count: int, base: str, key: str,
     for at in poisson(rate, count, rng):
         problem = rng.choice(problems)
         client = f"10.0.{rng.randrange(CLIENTS) // 256}.{rng.randrange(CLIENTS) % 256 + 1}"
-        body = {"model": "vibethinker", "max_tokens": tokens_of(problem),
-                "messages": [{"role": "user", "content": problem["prompt"]}]}  # fmt: skip
+        body = {
+            "model": "vibethinker",
+            "max_tokens": tokens_of(problem),
+            "messages": [{"role": "user", "content": problem["prompt"]}],
+        }
         headers = {"Authorization": f"Bearer {key}", "X-Forwarded-For": client}
         shots.append(Shot(base + "/v1/chat/completions", body, headers, at=at, tag=str(tokens_of(problem))))
     return shots
@@ -101,8 +112,11 @@ def run(bench: Bench) -> dict:
         fixed, per_token = calibrate(members[0].url)
         mean_service = sum(fixed + per_token * tokens_of(p) for p in problems) / len(problems)
         capacity = MEMBERS / mean_service
-        print(f"  one member: {fixed * 1000:.1f} ms + {per_token * 1000:.3f} ms/token; "
-              f"pool capacity {capacity:.1f} req/s", flush=True)  # fmt: skip
+        print(
+            f"  one member: {fixed * 1000:.1f} ms + {per_token * 1000:.3f} ms/token; "
+            f"pool capacity {capacity:.1f} req/s",
+            flush=True,
+        )
         server = Vibeadmin(
             bench.folders.new(), supervisor=False, env={"VIBEADMIN_TRUSTED_PROXIES": "127.0.0.1"}
         )
@@ -131,39 +145,70 @@ def run(bench: Bench) -> dict:
                             strategy=strategy, load=load, max_inflight=max_inflight, rate=capacity * load
                         )
                         runs.append(row)
-                        print(f"  max_inflight={max_inflight} load={load:.0%} {strategy:22} p50 "
-                              f"{row['latency_s']['p50']:.3f} p99 {row['latency_s']['p99']:.3f} s  "
-                              f"errors {row['failed']}", flush=True)  # fmt: skip
+                        print(
+                            f"  max_inflight={max_inflight} load={load:.0%} {strategy:22} p50 "
+                            f"{row['latency_s']['p50']:.3f} p99 {row['latency_s']['p99']:.3f} s  "
+                            f"errors {row['failed']}",
+                            flush=True,
+                        )
     lengths = [tokens_of(p) for p in problems]
-    simulated = queueing.model(lengths, fixed, per_token, requests=2000 if scale.smoke else 20000,
-                               seeds=1 if scale.smoke else 3)  # fmt: skip
-    return {"name": NAME, "members": MEMBERS, "requests_per_run": count, "requests_per_run_at_goal_load": goal_count, "token_scale": TOKEN_SCALE,
-            "member_ttft_s": TTFT_S, "member_tpt_s": TPT_S, "service_fixed_s": fixed, "service_per_token_s": per_token,
-            "mean_service_s": mean_service, "capacity_rps": capacity, "runs": runs,
-            "ratios": ratios(runs), "model": simulated}  # fmt: skip
+    simulated = queueing.model(
+        lengths, fixed, per_token, requests=2000 if scale.smoke else 20000, seeds=1 if scale.smoke else 3
+    )
+    return {
+        "name": NAME,
+        "members": MEMBERS,
+        "requests_per_run": count,
+        "requests_per_run_at_goal_load": goal_count,
+        "token_scale": TOKEN_SCALE,
+        "member_ttft_s": TTFT_S,
+        "member_tpt_s": TPT_S,
+        "service_fixed_s": fixed,
+        "service_per_token_s": per_token,
+        "mean_service_s": mean_service,
+        "capacity_rps": capacity,
+        "runs": runs,
+        "ratios": ratios(runs),
+        "model": simulated,
+    }
 
 
 def measure(results, fixed: float, per_token: float) -> dict:
     ok = [r for r in results if r.ok]
     waits = [r.latency_s - (fixed + per_token * int(r.tag)) for r in ok]
     return {
-        "requests": len(results), "failed": len(results) - len(ok),
+        "requests": len(results),
+        "failed": len(results) - len(ok),
         "latency_s": percentiles([r.latency_s for r in ok]),
         "gateway_queue_ms": percentiles([r.queue_ms for r in ok]),
         "wait_s": percentiles(waits),
         "by_member": {m: sum(1 for r in ok if r.member == m) for m in sorted({r.member for r in ok})},
-    }  # fmt: skip
+    }
 
 
 def ratios(runs: list[dict]) -> list[dict]:
     """p99 latency of each strategy over round robin's, same load, same max_inflight."""
     out = []
     for r in runs:
-        base = next((b for b in runs if b["strategy"] == "round_robin" and b["load"] == r["load"]
-                     and b["max_inflight"] == r["max_inflight"]), None)  # fmt: skip
+        base = next(
+            (
+                b
+                for b in runs
+                if b["strategy"] == "round_robin"
+                and b["load"] == r["load"]
+                and b["max_inflight"] == r["max_inflight"]
+            ),
+            None,
+        )
         if base and r["strategy"] != "round_robin" and base["latency_s"]["p99"]:
-            out.append({"strategy": r["strategy"], "load": r["load"], "max_inflight": r["max_inflight"],
-                        "p99_vs_round_robin": r["latency_s"]["p99"] / base["latency_s"]["p99"]})  # fmt: skip
+            out.append(
+                {
+                    "strategy": r["strategy"],
+                    "load": r["load"],
+                    "max_inflight": r["max_inflight"],
+                    "p99_vs_round_robin": r["latency_s"]["p99"] / base["latency_s"]["p99"],
+                }
+            )
     return out
 
 
@@ -171,19 +216,31 @@ def goals(result: dict) -> list[dict]:
     found = []
     for r in result["ratios"]:
         if r["load"] == 0.8 and r["strategy"] in CHALLENGERS:
-            found.append({"benchmark": NAME, "unit": "×", "value": round(r["p99_vs_round_robin"], 3),
-                          "goal": f"{r['strategy']} p99 at 80% load, members' max_inflight={r['max_inflight']}, "
-                                  "vs round robin <= 0.6 ×",
-                          "met": r["p99_vs_round_robin"] <= 0.6})  # fmt: skip
+            found.append(
+                {
+                    "benchmark": NAME,
+                    "unit": "×",
+                    "value": round(r["p99_vs_round_robin"], 3),
+                    "goal": f"{r['strategy']} p99 at 80% load, members' max_inflight={r['max_inflight']}, "
+                    "vs round robin <= 0.6 ×",
+                    "met": r["p99_vs_round_robin"] <= 0.6,
+                }
+            )
     model = result.get("model")
     if model:  # the same question, answered by the queueing model with a steady p99
         cap = max(r["cap"] for r in model["rows"])
         for r in model["rows"]:
             if r["cap"] == cap and r["policy"] in CHALLENGERS:
-                found.append({"benchmark": NAME, "unit": "×", "value": round(r["p99_vs_round_robin"], 3),
-                              "goal": f"{r['policy']} p99 at 80% load, members' max_inflight={cap}, queueing model "
-                                      f"({model['requests'] * model['seeds']:,} requests), vs round robin <= 0.6 ×",
-                              "met": r["p99_vs_round_robin"] <= 0.6})  # fmt: skip
+                found.append(
+                    {
+                        "benchmark": NAME,
+                        "unit": "×",
+                        "value": round(r["p99_vs_round_robin"], 3),
+                        "goal": f"{r['policy']} p99 at 80% load, members' max_inflight={cap}, queueing model "
+                        f"({model['requests'] * model['seeds']:,} requests), vs round robin <= 0.6 ×",
+                        "met": r["p99_vs_round_robin"] <= 0.6,
+                    }
+                )
     return found
 
 
@@ -216,18 +273,23 @@ def plot(result: dict, out: Path) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| max_inflight | load | strategy | p50 / p95 / p99 latency (s) | p50 / p95 / p99 wait (s) | "
-             "gateway queue p99 (ms) | p99 vs round robin | failed |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| max_inflight | load | strategy | p50 / p95 / p99 latency (s) | p50 / p95 / p99 wait (s) | "
+        "gateway queue p99 (ms) | p99 vs round robin | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     ratio = {(r["strategy"], r["load"], r["max_inflight"]): r["p99_vs_round_robin"] for r in result["ratios"]}
     for r in sorted(result["runs"], key=lambda r: (-r["max_inflight"], r["load"])):
         lat, wait = r["latency_s"], r["wait_s"]
         q = r["gateway_queue_ms"]["p99"]
         rel = ratio.get((r["strategy"], r["load"], r["max_inflight"]))
-        lines.append(f"| {r['max_inflight']} | {r['load']:.0%} | {r['strategy']} | "
-                     f"{lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f} | "
-                     f"{wait['p50']:.3f} / {wait['p95']:.3f} / {wait['p99']:.3f} | "
-                     f"{q if q is not None else float('nan'):.0f} | {'–' if rel is None else f'{rel:.2f}'} | "
-                     f"{r['failed']} |")  # fmt: skip
+        lines.append(
+            f"| {r['max_inflight']} | {r['load']:.0%} | {r['strategy']} | "
+            f"{lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f} | "
+            f"{wait['p50']:.3f} / {wait['p95']:.3f} / {wait['p99']:.3f} | "
+            f"{q if q is not None else float('nan'):.0f} | {'–' if rel is None else f'{rel:.2f}'} | "
+            f"{r['failed']} |"
+        )
     if "model" in result:
         lines += ["", model_markdown(result["model"])]
     return "\n".join(lines)
@@ -238,19 +300,25 @@ def model_markdown(model: dict) -> str:
     caps = sorted({r["cap"] for r in model["rows"]}, reverse=True)
     central = next(r for r in model["rows"] if r["cap"] == 1 and r["policy"] == "round_robin")
     queueless = next(r for r in model["rows"] if r["cap"] == max(caps) and r["policy"] == "round_robin")
-    lines = [f"**The same workload in a queueing model** (bench/queueing.py: a discrete-event simulation with "
-             f"the calibrated service times, {model['requests']:,} requests x {model['seeds']} seeds per cell, "
-             f"{model['load']:.0%} load, {model['members']} members; p99 latency in s, and vs round robin at the "
-             "same max_inflight)", "",
-             "| strategy | " + " | ".join(f"max_inflight={c}" for c in caps) + " |",
-             "|---|" + "---|" * len(caps)]  # fmt: skip
+    lines = [
+        f"**The same workload in a queueing model** (bench/queueing.py: a discrete-event simulation with "
+        f"the calibrated service times, {model['requests']:,} requests x {model['seeds']} seeds per cell, "
+        f"{model['load']:.0%} load, {model['members']} members; p99 latency in s, and vs round robin at the "
+        "same max_inflight)",
+        "",
+        "| strategy | " + " | ".join(f"max_inflight={c}" for c in caps) + " |",
+        "|---|" + "---|" * len(caps),
+    ]
     for policy in dict.fromkeys(r["policy"] for r in model["rows"]):
         cells = []
         for cap in caps:
             r = next(r for r in model["rows"] if r["cap"] == cap and r["policy"] == policy)
             cells.append(f"{r['p99_s']:.3f} ({r['p99_vs_round_robin']:.2f}x)")
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
-    lines += ["", f"The gateway's own queue (max_inflight=1, any strategy) against round robin where members queue "
-                  f"(max_inflight={max(caps)}): p99 {central['p99_s']:.3f} s vs {queueless['p99_s']:.3f} s, "
-                  f"{central['p99_s'] / queueless['p99_s']:.2f}x."]  # fmt: skip
+    lines += [
+        "",
+        f"The gateway's own queue (max_inflight=1, any strategy) against round robin where members queue "
+        f"(max_inflight={max(caps)}): p99 {central['p99_s']:.3f} s vs {queueless['p99_s']:.3f} s, "
+        f"{central['p99_s'] / queueless['p99_s']:.2f}x.",
+    ]
     return "\n".join(lines)

@@ -17,7 +17,9 @@ wrk.headers["Content-Type"] = "application/json"
 %(auth)s
 """
 
-SCRIPT = REQUEST + r"""
+SCRIPT = (
+    REQUEST
+    + r"""
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) overheads = {}; statuses = {}; n = 0 end
@@ -46,10 +48,13 @@ function done(summary, latency, requests)
     table.concat(parts, ", "), #all, pct(50), pct(99)))
 end
 """
+)
 
 # One thread counts every response, so the process can end at exactly `limit` of them
 # (wrk itself only stops at its -d time, even when a thread stops early).
-COUNTED = REQUEST + r"""
+COUNTED = (
+    REQUEST
+    + r"""
 local limit, total, statuses = %(limit)d, 0, {}
 function response(status, headers, body)
   total = total + 1
@@ -64,13 +69,16 @@ function response(status, headers, body)
   end
 end
 """
+)
 
 
 def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run(url: str, body: dict, *, connections: int, duration_s: float, key: str = "", threads: int = 1) -> dict:
+def run(
+    url: str, body: dict, *, connections: int, duration_s: float, key: str = "", threads: int = 1
+) -> dict:
     """One wrk run; latencies in milliseconds, throughput in requests per second."""
     script = SCRIPT % {"body": json.dumps(body), "auth": _auth(key)}
     raw = _wrk(script, url, "BENCHJSON", connections=connections, duration_s=duration_s, threads=threads)
@@ -82,21 +90,29 @@ def run(url: str, body: dict, *, connections: int, duration_s: float, key: str =
         "requests": raw["requests"],
         "ok": good,
         "rps": good / seconds if seconds else 0.0,
-        "p50_ms": raw["p50_us"] / 1000, "p90_ms": raw["p90_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
         "max_ms": raw["max_us"] / 1000,
         "socket_errors": raw["socket_errors"],
         "statuses": raw["statuses"],
         "overhead_header_ms": {"p50": overhead["p50"], "p99": overhead["p99"]} if overhead["n"] else None,
-    }  # fmt: skip
+    }
 
 
-def count(url: str, body: dict, *, connections: int, requests: int, key: str = "", limit_s: float = 300) -> dict:
+def count(
+    url: str, body: dict, *, connections: int, requests: int, key: str = "", limit_s: float = 300
+) -> dict:
     """Closed loop until exactly `requests` responses have come back (one wrk thread), then
     stop: the requests still in flight then (connections - 1 at most) are cut off."""
     script = COUNTED % {"body": json.dumps(body), "auth": _auth(key), "limit": requests}
     raw = _wrk(script, url, "BENCHCOUNT", connections=connections, duration_s=limit_s, threads=1)
-    return {"connections": connections, "requests": raw["requests"], "ok": raw["statuses"].get("200", 0),
-            "statuses": raw["statuses"]}  # fmt: skip
+    return {
+        "connections": connections,
+        "requests": raw["requests"],
+        "ok": raw["statuses"].get("200", 0),
+        "statuses": raw["statuses"],
+    }
 
 
 def _auth(key: str) -> str:
@@ -108,10 +124,21 @@ def _wrk(script: str, url: str, marker: str, *, connections: int, duration_s: fl
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "post.lua"
         path.write_text(script)
-        args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s",
-                "-s", str(path), url]  # fmt: skip
+        args = [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration_s))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(path),
+            url,
+        ]
         out = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith(marker + " ")), None)
     if line is None:
-        raise RuntimeError(f"wrk gave no result (within {duration_s:g} s): {out.stdout[-500:]} {out.stderr[-500:]}")
+        raise RuntimeError(
+            f"wrk gave no result (within {duration_s:g} s): {out.stdout[-500:]} {out.stderr[-500:]}"
+        )
     return json.loads(line[len(marker) + 1 :])

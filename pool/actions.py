@@ -62,8 +62,10 @@ def _check_slots(slots: int | None, *, engine: str, remote: bool) -> None:
     if not 1 <= slots <= MAX_SLOTS:
         raise ActionError(f"slots must be between 1 and {MAX_SLOTS}")
     if slots > 1 and engine == states.LLAMA_CPP_PYTHON and not remote:
-        raise ActionError("a llama-cpp-python member generates one answer at a time: "
-                          "use the llama-server engine for more slots")  # fmt: skip
+        raise ActionError(
+            "a llama-cpp-python member generates one answer at a time: "
+            "use the llama-server engine for more slots"
+        )
 
 
 def _check_api_key(api_key: str) -> str:
@@ -82,9 +84,16 @@ def _next_name() -> str:
 
 
 def member_add(
-    *, url: str = "", weight: int = 1, gpu: int | None = None, name: str = "", node: str = "",
-    engine: str = "", slots: int | None = None, api_key: str = "",
-) -> Member:  # fmt: skip
+    *,
+    url: str = "",
+    weight: int = 1,
+    gpu: int | None = None,
+    name: str = "",
+    node: str = "",
+    engine: str = "",
+    slots: int | None = None,
+    api_key: str = "",
+) -> Member:
     """Add a local member (engine and slots default to VIBEADMIN_ENGINE and VIBEADMIN_SLOTS),
     or a remote one at `url` (its slots read from its /props unless given)."""
     # A remote server's engine shows when it is probed (a llama-server answers /props).
@@ -96,10 +105,14 @@ def member_add(
         slots = settings.VIBEADMIN_SLOTS if engine == states.LLAMA_SERVER else 1
     _check_slots(slots, engine=engine, remote=bool(url))
     if api_key and not url:
-        raise ActionError("a local member's key is made by its supervisor at each start; only a remote one takes a key")
+        raise ActionError(
+            "a local member's key is made by its supervisor at each start; only a remote one takes a key"
+        )
     api_key = _check_api_key(api_key)
     if Member.objects.count() >= settings.VIBEADMIN_MAX_MEMBERS:
-        raise ActionError(f"the pool already has {settings.VIBEADMIN_MAX_MEMBERS} members (VIBEADMIN_MAX_MEMBERS)")
+        raise ActionError(
+            f"the pool already has {settings.VIBEADMIN_MAX_MEMBERS} members (VIBEADMIN_MAX_MEMBERS)"
+        )
     if name and not NAME_RE.match(name):
         raise ActionError(f"{name!r} is not a valid member name: use lowercase letters, digits, - and _")
     if name and Member.objects.filter(name=name).exists():
@@ -141,7 +154,9 @@ def member_drain(*, member: Member, timeout_s: float | None = None) -> None:
 
 def member_stop(*, member: Member) -> None:
     """A drain with a short deadline: stop is graceful too, just less patient."""
-    Member.objects.filter(pk=member.pk).update(should_run=False, drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S)
+    Member.objects.filter(pk=member.pk).update(
+        should_run=False, drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S
+    )
     _note(member, f"{member.name}: stop requested")
 
 
@@ -174,7 +189,9 @@ def member_set_slots(*, member: Member, slots: int | None) -> None:
         fields["max_inflight"] = slots
     Member.objects.filter(pk=member.pk).update(**fields)
     when = " (applies at next start)" if member.is_local else ""
-    _note(member, f"{member.name}: slots set to {slots if slots is not None else 'read from the member'}{when}")
+    _note(
+        member, f"{member.name}: slots set to {slots if slots is not None else 'read from the member'}{when}"
+    )
 
 
 def member_set_engine(*, member: Member, engine: str) -> None:
@@ -227,8 +244,10 @@ def pool_scale(*, count: int, reason: str = "") -> list[str]:
         member_drain(member=member)
         done.append(f"{member.name}: drain")
     if done:
-        events.record(PoolEvent.SCALING if reason else PoolEvent.ACTION,
-                      f"scale to {count}" + (f" ({reason})" if reason else "") + ": " + ", ".join(done))  # fmt: skip
+        events.record(
+            PoolEvent.SCALING if reason else PoolEvent.ACTION,
+            f"scale to {count}" + (f" ({reason})" if reason else "") + ": " + ", ".join(done),
+        )
     return done
 
 

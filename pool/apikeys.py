@@ -16,8 +16,15 @@ def check_share(*, weight: int, priority: str) -> None:
         raise ValueError(f"--priority must be one of {', '.join(dict(PRIORITIES))}")
 
 
-def apikey_create(*, name: str, rpm: int | None = None, tpm: int | None = None, max_parallel: int | None = None,
-                  weight: int = 1, priority: str = "interactive") -> tuple[ApiKey, str]:  # fmt: skip
+def apikey_create(
+    *,
+    name: str,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_parallel: int | None = None,
+    weight: int = 1,
+    priority: str = "interactive",
+) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the raw key, which is never stored."""
     name = name.strip()
     if not name:
@@ -29,8 +36,16 @@ def apikey_create(*, name: str, rpm: int | None = None, tpm: int | None = None, 
     if ApiKey.objects.filter(name=name).exists():
         raise ValueError(f"a key named {name!r} already exists")
     raw = ApiKey.new_raw_key()
-    key = ApiKey.objects.create(name=name, prefix=raw[:10], key_hash=hash_key(raw), rpm=rpm, tpm=tpm,
-                                max_parallel=max_parallel, weight=weight, priority=priority)  # fmt: skip
+    key = ApiKey.objects.create(
+        name=name,
+        prefix=raw[:10],
+        key_hash=hash_key(raw),
+        rpm=rpm,
+        tpm=tpm,
+        max_parallel=max_parallel,
+        weight=weight,
+        priority=priority,
+    )
     return key, raw
 
 

@@ -18,25 +18,45 @@ from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 
-REQUESTS = Counter("vibeadmin_requests_total", "Requests answered, by member and HTTP status", ["member", "status"])
-KEY_REQUESTS = Counter("vibeadmin_key_requests_total", "Requests by platform key (or 'solve'/'open'), "
-                       "routing strategy and HTTP status", ["key", "strategy", "status"])  # fmt: skip
+REQUESTS = Counter(
+    "vibeadmin_requests_total", "Requests answered, by member and HTTP status", ["member", "status"]
+)
+KEY_REQUESTS = Counter(
+    "vibeadmin_key_requests_total",
+    "Requests by platform key (or 'solve'/'open'), routing strategy and HTTP status",
+    ["key", "strategy", "status"],
+)
 INFLIGHT = Gauge("vibeadmin_member_inflight", "Requests in flight per member", ["member"])
 QUEUE_DEPTH = Gauge("vibeadmin_queue_depth", "Requests waiting for a free member")
-LATENCY = Histogram("vibeadmin_request_latency_seconds", "Whole-request latency", ["member"], buckets=LATENCY_BUCKETS)
-TTFT = Histogram("vibeadmin_time_to_first_token_seconds", "Time to first token", ["member"], buckets=LATENCY_BUCKETS)
-QUEUE_WAIT = Histogram("vibeadmin_queue_wait_seconds", "Time spent waiting for a member", buckets=LATENCY_BUCKETS)
-TOKENS = Counter("vibeadmin_tokens_total", "Tokens by member and kind (prompt, completion)", ["member", "kind"])
+LATENCY = Histogram(
+    "vibeadmin_request_latency_seconds", "Whole-request latency", ["member"], buckets=LATENCY_BUCKETS
+)
+TTFT = Histogram(
+    "vibeadmin_time_to_first_token_seconds", "Time to first token", ["member"], buckets=LATENCY_BUCKETS
+)
+QUEUE_WAIT = Histogram(
+    "vibeadmin_queue_wait_seconds", "Time spent waiting for a member", buckets=LATENCY_BUCKETS
+)
+TOKENS = Counter(
+    "vibeadmin_tokens_total", "Tokens by member and kind (prompt, completion)", ["member", "kind"]
+)
 RETRIES = Counter("vibeadmin_retries_total", "Requests retried on another member", ["member"])
 MEMBER_STATE = Gauge("vibeadmin_member_state", "1 for the state each member is in", ["member", "state"])
 # Fair sharing (pool/gateway/fair.py): per tenant (an API key's name, or "solve").
 TENANT_WAITING = Gauge("vibeadmin_tenant_waiting", "Requests waiting for a member, per tenant", ["tenant"])
-TENANT_SERVED = Counter("vibeadmin_tenant_served_tokens_total", "Tokens generated for each tenant", ["tenant"])
-EARLY_REJECTIONS = Counter("vibeadmin_early_rejections_total", "Requests refused at once: their predicted "
-                           "wait passed the queue's deadline", ["tenant"])  # fmt: skip
-PREDICTION_RATIO = Histogram("vibeadmin_queue_wait_prediction_ratio", "A served waiter's real wait over the wait "
-                             "predicted when it arrived (1 is exact)",
-                             buckets=(0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2, 4))  # fmt: skip
+TENANT_SERVED = Counter(
+    "vibeadmin_tenant_served_tokens_total", "Tokens generated for each tenant", ["tenant"]
+)
+EARLY_REJECTIONS = Counter(
+    "vibeadmin_early_rejections_total",
+    "Requests refused at once: their predicted wait passed the queue's deadline",
+    ["tenant"],
+)
+PREDICTION_RATIO = Histogram(
+    "vibeadmin_queue_wait_prediction_ratio",
+    "A served waiter's real wait over the wait predicted when it arrived (1 is exact)",
+    buckets=(0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2, 4),
+)
 
 HISTORY_S = 15 * 60
 
@@ -148,9 +168,17 @@ window = Window()
 
 
 def record_request(
-    *, member: str, status: int, latency_s: float, ttft_s: float | None = None,
-    prompt_tokens: int = 0, completion_tokens: int = 0, queue_wait_s: float = 0.0, key: str = "", strategy: str = "",
-) -> None:  # fmt: skip
+    *,
+    member: str,
+    status: int,
+    latency_s: float,
+    ttft_s: float | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    queue_wait_s: float = 0.0,
+    key: str = "",
+    strategy: str = "",
+) -> None:
     error = status >= 500 or status == 0
     REQUESTS.labels(member or "-", str(status)).inc()
     if key:
@@ -241,7 +269,10 @@ def tenant_summary(span_s: int = HISTORY_S, now: float | None = None) -> dict[st
     waiting = next((s.waiting_by_tenant for s in reversed(seconds) if s.waiting_by_tenant is not None), {})
     total = sum(served.values())
     return {
-        tenant: {"waiting": waiting.get(tenant, 0), "share": f"{served.get(tenant, 0) / total:.0%}" if total else "–"}
+        tenant: {
+            "waiting": waiting.get(tenant, 0),
+            "share": f"{served.get(tenant, 0) / total:.0%}" if total else "–",
+        }
         for tenant in served.keys() | waiting.keys()
     }
 
@@ -312,9 +343,14 @@ def export_member_states(state_by_member: dict[str, str], all_states: list[str])
     for member, current in state_by_member.items():
         for state in all_states:
             MEMBER_STATE.labels(member, state).set(1 if state == current else 0)
+
+
 SLOTS = Gauge("vibeadmin_member_slots", "Answers each member decodes at once (its max in flight)", ["member"])
-ENGINE = Gauge("vibeadmin_member_engine_series", "llama-server's own /metrics series per member "
-               "(llamacpp:NAME), as its supervisor's probe last read them", ["member", "series"])  # fmt: skip
+ENGINE = Gauge(
+    "vibeadmin_member_engine_series",
+    "llama-server's own /metrics series per member (llamacpp:NAME), as its supervisor's probe last read them",
+    ["member", "series"],
+)
 
 
 def record_engine(member: str, series: dict[str, float]) -> None:

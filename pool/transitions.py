@@ -21,7 +21,9 @@ def change_state(member: Member, new_state: str, *, reason: str = "", **fields: 
     (a crashed member restarting) is an event too."""
     old_state = member.state
     if not states.can_change(old_state, new_state):
-        raise ValueError(f"{member.name}: no such move as {old_state} -> {new_state} (see states.TRANSITIONS)")
+        raise ValueError(
+            f"{member.name}: no such move as {old_state} -> {new_state} (see states.TRANSITIONS)"
+        )
     now = timezone.now()
     updates: dict[str, Any] = {"state": new_state, **fields}
     if new_state != old_state:

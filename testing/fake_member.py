@@ -148,7 +148,9 @@ class FakeMember:
         return await handler(request)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response({"openapi": "3.1.0", "info": {"title": "fake llama.cpp server"}, "paths": {}})
+        return web.json_response(
+            {"openapi": "3.1.0", "info": {"title": "fake llama.cpp server"}, "paths": {}}
+        )
 
     async def models(self, request: web.Request) -> web.Response:
         async with self.locked():
@@ -213,8 +215,13 @@ class FakeMember:
         return web.json_response(body, headers=ask.headers(self.config))
 
     async def stream(self, request: web.Request, ask: Ask) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                               **ask.headers(self.config)})
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **ask.headers(self.config),
+            }
+        )
         await response.prepare(request)
         first = True
         async for text in self.tokens(request, ask):
@@ -272,7 +279,11 @@ class Ask:
             raise ValueError("the body must be a JSON object")
         if chat:
             messages = body.get("messages")
-            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            if (
+                not isinstance(messages, list)
+                or not messages
+                or not all(isinstance(m, dict) for m in messages)
+            ):
                 raise ValueError("messages must be a non-empty list of objects")
             texts = [text_of(m.get("content")) for m in messages]
             system = [text_of(m.get("content")) for m in messages if m.get("role") == "system"]
@@ -286,19 +297,32 @@ class Ask:
             raise ValueError("max_tokens must be a whole number, 0 or more")
         count = min(wanted, config.max_tokens)
         options = body.get("stream_options") or {}
-        return cls(chat=chat, model=str(body.get("model") or config.model), count=count,
-                   finish_reason="length" if count == wanted else "stop", stream=bool(body.get("stream")),
-                   include_usage=bool(options.get("include_usage")),
-                   prompt_tokens=sum(len(t.split()) for t in texts),
-                   system="\n".join(system) if system else None)
+        return cls(
+            chat=chat,
+            model=str(body.get("model") or config.model),
+            count=count,
+            finish_reason="length" if count == wanted else "stop",
+            stream=bool(body.get("stream")),
+            include_usage=bool(options.get("include_usage")),
+            prompt_tokens=sum(len(t.split()) for t in texts),
+            system="\n".join(system) if system else None,
+        )
 
     def envelope(self, sequence: int, *, stream: bool) -> dict:
         if self.chat:
             kind = "chat.completion.chunk" if stream else "chat.completion"
-            return {"id": f"chatcmpl-fake-{sequence}", "object": kind, "created": int(time.time()),
-                    "model": self.model}
-        return {"id": f"cmpl-fake-{sequence}", "object": "text_completion", "created": int(time.time()),
-                "model": self.model}
+            return {
+                "id": f"chatcmpl-fake-{sequence}",
+                "object": kind,
+                "created": int(time.time()),
+                "model": self.model,
+            }
+        return {
+            "id": f"cmpl-fake-{sequence}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.model,
+        }
 
     def chunk(self, sequence: int, delta: dict | str, finish_reason: str | None) -> bytes:
         piece = {"delta": delta} if self.chat else {"text": delta}
@@ -306,8 +330,11 @@ class Ask:
         return sse({**self.envelope(sequence, stream=True), "choices": [choice]})
 
     def usage(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.count,
-                "total_tokens": self.prompt_tokens + self.count}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.count,
+            "total_tokens": self.prompt_tokens + self.count,
+        }
 
     def headers(self, config: FakeConfig) -> dict[str, str]:
         headers = {"X-Fake-Name": config.name}
@@ -343,7 +370,9 @@ async def serve(config: FakeConfig, host: str, port: int, watch_stdin: bool) -> 
         loop.add_signal_handler(sig, stop.set)
     if watch_stdin:
         # The parent holds our stdin open; when it dies the pipe closes and we go too.
-        threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+        threading.Thread(
+            target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
+        ).start()
     print(f"fake member {config.name} listening on {url}", flush=True)
     await stop.wait()
     await runner.cleanup()
@@ -391,8 +420,14 @@ class FakeMemberProcess:
             else:
                 cmd += [flag, str(value)]
         root = Path(__file__).resolve().parent.parent
-        self.proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     stderr=subprocess.DEVNULL if self.quiet else None)  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            stderr=subprocess.DEVNULL if self.quiet else None,
+        )
         try:
             self.url = self._read_url(time.monotonic() + timeout)
         except BaseException:
@@ -411,8 +446,9 @@ class FakeMemberProcess:
 
     def call(self, method: str, path: str, payload: dict | None = None) -> dict:
         data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return json.loads(response.read())

@@ -29,19 +29,33 @@ class Reply:
 class Call:
     """One request in flight; `disconnect()` makes the client go away."""
 
-    def __init__(self, app, method: str, path: str, body: bytes = b"", headers: dict | None = None,
-                 client: str = "127.0.0.1"):  # fmt: skip
+    def __init__(
+        self,
+        app,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict | None = None,
+        client: str = "127.0.0.1",
+    ):
         self.reply = Reply()
         self.gone = asyncio.Event()
         self.started = asyncio.Event()
         self.first_chunk = asyncio.Event()
         self._body_sent = False
         scope = {
-            "type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+            "type": "http",
+            "method": method,
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-            "client": (client, 50000), "server": ("127.0.0.1", 8000), "scheme": "http", "http_version": "1.1",
+            "client": (client, 50000),
+            "server": ("127.0.0.1", 8000),
+            "scheme": "http",
+            "http_version": "1.1",
             "asgi": {"version": "3.0"},
-        }  # fmt: skip
+        }
         self.body = body
         self.task = asyncio.ensure_future(app(scope, self._receive, self._send))
 
@@ -72,8 +86,18 @@ class Call:
         return self.reply
 
 
-async def request(app, method: str, path: str, payload=None, *, key: str | None = None, raw: bytes | None = None,
-                  headers: dict | None = None, client: str = "127.0.0.1", timeout: float = 10.0) -> Reply:  # fmt: skip
+async def request(
+    app,
+    method: str,
+    path: str,
+    payload=None,
+    *,
+    key: str | None = None,
+    raw: bytes | None = None,
+    headers: dict | None = None,
+    client: str = "127.0.0.1",
+    timeout: float = 10.0,
+) -> Reply:
     all_headers = {"content-type": "application/json", **(headers or {})}
     if key:
         all_headers["authorization"] = f"Bearer {key}"

@@ -74,7 +74,12 @@ def set_policy(**fields) -> None:
 
 
 def chat(content: str = "What is 17 * 23?", **extra) -> dict:
-    return {"model": "vibethinker", "messages": [{"role": "user", "content": content}], "max_tokens": 8, **extra}
+    return {
+        "model": "vibethinker",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 8,
+        **extra,
+    }
 
 
 @pytest_asyncio.fixture

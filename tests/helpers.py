@@ -84,8 +84,12 @@ def manage(*args: str, data_dir: Path, timeout: float = 60, **env: str) -> subpr
     """Run `python manage.py ARGS` in a child process, as an operator would."""
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT, env=clean_env(data_dir, **env), capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=clean_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_serve(data_dir: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:
@@ -93,9 +97,12 @@ def start_serve(data_dir: Path, *args: str, log: Path, **env: str) -> subprocess
     in `log`. Stop it with stop_serve."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "serve", *args], cwd=ROOT,
-            env=clean_env(data_dir, **env), stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, str(ROOT / "manage.py"), "serve", *args],
+            cwd=ROOT,
+            env=clean_env(data_dir, **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop_serve(child: subprocess.Popen, data_dir: Path) -> None:
@@ -121,7 +128,9 @@ def member_processes(data_dir: Path) -> list[psutil.Process]:
 def _serves_for(proc: psutil.Process, data_dir: Path) -> bool:
     try:
         cmdline = proc.info["cmdline"] or []
-        is_member = "llama_cpp.server" in cmdline or any(part.endswith("llama-server") for part in cmdline[:1])
+        is_member = "llama_cpp.server" in cmdline or any(
+            part.endswith("llama-server") for part in cmdline[:1]
+        )
         return is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir)
     except psutil.Error:
         return False

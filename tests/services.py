@@ -33,17 +33,33 @@ class Server:
 
 
 def redis_missing() -> str | None:
-    return None if shutil.which("redis-server") else "redis-server is not installed (apt-get install redis-server)"
+    return (
+        None
+        if shutil.which("redis-server")
+        else "redis-server is not installed (apt-get install redis-server)"
+    )
 
 
 def start_redis() -> Server:
     folder = Path(tempfile.mkdtemp(prefix="vibeadmin-redis-"))
     port = free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     server = Server(f"redis://127.0.0.1:{port}/0", proc, folder)
     import redis
 
@@ -59,11 +75,17 @@ def start_redis() -> Server:
 
 def _pg_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else (Path(shutil.which("initdb")).parent if shutil.which("initdb") else None)
+    return (
+        Path(found[-1]).parent
+        if found
+        else (Path(shutil.which("initdb")).parent if shutil.which("initdb") else None)
+    )
 
 
 def postgres_missing() -> str | None:
-    return None if _pg_bin() else "PostgreSQL's server programs are not installed (apt-get install postgresql)"
+    return (
+        None if _pg_bin() else "PostgreSQL's server programs are not installed (apt-get install postgresql)"
+    )
 
 
 def start_postgres() -> Server:
@@ -75,19 +97,39 @@ def start_postgres() -> Server:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "vibeadmin",
-                    "--no-sync"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "vibeadmin", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     proc = subprocess.Popen(
-        [*as_user, str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            *as_user,
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(folder),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     server = Server(f"postgres://vibeadmin@127.0.0.1:{port}/postgres", proc, folder)
 
     def ready() -> bool:
-        return subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                              capture_output=True).returncode == 0  # fmt: skip
+        return (
+            subprocess.run(
+                [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+            ).returncode
+            == 0
+        )
 
     wait_until(ready, 30, what="PostgreSQL to accept connections")
     time.sleep(0.2)

@@ -105,7 +105,9 @@ def test_disabling_a_firing_rule_resolves_it(cpu_rule):
 
 
 def test_a_below_rule_fires_when_the_value_drops():
-    AlertRule.objects.create(name="Pool empty", metric="ready_members", comparison="below", threshold=1, duration_s=0)
+    AlertRule.objects.create(
+        name="Pool empty", metric="ready_members", comparison="below", threshold=1, duration_s=0
+    )
     assert [e.status for e in at(0, {"ready_members": 0.0})] == [AlertEvent.FIRING]
 
 
@@ -119,8 +121,12 @@ def test_the_webhook_gets_alertmanager_json_once_per_transition(cpu_rule, webhoo
     firing, resolved = webhook.bodies
     assert firing["version"] == "4" and firing["receiver"] == "vibeadmin"
     [alert] = firing["alerts"]
-    assert alert["labels"] == {"alertname": "CPU use high", "severity": "warning", "metric": "cpu_percent",
-                               "service": "vibeadmin"}  # fmt: skip
+    assert alert["labels"] == {
+        "alertname": "CPU use high",
+        "severity": "warning",
+        "metric": "cpu_percent",
+        "service": "vibeadmin",
+    }
     assert alert["startsAt"] == T0.isoformat().replace("+00:00", "Z")
     assert alert["endsAt"] == "0001-01-01T00:00:00Z"
     assert resolved["alerts"][0]["endsAt"] == (T0 + timedelta(seconds=600)).isoformat().replace("+00:00", "Z")
@@ -173,4 +179,6 @@ def test_each_transition_is_pushed_to_the_dashboard(cpu_rule, monkeypatch):
     at(300, HOT)
     at(301, COOL)
     assert [(m["type"], m["event"]["kind"], m["event"]["status"]) for m in pushed] == [
-        ("pool.event", "alert", "firing"), ("pool.event", "alert", "resolved")]
+        ("pool.event", "alert", "firing"),
+        ("pool.event", "alert", "resolved"),
+    ]

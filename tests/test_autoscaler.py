@@ -20,10 +20,17 @@ IDLE = Load(inflight=0, queue=0)
 @pytest.fixture
 def autoscaling():
     """On, between 1 and 4 members, one request in flight per member, a 60 s cooldown."""
-    PoolSettings.objects.update_or_create(pk=1, defaults={
-        "autoscale_enabled": True, "autoscale_min": 1, "autoscale_max": 4,
-        "autoscale_metric": autoscale.INFLIGHT_PER_MEMBER, "autoscale_target": 1.0, "autoscale_cooldown_s": 60,
-    })  # fmt: skip
+    PoolSettings.objects.update_or_create(
+        pk=1,
+        defaults={
+            "autoscale_enabled": True,
+            "autoscale_min": 1,
+            "autoscale_max": 4,
+            "autoscale_metric": autoscale.INFLIGHT_PER_MEMBER,
+            "autoscale_target": 1.0,
+            "autoscale_cooldown_s": 60,
+        },
+    )
     actions.pool_scale(count=2)
     return PoolSettings.load()
 
@@ -47,7 +54,9 @@ def test_it_scales_up_to_the_maximum_through_pool_scale(autoscaling):
     assert (decision.current, decision.desired) == (2, 4)
     assert wanted() == 4 and Member.objects.count() == 4
     [message] = decisions()
-    assert message.startswith("scale to 4 (autoscaler: 3.00 in flight per member against target 1; kept within 1..4)")
+    assert message.startswith(
+        "scale to 4 (autoscaler: 3.00 in flight per member against target 1; kept within 1..4)"
+    )
 
 
 def test_it_waits_out_the_cooldown_between_decisions(autoscaling):

@@ -17,14 +17,24 @@ from testing.fake_member import FakeMemberProcess
 from tests.helpers import free_port, manage, start_serve, stop_serve, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium"),
-]  # fmt: skip
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium",
+    ),
+]
 
 
 class App:
@@ -45,8 +55,12 @@ class App:
         return self.log.read_text()
 
     def wait_ready(self, timeout: float = 60) -> None:
-        wait_until(lambda: "vibeadmin is ready" in self.output() or self.proc.poll() is not None, timeout,
-                   interval=0.2, what="vibeadmin to serve")  # fmt: skip
+        wait_until(
+            lambda: "vibeadmin is ready" in self.output() or self.proc.poll() is not None,
+            timeout,
+            interval=0.2,
+            what="vibeadmin to serve",
+        )
         assert self.proc.poll() is None, self.output()
 
     def stop(self) -> None:
@@ -72,7 +86,9 @@ def app(tmp_path):
         assert created.returncode == 0, created.stderr
         app = App(data_dir, **env)
         app.key = created.stdout.strip().splitlines()[-1]
-        app.password = wait_until(lambda: _read(data_dir / "admin-password.txt"), 60, what="the admin password")
+        app.password = wait_until(
+            lambda: _read(data_dir / "admin-password.txt"), 60, what="the admin password"
+        )
         app.wait_ready()
         yield app
     finally:
@@ -90,9 +106,12 @@ def send_traffic(app: App, stop: threading.Event) -> None:
     """Chat completions through the gateway until told to stop, a few a second."""
     body = json.dumps({"model": "vibethinker", "messages": [{"role": "user", "content": "2+2?"}]}).encode()
     while not stop.is_set():
-        request = urllib.request.Request(app.url + "/v1/chat/completions", data=body, method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {app.key}"})  # fmt: skip
+        request = urllib.request.Request(
+            app.url + "/v1/chat/completions",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {app.key}"},
+        )
         with contextlib.suppress(OSError):  # a failed request is a point on the errors line too
             urllib.request.urlopen(request, timeout=10).read()
         stop.wait(0.2)
@@ -150,7 +169,9 @@ def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
             timeout=20_000,
         )
         # ... and tokens/s per member: a series for the member that answers.
-        page.wait_for_function("() => window.vibeadmin.charts.member_tokens.names.includes('fake2')", timeout=20_000)
+        page.wait_for_function(
+            "() => window.vibeadmin.charts.member_tokens.names.includes('fake2')", timeout=20_000
+        )
         time.sleep(3)  # a few more seconds of points, for the screenshot
     finally:
         stop.set()
@@ -164,4 +185,3 @@ def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
     assert errors == []
     assert page.evaluate("window.__violations") == []
-

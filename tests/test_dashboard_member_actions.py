@@ -30,7 +30,9 @@ def test_drain_only_asks_the_member_to_stop_and_returns_the_table_to_htmx(admin_
     ready_member.refresh_from_db()
     assert ready_member.should_run is False
     assert ready_member.state == states.READY  # the supervisor, not the view, moves it
-    assert PoolEvent.objects.filter(message="alpha: drain requested (up to 300s for in-flight requests)").exists()
+    assert PoolEvent.objects.filter(
+        message="alpha: drain requested (up to 300s for in-flight requests)"
+    ).exists()
 
 
 def test_a_plain_post_redirects_back_to_the_members_page(admin_client, ready_member):
@@ -65,7 +67,9 @@ def test_an_unknown_action_or_a_get_does_nothing(admin_client, ready_member):
 def test_adding_a_local_and_a_remote_member(admin_client):
     response = admin_client.post(reverse("member_add"), {"weight": 2, "gpu": 0}, **HTMX)
     assert response.status_code == 200 and response["HX-Trigger"] == "vibe:members"
-    response = admin_client.post(reverse("member_add"), {"url": "http://gpu2:8080/", "weight": 1, "name": "far"})
+    response = admin_client.post(
+        reverse("member_add"), {"url": "http://gpu2:8080/", "weight": 1, "name": "far"}
+    )
     assert response.status_code == 302
     local, remote = Member.objects.order_by("id")
     assert (local.kind, local.weight, local.gpu) == (states.LOCAL, 2, 0)

@@ -13,7 +13,9 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def test_adding_a_llama_server_member_with_its_slots(admin_client):
-    response = admin_client.post(reverse("member_add"), {"weight": 1, "engine": "llama-server", "slots": 6}, **HTMX)
+    response = admin_client.post(
+        reverse("member_add"), {"weight": 1, "engine": "llama-server", "slots": 6}, **HTMX
+    )
 
     assert response.status_code == 200
     member = Member.objects.get()
@@ -21,14 +23,18 @@ def test_adding_a_llama_server_member_with_its_slots(admin_client):
 
 
 def test_slots_on_a_llama_cpp_python_member_come_back_on_the_form(admin_client):
-    response = admin_client.post(reverse("member_add"), {"weight": 1, "engine": "llama-cpp-python", "slots": 4})
+    response = admin_client.post(
+        reverse("member_add"), {"weight": 1, "engine": "llama-cpp-python", "slots": 4}
+    )
 
     assert "one answer at a time" in response.content.decode()
     assert not Member.objects.exists()
 
 
 def test_a_remote_members_key_is_kept_but_never_shown(admin_client):
-    admin_client.post(reverse("member_add"), {"weight": 1, "url": "http://gpu2:8080", "api_key": "s3cret-key"})
+    admin_client.post(
+        reverse("member_add"), {"weight": 1, "url": "http://gpu2:8080", "api_key": "s3cret-key"}
+    )
     member = Member.objects.get()
     assert member.api_key == "s3cret-key" and member.slots is None
 
@@ -37,17 +43,24 @@ def test_a_remote_members_key_is_kept_but_never_shown(admin_client):
     assert "s3cret-key" not in page
     admin_client.post(reverse("member", args=[member.name]), {"weight": 1, "gpu": "", "slots": 3})
     member.refresh_from_db()
-    assert (member.api_key, member.slots, member.max_inflight) == ("s3cret-key", 3, 3)  # empty key field: kept
+    assert (member.api_key, member.slots, member.max_inflight) == (
+        "s3cret-key",
+        3,
+        3,
+    )  # empty key field: kept
 
 
 def test_editing_a_local_members_engine_and_slots(admin_client):
     member = actions.member_add(name="alpha", engine=states.LLAMA_SERVER, slots=8)
 
-    admin_client.post(reverse("member", args=["alpha"]), {"weight": 1, "gpu": "", "engine": "llama-server", "slots": 2})
+    admin_client.post(
+        reverse("member", args=["alpha"]), {"weight": 1, "gpu": "", "engine": "llama-server", "slots": 2}
+    )
     member.refresh_from_db()
     assert member.slots == 2
-    admin_client.post(reverse("member", args=["alpha"]), {"weight": 1, "gpu": "", "engine": "llama-cpp-python",
-                                                          "slots": 2})  # fmt: skip
+    admin_client.post(
+        reverse("member", args=["alpha"]), {"weight": 1, "gpu": "", "engine": "llama-cpp-python", "slots": 2}
+    )
     member.refresh_from_db()
     assert (member.engine, member.slots) == (states.LLAMA_CPP_PYTHON, 1)
 

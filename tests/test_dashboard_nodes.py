@@ -24,15 +24,15 @@ def two_nodes(settings):
 
 def test_a_member_of_a_lost_node_shows_as_unreachable(admin_client, two_nodes):
     html = admin_client.get(reverse("members")).content.decode()
-    m1 = html[html.index('data-member="m1"'):html.index('data-member="m2"')]
-    m2 = html[html.index('data-member="m2"'):]
+    m1 = html[html.index('data-member="m1"') : html.index('data-member="m2"')]
+    m2 = html[html.index('data-member="m2"') :]
     assert 'data-state="ready"' in m1
     assert 'data-state="unreachable"' in m2
 
 
 def test_the_nodes_table_says_which_node_is_lost(admin_client, two_nodes):
     html = admin_client.get(reverse("members")).content.decode()
-    gpu2 = html[html.index('data-node="gpu2"'):]
-    gpu1 = html[html.index('data-node="gpu1"'):html.index('data-node="gpu2"')]
+    gpu2 = html[html.index('data-node="gpu2"') :]
+    gpu1 = html[html.index('data-node="gpu1"') : html.index('data-node="gpu2"')]
     assert "lost" in gpu2[:400]
     assert "reporting" in gpu1

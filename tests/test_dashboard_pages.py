@@ -23,7 +23,16 @@ def test_an_operator_sees_each_page_with_the_navigation(admin_client, page):
     response = admin_client.get(reverse(page))
     assert response.status_code == 200
     html = response.content.decode()
-    for label in ("Overview", "Members", "Routing", "API keys", "Alerts", "Autoscaling", "Solve page", "Log out"):
+    for label in (
+        "Overview",
+        "Members",
+        "Routing",
+        "API keys",
+        "Alerts",
+        "Autoscaling",
+        "Solve page",
+        "Log out",
+    ):
         assert label in html
     assert 'class="lead"' in html  # each page says what it is for
 

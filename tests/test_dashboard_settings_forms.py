@@ -13,10 +13,21 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def routing_data(**changes):
-    data = {"strategy": "round_robin", "queue_size": 100, "queue_timeout_s": 10, "prompt_general": "Be brief.",
-            "prompt_math": "Math.", "prompt_code": "Code.", "language_hint_enabled": "on",
-            "language_hint": "Answer in English.", "api_open": "", "solve_rpm": 20, "solve_inflight_per_address": 1,
-            "solve_max_tokens": 2048, "solve_pool_share": 0.5}  # fmt: skip
+    data = {
+        "strategy": "round_robin",
+        "queue_size": 100,
+        "queue_timeout_s": 10,
+        "prompt_general": "Be brief.",
+        "prompt_math": "Math.",
+        "prompt_code": "Code.",
+        "language_hint_enabled": "on",
+        "language_hint": "Answer in English.",
+        "api_open": "",
+        "solve_rpm": 20,
+        "solve_inflight_per_address": 1,
+        "solve_max_tokens": 2048,
+        "solve_pool_share": 0.5,
+    }
     return {**data, **changes}
 
 
@@ -24,7 +35,12 @@ def test_routing_saves_the_strategy_through_its_action_and_the_rest(admin_client
     response = admin_client.post(reverse("routing"), routing_data(), **HTMX)
     assert response.status_code == 200 and 'id="routing"' in response.content.decode()
     row = PoolSettings.load()
-    assert (row.strategy, row.queue_size, row.queue_timeout_s, row.prompt_general) == ("round_robin", 100, 10, "Be brief.")
+    assert (row.strategy, row.queue_size, row.queue_timeout_s, row.prompt_general) == (
+        "round_robin",
+        100,
+        10,
+        "Be brief.",
+    )
     assert row.language_hint_enabled and not row.api_open
     assert row.solve_rpm == 20
     assert PoolEvent.objects.filter(message="strategy set to round_robin").exists()
@@ -79,8 +95,15 @@ def test_revoking_a_key_and_changing_its_limits(admin_client):
 
 
 def rule_data(**changes):
-    data = {"name": "Queue long", "metric": "queue_depth", "comparison": "above", "threshold": "10",
-            "duration_s": 60, "severity": "warning", "enabled": "on"}  # fmt: skip
+    data = {
+        "name": "Queue long",
+        "metric": "queue_depth",
+        "comparison": "above",
+        "threshold": "10",
+        "duration_s": 60,
+        "severity": "warning",
+        "enabled": "on",
+    }
     return {**data, **changes}
 
 
@@ -95,11 +118,14 @@ def test_alert_rules_can_be_added_edited_and_deleted(admin_client):
     assert not AlertRule.objects.filter(name="Queue long").exists()
 
 
-@pytest.mark.parametrize("changes, error", [
-    ({"threshold": "lots"}, "Enter a number."),
-    ({"metric": "mood"}, "Select a valid choice"),
-    ({"duration_s": -5}, "greater than or equal to 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "changes, error",
+    [
+        ({"threshold": "lots"}, "Enter a number."),
+        ({"metric": "mood"}, "Select a valid choice"),
+        ({"duration_s": -5}, "greater than or equal to 0"),
+    ],
+)
 def test_a_bad_rule_is_shown_back_and_not_saved(admin_client, changes, error):
     for extra in ({}, HTMX):
         response = admin_client.post(reverse("rule_create"), rule_data(**changes), **extra)
@@ -116,8 +142,14 @@ def test_the_webhook_url_is_validated(admin_client):
 
 
 def autoscale_data(**changes):
-    data = {"autoscale_enabled": "on", "autoscale_min": 1, "autoscale_max": 4,
-            "autoscale_metric": "inflight_per_member", "autoscale_target": 0.8, "autoscale_cooldown_s": 60}  # fmt: skip
+    data = {
+        "autoscale_enabled": "on",
+        "autoscale_min": 1,
+        "autoscale_max": 4,
+        "autoscale_metric": "inflight_per_member",
+        "autoscale_target": 0.8,
+        "autoscale_cooldown_s": 60,
+    }
     return {**data, **changes}
 
 
@@ -125,15 +157,22 @@ def test_autoscaling_settings_are_saved(admin_client):
     response = admin_client.post(reverse("autoscaling"), autoscale_data(), **HTMX)
     assert response.status_code == 200 and response["HX-Trigger"] == "vibe:scaling"
     row = PoolSettings.load()
-    assert row.autoscale_enabled and (row.autoscale_min, row.autoscale_max, row.autoscale_cooldown_s) == (1, 4, 60)
+    assert row.autoscale_enabled and (row.autoscale_min, row.autoscale_max, row.autoscale_cooldown_s) == (
+        1,
+        4,
+        60,
+    )
 
 
-@pytest.mark.parametrize("changes, error", [
-    ({"autoscale_min": 5, "autoscale_max": 2}, "must be at least the fewest members"),
-    ({"autoscale_max": 65}, "at most 64"),
-    ({"autoscale_target": 0}, "above 0"),
-    ({"autoscale_target": "high"}, "Enter a number."),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "changes, error",
+    [
+        ({"autoscale_min": 5, "autoscale_max": 2}, "must be at least the fewest members"),
+        ({"autoscale_max": 65}, "at most 64"),
+        ({"autoscale_target": 0}, "above 0"),
+        ({"autoscale_target": "high"}, "Enter a number."),
+    ],
+)
 def test_bad_autoscaling_settings_are_refused(admin_client, settings, changes, error):
     settings.VIBEADMIN_MAX_MEMBERS = 64
     response = admin_client.post(reverse("autoscaling"), autoscale_data(**changes))

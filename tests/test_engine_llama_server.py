@@ -41,9 +41,24 @@ def binary():
 def start_by_hand(binary, model, *, parallel: int, api_key: str = "") -> tuple[subprocess.Popen, str]:
     """llama-server as an operator starts it on a GPU host: no help from vibeadmin."""
     port = free_port()
-    command = [str(binary), "--model", str(model.path), "--host", "127.0.0.1", "--port", str(port),
-               "--parallel", str(parallel), "--ctx-size", str(512 * parallel), "--threads", "1",
-               "--chat-template", "gemma", "--no-webui"]  # fmt: skip
+    command = [
+        str(binary),
+        "--model",
+        str(model.path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--parallel",
+        str(parallel),
+        "--ctx-size",
+        str(512 * parallel),
+        "--threads",
+        "1",
+        "--chat-template",
+        "gemma",
+        "--no-webui",
+    ]
     if api_key:
         command += ["--api-key", api_key]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -58,8 +73,12 @@ def by_hand(binary, default_model):
     def start(**options) -> str:
         child, url = start_by_hand(binary, default_model, **options)
         children.append(child)
-        wait_until(lambda: health.probe(url, 1.0, "/health").ok, LOAD_TIMEOUT_S, interval=0.1,
-                   what="the hand-started llama-server to load its model")  # fmt: skip
+        wait_until(
+            lambda: health.probe(url, 1.0, "/health").ok,
+            LOAD_TIMEOUT_S,
+            interval=0.1,
+            what="the hand-started llama-server to load its model",
+        )
         return url
 
     yield start
@@ -79,9 +98,12 @@ def get(url: str, key: str = "") -> tuple[int, dict]:
 
 def chat_request(url: str, key: str) -> int:
     body = json.dumps({"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4}).encode()
-    request = urllib.request.Request(url + "/v1/chat/completions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {key}"} if key else {})})  # fmt: skip
+    request = urllib.request.Request(
+        url + "/v1/chat/completions",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status
@@ -121,12 +143,18 @@ def test_health_answers_503_while_the_model_loads_then_200(binary, default_model
 
 
 @pytest.mark.django_db
-def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(make_supervisor, default_model, binary):
+def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
+    make_supervisor, default_model, binary
+):
     supervisor = make_supervisor(model=default_model, command_for=process.member_command)
     member = actions.member_add(engine=states.LLAMA_SERVER, slots=4)
 
-    reconcile_until(supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S,
-                    what="the llama-server member to be ready")  # fmt: skip
+    reconcile_until(
+        supervisor,
+        lambda: fetch(member).state == states.READY,
+        LOAD_TIMEOUT_S,
+        what="the llama-server member to be ready",
+    )
 
     cmdline = psutil.Process(member.pid).cmdline()
     assert cmdline[0] == str(binary)
@@ -152,7 +180,9 @@ def test_a_remote_llama_server_started_by_hand_becomes_ready_with_its_slots_read
     url = by_hand(parallel=4, api_key=KEY)
     member = actions.member_add(url=url, api_key=KEY)
 
-    reconcile_until(supervisor, lambda: fetch(member).state == states.READY, 30, what="the remote to be ready")
+    reconcile_until(
+        supervisor, lambda: fetch(member).state == states.READY, 30, what="the remote to be ready"
+    )
 
     assert member.max_inflight == 4
     assert member.engine == states.LLAMA_SERVER
@@ -172,10 +202,20 @@ def test_a_remote_llama_server_without_its_key_is_unhealthy_and_says_why(supervi
 
 
 def gateway_call(gateway, key: str, max_tokens: int) -> Call:
-    body = {"model": "vibethinker", "messages": [{"role": "user", "content": LONG}], "max_tokens": max_tokens,
-            "stream": True, "temperature": 0.8}  # fmt: skip
-    return Call(gateway, "POST", "/v1/chat/completions", json.dumps(body).encode(),
-                {"authorization": f"Bearer {key}", "content-type": "application/json"})  # fmt: skip
+    body = {
+        "model": "vibethinker",
+        "messages": [{"role": "user", "content": LONG}],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "temperature": 0.8,
+    }
+    return Call(
+        gateway,
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(body).encode(),
+        {"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
 
 
 def watch_slots(url: str, key: str, stop: threading.Event, seen: list[int]) -> None:
@@ -192,8 +232,15 @@ async def test_four_answers_on_a_four_slot_member_run_at_once_and_none_is_cut_sh
     gateway, by_hand, platform_key
 ):
     url = await sync_to_async(by_hand)(parallel=4, api_key=KEY)
-    await sync_to_async(Member.objects.create)(name="gpu1", kind=states.REMOTE, url=url, state=states.READY,
-                                               engine=states.LLAMA_SERVER, max_inflight=4, api_key=KEY)  # fmt: skip
+    await sync_to_async(Member.objects.create)(
+        name="gpu1",
+        kind=states.REMOTE,
+        url=url,
+        state=states.READY,
+        engine=states.LLAMA_SERVER,
+        max_inflight=4,
+        api_key=KEY,
+    )
     await gateway.start()
     stop, seen = threading.Event(), []
     watcher = threading.Thread(target=watch_slots, args=(url, KEY, stop, seen), daemon=True)
@@ -230,15 +277,25 @@ def served(migrated_template, default_model, binary, tmp_path_factory):
     folder = tmp_path_factory.mktemp("llama-server-serve")
     data_dir = folder / "data"
     shutil.copytree(migrated_template, data_dir)
-    env = {"VIBEADMIN_PORT": str(free_port()), "VIBEADMIN_MEMBERS": "1", "VIBEADMIN_MODEL": str(default_model.path),
-           "VIBEADMIN_CHAT_FORMAT": "gemma", "VIBEADMIN_N_CTX": "512", "VIBEADMIN_SLOTS": "4",
-           "VIBEADMIN_REFRESH_S": "0.1"}  # fmt: skip
+    env = {
+        "VIBEADMIN_PORT": str(free_port()),
+        "VIBEADMIN_MEMBERS": "1",
+        "VIBEADMIN_MODEL": str(default_model.path),
+        "VIBEADMIN_CHAT_FORMAT": "gemma",
+        "VIBEADMIN_N_CTX": "512",
+        "VIBEADMIN_SLOTS": "4",
+        "VIBEADMIN_REFRESH_S": "0.1",
+    }
     key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
     output = folder / "serve.out"
     child = start_serve(data_dir, log=output, **env)
     try:
-        wait_until(lambda: "vibeadmin is ready: 1 member ready" in output.read_text() or child.poll() is not None,
-                   READY_TIMEOUT_S, interval=0.5, what="serve to report its member ready")  # fmt: skip
+        wait_until(
+            lambda: "vibeadmin is ready: 1 member ready" in output.read_text() or child.poll() is not None,
+            READY_TIMEOUT_S,
+            interval=0.5,
+            what="serve to report its member ready",
+        )
         assert child.poll() is None, output.read_text()
         yield Served(f"http://127.0.0.1:{env['VIBEADMIN_PORT']}", data_dir, default_model.path.stem, key)
     finally:
@@ -248,16 +305,29 @@ def served(migrated_template, default_model, binary, tmp_path_factory):
 def test_the_default_pool_runs_llama_server_members_with_slots(served):
     status = json.loads(manage("pool", "status", "--json", data_dir=served.data_dir).stdout)
 
-    assert [(m["name"], m["engine"], m["slots"], m["state"]) for m in status] == [("m1", "llama-server", 4, "ready")]
+    assert [(m["name"], m["engine"], m["slots"], m["state"]) for m in status] == [
+        ("m1", "llama-server", 4, "ready")
+    ]
 
 
 def test_the_openai_client_streams_through_the_gateway_from_a_llama_server_member(served):
     client = served.client()
 
-    reply = client.chat.completions.create(model="vibethinker", messages=[{"role": "user", "content": "What is 2 + 2?"}],
-                                           max_tokens=16, temperature=0)  # fmt: skip
-    chunks = list(client.chat.completions.create(model="vibethinker", messages=[{"role": "user", "content": LONG}],
-                                                 max_tokens=16, temperature=0, stream=True))  # fmt: skip
+    reply = client.chat.completions.create(
+        model="vibethinker",
+        messages=[{"role": "user", "content": "What is 2 + 2?"}],
+        max_tokens=16,
+        temperature=0,
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="vibethinker",
+            messages=[{"role": "user", "content": LONG}],
+            max_tokens=16,
+            temperature=0,
+            stream=True,
+        )
+    )
 
     assert reply.choices[0].message.content.strip() and 0 < reply.usage.completion_tokens <= 16
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]

@@ -72,8 +72,11 @@ def stand_ins():
 
 
 def like_llama_server(slots: int = 4) -> dict:
-    return {"/health": (200, {"status": "ok"}), "/props": (200, {"total_slots": slots, "model_path": "x.gguf"}),
-            "/metrics": (200, "")}  # fmt: skip
+    return {
+        "/health": (200, {"status": "ok"}),
+        "/props": (200, {"total_slots": slots, "model_path": "x.gguf"}),
+        "/metrics": (200, ""),
+    }
 
 
 def fetch(member: Member) -> Member:
@@ -85,7 +88,9 @@ def test_a_remote_llama_server_becomes_ready_with_the_slots_its_props_report(sup
     server = stand_ins(like_llama_server(slots=4), keyed=("/props", "/metrics"))
     member = actions.member_add(url=server.url, api_key=KEY)
 
-    reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the remote llama-server ready")
+    reconcile_until(
+        supervisor, lambda: fetch(member).state == states.READY, what="the remote llama-server ready"
+    )
 
     assert member.max_inflight == 4
     assert member.slots is None  # nothing was set: the server's own count is used
@@ -160,13 +165,18 @@ def test_each_start_makes_a_new_key(make_supervisor):
     first = member.api_key
 
     actions.member_restart(member=member)
-    reconcile_until(supervisor, lambda: fetch(member).state == states.READY and member.api_key != first,
-                    what="ready again with a new key")  # fmt: skip
+    reconcile_until(
+        supervisor,
+        lambda: fetch(member).state == states.READY and member.api_key != first,
+        what="ready again with a new key",
+    )
 
     assert psutil.Process(member.pid).environ()["API_KEY"] == member.api_key
 
 
-def test_a_llama_server_member_without_the_binary_fails_with_one_clear_line(make_supervisor, settings, tmp_path):
+def test_a_llama_server_member_without_the_binary_fails_with_one_clear_line(
+    make_supervisor, settings, tmp_path
+):
     from pool.supervisor import process
 
     settings.VIBEADMIN_LLAMA_SERVER = tmp_path / "no-such-llama-server"
@@ -175,16 +185,21 @@ def test_a_llama_server_member_without_the_binary_fails_with_one_clear_line(make
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="failed")
 
-    assert member.last_error == (f"llama-server not found at {tmp_path / 'no-such-llama-server'}: "
-                                 "set VIBEADMIN_LLAMA_SERVER to a llama-server binary")  # fmt: skip
+    assert member.last_error == (
+        f"llama-server not found at {tmp_path / 'no-such-llama-server'}: "
+        "set VIBEADMIN_LLAMA_SERVER to a llama-server binary"
+    )
     supervisor.reconcile()
     assert fetch(member).state == states.FAILED  # no retry every tick: the operator starts it again
 
 
 def test_a_llama_server_members_own_counters_reach_metrics(supervisor, stand_ins, client):
     routes = like_llama_server()
-    routes["/metrics"] = (200, "# HELP llamacpp:tokens_predicted_total x\nllamacpp:tokens_predicted_total 1234\n"
-                               "llamacpp:n_decode_total 56\nllamacpp:bogus_total not-a-number\n")  # fmt: skip
+    routes["/metrics"] = (
+        200,
+        "# HELP llamacpp:tokens_predicted_total x\nllamacpp:tokens_predicted_total 1234\n"
+        "llamacpp:n_decode_total 56\nllamacpp:bogus_total not-a-number\n",
+    )
     server = stand_ins(routes)
     member = actions.member_add(url=server.url, name="gpu7")
 

@@ -183,7 +183,13 @@ def test_work_ahead_counts_other_tenants_by_their_fair_share():
 
     class W:
         def __init__(self, tenant, tokens):
-            self.ctx, self.tag, self.number, self.queued, self.turn = RouteContext("", tokens, tenant), 0.0, 0, False, None
+            self.ctx, self.tag, self.number, self.queued, self.turn = (
+                RouteContext("", tokens, tenant),
+                0.0,
+                0,
+                False,
+                None,
+            )
 
     for _ in range(10):
         line.push(W(A, 100))  # type: ignore[arg-type]
@@ -236,7 +242,7 @@ async def run_steps(plan, slots: int) -> tuple[Pool, list[str]]:
             tenant = TENANTS[i]
             ahead = sum(1 for s in pool.running if s.tenant is tenant) + sum(
                 1 for n, t in pool.waiting.items() if not t.done() and tenant_of[n] is tenant
-            )  # fmt: skip
+            )
             exclude = frozenset({pool.backends[0].id}) if action == "retry" else frozenset()
             number = pool.arrive(tenant, exclude=exclude)
             tenant_of[number] = tenant
@@ -270,7 +276,9 @@ async def run_steps(plan, slots: int) -> tuple[Pool, list[str]]:
             # (generously) the slots of the pool for requests already tagged earlier.
             bound = math.ceil(other.weight * (ahead + 1) / tenant.weight) + 1
             if other is not tenant and before.count(other) > bound:
-                found.append(f"{tenant.name} #{number} waited while {other.name} started {before.count(other)}")
+                found.append(
+                    f"{tenant.name} #{number} waited while {other.name} started {before.count(other)}"
+                )
     return pool, found
 
 

@@ -26,12 +26,15 @@ def test_the_cli_creates_and_sets_a_keys_weight_and_class(capsys):
     assert "interactive" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, says", [
-    (["set", "nobody", "--weight", "2"], "no key named 'nobody'"),
-    (["set", "district", "--weight", "0"], "--weight must be from 1 to 100"),
-    (["set", "district"], "say what to set"),
-    (["create", "other", "--weight", "101"], "--weight must be from 1 to 100"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["set", "nobody", "--weight", "2"], "no key named 'nobody'"),
+        (["set", "district", "--weight", "0"], "--weight must be from 1 to 100"),
+        (["set", "district"], "say what to set"),
+        (["create", "other", "--weight", "101"], "--weight must be from 1 to 100"),
+    ],
+)
 def test_the_cli_refuses_a_bad_weight_in_one_clear_line(args, says):
     apikey_create(name="district")
     with pytest.raises(CommandError, match=says):
@@ -43,7 +46,9 @@ def test_the_keys_page_sets_weight_and_class_and_refuses_a_bad_weight_on_the_for
     admin_client.post(reverse("key_create"), {"name": "campus", "weight": 3, "priority": "batch"})
     key = ApiKey.objects.get()
     assert (key.weight, key.priority) == (3, "batch")
-    admin_client.post(reverse("key_limits", args=[key.pk]), {"rpm": "", "weight": 2, "priority": "interactive"}, **HTMX)
+    admin_client.post(
+        reverse("key_limits", args=[key.pk]), {"rpm": "", "weight": 2, "priority": "interactive"}, **HTMX
+    )
     key.refresh_from_db()
     assert (key.weight, key.priority) == (2, "interactive")
     response = admin_client.post(reverse("key_limits", args=[key.pk]), {"weight": 0}, **HTMX)
@@ -55,10 +60,21 @@ def test_the_keys_page_sets_weight_and_class_and_refuses_a_bad_weight_on_the_for
 
 
 def test_the_routing_page_sets_the_solve_pages_weight_and_class(admin_client):
-    data = {"strategy": "round_robin", "queue_size": 100, "queue_timeout_s": 10, "prompt_general": "Be brief.",
-            "prompt_math": "Math.", "prompt_code": "Code.", "language_hint": "English.", "solve_rpm": 20,
-            "solve_inflight_per_address": 1, "solve_max_tokens": 2048, "solve_pool_share": 0.5,
-            "solve_weight": 4, "solve_priority": "batch"}  # fmt: skip
+    data = {
+        "strategy": "round_robin",
+        "queue_size": 100,
+        "queue_timeout_s": 10,
+        "prompt_general": "Be brief.",
+        "prompt_math": "Math.",
+        "prompt_code": "Code.",
+        "language_hint": "English.",
+        "solve_rpm": 20,
+        "solve_inflight_per_address": 1,
+        "solve_max_tokens": 2048,
+        "solve_pool_share": 0.5,
+        "solve_weight": 4,
+        "solve_priority": "batch",
+    }
     admin_client.post(reverse("routing"), data, **HTMX)
     row = PoolSettings.load()
     assert (row.solve_weight, row.solve_priority) == (4, "batch")

@@ -12,8 +12,10 @@ import pytest
 
 from testing.fake_member import FakeConfig, FakeMember, FakeMemberProcess, start
 
-HELLO = [{"role": "system", "content": "You are a math tutor.\nBe brief. é"},
-         {"role": "user", "content": "what is two plus two"}]
+HELLO = [
+    {"role": "system", "content": "You are a math tutor.\nBe brief. é"},
+    {"role": "user", "content": "what is two plus two"},
+]
 
 
 @pytest.fixture
@@ -79,7 +81,9 @@ async def test_chat_answer_is_openai_json_with_deterministic_content_and_usage(m
 
 
 async def test_completion_answer_carries_the_text_in_choices_text(member):
-    async with member.session.post("/v1/completions", json={"prompt": "1 + 1 =", "max_tokens": 2}) as response:
+    async with member.session.post(
+        "/v1/completions", json={"prompt": "1 + 1 =", "max_tokens": 2}
+    ) as response:
         body = await response.json()
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"] == "tok0 tok1"
@@ -106,8 +110,9 @@ async def test_it_echoes_the_system_prompt_url_quoted_in_a_header(member):
 
 
 async def test_streamed_chat_sends_openai_chunks_then_a_finish_then_done(member):
-    async with member.session.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3,
-                                                                  "stream": True}) as response:
+    async with member.session.post(
+        "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3, "stream": True}
+    ) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
         chunks = await events(response)
     assert chunks[-1] == "[DONE]"
@@ -136,12 +141,15 @@ async def test_models_lists_the_configured_model(member):
     assert [m["id"] for m in body["data"]] == ["fake-gguf"]
 
 
-@pytest.mark.parametrize("body", [
-    {"messages": []},
-    {"messages": ["hello"]},
-    {"messages": HELLO, "max_tokens": "ten"},
-    {"messages": HELLO, "max_tokens": -1},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": []},
+        {"messages": ["hello"]},
+        {"messages": HELLO, "max_tokens": "ten"},
+        {"messages": HELLO, "max_tokens": -1},
+    ],
+)
 async def test_bad_requests_get_400_and_generate_nothing(member, body):
     async with member.session.post("/v1/chat/completions", json=body) as response:
         assert response.status == 400
@@ -236,8 +244,9 @@ async def test_drop_after_tokens_cuts_a_stream_without_finish_or_done(member):
     await configure(member, drop_after_tokens=2)
     seen = []
     with pytest.raises(aiohttp.ClientPayloadError):
-        async with member.session.post("/v1/chat/completions",
-                                       json={"messages": HELLO, "max_tokens": 5, "stream": True}) as response:
+        async with member.session.post(
+            "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 5, "stream": True}
+        ) as response:
             async for line in response.content:
                 if line.startswith(b"data: "):
                     seen.append(line)
@@ -257,8 +266,9 @@ async def test_drop_after_tokens_disconnects_a_plain_answer(member):
 async def test_hang_accepts_and_never_answers(member):
     await configure(member, hang=True)
     with pytest.raises(TimeoutError):
-        async with member.session.post("/v1/chat/completions", json={"messages": HELLO},
-                                       timeout=aiohttp.ClientTimeout(total=0.2)):
+        async with member.session.post(
+            "/v1/chat/completions", json={"messages": HELLO}, timeout=aiohttp.ClientTimeout(total=0.2)
+        ):
             pass
     await eventually(lambda: member.stats.in_flight == 0)
     assert member.stats.cancelled == 1
@@ -299,7 +309,9 @@ def process():
 
 
 def post(url: str, body: dict):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     return urllib.request.urlopen(request, timeout=5)
 
 

@@ -14,7 +14,9 @@ from tests.gateway_kit import chat
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_chat_completion_comes_back_with_the_member_that_served_it(gateway, fake_members, platform_key):
+async def test_a_chat_completion_comes_back_with_the_member_that_served_it(
+    gateway, fake_members, platform_key
+):
     await sync_to_async(fake_members)(1)
     reply = await request(gateway, "POST", "/v1/chat/completions", chat(), key=platform_key)
     assert reply.status == 200, reply.body
@@ -26,7 +28,9 @@ async def test_a_chat_completion_comes_back_with_the_member_that_served_it(gatew
 
 async def test_a_streamed_chat_completion_arrives_as_server_sent_events(gateway, fake_members, platform_key):
     await sync_to_async(fake_members)(1)
-    reply = await request(gateway, "POST", "/v1/chat/completions", chat(stream=True, max_tokens=5), key=platform_key)
+    reply = await request(
+        gateway, "POST", "/v1/chat/completions", chat(stream=True, max_tokens=5), key=platform_key
+    )
     assert reply.status == 200
     assert reply.headers["content-type"] == "text/event-stream"
     events = reply.events()
@@ -79,7 +83,11 @@ async def test_the_openapi_document_describes_what_the_gateway_validates(gateway
     chat_schema = doc["components"]["schemas"]["ChatCompletionRequest"]
     assert chat_schema["required"] == ["messages", "model"]
     assert chat_schema["properties"]["max_tokens"]["maximum"] == settings.VIBEADMIN_MAX_TOKENS
-    assert chat_schema["properties"]["messages"]["items"]["properties"]["role"]["enum"] == ["system", "user", "assistant"]
+    assert chat_schema["properties"]["messages"]["items"]["properties"]["role"]["enum"] == [
+        "system",
+        "user",
+        "assistant",
+    ]
     assert set(doc["paths"]) == {"/v1/chat/completions", "/v1/completions", "/v1/models"}
 
 
@@ -87,7 +95,10 @@ async def test_the_operators_system_prompt_is_injected_for_the_task(gateway, fak
     (fake,) = await sync_to_async(fake_members)(1)
     await request(gateway, "POST", "/v1/chat/completions", chat(vibeadmin={"task": "code"}), key=platform_key)
     messages = fake.stats()["last_request"]["messages"]
-    assert messages[0] == {"role": "system", "content": (await sync_to_async(PoolSettings.load)()).prompt_code}
+    assert messages[0] == {
+        "role": "system",
+        "content": (await sync_to_async(PoolSettings.load)()).prompt_code,
+    }
     assert "vibeadmin" not in fake.stats()["last_request"]
 
 
@@ -102,12 +113,16 @@ async def test_a_callers_own_system_prompt_is_kept(gateway, fake_members, platfo
 
 async def test_a_chinese_prompt_gets_the_language_hint(gateway, fake_members, platform_key):
     (fake,) = await sync_to_async(fake_members)(1)
-    await request(gateway, "POST", "/v1/chat/completions", chat("求方程 x^2 - 5x + 6 = 0 的解。"), key=platform_key)
+    await request(
+        gateway, "POST", "/v1/chat/completions", chat("求方程 x^2 - 5x + 6 = 0 的解。"), key=platform_key
+    )
     last = fake.stats()["last_request"]["messages"][-1]["content"]
     assert last.endswith((await sync_to_async(PoolSettings.load)()).language_hint)
 
 
-async def test_an_unexpected_failure_still_answers_in_openais_shape(gateway, fake_members, platform_key, monkeypatch):
+async def test_an_unexpected_failure_still_answers_in_openais_shape(
+    gateway, fake_members, platform_key, monkeypatch
+):
     await sync_to_async(fake_members)(1)
 
     def broken(*args, **kwargs):

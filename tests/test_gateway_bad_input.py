@@ -15,21 +15,63 @@ BAD_BODIES = {
     "a JSON list": (b"[1, 2]", 400, "invalid_json"),
     "no messages": (b'{"model": "vibethinker"}', 400, "missing_field"),
     "empty messages": (b'{"model": "vibethinker", "messages": []}', 400, None),
-    "an unknown role": (b'{"model": "vibethinker", "messages": [{"role": "wizard", "content": "hi"}]}', 400, None),
-    "content not text": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": 7}]}', 400, None),
-    "only an empty user message": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "  "}]}', 400, None),
-    "max_tokens of zero": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', 400, None),
-    "max_tokens too large": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 99999999}', 400, None),
-    "max_tokens a string": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}', 400, None),
-    "stream not a boolean": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "stream": 1}', 400, None),
-    "temperature out of range": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}', 400, None),
-    "an unknown field": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "tools": []}', 400, "unknown_field"),
-    "an unknown task": (b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "vibeadmin": {"task": "poetry"}}', 400, None),
+    "an unknown role": (
+        b'{"model": "vibethinker", "messages": [{"role": "wizard", "content": "hi"}]}',
+        400,
+        None,
+    ),
+    "content not text": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": 7}]}',
+        400,
+        None,
+    ),
+    "only an empty user message": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "  "}]}',
+        400,
+        None,
+    ),
+    "max_tokens of zero": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}',
+        400,
+        None,
+    ),
+    "max_tokens too large": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 99999999}',
+        400,
+        None,
+    ),
+    "max_tokens a string": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}',
+        400,
+        None,
+    ),
+    "stream not a boolean": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "stream": 1}',
+        400,
+        None,
+    ),
+    "temperature out of range": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}',
+        400,
+        None,
+    ),
+    "an unknown field": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "tools": []}',
+        400,
+        "unknown_field",
+    ),
+    "an unknown task": (
+        b'{"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "vibeadmin": {"task": "poetry"}}',
+        400,
+        None,
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_BODIES))
-async def test_a_bad_body_is_refused_in_openais_error_shape_and_not_forwarded(case, gateway, fake_members, platform_key):
+async def test_a_bad_body_is_refused_in_openais_error_shape_and_not_forwarded(
+    case, gateway, fake_members, platform_key
+):
     (fake,) = await sync_to_async(fake_members)(1)
     raw, status, code = BAD_BODIES[case]
     reply = await request(gateway, "POST", "/v1/chat/completions", raw=raw, key=platform_key)

@@ -16,7 +16,9 @@ from tests.test_gateway_queue import chat_call, wait_for_queue
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_second_platform_waits_for_the_next_slot_not_behind_the_first_ones_burst(gateway, fake_members):
+async def test_a_second_platform_waits_for_the_next_slot_not_behind_the_first_ones_burst(
+    gateway, fake_members
+):
     await sync_to_async(fake_members)(1, ttft=0.15)
     (_, flood), (_, light) = [await sync_to_async(apikey_create)(name=n) for n in ("district", "tutor")]
     await gateway.start()
@@ -34,7 +36,9 @@ async def test_a_second_platform_waits_for_the_next_slot_not_behind_the_first_on
 async def test_metrics_export_each_tenants_served_tokens(gateway, fake_members):
     await sync_to_async(fake_members)(1)
     _, raw = await sync_to_async(apikey_create)(name="served-school", weight=2)
-    before = REGISTRY.get_sample_value("vibeadmin_tenant_served_tokens_total", {"tenant": "served-school"}) or 0
+    before = (
+        REGISTRY.get_sample_value("vibeadmin_tenant_served_tokens_total", {"tenant": "served-school"}) or 0
+    )
     reply = await request(gateway, "POST", "/v1/chat/completions", chat(), key=raw)
     assert reply.status == 200
     gateway.router.sample()  # what the gateway does once a second

@@ -34,7 +34,9 @@ class Pool:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.runner, url = self.loop.run_until_complete(start(FakeMember(FakeConfig(max_tokens=4, ttft=0, tpt=0))))
+        self.runner, url = self.loop.run_until_complete(
+            start(FakeMember(FakeConfig(max_tokens=4, ttft=0, tpt=0)))
+        )
         member = Member(pk=1, name="a", kind=states.REMOTE, url=url, state=states.READY, max_inflight=64)
         key = ApiKey(pk=1, name="school", key_hash=hashlib.sha256(KEY.encode()).hexdigest())
         row = PoolSettings(api_open=False, solve_rpm=1_000_000, queue_size=64, queue_timeout_s=2)
@@ -102,7 +104,9 @@ def test_a_number_that_is_not_finite_is_refused_with_400(pool, caplog, field, va
 
 
 def test_a_well_formed_request_is_still_answered(pool, caplog):
-    raw = json.dumps({"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5})
+    raw = json.dumps(
+        {"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5}
+    )
     reply = pool.call("POST", "/v1/chat/completions", raw.encode(), auth())
     assert reply.status == 200, reply.body[:300]
     assert_answered_well(reply, caplog)
@@ -118,10 +122,27 @@ json_values = st.recursive(
     max_leaves=20,
 )
 GONE = object()
-FIELDS = ["model", "messages", "prompt", "max_tokens", "temperature", "top_p", "stream", "stop", "seed", "n",
-          "stream_options", "vibeadmin", "user", "problem", "task", "tools"]  # fmt: skip
-message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]),
-                                 "content": st.text(max_size=30)})  # fmt: skip
+FIELDS = [
+    "model",
+    "messages",
+    "prompt",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stream",
+    "stop",
+    "seed",
+    "n",
+    "stream_options",
+    "vibeadmin",
+    "user",
+    "problem",
+    "task",
+    "tools",
+]
+message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant"]), "content": st.text(max_size=30)}
+)
 options = {
     "max_tokens": st.integers(min_value=1, max_value=64),
     "temperature": st.floats(min_value=0, max_value=2),
@@ -134,14 +155,21 @@ options = {
 }
 VALID = {
     "/v1/chat/completions": st.fixed_dictionaries(
-        {"model": st.just("vibethinker"),
-         "messages": st.lists(message, max_size=2).map(lambda ms: [*ms, {"role": "user", "content": "hi"}])},
-        optional=options),  # fmt: skip
+        {
+            "model": st.just("vibethinker"),
+            "messages": st.lists(message, max_size=2).map(
+                lambda ms: [*ms, {"role": "user", "content": "hi"}]
+            ),
+        },
+        optional=options,
+    ),
     "/v1/completions": st.fixed_dictionaries(
-        {"model": st.just("vibethinker"), "prompt": st.text(min_size=1, max_size=30)}, optional=options),
+        {"model": st.just("vibethinker"), "prompt": st.text(min_size=1, max_size=30)}, optional=options
+    ),
     SOLVE_PATH: st.fixed_dictionaries(
         {"problem": st.text(min_size=1, max_size=30).filter(str.strip)},
-        optional={"task": st.sampled_from(["math", "code"]), "max_tokens": options["max_tokens"]}),  # fmt: skip
+        optional={"task": st.sampled_from(["math", "code"]), "max_tokens": options["max_tokens"]},
+    ),
 }
 mutations = st.lists(st.tuples(st.sampled_from(FIELDS), json_values | st.just(GONE)), max_size=3)
 
@@ -164,10 +192,13 @@ to_a_route = st.sampled_from(sorted(VALID)).flatmap(
     lambda path: st.tuples(st.just(("POST", path)), st.builds(mutated, VALID[path], mutations))
 )
 anywhere = st.tuples(
-    st.sampled_from(ROUTES) | st.tuples(st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
-                                        st.sampled_from([*POSTS, "/v1", "/v1/", "/v1/x", "/v1/models/"])),
+    st.sampled_from(ROUTES)
+    | st.tuples(
+        st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+        st.sampled_from([*POSTS, "/v1", "/v1/", "/v1/x", "/v1/models/"]),
+    ),
     any_body,
-)  # fmt: skip
+)
 headers = st.fixed_dictionaries(
     {"authorization": st.sampled_from([f"Bearer {KEY}"] * 4 + ["Bearer wrong", "Basic x", "Bearer", ""])},
     optional={"content-type": st.text(max_size=20), "x-forwarded-for": st.text(max_size=20)},
@@ -179,6 +210,9 @@ headers = st.fixed_dictionaries(
 def test_no_drawn_request_gets_a_5xx_or_logs_a_traceback(pool, caplog, drawn, extra):
     caplog.clear()
     route, raw = drawn
-    head = {"host": "127.0.0.1:8000", **{k: v.encode("latin-1", "replace").decode("latin-1") for k, v in extra.items()}}
+    head = {
+        "host": "127.0.0.1:8000",
+        **{k: v.encode("latin-1", "replace").decode("latin-1") for k, v in extra.items()},
+    }
     reply = pool.call(*route, raw, head)
     assert_answered_well(reply, caplog)

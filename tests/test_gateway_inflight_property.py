@@ -43,7 +43,9 @@ async def fake_openai(request: web.Request) -> web.StreamResponse:
             request.transport.abort()
             return web.Response(status=499)
         await asyncio.sleep(delay * 3)
-        return web.json_response({"choices": [{"message": {"content": "xxx"}}], "usage": {"completion_tokens": 3}})
+        return web.json_response(
+            {"choices": [{"message": {"content": "xxx"}}], "usage": {"completion_tokens": 3}}
+        )
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     for i in range(4):
@@ -67,8 +69,16 @@ async def start_members(n: int) -> tuple[list[web.AppRunner], list[Member]]:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         runners.append(runner)
-        members.append(Member(pk=i + 1, name=f"m{i + 1}", kind=states.REMOTE, url=f"http://127.0.0.1:{port}",
-                              state=states.READY, max_inflight=1 + i % 2))  # fmt: skip
+        members.append(
+            Member(
+                pk=i + 1,
+                name=f"m{i + 1}",
+                kind=states.REMOTE,
+                url=f"http://127.0.0.1:{port}",
+                state=states.READY,
+                max_inflight=1 + i % 2,
+            )
+        )
     return runners, members
 
 
@@ -99,10 +109,20 @@ async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict, int]:
 
         async def one(behaviour, stream, max_tokens, leave_after, arrive_after):
             await asyncio.sleep(arrive_after)
-            body = {"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}],
-                    "stream": stream, "user": behaviour, "max_tokens": max_tokens}  # fmt: skip
-            call = Call(gateway, "POST", "/v1/chat/completions", json.dumps(body).encode(),
-                        {"content-type": "application/json"})  # fmt: skip
+            body = {
+                "model": "vibethinker",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": stream,
+                "user": behaviour,
+                "max_tokens": max_tokens,
+            }
+            call = Call(
+                gateway,
+                "POST",
+                "/v1/chat/completions",
+                json.dumps(body).encode(),
+                {"content-type": "application/json"},
+            )
             if leave_after is not None:
                 await asyncio.sleep(leave_after)
                 call.disconnect()
@@ -110,7 +130,12 @@ async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict, int]:
 
         await asyncio.gather(*(one(*plan) for plan in plans))
         counted_waiting = gateway.router.slots.waiting - waiting_before
-        return inflight.snapshot(), len(gateway.router.queue), {b.name: b.work for b in seen if b.work}, counted_waiting
+        return (
+            inflight.snapshot(),
+            len(gateway.router.queue),
+            {b.name: b.work for b in seen if b.work},
+            counted_waiting,
+        )
     finally:
         for task in (gateway.registry._task, gateway._sampler):
             if task is not None:

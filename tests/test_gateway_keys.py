@@ -63,9 +63,13 @@ async def test_a_key_over_its_parallel_limit_gets_429(gateway, fake_members):
     await sync_to_async(fake_members)(2, ttft=0.5)
     _, raw = await sync_to_async(apikey_create)(name="one-at-a-time", max_parallel=1)
     await gateway.start()
-    first = Call(gateway, "POST", "/v1/chat/completions", b'{"model": "vibethinker", "max_tokens": 2, '
-                 b'"messages": [{"role": "user", "content": "hi"}]}',
-                 {"authorization": f"Bearer {raw}", "content-type": "application/json"})  # fmt: skip
+    first = Call(
+        gateway,
+        "POST",
+        "/v1/chat/completions",
+        b'{"model": "vibethinker", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}',
+        {"authorization": f"Bearer {raw}", "content-type": "application/json"},
+    )
     await asyncio.sleep(0.1)
     second = await request(gateway, "POST", "/v1/chat/completions", chat(), key=raw)
     assert second.status == 429

@@ -31,7 +31,9 @@ def llama_server_binary() -> Path | None:
 
 pytestmark = [
     pytest.mark.real_model,
-    pytest.mark.skipif(llama_server_binary() is None, reason="llama-server is not built (bin/build-llama-server)"),
+    pytest.mark.skipif(
+        llama_server_binary() is None, reason="llama-server is not built (bin/build-llama-server)"
+    ),
 ]
 # A system prompt of its own, which the gateway keeps: the member sees the same prompt both ways.
 MESSAGES = [{"role": "system", "content": "You count."}, {"role": "user", "content": "Count from 1 to 50."}]
@@ -41,14 +43,31 @@ ASK = {"model": "gemma", "messages": MESSAGES, "max_tokens": 8, "temperature": 0
 @pytest.fixture(scope="module")
 def llama_server(default_model):
     port = free_port()
-    command = [str(llama_server_binary()), "-m", str(default_model.path), "--host", "127.0.0.1", "--port", str(port),
-               "-c", "512", "-t", "1", "--parallel", "1", "--chat-template", "gemma"]  # fmt: skip
+    command = [
+        str(llama_server_binary()),
+        "-m",
+        str(default_model.path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-c",
+        "512",
+        "-t",
+        "1",
+        "--parallel",
+        "1",
+        "--chat-template",
+        "gemma",
+    ]
     # Its shared libraries lie beside it.
     env = {**os.environ, "LD_LIBRARY_PATH": str(Path(command[0]).parent)}
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: answers(url + "/health") or child.poll() is not None, 120, what="llama-server to load")
+        wait_until(
+            lambda: answers(url + "/health") or child.poll() is not None, 120, what="llama-server to load"
+        )
         assert child.poll() is None, "llama-server exited"
         yield url
     finally:
@@ -57,8 +76,9 @@ def llama_server(default_model):
 
 
 def stream_from(url: str, body: dict) -> list[dict]:
-    request = urllib.request.Request(url + "/v1/chat/completions", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        url + "/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         lines = response.read().decode().splitlines()
     return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
@@ -74,14 +94,23 @@ def test_llama_server_ends_a_stream_with_its_usage_when_asked(llama_server):
 
 @pytest.mark.asyncio
 async def test_a_keys_usage_is_what_llama_server_reported(llama_server, gateway):
-    await sync_to_async(Member.objects.create)(name="ls", kind=states.REMOTE, url=llama_server, state=states.READY)
+    await sync_to_async(Member.objects.create)(
+        name="ls", kind=states.REMOTE, url=llama_server, state=states.READY
+    )
     _, raw = await sync_to_async(apikey_create)(name="exact")
-    reported = (await sync_to_async(stream_from)(llama_server, {**ASK, "stream_options": {"include_usage": True}}))
+    reported = await sync_to_async(stream_from)(
+        llama_server, {**ASK, "stream_options": {"include_usage": True}}
+    )
     usage = reported[-1]["usage"]
     body = json.dumps({**ASK, "model": "vibethinker"}).encode()
 
-    reply = await Call(gateway, "POST", "/v1/chat/completions", body,
-                       {"authorization": f"Bearer {raw}", "content-type": "application/json"}).done(120)  # fmt: skip
+    reply = await Call(
+        gateway,
+        "POST",
+        "/v1/chat/completions",
+        body,
+        {"authorization": f"Bearer {raw}", "content-type": "application/json"},
+    ).done(120)
 
     chunks = [json.loads(e) for e in reply.events() if e != "[DONE]"]
     assert chunks and all(c["choices"] for c in chunks)  # the usage event went to the gateway only

@@ -31,7 +31,9 @@ async def wait_for_queue(gateway, depth: int) -> None:
     raise AssertionError(f"the queue never reached {depth} (it holds {len(gateway.router.queue)})")
 
 
-async def test_requests_beyond_capacity_wait_and_are_served_in_arrival_order(gateway, fake_members, platform_key):
+async def test_requests_beyond_capacity_wait_and_are_served_in_arrival_order(
+    gateway, fake_members, platform_key
+):
     await sync_to_async(fake_members)(1, ttft=0.2)
     await gateway.start()
     first = chat_call(gateway, platform_key, "first")
@@ -69,7 +71,9 @@ async def test_a_full_queue_answers_429_with_retry_after(gateway, fake_members, 
     assert [(await busy.done()).status, (await queued.done()).status] == [200, 200]
 
 
-async def test_a_request_past_the_queue_deadline_gets_503_with_retry_after(gateway, fake_members, platform_key):
+async def test_a_request_past_the_queue_deadline_gets_503_with_retry_after(
+    gateway, fake_members, platform_key
+):
     await sync_to_async(fake_members)(1, ttft=1.0)
     await sync_to_async(set_policy)(queue_timeout_s=0.2)
     await gateway.start()

@@ -46,18 +46,28 @@ def served(migrated_template, default_model, tmp_path_factory):
     shutil.copytree(migrated_template, data_dir)
     # The default GGUF is assembled in the developer's var/ already: point at it. Set this
     # way, the model id clients see is the file's stem (pool.supervisor.model_file.chosen_model).
-    env = {"VIBEADMIN_PORT": str(free_port()), "VIBEADMIN_MEMBERS": "1", "VIBEADMIN_MODEL": str(default_model.path),
-           "VIBEADMIN_CHAT_FORMAT": "gemma", "VIBEADMIN_N_CTX": "512", "VIBEADMIN_REFRESH_S": "0.1",
-           "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN,
-           # llama-cpp-python's member, whose interrupts this file checks; llama-server's is
-           # in test_engine_llama_server.py.
-           "VIBEADMIN_ENGINE": "llama-cpp-python"}  # fmt: skip
+    env = {
+        "VIBEADMIN_PORT": str(free_port()),
+        "VIBEADMIN_MEMBERS": "1",
+        "VIBEADMIN_MODEL": str(default_model.path),
+        "VIBEADMIN_CHAT_FORMAT": "gemma",
+        "VIBEADMIN_N_CTX": "512",
+        "VIBEADMIN_REFRESH_S": "0.1",
+        "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN,
+        # llama-cpp-python's member, whose interrupts this file checks; llama-server's is
+        # in test_engine_llama_server.py.
+        "VIBEADMIN_ENGINE": "llama-cpp-python",
+    }
     key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
     output = folder / "serve.out"
     child = start_serve(data_dir, log=output, **env)
     try:
-        wait_until(lambda: "vibeadmin is ready: 1 member ready" in output.read_text() or child.poll() is not None,
-                   READY_TIMEOUT_S, interval=0.5, what="serve to report its member ready")  # fmt: skip
+        wait_until(
+            lambda: "vibeadmin is ready: 1 member ready" in output.read_text() or child.poll() is not None,
+            READY_TIMEOUT_S,
+            interval=0.5,
+            what="serve to report its member ready",
+        )
         assert child.poll() is None, output.read_text()
         status = json.loads(manage("pool", "status", "--json", data_dir=data_dir).stdout)
         assert [(m["name"], m["state"]) for m in status] == [("m1", "ready")]
@@ -146,7 +156,9 @@ def test_content_sent_as_text_parts_reaches_the_model_as_its_text(served):
 
 def completion_tokens_counted(served: Served) -> float:
     """The gateway's own count of completion tokens for the member, from its /metrics."""
-    scrape = urllib.request.Request(served.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    scrape = urllib.request.Request(
+        served.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
     with urllib.request.urlopen(scrape, timeout=10) as response:
         text = response.read().decode()
     for family in text_string_to_metric_families(text):
@@ -180,7 +192,9 @@ def test_a_streamed_answers_tokens_are_counted_exactly(served):
 def key_usage(served: Served) -> tuple[int, int]:
     """The key's prompt and completion tokens as the API keys page shows them (the database)."""
     with sqlite3.connect(served.data_dir / "db.sqlite3") as db:
-        row = db.execute("SELECT prompt_tokens, completion_tokens FROM pool_apikey WHERE name = 'algebra-school'")
+        row = db.execute(
+            "SELECT prompt_tokens, completion_tokens FROM pool_apikey WHERE name = 'algebra-school'"
+        )
         return row.fetchone()
 
 
@@ -200,13 +214,19 @@ def test_llama_cpp_python_ignores_stream_options_so_the_gateway_counts_a_streams
 
     chunks = list(
         served.client().chat.completions.create(
-            model="vibethinker", messages=COUNTING, max_tokens=16, temperature=0, stream=True,
+            model="vibethinker",
+            messages=COUNTING,
+            max_tokens=16,
+            temperature=0,
+            stream=True,
             stream_options={"include_usage": True},
         )
     )
 
     assert chunks[-1].choices[0].finish_reason == "length"  # so exactly 16 tokens were generated
     assert all(c.usage is None for c in chunks)
-    used = wait_until(lambda: key_usage(served)[1] > before[1] and key_usage(served), 10, what="usage to be flushed")
+    used = wait_until(
+        lambda: key_usage(served)[1] > before[1] and key_usage(served), 10, what="usage to be flushed"
+    )
     assert used[1] - before[1] == 16
     assert used[0] > before[0]  # its prompt, estimated where the member does not say

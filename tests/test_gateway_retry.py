@@ -53,12 +53,16 @@ async def test_a_member_that_refuses_connections_is_ejected_at_once(gateway, fak
     assert await member_state("a") == states.UNHEALTHY
 
 
-async def test_repeated_5xx_eject_a_member_before_the_next_probe(gateway, fake_members, platform_key, settings):
+async def test_repeated_5xx_eject_a_member_before_the_next_probe(
+    gateway, fake_members, platform_key, settings
+):
     a, b = await sync_to_async(fake_members)(2)
     a.configure(fail_status=503)
     for _ in range(settings.VIBEADMIN_UNHEALTHY_AFTER):
         await route_first_to(gateway, "a")
-        assert (await request(gateway, "POST", "/v1/chat/completions", chat(), key=platform_key)).status == 200
+        assert (
+            await request(gateway, "POST", "/v1/chat/completions", chat(), key=platform_key)
+        ).status == 200
     assert [m.name for m in gateway.registry.routable()] == ["b"]
 
 
@@ -72,11 +76,15 @@ async def test_retries_are_bounded_and_end_in_a_clear_502(gateway, fake_members,
     assert sum(f.stats()["failed"] for f in fakes) == settings.VIBEADMIN_MAX_RETRIES + 1
 
 
-async def test_a_started_stream_is_never_replayed_and_ends_with_an_error_event(gateway, fake_members, platform_key):
+async def test_a_started_stream_is_never_replayed_and_ends_with_an_error_event(
+    gateway, fake_members, platform_key
+):
     a, b = await sync_to_async(fake_members)(2, tpt=0.01)
     a.configure(drop_after_tokens=3)
     await route_first_to(gateway, "a")
-    reply = await request(gateway, "POST", "/v1/chat/completions", chat(stream=True, max_tokens=10), key=platform_key)
+    reply = await request(
+        gateway, "POST", "/v1/chat/completions", chat(stream=True, max_tokens=10), key=platform_key
+    )
     events = reply.events()
     assert reply.status == 200
     assert [json.loads(e)["choices"][0]["delta"]["content"] for e in events[:3]] == ["tok0", " tok1", " tok2"]
@@ -94,11 +102,19 @@ async def test_a_reset_while_reading_a_whole_reply_is_retried(gateway, fake_memb
     assert reply.headers["x-vibeadmin-member"] == "b"
 
 
-async def test_a_client_that_disconnects_mid_stream_frees_the_member_at_once(gateway, fake_members, platform_key):
+async def test_a_client_that_disconnects_mid_stream_frees_the_member_at_once(
+    gateway, fake_members, platform_key
+):
     (a,) = await sync_to_async(fake_members)(1, tpt=0.05)
     await gateway.start()
     headers = {"authorization": f"Bearer {platform_key}", "content-type": "application/json"}
-    call = Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat(stream=True, max_tokens=64)).encode(), headers)
+    call = Call(
+        gateway,
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(chat(stream=True, max_tokens=64)).encode(),
+        headers,
+    )
     await asyncio.wait_for(call.first_chunk.wait(), 5)
     call.disconnect()
     await call.done()

@@ -95,7 +95,9 @@ async def test_a_reservation_is_settled_to_what_the_request_used(gateway, fake_m
     first = await request(gateway, "POST", PATH, chat(max_tokens=100), key=raw)
     assert first.status == 200 and first.json()["usage"]["completion_tokens"] == 4
 
-    calls = [Call(gateway, "POST", PATH, json.dumps(chat(max_tokens=100)).encode(), headers(raw)) for _ in range(2)]
+    calls = [
+        Call(gateway, "POST", PATH, json.dumps(chat(max_tokens=100)).encode(), headers(raw)) for _ in range(2)
+    ]
     replies = await asyncio.gather(*(call.done() for call in calls))
 
     assert [r.status for r in replies] == [200, 200]
@@ -117,7 +119,9 @@ async def test_a_streams_usage_is_what_the_member_reported_and_only_asked_for_ch
     _, raw = await sync_to_async(apikey_create)(name="exact")
 
     plain = await Call(gateway, "POST", PATH, streamed(7), headers(raw)).done()
-    asked = await Call(gateway, "POST", PATH, streamed(7, stream_options={"include_usage": True}), headers(raw)).done()
+    asked = await Call(
+        gateway, "POST", PATH, streamed(7, stream_options={"include_usage": True}), headers(raw)
+    ).done()
 
     assert fake.stats()["last_request"]["stream_options"] == {"include_usage": True}
     plain_chunks = [json.loads(e) for e in plain.events() if e != "[DONE]"]

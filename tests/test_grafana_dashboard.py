@@ -27,7 +27,9 @@ def test_every_series_on_the_dashboard_is_exposed(client, settings):
     AlertRule.objects.create(name="Queue long", metric="queue_depth", threshold=5, duration_s=0)
     metrics.record_request(member="m1", status=200, latency_s=0.5, ttft_s=0.1, completion_tokens=8)
     metrics.record_load(queue_depth=0, inflight_by_member={"m1": 0}, slots_by_member={"m1": 8})
-    metrics.record_engine("m1", {"tokens_predicted_total": 0.0, "prompt_tokens_total": 0.0})  # a llama-server's probe
+    metrics.record_engine(
+        "m1", {"tokens_predicted_total": 0.0, "prompt_tokens_total": 0.0}
+    )  # a llama-server's probe
     metrics.RETRIES.labels("m1").inc(0)
     alerts.evaluate(values={"queue_depth": 9.0})
     autoscale.step()
@@ -44,7 +46,9 @@ def test_every_series_on_the_dashboard_is_exposed(client, settings):
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prometheus-scrape-token-123")
     assert response.status_code == 200
     exposed = response.content.decode()
-    names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line.startswith("vibeadmin_")}
+    names = {
+        line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line.startswith("vibeadmin_")
+    }
     missing = {s for s in series_read_by_the_dashboard() if s not in names}
     assert not missing, f"the dashboard reads series /metrics does not have: {sorted(missing)}"
     assert len(series_read_by_the_dashboard()) >= 20

@@ -26,18 +26,27 @@ def ready_member(make_supervisor, default_model, settings):
     settings.VIBEADMIN_UNHEALTHY_AFTER = 1  # one slow probe would be enough to eject
     supervisor = make_supervisor(model=default_model, command_for=process.member_command)
     member = actions.member_add(engine=states.LLAMA_CPP_PYTHON)  # the engine whose model lock this is about
-    reconcile_until(supervisor, lambda: Member.objects.get(pk=member.pk).state == states.READY, LOAD_TIMEOUT_S,
-                    what="the real member to be ready")  # fmt: skip
+    reconcile_until(
+        supervisor,
+        lambda: Member.objects.get(pk=member.pk).state == states.READY,
+        LOAD_TIMEOUT_S,
+        what="the real member to be ready",
+    )
     member.refresh_from_db()
     return supervisor, member
 
 
 def generate(member: Member, tokens: int, done: threading.Event) -> None:
-    body = {"messages": [{"role": "user", "content": "Tell a long story about a lighthouse."}],
-            "max_tokens": tokens, "stream": True}  # fmt: skip
-    request = urllib.request.Request(member.base_url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {member.api_key}"})  # fmt: skip
+    body = {
+        "messages": [{"role": "user", "content": "Tell a long story about a lighthouse."}],
+        "max_tokens": tokens,
+        "stream": True,
+    }
+    request = urllib.request.Request(
+        member.base_url + "/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {member.api_key}"},
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         for line in response:
             if line.startswith(b"data: [DONE]"):
@@ -69,8 +78,9 @@ def test_drain_waits_for_a_real_streamed_request(ready_member):
     worker.start()
     try:
         actions.member_drain(member=member)
-        reconcile_until(supervisor, lambda: Member.objects.get(pk=member.pk).state == states.DRAINING,
-                        what="draining")  # fmt: skip
+        reconcile_until(
+            supervisor, lambda: Member.objects.get(pk=member.pk).state == states.DRAINING, what="draining"
+        )
         for _ in range(5):
             supervisor.reconcile()
             assert Member.objects.get(pk=member.pk).state == states.DRAINING  # still generating
@@ -78,6 +88,9 @@ def test_drain_waits_for_a_real_streamed_request(ready_member):
     finally:
         inflight.release(member.pk)
         worker.join()
-    reconcile_until(supervisor, lambda: Member.objects.get(pk=member.pk).state == states.STOPPED,
-                    what="the drained member to stop")  # fmt: skip
+    reconcile_until(
+        supervisor,
+        lambda: Member.objects.get(pk=member.pk).state == states.STOPPED,
+        what="the drained member to stop",
+    )
     assert done.is_set()

@@ -26,7 +26,10 @@ async def test_the_upstream_client_sends_the_members_key_as_a_bearer_token():
 
 
 async def test_a_key_that_could_split_the_request_head_is_never_sent():
-    async with FakeServer(answer_json) as server, upstream.post(server.url, BODY, "evil\r\nX-Injected: 1") as r:
+    async with (
+        FakeServer(answer_json) as server,
+        upstream.post(server.url, BODY, "evil\r\nX-Injected: 1") as r,
+    ):
         await r.read()
     assert b"X-Injected" not in server.requests[0] and b"Authorization" not in server.requests[0]
 
@@ -41,8 +44,13 @@ async def test_a_member_that_refuses_the_gateways_key_is_retried_elsewhere_not_s
     await gateway.start()
 
     def call() -> Call:
-        return Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat()).encode(),
-                    {"authorization": f"Bearer {platform_key}", "content-type": "application/json"})  # fmt: skip
+        return Call(
+            gateway,
+            "POST",
+            "/v1/chat/completions",
+            json.dumps(chat()).encode(),
+            {"authorization": f"Bearer {platform_key}", "content-type": "application/json"},
+        )
 
     # Two at once on two members of one slot each: one of them is sent to the refusing one.
     at_once = [call(), call()]

@@ -227,7 +227,25 @@ async def test_requests_are_counted_by_key_and_strategy(gateway, fakes_in_loop, 
 
     after = await scrape()
     strategy = gateway.registry.policy.strategy
-    assert grew(before, after, "vibeadmin_key_requests_total", key="algebra-school", strategy=strategy,
-                status="200") == 4  # fmt: skip
-    assert grew(before, after, "vibeadmin_key_requests_total", key="algebra-school", strategy=strategy,
-                status="404") == 1  # fmt: skip
+    assert (
+        grew(
+            before,
+            after,
+            "vibeadmin_key_requests_total",
+            key="algebra-school",
+            strategy=strategy,
+            status="200",
+        )
+        == 4
+    )
+    assert (
+        grew(
+            before,
+            after,
+            "vibeadmin_key_requests_total",
+            key="algebra-school",
+            strategy=strategy,
+            status="404",
+        )
+        == 1
+    )

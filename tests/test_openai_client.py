@@ -69,10 +69,16 @@ def served_once(migrated_template, tmp_path_factory):
     model.write_bytes(b"GGUF" + bytes(28))  # passes the model check; no llama.cpp member reads it
     port, api_port = free_port(), free_port()
     env = {
-        "VIBEADMIN_PORT": str(port), "VIBEADMIN_API_PORT": str(api_port), "VIBEADMIN_MEMBERS": "0", "VIBEADMIN_MODEL": str(model),
-        "VIBEADMIN_TICK_S": "0.1", "VIBEADMIN_PROBE_INTERVAL_S": "0.2", "VIBEADMIN_HEALTHY_AFTER": "1",
-        "VIBEADMIN_REFRESH_S": "0.1", "VIBEADMIN_STOP_DRAIN_S": "1",
-    }  # fmt: skip
+        "VIBEADMIN_PORT": str(port),
+        "VIBEADMIN_API_PORT": str(api_port),
+        "VIBEADMIN_MEMBERS": "0",
+        "VIBEADMIN_MODEL": str(model),
+        "VIBEADMIN_TICK_S": "0.1",
+        "VIBEADMIN_PROBE_INTERVAL_S": "0.2",
+        "VIBEADMIN_HEALTHY_AFTER": "1",
+        "VIBEADMIN_REFRESH_S": "0.1",
+        "VIBEADMIN_STOP_DRAIN_S": "1",
+    }
     fakes: dict[str, FakeMemberProcess] = {}
     child = None
     try:
@@ -84,8 +90,15 @@ def served_once(migrated_template, tmp_path_factory):
         app.key = created_key(app.manage("apikey", "create", "algebra-school"))
         child = start_serve(data_dir, log=folder / "serve.out", **env)
         openapis = (app.url + "/v1/openapi.json", app.api_url + "/v1/openapi.json")
-        wait_until(lambda: child.poll() is not None or (all(map(answers, openapis)) and set(app.states().values()) == {"ready"}),
-                   60, interval=0.2, what="serve to answer with both members ready")  # fmt: skip
+        wait_until(
+            lambda: (
+                child.poll() is not None
+                or (all(map(answers, openapis)) and set(app.states().values()) == {"ready"})
+            ),
+            60,
+            interval=0.2,
+            what="serve to answer with both members ready",
+        )
         assert child.poll() is None, (folder / "serve.out").read_text()
         yield app
     finally:

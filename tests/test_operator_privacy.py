@@ -68,8 +68,14 @@ def mode(path) -> int:
 def test_the_data_folder_and_its_secrets_are_created_for_the_owner_only(tmp_path):
     data_dir = tmp_path / "new" / "data"
     # A permissive umask, as many shells have: the modes must not depend on it.
-    result = subprocess.run(["sh", "-c", f'umask 022 && exec "{sys.executable}" manage.py migrate --noinput -v 0'],
-                            cwd=ROOT, env=clean_env(data_dir), capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        ["sh", "-c", f'umask 022 && exec "{sys.executable}" manage.py migrate --noinput -v 0'],
+        cwd=ROOT,
+        env=clean_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert mode(data_dir) == 0o700
     for name in ("db.sqlite3", "secret-key"):
@@ -110,7 +116,9 @@ def log_in(client, username: str, password: str, address: str = "192.0.2.1"):
 
 
 @pytest.mark.django_db
-def test_five_failed_log_ins_lock_the_address_and_the_username_and_the_form_says_so(client, operator, fresh_cache):
+def test_five_failed_log_ins_lock_the_address_and_the_username_and_the_form_says_so(
+    client, operator, fresh_cache
+):
     for _ in range(5):
         assert "Please enter a correct username" in log_in(client, "operator", "wrong").content.decode()
 
@@ -118,7 +126,10 @@ def test_five_failed_log_ins_lock_the_address_and_the_username_and_the_form_says
     assert refused.status_code == 200 and "Try again in 15 minutes" in refused.content.decode()
     assert "_auth_user_id" not in client.session
     # The same username from elsewhere, and another username from this address: both wait.
-    assert "Try again in" in log_in(client, "operator", "right-password", address="198.51.100.7").content.decode()
+    assert (
+        "Try again in"
+        in log_in(client, "operator", "right-password", address="198.51.100.7").content.decode()
+    )
     assert "Try again in" in log_in(client, "someone", "x").content.decode()
     # Another user from another address is not held up.
     assert "Try again in" not in log_in(client, "someone", "x", address="198.51.100.8").content.decode()
@@ -128,8 +139,9 @@ def test_five_failed_log_ins_lock_the_address_and_the_username_and_the_form_says
 def test_the_admins_log_in_is_throttled_the_same(client, operator, fresh_cache):
     for _ in range(5):
         log_in(client, "operator", "wrong")
-    refused = client.post("/admin/login/", {"username": "operator", "password": "right-password"},
-                          REMOTE_ADDR="192.0.2.1")  # fmt: skip
+    refused = client.post(
+        "/admin/login/", {"username": "operator", "password": "right-password"}, REMOTE_ADDR="192.0.2.1"
+    )
     assert refused.status_code == 200 and "Try again in" in refused.content.decode()
 
 
@@ -160,7 +172,9 @@ async def test_the_gateway_refuses_a_host_it_does_not_serve(gateway, settings):
 
 def status_for(url: str, host: str) -> int:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"Host": host}), timeout=10) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers={"Host": host}), timeout=10
+        ) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -171,12 +185,22 @@ def status_for(url: str, host: str) -> int:
 def test_both_doors_of_a_served_app_refuse_a_foreign_host(data_dir, tmp_path):
     """`manage.py serve` as run: daphne's port and the API's own (uvicorn) pass Host on alike."""
     port, api_port = free_port(), free_port()
-    child = start_serve(data_dir, "--no-supervisor", log=tmp_path / "serve.out", VIBEADMIN_PORT=str(port),
-                        VIBEADMIN_API_PORT=str(api_port), VIBEADMIN_MEMBERS="0")  # fmt: skip
+    child = start_serve(
+        data_dir,
+        "--no-supervisor",
+        log=tmp_path / "serve.out",
+        VIBEADMIN_PORT=str(port),
+        VIBEADMIN_API_PORT=str(api_port),
+        VIBEADMIN_MEMBERS="0",
+    )
     try:
         for door in (port, api_port):
             url = f"http://127.0.0.1:{door}/v1/openapi.json"
-            wait_until(lambda url=url, door=door: status_for(url, f"127.0.0.1:{door}") == 200, 60, what=f"port {door}")
+            wait_until(
+                lambda url=url, door=door: status_for(url, f"127.0.0.1:{door}") == 200,
+                60,
+                what=f"port {door}",
+            )
             assert status_for(url, "rebound.attacker.example") == 400
             assert status_for(url, f"localhost:{door}") == 200
     finally:

@@ -40,20 +40,50 @@ def test_status_says_so_when_the_pool_is_empty():
 
 
 def test_status_shows_each_member_in_a_table():
-    Member.objects.create(name="m1", state=states.READY, pid=4242, port=40001, weight=3,
-                          engine=states.LLAMA_SERVER, slots=8, max_inflight=8)  # fmt: skip
     Member.objects.create(
-        name="gpu2", kind=states.REMOTE, url="http://gpu2:8080", state=states.UNHEALTHY,
+        name="m1",
+        state=states.READY,
+        pid=4242,
+        port=40001,
+        weight=3,
+        engine=states.LLAMA_SERVER,
+        slots=8,
+        max_inflight=8,
+    )
+    Member.objects.create(
+        name="gpu2",
+        kind=states.REMOTE,
+        url="http://gpu2:8080",
+        state=states.UNHEALTHY,
         last_error="no answer on /openapi.json: timed out",
-    )  # fmt: skip
+    )
 
     lines = pool("status").splitlines()
 
     header = "NAME KIND ENGINE WANT STATE PID ADDRESS SLOTS WEIGHT GPU RESTARTS LAST ERROR"
     assert " ".join(lines[0].split()) == header
-    assert lines[1].split() == ["m1", "local", "llama-server", "run", "ready", "4242", "127.0.0.1:40001", "8", "3",
-                                "-", "0"]  # fmt: skip
-    assert lines[2].split()[:7] == ["gpu2", "remote", "llama-cpp-python", "run", "unhealthy", "-", "http://gpu2:8080"]
+    assert lines[1].split() == [
+        "m1",
+        "local",
+        "llama-server",
+        "run",
+        "ready",
+        "4242",
+        "127.0.0.1:40001",
+        "8",
+        "3",
+        "-",
+        "0",
+    ]
+    assert lines[2].split()[:7] == [
+        "gpu2",
+        "remote",
+        "llama-cpp-python",
+        "run",
+        "unhealthy",
+        "-",
+        "http://gpu2:8080",
+    ]
     assert lines[2].endswith("no answer on /openapi.json: timed out")
 
 
@@ -66,9 +96,18 @@ def test_status_json_lists_every_member_with_its_observed_state():
     assert [m["name"] for m in listed] == ["m1", "gpu2"]
     local, remote = listed
     assert {key: local[key] for key in REQUIRED_KEYS} == {
-        "name": "m1", "kind": "local", "node": "local", "state": "ready", "pid": 4242, "port": 40001,
-        "url": "http://127.0.0.1:40001", "weight": 1, "gpu": 1, "restarts": 0, "last_error": "boom",
-    }  # fmt: skip
+        "name": "m1",
+        "kind": "local",
+        "node": "local",
+        "state": "ready",
+        "pid": 4242,
+        "port": 40001,
+        "url": "http://127.0.0.1:40001",
+        "weight": 1,
+        "gpu": 1,
+        "restarts": 0,
+        "last_error": "boom",
+    }
     assert remote["kind"] == "remote" and remote["url"] == "http://gpu2:8080"
     assert remote["wants"] == "stop" and remote["pid"] is None
 

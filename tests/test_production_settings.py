@@ -24,9 +24,14 @@ def test_check_deploy_warns_without_it(tmp_path):
 
 
 def test_the_public_host_is_allowed_and_its_origin_trusted(tmp_path):
-    shown = manage("shell", "-c", "from django.conf import settings as s; "
-                   "print(s.ALLOWED_HOSTS[-1], s.CSRF_TRUSTED_ORIGINS, s.SESSION_COOKIE_SECURE, s.SECURE_HSTS_SECONDS)",
-                   data_dir=tmp_path, **PRODUCTION)  # fmt: skip
+    shown = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.ALLOWED_HOSTS[-1], s.CSRF_TRUSTED_ORIGINS, s.SESSION_COOKIE_SECURE, s.SECURE_HSTS_SECONDS)",
+        data_dir=tmp_path,
+        **PRODUCTION,
+    )
     assert shown.stdout.splitlines()[-1] == "vibe.example.org ['https://vibe.example.org'] True 31536000"
 
 

@@ -35,26 +35,40 @@ class Cluster:
         self.pg = start_postgres()
         self.redis = start_redis()
         self.env = clean_env(
-            tmp_path, DATABASE_URL=self.pg.url, REDIS_URL=self.redis.url, VIBEADMIN_MODEL=str(default_model.path),
-            VIBEADMIN_MODEL_ID="stand-in", VIBEADMIN_LEASE_S=str(LEASE_S),
-            VIBEADMIN_NODE_LOST_AFTER_S=str(LOST_AFTER_S), VIBEADMIN_PROBE_INTERVAL_S="0.3",
-            VIBEADMIN_REFRESH_S="0.2", VIBEADMIN_MEMBERS="0", PYTHONUNBUFFERED="1",
-        )  # fmt: skip
+            tmp_path,
+            DATABASE_URL=self.pg.url,
+            REDIS_URL=self.redis.url,
+            VIBEADMIN_MODEL=str(default_model.path),
+            VIBEADMIN_MODEL_ID="stand-in",
+            VIBEADMIN_LEASE_S=str(LEASE_S),
+            VIBEADMIN_NODE_LOST_AFTER_S=str(LOST_AFTER_S),
+            VIBEADMIN_PROBE_INTERVAL_S="0.3",
+            VIBEADMIN_REFRESH_S="0.2",
+            VIBEADMIN_MEMBERS="0",
+            PYTHONUNBUFFERED="1",
+        )
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = tmp_path
         self.fakes: list[FakeMemberProcess] = []
         self.gateways: list[str] = []
 
     def manage(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
     def spawn(self, name: str, *args: str) -> None:
         log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - the process keeps it
-        self.procs[name] = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def start(self, **fake_options) -> Cluster:
         self.manage("migrate", "--noinput", "-v", "0")
@@ -66,10 +80,21 @@ class Cluster:
         self.key = self.manage("apikey", "create", "school").strip().splitlines()[-1]
         for i in range(2):
             port = free_port()
-            self.spawn(f"gateway-{i}", "serve", "--no-supervisor", "--port", str(port), "--api-port", str(free_port()))
+            self.spawn(
+                f"gateway-{i}",
+                "serve",
+                "--no-supervisor",
+                "--port",
+                str(port),
+                "--api-port",
+                str(free_port()),
+            )
             self.gateways.append(f"http://127.0.0.1:{port}")
-        wait_until(lambda: all(answers(g + "/v1/openapi.json") for g in self.gateways), 60,
-                   what="both gateways to answer")  # fmt: skip
+        wait_until(
+            lambda: all(answers(g + "/v1/openapi.json") for g in self.gateways),
+            60,
+            what="both gateways to answer",
+        )
         wait_until(lambda: self.ready_members() == {"on-n1", "on-n2"}, 60, what="both members to be ready")
         return self
 
@@ -80,11 +105,17 @@ class Cluster:
         return {m["name"] for m in self.status() if m["state"] == "ready" and not m["node_lost"]}
 
     def chat(self, gateway: str, *, stream: bool = False, max_tokens: int = 4) -> tuple[int, str]:
-        body = {"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": max_tokens, "stream": stream}  # fmt: skip
-        request = urllib.request.Request(gateway + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                         headers={"Authorization": f"Bearer {self.key}",
-                                                  "Content-Type": "application/json"})  # fmt: skip
+        body = {
+            "model": "vibethinker",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens,
+            "stream": stream,
+        }
+        request = urllib.request.Request(
+            gateway + "/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 response.read()
@@ -203,6 +234,7 @@ def test_the_queue_depth_of_every_gateway_is_seen_from_anywhere(cluster):
     with ThreadPoolExecutor(4) as pool:
         for _ in range(4):  # two members busy, two requests waiting in gateway 0's queue
             pool.submit(c.chat, c.gateways[0], stream=True, max_tokens=8)
-        depth = wait_until(lambda: SharedSlots(c.redis.url).waiting_live() >= 2, 10,
-                           what="gateway 0 to report its queue")  # fmt: skip
+        depth = wait_until(
+            lambda: SharedSlots(c.redis.url).waiting_live() >= 2, 10, what="gateway 0 to report its queue"
+        )
     assert depth

@@ -53,13 +53,19 @@ def test_a_model_folder_instead_of_a_file_stops_serve(data_dir, tmp_path):
 @pytest.mark.parametrize(
     ("variable", "message"),
     [
-        ("VIBEADMIN_PORT", "cannot listen on 127.0.0.1:{port}: address already in use; "
-                           "set VIBEADMIN_PORT (or --port) to a free port"),
-        ("VIBEADMIN_API_PORT", "cannot listen on 127.0.0.1:{port} for the API: address already in use; "
-                               "set VIBEADMIN_API_PORT (or --api-port) to a free port, or to 0 for none"),
+        (
+            "VIBEADMIN_PORT",
+            "cannot listen on 127.0.0.1:{port}: address already in use; "
+            "set VIBEADMIN_PORT (or --port) to a free port",
+        ),
+        (
+            "VIBEADMIN_API_PORT",
+            "cannot listen on 127.0.0.1:{port} for the API: address already in use; "
+            "set VIBEADMIN_API_PORT (or --api-port) to a free port, or to 0 for none",
+        ),
     ],
     ids=["main port", "API port"],
-)  # fmt: skip
+)
 def test_a_port_already_taken_stops_serve_with_a_hint(data_dir, variable, message):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -103,8 +109,13 @@ def test_a_database_never_migrated_stops_serve_with_the_command_to_run(tmp_path)
 
 
 def test_a_llama_server_setting_that_points_nowhere_stops_serve(data_dir, default_model):
-    result = manage("serve", data_dir=data_dir, VIBEADMIN_MODEL=str(default_model.path),
-                    VIBEADMIN_LLAMA_SERVER="/nonexistent/llama-server", VIBEADMIN_PORT=str(free_port()))  # fmt: skip
+    result = manage(
+        "serve",
+        data_dir=data_dir,
+        VIBEADMIN_MODEL=str(default_model.path),
+        VIBEADMIN_LLAMA_SERVER="/nonexistent/llama-server",
+        VIBEADMIN_PORT=str(free_port()),
+    )
 
     assert one_line_error(result) == (
         "CommandError: llama-server not found at /nonexistent/llama-server: "

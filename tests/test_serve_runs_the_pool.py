@@ -20,8 +20,14 @@ def served(data_dir, default_model, tmp_path):
     the test, and killed (with its members' sessions) if that does not end it."""
     # The default model is assembled in the developer's var/ already: point at it.
     output = tmp_path / "serve.out"
-    child = start_serve(data_dir, log=output, VIBEADMIN_PORT=str(free_port()), VIBEADMIN_MODEL=str(default_model.path),
-                        VIBEADMIN_CHAT_FORMAT="gemma", VIBEADMIN_N_CTX="512")  # fmt: skip
+    child = start_serve(
+        data_dir,
+        log=output,
+        VIBEADMIN_PORT=str(free_port()),
+        VIBEADMIN_MODEL=str(default_model.path),
+        VIBEADMIN_CHAT_FORMAT="gemma",
+        VIBEADMIN_N_CTX="512",
+    )
     yield child, output
     stop_serve(child, data_dir)
 
@@ -29,8 +35,12 @@ def served(data_dir, default_model, tmp_path):
 def test_serve_brings_two_real_members_to_ready_and_stops_them_on_ctrl_c(served, data_dir):
     child, output = served
 
-    wait_until(lambda: "vibeadmin is ready: 2 members ready" in output.read_text() or child.poll() is not None,
-               READY_TIMEOUT_S, interval=0.5, what="serve to report 2 ready members")  # fmt: skip
+    wait_until(
+        lambda: "vibeadmin is ready: 2 members ready" in output.read_text() or child.poll() is not None,
+        READY_TIMEOUT_S,
+        interval=0.5,
+        what="serve to report 2 ready members",
+    )
     assert child.poll() is None, output.read_text()
     status = manage("pool", "status", "--json", data_dir=data_dir)
     assert [(m["name"], m["state"]) for m in json.loads(status.stdout)] == [("m1", "ready"), ("m2", "ready")]

@@ -20,10 +20,26 @@ from tests.helpers import manage, one_line_error
             "DATABASE_URL must be a sqlite or postgres or postgresql or pgsql URL",
         ),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a redis or rediss or unix URL"),
-        ("VIBEADMIN_TRUSTED_PROXIES", "10.0.0.1,lb", "VIBEADMIN_TRUSTED_PROXIES must list IP addresses or networks, got 'lb'"),
-        ("VIBEADMIN_PUBLIC_URL", "vibe.example.org", "VIBEADMIN_PUBLIC_URL must be an http:// or https:// address"),
-        ("VIBEADMIN_PUBLIC_URL", "https://vibe.example.org/app", "VIBEADMIN_PUBLIC_URL must be a scheme and host only"),
-        ("VIBEADMIN_PUBLIC_URL", "https://vibe.example.org", "VIBEADMIN_PUBLIC_URL is https:// but VIBEADMIN_TRUSTED_PROXIES names no proxy"),
+        (
+            "VIBEADMIN_TRUSTED_PROXIES",
+            "10.0.0.1,lb",
+            "VIBEADMIN_TRUSTED_PROXIES must list IP addresses or networks, got 'lb'",
+        ),
+        (
+            "VIBEADMIN_PUBLIC_URL",
+            "vibe.example.org",
+            "VIBEADMIN_PUBLIC_URL must be an http:// or https:// address",
+        ),
+        (
+            "VIBEADMIN_PUBLIC_URL",
+            "https://vibe.example.org/app",
+            "VIBEADMIN_PUBLIC_URL must be a scheme and host only",
+        ),
+        (
+            "VIBEADMIN_PUBLIC_URL",
+            "https://vibe.example.org",
+            "VIBEADMIN_PUBLIC_URL is https:// but VIBEADMIN_TRUSTED_PROXIES names no proxy",
+        ),
         ("VIBEADMIN_METRICS_TOKEN", "short", "VIBEADMIN_METRICS_TOKEN must be at least 16 characters"),
     ],
 )

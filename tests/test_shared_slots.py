@@ -106,7 +106,9 @@ FLOOD, LIGHT = Tenant("key:1", "flood"), Tenant("key:2", "light")
 
 async def test_a_light_tenant_in_one_gateway_goes_before_a_floods_backlog_in_the_other(slots):
     first, second = slots(), slots()
-    flood = [await first.join_line(first.turn(n, time.time(), RouteContext("", 100, FLOOD))) for n in (1, 2, 3)]
+    flood = [
+        await first.join_line(first.turn(n, time.time(), RouteContext("", 100, FLOOD))) for n in (1, 2, 3)
+    ]
     assert [t.tag for t in flood] == [0, 100, 200]
     assert await first.take(7, capacity=1, turn=flood[0]) is not None  # the flood's first starts
     first.leave_line(flood[0])

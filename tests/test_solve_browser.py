@@ -19,12 +19,21 @@ from tests.helpers import ROOT, answers, free_port, start_serve, stop_serve, wai
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
-                       reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)"),
-]  # fmt: skip
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+    ),
+]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 READY_TIMEOUT_S = 180
 
@@ -72,8 +81,10 @@ So \(r = 2\), that is \boxed{2}.
 
 
 def sse(text: str, piece: int = 9) -> str:
-    chunks = [{"choices": [{"index": 0, "delta": {"content": text[i : i + piece]}, "finish_reason": None}]}
-              for i in range(0, len(text), piece)]  # fmt: skip
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": text[i : i + piece]}, "finish_reason": None}]}
+        for i in range(0, len(text), piece)
+    ]
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
 
@@ -88,7 +99,10 @@ def serve_app(data_dir: Path, log: Path, *args: str, **env: str) -> tuple[subpro
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_until(
-            lambda: answers(url + "solve/") or child.poll() is not None, 60, interval=0.2, what="serve to answer"
+            lambda: answers(url + "solve/") or child.poll() is not None,
+            60,
+            interval=0.2,
+            what="serve to answer",
         )
         assert child.poll() is None, log.read_text()
     except BaseException:  # serve never answered: don't leave it (or its members) running
@@ -109,11 +123,20 @@ def page_only(data_dir, tmp_path):
 def one_real_member(data_dir, default_model, tmp_path):
     """The app with one real llama.cpp member serving the default model, once it is ready."""
     log = tmp_path / "serve.out"
-    child, url = serve_app(data_dir, log, VIBEADMIN_MEMBERS="1", VIBEADMIN_MODEL=str(default_model.path),
-                           VIBEADMIN_CHAT_FORMAT="gemma")  # fmt: skip
+    child, url = serve_app(
+        data_dir,
+        log,
+        VIBEADMIN_MEMBERS="1",
+        VIBEADMIN_MODEL=str(default_model.path),
+        VIBEADMIN_CHAT_FORMAT="gemma",
+    )
     try:
-        wait_until(lambda: "vibeadmin is ready" in log.read_text() or child.poll() is not None,
-                   READY_TIMEOUT_S, interval=0.5, what="the member to be ready")  # fmt: skip
+        wait_until(
+            lambda: "vibeadmin is ready" in log.read_text() or child.poll() is not None,
+            READY_TIMEOUT_S,
+            interval=0.5,
+            what="the member to be ready",
+        )
         assert child.poll() is None, log.read_text()
         yield url
     finally:
@@ -147,8 +170,10 @@ def open_page(browser, url: str, *, width: int = 1100, canned: bool = False, ini
 
 
 def can(page, *, status: int = 200, body: str, headers: dict, chunk: int = 5, wait_ms: int = 0) -> None:
-    page.evaluate("c => { window.__canned = c; }", {"status": status, "body": body, "headers": headers,
-                                                    "chunk": chunk, "delayMs": 1, "waitMs": wait_ms})  # fmt: skip
+    page.evaluate(
+        "c => { window.__canned = c; }",
+        {"status": status, "body": body, "headers": headers, "chunk": chunk, "delayMs": 1, "waitMs": wait_ms},
+    )
 
 
 def final_text(page) -> str:
@@ -215,8 +240,11 @@ def test_markdown_math_code_and_reasoning_render_from_a_chunked_stream(page_only
     page.screenshot(path=ARTIFACTS / "solve-waiting.png")
     page.wait_for_selector("#status.done", timeout=30_000)
 
-    assert page.evaluate("window.__sent") == {"problem": "Find the remainder when 2^100 is divided by 7.",
-                                              "task": "math", "max_tokens": 2048}  # fmt: skip
+    assert page.evaluate("window.__sent") == {
+        "problem": "Find the remainder when 2^100 is divided by 7.",
+        "task": "math",
+        "max_tokens": 2048,
+    }
     assert page.is_visible("#reasoning") and not page.eval_on_selector("#reasoning", "d => d.open")
     assert "think>" not in final_text(page)
     assert page.locator("#final .katex-display").count() == 1
@@ -245,8 +273,14 @@ def test_refusals_are_shown_on_the_page_and_the_problem_is_kept(page_only, brows
     page.click("button.example[lang=zh]")
     assert page.is_visible("#cjk-note")
     assert "in English" in page.text_content("#cjk-note")
-    error = {"error": {"message": "you have sent 10 problems in the last minute; please wait a little",
-                       "type": "rate_limit_error", "param": None, "code": "rate_limit_address"}}  # fmt: skip
+    error = {
+        "error": {
+            "message": "you have sent 10 problems in the last minute; please wait a little",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "rate_limit_address",
+        }
+    }
     headers = {"content-type": "application/json", "retry-after": "42"}
     can(page, status=429, body=json.dumps(error), headers=headers)
     problem = page.input_value("#problem")

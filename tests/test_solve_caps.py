@@ -131,8 +131,15 @@ def test_the_caps_are_set_on_the_routing_page(admin_client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("changes", [{"solve_inflight_per_address": 0}, {"solve_max_tokens": 0},
-                                     {"solve_pool_share": 0}, {"solve_pool_share": 1.5}])  # fmt: skip
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"solve_inflight_per_address": 0},
+        {"solve_max_tokens": 0},
+        {"solve_pool_share": 0},
+        {"solve_pool_share": 1.5},
+    ],
+)
 def test_bad_caps_are_refused_on_the_form(admin_client, changes):
     from tests.test_dashboard_settings_forms import routing_data
 

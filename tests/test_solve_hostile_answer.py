@@ -69,7 +69,9 @@ $\\htmlId{{x}}{{y}}$ and $$\\href{{javascript:{PWN}('display-href')}}{{x^2}}$$
 
 """
 
-FORBIDDEN_ELEMENTS = "script, iframe, frame, object, embed, form, input, button, textarea, select, style, meta, base, link"
+FORBIDDEN_ELEMENTS = (
+    "script, iframe, frame, object, embed, form, input, button, textarea, select, style, meta, base, link"
+)
 # Every element and attribute under the answer's boxes, for the checks below.
 DOM = """() => [...document.querySelectorAll('#final, #final *, #reasoning-body, #reasoning-body *')]
   .map((el) => ({tag: el.tagName.toLowerCase(), attrs: [...el.attributes].map((a) => [a.name, a.value])}))"""
@@ -91,7 +93,10 @@ def test_a_hostile_answer_runs_nothing_and_leaves_no_live_markup(page_only, brow
     page.wait_for_timeout(1500)  # images fail to load, animations begin, details toggle
 
     assert page.evaluate("window.__hits") == []
-    assert page.locator(f"#final :is({FORBIDDEN_ELEMENTS}), #reasoning-body :is({FORBIDDEN_ELEMENTS})").count() == 0
+    assert (
+        page.locator(f"#final :is({FORBIDDEN_ELEMENTS}), #reasoning-body :is({FORBIDDEN_ELEMENTS})").count()
+        == 0
+    )
     for element in page.evaluate(DOM):
         for name, value in element["attrs"]:
             assert not name.startswith("on"), element
@@ -102,7 +107,9 @@ def test_a_hostile_answer_runs_nothing_and_leaves_no_live_markup(page_only, brow
     assert "onerror" not in shown, f"raw markup shown as the answer: {shown!r}"
     assert page.locator("#final abbr").inner_text() == "the trick"
     assert page.locator("#final .katex").count() >= 1, "the real formula $x$ still renders"
-    assert page.locator("#final pre code").inner_text().strip().startswith("<img src=x"), "fenced HTML is code"
+    assert page.locator("#final pre code").inner_text().strip().startswith("<img src=x"), (
+        "fenced HTML is code"
+    )
     page.screenshot(path=ARTIFACTS / "solve-hostile.png", full_page=True)
     assert page.errors == []
 

@@ -142,8 +142,13 @@ async def test_a_busy_pool_answers_503_with_retry_after_once_the_queue_deadline_
     await sync_to_async(fake_members)(1, ttft=2.0)
     await sync_to_async(set_policy)(queue_timeout_s=0.3)
     # A platform's request, not a student's: students' own share of the pool is test_solve_caps.py's.
-    first = Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat(stream=True)).encode(),
-                 {"authorization": f"Bearer {platform_key}", "content-type": "application/json"})  # fmt: skip
+    first = Call(
+        gateway,
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(chat(stream=True)).encode(),
+        {"authorization": f"Bearer {platform_key}", "content-type": "application/json"},
+    )
     await first.started.wait()  # the only member is busy with it
     second = await request(gateway, "POST", SOLVE_PATH, solve(), client="10.0.0.2")
     assert second.status == 503

@@ -40,7 +40,10 @@ def no_inflight():
 
 
 def members(*names: str, **kwargs) -> list[Backend]:
-    return [Backend(id=i + 1, name=n, base_url=f"http://127.0.0.1:{9000 + i}", **kwargs) for i, n in enumerate(names)]
+    return [
+        Backend(id=i + 1, name=n, base_url=f"http://127.0.0.1:{9000 + i}", **kwargs)
+        for i, n in enumerate(names)
+    ]
 
 
 def fill(member: Backend) -> None:
@@ -247,8 +250,14 @@ def test_ip_hash_ring_is_the_same_in_another_process():
         "pool = [Backend(id=i, name=n, base_url='') for i, n in enumerate('abcd')]\n"
         "print(''.join(IpHash().pick(pool, RouteContext(client=f'10.9.{i}.1')).name for i in range(64)))\n"
     )
-    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                           cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    other = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
     pool = members("a", "b", "c", "d")
     here = "".join(IpHash().pick(pool, RouteContext(client=f"10.9.{i}.1")).name for i in range(64))
     assert other.stdout.strip() == here
@@ -257,7 +266,9 @@ def test_ip_hash_ring_is_the_same_in_another_process():
 def test_ip_hash_spreads_clients_roughly_evenly():
     pool = members("a", "b", "c", "d")
     strategy = IpHash()
-    seen = Counter(strategy.pick(pool, RouteContext(client=f"10.{i // 250}.{i % 250}.1")).name for i in range(4000))
+    seen = Counter(
+        strategy.pick(pool, RouteContext(client=f"10.{i // 250}.{i % 250}.1")).name for i in range(4000)
+    )
     assert set(seen) == {"a", "b", "c", "d"}
     assert max(seen.values()) < 1500
 

@@ -119,7 +119,9 @@ def test_a_local_member_that_stays_unhealthy_is_restarted(supervisor, settings):
 
     os.kill(sick_pid, signal.SIGSTOP)  # alive, but answers nothing: a hung server
     try:
-        reconcile_until(supervisor, lambda: fetch(member).state == states.UNHEALTHY, what="it to be unhealthy")
+        reconcile_until(
+            supervisor, lambda: fetch(member).state == states.UNHEALTHY, what="it to be unhealthy"
+        )
         reconcile_until(
             supervisor,
             lambda: fetch(member).state == states.READY and member.pid != sick_pid,

@@ -121,7 +121,9 @@ def test_a_real_member_refuses_requests_without_its_own_key(real_supervisor):
     from tests.test_engine_llama_server import chat_request
 
     member = actions.member_add()
-    reconcile_until(real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready")
+    reconcile_until(
+        real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready"
+    )
 
     assert chat_request(member.base_url, "") == 401
     assert chat_request(member.base_url, "a-guess") == 401

@@ -103,14 +103,20 @@ def env_public_url(name: str) -> str | None:
         return None
     parsed = urlparse(raw)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ImproperlyConfigured(f"{name} must be an http:// or https:// address such as https://vibe.example.org, got {raw!r}")
+        raise ImproperlyConfigured(
+            f"{name} must be an http:// or https:// address such as https://vibe.example.org, got {raw!r}"
+        )
     if parsed.path.strip("/") or parsed.query or parsed.fragment or parsed.username:
-        raise ImproperlyConfigured(f"{name} must be a scheme and host only (no path, query or user), got {raw!r}")
+        raise ImproperlyConfigured(
+            f"{name} must be a scheme and host only (no path, query or user), got {raw!r}"
+        )
     try:
         parsed.port  # noqa: B018 (urlparse checks the port only when asked)
     except ValueError:
         raise ImproperlyConfigured(f"{name} has a bad port, got {raw!r}") from None
     return f"{parsed.scheme}://{parsed.netloc}"
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default)
     if value not in choices:

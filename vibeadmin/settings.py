@@ -40,7 +40,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = private_dir(env_path("VIBEADMIN_DATA_DIR", BASE_DIR / "var"))
 
 # A key from the environment, else one generated once and kept in the data folder.
-SECRET_KEY = env_str("VIBEADMIN_SECRET_KEY", "") or private_secret(DATA_DIR / "secret-key", secrets.token_urlsafe(50))
+SECRET_KEY = env_str("VIBEADMIN_SECRET_KEY", "") or private_secret(
+    DATA_DIR / "secret-key", secrets.token_urlsafe(50)
+)
 DEBUG = env_bool("VIBEADMIN_DEBUG", False)
 
 HOST = env_str("VIBEADMIN_HOST", "127.0.0.1")
@@ -54,7 +56,9 @@ VIBEADMIN_TRUSTED_PROXIES = env_networks("VIBEADMIN_TRUSTED_PROXIES")
 # Prometheus sends it as `Authorization: Bearer ...`; without it /metrics is for staff sessions.
 VIBEADMIN_METRICS_TOKEN = env_str("VIBEADMIN_METRICS_TOKEN", "")
 if VIBEADMIN_METRICS_TOKEN and len(VIBEADMIN_METRICS_TOKEN) < 16:
-    raise ImproperlyConfigured("VIBEADMIN_METRICS_TOKEN must be at least 16 characters (try: openssl rand -hex 24)")
+    raise ImproperlyConfigured(
+        "VIBEADMIN_METRICS_TOKEN must be at least 16 characters (try: openssl rand -hex 24)"
+    )
 
 # --- production: one switch ------------------------------------------------------------
 # The address users reach the site at. With https://, behind a TLS-terminating proxy
@@ -212,7 +216,9 @@ VIBEADMIN_N_THREADS = env_int("VIBEADMIN_N_THREADS", 1, minimum=1)
 VIBEADMIN_ENGINE = env_choice("VIBEADMIN_ENGINE", "llama-server", ("llama-server", "llama-cpp-python"))
 VIBEADMIN_SLOTS = env_int("VIBEADMIN_SLOTS", 8, minimum=1, maximum=256)
 # The llama-server binary; unset: the build `make install` caches (bin/build-llama-server).
-VIBEADMIN_LLAMA_SERVER = env_path("VIBEADMIN_LLAMA_SERVER", Path()) if env_str("VIBEADMIN_LLAMA_SERVER", "") else None
+VIBEADMIN_LLAMA_SERVER = (
+    env_path("VIBEADMIN_LLAMA_SERVER", Path()) if env_str("VIBEADMIN_LLAMA_SERVER", "") else None
+)
 VIBEADMIN_NODE = env_str("VIBEADMIN_NODE", "local")
 
 # --- supervisor and health -----------------------------------------------------------

@@ -42,15 +42,23 @@ METRICS = {
 DEFAULT_RULES = [
     {"name": "CPU use high", "metric": "cpu_percent", "threshold": 85.0, "severity": "warning"},
     {"name": "GPU use high", "metric": "gpu_percent", "threshold": 85.0, "severity": "warning"},
-    {"name": "Latency up against the previous hour", "metric": "latency_increase_percent", "threshold": 200.0,
-     "severity": "warning"},
+    {
+        "name": "Latency up against the previous hour",
+        "metric": "latency_increase_percent",
+        "threshold": 200.0,
+        "severity": "warning",
+    },
     {"name": "Error rate high", "metric": "error_rate_percent", "threshold": 1.0, "severity": "critical"},
-]  # fmt: skip
+]
 WEBHOOK_TIMEOUT_S = 5.0
 
 FIRING = Gauge("vibeadmin_alert_firing", "1 while an alert rule fires", ["rule", "severity"])
-VALUE = Gauge("vibeadmin_alert_value", "The value each alert rule last saw (NaN: nothing to measure)", ["rule"])
-TRANSITIONS = Counter("vibeadmin_alert_transitions_total", "Alert rules that fired or resolved", ["rule", "status"])
+VALUE = Gauge(
+    "vibeadmin_alert_value", "The value each alert rule last saw (NaN: nothing to measure)", ["rule"]
+)
+TRANSITIONS = Counter(
+    "vibeadmin_alert_transitions_total", "Alert rules that fired or resolved", ["rule", "status"]
+)
 
 
 def ensure_default_rules() -> int:
@@ -122,7 +130,9 @@ def measure(now: float | None = None) -> dict[str, float | None]:
 # --- one step -----------------------------------------------------------------------------
 
 
-def evaluate(*, now: datetime | None = None, values: dict[str, float | None] | None = None) -> list[AlertEvent]:
+def evaluate(
+    *, now: datetime | None = None, values: dict[str, float | None] | None = None
+) -> list[AlertEvent]:
     """Look at every rule once; returns the transitions (fired or resolved) it made."""
     now = now or timezone.now()
     values = measure(now.timestamp()) if values is None else values
@@ -172,14 +182,26 @@ def transition(rule: AlertRule, status: str, value: float | None, now: datetime)
         rule.firing = firing
         if not firing:
             rule.breached_since = None
-        event = AlertEvent.objects.create(rule=rule, status=status, value=value, message=describe(rule, status, value))
+        event = AlertEvent.objects.create(
+            rule=rule, status=status, value=value, message=describe(rule, status, value)
+        )
     TRANSITIONS.labels(rule.name, status).inc()
     url = PoolSettings.load().alert_webhook_url
     if url:
         event.webhook_status = notify(url, rule, event, now)
         AlertEvent.objects.filter(pk=event.pk).update(webhook_status=event.webhook_status)
-    events.broadcast({"type": "pool.event", "event": {"kind": "alert", "member": "", "status": status,
-                                                      "rule": rule.name, "message": event.message}})  # fmt: skip
+    events.broadcast(
+        {
+            "type": "pool.event",
+            "event": {
+                "kind": "alert",
+                "member": "",
+                "status": status,
+                "rule": rule.name,
+                "message": event.message,
+            },
+        }
+    )
     return event
 
 
@@ -187,8 +209,7 @@ def describe(rule: AlertRule, status: str, value: float | None) -> str:
     seen = "nothing to measure" if value is None else f"{value:.3g}"
     what = METRICS.get(rule.metric, rule.metric)
     if status == AlertEvent.FIRING:
-        return (f"{rule.name}: {what} is {seen}, {rule.comparison} {rule.threshold:g} "
-                f"for {rule.duration_s}s")  # fmt: skip
+        return f"{rule.name}: {what} is {seen}, {rule.comparison} {rule.threshold:g} for {rule.duration_s}s"
     return f"{rule.name}: resolved ({what} is {seen})"
 
 
@@ -199,7 +220,12 @@ def alertmanager_payload(rule: AlertRule, event: AlertEvent, now: datetime) -> d
     """The JSON Alertmanager sends to its webhook receivers (version 4), for one alert."""
     firing = event.status == AlertEvent.FIRING
     started = rule.breached_since if firing else _fired_at(rule)
-    labels = {"alertname": rule.name, "severity": rule.severity, "metric": rule.metric, "service": "vibeadmin"}
+    labels = {
+        "alertname": rule.name,
+        "severity": rule.severity,
+        "metric": rule.metric,
+        "service": "vibeadmin",
+    }
     annotations = {"summary": event.message, "value": "" if event.value is None else f"{event.value:g}"}
     base = f"http://{settings.HOST}:{settings.PORT}"
     return {
@@ -212,16 +238,18 @@ def alertmanager_payload(rule: AlertRule, event: AlertEvent, now: datetime) -> d
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": base + "/dashboard/alerts/",
-        "alerts": [{
-            "status": event.status,
-            "labels": labels,
-            "annotations": annotations,
-            "startsAt": _iso(started or now),
-            "endsAt": "0001-01-01T00:00:00Z" if firing else _iso(now),
-            "generatorURL": base + "/dashboard/alerts/",
-            "fingerprint": hashlib.sha256(rule.name.encode()).hexdigest()[:16],
-        }],
-    }  # fmt: skip
+        "alerts": [
+            {
+                "status": event.status,
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": _iso(started or now),
+                "endsAt": "0001-01-01T00:00:00Z" if firing else _iso(now),
+                "generatorURL": base + "/dashboard/alerts/",
+                "fingerprint": hashlib.sha256(rule.name.encode()).hexdigest()[:16],
+            }
+        ],
+    }
 
 
 def _fired_at(rule: AlertRule) -> datetime | None:
@@ -236,7 +264,9 @@ def _iso(moment: datetime) -> str:
 def notify(url: str, rule: AlertRule, event: AlertEvent, now: datetime) -> str:
     """POST the alert; returns what happened, for the event list. Never raises."""
     body = json.dumps(alertmanager_payload(rule, event, now)).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
             return f"HTTP {response.status}"

@@ -60,7 +60,9 @@ def measure_load(now: float | None = None) -> Load:
     seconds = metrics.window.last(LOAD_SPAN_S, now)
     if not seconds:  # the gateway has not sampled yet: take the live counts
         return Load(float(sum(inflight.snapshot().values())), float(snapshot.queue_depth()))
-    return Load(sum(s.inflight for s in seconds) / len(seconds), sum(s.queue_depth for s in seconds) / len(seconds))
+    return Load(
+        sum(s.inflight for s in seconds) / len(seconds), sum(s.queue_depth for s in seconds) / len(seconds)
+    )
 
 
 def desired_count(cfg: PoolSettings, current: int, load: Load) -> tuple[int, float, str]:

@@ -39,23 +39,34 @@ class ActionForm(forms.Form, Generic[R]):
 
 class MemberAddForm(ActionForm[Member]):
     url = forms.CharField(
-        required=False, label="Remote URL", max_length=200,
+        required=False,
+        label="Remote URL",
+        max_length=200,
         help_text="Leave empty for a local process; or the base URL of a running llama.cpp server",
         widget=forms.TextInput(attrs={"placeholder": "http://gpu2:8080"}),
-    )  # fmt: skip
+    )
     name = forms.CharField(required=False, max_length=64, help_text="Default: m1, m2, ...")
-    engine = forms.ChoiceField(choices=states.ENGINE_CHOICES, required=False, help_text="What a local member runs")
+    engine = forms.ChoiceField(
+        choices=states.ENGINE_CHOICES, required=False, help_text="What a local member runs"
+    )
     slots = forms.IntegerField(
-        required=False, min_value=1, max_value=actions.MAX_SLOTS,
+        required=False,
+        min_value=1,
+        max_value=actions.MAX_SLOTS,
         help_text="Answers it decodes at once (llama-server). Empty: the default for a local member, "
-                  "the server's own (from its /props) for a remote one",
-    )  # fmt: skip
+        "the server's own (from its /props) for a remote one",
+    )
     api_key = forms.CharField(
-        required=False, max_length=256, label="API key", widget=forms.PasswordInput,
+        required=False,
+        max_length=256,
+        label="API key",
+        widget=forms.PasswordInput,
         help_text="Only for a remote member whose server wants a key",
-    )  # fmt: skip
+    )
     weight = forms.IntegerField(min_value=MIN_WEIGHT, max_value=MAX_WEIGHT, initial=1)
-    gpu = forms.IntegerField(required=False, min_value=0, label="GPU", help_text="Pin a local member to a GPU index")
+    gpu = forms.IntegerField(
+        required=False, min_value=0, label="GPU", help_text="Pin a local member to a GPU index"
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -74,9 +85,14 @@ class MemberAddForm(ActionForm[Member]):
         data = self.cleaned_data
         # A remote server's engine is found by probing it, not chosen here.
         return actions.member_add(
-            url=data["url"], weight=data["weight"], gpu=data["gpu"], name=data["name"].strip(),
-            engine="" if data["url"] else data["engine"], slots=data["slots"], api_key=data["api_key"],
-        )  # fmt: skip
+            url=data["url"],
+            weight=data["weight"],
+            gpu=data["gpu"],
+            name=data["name"].strip(),
+            engine="" if data["url"] else data["engine"],
+            slots=data["slots"],
+            api_key=data["api_key"],
+        )
 
 
 class ScaleForm(ActionForm[list[str]]):
@@ -84,9 +100,12 @@ class ScaleForm(ActionForm[list[str]]):
         super().__init__(*args, **kwargs)
         limit = settings.VIBEADMIN_MAX_MEMBERS
         self.fields["count"] = forms.IntegerField(
-            label="Members", min_value=0, max_value=limit, help_text=f"Local members that should run (0 to {limit})",
+            label="Members",
+            min_value=0,
+            max_value=limit,
+            help_text=f"Local members that should run (0 to {limit})",
             error_messages={"max_value": "at most %(limit_value)s members (VIBEADMIN_MAX_MEMBERS)"},
-        )  # fmt: skip
+        )
 
     def act(self) -> list[str]:
         return actions.pool_scale(count=self.cleaned_data["count"])
@@ -97,23 +116,36 @@ class MemberEditForm(ActionForm[Member]):
     gpu = forms.IntegerField(required=False, min_value=0, label="GPU pin", help_text="Empty: no pin")
 
     def __init__(self, *args, member: Member, **kwargs):
-        kwargs.setdefault("initial", {"weight": member.weight, "gpu": member.gpu, "slots": member.slots,
-                                      "engine": member.engine})  # fmt: skip
+        kwargs.setdefault(
+            "initial",
+            {"weight": member.weight, "gpu": member.gpu, "slots": member.slots, "engine": member.engine},
+        )
         super().__init__(*args, **kwargs)
         self.member = member
         if member.is_local:  # left out of a post: unchanged
-            self.fields["engine"] = forms.ChoiceField(choices=states.ENGINE_CHOICES, required=False,
-                                                      help_text="At next start")  # fmt: skip
+            self.fields["engine"] = forms.ChoiceField(
+                choices=states.ENGINE_CHOICES, required=False, help_text="At next start"
+            )
             self.fields["slots"] = forms.IntegerField(
-                required=False, min_value=1, max_value=actions.MAX_SLOTS,
-                help_text="Answers it decodes at once (llama-server); at next start")  # fmt: skip
+                required=False,
+                min_value=1,
+                max_value=actions.MAX_SLOTS,
+                help_text="Answers it decodes at once (llama-server); at next start",
+            )
         else:
             self.fields["slots"] = forms.IntegerField(
-                required=False, min_value=1, max_value=actions.MAX_SLOTS,
-                help_text="Empty: read from the server's /props")  # fmt: skip
+                required=False,
+                min_value=1,
+                max_value=actions.MAX_SLOTS,
+                help_text="Empty: read from the server's /props",
+            )
             self.fields["api_key"] = forms.CharField(
-                required=False, max_length=256, label="API key", widget=forms.PasswordInput,
-                help_text="Leave empty to keep the current key" + ("" if member.api_key else " (none set)"))
+                required=False,
+                max_length=256,
+                label="API key",
+                widget=forms.PasswordInput,
+                help_text="Leave empty to keep the current key" + ("" if member.api_key else " (none set)"),
+            )
             self.fields["clear_api_key"] = forms.BooleanField(required=False, label="Remove the API key")
 
     def act(self) -> Member:
@@ -128,7 +160,9 @@ class MemberEditForm(ActionForm[Member]):
         if slots != member.slots:
             actions.member_set_slots(member=member, slots=slots)
         if data.get("api_key") or data.get("clear_api_key"):
-            actions.member_set_api_key(member=member, api_key="" if data.get("clear_api_key") else data["api_key"])
+            actions.member_set_api_key(
+                member=member, api_key="" if data.get("clear_api_key") else data["api_key"]
+            )
         if data["weight"] != member.weight:
             actions.member_set_weight(member=member, weight=data["weight"])
         if data["gpu"] != member.gpu:
@@ -137,12 +171,19 @@ class MemberEditForm(ActionForm[Member]):
 
 
 def _weight(label: str) -> forms.IntegerField:
-    return forms.IntegerField(required=False, min_value=1, max_value=MAX_SHARE_WEIGHT, label=label,
-                              widget=forms.NumberInput(attrs={"placeholder": "weight", "aria-label": label}))  # fmt: skip
+    return forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SHARE_WEIGHT,
+        label=label,
+        widget=forms.NumberInput(attrs={"placeholder": "weight", "aria-label": label}),
+    )
 
 
 def _priority(label: str) -> forms.ChoiceField:
-    return forms.ChoiceField(required=False, choices=PRIORITIES, label=label, widget=forms.Select(attrs={"aria-label": label}))
+    return forms.ChoiceField(
+        required=False, choices=PRIORITIES, label=label, widget=forms.Select(attrs={"aria-label": label})
+    )
 
 
 def _kept(form: forms.ModelForm, name: str):
@@ -158,20 +199,40 @@ class RoutingForm(forms.ModelForm):
 
     class Meta:
         model = PoolSettings
-        fields = ["queue_size", "queue_timeout_s", "prompt_general", "prompt_math", "prompt_code",
-                  "language_hint_enabled", "language_hint", "api_open", "solve_rpm", "solve_inflight_per_address",
-                  "solve_max_tokens", "solve_pool_share", "solve_weight", "solve_priority"]  # fmt: skip
+        fields = [
+            "queue_size",
+            "queue_timeout_s",
+            "prompt_general",
+            "prompt_math",
+            "prompt_code",
+            "language_hint_enabled",
+            "language_hint",
+            "api_open",
+            "solve_rpm",
+            "solve_inflight_per_address",
+            "solve_max_tokens",
+            "solve_pool_share",
+            "solve_weight",
+            "solve_priority",
+        ]
         labels = {
-            "queue_size": "Queue size", "queue_timeout_s": "Queue deadline (s)",
-            "prompt_general": "System prompt: general", "prompt_math": "System prompt: math",
-            "prompt_code": "System prompt: code", "language_hint_enabled": "Add the language hint",
-            "language_hint": "Language hint", "api_open": "Serve /v1/ without an API key",
+            "queue_size": "Queue size",
+            "queue_timeout_s": "Queue deadline (s)",
+            "prompt_general": "System prompt: general",
+            "prompt_math": "System prompt: math",
+            "prompt_code": "System prompt: code",
+            "language_hint_enabled": "Add the language hint",
+            "language_hint": "Language hint",
+            "api_open": "Serve /v1/ without an API key",
             "solve_rpm": "Solve page: problems per minute per address",
-            "solve_inflight_per_address": "Answers in flight per address", "solve_max_tokens": "Longest answer (tokens)",
+            "solve_inflight_per_address": "Answers in flight per address",
+            "solve_max_tokens": "Longest answer (tokens)",
             "solve_pool_share": "Share of the pool's slots for students (0-1)",
-        }  # fmt: skip
-        widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in
-                   ("prompt_general", "prompt_math", "prompt_code", "language_hint")}  # fmt: skip
+        }
+        widgets = {
+            name: forms.Textarea(attrs={"rows": 2})
+            for name in ("prompt_general", "prompt_math", "prompt_code", "language_hint")
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -238,12 +299,18 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
 
     def act(self) -> tuple[ApiKey, str]:
         data = self.cleaned_data
-        return apikey_create(**{**data, "weight": data["weight"] or 1, "priority": data["priority"] or "interactive"})
+        return apikey_create(
+            **{**data, "weight": data["weight"] or 1, "priority": data["priority"] or "interactive"}
+        )
 
 
 def _limit(label: str) -> forms.IntegerField:
-    return forms.IntegerField(required=False, min_value=1, label=label,
-                              widget=forms.NumberInput(attrs={"placeholder": label, "aria-label": label}))  # fmt: skip
+    return forms.IntegerField(
+        required=False,
+        min_value=1,
+        label=label,
+        widget=forms.NumberInput(attrs={"placeholder": label, "aria-label": label}),
+    )
 
 
 class KeyLimitsForm(forms.ModelForm):
@@ -275,9 +342,11 @@ class AlertRuleForm(forms.ModelForm):
 
 class WebhookForm(forms.ModelForm):
     alert_webhook_url = forms.URLField(
-        required=False, assume_scheme="http", label="Webhook URL",
+        required=False,
+        assume_scheme="http",
+        label="Webhook URL",
         help_text="Gets Alertmanager-style JSON on every firing and resolve; empty: none",
-    )  # fmt: skip
+    )
 
     class Meta:
         model = PoolSettings
@@ -289,12 +358,21 @@ class AutoscaleForm(forms.ModelForm):
 
     class Meta:
         model = PoolSettings
-        fields = ["autoscale_enabled", "autoscale_min", "autoscale_max", "autoscale_metric", "autoscale_target",
-                  "autoscale_cooldown_s"]  # fmt: skip
+        fields = [
+            "autoscale_enabled",
+            "autoscale_min",
+            "autoscale_max",
+            "autoscale_metric",
+            "autoscale_target",
+            "autoscale_cooldown_s",
+        ]
         labels = {
-            "autoscale_enabled": "Autoscaling on", "autoscale_min": "Fewest members", "autoscale_max": "Most members",
-            "autoscale_target": "Target", "autoscale_cooldown_s": "Cooldown (s)",
-        }  # fmt: skip
+            "autoscale_enabled": "Autoscaling on",
+            "autoscale_min": "Fewest members",
+            "autoscale_max": "Most members",
+            "autoscale_target": "Target",
+            "autoscale_cooldown_s": "Cooldown (s)",
+        }
 
     def clean_autoscale_target(self) -> float:
         value = self.cleaned_data["autoscale_target"]
@@ -309,7 +387,9 @@ class AutoscaleForm(forms.ModelForm):
             if low > high:
                 self.add_error("autoscale_max", "must be at least the fewest members")
             if high > settings.VIBEADMIN_MAX_MEMBERS:
-                self.add_error("autoscale_max", f"at most {settings.VIBEADMIN_MAX_MEMBERS} (VIBEADMIN_MAX_MEMBERS)")
+                self.add_error(
+                    "autoscale_max", f"at most {settings.VIBEADMIN_MAX_MEMBERS} (VIBEADMIN_MAX_MEMBERS)"
+                )
         return data
 
 

@@ -28,13 +28,17 @@ BACK_OFF_S = 15 * 60
 class LoginThrottle:
     def __init__(self, address: str, username: str) -> None:
         # Hashed: usernames are user input, and cache keys must be short and plain.
-        self.keys = [f"vibeadmin:login:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
-                     for kind, value in (("address", address), ("user", username.strip().lower()))]  # fmt: skip
+        self.keys = [
+            f"vibeadmin:login:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
+            for kind, value in (("address", address), ("user", username.strip().lower()))
+        ]
 
     def wait_s(self) -> float:
         """Seconds until a log-in may be tried again; 0 when it may be now."""
         now = time.time()
-        blocked = [state["until"] for state in cache.get_many(self.keys).values() if state.get("until", 0) > now]
+        blocked = [
+            state["until"] for state in cache.get_many(self.keys).values() if state.get("until", 0) > now
+        ]
         return max(blocked, default=now) - now
 
     def failed(self) -> None:
@@ -65,8 +69,9 @@ class ThrottledMixin:
             minutes = max(1, round(wait / 60))
             raise ValidationError(
                 f"Too many failed log-ins from this address or for this user. Try again in {minutes} "
-                f"minute{'s' if minutes != 1 else ''}.", code="throttled",
-            )  # fmt: skip
+                f"minute{'s' if minutes != 1 else ''}.",
+                code="throttled",
+            )
         try:
             cleaned = super().clean()  # type: ignore[misc]
         except ValidationError:

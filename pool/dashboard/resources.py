@@ -17,9 +17,12 @@ from prometheus_client import Gauge
 from pool.metrics import HISTORY_S
 
 HOST_CPU = Gauge("vibeadmin_host_cpu_percent", "CPU use of the whole host, percent")
-MEMBER_CPU = Gauge("vibeadmin_member_cpu_percent", "CPU use of a local member's process, percent of one core",
-                   ["member"])  # fmt: skip
-MEMBER_MEMORY = Gauge("vibeadmin_member_memory_bytes", "Resident memory of a local member's process", ["member"])
+MEMBER_CPU = Gauge(
+    "vibeadmin_member_cpu_percent", "CPU use of a local member's process, percent of one core", ["member"]
+)
+MEMBER_MEMORY = Gauge(
+    "vibeadmin_member_memory_bytes", "Resident memory of a local member's process", ["member"]
+)
 GPU_UTIL = Gauge("vibeadmin_gpu_utilization_percent", "GPU use, percent", ["gpu"])
 GPU_MEMORY = Gauge("vibeadmin_gpu_memory_used_bytes", "GPU memory in use", ["gpu"])
 GPU_AVAILABLE = Gauge("vibeadmin_gpu_available", "1 when NVML reports at least one GPU")
@@ -130,8 +133,15 @@ def gpu_report() -> GpuReport:
             util = nvml.nvmlDeviceGetUtilizationRates(handle)
             mem = nvml.nvmlDeviceGetMemoryInfo(handle)
             name = nvml.nvmlDeviceGetName(handle)
-            gpus.append(Gpu(index, name.decode() if isinstance(name, bytes) else name, float(util.gpu),
-                            int(mem.used), int(mem.total)))  # fmt: skip
+            gpus.append(
+                Gpu(
+                    index,
+                    name.decode() if isinstance(name, bytes) else name,
+                    float(util.gpu),
+                    int(mem.used),
+                    int(mem.total),
+                )
+            )
             for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
                 memory[proc.pid] = memory.get(proc.pid, 0) + int(proc.usedGpuMemory or 0)
     except Exception as exc:  # a GPU that fell off the bus must not stop the dashboard

@@ -44,8 +44,9 @@ def mebibytes(value: int | None) -> str:
 UNREACHABLE = "unreachable"
 
 
-def member_row(member: Member, figures: dict | None, use: resources.ProcessUse | None,
-               node_lost: bool = False) -> dict:  # fmt: skip
+def member_row(
+    member: Member, figures: dict | None, use: resources.ProcessUse | None, node_lost: bool = False
+) -> dict:
     """One row of the members table, as display strings."""
     facts = member.facts(node_lost=node_lost)
     figures = figures or {}
@@ -86,16 +87,23 @@ def node_rows() -> list[dict]:
     now = timezone.now()
     counts = dict(Member.objects.values("node").annotate(n=Count("id")).values_list("node", "n"))
     return [
-        {"name": n.name, "address": n.address, "pid": n.pid or DASH, "lost": n.is_lost(),
-         "seen": duration((now - n.last_seen_at).total_seconds()) + " ago" if n.last_seen_at else "never",
-         "members": counts.get(n.name, 0)}
+        {
+            "name": n.name,
+            "address": n.address,
+            "pid": n.pid or DASH,
+            "lost": n.is_lost(),
+            "seen": duration((now - n.last_seen_at).total_seconds()) + " ago" if n.last_seen_at else "never",
+            "members": counts.get(n.name, 0),
+        }
         for n in Node.objects.all()
-    ]  # fmt: skip
+    ]
 
 
 def signature(rows: list[dict]) -> str:
     """Changes whenever the table's shape does (a member added, removed or changing state)."""
-    return "|".join(f"{r['name']}:{r['state']}:{r['wants']}:{r['weight']}:{r['gpu'].split(' ')[0]}" for r in rows)
+    return "|".join(
+        f"{r['name']}:{r['state']}:{r['wants']}:{r['weight']}:{r['gpu'].split(' ')[0]}" for r in rows
+    )
 
 
 def queue_depth() -> int:
@@ -128,9 +136,22 @@ def chart_history(now: float | None = None) -> list[dict]:
 
 
 def empty_point(t: int) -> dict:
-    return {"t": t, "rps": 0, "errors": 0, "tokens": 0, "p50_s": None, "p95_s": None, "ttft_s": None,
-            "queue": 0, "inflight": 0, "tenants": {}, "waiting": {}, "predicted_s": None, "waited_s": None,
-            "by_member": {}}  # fmt: skip
+    return {
+        "t": t,
+        "rps": 0,
+        "errors": 0,
+        "tokens": 0,
+        "p50_s": None,
+        "p95_s": None,
+        "ttft_s": None,
+        "queue": 0,
+        "inflight": 0,
+        "tenants": {},
+        "waiting": {},
+        "predicted_s": None,
+        "waited_s": None,
+        "by_member": {},
+    }
 
 
 def chart_point(now: float) -> dict:
@@ -143,7 +164,10 @@ def gpu_status() -> dict:
     if resources.latest is None:
         return {"available": False, "reason": "not measured yet", "gpus": []}
     report = resources.latest.gpu
-    gpus = [{"index": g.index, "name": g.name, "memory_total_mib": round(g.memory_total / 2**20)} for g in report.gpus]
+    gpus = [
+        {"index": g.index, "name": g.name, "memory_total_mib": round(g.memory_total / 2**20)}
+        for g in report.gpus
+    ]
     return {"available": report.available, "reason": report.reason, "gpus": gpus}
 
 
@@ -168,6 +192,20 @@ def build(now: float | None = None) -> dict:
 def chart_columns(now: float | None = None) -> dict[str, list]:
     """chart_history as one list per series, the shape the chart library draws."""
     points = chart_history(now)
-    keys = ("t", "rps", "errors", "tokens", "p50_s", "p95_s", "ttft_s", "queue", "inflight", "tenants", "waiting",
-            "predicted_s", "waited_s", "by_member")  # fmt: skip
+    keys = (
+        "t",
+        "rps",
+        "errors",
+        "tokens",
+        "p50_s",
+        "p95_s",
+        "ttft_s",
+        "queue",
+        "inflight",
+        "tenants",
+        "waiting",
+        "predicted_s",
+        "waited_s",
+        "by_member",
+    )
     return {key: [p[key] for p in points] for key in keys}

@@ -53,7 +53,9 @@ class Admission:
                 raise errors.invalid(
                     f"this request may use {tokens} tokens (its prompt, estimated, and max_tokens), more than "
                     f"this key's limit of {info.tpm} tokens per minute; ask for fewer max_tokens",
-                    param="max_tokens", code="tokens_over_key_limit")  # fmt: skip
+                    param="max_tokens",
+                    code="tokens_over_key_limit",
+                )
             budgets.append(Budget(tpm_budget(info), info.tpm, tokens))
         caps = (Cap(f"key:{info.id}", info.max_parallel),) if info.max_parallel is not None else ()
         try:
@@ -63,8 +65,11 @@ class Admission:
 
     async def student(self, address: str, caps: StudentCaps) -> Pass:
         budgets = (Budget(f"rpm:address:{address}", caps.per_minute, 1),)
-        places = tuple(Cap(name, most) for name, most in ((f"address:{address}", caps.at_once),
-                                                          ("solve", caps.pool_slots)) if most is not None)  # fmt: skip
+        places = tuple(
+            Cap(name, most)
+            for name, most in ((f"address:{address}", caps.at_once), ("solve", caps.pool_slots))
+            if most is not None
+        )
         try:
             return await self.limits.admit(budgets, places)
         except Refused as refused:
@@ -85,27 +90,45 @@ def tpm_budget(info: KeyInfo) -> str:
 def key_refusal(info: KeyInfo, refused: Refused) -> errors.ApiError:
     wait = refused.retry_after
     if refused.limit.name.startswith("rpm:"):
-        return errors.rate_limited(f"this key's limit of {info.rpm} requests per minute is reached",
-                                   code="rate_limit_requests", retry_after=wait)  # fmt: skip
+        return errors.rate_limited(
+            f"this key's limit of {info.rpm} requests per minute is reached",
+            code="rate_limit_requests",
+            retry_after=wait,
+        )
     if refused.limit.name.startswith("tpm:"):
         return errors.rate_limited(
             f"this key's limit of {info.tpm} tokens per minute is reached (requests in flight reserve their "
-            "max_tokens until they end)", code="rate_limit_tokens", retry_after=wait)  # fmt: skip
-    return errors.rate_limited(f"this key already has {info.max_parallel} requests in flight (its limit)",
-                               code="rate_limit_parallel", retry_after=wait)  # fmt: skip
+            "max_tokens until they end)",
+            code="rate_limit_tokens",
+            retry_after=wait,
+        )
+    return errors.rate_limited(
+        f"this key already has {info.max_parallel} requests in flight (its limit)",
+        code="rate_limit_parallel",
+        retry_after=wait,
+    )
 
 
 def student_refusal(caps: StudentCaps, refused: Refused) -> errors.ApiError:
     wait = refused.retry_after
     if refused.limit.name.startswith("rpm:"):
-        return errors.rate_limited(f"you have sent {caps.per_minute} problems in the last minute; please wait a little",
-                                   code="rate_limit_address", retry_after=wait)  # fmt: skip
+        return errors.rate_limited(
+            f"you have sent {caps.per_minute} problems in the last minute; please wait a little",
+            code="rate_limit_address",
+            retry_after=wait,
+        )
     if refused.limit.name.startswith("address:"):
         many = "an answer is" if caps.at_once == 1 else f"{caps.at_once} answers are"
-        return errors.rate_limited(f"{many} already being written for you; wait for it to finish or stop it first",
-                                   code="solve_inflight_per_address", retry_after=wait)  # fmt: skip
-    return errors.rate_limited("the solver is busy with other students' problems right now; please try again shortly",
-                               code="solve_pool_share", retry_after=max(wait, 5))  # fmt: skip
+        return errors.rate_limited(
+            f"{many} already being written for you; wait for it to finish or stop it first",
+            code="solve_inflight_per_address",
+            retry_after=wait,
+        )
+    return errors.rate_limited(
+        "the solver is busy with other students' problems right now; please try again shortly",
+        code="solve_pool_share",
+        retry_after=max(wait, 5),
+    )
 
 
 def pool_share(share: float, slots: int) -> int:

@@ -57,8 +57,10 @@ class Gateway:
         self.handlers: dict[str, Handler] = {
             "chat": functools.partial(self.api, fields=CHAT_FIELDS, path="/v1/chat/completions"),
             "completion": functools.partial(self.api, fields=COMPLETION_FIELDS, path="/v1/completions"),
-            "solve": self.solve, "models": self.list_models, "openapi": self.openapi,
-        }  # fmt: skip
+            "solve": self.solve,
+            "models": self.list_models,
+            "openapi": self.openapi,
+        }
         self._sampler: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -71,8 +73,11 @@ class Gateway:
                 await self.registry.refresh()
             except Exception as exc:  # no picture of the pool yet: say so rather than a bare 500
                 log.exception("could not read the pool from the database")
-                raise errors.unavailable(f"the gateway cannot read the pool's state from its database: {exc}",
-                                         code="database_unavailable", retry_after=5) from None  # fmt: skip
+                raise errors.unavailable(
+                    f"the gateway cannot read the pool's state from its database: {exc}",
+                    code="database_unavailable",
+                    retry_after=5,
+                ) from None
 
     async def sample_forever(self) -> None:
         while True:
@@ -101,11 +106,18 @@ class Gateway:
             pass
         except Exception as exc:  # a bug or a lost Redis: still an answer in OpenAI's shape
             log.exception("unexpected error in the gateway")
-            error = errors.ApiError(500, "internal error in the gateway; the operator's log has the details",
-                                    type="server_error", code="internal_error")  # fmt: skip
+            error = errors.ApiError(
+                500,
+                "internal error in the gateway; the operator's log has the details",
+                type="server_error",
+                code="internal_error",
+            )
             if isinstance(exc, RedisError):
-                error = errors.unavailable(f"the gateway cannot reach Redis for the pool's shared state: {exc}",
-                                           code="shared_state_unavailable", retry_after=5)  # fmt: skip
+                error = errors.unavailable(
+                    f"the gateway cannot reach Redis for the pool's shared state: {exc}",
+                    code="shared_state_unavailable",
+                    retry_after=5,
+                )
             outcome.status = error.status
             with contextlib.suppress(Exception):  # fails harmlessly if the reply had started
                 await send_error(send, error)
@@ -114,7 +126,9 @@ class Gateway:
 
     # --- one coroutine per route ------------------------------------------------------------
 
-    async def api(self, scope, receive, send, outcome: Outcome, *, fields: dict[str, Field], path: str) -> None:
+    async def api(
+        self, scope, receive, send, outcome: Outcome, *, fields: dict[str, Field], path: str
+    ) -> None:
         """A platform's request on /v1/ (chat or completion): its key, then its key's limits."""
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
         caller = await self.auth.caller(header(scope, b"authorization"))
@@ -132,8 +146,11 @@ class Gateway:
         outcome.label = "solve"
         policy = self.registry.policy
         client = self.client_address(scope)
-        caps = StudentCaps(policy.solve_rpm, policy.solve_inflight_per_address,
-                           pool_share(policy.solve_pool_share, self.registry.slots()))  # fmt: skip
+        caps = StudentCaps(
+            policy.solve_rpm,
+            policy.solve_inflight_per_address,
+            pool_share(policy.solve_pool_share, self.registry.slots()),
+        )
         # Before parsing: a flood of junk costs a dict lookup, not a JSON parse each.
         outcome.admitted = await self.admission.student(client, caps)
         request = self.prepare(solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome)
@@ -153,20 +170,28 @@ class Gateway:
         policy: PoolPolicy = self.registry.policy
         request = validate(body, fields)
         if not policy.accepts_model(request.body["model"]):
-            raise errors.not_found(f"the model {request.body['model']!r} does not exist; this pool serves "
-                                   f"{policy.model_id!r} (alias {MODEL_ALIAS!r})", code="model_not_found")  # fmt: skip
+            raise errors.not_found(
+                f"the model {request.body['model']!r} does not exist; this pool serves "
+                f"{policy.model_id!r} (alias {MODEL_ALIAS!r})",
+                code="model_not_found",
+            )
         request.body["model"] = policy.model_id
         if "messages" in request.body:
-            request.body["messages"], _ = prepare_messages(request.body["messages"], request.task, policy.prompts)
+            request.body["messages"], _ = prepare_messages(
+                request.body["messages"], request.task, policy.prompts
+            )
         outcome.stream = request.stream
         outcome.max_tokens = request.body["max_tokens"]  # validate() fills in the default
         outcome.prompt_estimate = estimate_prompt_tokens(request.body)
         return request
 
-    async def relay(self, receive, send, path: str, request: Validated, outcome: Outcome, client: str,
-                    tenant: Tenant) -> None:  # fmt: skip
+    async def relay(
+        self, receive, send, path: str, request: Validated, outcome: Outcome, client: str, tenant: Tenant
+    ) -> None:
         ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant)
-        if not await self.until_disconnect(receive, self.exchange.run(send, path, request.body, ctx, outcome)):
+        if not await self.until_disconnect(
+            receive, self.exchange.run(send, path, request.body, ctx, outcome)
+        ):
             outcome.status = CLIENT_GONE
 
     def finish(self, outcome: Outcome) -> None:
@@ -179,11 +204,16 @@ class Gateway:
         if outcome.status:
             strategy = self.registry.policy.strategy if self.registry.loaded.is_set() else ""
             metrics.record_request(
-                member=outcome.member, status=outcome.status, latency_s=time.perf_counter() - outcome.started,
-                ttft_s=outcome.ttft_s, prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens, queue_wait_s=outcome.queue_wait_s,
-                key=outcome.label, strategy=strategy,
-            )  # fmt: skip
+                member=outcome.member,
+                status=outcome.status,
+                latency_s=time.perf_counter() - outcome.started,
+                ttft_s=outcome.ttft_s,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                queue_wait_s=outcome.queue_wait_s,
+                key=outcome.label,
+                strategy=strategy,
+            )
 
     @staticmethod
     async def until_disconnect(receive, work) -> bool:
@@ -206,8 +236,10 @@ class Gateway:
     def models(self) -> dict:
         created = int(time.time())
         ids = [self.registry.policy.model_id, MODEL_ALIAS]
-        return {"object": "list",
-                "data": [{"id": i, "object": "model", "created": created, "owned_by": "vibeadmin"} for i in ids]}  # fmt: skip
+        return {
+            "object": "list",
+            "data": [{"id": i, "object": "model", "created": created, "owned_by": "vibeadmin"} for i in ids],
+        }
 
     def client_address(self, scope) -> str:
         peer = (scope.get("client") or ("",))[0]
@@ -217,7 +249,9 @@ class Gateway:
     def no_route(scope) -> errors.ApiError:
         paths = {p for (_, p) in ROUTES}
         if scope["path"].rstrip("/") in paths:
-            return errors.ApiError(405, f"{scope['method']} is not allowed on {scope['path']}", code="method_not_allowed")
+            return errors.ApiError(
+                405, f"{scope['method']} is not allowed on {scope['path']}", code="method_not_allowed"
+            )
         return errors.not_found(f"no such endpoint: {scope['method']} {scope['path']}", code="unknown_url")
 
 
@@ -234,10 +268,18 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
     ceiling = policy.solve_max_tokens
     max_tokens = body.get("max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, ceiling))
     if type(max_tokens) is int and max_tokens > ceiling:  # validate() refuses other types
-        raise errors.invalid(f"answers on this page are limited to {ceiling} tokens; choose a shorter answer",
-                             param="max_tokens", code="max_tokens_over_solve_limit")  # fmt: skip
-    return {"model": policy.model_id, "messages": [{"role": "user", "content": problem}], "stream": True,
-            "vibeadmin": {"task": body.get("task", "math")}, "max_tokens": max_tokens}  # fmt: skip
+        raise errors.invalid(
+            f"answers on this page are limited to {ceiling} tokens; choose a shorter answer",
+            param="max_tokens",
+            code="max_tokens_over_solve_limit",
+        )
+    return {
+        "model": policy.model_id,
+        "messages": [{"role": "user", "content": problem}],
+        "stream": True,
+        "vibeadmin": {"task": body.get("task", "math")},
+        "max_tokens": max_tokens,
+    }
 
 
 gateway = Gateway()

@@ -30,8 +30,11 @@ async def read_body(receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"request body is larger than the {limit} bytes this gateway accepts",
-                           code="request_too_large")  # fmt: skip
+            raise ApiError(
+                413,
+                f"request body is larger than the {limit} bytes this gateway accepts",
+                code="request_too_large",
+            )
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)

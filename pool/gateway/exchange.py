@@ -45,7 +45,9 @@ class Exchange:
                 slot, waited = await self.router.acquire(ctx, frozenset(tried))
             except errors.ApiError:
                 if tried:  # no other member to retry on: report what went wrong upstream
-                    raise errors.upstream_failed(f"the pool's members failed this request: {last_error}") from None
+                    raise errors.upstream_failed(
+                        f"the pool's members failed this request: {last_error}"
+                    ) from None
                 raise
             backend = slot.backend
             outcome.queue_wait_s += waited
@@ -64,8 +66,9 @@ class Exchange:
                 self.router.release(slot, used=outcome.completion_tokens)
         raise errors.upstream_failed(f"the pool's members failed this request: {last_error}")
 
-    async def attempt(self, send, backend: Backend, path: str, body: bytes, outcome: Outcome,
-                      pass_usage: bool) -> None:  # fmt: skip
+    async def attempt(
+        self, send, backend: Backend, path: str, body: bytes, outcome: Outcome, pass_usage: bool
+    ) -> None:
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
         async with post(backend.base_url + path, body, backend.api_key) as response:
@@ -98,13 +101,26 @@ class Exchange:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def relay_stream(self, send, response, backend: Backend, outcome: Outcome, events: sse.EventSplitter,
-                           sent_at: float, extra) -> None:  # fmt: skip
+    async def relay_stream(
+        self,
+        send,
+        response,
+        backend: Backend,
+        outcome: Outcome,
+        events: sse.EventSplitter,
+        sent_at: float,
+        extra,
+    ) -> None:
         outcome.status = 200
         header_wait = time.perf_counter() - sent_at
         overhead = time.perf_counter() - outcome.started - header_wait - outcome.queue_wait_s
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*SSE_HEADERS, *extra, *_timing_headers(overhead, outcome.queue_wait_s)]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*SSE_HEADERS, *extra, *_timing_headers(overhead, outcome.queue_wait_s)],
+            }
+        )
         try:
             async for chunk in response.iter_chunks():
                 whole = events.feed(chunk)
@@ -168,5 +184,11 @@ def _mark_unhealthy(member_id: int, error: str) -> None:
     member = Member.objects.filter(pk=member_id, state=states.READY).first()
     if member is not None:
         # ready -> unhealthy: real traffic failed on it (passive check), before the next probe
-        change_state(member, states.UNHEALTHY, reason=f"passive check: {error}", last_error=error,
-                     failures=max(member.failures, 1), successes=0)  # fmt: skip
+        change_state(
+            member,
+            states.UNHEALTHY,
+            reason=f"passive check: {error}",
+            last_error=error,
+            failures=max(member.failures, 1),
+            successes=0,
+        )

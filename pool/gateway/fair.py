@@ -169,7 +169,9 @@ class FairLine:
             for w in list(line.waiters):
                 yield (line.tenant.batch, *place(w)), w
 
-        for _, waiter in heapq.merge(*(keyed(line) for line in list(self.tenants.values())), key=lambda kw: kw[0]):
+        for _, waiter in heapq.merge(
+            *(keyed(line) for line in list(self.tenants.values())), key=lambda kw: kw[0]
+        ):
             yield waiter
 
     def work_ahead(self, tenant: Tenant, tokens: int) -> int:

@@ -20,8 +20,11 @@ def check_host(scope) -> None:
     if host is None:  # HTTP/1.0: the address the request came in on, as Django takes it
         host = str((scope.get("server") or ("",))[0])
     if not _allowed(host, tuple(settings.ALLOWED_HOSTS)):
-        raise errors.invalid(f"the Host {host[:100]!r} is not served here; the operator can add it to "
-                             "VIBEADMIN_ALLOWED_HOSTS", param="Host", code="invalid_host")  # fmt: skip
+        raise errors.invalid(
+            f"the Host {host[:100]!r} is not served here; the operator can add it to VIBEADMIN_ALLOWED_HOSTS",
+            param="Host",
+            code="invalid_host",
+        )
 
 
 @functools.lru_cache(maxsize=512)  # the hot path asks about the same few hosts every time

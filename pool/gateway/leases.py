@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 import redis.asyncio as aioredis
 
 
-async def renew_forever(client: Callable[[], aioredis.Redis], held: Mapping[str, Sequence[str]],
-                        lease_s: Callable[[], float]) -> None:  # fmt: skip
+async def renew_forever(
+    client: Callable[[], aioredis.Redis], held: Mapping[str, Sequence[str]], lease_s: Callable[[], float]
+) -> None:
     """Renew every lease in `held` (lease id -> the sorted sets it is in) until cancelled."""
     while True:
         await asyncio.sleep(lease_s() / 3)

@@ -33,10 +33,17 @@ class ApiListener:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         config = uvicorn.Config(
-            gateway, http="httptools", ws="none", lifespan="off", log_config=None, access_log=False,
+            gateway,
+            http="httptools",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
             # The gateway reads X-Forwarded-For itself, from VIBEADMIN_TRUSTED_PROXIES only.
-            proxy_headers=False, server_header=False, timeout_graceful_shutdown=5,
-        )  # fmt: skip
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
         self.server = _Server(config)
         self.task: asyncio.Task | None = None
 

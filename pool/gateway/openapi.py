@@ -8,10 +8,18 @@ from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, json_schema
 
 ERROR = {
     "type": "object",
-    "properties": {"error": {"type": "object", "properties": {
-        "message": {"type": "string"}, "type": {"type": "string"},
-        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
-}  # fmt: skip
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
 
 
 def _responses(ok: str) -> dict:
@@ -24,9 +32,13 @@ def _responses(ok: str) -> dict:
         "502": "The members failed the request",
         "503": "No member ready, or the queue's deadline passed (see Retry-After)",
     }
-    return {"200": {"description": ok},
-            **{code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
-               for code, text in errors.items()}}  # fmt: skip
+    return {
+        "200": {"description": ok},
+        **{
+            code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+            for code, text in errors.items()
+        },
+    }
 
 
 @lru_cache(maxsize=4)
@@ -35,24 +47,36 @@ def openapi_document(model_id: str) -> dict:
         return {
             "summary": summary,
             "security": [{"bearer": []}],
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}},
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}},
+            },
             "responses": _responses("A completion (JSON), or server-sent events when stream is true"),
-        }  # fmt: skip
+        }
 
     return {
         "openapi": "3.1.0",
-        "info": {"title": "vibeadmin inference API", "version": "1",
-                 "description": f"OpenAI-compatible. Model: {model_id!r} or the alias 'vibethinker'."},
+        "info": {
+            "title": "vibeadmin inference API",
+            "version": "1",
+            "description": f"OpenAI-compatible. Model: {model_id!r} or the alias 'vibethinker'.",
+        },
         "paths": {
             "/v1/chat/completions": {"post": operation("Chat completion", "ChatCompletionRequest")},
             "/v1/completions": {"post": operation("Text completion", "CompletionRequest")},
-            "/v1/models": {"get": {"summary": "The served model", "security": [{"bearer": []}],
-                                   "responses": _responses("The model list")}},
+            "/v1/models": {
+                "get": {
+                    "summary": "The served model",
+                    "security": [{"bearer": []}],
+                    "responses": _responses("The model list"),
+                }
+            },
         },
         "components": {
-            "schemas": {"ChatCompletionRequest": json_schema(CHAT_FIELDS),
-                        "CompletionRequest": json_schema(COMPLETION_FIELDS)},
+            "schemas": {
+                "ChatCompletionRequest": json_schema(CHAT_FIELDS),
+                "CompletionRequest": json_schema(COMPLETION_FIELDS),
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
-    }  # fmt: skip
+    }

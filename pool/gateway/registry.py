@@ -149,15 +149,23 @@ class Registry:
             info = self.keys.get(key.key_hash)
             if info is None:
                 info = self.keys[key.key_hash] = KeyInfo(key.pk, key.name, key.rpm, key.tpm, key.max_parallel)
-            info.rpm, info.tpm, info.max_parallel, info.active = key.rpm, key.tpm, key.max_parallel, key.is_active
+            info.rpm, info.tpm, info.max_parallel, info.active = (
+                key.rpm,
+                key.tpm,
+                key.max_parallel,
+                key.is_active,
+            )
             info.share(weight=key.weight, priority=key.priority)
         policy = _policy(row)
         if self._policy is None or policy.strategy != self._policy.strategy:
             try:
                 self.strategy = make_strategy(policy.strategy)
             except KeyError:
-                log.error("unknown strategy %r in the pool settings; keeping %s", policy.strategy,
-                          type(self.strategy).__name__)
+                log.error(
+                    "unknown strategy %r in the pool settings; keeping %s",
+                    policy.strategy,
+                    type(self.strategy).__name__,
+                )
         self._policy = policy
         self.loaded.set()
         for listener in self.listeners:
@@ -208,12 +216,16 @@ class Registry:
                 continue
             info.pending = [0, 0, 0, 0]
             ApiKey.objects.filter(pk=info.id).update(
-                requests=F("requests") + requests, prompt_tokens=F("prompt_tokens") + prompt,
-                completion_tokens=F("completion_tokens") + completion, errors=F("errors") + errors,
+                requests=F("requests") + requests,
+                prompt_tokens=F("prompt_tokens") + prompt,
+                completion_tokens=F("completion_tokens") + completion,
+                errors=F("errors") + errors,
                 last_used_at=timezone.now(),
-            )  # fmt: skip
+            )
 
     def sample_load(self, queue_depth: int) -> None:
-        metrics.record_load(queue_depth=queue_depth,
-                            inflight_by_member={b.name: b.inflight for b in self.backends.values()},
-                            slots_by_member={b.name: b.max_inflight for b in self.backends.values()})  # fmt: skip
+        metrics.record_load(
+            queue_depth=queue_depth,
+            inflight_by_member={b.name: b.inflight for b in self.backends.values()},
+            slots_by_member={b.name: b.max_inflight for b in self.backends.values()},
+        )

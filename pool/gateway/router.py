@@ -96,15 +96,18 @@ class Router:
             backend = strategy.pick(members, ctx)
             if backend is None:
                 return None
-            lease = await self.slots.take(backend.id, backend.max_inflight, turn,
-                                          max_wait_s=self.registry.policy.queue_timeout_s + 5)  # fmt: skip
+            lease = await self.slots.take(
+                backend.id, backend.max_inflight, turn, max_wait_s=self.registry.policy.queue_timeout_s + 5
+            )
             if lease is not None:
                 return occupy(backend, ctx, lease)
         return None
 
     def take_here(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None) -> Slot | None:
         """take() with this process's own counts: no await, so nothing can come between."""
-        backend = self.registry.strategy.pick([m for m in self.registry.routable() if m.id not in exclude], ctx)
+        backend = self.registry.strategy.pick(
+            [m for m in self.registry.routable() if m.id not in exclude], ctx
+        )
         if backend is None:
             return None
         return occupy(backend, ctx, self.slots.take_now(backend.id, ctx, turn))
@@ -114,7 +117,10 @@ class Router:
         if not any(b.id not in exclude for b in self.registry.routable()):
             raise errors.unavailable(
                 "no member of the pool is ready to serve requests; an operator must start one "
-                "(or wait while members start)", code="no_ready_member", retry_after=5)  # fmt: skip
+                "(or wait while members start)",
+                code="no_ready_member",
+                retry_after=5,
+            )
         if not self.queue:  # arrivals never jump the line
             with contextlib.suppress(NotYourTurn):
                 slot = await self.take(ctx, exclude, ARRIVING)
@@ -124,7 +130,9 @@ class Router:
         if len(self.queue) >= policy.queue_size:
             raise errors.rate_limited(
                 f"every member is busy and {len(self.queue)} requests are already waiting; try again shortly",
-                code="queue_full", retry_after=self.retry_after())  # fmt: skip
+                code="queue_full",
+                retry_after=self.retry_after(),
+            )
         waiter = Waiter(ctx, exclude)
         if not exclude:
             waiter.predicted_s = self.predict_wait(ctx)
@@ -141,11 +149,18 @@ class Router:
     def too_long(self, ctx: RouteContext, predicted_s: float, timeout_s: float) -> errors.ApiError:
         """Said at once, not after waiting out the deadline; Retry-After from the same prediction."""
         metrics.record_early_rejection(ctx.tenant.name)
-        log.info("rejected early: %s would wait about %.2fs (deadline %gs)", ctx.tenant.name, predicted_s, timeout_s)
+        log.info(
+            "rejected early: %s would wait about %.2fs (deadline %gs)",
+            ctx.tenant.name,
+            predicted_s,
+            timeout_s,
+        )
         return errors.unavailable(
             f"every member is busy and the work queued ahead of this request would take about "
             f"{predicted_s:.1f}s, past the queue's {timeout_s:g}s deadline; try again shortly",
-            code="queue_wait_too_long", retry_after=predicted_s)  # fmt: skip
+            code="queue_wait_too_long",
+            retry_after=predicted_s,
+        )
 
     async def _wait(self, waiter: Waiter, timeout_s: float) -> tuple[Slot, float]:
         started = time.monotonic()
@@ -165,10 +180,14 @@ class Router:
                 raise
             raise errors.unavailable(
                 f"every member stayed busy for {timeout_s:g}s; try again shortly",
-                code="queue_timeout", retry_after=self.retry_after()) from None  # fmt: skip
+                code="queue_timeout",
+                retry_after=self.retry_after(),
+            ) from None
         finally:
             if waiter.turn is not None:
-                self.slots.leave_line(waiter.turn, served=waiter.future.done() and not waiter.future.cancelled())
+                self.slots.leave_line(
+                    waiter.turn, served=waiter.future.done() and not waiter.future.cancelled()
+                )
         waited = time.monotonic() - started
         if waiter.predicted_s is not None:
             metrics.record_prediction(waiter.predicted_s, waited)
@@ -233,8 +252,9 @@ class Router:
 
     def _walk_here(self) -> None:
         for waiter in list(self.queue):
-            if not waiter.future.done() and not self.hand(waiter, self.take_here(waiter.ctx, waiter.exclude,
-                                                                                  waiter.turn)):  # fmt: skip
+            if not waiter.future.done() and not self.hand(
+                waiter, self.take_here(waiter.ctx, waiter.exclude, waiter.turn)
+            ):
                 return
 
     async def _dispatch(self) -> None:

@@ -100,7 +100,9 @@ class RedisLimits:
             current = self._clients[id(loop)] = aioredis.Redis.from_url(self.url)
         renewer = self._renewers.get(id(loop))
         if renewer is None or renewer.done():
-            self._renewers[id(loop)] = loop.create_task(renew_forever(self.client, self.held, lambda: self.lease_s))
+            self._renewers[id(loop)] = loop.create_task(
+                renew_forever(self.client, self.held, lambda: self.lease_s)
+            )
         return current
 
     async def admit(self, budgets: tuple[Budget, ...], caps: tuple[Cap, ...]) -> Pass:
@@ -140,4 +142,3 @@ class RedisLimits:
             await self.client().eval(SETTLE, len(keys), *keys, *args)
         except RedisError:  # the places' leases expire by themselves; the budget misses one correction
             log.warning("could not settle a request's limits in Redis", exc_info=True)
-

@@ -155,21 +155,35 @@ class SharedSlots:
     def take_now(self, member_id: int, ctx: RouteContext, turn: Turn | None) -> Lease:
         raise NotImplementedError("shared slots are taken with a round trip: take()")
 
-    async def take(self, name: int | str, capacity: int, turn: Turn | None = None,
-                   max_wait_s: float = 60.0) -> Lease | None:  # fmt: skip
+    async def take(
+        self, name: int | str, capacity: int, turn: Turn | None = None, max_wait_s: float = 60.0
+    ) -> Lease | None:
         """A lease on one of `name`'s slots, or None if it is full. With a `turn`, raises
         NotYourTurn while a request that arrived earlier waits in any gateway; a place in
         line older than `max_wait_s` (the queue's deadline) is stale, its leave lost."""
         now = time.time()
         lease = f"{self.owner}:{uuid.uuid4().hex[:10]}"
         key = self.key(name)
-        args: list[float | str] = [now, capacity, now + self.lease_s, lease, int(self.lease_s * 2000),
-                                   turn.entry if turn else "", "1" if turn else "", max_wait_s]  # fmt: skip
+        args: list[float | str] = [
+            now,
+            capacity,
+            now + self.lease_s,
+            lease,
+            int(self.lease_s * 2000),
+            turn.entry if turn else "",
+            "1" if turn else "",
+            max_wait_s,
+        ]
         if turn is None:
             args += ["", 0, 0, ""]
         else:
             offset = BATCH_OFFSET if turn.tenant.batch else 0.0
-            args += [turn.tenant.id, turn.tenant.cost(turn.tokens), offset, turn.tag + offset if turn.entry else ""]
+            args += [
+                turn.tenant.id,
+                turn.tenant.cost(turn.tokens),
+                offset,
+                turn.tag + offset if turn.entry else "",
+            ]
         taken = await self.client().eval(TAKE, 5, key, LINE, FAIR_V, FAIR_FINISH, FAIR_JOINED, *args)
         if taken == -1:
             raise NotYourTurn
@@ -198,8 +212,19 @@ class SharedSlots:
         """In the line every gateway shares, at its fair tag (the heartbeat is set with it,
         before its first beat)."""
         offset = BATCH_OFFSET if turn.tenant.batch else 0.0
-        tag = await self.client().eval(JOIN, 5, LINE, FAIR_V, FAIR_FINISH, f"vibeadmin:alive:{self.owner}", FAIR_JOINED,
-                                       turn.entry, turn.tenant.id, turn.tenant.cost(turn.tokens), offset)  # fmt: skip
+        tag = await self.client().eval(
+            JOIN,
+            5,
+            LINE,
+            FAIR_V,
+            FAIR_FINISH,
+            f"vibeadmin:alive:{self.owner}",
+            FAIR_JOINED,
+            turn.entry,
+            turn.tenant.id,
+            turn.tenant.cost(turn.tokens),
+            offset,
+        )
         return dataclasses.replace(turn, tag=float(tag))
 
     def settle(self, tenant: Tenant, charged: int, used: int) -> asyncio.Task | None:

@@ -95,8 +95,10 @@ def _target(url: str, api_key: str = "") -> _Target:
     # A key with a CR or LF would split the header: the supervisor makes keys URL-safe, and
     # an operator's remote key is checked on entry, so this never drops a real one.
     auth = f"Authorization: Bearer {api_key}\r\n" if api_key and api_key.isprintable() else ""
-    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n{auth}"
-            "Content-Type: application/json\r\nContent-Length: ").encode()  # fmt: skip
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n{auth}"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
     return _Target((host, port, tls), f"{host}:{port}", numeric, head)
 
 
@@ -385,9 +387,12 @@ class _Pool:
         for address in hosts:
             try:
                 _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self, target), address, port,
-                    ssl=_tls_context() if tls else None, server_hostname=host if tls else None,
-                )  # fmt: skip
+                    lambda: _Connection(self, target),
+                    address,
+                    port,
+                    ssl=_tls_context() if tls else None,
+                    server_hostname=host if tls else None,
+                )
                 return conn
             except OSError as exc:
                 error = exc

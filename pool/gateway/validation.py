@@ -33,7 +33,9 @@ class Field:
 
 COMMON = {
     "model": Field("string", required=True, description="The served model's id, or the alias `vibethinker`."),
-    "max_tokens": Field("integer", minimum=1, maximum="VIBEADMIN_MAX_TOKENS", description="Tokens to generate at most."),
+    "max_tokens": Field(
+        "integer", minimum=1, maximum="VIBEADMIN_MAX_TOKENS", description="Tokens to generate at most."
+    ),
     "temperature": Field("number", minimum=0, maximum=2),
     "top_p": Field("number", minimum=0, maximum=1),
     "presence_penalty": Field("number", minimum=-2, maximum=2),
@@ -44,15 +46,21 @@ COMMON = {
     "stream": Field("boolean", description="Send tokens as server-sent events as they come."),
     "stream_options": Field("object"),
     "user": Field("string"),
-    "vibeadmin": Field("object", description='vibeadmin\'s own options: {"task": "general" | "math" | "code"}.'),
+    "vibeadmin": Field(
+        "object", description='vibeadmin\'s own options: {"task": "general" | "math" | "code"}.'
+    ),
 }
 CHAT_FIELDS = {"messages": Field("messages", required=True), **COMMON}
 COMPLETION_FIELDS = {"prompt": Field("string", required=True), **COMMON}
 
 _TYPES: dict[str, tuple[type[Any], ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "array": (list,), "object": (dict,),
-}  # fmt: skip
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
 
 
 @dataclass
@@ -131,10 +139,15 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
     if task not in TASKS:
         raise invalid(f"vibeadmin.task must be one of {', '.join(TASKS)}", param="vibeadmin.task")
     if sum(len(text) for text in prompt_texts(body)) > settings.VIBEADMIN_MAX_PROMPT_CHARS:
-        raise invalid(f"the prompt is longer than {settings.VIBEADMIN_MAX_PROMPT_CHARS} characters",
-                      param="messages" if "messages" in body else "prompt", code="prompt_too_long")  # fmt: skip
+        raise invalid(
+            f"the prompt is longer than {settings.VIBEADMIN_MAX_PROMPT_CHARS} characters",
+            param="messages" if "messages" in body else "prompt",
+            code="prompt_too_long",
+        )
     forwarded = {k: v for k, v in body.items() if k != "vibeadmin" and v is not None}
-    forwarded.setdefault("max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS))
+    forwarded.setdefault(
+        "max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS)
+    )
     return Validated(forwarded, task, bool(body.get("stream")))
 
 
@@ -169,13 +182,18 @@ def _check_messages(messages: Any) -> None:
             raise invalid(f"{where} must be an object with 'role' and 'content'", param=where)
         role = message.get("role")
         if role not in ROLES:
-            raise invalid(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}", param=f"{where}.role")
+            raise invalid(
+                f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}", param=f"{where}.role"
+            )
         extra = set(message) - {"role", "content", "name"}
         if extra:
             raise invalid(f"{where} has an unknown field {sorted(extra)[0]!r}", param=where)
         content = message.get("content")
         if isinstance(content, list):
-            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+            if not all(
+                isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                for p in content
+            ):
                 raise invalid(f"{where}.content parts must be text parts", param=f"{where}.content")
         elif not isinstance(content, str):
             raise invalid(f"{where}.content must be a string", param=f"{where}.content")
@@ -204,10 +222,16 @@ MESSAGE_SCHEMA = {
         "content": {
             "oneOf": [
                 {"type": "string"},
-                {"type": "array", "items": {"type": "object", "required": ["type", "text"],
-                 "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                    },
+                },
             ]
-        },  # fmt: skip
+        },
         "name": {"type": "string"},
     },
 }
@@ -219,7 +243,9 @@ def json_schema(fields: dict[str, Field]) -> dict[str, Any]:
         if spec.kind == "messages":
             prop: dict[str, Any] = {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA}
         elif spec.kind == "string_or_array":
-            prop = {"oneOf": [{"type": "string"}, {"type": "array", "maxItems": 4, "items": {"type": "string"}}]}
+            prop = {
+                "oneOf": [{"type": "string"}, {"type": "array", "maxItems": 4, "items": {"type": "string"}}]
+            }
         else:
             prop = {"type": spec.kind}
         if spec.minimum is not None:

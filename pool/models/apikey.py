@@ -25,9 +25,10 @@ class ApiKey(models.Model):
     tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute")
     max_parallel = models.PositiveIntegerField(null=True, blank=True)
     weight = models.PositiveIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_SHARE_WEIGHT)],
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SHARE_WEIGHT)],
         help_text="Its share of a full pool, against other keys' weights",
-    )  # fmt: skip
+    )
     priority = models.CharField(max_length=16, choices=PRIORITIES, default="interactive")
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -42,7 +42,9 @@ class Member(models.Model):
     drain_timeout_s = models.FloatField(default=30.0)
     weight = models.PositiveIntegerField(default=1)
     slots = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Answers it decodes at once; blank on a remote member: read from its /props"
+        null=True,
+        blank=True,
+        help_text="Answers it decodes at once; blank on a remote member: read from its /props",
     )
     # What the gateway sends it at once: the slots its process was started with, or a
     # remote's slots as set or read. The supervisor keeps it; tests and benches may set it.

@@ -11,7 +11,9 @@ class NodeQuerySet(models.QuerySet):
     def lost(self) -> NodeQuerySet:
         """Nodes whose supervisor is not reporting: never seen, or not for NODE_LOST_AFTER_S.
         Their members' stored states are stale, so nothing routes to them."""
-        return self.filter(models.Q(last_seen_at__isnull=True) | models.Q(last_seen_at__lt=Node.lost_before()))
+        return self.filter(
+            models.Q(last_seen_at__isnull=True) | models.Q(last_seen_at__lt=Node.lost_before())
+        )
 
     def lost_names(self) -> set[str]:
         return set(self.lost().values_list("name", flat=True))

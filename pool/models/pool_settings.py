@@ -25,18 +25,25 @@ class PoolSettings(models.Model):
     prompt_code = models.TextField(default=DEFAULT_PROMPTS["code"])
     language_hint = models.TextField(default=DEFAULT_LANGUAGE_HINT)
     language_hint_enabled = models.BooleanField(default=True)
-    solve_rpm = models.PositiveIntegerField(default=10, help_text="Solve-page requests per minute per address")
+    solve_rpm = models.PositiveIntegerField(
+        default=10, help_text="Solve-page requests per minute per address"
+    )
     # The solve page's caps, so anonymous students cannot take the pool from paying platforms.
-    solve_inflight_per_address = models.PositiveIntegerField(default=1, help_text="Solve-page answers in flight per address")
-    solve_max_tokens = models.PositiveIntegerField(default=2048, help_text="The longest answer a student may ask for, in tokens")
+    solve_inflight_per_address = models.PositiveIntegerField(
+        default=1, help_text="Solve-page answers in flight per address"
+    )
+    solve_max_tokens = models.PositiveIntegerField(
+        default=2048, help_text="The longest answer a student may ask for, in tokens"
+    )
     solve_pool_share = models.FloatField(
         default=0.5, help_text="The share of the routable members' slots that students may use at once"
     )
     # The solve page (and keyless /v1/ callers) as one tenant of the fair line.
     solve_weight = models.PositiveIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_SHARE_WEIGHT)],
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SHARE_WEIGHT)],
         help_text="The solve page's share of a full pool, against the API keys' weights",
-    )  # fmt: skip
+    )
     solve_priority = models.CharField(max_length=16, choices=PRIORITIES, default="interactive")
     # Autoscaling: off by default; the autoscaler only changes desired state.
     autoscale_enabled = models.BooleanField(default=False)

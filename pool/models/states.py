@@ -62,5 +62,8 @@ KIND_CHOICES = [(LOCAL, "local process"), (REMOTE, "remote URL")]
 # batching); a llama-cpp-python server generates one answer at a time.
 LLAMA_SERVER = "llama-server"
 LLAMA_CPP_PYTHON = "llama-cpp-python"
-ENGINE_CHOICES = [(LLAMA_SERVER, "llama-server (llama.cpp's own, batching)"), (LLAMA_CPP_PYTHON, "llama-cpp-python")]
+ENGINE_CHOICES = [
+    (LLAMA_SERVER, "llama-server (llama.cpp's own, batching)"),
+    (LLAMA_CPP_PYTHON, "llama-cpp-python"),
+]
 ENGINES = (LLAMA_SERVER, LLAMA_CPP_PYTHON)

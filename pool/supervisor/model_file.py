@@ -36,10 +36,15 @@ def chosen_model() -> ModelChoice:
     """The configured model, without touching the disk."""
     if settings.VIBEADMIN_MODEL:
         path = Path(settings.VIBEADMIN_MODEL)
-        return ModelChoice(path, settings.VIBEADMIN_MODEL_ID or path.stem, settings.VIBEADMIN_CHAT_FORMAT, False)
+        return ModelChoice(
+            path, settings.VIBEADMIN_MODEL_ID or path.stem, settings.VIBEADMIN_CHAT_FORMAT, False
+        )
     # The gemma GGUF carries no chat template: without this, replies come back in [INST] form.
     return ModelChoice(
-        default_model_path(), settings.VIBEADMIN_MODEL_ID or "gemma-3-270m", settings.VIBEADMIN_CHAT_FORMAT or "gemma", True
+        default_model_path(),
+        settings.VIBEADMIN_MODEL_ID or "gemma-3-270m",
+        settings.VIBEADMIN_CHAT_FORMAT or "gemma",
+        True,
     )
 
 

@@ -54,18 +54,26 @@ def llama_server_command(member: Member, model: ModelChoice, port: int) -> list[
     slots = member.wanted_slots() or 1
     command = [
         str(llama_server_binary()),
-        "--model", str(model.path),
-        "--alias", model.model_id,
-        "--host", settings.VIBEADMIN_MEMBER_BIND,
-        "--port", str(port),
-        "--n-gpu-layers", "all" if member.n_gpu_layers < 0 else str(member.n_gpu_layers),
+        "--model",
+        str(model.path),
+        "--alias",
+        model.model_id,
+        "--host",
+        settings.VIBEADMIN_MEMBER_BIND,
+        "--port",
+        str(port),
+        "--n-gpu-layers",
+        "all" if member.n_gpu_layers < 0 else str(member.n_gpu_layers),
         # The context is shared by the slots: each gets n_ctx.
-        "--ctx-size", str(member.n_ctx * slots),
-        "--parallel", str(slots),
-        "--threads", str(member.n_threads),
+        "--ctx-size",
+        str(member.n_ctx * slots),
+        "--parallel",
+        str(slots),
+        "--threads",
+        str(member.n_threads),
         "--metrics",
         "--no-webui",
-    ]  # fmt: skip
+    ]
     if model.chat_format:
         # llama-cpp-python's format names, as llama-server's built-in templates spell them.
         command += ["--chat-template", LLAMA_SERVER_TEMPLATES.get(model.chat_format, model.chat_format)]
@@ -79,7 +87,11 @@ def llama_server_binary() -> Path:
     """The configured llama-server, or the build `make install` caches; one clear error if absent."""
     path = settings.VIBEADMIN_LLAMA_SERVER or default_llama_server()
     if not (path.is_file() and os.access(path, os.X_OK)):
-        how = "set VIBEADMIN_LLAMA_SERVER to" if settings.VIBEADMIN_LLAMA_SERVER else "run `make install` to build"
+        how = (
+            "set VIBEADMIN_LLAMA_SERVER to"
+            if settings.VIBEADMIN_LLAMA_SERVER
+            else "run `make install` to build"
+        )
         raise MemberCommandError(f"llama-server not found at {path}: {how} a llama-server binary")
     return path
 
@@ -108,17 +120,27 @@ def default_llama_server() -> Path:
 
 def llama_cpp_python_command(member: Member, model: ModelChoice, port: int) -> list[str]:
     command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model.path),
-        "--model_alias", model.model_id,
-        "--host", settings.VIBEADMIN_MEMBER_BIND,
-        "--port", str(port),
-        "--n_gpu_layers", str(member.n_gpu_layers),
-        "--n_ctx", str(member.n_ctx),
-        "--n_threads", str(member.n_threads),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model.path),
+        "--model_alias",
+        model.model_id,
+        "--host",
+        settings.VIBEADMIN_MEMBER_BIND,
+        "--port",
+        str(port),
+        "--n_gpu_layers",
+        str(member.n_gpu_layers),
+        "--n_ctx",
+        str(member.n_ctx),
+        "--n_threads",
+        str(member.n_threads),
         # The default (true) silently cuts short a streamed reply when another request arrives.
-        "--interrupt_requests", "false",
-    ]  # fmt: skip
+        "--interrupt_requests",
+        "false",
+    ]
     if model.chat_format:
         command += ["--chat_format", model.chat_format]
     return command
@@ -143,9 +165,13 @@ def spawn(member: Member, command: list[str], env: dict[str, str] | None = None)
         log.write(f"\n--- starting: {' '.join(command)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env or member_env(member), start_new_session=True,
-        )  # fmt: skip
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env or member_env(member),
+            start_new_session=True,
+        )
     _children[proc.pid] = proc
     return proc.pid
 

@@ -93,16 +93,26 @@ class Supervisor:
     def heartbeat(self) -> None:
         Node.objects.update_or_create(
             name=self.node,
-            defaults={"last_seen_at": timezone.now(), "pid": os.getpid(), "address": settings.VIBEADMIN_ADVERTISE_HOST},
+            defaults={
+                "last_seen_at": timezone.now(),
+                "pid": os.getpid(),
+                "address": settings.VIBEADMIN_ADVERTISE_HOST,
+            },
         )
 
     def probe_due(self, members: list[Member]) -> dict[int, health.ProbeResult]:
         now = time.monotonic()
         due = [
-            m for m in members
-            if m.state in states.RUNNING_STATES and m.base_url and (m.pid or not m.is_local)
-            and (m.state == states.STARTING or now - self._last_probe.get(m.pk, 0) >= settings.VIBEADMIN_PROBE_INTERVAL_S)
-        ]  # fmt: skip
+            m
+            for m in members
+            if m.state in states.RUNNING_STATES
+            and m.base_url
+            and (m.pid or not m.is_local)
+            and (
+                m.state == states.STARTING
+                or now - self._last_probe.get(m.pk, 0) >= settings.VIBEADMIN_PROBE_INTERVAL_S
+            )
+        ]
         for m in due:
             self._last_probe[m.pk] = now
         timeout = settings.VIBEADMIN_PROBE_TIMEOUT_S
@@ -159,15 +169,29 @@ class Supervisor:
     def crashed(self, m: Member, error: str, tail: str) -> None:
         restarts = m.restarts + 1
         if restarts > settings.VIBEADMIN_MAX_RESTARTS:
-            change_state(m, states.FAILED, reason=f"gave up after {m.restarts} restarts: {error}",
-                         pid=None, port=None, restarts=restarts, last_error=error, log_tail=tail)  # fmt: skip
+            change_state(
+                m,
+                states.FAILED,
+                reason=f"gave up after {m.restarts} restarts: {error}",
+                pid=None,
+                port=None,
+                restarts=restarts,
+                last_error=error,
+                log_tail=tail,
+            )
             return
         delay = min(settings.VIBEADMIN_BACKOFF_S * 2 ** (restarts - 1), settings.VIBEADMIN_BACKOFF_MAX_S)
         change_state(
-            m, states.STARTING, reason=f"{error}; restart {restarts}/{settings.VIBEADMIN_MAX_RESTARTS} in {delay:g}s",
-            pid=None, port=None, restarts=restarts, last_error=error, log_tail=tail,
+            m,
+            states.STARTING,
+            reason=f"{error}; restart {restarts}/{settings.VIBEADMIN_MAX_RESTARTS} in {delay:g}s",
+            pid=None,
+            port=None,
+            restarts=restarts,
+            last_error=error,
+            log_tail=tail,
             next_start_at=timezone.now() + timedelta(seconds=delay),
-        )  # fmt: skip
+        )
 
     def step_probed(self, m: Member, probe: health.ProbeResult) -> None:
         now = timezone.now()
@@ -193,7 +217,11 @@ class Supervisor:
         if probe.ok:
             # starting -> ready: it answers, so the model is loaded (the server listens only then)
             change_state(m, states.READY, ready_at=now, **fields)
-        elif m.is_local and m.started_at and (now - m.started_at).total_seconds() > settings.VIBEADMIN_START_TIMEOUT_S:
+        elif (
+            m.is_local
+            and m.started_at
+            and (now - m.started_at).total_seconds() > settings.VIBEADMIN_START_TIMEOUT_S
+        ):
             self.kill(m, f"did not answer within {settings.VIBEADMIN_START_TIMEOUT_S:g}s; killed", {})
         elif not m.is_local and fields["failures"] >= settings.VIBEADMIN_UNHEALTHY_AFTER:
             # starting -> unhealthy: a remote URL that does not answer
@@ -255,7 +283,9 @@ class Supervisor:
             self.finish_stop(m, how)
         else:
             process.terminate(m.pid)
-            self._stopping[m.pk] = Stopping(kill_at=time.monotonic() + settings.VIBEADMIN_STOP_GRACE_S, how=how)
+            self._stopping[m.pk] = Stopping(
+                kill_at=time.monotonic() + settings.VIBEADMIN_STOP_GRACE_S, how=how
+            )
 
     def step_terminated(self, m: Member, alive: bool) -> None:
         """SIGTERM was sent: wait for the process to go, and SIGKILL it once the grace is over."""
@@ -266,7 +296,9 @@ class Supervisor:
             process.kill(m.pid)
             stopping.kill_at = float("inf")
             stopping.how += "; killed: it ignored SIGTERM"
-            update_observed(m, last_error=f"ignored SIGTERM; killed after {settings.VIBEADMIN_STOP_GRACE_S:g}s")
+            update_observed(
+                m, last_error=f"ignored SIGTERM; killed after {settings.VIBEADMIN_STOP_GRACE_S:g}s"
+            )
 
     def finish_stop(self, m: Member, how: str) -> None:
         # draining -> stopped: idle (or past its deadline) and the process is gone
@@ -295,25 +327,51 @@ class Supervisor:
         except process.MemberCommandError as exc:
             # stopped/starting -> failed: it cannot start as configured (no llama-server binary)
             # (restarts >= 1: only the operator's next start tries again, not every tick)
-            change_state(m, states.FAILED, reason=str(exc), last_error=str(exc), pid=None, port=None,
-                         next_start_at=None, restarts=max(m.restarts, 1))  # fmt: skip
+            change_state(
+                m,
+                states.FAILED,
+                reason=str(exc),
+                last_error=str(exc),
+                pid=None,
+                port=None,
+                next_start_at=None,
+                restarts=max(m.restarts, 1),
+            )
             return
         pid = process.spawn(m, command)
         # stopped -> starting: process up, model loading
-        change_state(m, states.STARTING, reason=f"pid {pid}, port {port}", pid=pid, port=port,
-                     host=settings.VIBEADMIN_ADVERTISE_HOST, api_key=m.api_key, **common)  # fmt: skip
+        change_state(
+            m,
+            states.STARTING,
+            reason=f"pid {pid}, port {port}",
+            pid=pid,
+            port=port,
+            host=settings.VIBEADMIN_ADVERTISE_HOST,
+            api_key=m.api_key,
+            **common,
+        )
 
     # --- its own start and end ----------------------------------------------------------
 
     def adopt(self) -> None:
         """After a restart of the supervisor: keep members whose process still runs, and
         clear the rest so the loop starts them again."""
-        for m in Member.objects.filter(node=self.node, kind=states.LOCAL).exclude(state__in=states.STOPPED_STATES):
+        for m in Member.objects.filter(node=self.node, kind=states.LOCAL).exclude(
+            state__in=states.STOPPED_STATES
+        ):
             if m.pid and process.is_member_process(m.pid, m.port):
-                events.record(PoolEvent.STATE, f"{m.name}: adopted running process {m.pid}", member_name=m.name)
+                events.record(
+                    PoolEvent.STATE, f"{m.name}: adopted running process {m.pid}", member_name=m.name
+                )
                 continue
-            change_state(m, states.STOPPED, reason="its process was gone when the supervisor started",
-                         pid=None, port=None, drain_deadline=None)  # fmt: skip
+            change_state(
+                m,
+                states.STOPPED,
+                reason="its process was gone when the supervisor started",
+                pid=None,
+                port=None,
+                drain_deadline=None,
+            )
 
     def shutdown(self) -> None:
         """Stop the loop and this node's processes; desired state is kept for the next start."""
@@ -326,5 +384,7 @@ class Supervisor:
             list(pool.map(lambda m: process.stop(m.pid, settings.VIBEADMIN_STOP_GRACE_S), members))
         for m in members:
             m.refresh_from_db()
-            change_state(m, states.STOPPED, reason="vibeadmin shut down", pid=None, port=None, drain_deadline=None)
+            change_state(
+                m, states.STOPPED, reason="vibeadmin shut down", pid=None, port=None, drain_deadline=None
+            )
         self._probes.shutdown(wait=False)

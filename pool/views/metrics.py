@@ -20,8 +20,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return ExportToDjangoView(request)
     response = HttpResponse(
         "/metrics needs a staff session or 'Authorization: Bearer <VIBEADMIN_METRICS_TOKEN>'\n",
-        status=401, content_type="text/plain",
-    )  # fmt: skip
+        status=401,
+        content_type="text/plain",
+    )
     response["WWW-Authenticate"] = 'Bearer realm="vibeadmin metrics"'
     return response
 

@@ -35,12 +35,18 @@ def budgets(top: int) -> list[int]:
 
 def solve_page(request):
     config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS}
-    top = min(settings.VIBEADMIN_MAX_TOKENS, PoolSettings.load().solve_max_tokens)  # the Routing page's ceiling
-    return render(request, "pool/solve.html", {
-        "examples": examples(),
-        "tasks": TASKS,
-        "budgets": budgets(top),
-        "default_budget": min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top),
-        "max_chars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
-        "solve_config": config,
-    })  # fmt: skip
+    top = min(
+        settings.VIBEADMIN_MAX_TOKENS, PoolSettings.load().solve_max_tokens
+    )  # the Routing page's ceiling
+    return render(
+        request,
+        "pool/solve.html",
+        {
+            "examples": examples(),
+            "tasks": TASKS,
+            "budgets": budgets(top),
+            "default_budget": min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top),
+            "max_chars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
+            "solve_config": config,
+        },
+    )

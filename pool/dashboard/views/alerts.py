@@ -12,7 +12,11 @@ from pool.dashboard.forms import AlertRuleForm, WebhookForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import AlertEvent, AlertRule, PoolSettings
 
-PAGE, RULES, WEBHOOK = "dashboard/alerts.html", "dashboard/partials/alert_rules.html", "dashboard/partials/webhook.html"
+PAGE, RULES, WEBHOOK = (
+    "dashboard/alerts.html",
+    "dashboard/partials/alert_rules.html",
+    "dashboard/partials/webhook.html",
+)
 
 
 def page_context(**forms) -> dict:
@@ -51,10 +55,16 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Saved the rule {rule.name}.")
-        return after_post(request, reverse("alerts"), "dashboard/partials/alert_rule_form.html",
-                          {"rule": rule, "form": AlertRuleForm(instance=rule)})  # fmt: skip
+        return after_post(
+            request,
+            reverse("alerts"),
+            "dashboard/partials/alert_rule_form.html",
+            {"rule": rule, "form": AlertRuleForm(instance=rule)},
+        )
     context = {"section": "alerts", "rule": rule, "form": form}
-    return page_or_partial(request, "dashboard/alert_rule.html", "dashboard/partials/alert_rule_form.html", context)
+    return page_or_partial(
+        request, "dashboard/alert_rule.html", "dashboard/partials/alert_rule_form.html", context
+    )
 
 
 @staff_required
@@ -80,5 +90,8 @@ def webhook(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_GET
 def alert_events(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/partials/alert_events.html",
-                  {"alert_events": AlertEvent.objects.select_related("rule")[:50]})  # fmt: skip
+    return render(
+        request,
+        "dashboard/partials/alert_events.html",
+        {"alert_events": AlertEvent.objects.select_related("rule")[:50]},
+    )

@@ -14,8 +14,11 @@ from pool.dashboard.forms import AutoscaleForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import PoolEvent, PoolSettings
 
-PAGE, FORM, STATUS = "dashboard/autoscaling.html", "dashboard/partials/autoscale_form.html", \
-    "dashboard/partials/autoscale_status.html"  # fmt: skip
+PAGE, FORM, STATUS = (
+    "dashboard/autoscaling.html",
+    "dashboard/partials/autoscale_form.html",
+    "dashboard/partials/autoscale_status.html",
+)
 
 
 def status_context() -> dict:
@@ -38,9 +41,16 @@ def autoscaling(request: HttpRequest) -> HttpResponse:
     form = AutoscaleForm(request.POST or None, instance=PoolSettings.load())
     if request.method == "POST" and form.is_valid():
         form.save()
-        messages.success(request, "Autoscaling is on." if form.instance.autoscale_enabled else "Autoscaling is off.")
-        return after_post(request, reverse("autoscaling"), FORM, {"form": AutoscaleForm(instance=PoolSettings.load())},
-                          trigger="vibe:scaling")  # fmt: skip
+        messages.success(
+            request, "Autoscaling is on." if form.instance.autoscale_enabled else "Autoscaling is off."
+        )
+        return after_post(
+            request,
+            reverse("autoscaling"),
+            FORM,
+            {"form": AutoscaleForm(instance=PoolSettings.load())},
+            trigger="vibe:scaling",
+        )
     return page_or_partial(request, PAGE, FORM, {"section": "autoscaling", "form": form, **status_context()})
 
 

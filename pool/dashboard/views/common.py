@@ -25,7 +25,9 @@ def page_or_partial(request: HttpRequest, page: str, partial: str, context: dict
     return render(request, page, context)
 
 
-def after_post(request: HttpRequest, to: str, partial: str, context: dict, *, trigger: str = "") -> HttpResponse:
+def after_post(
+    request: HttpRequest, to: str, partial: str, context: dict, *, trigger: str = ""
+) -> HttpResponse:
     """A plain POST redirects, so a reload does not repeat it; an htmx POST gets the fresh
     partial, and `trigger` tells other parts of the page to refresh themselves."""
     if not request.htmx:

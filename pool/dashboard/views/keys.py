@@ -18,13 +18,27 @@ from pool.models import ApiKey
 PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
 
 
-def panel_context(*, create_form: KeyCreateForm | None = None, limits: KeyLimitsForm | None = None,
-                  new_key: dict | None = None) -> dict:  # fmt: skip
+def panel_context(
+    *,
+    create_form: KeyCreateForm | None = None,
+    limits: KeyLimitsForm | None = None,
+    new_key: dict | None = None,
+) -> dict:
     fair = metrics.tenant_summary()
-    rows = [(key, limits if limits and limits.instance.pk == key.pk else KeyLimitsForm(instance=key),
-             fair.get(key.name, metrics.NO_TENANT_FIGURES))
-            for key in ApiKey.objects.all()]  # fmt: skip
-    return {"section": "keys", "rows": rows, "create_form": create_form or KeyCreateForm(), "new_key": new_key}
+    rows = [
+        (
+            key,
+            limits if limits and limits.instance.pk == key.pk else KeyLimitsForm(instance=key),
+            fair.get(key.name, metrics.NO_TENANT_FIGURES),
+        )
+        for key in ApiKey.objects.all()
+    ]
+    return {
+        "section": "keys",
+        "rows": rows,
+        "create_form": create_form or KeyCreateForm(),
+        "new_key": new_key,
+    }
 
 
 @staff_required

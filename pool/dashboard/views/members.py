@@ -72,10 +72,16 @@ def member_add(request: HttpRequest) -> HttpResponse:
     form = MemberAddForm(request.POST)
     if form.is_valid() and form.submit():
         messages.success(request, f"Added {form.result.name}; the supervisor starts it now.")
-        return after_post(request, reverse("members"), "dashboard/partials/member_add.html",
-                          {"add_form": MemberAddForm()}, trigger="vibe:members")  # fmt: skip
-    return page_or_partial(request, "dashboard/members.html", "dashboard/partials/member_add.html",
-                           page_context(add_form=form))  # fmt: skip
+        return after_post(
+            request,
+            reverse("members"),
+            "dashboard/partials/member_add.html",
+            {"add_form": MemberAddForm()},
+            trigger="vibe:members",
+        )
+    return page_or_partial(
+        request, "dashboard/members.html", "dashboard/partials/member_add.html", page_context(add_form=form)
+    )
 
 
 @staff_required
@@ -85,10 +91,19 @@ def pool_scale(request: HttpRequest) -> HttpResponse:
     if form.is_valid() and form.submit():
         done = ", ".join(form.result) or "nothing to do"
         messages.success(request, f"Scale to {form.cleaned_data['count']}: {done}.")
-        return after_post(request, reverse("members"), "dashboard/partials/member_scale.html",
-                          {"scale_form": ScaleForm(initial=form.cleaned_data)}, trigger="vibe:members")  # fmt: skip
-    return page_or_partial(request, "dashboard/members.html", "dashboard/partials/member_scale.html",
-                           page_context(scale_form=form))  # fmt: skip
+        return after_post(
+            request,
+            reverse("members"),
+            "dashboard/partials/member_scale.html",
+            {"scale_form": ScaleForm(initial=form.cleaned_data)},
+            trigger="vibe:members",
+        )
+    return page_or_partial(
+        request,
+        "dashboard/members.html",
+        "dashboard/partials/member_scale.html",
+        page_context(scale_form=form),
+    )
 
 
 def log_tail(member: Member) -> str:
@@ -106,8 +121,12 @@ def member_detail(request: HttpRequest, name: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid() and form.submit():
         messages.success(request, f"Saved {member.name}'s settings.")
         member.refresh_from_db()
-        return after_post(request, reverse("member", args=[name]), "dashboard/partials/member_edit.html",
-                          {"member": member, "edit_form": MemberEditForm(member=member)})  # fmt: skip
+        return after_post(
+            request,
+            reverse("member", args=[name]),
+            "dashboard/partials/member_edit.html",
+            {"member": member, "edit_form": MemberEditForm(member=member)},
+        )
     context = {
         "section": "members",
         "member": member,

@@ -20,7 +20,9 @@ def capacity_context(request: HttpRequest) -> dict:
     form = CapacityForm(request.GET if "target_qps" in request.GET else None)
     hint = None
     if form.is_bound and form.is_valid():
-        hint = autoscale.capacity_hint(target_qps=form.cleaned_data["target_qps"], spares=form.cleaned_data["spares"])
+        hint = autoscale.capacity_hint(
+            target_qps=form.cleaned_data["target_qps"], spares=form.cleaned_data["spares"]
+        )
     return {"capacity_form": form, "hint": hint}
 
 
@@ -30,7 +32,11 @@ def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "section": "overview",
         "totals": snapshot.totals(),
-        "charts": {"history": snapshot.chart_columns(), "usage": list(resources.history), "gpu": snapshot.gpu_status()},
+        "charts": {
+            "history": snapshot.chart_columns(),
+            "usage": list(resources.history),
+            "gpu": snapshot.gpu_status(),
+        },
         "firing": AlertRule.objects.filter(firing=True),
         "events": PoolEvent.objects.all()[:12],
         **capacity_context(request),

@@ -21,5 +21,7 @@ def routing(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Saved. The gateway picks the change up within a second.")
-        return after_post(request, reverse("routing"), FORM, {"form": RoutingForm(instance=PoolSettings.load())})
+        return after_post(
+            request, reverse("routing"), FORM, {"form": RoutingForm(instance=PoolSettings.load())}
+        )
     return page_or_partial(request, PAGE, FORM, {"section": "routing", "form": form})

@@ -11,10 +11,18 @@ from pool.models.apikey import PRIORITIES
 
 def add_share_arguments(parser, default: bool) -> None:
     """Fair sharing: a key's weight and class when the pool is full."""
-    parser.add_argument("--weight", type=int, default=1 if default else None,
-                        help="its share of a full pool against other keys' weights (default 1)")  # fmt: skip
-    parser.add_argument("--priority", choices=[p for p, _ in PRIORITIES], default="interactive" if default else None,
-                        help="batch: only slots no interactive request waits for (default interactive)")  # fmt: skip
+    parser.add_argument(
+        "--weight",
+        type=int,
+        default=1 if default else None,
+        help="its share of a full pool against other keys' weights (default 1)",
+    )
+    parser.add_argument(
+        "--priority",
+        choices=[p for p, _ in PRIORITIES],
+        default="interactive" if default else None,
+        help="batch: only slots no interactive request waits for (default interactive)",
+    )
 
 
 class Command(BaseCommand):
@@ -40,8 +48,9 @@ class Command(BaseCommand):
 
     def do_create(self, *, name, rpm, tpm, max_parallel, weight, priority, **_):
         try:
-            key, raw = apikey_create(name=name, rpm=rpm, tpm=tpm, max_parallel=max_parallel, weight=weight,
-                                     priority=priority)  # fmt: skip
+            key, raw = apikey_create(
+                name=name, rpm=rpm, tpm=tpm, max_parallel=max_parallel, weight=weight, priority=priority
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Created key {key.name!r}. It is shown only now; store it safely:\n{raw}")
@@ -51,20 +60,26 @@ class Command(BaseCommand):
             key = apikey_set_share(name=name, weight=weight, priority=priority)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"{key.name!r} now has weight {key.weight}, {key.priority}; gateways use it within a second.")
+        self.stdout.write(
+            f"{key.name!r} now has weight {key.weight}, {key.priority}; gateways use it within a second."
+        )
 
     def do_list(self, **_):
         keys = ApiKey.objects.all()
         if not keys:
             self.stdout.write("No API keys yet. Create one: python manage.py apikey create PLATFORM")
             return
-        self.stdout.write(f"{'name':20} {'key':12} {'status':8} {'rpm':>6} {'tpm':>8} {'par':>4} {'weight':>6} "
-                          f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6}")  # fmt: skip
+        self.stdout.write(
+            f"{'name':20} {'key':12} {'status':8} {'rpm':>6} {'tpm':>8} {'par':>4} {'weight':>6} "
+            f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6}"
+        )
         for k in keys:
             limits = [str(v) if v is not None else "-" for v in (k.rpm, k.tpm, k.max_parallel)]
-            self.stdout.write(f"{k.name:20} {k.prefix + '…':12} {'active' if k.is_active else 'revoked':8} "
-                              f"{limits[0]:>6} {limits[1]:>8} {limits[2]:>4} {k.weight:>6} {k.priority:11} "
-                              f"{k.requests:>9} {k.prompt_tokens:>9} {k.completion_tokens:>10} {k.errors:>6}")  # fmt: skip
+            self.stdout.write(
+                f"{k.name:20} {k.prefix + '…':12} {'active' if k.is_active else 'revoked':8} "
+                f"{limits[0]:>6} {limits[1]:>8} {limits[2]:>4} {k.weight:>6} {k.priority:11} "
+                f"{k.requests:>9} {k.prompt_tokens:>9} {k.completion_tokens:>10} {k.errors:>6}"
+            )
 
     def do_revoke(self, *, name, **_):
         try:

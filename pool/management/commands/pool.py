@@ -24,8 +24,20 @@ MEMBER_ACTIONS = {
     "restart": (actions.member_restart, "stop a member, then start it again"),
     "remove": (actions.member_remove, "stop a member and delete it from the pool"),
 }
-COLUMNS = ("NAME", "KIND", "ENGINE", "WANT", "STATE", "PID", "ADDRESS", "SLOTS", "WEIGHT", "GPU", "RESTARTS",
-           "LAST ERROR")
+COLUMNS = (
+    "NAME",
+    "KIND",
+    "ENGINE",
+    "WANT",
+    "STATE",
+    "PID",
+    "ADDRESS",
+    "SLOTS",
+    "WEIGHT",
+    "GPU",
+    "RESTARTS",
+    "LAST ERROR",
+)
 LAST_ERROR_WIDTH = 60
 
 
@@ -41,23 +53,41 @@ class Command(BaseCommand):
             "--url", default="", help="base URL of an already running server, e.g. http://gpu2:8080"
         )
         add.add_argument(
-            "--weight", type=int, default=1, help=f"share of traffic for weighted strategies ({MIN_WEIGHT}-{MAX_WEIGHT})"
+            "--weight",
+            type=int,
+            default=1,
+            help=f"share of traffic for weighted strategies ({MIN_WEIGHT}-{MAX_WEIGHT})",
         )
         add.add_argument("--gpu", type=int, default=None, help="pin a local member to this GPU index")
         add.add_argument("--name", default="", help="a name of your choosing (default m1, m2, ...)")
         add.add_argument("--node", default="", help="the node whose supervisor runs it (default: this one)")
-        add.add_argument("--engine", default="", choices=["", *states.ENGINES],
-                         help="what a local member runs (default VIBEADMIN_ENGINE)")  # fmt: skip
-        add.add_argument("--slots", type=int, default=None,
-                         help="answers it decodes at once (llama-server; default VIBEADMIN_SLOTS, "
-                              "or a remote's own from its /props)")  # fmt: skip
+        add.add_argument(
+            "--engine",
+            default="",
+            choices=["", *states.ENGINES],
+            help="what a local member runs (default VIBEADMIN_ENGINE)",
+        )
+        add.add_argument(
+            "--slots",
+            type=int,
+            default=None,
+            help="answers it decodes at once (llama-server; default VIBEADMIN_SLOTS, "
+            "or a remote's own from its /props)",
+        )
         add.add_argument("--api-key", default="", help="the key a remote member's server wants")
         change = sub.add_parser("set", help="change a member's slots, weight, engine or (remote) API key")
         change.add_argument("name", metavar="NAME")
-        change.add_argument("--slots", default=None,
-                            help="answers it decodes at once (local: at next start); 'auto' on a remote: from its /props")  # fmt: skip
-        change.add_argument("--weight", type=int, default=None, help="share of traffic for weighted strategies")
-        change.add_argument("--engine", default=None, choices=states.ENGINES, help="a local member's engine (at next start)")
+        change.add_argument(
+            "--slots",
+            default=None,
+            help="answers it decodes at once (local: at next start); 'auto' on a remote: from its /props",
+        )
+        change.add_argument(
+            "--weight", type=int, default=None, help="share of traffic for weighted strategies"
+        )
+        change.add_argument(
+            "--engine", default=None, choices=states.ENGINES, help="a local member's engine (at next start)"
+        )
         change.add_argument("--api-key", default=None, help="a remote member's key ('' clears it)")
         for name, (_, help_text) in MEMBER_ACTIONS.items():
             sub.add_parser(name, help=help_text).add_argument("name", metavar="NAME")
@@ -72,13 +102,23 @@ class Command(BaseCommand):
                 self.status(as_json=options["json"])
             elif action == "add":
                 self.add(
-                    url=options["url"], weight=options["weight"], gpu=options["gpu"], name=options["name"],
-                    node=options["node"], engine=options["engine"], slots=options["slots"],
+                    url=options["url"],
+                    weight=options["weight"],
+                    gpu=options["gpu"],
+                    name=options["name"],
+                    node=options["node"],
+                    engine=options["engine"],
+                    slots=options["slots"],
                     api_key=options["api_key"],
                 )
             elif action == "set":
-                self.change(options["name"], slots=options["slots"], weight=options["weight"],
-                            engine=options["engine"], api_key=options["api_key"])  # fmt: skip
+                self.change(
+                    options["name"],
+                    slots=options["slots"],
+                    weight=options["weight"],
+                    engine=options["engine"],
+                    api_key=options["api_key"],
+                )
             elif action in MEMBER_ACTIONS:
                 self.member_action(action, options["name"])
             elif action == "scale":
@@ -104,10 +144,21 @@ class Command(BaseCommand):
         self.stdout.write(f"\nStrategy: {current_strategy()}")
         self.stdout.write(supervisor_line())
 
-    def add(self, *, url: str, weight: int, gpu: int | None, name: str, node: str = "", engine: str = "",
-            slots: int | None = None, api_key: str = "") -> None:  # fmt: skip
-        member = actions.member_add(url=url, weight=weight, gpu=gpu, name=name, node=node, engine=engine,
-                                    slots=slots, api_key=api_key)  # fmt: skip
+    def add(
+        self,
+        *,
+        url: str,
+        weight: int,
+        gpu: int | None,
+        name: str,
+        node: str = "",
+        engine: str = "",
+        slots: int | None = None,
+        api_key: str = "",
+    ) -> None:
+        member = actions.member_add(
+            url=url, weight=weight, gpu=gpu, name=name, node=node, engine=engine, slots=slots, api_key=api_key
+        )
         if url:
             slots_text = f"{member.slots} slots" if member.slots else "slots read from its /props"
             where = f"remote member at {member.url} ({slots_text})"
@@ -115,8 +166,9 @@ class Command(BaseCommand):
             where = f"local {member.engine} member with {member.slots} slot{'s' if member.slots != 1 else ''} on node {member.node}"
         self.done(f"Added {member.name}, a {where}.")
 
-    def change(self, name: str, *, slots: str | None, weight: int | None, engine: str | None,
-               api_key: str | None) -> None:  # fmt: skip
+    def change(
+        self, name: str, *, slots: str | None, weight: int | None, engine: str | None, api_key: str | None
+    ) -> None:
         member = find_member(name)
         if not any(value is not None for value in (slots, weight, engine, api_key)):
             raise CommandError("say what to set: --slots, --weight, --engine or --api-key")
@@ -194,9 +246,20 @@ def member_row(facts: dict) -> tuple[str, ...]:
     error = facts["last_error"].splitlines()[0] if facts["last_error"] else ""
     if len(error) > LAST_ERROR_WIDTH:
         error = error[: LAST_ERROR_WIDTH - 1] + "…"
-    return (facts["name"], facts["kind"], facts["engine"], facts["wants"], facts["state"], str(facts["pid"] or "-"),
-            facts["address"] or "-", str(facts["slots"]), str(facts["weight"]),
-            "-" if facts["gpu"] is None else str(facts["gpu"]), str(facts["restarts"]), error)  # fmt: skip
+    return (
+        facts["name"],
+        facts["kind"],
+        facts["engine"],
+        facts["wants"],
+        facts["state"],
+        str(facts["pid"] or "-"),
+        facts["address"] or "-",
+        str(facts["slots"]),
+        str(facts["weight"]),
+        "-" if facts["gpu"] is None else str(facts["gpu"]),
+        str(facts["restarts"]),
+        error,
+    )
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
@@ -219,9 +282,10 @@ def supervisor_alive() -> bool:
 
 def supervisor_line() -> str:
     lines = [
-        f"Supervisor of node {node.name}: running (pid {node.pid})" if not node.is_lost()
+        f"Supervisor of node {node.name}: running (pid {node.pid})"
+        if not node.is_lost()
         else f"Supervisor of node {node.name}: LOST (not seen for {settings.VIBEADMIN_NODE_LOST_AFTER_S:g}s); "
         f"its members are unreachable until `manage.py serve` or `supervise --node {node.name}` runs there"
         for node in Node.objects.all()
-    ]  # fmt: skip
+    ]
     return "\n".join(lines) or "Supervisor: none has run yet; start one with `manage.py serve`"

@@ -20,8 +20,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.HOST)
         parser.add_argument("--port", type=int, default=settings.PORT)
-        parser.add_argument("--api-port", type=int, default=settings.API_PORT,
-                            help="The API's own port, faster than /v1/ on --port (0: none)")  # fmt: skip
+        parser.add_argument(
+            "--api-port",
+            type=int,
+            default=settings.API_PORT,
+            help="The API's own port, faster than /v1/ on --port (0: none)",
+        )
         parser.add_argument("--no-supervisor", action="store_true", help="Serve only; members run elsewhere")
 
     def handle(self, *args, host: str, port: int, api_port: int, no_supervisor: bool, **options):

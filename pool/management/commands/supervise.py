@@ -40,8 +40,10 @@ class Command(BaseCommand):
         events.listen(StartupProgress(self.stdout.write, node=node))
         supervisor = Supervisor(node=node, model=model)
         supervisor.start_thread()
-        self.stdout.write(f"Supervising node {node!r}; members listen on {settings.VIBEADMIN_MEMBER_BIND} "
-                          f"and are reached at {settings.VIBEADMIN_ADVERTISE_HOST}. Ctrl-C stops them.")  # fmt: skip
+        self.stdout.write(
+            f"Supervising node {node!r}; members listen on {settings.VIBEADMIN_MEMBER_BIND} "
+            f"and are reached at {settings.VIBEADMIN_ADVERTISE_HOST}. Ctrl-C stops them."
+        )
         done.wait()
         self.stdout.write("Stopping this node's members...")
         supervisor.shutdown()
