@@ -157,3 +157,33 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+# Real members load the model first: minutes on a loaded 2-core machine.
+READY_TIMEOUT_S = 180
+
+
+def wait_ready(child: subprocess.Popen, output: Path, members: int) -> None:
+    """Until serve says its `members` members are ready; fail with its output if it exits."""
+    said = f"vibeadmin is ready: {members} member{'s' if members != 1 else ''} ready"
+    wait_until(
+        lambda: said in output.read_text() or child.poll() is not None,
+        READY_TIMEOUT_S,
+        interval=0.5,
+        what=f"serve to say '{said}'",
+    )
+    assert child.poll() is None, output.read_text()
+
+
+# Debian's Chromium, headless, with nothing that reaches out to the network (which is closed here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots, for a person to look at

@@ -14,19 +14,16 @@ from pathlib import Path
 import pytest
 
 from testing.fake_member import FakeMemberProcess
-from tests.helpers import free_port, manage, start_serve, stop_serve, wait_until
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+from tests.helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    manage,
+    start_serve,
+    stop_serve,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.browser,

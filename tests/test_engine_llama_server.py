@@ -21,7 +21,7 @@ from pool import actions
 from pool.models import Member, states
 from pool.supervisor import health, process
 from tests.asgi_driver import Call
-from tests.helpers import free_port, manage, reconcile_until, start_serve, stop_serve, wait_until
+from tests.helpers import free_port, manage, reconcile_until, start_serve, stop_serve, wait_ready, wait_until
 
 pytestmark = [pytest.mark.real_model]
 
@@ -272,7 +272,7 @@ def finish_reasons(reply) -> list[str]:
 
 @pytest.fixture(scope="module")
 def served(migrated_template, default_model, binary, tmp_path_factory):
-    from tests.test_gateway_real_model import READY_TIMEOUT_S, Served
+    from tests.test_gateway_real_model import Served
 
     folder = tmp_path_factory.mktemp("llama-server-serve")
     data_dir = folder / "data"
@@ -290,13 +290,7 @@ def served(migrated_template, default_model, binary, tmp_path_factory):
     output = folder / "serve.out"
     child = start_serve(data_dir, log=output, **env)
     try:
-        wait_until(
-            lambda: "vibeadmin is ready: 1 member ready" in output.read_text() or child.poll() is not None,
-            READY_TIMEOUT_S,
-            interval=0.5,
-            what="serve to report its member ready",
-        )
-        assert child.poll() is None, output.read_text()
+        wait_ready(child, output, 1)
         yield Served(f"http://127.0.0.1:{env['VIBEADMIN_PORT']}", data_dir, default_model.path.stem, key)
     finally:
         stop_serve(child, data_dir)

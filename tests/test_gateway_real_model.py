@@ -17,11 +17,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port, manage, start_serve, stop_serve, wait_until
+from tests.helpers import free_port, manage, start_serve, stop_serve, wait_ready, wait_until
 
 pytestmark = pytest.mark.real_model
 
-READY_TIMEOUT_S = 180
 COUNTING = [{"role": "user", "content": "Count from 1 to 50, separated by commas."}]
 
 
@@ -62,13 +61,7 @@ def served(migrated_template, default_model, tmp_path_factory):
     output = folder / "serve.out"
     child = start_serve(data_dir, log=output, **env)
     try:
-        wait_until(
-            lambda: "vibeadmin is ready: 1 member ready" in output.read_text() or child.poll() is not None,
-            READY_TIMEOUT_S,
-            interval=0.5,
-            what="serve to report its member ready",
-        )
-        assert child.poll() is None, output.read_text()
+        wait_ready(child, output, 1)
         status = json.loads(manage("pool", "status", "--json", data_dir=data_dir).stdout)
         assert [(m["name"], m["state"]) for m in status] == [("m1", "ready")]
         yield Served(f"http://127.0.0.1:{env['VIBEADMIN_PORT']}", data_dir, default_model.path.stem, key)

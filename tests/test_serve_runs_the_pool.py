@@ -7,11 +7,9 @@ import signal
 
 import pytest
 
-from tests.helpers import free_port, manage, member_processes, start_serve, stop_serve, wait_until
+from tests.helpers import free_port, manage, member_processes, start_serve, stop_serve, wait_ready
 
 pytestmark = pytest.mark.real_model
-
-READY_TIMEOUT_S = 180
 
 
 @pytest.fixture
@@ -35,13 +33,7 @@ def served(data_dir, default_model, tmp_path):
 def test_serve_brings_two_real_members_to_ready_and_stops_them_on_ctrl_c(served, data_dir):
     child, output = served
 
-    wait_until(
-        lambda: "vibeadmin is ready: 2 members ready" in output.read_text() or child.poll() is not None,
-        READY_TIMEOUT_S,
-        interval=0.5,
-        what="serve to report 2 ready members",
-    )
-    assert child.poll() is None, output.read_text()
+    wait_ready(child, output, 2)
     status = manage("pool", "status", "--json", data_dir=data_dir)
     assert [(m["name"], m["state"]) for m in json.loads(status.stdout)] == [("m1", "ready"), ("m2", "ready")]
     assert len(member_processes(data_dir)) == 2

@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, answers, free_port, start_serve, stop_serve, wait_until
+from tests.helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    answers,
+    free_port,
+    start_serve,
+    stop_serve,
+    wait_ready,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -25,17 +35,6 @@ pytestmark = [
     ),
 ]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-READY_TIMEOUT_S = 180
 
 # Stands in for fetch() on /solve/api/stream when window.__canned is set: the answer starts
 # after `waitMs` and its body comes in `chunk`-byte pieces (cutting events, lines and UTF-8
@@ -131,13 +130,7 @@ def one_real_member(data_dir, default_model, tmp_path):
         VIBEADMIN_CHAT_FORMAT="gemma",
     )
     try:
-        wait_until(
-            lambda: "vibeadmin is ready" in log.read_text() or child.poll() is not None,
-            READY_TIMEOUT_S,
-            interval=0.5,
-            what="the member to be ready",
-        )
-        assert child.poll() is None, log.read_text()
+        wait_ready(child, log, 1)
         yield url
     finally:
         stop_serve(child, data_dir)
@@ -149,7 +142,7 @@ def browser():
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
