@@ -30,6 +30,7 @@ STOPPED_STATES = (STOPPED, FAILED)
 TRANSITIONS: dict[tuple[str, str], str] = {
     (STOPPED, STARTING): "the supervisor spawned it (a remote member: started probing it)",
     (FAILED, STARTING): "the operator pressed start, which forgave the crashes",
+    (STOPPED, FAILED): "it cannot start at all (its engine's binary is missing): retrying would not help",
     (STARTING, READY): "the first probe answered: the model is loaded",
     (STARTING, UNHEALTHY): "a remote member did not answer N probes",
     (STARTING, FAILED): "the process exited once too often",
