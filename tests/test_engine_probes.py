@@ -193,7 +193,7 @@ def test_a_llama_server_member_without_the_binary_fails_with_one_clear_line(
     assert fetch(member).state == states.FAILED  # no retry every tick: the operator starts it again
 
 
-def test_a_llama_server_members_own_counters_reach_metrics(supervisor, stand_ins, client):
+def test_a_llama_server_members_own_counters_reach_metrics(supervisor, stand_ins, admin_client):
     routes = like_llama_server()
     routes["/metrics"] = (
         200,
@@ -205,7 +205,7 @@ def test_a_llama_server_members_own_counters_reach_metrics(supervisor, stand_ins
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
-    exposed = client.get("/metrics").content.decode()
+    exposed = admin_client.get("/metrics").content.decode()
     assert 'vibeadmin_member_engine_series{member="gpu7",series="tokens_predicted_total"} 1234.0' in exposed
     assert 'vibeadmin_member_engine_series{member="gpu7",series="n_decode_total"} 56.0' in exposed
     assert "bogus" not in exposed
