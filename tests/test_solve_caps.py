@@ -17,6 +17,7 @@ from pool.gateway.app import SOLVE_PATH
 from pool.models import PoolSettings
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy
+from tests.helpers import routing_data
 from tests.services import redis_missing, start_redis
 
 
@@ -119,8 +120,6 @@ def test_the_page_offers_answer_lengths_up_to_the_ceiling(client, settings):
 
 @pytest.mark.django_db
 def test_the_caps_are_set_on_the_routing_page(admin_client):
-    from tests.test_dashboard_settings_forms import routing_data
-
     page = admin_client.get(reverse("routing")).content.decode()
     for name in ("solve_inflight_per_address", "solve_max_tokens", "solve_pool_share"):
         assert f'name="{name}"' in page
@@ -141,8 +140,6 @@ def test_the_caps_are_set_on_the_routing_page(admin_client):
     ],
 )
 def test_bad_caps_are_refused_on_the_form(admin_client, changes):
-    from tests.test_dashboard_settings_forms import routing_data
-
     response = admin_client.post(reverse("routing"), routing_data(**changes))
     assert response.status_code == 200 and "errorlist" in response.content.decode()
     row = PoolSettings.load()
