@@ -29,12 +29,18 @@ def answering(gateway, address: str) -> Call:
     return Call(gateway, "POST", SOLVE_PATH, json.dumps(solve()).encode(), client=address)
 
 
-@pytest.mark.asyncio
-async def test_a_second_answer_for_an_address_that_has_one_in_flight_is_429(gateway, fake_members):
+async def one_answer_in_flight(gateway, fake_members, address: str) -> Call:
+    """Two members with room for every student, and `address` already has an answer being written."""
     await sync_to_async(fake_members)(2, ttft=0.5)
     await sync_to_async(set_policy)(solve_pool_share=1.0)
-    first = answering(gateway, "10.0.0.1")
+    first = answering(gateway, address)
     await first.started.wait()
+    return first
+
+
+@pytest.mark.asyncio
+async def test_a_second_answer_for_an_address_that_has_one_in_flight_is_429(gateway, fake_members):
+    first = await one_answer_in_flight(gateway, fake_members, "10.0.0.1")
 
     second = await request(gateway, "POST", SOLVE_PATH, solve(), client="10.0.0.1")
 
@@ -90,10 +96,7 @@ async def test_an_address_busy_on_one_gateway_is_refused_on_another_that_shares_
     try:
         for gw in (gateway, other):
             gw.admission = Admission(RedisLimits(server.url))
-        await sync_to_async(fake_members)(2, ttft=0.5)
-        await sync_to_async(set_policy)(solve_pool_share=1.0)
-        first = answering(gateway, "10.0.0.1")
-        await first.started.wait()
+        first = await one_answer_in_flight(gateway, fake_members, "10.0.0.1")
 
         elsewhere = await request(other, "POST", SOLVE_PATH, solve(), client="10.0.0.1")
 
