@@ -69,22 +69,19 @@ class StateLog:
 
 def shots(server: Vibeadmin, key: str, rate: float, duration: float, seed: int) -> list[Shot]:
     rng = random.Random(seed)
-    headers = {"Authorization": f"Bearer {key}"}
     out = []
     for at in poisson(rate, int(rate * duration * 2) + 5, rng):
         if at > duration:
             break
-        stream = rng.random() < 0.5
-        out.append(
-            Shot(
-                server.api_url + "/v1/chat/completions",
-                body(TOKENS, stream),
-                headers,
-                at=at,
-                tag="stream" if stream else "plain",
-            )
-        )
+        out.append(chat_shot(server, key, TOKENS, rng.random() < 0.5, at=at))
     return out
+
+
+def chat_shot(server: Vibeadmin, key: str, tokens: int, stream: bool, *, at: float) -> Shot:
+    """One chat completion sent `at` seconds in, tagged by whether it streams."""
+    headers = {"Authorization": f"Bearer {key}"}
+    tag = "stream" if stream else "plain"
+    return Shot(server.api_url + "/v1/chat/completions", body(tokens, stream), headers, at=at, tag=tag)
 
 
 def body(tokens: int, stream: bool) -> dict:
@@ -112,17 +109,7 @@ def service_time(server: Vibeadmin, key: str) -> float:
 
 def long_replies(server: Vibeadmin, key: str, *, at: float) -> list[Shot]:
     """Two long replies sent at `at`, one streamed and one not."""
-    headers = {"Authorization": f"Bearer {key}"}
-    return [
-        Shot(
-            server.api_url + "/v1/chat/completions",
-            body(LONG_TOKENS, stream),
-            headers,
-            at=at,
-            tag="stream" if stream else "plain",
-        )
-        for stream in (True, False)
-    ]
+    return [chat_shot(server, key, LONG_TOKENS, stream, at=at) for stream in (True, False)]
 
 
 def kill_drill(server: Vibeadmin, key: str, rate: float, duration: float, kill_at: float) -> dict:

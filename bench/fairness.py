@@ -357,20 +357,24 @@ def goals(result: dict) -> list[dict]:
     def median(key: str):
         return f[key]["median"]
 
-    def at_most(key: str, bound: float) -> bool:
-        return median(key) is not None and median(key) <= bound
+    def at_most(text: str, key: str, bound: float, unit: str) -> dict:
+        value = median(key)
+        return goal(text, _r(value), value is not None and value <= bound, unit)
+
+    def at_least(text: str, key: str, bound: float) -> dict:
+        return goal(text, _r(median(key)), (median(key) or 0) >= bound)
 
     return [
-        goal(
+        at_most(
             "isolation: B's p95 with fair queuing <= 2x its p95 alone",
-            _r(median("fair_vs_alone")),
-            at_most("fair_vs_alone", 2.0),
+            "fair_vs_alone",
+            2.0,
             "x",
         ),
-        goal(
+        at_most(
             "isolation: B's p95 with fair queuing <= 0.3x its p95 behind FIFO",
-            _r(median("fair_vs_fifo")),
-            at_most("fair_vs_fifo", 0.3),
+            "fair_vs_fifo",
+            0.3,
             "x",
         ),
         goal(
@@ -384,44 +388,40 @@ def goals(result: dict) -> list[dict]:
             _r(f["windows_within_5pct"] / f["windows"]) if f["windows"] else None,
             f["windows"] > 0 and f["windows_within_5pct"] == f["windows"],
         ),
-        goal(
+        at_most(
             "classes: interactive p95 beside a saturating batch key <= 2x alone",
-            _r(median("interactive_vs_alone")),
-            at_most("interactive_vs_alone", 2.0),
+            "interactive_vs_alone",
+            2.0,
             "x",
         ),
-        goal(
-            "rejection: >= 95% of admitted requests start before the deadline",
-            _r(median("in_time")),
-            (median("in_time") or 0) >= 0.95,
-        ),
-        goal(
+        at_least("rejection: >= 95% of admitted requests start before the deadline", "in_time", 0.95),
+        at_least(
             "rejection: Retry-After within +-30% of the real time until a slot was free",
-            _r(median("retry_after_within_30pct")),
-            (median("retry_after_within_30pct") or 0) >= 0.95,
+            "retry_after_within_30pct",
+            0.95,
         ),
-        goal(
+        at_most(
             "the fair line's own work < 50 us per request at 1,000 waiting (10 tenants)",
-            _r(median("line_us_10_tenants")),
-            at_most("line_us_10_tenants", 50),
+            "line_us_10_tenants",
+            50,
             "us",
         ),
-        goal(
+        at_most(
             "the fair line's own work < 50 us per request at 1,000 waiting (1,000 tenants)",
-            _r(median("line_us_1000_tenants")),
-            at_most("line_us_1000_tenants", 50),
+            "line_us_1000_tenants",
+            50,
             "us",
         ),
-        goal(
+        at_most(
             "through the router (event loop included) < 50 us per request at 1,000 waiting (10 tenants)",
-            _r(median("micro_us_10_tenants")),
-            at_most("micro_us_10_tenants", 50),
+            "micro_us_10_tenants",
+            50,
             "us",
         ),
-        goal(
+        at_most(
             "through the router (event loop included) < 50 us per request at 1,000 waiting (1,000 tenants)",
-            _r(median("micro_us_1000_tenants")),
-            at_most("micro_us_1000_tenants", 50),
+            "micro_us_1000_tenants",
+            50,
             "us",
         ),
     ]

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import psutil
 
 from bench.server import free_port
+from testing.processes import end_process
 
 CONFIG = """
 worker_processes 1;
@@ -85,12 +86,7 @@ def nginx(member_urls: list[str]):
             time.sleep(0.05)
         yield Nginx(f"http://127.0.0.1:{port}", proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc, grace=5)
         proc.stderr.close()
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,1 +1,2 @@
-"""Test and benchmark doubles: small fake OpenAI servers (never imported by the app)."""
+"""Test and benchmark doubles: small fake OpenAI servers, and how a child process is ended
+(never imported by the app)."""

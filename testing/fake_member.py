@@ -37,6 +37,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from testing.processes import end_process
+
 GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
 DEFAULT_MAX_TOKENS = 16  # what llama-cpp-python's server uses when the request names none
 
@@ -467,12 +469,7 @@ class FakeMemberProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_process(self.proc, grace=5)
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None:
                 pipe.close()

@@ -1,5 +1,5 @@
 """Small helpers shared by the tests: waiting for a condition, stand-in member commands,
-running manage.py (and `manage.py serve`) in a child process."""
+running manage.py (and `manage.py serve`) in a child process, the Routing form's post data."""
 
 from __future__ import annotations
 
@@ -187,3 +187,23 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots, for a person to look at
+
+
+def routing_data(**changes) -> dict:
+    """A valid post of the Routing form (every required field filled), with `changes` on top."""
+    data = {
+        "strategy": "round_robin",
+        "queue_size": 100,
+        "queue_timeout_s": 10,
+        "prompt_general": "Be brief.",
+        "prompt_math": "Math.",
+        "prompt_code": "Code.",
+        "language_hint_enabled": "on",
+        "language_hint": "Answer in English.",
+        "api_open": "",
+        "solve_rpm": 20,
+        "solve_inflight_per_address": 1,
+        "solve_max_tokens": 2048,
+        "solve_pool_share": 0.5,
+    }
+    return {**data, **changes}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from testing.processes import end_process
 from tests.helpers import free_port, wait_until
 
 
@@ -23,12 +24,7 @@ class Server:
     folder: Path
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_process(self.proc, grace=10)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

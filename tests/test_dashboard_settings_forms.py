@@ -6,29 +6,11 @@ from django.urls import reverse
 
 from pool.models import AlertRule, ApiKey, PoolEvent, PoolSettings
 from pool.models.apikey import hash_key
+from tests.helpers import routing_data
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def routing_data(**changes):
-    data = {
-        "strategy": "round_robin",
-        "queue_size": 100,
-        "queue_timeout_s": 10,
-        "prompt_general": "Be brief.",
-        "prompt_math": "Math.",
-        "prompt_code": "Code.",
-        "language_hint_enabled": "on",
-        "language_hint": "Answer in English.",
-        "api_open": "",
-        "solve_rpm": 20,
-        "solve_inflight_per_address": 1,
-        "solve_max_tokens": 2048,
-        "solve_pool_share": 0.5,
-    }
-    return {**data, **changes}
 
 
 def test_routing_saves_the_strategy_through_its_action_and_the_rest(admin_client):

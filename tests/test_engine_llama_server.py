@@ -6,7 +6,6 @@ slots in use at once through the gateway, without cutting a running answer short
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from pool import actions
 from pool.models import Member, states
 from pool.supervisor import health, process
 from tests.asgi_driver import Call
-from tests.helpers import free_port, manage, reconcile_until, start_serve, stop_serve, wait_ready, wait_until
+from tests.helpers import free_port, manage, reconcile_until, wait_until
 
 pytestmark = [pytest.mark.real_model]
 
@@ -272,28 +271,11 @@ def finish_reasons(reply) -> list[str]:
 
 @pytest.fixture(scope="module")
 def served(migrated_template, default_model, binary, tmp_path_factory):
-    from tests.test_gateway_real_model import Served
+    from tests.test_gateway_real_model import serving_one_member
 
     folder = tmp_path_factory.mktemp("llama-server-serve")
-    data_dir = folder / "data"
-    shutil.copytree(migrated_template, data_dir)
-    env = {
-        "VIBEADMIN_PORT": str(free_port()),
-        "VIBEADMIN_MEMBERS": "1",
-        "VIBEADMIN_MODEL": str(default_model.path),
-        "VIBEADMIN_CHAT_FORMAT": "gemma",
-        "VIBEADMIN_N_CTX": "512",
-        "VIBEADMIN_SLOTS": "4",
-        "VIBEADMIN_REFRESH_S": "0.1",
-    }
-    key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
-    output = folder / "serve.out"
-    child = start_serve(data_dir, log=output, **env)
-    try:
-        wait_ready(child, output, 1)
-        yield Served(f"http://127.0.0.1:{env['VIBEADMIN_PORT']}", data_dir, default_model.path.stem, key)
-    finally:
-        stop_serve(child, data_dir)
+    with serving_one_member(folder, migrated_template, default_model.path, VIBEADMIN_SLOTS="4") as served:
+        yield served
 
 
 def test_the_default_pool_runs_llama_server_members_with_slots(served):

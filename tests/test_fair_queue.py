@@ -74,6 +74,12 @@ class Pool:
         slot = self.running.pop(index)
         self.router.release(slot, used=slot.tokens if used is None else used)
 
+    async def finish_in_turn(self, count: int = 1) -> None:
+        """Finish the oldest running request and let the line start the next, `count` times."""
+        for _ in range(count):
+            self.finish()
+            await self.settle()
+
     def drifted(self) -> str | None:
         if self.slots.waiting != len(self.router.queue):
             return f"waiting count {self.slots.waiting} against {len(self.router.queue)} in line"
@@ -96,8 +102,7 @@ async def test_a_light_tenant_waits_for_the_next_free_slot_not_behind_a_flood():
     await pool.settle()
     pool.arrive(B)
     await pool.settle()
-    pool.finish()
-    await pool.settle()
+    await pool.finish_in_turn()
     assert pool.started[-1][0] == "B"
     await pool.close()
 
@@ -109,9 +114,7 @@ async def test_weights_two_to_one_share_the_pool_two_to_one():
         pool.arrive(heavy)
         pool.arrive(light)
     await pool.settle()
-    for _ in range(30):
-        pool.finish()
-        await pool.settle()
+    await pool.finish_in_turn(30)
     served = [name for name, _ in pool.started[1:31]]
     assert abs(served.count("heavy") - 20) <= 1 and abs(served.count("light") - 10) <= 1
     await pool.close()
@@ -128,9 +131,7 @@ async def test_batch_gets_only_slots_no_interactive_request_waits_for():
     pool.arrive(A)
     pool.arrive(A)
     await pool.settle()
-    for _ in range(3):
-        pool.finish()
-        await pool.settle()
+    await pool.finish_in_turn(3)
     assert [name for name, _ in pool.started] == ["bulk", "A", "A", "bulk"]
     await pool.close()
 
@@ -141,15 +142,12 @@ async def test_a_tenant_keeps_its_own_arrival_order():
     await pool.settle()
     numbers = [pool.arrive(A, tokens=500) for _ in range(3)]
     await pool.settle()
-    pool.finish()
-    await pool.settle()
+    await pool.finish_in_turn()
     pool.finish(used=0)  # A's first generated nothing: its refund moves A's finish tag back...
     await pool.settle()
     numbers.append(pool.arrive(A, tokens=500))  # ...so its next request's tag is below its waiters'
     await pool.settle()
-    for _ in range(3):
-        pool.finish()
-        await pool.settle()
+    await pool.finish_in_turn(3)
     assert [n for name, n in pool.started if name == "A"] == numbers
     await pool.close()
 

@@ -10,6 +10,7 @@ from django.urls import reverse
 from pool.apikeys import apikey_create
 from pool.gateway.registry import Registry
 from pool.models import ApiKey, PoolSettings
+from tests.helpers import routing_data
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -60,21 +61,7 @@ def test_the_keys_page_sets_weight_and_class_and_refuses_a_bad_weight_on_the_for
 
 
 def test_the_routing_page_sets_the_solve_pages_weight_and_class(admin_client):
-    data = {
-        "strategy": "round_robin",
-        "queue_size": 100,
-        "queue_timeout_s": 10,
-        "prompt_general": "Be brief.",
-        "prompt_math": "Math.",
-        "prompt_code": "Code.",
-        "language_hint": "English.",
-        "solve_rpm": 20,
-        "solve_inflight_per_address": 1,
-        "solve_max_tokens": 2048,
-        "solve_pool_share": 0.5,
-        "solve_weight": 4,
-        "solve_priority": "batch",
-    }
+    data = routing_data(solve_weight=4, solve_priority="batch")
     admin_client.post(reverse("routing"), data, **HTMX)
     row = PoolSettings.load()
     assert (row.solve_weight, row.solve_priority) == (4, "batch")

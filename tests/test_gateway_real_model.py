@@ -5,11 +5,13 @@ Answers are short (max_tokens <= 32) so the whole file runs in seconds once the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,35 +40,48 @@ class Served:
 METRICS_TOKEN = "prometheus-scrape-token-123"
 
 
-@pytest.fixture(scope="module")
-def served(migrated_template, default_model, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("real-model")
+@contextlib.contextmanager
+def serving_one_member(folder: Path, migrated_template: Path, model: Path, **env: str) -> Iterator[Served]:
+    """`manage.py serve` with one member of `model`, over a copy of the migrated template,
+    and a platform key; `env` adds to (or overrides) the settings every such test uses."""
     data_dir = folder / "data"
     shutil.copytree(migrated_template, data_dir)
-    # The default GGUF is assembled in the developer's var/ already: point at it. Set this
-    # way, the model id clients see is the file's stem (pool.supervisor.model_file.chosen_model).
+    port = str(free_port())
     env = {
-        "VIBEADMIN_PORT": str(free_port()),
+        "VIBEADMIN_PORT": port,
         "VIBEADMIN_MEMBERS": "1",
-        "VIBEADMIN_MODEL": str(default_model.path),
+        "VIBEADMIN_MODEL": str(model),
         "VIBEADMIN_CHAT_FORMAT": "gemma",
         "VIBEADMIN_N_CTX": "512",
         "VIBEADMIN_REFRESH_S": "0.1",
-        "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN,
-        # llama-cpp-python's member, whose interrupts this file checks; llama-server's is
-        # in test_engine_llama_server.py.
-        "VIBEADMIN_ENGINE": "llama-cpp-python",
+        **env,
     }
     key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
     output = folder / "serve.out"
     child = start_serve(data_dir, log=output, **env)
     try:
         wait_ready(child, output, 1)
-        status = json.loads(manage("pool", "status", "--json", data_dir=data_dir).stdout)
-        assert [(m["name"], m["state"]) for m in status] == [("m1", "ready")]
-        yield Served(f"http://127.0.0.1:{env['VIBEADMIN_PORT']}", data_dir, default_model.path.stem, key)
+        yield Served(f"http://127.0.0.1:{port}", data_dir, model.stem, key)
     finally:
         stop_serve(child, data_dir)
+
+
+@pytest.fixture(scope="module")
+def served(migrated_template, default_model, tmp_path_factory):
+    # The default GGUF is assembled in the developer's var/ already: point at it. Set this
+    # way, the model id clients see is the file's stem (pool.supervisor.model_file.chosen_model).
+    with serving_one_member(
+        tmp_path_factory.mktemp("real-model"),
+        migrated_template,
+        default_model.path,
+        VIBEADMIN_METRICS_TOKEN=METRICS_TOKEN,
+        # llama-cpp-python's member, whose interrupts this file checks; llama-server's is
+        # in test_engine_llama_server.py.
+        VIBEADMIN_ENGINE="llama-cpp-python",
+    ) as served:
+        status = json.loads(manage("pool", "status", "--json", data_dir=served.data_dir).stdout)
+        assert [(m["name"], m["state"]) for m in status] == [("m1", "ready")]
+        yield served
 
 
 def test_the_model_is_served_under_its_files_name(served):

@@ -17,6 +17,7 @@ from pool.gateway.app import SOLVE_PATH
 from pool.models import PoolSettings
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy
+from tests.helpers import routing_data
 from tests.services import redis_missing, start_redis
 
 
@@ -28,12 +29,18 @@ def answering(gateway, address: str) -> Call:
     return Call(gateway, "POST", SOLVE_PATH, json.dumps(solve()).encode(), client=address)
 
 
-@pytest.mark.asyncio
-async def test_a_second_answer_for_an_address_that_has_one_in_flight_is_429(gateway, fake_members):
+async def one_answer_in_flight(gateway, fake_members, address: str) -> Call:
+    """Two members with room for every student, and `address` already has an answer being written."""
     await sync_to_async(fake_members)(2, ttft=0.5)
     await sync_to_async(set_policy)(solve_pool_share=1.0)
-    first = answering(gateway, "10.0.0.1")
+    first = answering(gateway, address)
     await first.started.wait()
+    return first
+
+
+@pytest.mark.asyncio
+async def test_a_second_answer_for_an_address_that_has_one_in_flight_is_429(gateway, fake_members):
+    first = await one_answer_in_flight(gateway, fake_members, "10.0.0.1")
 
     second = await request(gateway, "POST", SOLVE_PATH, solve(), client="10.0.0.1")
 
@@ -89,10 +96,7 @@ async def test_an_address_busy_on_one_gateway_is_refused_on_another_that_shares_
     try:
         for gw in (gateway, other):
             gw.admission = Admission(RedisLimits(server.url))
-        await sync_to_async(fake_members)(2, ttft=0.5)
-        await sync_to_async(set_policy)(solve_pool_share=1.0)
-        first = answering(gateway, "10.0.0.1")
-        await first.started.wait()
+        first = await one_answer_in_flight(gateway, fake_members, "10.0.0.1")
 
         elsewhere = await request(other, "POST", SOLVE_PATH, solve(), client="10.0.0.1")
 
@@ -119,8 +123,6 @@ def test_the_page_offers_answer_lengths_up_to_the_ceiling(client, settings):
 
 @pytest.mark.django_db
 def test_the_caps_are_set_on_the_routing_page(admin_client):
-    from tests.test_dashboard_settings_forms import routing_data
-
     page = admin_client.get(reverse("routing")).content.decode()
     for name in ("solve_inflight_per_address", "solve_max_tokens", "solve_pool_share"):
         assert f'name="{name}"' in page
@@ -141,8 +143,6 @@ def test_the_caps_are_set_on_the_routing_page(admin_client):
     ],
 )
 def test_bad_caps_are_refused_on_the_form(admin_client, changes):
-    from tests.test_dashboard_settings_forms import routing_data
-
     response = admin_client.post(reverse("routing"), routing_data(**changes))
     assert response.status_code == 200 and "errorlist" in response.content.decode()
     row = PoolSettings.load()

@@ -88,47 +88,64 @@ def tpm_budget(info: KeyInfo) -> str:
 
 
 def key_refusal(info: KeyInfo, refused: Refused) -> errors.ApiError:
-    wait = refused.retry_after
-    if refused.limit.name.startswith("rpm:"):
-        return errors.rate_limited(
-            f"this key's limit of {info.rpm} requests per minute is reached",
-            code="rate_limit_requests",
-            retry_after=wait,
-        )
-    if refused.limit.name.startswith("tpm:"):
-        return errors.rate_limited(
-            f"this key's limit of {info.tpm} tokens per minute is reached (requests in flight reserve their "
-            "max_tokens until they end)",
-            code="rate_limit_tokens",
-            retry_after=wait,
-        )
-    return errors.rate_limited(
-        f"this key already has {info.max_parallel} requests in flight (its limit)",
-        code="rate_limit_parallel",
-        retry_after=wait,
+    return _refusal(
+        refused,
+        {
+            "rpm:": (
+                f"this key's limit of {info.rpm} requests per minute is reached",
+                "rate_limit_requests",
+            ),
+            "tpm:": (
+                f"this key's limit of {info.tpm} tokens per minute is reached (requests in flight reserve their "
+                "max_tokens until they end)",
+                "rate_limit_tokens",
+            ),
+        },
+        otherwise=(
+            f"this key already has {info.max_parallel} requests in flight (its limit)",
+            "rate_limit_parallel",
+        ),
     )
 
 
 def student_refusal(caps: StudentCaps, refused: Refused) -> errors.ApiError:
-    wait = refused.retry_after
-    if refused.limit.name.startswith("rpm:"):
-        return errors.rate_limited(
-            f"you have sent {caps.per_minute} problems in the last minute; please wait a little",
-            code="rate_limit_address",
-            retry_after=wait,
-        )
-    if refused.limit.name.startswith("address:"):
-        many = "an answer is" if caps.at_once == 1 else f"{caps.at_once} answers are"
-        return errors.rate_limited(
-            f"{many} already being written for you; wait for it to finish or stop it first",
-            code="solve_inflight_per_address",
-            retry_after=wait,
-        )
-    return errors.rate_limited(
-        "the solver is busy with other students' problems right now; please try again shortly",
-        code="solve_pool_share",
-        retry_after=max(wait, 5),
+    many = "an answer is" if caps.at_once == 1 else f"{caps.at_once} answers are"
+    return _refusal(
+        refused,
+        {
+            "rpm:": (
+                f"you have sent {caps.per_minute} problems in the last minute; please wait a little",
+                "rate_limit_address",
+            ),
+            "address:": (
+                f"{many} already being written for you; wait for it to finish or stop it first",
+                "solve_inflight_per_address",
+            ),
+        },
+        otherwise=(
+            "the solver is busy with other students' problems right now; please try again shortly",
+            "solve_pool_share",
+        ),
+        otherwise_waits_at_least=5,
     )
+
+
+def _refusal(
+    refused: Refused,
+    by_limit: dict[str, tuple[str, str]],
+    *,
+    otherwise: tuple[str, str],
+    otherwise_waits_at_least: float | None = None,
+) -> errors.ApiError:
+    """The 429 (message, code) of the first limit-name prefix in `by_limit` that refused, else `otherwise`."""
+    wait = refused.retry_after
+    for prefix, (message, code) in by_limit.items():
+        if refused.limit.name.startswith(prefix):
+            return errors.rate_limited(message, code=code, retry_after=wait)
+    if otherwise_waits_at_least is not None:
+        wait = max(wait, otherwise_waits_at_least)
+    message, code = otherwise
+    return errors.rate_limited(message, code=code, retry_after=wait)
 
 
 def pool_share(share: float, slots: int) -> int:

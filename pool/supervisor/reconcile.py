@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -168,29 +169,24 @@ class Supervisor:
 
     def crashed(self, m: Member, error: str, tail: str) -> None:
         restarts = m.restarts + 1
+        # Given up on or restarting, the dead process is forgotten and its last words kept.
+        dead: dict[str, Any] = {
+            "pid": None,
+            "port": None,
+            "restarts": restarts,
+            "last_error": error,
+            "log_tail": tail,
+        }
         if restarts > settings.VIBEADMIN_MAX_RESTARTS:
-            change_state(
-                m,
-                states.FAILED,
-                reason=f"gave up after {m.restarts} restarts: {error}",
-                pid=None,
-                port=None,
-                restarts=restarts,
-                last_error=error,
-                log_tail=tail,
-            )
+            change_state(m, states.FAILED, reason=f"gave up after {m.restarts} restarts: {error}", **dead)
             return
         delay = min(settings.VIBEADMIN_BACKOFF_S * 2 ** (restarts - 1), settings.VIBEADMIN_BACKOFF_MAX_S)
         change_state(
             m,
             states.STARTING,
             reason=f"{error}; restart {restarts}/{settings.VIBEADMIN_MAX_RESTARTS} in {delay:g}s",
-            pid=None,
-            port=None,
-            restarts=restarts,
-            last_error=error,
-            log_tail=tail,
             next_start_at=timezone.now() + timedelta(seconds=delay),
+            **dead,
         )
 
     def step_probed(self, m: Member, probe: health.ProbeResult) -> None:
