@@ -55,6 +55,7 @@ def start_by_hand(binary, model, *, parallel: int, api_key: str = "") -> tuple[s
         str(512 * parallel),
         "--threads",
         "1",
+        "--no-jinja",  # the template by name, as members are started
         "--chat-template",
         "gemma",
         "--no-webui",
@@ -326,6 +327,30 @@ def test_the_openai_client_streams_through_the_gateway_from_a_llama_server_membe
     assert reply.choices[0].message.content.strip() and 0 < reply.usage.completion_tokens <= 16
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(deltas) >= 3
+
+
+def test_the_whole_prompt_reaches_a_llama_server_member(served):
+    """The member's own prompt count grows with the prompt. With Jinja on (llama-server's
+    default), `--chat-template gemma` was read as a template's text: every chat became 3
+    tokens, system prompt and question dropped, and nothing was left to cache."""
+    client = served.client()
+    system = "You are a careful math tutor."
+
+    def prompt_tokens(question: str) -> int:
+        reply = client.chat.completions.create(
+            model="vibethinker",
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": question},
+            ],
+            max_tokens=1,
+            temperature=0,
+        )
+        return reply.usage.prompt_tokens
+
+    short, long = prompt_tokens("Hi."), prompt_tokens(LONG)
+    assert short > len(system.split())
+    assert long > short + len(LONG.split()) // 2
 
 
 def test_a_request_straight_to_the_members_port_gets_401(served):

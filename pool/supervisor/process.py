@@ -76,7 +76,10 @@ def llama_server_command(member: Member, model: ModelChoice, port: int) -> list[
     ]
     if model.chat_format:
         # llama-cpp-python's format names, as llama-server's built-in templates spell them.
-        command += ["--chat-template", LLAMA_SERVER_TEMPLATES.get(model.chat_format, model.chat_format)]
+        # --no-jinja: with Jinja on (its default) llama-server reads the name as a template's
+        # text, and every chat became that word: 3 tokens, the messages dropped.
+        template = LLAMA_SERVER_TEMPLATES.get(model.chat_format, model.chat_format)
+        command += ["--no-jinja", "--chat-template", template]
     return command
 
 
