@@ -353,6 +353,28 @@ def test_the_whole_prompt_reaches_a_llama_server_member(served):
     assert long > short + len(LONG.split()) // 2
 
 
+def test_a_llama_server_member_reuses_its_cache_for_a_repeated_system_prompt(served):
+    """What prompt-cache affinity relies on: the second request with the same system prompt
+    has most of its prompt from the member's cache (llama-server's own count), as the
+    gemma GGUF's sliding-window cache allows only with --swa-full."""
+    client = served.client()
+    system = "You are a careful tutor. " + " ".join(f"Rule {i}: check step {i} twice." for i in range(40))
+
+    def cached_tokens(question: str):
+        reply = client.chat.completions.create(
+            model="vibethinker",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+            max_tokens=4,
+            temperature=0,
+        )
+        return reply.usage.prompt_tokens, reply.usage.prompt_tokens_details.cached_tokens
+
+    first_prompt, first_cached = cached_tokens("What is 2 + 2?")
+    _, again_cached = cached_tokens("Name a prime above 100.")
+    assert first_prompt > 200 and first_cached < first_prompt // 2
+    assert again_cached > first_prompt // 2
+
+
 def test_a_request_straight_to_the_members_port_gets_401(served):
     status = json.loads(manage("pool", "status", "--json", data_dir=served.data_dir).stdout)
 

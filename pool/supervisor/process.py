@@ -73,6 +73,11 @@ def llama_server_command(member: Member, model: ModelChoice, port: int) -> list[
         str(member.n_threads),
         "--metrics",
         "--no-webui",
+        # Prompt caching (on by default) reuses a slot's cache for a shared prefix; on a
+        # sliding-window model (the default gemma) only with the full-size SWA cache: without
+        # it a repeated 470-token system prompt was processed in full each time. A no-op
+        # on other models; on SWA ones it costs the windowed layers' full-context KV.
+        "--swa-full",
     ]
     if model.chat_format:
         # llama-cpp-python's format names, as llama-server's built-in templates spell them.
