@@ -15,11 +15,12 @@ from pool.gateway import inflight
 from pool.gateway.affinity import Affinity, prefix_key, within_bound
 from pool.gateway.backend import Backend, RouteContext
 from pool.models import Member
+from pool.models.pool_settings import DEFAULT_PROMPTS
 from tests.asgi_driver import Call
 from tests.gateway_kit import chat, set_policy
 
-GEOMETRY = "You are a geometry tutor. Explain each step."
-ALGEBRA = "You are an algebra tutor. Show the working."
+GEOMETRY = "You are a geometry tutor. " + "Explain each step, and draw the figure first. " * 12
+ALGEBRA = "You are an algebra tutor. " + "Show the working, one line for each step. " * 13
 
 
 def asking(system: str, **extra) -> dict:
@@ -79,6 +80,14 @@ async def test_different_prefixes_spread_and_each_keeps_its_member(gateway, fake
     geometry = {m for m, s in zip(members, order, strict=True) if s == GEOMETRY}
     algebra = {m for m, s in zip(members, order, strict=True) if s == ALGEBRA}
     assert len(geometry) == 1 and len(algebra) == 1 and geometry != algebra, members
+
+
+@pytest.mark.asyncio
+async def test_a_short_system_prompt_keeps_no_member(gateway, fakes_in_loop, platform_key):
+    """The default one-line prompts: caching them saves nothing, so the strategy alone picks."""
+    await pool_of(gateway, fakes_in_loop, 2, strategy="round_robin")
+    members = [await served_by(gateway, platform_key, chat()) for _ in range(4)]
+    assert len(set(members)) == 2, members
 
 
 @pytest.mark.asyncio
@@ -158,6 +167,7 @@ def test_the_map_forgets_the_least_recently_served_prefix_first(backends):
 def test_no_system_prompt_no_prefix_and_keys_differ_by_task_and_prompt():
     user = [{"role": "user", "content": "hi"}]
     assert prefix_key(user, "math") == ""
+    assert prefix_key([{"role": "system", "content": DEFAULT_PROMPTS["math"]}, *user], "math") == ""
     geometry = [{"role": "system", "content": GEOMETRY}, *user]
     assert prefix_key(geometry, "math") == prefix_key(geometry, "math")
     assert prefix_key(geometry, "math") != prefix_key(geometry, "code")

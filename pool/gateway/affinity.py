@@ -24,13 +24,16 @@ BALANCE_FACTOR = 1.25
 # Prefixes remembered, least recently served forgotten first: a pool has a few tasks and
 # system prompts, but callers may send their own, one per request (a hostile caller too).
 REMEMBERED = 1024
+# A shorter system prompt (about 128 tokens) is processed in a moment: keeping a member for
+# it would bunch the load for nothing. The default prompts are one line each.
+MIN_PREFIX_CHARS = 512
 
 
 def prefix_key(messages: list[dict], task: str) -> str:
     """The key of what members' caches can share: the task and the first system prompt
-    ("" without one: nothing worth keeping a member for)."""
+    ("" without one, or with a short one: nothing worth keeping a member for)."""
     system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
-    if not isinstance(system, str) or not system:
+    if not isinstance(system, str) or len(system) < MIN_PREFIX_CHARS:
         return ""
     return hashlib.blake2b(f"{task}\0{system}".encode(), digest_size=12).hexdigest()
 
