@@ -35,6 +35,7 @@ BENCHMARKS = (
     "shared_state",
     "fairness",
     "engines",
+    "affinity",
 )
 # Real llama.cpp members take seconds to load and replies seconds to generate on 2 busy
 # cores: the smoke run leaves those benchmarks out unless --only names them.

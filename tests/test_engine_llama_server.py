@@ -54,6 +54,7 @@ def start_by_hand(binary, model, *, parallel: int, api_key: str = "") -> tuple[s
         str(512 * parallel),
         "--threads",
         "1",
+        "--no-jinja",  # the template by name, as members are started
         "--chat-template",
         "gemma",
         "--no-webui",
@@ -308,6 +309,52 @@ def test_the_openai_client_streams_through_the_gateway_from_a_llama_server_membe
     assert reply.choices[0].message.content.strip() and 0 < reply.usage.completion_tokens <= 16
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(deltas) >= 3
+
+
+def test_the_whole_prompt_reaches_a_llama_server_member(served):
+    """The member's own prompt count grows with the prompt. With Jinja on (llama-server's
+    default), `--chat-template gemma` was read as a template's text: every chat became 3
+    tokens, system prompt and question dropped, and nothing was left to cache."""
+    client = served.client()
+    system = "You are a careful math tutor."
+
+    def prompt_tokens(question: str) -> int:
+        reply = client.chat.completions.create(
+            model="vibethinker",
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": question},
+            ],
+            max_tokens=1,
+            temperature=0,
+        )
+        return reply.usage.prompt_tokens
+
+    short, long = prompt_tokens("Hi."), prompt_tokens(LONG)
+    assert short > len(system.split())
+    assert long > short + len(LONG.split()) // 2
+
+
+def test_a_llama_server_member_reuses_its_cache_for_a_repeated_system_prompt(served):
+    """What prompt-cache affinity relies on: the second request with the same system prompt
+    has most of its prompt from the member's cache (llama-server's own count), as the
+    gemma GGUF's sliding-window cache allows only with --swa-full."""
+    client = served.client()
+    system = "You are a careful tutor. " + " ".join(f"Rule {i}: check step {i} twice." for i in range(40))
+
+    def cached_tokens(question: str):
+        reply = client.chat.completions.create(
+            model="vibethinker",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+            max_tokens=4,
+            temperature=0,
+        )
+        return reply.usage.prompt_tokens, reply.usage.prompt_tokens_details.cached_tokens
+
+    first_prompt, first_cached = cached_tokens("What is 2 + 2?")
+    _, again_cached = cached_tokens("Name a prime above 100.")
+    assert first_prompt > 200 and first_cached < first_prompt // 2
+    assert again_cached > first_prompt // 2
 
 
 def test_a_request_straight_to_the_members_port_gets_401(served):

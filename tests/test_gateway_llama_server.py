@@ -57,6 +57,7 @@ def llama_server(default_model):
         "1",
         "--parallel",
         "1",
+        "--no-jinja",  # the template by name, as members are started
         "--chat-template",
         "gemma",
     ]

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from pool import metrics
 from pool.gateway import errors
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
+from pool.gateway.affinity import prefix_key
 from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.backend import RouteContext
@@ -180,6 +181,7 @@ class Gateway:
             request.body["messages"], _ = prepare_messages(
                 request.body["messages"], request.task, policy.prompts
             )
+            outcome.prefix = prefix_key(request.body["messages"], request.task)
         outcome.stream = request.stream
         outcome.max_tokens = request.body["max_tokens"]  # validate() fills in the default
         outcome.prompt_estimate = estimate_prompt_tokens(request.body)
@@ -188,7 +190,7 @@ class Gateway:
     async def relay(
         self, receive, send, path: str, request: Validated, outcome: Outcome, client: str, tenant: Tenant
     ) -> None:
-        ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant)
+        ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix)
         if not await self.until_disconnect(
             receive, self.exchange.run(send, path, request.body, ctx, outcome)
         ):

@@ -38,8 +38,9 @@ class Backend:
 @dataclass(frozen=True)
 class RouteContext:
     """What a strategy (and the fair line) may know of the request: who sent it, how long
-    it may run, and whose service it counts as."""
+    it may run, whose service it counts as, and what members' caches may share with it."""
 
     client: str = ""
     tokens: int = 0  # max_tokens, with the gateway's default filled in
     tenant: Tenant = PUBLIC
+    prefix: str = ""  # affinity.prefix_key(): the task and system prompt, hashed ("": none)

@@ -19,6 +19,7 @@ class Outcome:
     key: KeyInfo | None = None
     admitted: Pass | None = None  # set once the limits let it through
     prompt_estimate: int = 0
+    prefix: str = ""  # the prompt's cache key (affinity.prefix_key), for the router
     max_tokens: int = 0
     stream: bool = False
     member: str = ""

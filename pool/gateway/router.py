@@ -15,10 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from django.conf import settings
 
 from pool import metrics
 from pool.gateway import errors, inflight
+from pool.gateway.affinity import Affinity
 from pool.gateway.backend import Backend, RouteContext
 from pool.gateway.fair import PUBLIC, FairLine, Pace, Tenant
 from pool.gateway.registry import Registry
@@ -70,6 +74,8 @@ class Router:
         self.registry = registry
         self.slots = slots if slots is not None else inflight.slots()
         self.queue = FairLine()
+        # Over the strategy, not one of them: any strategy gains from warm caches.
+        self.affinity = Affinity() if settings.VIBEADMIN_PROMPT_AFFINITY else None
         self.pace = Pace()
         self.served: dict[str, int] = {}  # tokens generated per tenant since the last sample
         self._dispatching = False
@@ -93,24 +99,33 @@ class Router:
             # Turns come from one counter shared by every gateway, so the split stays even.
             strategy.follow(await self.slots.next_position())
         for _ in range(SHARED_PICK_TRIES):
-            backend = strategy.pick(members, ctx)
+            backend = self.pick(members, ctx)
             if backend is None:
                 return None
             lease = await self.slots.take(
                 backend.id, backend.max_inflight, turn, max_wait_s=self.registry.policy.queue_timeout_s + 5
             )
             if lease is not None:
-                return occupy(backend, ctx, lease)
+                return self.occupy(backend, ctx, lease)
         return None
 
     def take_here(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None) -> Slot | None:
         """take() with this process's own counts: no await, so nothing can come between."""
-        backend = self.registry.strategy.pick(
-            [m for m in self.registry.routable() if m.id not in exclude], ctx
-        )
+        backend = self.pick([m for m in self.registry.routable() if m.id not in exclude], ctx)
         if backend is None:
             return None
-        return occupy(backend, ctx, self.slots.take_now(backend.id, ctx, turn))
+        return self.occupy(backend, ctx, self.slots.take_now(backend.id, ctx, turn))
+
+    def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
+        """The member whose cache holds the request's prefix, within the load bound; else
+        the strategy's pick."""
+        preferred = self.affinity.prefer(members, ctx) if self.affinity is not None else None
+        return preferred or self.registry.strategy.pick(members, ctx)
+
+    def occupy(self, backend: Backend, ctx: RouteContext, lease: Lease) -> Slot:
+        if self.affinity is not None:
+            self.affinity.remember(ctx, backend)
+        return occupy(backend, ctx, lease)
 
     async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Slot, float]:
         """A slot taken for this request, and how long it waited for it."""

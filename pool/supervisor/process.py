@@ -73,10 +73,19 @@ def llama_server_command(member: Member, model: ModelChoice, port: int) -> list[
         str(member.n_threads),
         "--metrics",
         "--no-webui",
+        # Prompt caching (on by default) reuses a slot's cache for a shared prefix; on a
+        # sliding-window model (the default gemma) only with the full-size SWA cache: without
+        # it a repeated 470-token system prompt was processed in full each time. A no-op
+        # on other models; on SWA ones it costs the windowed layers' full-context KV
+        # (gemma-3-270m at 8 slots x 4096: 898 MiB resident instead of 540).
+        "--swa-full",
     ]
     if model.chat_format:
         # llama-cpp-python's format names, as llama-server's built-in templates spell them.
-        command += ["--chat-template", LLAMA_SERVER_TEMPLATES.get(model.chat_format, model.chat_format)]
+        # --no-jinja: with Jinja on (its default) llama-server reads the name as a template's
+        # text, and every chat became that word: 3 tokens, the messages dropped.
+        template = LLAMA_SERVER_TEMPLATES.get(model.chat_format, model.chat_format)
+        command += ["--no-jinja", "--chat-template", template]
     return command
 
 
