@@ -1,4 +1,4 @@
-"""8. Fair sharing (issue 12): 4 fake members of about 100 ms each (one generation at a time),
+"""8. Fair sharing: 4 fake members of about 100 ms each (one generation at a time),
 one gateway, in the same run as a FIFO leg. FIFO is the same gateway with both platforms on
 one key (one tenant: its own requests keep arrival order, so the line is first come, first
 served). Isolation: platform A floods on 12 connections (3x the pool's 4 slots); B sends 20%
