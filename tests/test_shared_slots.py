@@ -93,6 +93,8 @@ async def test_the_line_forgets_the_waiters_of_a_dead_gateway(slots, redis_url):
     dead, alive = slots(), slots()
     await dead.join_line(dead.turn(1, time.time() - 1))
     dead._heart.cancel()  # it stops beating, as a killed process would...
+    await asyncio.gather(dead._heart, return_exceptions=True)
+    await asyncio.sleep(0.1)  # a beat already sent when the cancel came lands before the delete
     redis.Redis.from_url(redis_url).delete(f"vibeadmin:alive:{dead.owner}")  # ...and its last beat runs out
     late = alive.turn(1, time.time())
     await alive.join_line(late)
