@@ -186,6 +186,14 @@ def _priority(label: str) -> forms.ChoiceField:
     )
 
 
+def _at_least_one(form: forms.ModelForm, name: str, message: str) -> int:
+    """A count the pool needs at least one of (a queue place, a request, a token)."""
+    value = form.cleaned_data[name]
+    if value < 1:
+        raise forms.ValidationError(message)
+    return value
+
+
 def _kept(form: forms.ModelForm, name: str):
     """A fair-sharing field a post left out keeps its value (older clients and scripts omit them)."""
     value = form.cleaned_data.get(name)
@@ -246,28 +254,18 @@ class RoutingForm(forms.ModelForm):
         return _kept(self, "solve_priority")
 
     def clean_queue_size(self) -> int:
-        value = self.cleaned_data["queue_size"]
-        if value < 1:
-            raise forms.ValidationError("the queue must hold at least one request")
-        return value
+        return _at_least_one(self, "queue_size", "the queue must hold at least one request")
 
     def clean_solve_rpm(self) -> int:
-        value = self.cleaned_data["solve_rpm"]
-        if value < 1:
-            raise forms.ValidationError("let each address send at least one problem a minute")
-        return value
+        return _at_least_one(self, "solve_rpm", "let each address send at least one problem a minute")
 
     def clean_solve_inflight_per_address(self) -> int:
-        value = self.cleaned_data["solve_inflight_per_address"]
-        if value < 1:
-            raise forms.ValidationError("let each address have at least one answer in flight")
-        return value
+        return _at_least_one(
+            self, "solve_inflight_per_address", "let each address have at least one answer in flight"
+        )
 
     def clean_solve_max_tokens(self) -> int:
-        value = self.cleaned_data["solve_max_tokens"]
-        if value < 1:  # above VIBEADMIN_MAX_TOKENS, that cap holds instead
-            raise forms.ValidationError("let students ask for at least one token")
-        return value
+        return _at_least_one(self, "solve_max_tokens", "let students ask for at least one token")
 
     def clean_solve_pool_share(self) -> float:
         value = self.cleaned_data["solve_pool_share"]
