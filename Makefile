@@ -70,6 +70,7 @@ test: install browser-deps services-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy pool vibeadmin
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 # `make bench BENCH_ARGS=--quick` for shorter runs; BENCH_SCALE=0.5 scales every duration.

@@ -189,7 +189,7 @@ def microbench(rounds: int, waiting: int = 1000, steps: int = 5000) -> dict:
     import django
 
     django.setup()
-    from pool.gateway.fair import Tenant
+    from pool.gateway.types import Tenant
     from tests.test_fair_queue import Pool
 
     rows: dict[str, list[float]] = {}
@@ -208,8 +208,8 @@ def _line_cycle(Tenant, tenants: int, waiting: int, steps: int) -> float:
     first, leave, start, settle."""
     from types import SimpleNamespace
 
-    from pool.gateway.backend import RouteContext
     from pool.gateway.fair import FairClock, FairLine
+    from pool.gateway.types import RouteContext
 
     clock, line = FairClock(), FairLine()
     names = [Tenant(f"key:{i}", f"t{i}", weight=1 + i % 3) for i in range(tenants)]

@@ -84,7 +84,7 @@ def run(bench: Bench) -> dict:
                 .split()
             )  # the last line: the shell may say more first
             model = server.shell(
-                "from pool.supervisor.model_file import chosen_model; print(chosen_model().model_id)"
+                "from pool.model_file import chosen_model; print(chosen_model().model_id)"
             ).strip()
             leg(member_urls, model, member_keys, tokens, 2.0)  # warm up: the first generation is slower
             for round_no in range(rounds):

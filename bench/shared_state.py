@@ -19,7 +19,7 @@ from bench.figures import save
 from bench.loadgen import open_loop
 from bench.server import Vibeadmin, fake_members, register_remote
 from bench.strategies import TPT_S, TTFT_S, calibrate, load_problems, measure, schedule, tokens_of
-from tests.services import redis_missing, start_redis
+from testing.services import redis_missing, start_redis
 
 NAME = "shared_state"
 MEMBERS = 4

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.db import transaction
 
 from pool import events
-from pool.gateway.strategies import STRATEGIES
 from pool.models import Member, PoolEvent, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
+from pool.models.pool_settings import STRATEGIES
 
 # A member's name is a slug: it appears in URLs, log file names and metric labels.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

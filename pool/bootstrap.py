@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 
 from pool.actions import member_add
-from pool.dashboard import alerts
+from pool.loops import alerts
 from pool.models import Member, PoolSettings, states
 from vibeadmin.private_files import write_private
 

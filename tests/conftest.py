@@ -37,7 +37,7 @@ def fast_settings(settings, tmp_path):
 @pytest.fixture(scope="session")
 def default_model():
     """The real default GGUF (assembled once if missing), for tests marked real_model."""
-    from pool.supervisor.model_file import ensure_model
+    from pool.model_file import ensure_model
 
     return ensure_model(progress=lambda line: None)
 
@@ -46,8 +46,8 @@ def default_model():
 def make_supervisor(fast_settings, db):
     """Build Supervisors driven step by step from the test (never their thread); every
     process they started is stopped when the test ends, whatever happened in it."""
+    from pool.model_file import ModelChoice
     from pool.supervisor import process
-    from pool.supervisor.model_file import ModelChoice
     from pool.supervisor.reconcile import Supervisor
 
     made = []

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
+from pool import inflight
 from pool.apikeys import apikey_create
-from pool.gateway import inflight
 from pool.models import Member, PoolSettings, states
 from testing.fake_member import FakeMemberProcess
 

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from pool.bootstrap import first_run
-from pool.dashboard import alerts
+from pool.loops import alerts
 from pool.models import AlertEvent, AlertRule, PoolSettings
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from pool import actions
-from pool.dashboard import autoscale
-from pool.dashboard.autoscale import Load
+from pool.loops import autoscale
+from pool.loops.autoscale import Load
 from pool.models import Member, PoolEvent, PoolSettings
 
 pytestmark = pytest.mark.django_db

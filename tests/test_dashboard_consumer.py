@@ -7,7 +7,7 @@ from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
 from pool import actions
-from pool.dashboard import runtime
+from pool.dashboard import live
 from pool.dashboard.consumers import SESSION_ENDED, DashboardConsumer
 from pool.events import DASHBOARD_GROUP
 from vibeadmin.asgi import application
@@ -47,7 +47,7 @@ async def test_an_operator_gets_a_snapshot_every_push(operator):
     try:
         connected, _ = await communicator.connect()
         assert connected
-        await runtime.push_snapshot()
+        await live.push_snapshot()
         message = await communicator.receive_json_from(timeout=5)
         assert message["type"] == "snapshot"
         assert [m["name"] for m in message["members"]] == ["alpha"]
@@ -126,7 +126,7 @@ async def test_the_background_loops_push_a_snapshot_about_once_a_second(operator
     import asyncio
 
     communicator = socket_for(operator)
-    tasks = runtime.start_background(asyncio.get_running_loop())
+    tasks = live.start_background(asyncio.get_running_loop())
     try:
         assert (await communicator.connect())[0]
         first = await communicator.receive_json_from(timeout=5)

@@ -68,7 +68,7 @@ def test_the_overview_carries_the_last_15_minutes_for_its_charts(admin_client):
 
 
 def test_the_overview_says_so_where_there_is_no_gpu(admin_client, monkeypatch):
-    from pool.dashboard import resources
+    from pool.loops import resources
 
     monkeypatch.setattr(resources, "latest", None)
     resources.sample([])

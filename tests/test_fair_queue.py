@@ -15,11 +15,14 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pool.gateway import errors, inflight
-from pool.gateway.backend import Backend, RouteContext
-from pool.gateway.fair import FairClock, FairLine, Pace, Tenant
+from pool import inflight
+from pool.gateway import errors
+from pool.gateway.backend import Backend
+from pool.gateway.fair import FairClock, FairLine, Pace
 from pool.gateway.router import Router
+from pool.gateway.slots_local import LocalSlots
 from pool.gateway.strategies import make_strategy
+from pool.gateway.types import RouteContext, Tenant
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Pool:
     def __init__(self, slots: int, **policy) -> None:
         inflight._counts.clear()
         self.backends = [Backend(900 + i, f"m{i}", "http://127.0.0.1:9") for i in range(slots)]
-        self.slots = inflight.LocalSlots()
+        self.slots = LocalSlots()
         self.router = Router(StandInRegistry(self.backends, policy=Policy(**policy)), self.slots)  # type: ignore[arg-type]
         self.started: list[tuple[str, int]] = []  # (tenant, request number), in start order
         self.running: list = []

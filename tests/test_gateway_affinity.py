@@ -11,9 +11,10 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.gateway import inflight
+from pool import inflight
 from pool.gateway.affinity import Affinity, prefix_key, within_bound
-from pool.gateway.backend import Backend, RouteContext
+from pool.gateway.backend import Backend
+from pool.gateway.types import RouteContext
 from pool.models import Member
 from pool.models.pool_settings import DEFAULT_PROMPTS
 from tests.asgi_driver import Call

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.gateway import inflight
+from pool import inflight
 from pool.models import Member
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy

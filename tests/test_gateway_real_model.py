@@ -69,7 +69,7 @@ def serving_one_member(folder: Path, migrated_template: Path, model: Path, **env
 @pytest.fixture(scope="module")
 def served(migrated_template, default_model, tmp_path_factory):
     # The default GGUF is assembled in the developer's var/ already: point at it. Set this
-    # way, the model id clients see is the file's stem (pool.supervisor.model_file.chosen_model).
+    # way, the model id clients see is the file's stem (pool.model_file.chosen_model).
     with serving_one_member(
         tmp_path_factory.mktemp("real-model"),
         migrated_template,

@@ -9,7 +9,7 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.gateway import inflight
+from pool import inflight
 from pool.models import Member, states
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy

@@ -16,9 +16,9 @@ from asgiref.sync import sync_to_async
 from pool.apikeys import apikey_create
 from pool.gateway.admission import Admission
 from pool.models import ApiKey
+from testing.services import redis_missing, start_redis
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat
-from tests.services import redis_missing, start_redis
 
 pytestmark = pytest.mark.asyncio
 
@@ -67,7 +67,7 @@ async def test_the_limit_holds_across_gateways_that_share_redis(gateway, fake_me
     if redis_missing():
         pytest.skip(redis_missing())
     from pool.gateway.app import Gateway
-    from pool.gateway.shared_limits import RedisLimits
+    from pool.gateway.limits_redis import RedisLimits
 
     server = await sync_to_async(start_redis)()
     try:

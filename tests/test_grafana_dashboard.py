@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pool import metrics
-from pool.dashboard import alerts, autoscale, resources, runtime, snapshot
+from pool.dashboard import snapshot
+from pool.loops import alerts, autoscale, resources, runtime
 from pool.models import AlertRule, Member
 
 pytestmark = pytest.mark.django_db

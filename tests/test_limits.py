@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from pool.gateway.limits import Budget, Cap, LocalLimits, Refused
-from pool.gateway.shared_limits import RedisLimits
-from tests.services import redis_missing, start_redis
+from pool.gateway.limits import Budget, Cap, Refused
+from pool.gateway.limits_local import LocalLimits
+from pool.gateway.limits_redis import RedisLimits
+from testing.services import redis_missing, start_redis
 
 pytestmark = pytest.mark.asyncio
 

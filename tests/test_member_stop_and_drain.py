@@ -5,8 +5,7 @@ import signal
 
 import pytest
 
-from pool import actions
-from pool.gateway import inflight
+from pool import actions, inflight
 from pool.models import Member, PoolEvent, states
 from pool.supervisor import process
 from tests.helpers import reconcile_until, stub_command

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from pool.dashboard import alerts, resources, runtime
+from pool.loops import alerts, resources, runtime
 from pool.models import Member
 
 

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from testing.fake_member import FakeMemberProcess
+from testing.services import postgres_missing, redis_missing, start_postgres, start_redis
 from tests.helpers import ROOT, answers, clean_env, free_port, wait_until
-from tests.services import postgres_missing, redis_missing, start_postgres, start_redis
 
 pytestmark = [
     pytest.mark.services,
@@ -228,7 +228,7 @@ def test_round_robin_takes_turns_across_both_gateways(cluster):
 
 
 def test_the_queue_depth_of_every_gateway_is_seen_from_anywhere(cluster):
-    from pool.gateway.shared_slots import SharedSlots
+    from pool.gateway.slots_redis import SharedSlots
 
     c = cluster(ttft=0.05, tpt=0.5)
     with ThreadPoolExecutor(4) as pool:

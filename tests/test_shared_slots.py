@@ -8,12 +8,11 @@ import time
 
 import pytest
 
-from pool.gateway.backend import Backend, RouteContext
-from pool.gateway.fair import Tenant
+from pool.gateway.backend import Backend
 from pool.gateway.router import Router
-from pool.gateway.shared_slots import NotYourTurn, SharedSlots
-from pool.gateway.slots import Turn
-from tests.services import redis_missing, start_redis
+from pool.gateway.slots_redis import SharedSlots
+from pool.gateway.types import NotYourTurn, RouteContext, Tenant, Turn
+from testing.services import redis_missing, start_redis
 
 pytestmark = pytest.mark.skipif(bool(redis_missing()), reason=redis_missing() or "")
 

@@ -15,10 +15,10 @@ from django.urls import reverse
 from pool.gateway.admission import Admission
 from pool.gateway.app import SOLVE_PATH
 from pool.models import PoolSettings
+from testing.services import redis_missing, start_redis
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy
 from tests.helpers import routing_data
-from tests.services import redis_missing, start_redis
 
 
 def solve(**extra) -> dict:
@@ -89,7 +89,7 @@ async def test_an_address_busy_on_one_gateway_is_refused_on_another_that_shares_
     if redis_missing():
         pytest.skip(redis_missing())
     from pool.gateway.app import Gateway
-    from pool.gateway.shared_limits import RedisLimits
+    from pool.gateway.limits_redis import RedisLimits
 
     server = await sync_to_async(start_redis)()
     other = Gateway()

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pool.gateway import inflight
-from pool.gateway.backend import Backend, RouteContext
+from pool import inflight
+from pool.gateway.backend import Backend
 from pool.gateway.strategies import (
     STRATEGIES,
     IpHash,
@@ -28,6 +28,7 @@ from pool.gateway.strategies import (
     make_strategy,
     record_latency,
 )
+from pool.gateway.types import RouteContext
 
 NOBODY = RouteContext()
 
@@ -245,7 +246,7 @@ def test_ip_hash_agrees_across_instances_and_member_order():
 
 def test_ip_hash_ring_is_the_same_in_another_process():
     script = (
-        "from pool.gateway.backend import Backend, RouteContext\n"
+        "from pool.gateway.backend import Backend\nfrom pool.gateway.types import RouteContext\n"
         "from pool.gateway.strategies import IpHash\n"
         "pool = [Backend(id=i, name=n, base_url='') for i, n in enumerate('abcd')]\n"
         "print(''.join(IpHash().pick(pool, RouteContext(client=f'10.9.{i}.1')).name for i in range(64)))\n"
@@ -434,3 +435,9 @@ def test_least_work_spreads_ties_evenly_over_idle_members():
     seen = picks(LeastWork(random.Random(13)), members("a", "b", "c", "d"), 4000, RouteContext(tokens=64))
     assert set(seen) == {"a", "b", "c", "d"}
     assert max(seen.values()) < 1200
+
+
+def test_the_gateway_implements_exactly_the_strategies_operators_can_choose():
+    from pool.models.pool_settings import STRATEGIES as CHOOSABLE
+
+    assert set(STRATEGIES) == set(CHOOSABLE)

@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from pool import actions
+from pool.model_file import ModelChoice
 from pool.models import Member, PoolEvent, states
 from pool.supervisor import process
-from pool.supervisor.model_file import ModelChoice
 from tests.helpers import reconcile_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.real_model]

@@ -1,5 +1,5 @@
 """HTTP headers for every response Django serves, and the proxy headers it may believe
-(vibeadmin/proxies.py says whose).
+(pool/proxies.py says whose).
 
 The solve page shows model output, which is hostile: the sanitizer in static/js/solve.js
 is the first wall, the Content-Security-Policy the second. Scripts only from our own files
@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from vibeadmin.proxies import is_trusted_proxy
+from pool.proxies import is_trusted_proxy
 
 POLICY = "; ".join(
     [

@@ -10,11 +10,11 @@ from django.conf import settings
 
 from pool import actions
 from pool.apikeys import apikey_create
-from pool.dashboard import alerts, autoscale
-from pool.gateway.strategies import STRATEGIES
+from pool.loops import alerts, autoscale
 from pool.models import AlertRule, ApiKey, Member, PoolSettings, states
 from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
+from pool.models.pool_settings import STRATEGIES
 
 R = TypeVar("R")
 

@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from vibeadmin.proxies import client_address
+from pool.proxies import client_address
 
 MAX_FAILURES = 5
 BACK_OFF_S = 15 * 60

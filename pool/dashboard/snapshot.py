@@ -10,9 +10,8 @@ import time
 from django.db.models import Count
 from django.utils import timezone
 
-from pool import metrics
-from pool.dashboard import resources
-from pool.gateway import inflight
+from pool import inflight, metrics
+from pool.loops import resources
 from pool.models import AlertRule, Member, Node, states
 
 DASH = "–"
@@ -108,7 +107,7 @@ def signature(rows: list[dict]) -> str:
 
 def queue_depth() -> int:
     """Requests waiting for a member: in every gateway when they share Redis, else in this one."""
-    return inflight.slots().waiting_live()
+    return inflight.waiting()
 
 
 def totals(now: float | None = None) -> dict:
@@ -173,7 +172,7 @@ def gpu_status() -> dict:
 
 def build(now: float | None = None) -> dict:
     """Everything the dashboard's pages update live, from the database, the gateway's
-    figures and the latest resource sample (taken by its own loop, pool/dashboard/runtime.py)."""
+    figures and the latest resource sample (taken by its own loop, pool/loops/runtime.py)."""
     now = now if now is not None else time.time()
     members = list(Member.objects.all())
     rows = member_rows(members, now)

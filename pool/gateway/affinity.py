@@ -18,7 +18,8 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from pool.gateway.backend import Backend, RouteContext
+from pool.gateway.backend import Backend
+from pool.gateway.types import RouteContext
 
 BALANCE_FACTOR = 1.25
 # Prefixes remembered, least recently served forgotten first: a pool has a few tasks and

@@ -18,23 +18,21 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from pool import metrics
-from pool.gateway import errors
+from pool.gateway import assembly, errors
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
 from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send_json
 from pool.gateway.auth import Auth
-from pool.gateway.backend import RouteContext
 from pool.gateway.exchange import Exchange
-from pool.gateway.fair import Tenant
 from pool.gateway.hosts import check_host
-from pool.gateway.limits import make_limits
 from pool.gateway.openapi import openapi_document
 from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.prompts import prepare_messages
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router
+from pool.gateway.types import RouteContext, Tenant
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
-from vibeadmin.proxies import client_address
+from pool.proxies import client_address
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
@@ -51,9 +49,10 @@ Handler = Callable[[dict, Any, Any, Outcome], Awaitable[None]]
 class Gateway:
     def __init__(self) -> None:
         self.registry = Registry()
-        self.router = Router(self.registry)
+        # Each part with two homes (this process, or Redis) is chosen once, in assembly.py.
+        self.router = Router(self.registry, assembly.slots())
         self.auth = Auth(self.registry)
-        self.admission = Admission(make_limits())  # in this process, or in Redis: chosen once
+        self.admission = Admission(assembly.limits())
         self.exchange = Exchange(self.registry, self.router)
         self.handlers: dict[str, Handler] = {
             "chat": functools.partial(self.api, fields=CHAT_FIELDS, path="/v1/chat/completions"),

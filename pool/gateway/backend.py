@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pool.gateway import inflight
-from pool.gateway.fair import PUBLIC, Tenant
+from pool import inflight
 
 
 @dataclass(eq=False)
@@ -33,14 +32,3 @@ class Backend:
 
     def __repr__(self) -> str:  # never the key
         return f"<Backend {self.name} {self.inflight}/{self.max_inflight}>"
-
-
-@dataclass(frozen=True)
-class RouteContext:
-    """What a strategy (and the fair line) may know of the request: who sent it, how long
-    it may run, whose service it counts as, and what members' caches may share with it."""
-
-    client: str = ""
-    tokens: int = 0  # max_tokens, with the gateway's default filled in
-    tenant: Tenant = PUBLIC
-    prefix: str = ""  # affinity.prefix_key(): the task and system prompt, hashed ("": none)

@@ -14,12 +14,13 @@ from django.conf import settings
 from pool import metrics
 from pool.gateway import errors, sse
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
-from pool.gateway.backend import Backend, RouteContext
+from pool.gateway.backend import Backend
 from pool.gateway.outcome import Outcome
 from pool.gateway.registry import Registry
 from pool.gateway.router import Router
 from pool.gateway.strategies import record_latency
 from pool.gateway.tasks import spawn
+from pool.gateway.types import RouteContext
 from pool.gateway.upstream import ConnectFailed, UpstreamError, post
 from pool.models import Member, states
 from pool.transitions import change_state

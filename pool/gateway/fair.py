@@ -10,7 +10,7 @@ line serves the lowest tag first; V, the virtual time, is the tag of the latest 
 to start. A tenant idle for a while comes back at V, not at its old finish tag: it banks
 no credit. When a request ends, its charge is settled to the tokens it really generated.
 Within a tenant, arrival order; batch tenants only get slots no interactive waiter wants.
-The same arithmetic runs in Redis (shared_slots.py) when gateways share their line.
+The same arithmetic runs in Redis (slots_redis.py) when gateways share their line.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import itertools
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pool.gateway.router import Waiter
+from pool.gateway.types import Tenant, Waiter
 
-INTERACTIVE, BATCH = "interactive", "batch"
-PRIORITIES = (INTERACTIVE, BATCH)
+BATCH = "batch"
 # Batch tags sort after every interactive one (Redis keeps both in one sorted set).
 BATCH_OFFSET = 1e12
 # Pace figures fade with each release: about the last hundred count.
@@ -34,23 +31,6 @@ PACE_KEEP = 0.99
 PACE_MIN_SAMPLES = 20
 # Predicting a wait looks at each tenant waiting up to this many; beyond, a bound.
 EXACT_UP_TO = 32
-
-
-@dataclass(frozen=True)
-class Tenant:
-    """Who a request's service is counted to."""
-
-    id: str  # "key:<pk>", or "solve"
-    name: str  # for metrics and the dashboard
-    weight: int = 1
-    batch: bool = False
-
-    def cost(self, tokens: int) -> float:
-        """How far a request moves this tenant's finish tag."""
-        return max(tokens, 1) / max(self.weight, 1)
-
-
-PUBLIC = Tenant("solve", "solve")
 
 
 class FairClock:

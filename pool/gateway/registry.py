@@ -20,11 +20,12 @@ from django.utils import timezone
 
 from pool import metrics
 from pool.gateway.backend import Backend
-from pool.gateway.fair import BATCH, Tenant
+from pool.gateway.fair import BATCH
 from pool.gateway.prompts import PromptSettings
 from pool.gateway.strategies import Strategy, make_strategy
+from pool.gateway.types import Tenant
+from pool.model_file import chosen_model
 from pool.models import ApiKey, Member, PoolSettings
-from pool.supervisor.model_file import chosen_model
 
 log = logging.getLogger("pool.gateway")
 

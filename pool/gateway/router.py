@@ -16,18 +16,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from pool import metrics
-from pool.gateway import errors, inflight
+from pool.gateway import errors
 from pool.gateway.affinity import Affinity
-from pool.gateway.backend import Backend, RouteContext
-from pool.gateway.fair import PUBLIC, FairLine, Pace, Tenant
+from pool.gateway.backend import Backend
+from pool.gateway.fair import FairLine, Pace
 from pool.gateway.registry import Registry
-from pool.gateway.slots import Lease, NotYourTurn, Slots, Turn
+from pool.gateway.slots import Slots
 from pool.gateway.tasks import spawn
+from pool.gateway.types import PUBLIC, Lease, NotYourTurn, RouteContext, Tenant, Turn, Waiter
 
 log = logging.getLogger("pool.gateway")
 
@@ -57,22 +58,10 @@ def occupy(backend: Backend, ctx: RouteContext, lease: Lease = "") -> Slot:
     return Slot(backend, ctx.tokens, lease, ctx.tenant, time.monotonic())
 
 
-@dataclass(eq=False)
-class Waiter:
-    ctx: RouteContext
-    exclude: frozenset[int]
-    turn: Turn | None = None  # its place in the line all gateways share (retries stay out)
-    tag: float = float("-inf")  # its fair start tag; a retry's is -inf: it waited its turn once
-    number: int = 0  # arrival order in this process's line
-    queued: bool = False
-    predicted_s: float | None = None
-    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
 class Router:
-    def __init__(self, registry: Registry, slots: Slots | None = None):
+    def __init__(self, registry: Registry, slots: Slots):
         self.registry = registry
-        self.slots = slots if slots is not None else inflight.slots()
+        self.slots = slots
         self.queue = FairLine()
         # Over the strategy, not one of them: any strategy gains from warm caches.
         self.affinity = Affinity() if settings.VIBEADMIN_PROMPT_AFFINITY else None

@@ -1,7 +1,7 @@
 """One interface for members' in-flight slots and the line of requests waiting for one.
 
 Two implementations, chosen once when the process starts (`inflight.slots()`):
-`LocalSlots` (inflight.py) counts in this process; `SharedSlots` (shared_slots.py) keeps
+`LocalSlots` (inflight.py) counts in this process; `SharedSlots` (slots_redis.py) keeps
 leases and the waiting line in Redis, so several gateway processes act as one. The router
 is written once against this protocol; the one thing it asks of an implementation's nature
 is `at_once`: whether a slot can be taken without a round trip, so that a freed slot goes
@@ -11,31 +11,9 @@ to its waiter inside the release itself and nothing can come between.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from pool.gateway.fair import PUBLIC, Tenant
-
-if TYPE_CHECKING:
-    from pool.gateway.backend import RouteContext
-
-Lease = str  # "" for a slot counted in this process
-
-
-class NotYourTurn(Exception):
-    """A request earlier in the line waits in another gateway: it goes first."""
-
-
-@dataclass(frozen=True)
-class Turn:
-    """A request's place in the line all gateways share: who it is, when it came, whose
-    service it counts as, and (once in line) its fair start tag (fair.py)."""
-
-    entry: str  # "" for a request that has not joined the line (it just arrived)
-    arrived: float
-    tenant: Tenant = PUBLIC
-    tokens: int = 0
-    tag: float = 0.0
+from pool.gateway.types import Lease, RouteContext, Tenant, Turn
 
 
 class Slots(Protocol):

@@ -1,29 +1,19 @@
-"""Requests in flight per member, and the slots implementation this process uses.
+"""Slots counted in this process (`LocalSlots`): exact when one gateway serves the pool.
 
-Exact in one process: the gateway and the supervisor (which waits for a draining member
-to go idle) share this process's counts (`LocalSlots`). With REDIS_URL set, several
-gateway processes share theirs as leases in Redis (shared_slots.py). `slots()` chooses
-once; the module functions below are the short names the rest of the code uses.
+The counts themselves live in pool/inflight.py, where the supervisor (which waits for a
+draining member to go idle) and the dashboard read them. Its pair, slots_redis.py, keeps
+them as leases in Redis shared by several gateways; pool/gateway/assembly.py picks one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from functools import cache
-from typing import TYPE_CHECKING
 
-from django.conf import settings
-
-from pool.gateway.fair import PUBLIC, FairClock, Tenant
-from pool.gateway.slots import Lease, Slots, Turn
-
-if TYPE_CHECKING:
-    from pool.gateway.backend import RouteContext
-
-_counts: defaultdict[int, int] = defaultdict(int)
+from pool.gateway.fair import FairClock
+from pool.gateway.types import PUBLIC, Lease, RouteContext, Tenant, Turn
+from pool.inflight import _counts
 
 
 class LocalSlots:
@@ -93,35 +83,3 @@ class LocalSlots:
 
     async def next_position(self) -> int:
         return next(self._positions)
-
-
-@cache
-def slots() -> Slots:
-    """The Redis-backed slots when REDIS_URL is set, else this process's own."""
-    if not settings.REDIS_URL:
-        return LocalSlots()
-    from pool.gateway.shared_slots import SharedSlots
-
-    return SharedSlots(settings.REDIS_URL)
-
-
-def acquire(member_id: int) -> None:
-    _counts[member_id] += 1
-
-
-def release(member_id: int) -> None:
-    _counts[member_id] = max(0, _counts[member_id] - 1)
-
-
-def count(member_id: int) -> int:
-    """Live: across every gateway when they share Redis."""
-    return slots().count_live(member_id)
-
-
-def cached(member_id: int) -> int:
-    """For the hot path: no network; what the gateway last read."""
-    return slots().cached(member_id)
-
-
-def snapshot() -> dict[int, int]:
-    return slots().snapshot_live()

@@ -16,19 +16,15 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from pool.gateway.fair import BATCH_OFFSET, PUBLIC, Tenant
+from pool.gateway.fair import BATCH_OFFSET
 from pool.gateway.leases import renew_forever
-from pool.gateway.slots import Lease, NotYourTurn, Turn
 from pool.gateway.tasks import spawn
-
-if TYPE_CHECKING:
-    from pool.gateway.backend import RouteContext
+from pool.gateway.types import PUBLIC, Lease, NotYourTurn, RouteContext, Tenant, Turn
 
 PREFIX = "vibeadmin:inflight:"
 # Given-back slots are announced here, so waiters in every gateway look at once.

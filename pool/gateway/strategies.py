@@ -19,7 +19,8 @@ import random
 import time
 from collections.abc import Sequence
 
-from pool.gateway.backend import Backend, RouteContext
+from pool.gateway.backend import Backend
+from pool.gateway.types import RouteContext
 
 EWMA_TAU_S = 10.0
 RING_VNODES = 160  # as ketama: enough virtual nodes that each member owns an even share
@@ -215,6 +216,7 @@ class LeastWork(Strategy):
         return self.cheapest(members, lambda m: (m.work + ctx.tokens) / weight(m))
 
 
+# One class for each name the operators may choose (pool.models.pool_settings.STRATEGIES).
 STRATEGIES: dict[str, type[Strategy]] = {
     "round_robin": RoundRobin,
     "least_connections": LeastConnections,

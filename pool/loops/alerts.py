@@ -22,11 +22,11 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import events, metrics
-from pool.dashboard import resources, snapshot
+from pool import events, inflight, metrics
+from pool.loops import resources
 from pool.models import AlertEvent, AlertRule, Member, PoolSettings, states
 
-log = logging.getLogger("pool.dashboard.alerts")
+log = logging.getLogger("pool.loops.alerts")
 
 # What a rule can watch: metric -> what the dashboard calls it.
 METRICS = {
@@ -122,7 +122,7 @@ def measure(now: float | None = None) -> dict[str, float | None]:
         "error_rate_percent": minute["error_rate"] * 100 if minute["requests"] else None,
         "latency_increase_percent": latency_increase_percent(now),
         "p95_latency_s": minute["p95_s"],
-        "queue_depth": float(snapshot.queue_depth()),
+        "queue_depth": float(inflight.waiting()),
         "ready_members": float(Member.objects.filter(state=states.READY).count()),
     }
 

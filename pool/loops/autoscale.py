@@ -14,9 +14,7 @@ from datetime import datetime
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import actions, metrics
-from pool.dashboard import snapshot
-from pool.gateway import inflight
+from pool import actions, inflight, metrics
 from pool.models import Member, PoolEvent, PoolSettings, states
 
 INFLIGHT_PER_MEMBER = "inflight_per_member"
@@ -59,7 +57,7 @@ def running_count() -> int:
 def measure_load(now: float | None = None) -> Load:
     seconds = metrics.window.last(LOAD_SPAN_S, now)
     if not seconds:  # the gateway has not sampled yet: take the live counts
-        return Load(float(sum(inflight.snapshot().values())), float(snapshot.queue_depth()))
+        return Load(float(sum(inflight.snapshot().values())), float(inflight.waiting()))
     return Load(
         sum(s.inflight for s in seconds) / len(seconds), sum(s.queue_depth for s in seconds) / len(seconds)
     )
@@ -111,7 +109,7 @@ def step(*, now: datetime | None = None, load: Load | None = None) -> Decision |
     LOAD.set(value)
     if desired == current or cooldown_left_s(cfg, now) > 0:
         return None
-    if not inflight.slots().lead("autoscaler", ttl_s=LEADER_TTL_S):
+    if not inflight.lead("autoscaler", ttl_s=LEADER_TTL_S):
         return None  # another serve process scales; two would both add members
     actions.pool_scale(count=desired, reason=f"autoscaler: {why}")
     DECISIONS.labels("up" if desired > current else "down").inc()

@@ -1,11 +1,10 @@
-"""The dashboard's background work, on the web server's event loop: the pool's resources
-and member states sampled once a second (for the charts, the alert rules and /metrics
-alike, whether or not anyone has the dashboard open), a snapshot pushed to the dashboard
-group once a second, the alert evaluator and the autoscaler.
+"""The control loops, on the web server's event loop: the pool's resources and member
+states sampled once a second (for the charts, the alert rules and /metrics alike, whether
+or not anyone has the dashboard open), the alert evaluator and the autoscaler. The
+dashboard's own loop (its snapshot pushed over the websocket) is pool/dashboard/live.py.
 
 Each loop runs one small step (its ORM work in a worker thread) and sleeps; a failed step
-is logged and tried again, never the end of the loop. The channel layer is used only from
-this loop, since the in-memory layer is not thread-safe.
+is logged and tried again, never the end of the loop.
 """
 
 from __future__ import annotations
@@ -15,22 +14,19 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 
 from pool import metrics
-from pool.dashboard import alerts, autoscale, resources, snapshot
-from pool.events import DASHBOARD_GROUP
+from pool.loops import alerts, autoscale, resources
 from pool.models import Member, states
 
-log = logging.getLogger("pool.dashboard.runtime")
+log = logging.getLogger("pool.loops.runtime")
 
 SAMPLE_EVERY_S = 1.0
-SNAPSHOT_EVERY_S = 1.0
 ALERTS_EVERY_S = 5.0
 AUTOSCALE_EVERY_S = 5.0
 
 
-def _in_thread(step: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+def in_thread(step: Callable[[], object]) -> Callable[[], Awaitable[object]]:
     # Not the thread Django's sync views share: a slow webhook must not hold up a page.
     return database_sync_to_async(step, thread_sensitive=False)
 
@@ -42,22 +38,15 @@ def sample_pool() -> None:
 
 
 async def sampling_step() -> None:
-    await _in_thread(sample_pool)()
-
-
-async def push_snapshot() -> None:
-    data = await _in_thread(snapshot.build)()
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(DASHBOARD_GROUP, {"type": "dashboard.snapshot", "snapshot": data})
+    await in_thread(sample_pool)()
 
 
 async def evaluate_alerts() -> None:
-    await _in_thread(alerts.evaluate)()
+    await in_thread(alerts.evaluate)()
 
 
 async def autoscale_step() -> None:
-    await _in_thread(autoscale.step)()
+    await in_thread(autoscale.step)()
 
 
 async def every(interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
@@ -75,7 +64,6 @@ def start_background(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
     """Schedule the loops on `loop` (daphne's; it may not be running yet)."""
     return [
         loop.create_task(every(SAMPLE_EVERY_S, sampling_step), name="pool-sampling"),
-        loop.create_task(every(SNAPSHOT_EVERY_S, push_snapshot), name="dashboard-snapshot"),
         loop.create_task(every(ALERTS_EVERY_S, evaluate_alerts), name="alerts"),
         loop.create_task(every(AUTOSCALE_EVERY_S, autoscale_step), name="autoscale"),
     ]

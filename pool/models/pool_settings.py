@@ -11,12 +11,25 @@ DEFAULT_PROMPTS = {
     "code": "You are a programming assistant.",
 }
 DEFAULT_LANGUAGE_HINT = "Please reason step by step and give your answer in English."
+# The routing strategies by name: the gateway implements each (pool/gateway/strategies.py);
+# the dashboard, the CLI and the service layer offer and check these names.
+STRATEGIES = (
+    "round_robin",
+    "least_connections",
+    "weighted_round_robin",
+    "ip_hash",
+    "power_of_two",
+    "peak_ewma",
+    "least_work",
+)
 
 
 class PoolSettings(models.Model):
     """The operator's pool-wide choices. One row (pk=1), created on first use."""
 
-    strategy = models.CharField(max_length=32, default="least_connections")
+    strategy = models.CharField(
+        max_length=32, default="least_connections", choices=[(name, name.replace("_", " ")) for name in STRATEGIES]
+    )
     queue_size = models.PositiveIntegerField(default=256)
     queue_timeout_s = models.FloatField(default=30.0)
     api_open = models.BooleanField(default=False, help_text="Serve /v1/ without an API key")

@@ -14,28 +14,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import psutil
 from django.conf import settings
 
+from pool.member_logs import log_path
+from pool.model_file import ModelChoice
 from pool.models import Member, states
-from pool.supervisor.model_file import ModelChoice
-
-LOG_TAIL_LINES = 40
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def log_path(member: Member) -> Path:
-    folder = settings.DATA_DIR / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"member-{member.name}.log"
 
 
 class MemberCommandError(Exception):
@@ -269,16 +261,6 @@ def _signal(pid: int, sig: int) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def read_tail(member: Member, lines: int = LOG_TAIL_LINES) -> str:
-    path = log_path(member)
-    if not path.exists():
-        return ""
-    with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - 64 * 1024))
-        tail = deque(f.read().decode(errors="replace").splitlines(), maxlen=lines)
-    return "\n".join(tail)
 
 
 def last_error_line(tail: str) -> str:

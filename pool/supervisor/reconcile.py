@@ -22,11 +22,11 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pool import events, metrics
-from pool.gateway import inflight
+from pool import events, inflight, metrics
+from pool.member_logs import read_tail
+from pool.model_file import ModelChoice, ensure_model
 from pool.models import Member, Node, PoolEvent, states
 from pool.supervisor import health, process
-from pool.supervisor.model_file import ModelChoice, ensure_model
 from pool.transitions import change_state, update_observed
 
 log = logging.getLogger("pool.supervisor.reconcile")
@@ -158,7 +158,7 @@ class Supervisor:
                 self.start(m)
             return
         # starting/ready/unhealthy -> starting (back-off) or failed: the process exited
-        tail = process.read_tail(m)
+        tail = read_tail(m)
         code = process.exit_code(m.pid)
         process.forget(m.pid)
         # Where the supervisor killed it, that is the cause; its last output is only the symptom.
@@ -230,7 +230,7 @@ class Supervisor:
         """What a probe changes in the observed state, whatever the transition."""
         fields: dict = {"last_probe_at": now, "last_probe_ok": probe.ok}
         if m.is_local:
-            fields["log_tail"] = process.read_tail(m)
+            fields["log_tail"] = read_tail(m)
         if probe.slots is not None and m.slots is None:
             # A remote llama-server's /props said how many answers it decodes at once.
             fields.update(max_inflight=probe.slots, engine=states.LLAMA_SERVER)

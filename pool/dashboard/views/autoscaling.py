@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from pool.dashboard import autoscale
 from pool.dashboard.forms import AutoscaleForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
+from pool.loops import autoscale
 from pool.models import PoolEvent, PoolSettings
 
 PAGE, FORM, STATUS = (

@@ -10,11 +10,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from pool import actions
-from pool.dashboard import autoscale, snapshot
+from pool.dashboard import snapshot
 from pool.dashboard.forms import MemberAddForm, MemberEditForm, ScaleForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
+from pool.loops import autoscale
+from pool.member_logs import read_tail
 from pool.models import Member, PoolEvent
-from pool.supervisor import process
 
 ACTIONS = {
     "start": actions.member_start,
@@ -109,7 +110,7 @@ def pool_scale(request: HttpRequest) -> HttpResponse:
 def log_tail(member: Member) -> str:
     """This node's members' log files are fresher than the tail the supervisor keeps in the row."""
     if member.is_local and member.node == settings.VIBEADMIN_NODE:
-        return process.read_tail(member) or member.log_tail
+        return read_tail(member) or member.log_tail
     return member.log_tail
 
 

@@ -6,9 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from pool.dashboard import autoscale, resources, snapshot
+from pool.dashboard import snapshot
 from pool.dashboard.forms import CapacityForm
 from pool.dashboard.views.common import page_or_partial, staff_required
+from pool.loops import autoscale, resources
 from pool.models import AlertRule, PoolEvent
 
 

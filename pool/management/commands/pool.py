@@ -13,9 +13,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import actions
-from pool.gateway.strategies import STRATEGIES
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
+from pool.models.pool_settings import STRATEGIES
 
 MEMBER_ACTIONS = {
     "start": (actions.member_start, "start a member (a failed one gets fresh retries)"),

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pool.supervisor.model_file import ModelFileError, ensure_model
+from pool.model_file import ModelFileError, ensure_model
 
 
 class Command(BaseCommand):

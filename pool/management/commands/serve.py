@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pool import events
 from pool.bootstrap import StartupProgress, check_migrated, ensure_admin, first_run
-from pool.supervisor.model_file import ModelFileError, ensure_model
+from pool.model_file import ModelFileError, ensure_model
 
 
 class Command(BaseCommand):
@@ -30,6 +30,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, api_port: int, no_supervisor: bool, **options):
         check_migrated()
+        from pool.gateway import assembly
+
+        assembly.slots()  # chosen before the supervisor reads in-flight counts from them
         # Only checked: daphne binds the main port itself once serving starts.
         claim_port(host, port, what="", hint="set VIBEADMIN_PORT (or --port) to a free port").close()
         if api_port == port:
@@ -117,11 +120,13 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
         # Called before the reactor runs, so get_event_loop() would not be daphne's loop.
         from daphne.server import twisted_loop
 
-        from pool.dashboard import runtime
+        from pool.dashboard import live
+        from pool.loops import runtime
 
         # From here on, sends from the supervisor thread go through the web server's loop.
         events.bind_loop(twisted_loop)
         runtime.start_background(twisted_loop)
+        live.start_background(twisted_loop)
         if api:
             api.start(twisted_loop)
             reactor.addSystemEventTrigger(

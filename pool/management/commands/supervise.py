@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pool import events
 from pool.bootstrap import StartupProgress
-from pool.supervisor.model_file import ModelFileError, ensure_model
+from pool.model_file import ModelFileError, ensure_model
 
 
 class Command(BaseCommand):
@@ -27,6 +27,9 @@ class Command(BaseCommand):
         from pool.supervisor.reconcile import Supervisor
 
         check_migrated()
+        from pool.gateway import assembly
+
+        assembly.slots()  # the in-flight counts a draining member waits for: Redis's, with REDIS_URL
 
         try:
             model = ensure_model(progress=self.stdout.write)
