@@ -28,7 +28,9 @@ class PoolSettings(models.Model):
     """The operator's pool-wide choices. One row (pk=1), created on first use."""
 
     strategy = models.CharField(
-        max_length=32, default="least_connections", choices=[(name, name.replace("_", " ")) for name in STRATEGIES]
+        max_length=32,
+        default="least_connections",
+        choices=[(name, name.replace("_", " ")) for name in STRATEGIES],
     )
     queue_size = models.PositiveIntegerField(default=256)
     queue_timeout_s = models.FloatField(default=30.0)
