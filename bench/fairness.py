@@ -190,7 +190,7 @@ def microbench(rounds: int, waiting: int = 1000, steps: int = 5000) -> dict:
 
     django.setup()
     from pool.gateway.types import Tenant
-    from tests.test_fair_queue import Pool
+    from testing.stand_in import Pool
 
     rows: dict[str, list[float]] = {}
     line_only: dict[str, list[float]] = {}

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import psutil
 
-from bench.server import free_port
+from testing.helpers import free_port
 from testing.processes import end_process
 
 CONFIG = """

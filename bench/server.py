@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from testing.fake_member import FakeMemberProcess
+from testing.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The checkout whose manage.py is served: this one, or BENCH_CODE's, to measure another
@@ -45,12 +45,6 @@ def served_code() -> dict:
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
         "changed": bool(git("status", "--porcelain", "--untracked-files=no")),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:

@@ -32,11 +32,6 @@ def listen(listener: Listener) -> None:
     _listeners.append(listener)
 
 
-def unlisten(listener: Listener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
-
-
 def record(kind: str, message: str, *, member_name: str = "", **data: Any) -> None:
     """Keep an event and tell everyone who watches. A failing listener or channel layer is
     logged, not raised (events are not control flow); a failing database write does raise."""

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from testing.helpers import free_port, wait_until
 from testing.processes import end_process
-from tests.helpers import free_port, wait_until
 
 
 @dataclass

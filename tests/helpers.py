@@ -6,11 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -18,25 +16,13 @@ from typing import TypeVar
 
 import psutil
 
+from testing.helpers import free_port, wait_until
+
+__all__ = ["free_port", "wait_until"]  # where most tests import them from; defined in testing/
 ROOT = Path(__file__).resolve().parent.parent
 STUB_MEMBER = Path(__file__).resolve().parent / "stub_member.py"
 
 T = TypeVar("T")
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.05, what: str = ""
-) -> T:
-    """Poll `predicate` until it returns something truthy, and return that; fail the test
-    (with `what` in the message) if it does not within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def reconcile_until(supervisor, predicate: Callable[[], T], timeout: float = 10.0, *, what: str = "") -> T:
@@ -56,12 +42,6 @@ def stub_command(*flags: str):
         return [sys.executable, str(STUB_MEMBER), "--port", str(port), *flags]
 
     return command_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from pool import actions
 from pool.models import Member, states
 from pool.supervisor import health, process
+from testing.helpers import fetch
 from tests.asgi_driver import Call
 from tests.helpers import free_port, manage, reconcile_until, wait_until
 
@@ -109,11 +110,6 @@ def chat_request(url: str, key: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def fetch(member: Member) -> Member:
-    member.refresh_from_db()
-    return member
 
 
 # --- the probe ----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from pool import actions
-from pool.models import Member, states
+from pool.models import states
+from testing.helpers import fetch
 from tests.helpers import free_port, reconcile_until
 
 pytestmark = pytest.mark.django_db
@@ -77,11 +78,6 @@ def like_llama_server(slots: int = 4) -> dict:
         "/props": (200, {"total_slots": slots, "model_path": "x.gguf"}),
         "/metrics": (200, ""),
     }
-
-
-def fetch(member: Member) -> Member:
-    member.refresh_from_db()
-    return member
 
 
 def test_a_remote_llama_server_becomes_ready_with_the_slots_its_props_report(supervisor, stand_ins):

@@ -8,14 +8,10 @@ import pytest
 from pool import actions, inflight
 from pool.models import Member, PoolEvent, states
 from pool.supervisor import process
+from testing.helpers import fetch
 from tests.helpers import reconcile_until, stub_command
 
 pytestmark = pytest.mark.django_db
-
-
-def fetch(member: Member) -> Member:
-    member.refresh_from_db()
-    return member
 
 
 def ready_member(supervisor) -> Member:

@@ -9,6 +9,7 @@ import pytest
 from pool import actions
 from pool.models import Member, states
 from pool.supervisor import health
+from testing.helpers import fetch
 from tests.helpers import free_port, reconcile_until
 
 pytestmark = pytest.mark.django_db
@@ -52,11 +53,6 @@ def remote():
     server.up()
     yield server
     server.down()
-
-
-def fetch(member: Member) -> Member:
-    member.refresh_from_db()
-    return member
 
 
 def test_a_remote_member_that_answers_becomes_ready_without_a_process(supervisor, remote):

@@ -157,7 +157,7 @@ def two_gateways(redis_url: str, members: int = 2) -> list[Router]:
     """Two routers, each with its own slots in the same Redis and its own view of the
     members (as two gateway processes have), over stand-in members that hold a slot until
     released."""
-    from tests.test_fair_queue import Policy, StandInRegistry
+    from testing.stand_in import Policy, StandInRegistry
 
     routers = []
     for _ in range(2):

@@ -11,6 +11,7 @@ from pool import actions
 from pool.model_file import ModelChoice
 from pool.models import Member, PoolEvent, states
 from pool.supervisor import process
+from testing.helpers import fetch
 from tests.helpers import reconcile_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.real_model]
@@ -32,11 +33,6 @@ def real_supervisor(make_supervisor, default_model):
 
 def all_ready() -> bool:
     return set(Member.objects.values_list("state", flat=True)) == {states.READY}
-
-
-def fetch(member: Member) -> Member:
-    member.refresh_from_db()
-    return member
 
 
 def test_members_start_with_the_default_model_and_become_ready(real_supervisor, default_model):

@@ -10,14 +10,10 @@ import pytest
 from pool import actions
 from pool.models import Member, states
 from pool.supervisor import process
+from testing.helpers import fetch
 from tests.helpers import reconcile_until
 
 pytestmark = pytest.mark.django_db
-
-
-def fetch(member: Member) -> Member:
-    member.refresh_from_db()
-    return member
 
 
 def test_a_member_whose_process_died_meanwhile_is_cleared_and_started_again(make_supervisor):

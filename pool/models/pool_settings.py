@@ -83,6 +83,3 @@ class PoolSettings(models.Model):
     def load(cls) -> PoolSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
-
-    def system_prompt(self, task: str) -> str:
-        return {"math": self.prompt_math, "code": self.prompt_code}.get(task, self.prompt_general)
