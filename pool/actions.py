@@ -1,7 +1,10 @@
-"""Operator actions. Each only changes desired state; the supervisor does the work.
+"""The service layer: every change of desired state. Each only changes desired state; the
+supervisor and the gateway do the work.
 
 Shared by the CLI (`manage.py pool ...`), the dashboard and the autoscaler, so they all
-validate the same way: a bad request raises ActionError with a message fit to show.
+validate the same way: a bad request raises ActionError (or the model's ValidationError)
+with a message fit to show. Each change is recorded with who made it and its old and new
+values (pool/audit.py); the caller says who acts (`audit.acting_as`).
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ import re
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 
-from pool import events
+from pool import audit, events
 from pool.models import Member, PoolEvent, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
@@ -117,7 +120,7 @@ def member_add(
         raise ActionError(f"{name!r} is not a valid member name: use lowercase letters, digits, - and _")
     if name and Member.objects.filter(name=name).exists():
         raise ActionError(f"a member named {name!r} already exists")
-    member = Member.objects.create(
+    member = Member(
         name=name or _next_name(),
         kind=states.REMOTE if url else states.LOCAL,
         url=validate_remote_url(url) if url else "",
@@ -132,6 +135,7 @@ def member_add(
         n_ctx=settings.VIBEADMIN_N_CTX,
         n_threads=settings.VIBEADMIN_N_THREADS,
     )
+    audit.save(member, validate=False)  # checked above, with the command line's messages
     what = f"remote {member.url}" if url else f"local {engine}"
     _note(member, f"{member.name}: added ({what}, {slots or 'its own'} slots)")
     return member
@@ -139,42 +143,42 @@ def member_add(
 
 def member_start(*, member: Member) -> None:
     # A failed member gets a fresh set of retries.
-    Member.objects.filter(pk=member.pk).update(
-        should_run=True, restart_requested=False, restarts=0, next_start_at=None
-    )
+    audit.update(member, should_run=True, restart_requested=False, restarts=0, next_start_at=None)
     _note(member, f"{member.name}: start requested")
 
 
 def member_drain(*, member: Member, timeout_s: float | None = None) -> None:
     """Stop taking new requests, let in-flight ones finish (up to the timeout), then stop."""
     timeout = settings.VIBEADMIN_DRAIN_TIMEOUT_S if timeout_s is None else timeout_s
-    Member.objects.filter(pk=member.pk).update(should_run=False, drain_timeout_s=timeout)
+    audit.update(member, should_run=False, drain_timeout_s=timeout)
     _note(member, f"{member.name}: drain requested (up to {timeout:g}s for in-flight requests)")
 
 
 def member_stop(*, member: Member) -> None:
     """A drain with a short deadline: stop is graceful too, just less patient."""
-    Member.objects.filter(pk=member.pk).update(
-        should_run=False, drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S
-    )
+    audit.update(member, should_run=False, drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S)
     _note(member, f"{member.name}: stop requested")
 
 
 def member_restart(*, member: Member) -> None:
-    Member.objects.filter(pk=member.pk).update(
-        should_run=True, restart_requested=True, restarts=0, drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S
+    audit.update(
+        member,
+        should_run=True,
+        restart_requested=True,
+        restarts=0,
+        drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S,
     )
     _note(member, f"{member.name}: restart requested")
 
 
 def member_remove(*, member: Member) -> None:
-    Member.objects.filter(pk=member.pk).update(remove_requested=True, should_run=False)
+    audit.update(member, remove_requested=True, should_run=False)
     _note(member, f"{member.name}: remove requested")
 
 
 def member_set_weight(*, member: Member, weight: int) -> None:
     _check_weight(weight)
-    Member.objects.filter(pk=member.pk).update(weight=weight)
+    audit.update(member, weight=weight)
     _note(member, f"{member.name}: weight set to {weight}")
 
 
@@ -187,7 +191,7 @@ def member_set_slots(*, member: Member, slots: int | None) -> None:
     fields: dict = {"slots": slots}
     if not member.is_local and slots is not None:
         fields["max_inflight"] = slots
-    Member.objects.filter(pk=member.pk).update(**fields)
+    audit.update(member, **fields)
     when = " (applies at next start)" if member.is_local else ""
     _note(
         member, f"{member.name}: slots set to {slots if slots is not None else 'read from the member'}{when}"
@@ -200,7 +204,7 @@ def member_set_engine(*, member: Member, engine: str) -> None:
     if not member.is_local:
         raise ActionError("a remote member's engine is whatever its server runs: it is not set here")
     slots = member.slots if engine == states.LLAMA_SERVER else 1
-    Member.objects.filter(pk=member.pk).update(engine=engine, slots=slots)
+    audit.update(member, engine=engine, slots=slots)
     _note(member, f"{member.name}: engine set to {engine} (applies at next start)")
 
 
@@ -208,14 +212,14 @@ def member_set_api_key(*, member: Member, api_key: str) -> None:
     """The key the gateway and the probes send a remote member ('' for none)."""
     if member.is_local:
         raise ActionError("a local member's key is made by its supervisor at each start")
-    Member.objects.filter(pk=member.pk).update(api_key=_check_api_key(api_key))
+    audit.update(member, api_key=_check_api_key(api_key))
     _note(member, f"{member.name}: API key {'set' if api_key.strip() else 'cleared'}")
 
 
 def member_set_gpu(*, member: Member, gpu: int | None) -> None:
     """Pinning takes effect at the member's next start."""
     _check_gpu(gpu)
-    Member.objects.filter(pk=member.pk).update(gpu=gpu)
+    audit.update(member, gpu=gpu)
     _note(member, f"{member.name}: GPU pin set to {'none' if gpu is None else gpu} (applies at next start)")
 
 
@@ -256,8 +260,15 @@ def pool_set_strategy(*, name: str) -> None:
         raise ActionError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     pool_settings = PoolSettings.load()
     pool_settings.strategy = name
-    pool_settings.save(update_fields=["strategy", "updated_at"])
+    save_desired_state(pool_settings)
     events.record(PoolEvent.ACTION, f"strategy set to {name}")
+
+
+def save_desired_state(row: models.Model) -> models.Model:
+    """Any table of desired state (the pool's settings, a key, an alert rule) as edited in a
+    form or by a command: checked by its model's rules, saved, and each change recorded.
+    Raises ValidationError with the model's messages, nothing saved."""
+    return audit.save(row)
 
 
 def _note(member: Member, message: str) -> None:

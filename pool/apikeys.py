@@ -1,9 +1,11 @@
-"""Platforms' API keys: created with the raw key shown once, stored as a hash."""
+"""Platforms' API keys: created with the raw key shown once, stored as a hash. Part of the
+service layer: each change is recorded with who made it (pool/audit.py; the hash never is)."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 
+from pool import audit
 from pool.models import ApiKey
 from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES, hash_key
 
@@ -36,7 +38,7 @@ def apikey_create(
     if ApiKey.objects.filter(name=name).exists():
         raise ValueError(f"a key named {name!r} already exists")
     raw = ApiKey.new_raw_key()
-    key = ApiKey.objects.create(
+    key = ApiKey(
         name=name,
         prefix=raw[:10],
         key_hash=hash_key(raw),
@@ -46,6 +48,7 @@ def apikey_create(
         weight=weight,
         priority=priority,
     )
+    audit.save(key)
     return key, raw
 
 
@@ -60,12 +63,12 @@ def apikey_set_share(*, name: str, weight: int | None = None, priority: str | No
     key.weight = key.weight if weight is None else weight
     key.priority = key.priority if priority is None else priority
     check_share(weight=key.weight, priority=key.priority)
-    key.save(update_fields=["weight", "priority"])
+    audit.save(key)
     return key
 
 
 def apikey_revoke(*, name: str) -> None:
-    updated = ApiKey.objects.filter(name=name, revoked_at=None).update(revoked_at=timezone.now())
-    if not updated:
+    key = ApiKey.objects.filter(name=name, revoked_at=None).first()
+    if key is None or not audit.update(key, revoked_at=timezone.now()):
         known = ", ".join(ApiKey.objects.filter(revoked_at=None).values_list("name", flat=True)) or "none"
         raise ValueError(f"no active key named {name!r} (active keys: {known})")

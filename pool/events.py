@@ -11,6 +11,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from pool import audit
 from pool.models import PoolEvent
 
 log = logging.getLogger("pool.events")
@@ -35,7 +36,10 @@ def listen(listener: Listener) -> None:
 def record(kind: str, message: str, *, member_name: str = "", **data: Any) -> None:
     """Keep an event and tell everyone who watches. A failing listener or channel layer is
     logged, not raised (events are not control flow); a failing database write does raise."""
-    PoolEvent.objects.create(kind=kind, member_name=member_name, message=message)
+    actor = audit.current()
+    PoolEvent.objects.create(
+        kind=kind, member_name=member_name, message=message, actor=actor.name, actor_kind=actor.kind
+    )
     event = {"kind": kind, "member": member_name, "message": message, **data}
     log.debug(message)
     for listener in list(_listeners):

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-def test_routing_saves_the_strategy_through_its_action_and_the_rest(admin_client):
+def test_routing_saves_the_strategy_and_the_rest_each_change_recorded_as_the_users(admin_client):
     response = admin_client.post(reverse("routing"), routing_data(), **HTMX)
     assert response.status_code == 200 and 'id="routing"' in response.content.decode()
     row = PoolSettings.load()
@@ -25,7 +25,9 @@ def test_routing_saves_the_strategy_through_its_action_and_the_rest(admin_client
     )
     assert row.language_hint_enabled and not row.api_open
     assert row.solve_rpm == 20
-    assert PoolEvent.objects.filter(message="strategy set to round_robin").exists()
+    changed = PoolEvent.objects.filter(kind=PoolEvent.CHANGE, actor="admin", actor_kind="user")
+    assert changed.filter(setting="strategy", new_value="round_robin").exists()
+    assert changed.filter(setting="queue_size", new_value="100").exists()
 
 
 @pytest.mark.parametrize(

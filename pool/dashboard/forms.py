@@ -186,21 +186,22 @@ def _priority(label: str) -> forms.ChoiceField:
     )
 
 
-def _at_least_one(form: forms.ModelForm, name: str, message: str) -> int:
-    """A count the pool needs at least one of (a queue place, a request, a token)."""
-    value = form.cleaned_data[name]
-    if value < 1:
-        raise forms.ValidationError(message)
-    return value
-
-
 def _kept(form: forms.ModelForm, name: str):
     """A fair-sharing field a post left out keeps its value (older clients and scripts omit them)."""
     value = form.cleaned_data.get(name)
     return getattr(form.instance, name) if value in (None, "") else value
 
 
-class RoutingForm(forms.ModelForm):
+class DesiredStateForm(forms.ModelForm):
+    """A form over a table of desired state (settings, keys, rules): the model's rules check
+    it (`full_clean`), and it is saved through the service layer, which records each change
+    with who made it (pool/audit.py)."""
+
+    def save(self, commit: bool = True):
+        return actions.save_desired_state(self.instance)
+
+
+class RoutingForm(DesiredStateForm):
     strategy = forms.ChoiceField(choices=[(name, name.replace("_", " ")) for name in STRATEGIES])
     solve_weight = _weight("Solve page: weight")
     solve_priority = _priority("Solve page: class")
@@ -253,38 +254,9 @@ class RoutingForm(forms.ModelForm):
     def clean_solve_priority(self) -> str:
         return _kept(self, "solve_priority")
 
-    def clean_queue_size(self) -> int:
-        return _at_least_one(self, "queue_size", "the queue must hold at least one request")
-
-    def clean_solve_rpm(self) -> int:
-        return _at_least_one(self, "solve_rpm", "let each address send at least one problem a minute")
-
-    def clean_solve_inflight_per_address(self) -> int:
-        return _at_least_one(
-            self, "solve_inflight_per_address", "let each address have at least one answer in flight"
-        )
-
-    def clean_solve_max_tokens(self) -> int:
-        return _at_least_one(self, "solve_max_tokens", "let students ask for at least one token")
-
-    def clean_solve_pool_share(self) -> float:
-        value = self.cleaned_data["solve_pool_share"]
-        if not 0 < value <= 1:
-            raise forms.ValidationError("a share above 0 and at most 1 (the whole pool)")
-        return value
-
-    def clean_queue_timeout_s(self) -> float:
-        value = self.cleaned_data["queue_timeout_s"]
-        if not 0 < value <= 3600:
-            raise forms.ValidationError("a deadline between 0 and 3600 seconds")
-        return value
-
     def save(self, commit: bool = True) -> PoolSettings:
-        row = super().save()
-        if self.cleaned_data["strategy"] != row.strategy:
-            actions.pool_set_strategy(name=self.cleaned_data["strategy"])  # records the change as an event
-            row.refresh_from_db()
-        return row
+        self.instance.strategy = self.cleaned_data["strategy"]
+        return super().save()
 
 
 class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
@@ -311,7 +283,7 @@ def _limit(label: str) -> forms.IntegerField:
     )
 
 
-class KeyLimitsForm(forms.ModelForm):
+class KeyLimitsForm(DesiredStateForm):
     rpm = _limit("requests/min")
     tpm = _limit("tokens/min")
     max_parallel = _limit("parallel")
@@ -329,7 +301,7 @@ class KeyLimitsForm(forms.ModelForm):
         return _kept(self, "priority")
 
 
-class AlertRuleForm(forms.ModelForm):
+class AlertRuleForm(DesiredStateForm):
     metric = forms.ChoiceField(choices=list(alerts.METRICS.items()))
 
     class Meta:
@@ -338,7 +310,7 @@ class AlertRuleForm(forms.ModelForm):
         labels = {"duration_s": "For (seconds)"}
 
 
-class WebhookForm(forms.ModelForm):
+class WebhookForm(DesiredStateForm):
     alert_webhook_url = forms.URLField(
         required=False,
         assume_scheme="http",
@@ -351,7 +323,7 @@ class WebhookForm(forms.ModelForm):
         fields = ["alert_webhook_url"]
 
 
-class AutoscaleForm(forms.ModelForm):
+class AutoscaleForm(DesiredStateForm):
     autoscale_metric = forms.ChoiceField(choices=autoscale.TARGETS, label="Scale on")
 
     class Meta:
@@ -371,24 +343,6 @@ class AutoscaleForm(forms.ModelForm):
             "autoscale_target": "Target",
             "autoscale_cooldown_s": "Cooldown (s)",
         }
-
-    def clean_autoscale_target(self) -> float:
-        value = self.cleaned_data["autoscale_target"]
-        if value <= 0:
-            raise forms.ValidationError("the target must be above 0")
-        return value
-
-    def clean(self):
-        data = super().clean()
-        low, high = data.get("autoscale_min"), data.get("autoscale_max")
-        if low is not None and high is not None:
-            if low > high:
-                self.add_error("autoscale_max", "must be at least the fewest members")
-            if high > settings.VIBEADMIN_MAX_MEMBERS:
-                self.add_error(
-                    "autoscale_max", f"at most {settings.VIBEADMIN_MAX_MEMBERS} (VIBEADMIN_MAX_MEMBERS)"
-                )
-        return data
 
 
 class CapacityForm(forms.Form):

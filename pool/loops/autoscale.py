@@ -14,15 +14,13 @@ from datetime import datetime
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import actions, inflight, metrics
+from pool import actions, audit, inflight, metrics
 from pool.models import Member, PoolEvent, PoolSettings, states
+from pool.models.pool_settings import AUTOSCALE_TARGETS
 
 INFLIGHT_PER_MEMBER = "inflight_per_member"
 QUEUE_DEPTH = "queue_depth"
-TARGETS = [
-    (INFLIGHT_PER_MEMBER, "requests in flight or waiting, per member"),
-    (QUEUE_DEPTH, "requests waiting in the queue"),
-]
+TARGETS = AUTOSCALE_TARGETS
 LOAD_SPAN_S = 30  # load is averaged over this long, so one burst does not scale the pool
 TOLERANCE = 0.1  # as Kubernetes' HPA: within 10% of the target, leave the pool alone
 # With gateways sharing Redis, one serve process at a time may scale: the first to decide
@@ -111,7 +109,8 @@ def step(*, now: datetime | None = None, load: Load | None = None) -> Decision |
         return None
     if not inflight.lead("autoscaler", ttl_s=LEADER_TTL_S):
         return None  # another serve process scales; two would both add members
-    actions.pool_scale(count=desired, reason=f"autoscaler: {why}")
+    with audit.acting_as(audit.AUTOSCALER):  # the trail names the autoscaler, not a person
+        actions.pool_scale(count=desired, reason=f"autoscaler: {why}")
     DECISIONS.labels("up" if desired > current else "down").inc()
     return Decision(current, desired, why)
 

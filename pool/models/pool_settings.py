@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -24,16 +26,52 @@ STRATEGIES = (
 )
 
 
+# What the autoscaler can scale on (pool/loops/autoscale.py measures each).
+AUTOSCALE_TARGETS = [
+    ("inflight_per_member", "requests in flight or waiting, per member"),
+    ("queue_depth", "requests waiting in the queue"),
+]
+
+
+def at_least_one(message: str) -> MinValueValidator:
+    """A count the pool needs at least one of (a queue place, a request, a token)."""
+    return MinValueValidator(1, message=message)
+
+
+def positive(value: float) -> None:
+    if not value > 0:
+        raise ValidationError("the target must be above 0")
+
+
+def share(value: float) -> None:
+    if not 0 < value <= 1:
+        raise ValidationError("a share above 0 and at most 1 (the whole pool)")
+
+
+def deadline(value: float) -> None:
+    if not 0 < value <= 3600:
+        raise ValidationError("a deadline between 0 and 3600 seconds")
+
+
+def at_most_max_members(value: int) -> None:
+    if value > settings.VIBEADMIN_MAX_MEMBERS:
+        raise ValidationError(f"at most {settings.VIBEADMIN_MAX_MEMBERS} (VIBEADMIN_MAX_MEMBERS)")
+
+
 class PoolSettings(models.Model):
-    """The operator's pool-wide choices. One row (pk=1), created on first use."""
+    """The operator's pool-wide choices. One row (pk=1), created on first use. Its rules are
+    here (field validators and `clean()`), so the dashboard, the command line and the
+    autoscaler check a change alike (pool/actions.py saves it, pool/audit.py records it)."""
 
     strategy = models.CharField(
         max_length=32,
         default="least_connections",
         choices=[(name, name.replace("_", " ")) for name in STRATEGIES],
     )
-    queue_size = models.PositiveIntegerField(default=256)
-    queue_timeout_s = models.FloatField(default=30.0)
+    queue_size = models.PositiveIntegerField(
+        default=256, validators=[at_least_one("the queue must hold at least one request")]
+    )
+    queue_timeout_s = models.FloatField(default=30.0, validators=[deadline])
     api_open = models.BooleanField(default=False, help_text="Serve /v1/ without an API key")
     prompt_general = models.TextField(default=DEFAULT_PROMPTS["general"])
     prompt_math = models.TextField(default=DEFAULT_PROMPTS["math"])
@@ -41,17 +79,25 @@ class PoolSettings(models.Model):
     language_hint = models.TextField(default=DEFAULT_LANGUAGE_HINT)
     language_hint_enabled = models.BooleanField(default=True)
     solve_rpm = models.PositiveIntegerField(
-        default=10, help_text="Solve-page requests per minute per address"
+        default=10,
+        validators=[at_least_one("let each address send at least one problem a minute")],
+        help_text="Solve-page requests per minute per address",
     )
     # The solve page's caps, so anonymous students cannot take the pool from paying platforms.
     solve_inflight_per_address = models.PositiveIntegerField(
-        default=1, help_text="Solve-page answers in flight per address"
+        default=1,
+        validators=[at_least_one("let each address have at least one answer in flight")],
+        help_text="Solve-page answers in flight per address",
     )
     solve_max_tokens = models.PositiveIntegerField(
-        default=2048, help_text="The longest answer a student may ask for, in tokens"
+        default=2048,
+        validators=[at_least_one("let students ask for at least one token")],
+        help_text="The longest answer a student may ask for, in tokens",
     )
     solve_pool_share = models.FloatField(
-        default=0.5, help_text="The share of the routable members' slots that students may use at once"
+        default=0.5,
+        validators=[share],
+        help_text="The share of the routable members' slots that students may use at once",
     )
     # The solve page (and keyless /v1/ callers) as one tenant of the fair line.
     solve_weight = models.PositiveIntegerField(
@@ -63,9 +109,11 @@ class PoolSettings(models.Model):
     # Autoscaling: off by default; the autoscaler only changes desired state.
     autoscale_enabled = models.BooleanField(default=False)
     autoscale_min = models.PositiveIntegerField(default=1)
-    autoscale_max = models.PositiveIntegerField(default=4)
-    autoscale_metric = models.CharField(max_length=32, default="inflight_per_member")
-    autoscale_target = models.FloatField(default=0.8)
+    autoscale_max = models.PositiveIntegerField(default=4, validators=[at_most_max_members])
+    autoscale_metric = models.CharField(
+        max_length=32, default="inflight_per_member", choices=AUTOSCALE_TARGETS
+    )
+    autoscale_target = models.FloatField(default=0.8, validators=[positive])
     autoscale_cooldown_s = models.PositiveIntegerField(default=120)
     alert_webhook_url = models.URLField(blank=True)
     # Set once by the first `serve`, which creates the first members then (and only then).
@@ -78,6 +126,10 @@ class PoolSettings(models.Model):
 
     def __str__(self) -> str:
         return "pool settings"
+
+    def clean(self) -> None:
+        if self.autoscale_min > self.autoscale_max:
+            raise ValidationError({"autoscale_max": "must be at least the fewest members"})
 
     @classmethod
     def load(cls) -> PoolSettings:

@@ -1,13 +1,27 @@
-"""What every dashboard view shares: staff only, and the htmx-or-not way to answer."""
+"""What every dashboard view shares: staff only (and acting as that user, for the audit
+trail), and the htmx-or-not way to answer."""
 
 from __future__ import annotations
+
+import functools
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 
-staff_required = staff_member_required(login_url="login")
+from pool import audit
+
+
+def staff_required(view):
+    """Staff only; every change of desired state the view makes is recorded as the user's."""
+
+    @functools.wraps(view)
+    def as_the_user(request: HttpRequest, *args, **kwargs):
+        with audit.acting_as(audit.USER, request.user.get_username()):
+            return view(request, *args, **kwargs)
+
+    return staff_member_required(as_the_user, login_url="login")
 
 
 def render_partial(request: HttpRequest, partial: str, context: dict) -> HttpResponse:

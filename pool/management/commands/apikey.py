@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pool import audit
 from pool.apikeys import apikey_create, apikey_revoke, apikey_set_share
 from pool.models import ApiKey
 from pool.models.apikey import PRIORITIES
@@ -42,6 +43,10 @@ class Command(BaseCommand):
         sub.add_parser("list", help="List keys with their limits and usage")
         revoke = sub.add_parser("revoke", help="Revoke a key at once")
         revoke.add_argument("name")
+
+    def execute(self, *args, **options):
+        with audit.acting_as(audit.CLI):  # every change made here is recorded as the command line's
+            return super().execute(*args, **options)
 
     def handle(self, *args, action: str, **options):
         getattr(self, f"do_{action}")(**options)

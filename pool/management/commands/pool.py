@@ -12,7 +12,7 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import actions
+from pool import actions, audit
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
@@ -95,6 +95,10 @@ class Command(BaseCommand):
         scale.add_argument("count", type=int, metavar="N")
         strategy = sub.add_parser("strategy", help="show the routing strategy, or set it")
         strategy.add_argument("name", nargs="?", metavar="NAME")
+
+    def execute(self, *args, **options):
+        with audit.acting_as(audit.CLI):  # every change made here is recorded as the command line's
+            return super().execute(*args, **options)
 
     def handle(self, *args, action: str, **options):
         try:

@@ -1,0 +1,222 @@
+"""The operators' audit trail: who changed which desired state, from what to what, and when.
+
+Every change goes through the service layer (pool/actions.py, pool/apikeys.py), which
+saves through `save()` or `update()` here: they diff the row's fields before and after,
+so a field added to a model later is audited with no more code. Who acts is set once where
+a change enters: the dashboard's views (the signed-in user), the command line ("cli"), the
+autoscaler; anything else is "system" (the first run, start-up).
+
+Secrets never reach the trail: a field that holds a key, a hash, a token or a password shows
+only whether it was set, and a URL shows its scheme and host (a webhook's path and query,
+and any user:password, are credentials).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import models
+from prometheus_client.core import REGISTRY, CounterMetricFamily
+
+from pool.models import PoolEvent
+
+log = logging.getLogger("pool.audit")
+
+USER, CLI, AUTOSCALER, SYSTEM = "user", "cli", "autoscaler", "system"
+# Kept by the database itself, not chosen by anyone: never audited.
+NOT_DESIRED_STATE = {"id", "created_at", "updated_at", "last_used_at"}
+SECRET_WORDS = ("key", "hash", "token", "secret", "password")
+SET, UNSET = "(set)", "(none)"
+CREATED = "created"  # the setting of a row's first event
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # USER, CLI, AUTOSCALER or SYSTEM
+    name: str
+
+
+NOBODY = Actor(SYSTEM, SYSTEM)  # the first run, start-up: no person or loop chose it
+_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(kind: str, name: str = "") -> Iterator[Actor]:
+    """Changes made inside are recorded as `kind` (a user's name, or the kind itself)."""
+    actor = Actor(kind, name or kind)
+    token = _actor.set(actor)
+    try:
+        yield actor
+    finally:
+        _actor.reset(token)
+
+
+def current() -> Actor:
+    return _actor.get() or NOBODY
+
+
+def is_secret(field: models.Field) -> bool:
+    """Keys, hashes, tokens, passwords: by name, so later fields are covered too. A count of
+    tokens (max_tokens, tpm) is not a secret: only a name ending in a secret word is."""
+    name = field.name.lower()
+    return name.split("_")[-1] in SECRET_WORDS or "password" in name or "secret" in name
+
+
+def shown(field: models.Field, value: Any) -> str:
+    """A value as the trail shows it, masked where it could be a credential."""
+    if value is None or value == "":
+        return UNSET
+    if is_secret(field):
+        return SET
+    if isinstance(field, models.URLField) or field.name.endswith("url"):
+        parts = urlsplit(str(value))
+        host = parts.hostname or ""
+        port = f":{parts.port}" if _port(parts) else ""
+        rest = "/…" if (parts.path.strip("/") or parts.query or parts.username) else ""
+        return f"{parts.scheme}://{host}{port}{rest}" if parts.scheme else "(set)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _port(parts) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return None
+
+
+def desired_fields(model: type[models.Model], names: Iterable[str] | None = None) -> list[models.Field]:
+    fields = [f for f in model._meta.concrete_fields if f.name not in NOT_DESIRED_STATE]
+    if names is not None:
+        wanted = set(names)
+        fields = [f for f in fields if f.name in wanted or f.attname in wanted]
+    return fields
+
+
+def values(row: models.Model, fields: list[models.Field]) -> dict[str, Any]:
+    return {f.name: getattr(row, f.attname) for f in fields}
+
+
+def subject_of(row: models.Model) -> tuple[str, str]:
+    """What changed, for the trail ("member m1", "key acme", "pool settings") and the member's name."""
+    from pool.models import Member
+
+    if isinstance(row, Member):
+        return f"member {row.name}", row.name
+    label = row._meta.verbose_name
+    return (str(label) if str(row) == str(label) else f"{label} {row}"), ""
+
+
+def record(row: models.Model, before: dict[str, Any], after: dict[str, Any], *, note: str = "") -> int:
+    """One event per field whose value changed; returns how many."""
+    actor = current()
+    subject, member_name = subject_of(row)
+    fields = {f.name: f for f in desired_fields(type(row))}
+
+    def event(setting: str, old: str, new: str, what: str) -> PoolEvent:
+        return PoolEvent(
+            kind=PoolEvent.CHANGE,
+            member_name=member_name,
+            subject=subject,
+            setting=setting,
+            old_value=old,
+            new_value=new,
+            actor=actor.name,
+            actor_kind=actor.kind,
+            message=f"{subject}: {what}" + (f" ({note})" if note else ""),
+        )
+
+    if not before:  # a new row: one event, with what it was created with (defaults left out)
+        made = ", ".join(
+            f"{name} {shown(fields[name], value)}"
+            for name, value in after.items()
+            if name in fields and value != fields[name].get_default() and value not in (None, "")
+        )
+        PoolEvent.objects.bulk_create([event(CREATED, UNSET, made, f"created ({made})")])
+        return 1
+    changes = []
+    for name, new in after.items():
+        old = before.get(name)
+        if old == new or name not in fields:
+            continue
+        old_shown, new_shown = shown(fields[name], old), shown(fields[name], new)
+        if old_shown == new_shown == SET:
+            old_shown, new_shown = SET, "(changed)"
+        changes.append(
+            event(name, old_shown, new_shown, f"{fields[name].verbose_name} {old_shown} → {new_shown}")
+        )
+    PoolEvent.objects.bulk_create(changes)
+    return len(changes)
+
+
+def save(row: models.Model, *, note: str = "", validate: bool = True) -> models.Model:
+    """Check the row against its model's rules (`full_clean`: field validators and `clean()`),
+    save it, and record what changed. A new row records every field it was created with."""
+    fields = desired_fields(type(row))
+    before: dict[str, Any] = {}
+    if row.pk is not None:
+        stored = type(row)._default_manager.filter(pk=row.pk).first()
+        if stored is not None:
+            before = values(stored, fields)
+    if validate:
+        row.full_clean()
+    row.save()
+    record(row, before, values(row, fields), note=note)
+    return row
+
+
+def update(row: models.Model, *, note: str = "", **changes: Any) -> int:
+    """Write only these fields (a queryset update: the supervisor's own writes to the same row
+    are not overwritten) and record what changed. Returns the rows updated (0 or 1)."""
+    model = type(row)
+    fields = desired_fields(model, changes)
+    stored = model._default_manager.filter(pk=row.pk).first()
+    before = values(stored, fields) if stored is not None else {}
+    updated = model._default_manager.filter(pk=row.pk).update(**changes)
+    if updated:
+        for name, value in changes.items():
+            setattr(row, name, value)
+        record(row, before, values(row, fields), note=note)
+    return updated
+
+
+class ChangesCollector:
+    """`vibeadmin_desired_state_changes_total{actor_kind, setting}` for /metrics, counted in
+    the database: the command line and other processes change state too, and each scrape
+    sees all of it."""
+
+    def describe(self):
+        yield CounterMetricFamily(
+            "vibeadmin_desired_state_changes", "Changes of desired state", labels=["actor_kind", "setting"]
+        )
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "vibeadmin_desired_state_changes",
+            "Changes of desired state by who made them (user, cli, autoscaler, system) and setting",
+            labels=["actor_kind", "setting"],
+        )
+        try:
+            rows = (
+                PoolEvent.objects.filter(kind=PoolEvent.CHANGE)
+                .values_list("actor_kind", "setting")
+                .annotate(n=models.Count("id"))
+                .order_by()
+            )
+            for kind, setting, n in rows:
+                family.add_metric([kind, setting], n)
+        except Exception:  # no database here (an async context, a scrape during migrate)
+            log.warning("could not count the changes of desired state", exc_info=True)
+        yield family
+
+
+_collector = ChangesCollector()
+with contextlib.suppress(ValueError):  # registered once per process
+    REGISTRY.register(_collector)
