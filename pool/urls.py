@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from pool.dashboard.login_throttle import ThrottledLoginForm
-from pool.dashboard.views import alerts, autoscaling, keys, members, overview, routing
+from pool.dashboard.views import alerts, audit, autoscaling, keys, members, overview, routing
 from pool.views import solve
 
 urlpatterns = [
@@ -32,5 +32,6 @@ urlpatterns = [
     path("dashboard/alerts/webhook/", alerts.webhook, name="webhook"),
     path("dashboard/autoscaling/", autoscaling.autoscaling, name="autoscaling"),
     path("dashboard/autoscaling/status/", autoscaling.autoscale_status, name="autoscale_status"),
+    path("dashboard/audit/", audit.audit, name="audit"),
     path("solve/", solve.solve_page, name="solve"),
 ]

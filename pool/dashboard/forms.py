@@ -348,3 +348,37 @@ class AutoscaleForm(DesiredStateForm):
 class CapacityForm(forms.Form):
     target_qps = forms.FloatField(label="Target requests/s", min_value=0.01, initial=10)
     spares = forms.IntegerField(min_value=0, max_value=10, initial=2)
+
+
+class AuditFilterForm(forms.Form):
+    """The Audit page's filters; each left empty matches everything."""
+
+    member = forms.ChoiceField(required=False)
+    setting = forms.ChoiceField(required=False)
+    actor = forms.ChoiceField(required=False, label="Who")
+    since = forms.DateTimeField(
+        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+
+    def __init__(self, *args, changes, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, column in (("member", "member_name"), ("setting", "setting"), ("actor", "actor")):
+            seen = changes.exclude(**{column: ""}).values_list(column, flat=True).distinct().order_by(column)
+            self.fields[name].choices = [("", "any"), *((value, value) for value in seen)]  # type: ignore[attr-defined]
+
+    def filtered(self, changes):
+        data = self.cleaned_data
+        if data["member"]:
+            changes = changes.filter(member_name=data["member"])
+        if data["setting"]:
+            changes = changes.filter(setting=data["setting"])
+        if data["actor"]:
+            changes = changes.filter(actor=data["actor"])
+        if data["since"]:
+            changes = changes.filter(created_at__gte=data["since"])
+        if data["until"]:
+            changes = changes.filter(created_at__lte=data["until"])
+        return changes
