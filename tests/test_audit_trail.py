@@ -29,7 +29,11 @@ def audit_page(client, **filters) -> str:
 def rows(page: str) -> list[str]:
     """The table's rows as text, one string per change."""
     body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return [" ".join(re.sub(r"<[^>]+>", " ", row).split()) for row in body.split("</tr>") if "<td" in row and "colspan" not in row]
+    return [
+        " ".join(re.sub(r"<[^>]+>", " ", row).split())
+        for row in body.split("</tr>")
+        if "<td" in row and "colspan" not in row
+    ]
 
 
 def test_a_change_made_on_a_dashboard_form_shows_with_the_users_name(admin_client):
