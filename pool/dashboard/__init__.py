@@ -1,3 +1,3 @@
-"""The operators' role: the dashboard's pages and websocket, the snapshot it shows, alert
-rules and the autoscaler. It reaches the gateway and the supervisor only through the
-database and the channel layer."""
+"""The operators' role: the dashboard's pages and websocket, and the snapshot they show. It
+reaches the gateway and the supervisor only through the database, the channel layer and
+the shared level; it shows what the control loops (pool/loops/) measure and decide."""

@@ -2,8 +2,9 @@
 the web server's event loop.
 
 Why a second door: under daphne, Twisted's HTTP machinery costs about half the gateway's
-CPU per request here (a bare ASGI proxy tops out at ~1,300 req/s under daphne on this
-machine, docs/architecture.md); uvicorn's C parser answers the same app for a fraction of that.
+CPU per request here (/v1/ on daphne's port spends about twice the CPU per request of the
+API port, BENCHMARKS.md's overhead figures); uvicorn's C parser answers the same app for a
+fraction of that.
 Daphne keeps the dashboard, the pages, the websockets and /v1/ on the main port. Both doors
 run on one loop in one process, so they share one gateway: the same in-flight counts, queue,
 key limits and metrics.
