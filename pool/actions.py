@@ -10,6 +10,7 @@ values (pool/audit.py); the caller says who acts (`audit.acting_as`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -260,15 +261,15 @@ def pool_set_strategy(*, name: str) -> None:
         raise ActionError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     pool_settings = PoolSettings.load()
     pool_settings.strategy = name
-    save_desired_state(pool_settings)
+    save_desired_state(pool_settings, ["strategy"])
     events.record(PoolEvent.ACTION, f"strategy set to {name}")
 
 
-def save_desired_state(row: models.Model) -> models.Model:
+def save_desired_state(row: models.Model, fields: Iterable[str] | None = None) -> models.Model:
     """Any table of desired state (the pool's settings, a key, an alert rule) as edited in a
-    form or by a command: checked by its model's rules, saved, and each change recorded.
-    Raises ValidationError with the model's messages, nothing saved."""
-    return audit.save(row)
+    form or by a command: checked by its model's rules, saved (only `fields`, where given),
+    and each change recorded. Raises ValidationError with the model's messages, nothing saved."""
+    return audit.save(row, fields=fields)
 
 
 def _note(member: Member, message: str) -> None:

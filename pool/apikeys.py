@@ -63,7 +63,7 @@ def apikey_set_share(*, name: str, weight: int | None = None, priority: str | No
     key.weight = key.weight if weight is None else weight
     key.priority = key.priority if priority is None else priority
     check_share(weight=key.weight, priority=key.priority)
-    audit.save(key)
+    audit.save(key, fields=["weight", "priority"])
     return key
 
 

@@ -156,19 +156,27 @@ def record(row: models.Model, before: dict[str, Any], after: dict[str, Any], *, 
     return len(changes)
 
 
-def save(row: models.Model, *, note: str = "", validate: bool = True) -> models.Model:
+def save(
+    row: models.Model, *, fields: Iterable[str] | None = None, note: str = "", validate: bool = True
+) -> models.Model:
     """Check the row against its model's rules (`full_clean`: field validators and `clean()`),
-    save it, and record what changed. A new row records every field it was created with."""
-    fields = desired_fields(type(row))
-    before: dict[str, Any] = {}
-    if row.pk is not None:
-        stored = type(row)._default_manager.filter(pk=row.pk).first()
-        if stored is not None:
-            before = values(stored, fields)
+    save it, and record what changed. With `fields` (what a form or a command set), only
+    those are written and compared: counters another process updates meanwhile (a key's
+    usage) are neither overwritten nor taken for a change. A new row records what it was
+    created with, in one event."""
+    model = type(row)
+    stored = model._default_manager.filter(pk=row.pk).first() if row.pk is not None else None
+    names = None if stored is None or fields is None else {f.name for f in desired_fields(model, fields)}
+    compared = desired_fields(model, names)
+    before = values(stored, compared) if stored is not None else {}
     if validate:
         row.full_clean()
-    row.save()
-    record(row, before, values(row, fields), note=note)
+    if names is None:
+        row.save()
+    else:
+        stamped = [f.name for f in model._meta.concrete_fields if getattr(f, "auto_now", False)]
+        row.save(update_fields=[*names, *stamped])
+    record(row, before, values(row, compared), note=note)
     return row
 
 

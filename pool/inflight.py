@@ -44,25 +44,25 @@ def release(member_id: int) -> None:
 
 def count(member_id: int) -> int:
     """Live: across every gateway when they share Redis."""
-    return _store.count_live(member_id) if _store else _counts.get(member_id, 0)
+    return _store.count_live(member_id) if _store is not None else _counts.get(member_id, 0)
 
 
 def cached(member_id: int) -> int:
     """For the hot path: no network; what the gateway last read."""
-    return _store.cached(member_id) if _store else _counts.get(member_id, 0)
+    return _store.cached(member_id) if _store is not None else _counts.get(member_id, 0)
 
 
 def snapshot() -> dict[int, int]:
-    if _store:
+    if _store is not None:
         return _store.snapshot_live()
     return {member_id: n for member_id, n in _counts.items() if n}
 
 
 def waiting() -> int:
     """Requests waiting for a member: in every gateway's line when they share Redis."""
-    return _store.waiting_live() if _store else 0
+    return _store.waiting_live() if _store is not None else 0
 
 
 def lead(role: str, ttl_s: float) -> bool:
     """Whether this process holds `role` (the autoscaler) among all that share the slots."""
-    return _store.lead(role, ttl_s) if _store else True
+    return _store.lead(role, ttl_s) if _store is not None else True

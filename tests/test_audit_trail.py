@@ -155,3 +155,17 @@ def test_the_settings_rules_are_the_models_so_every_path_checks_them_alike():
     with pytest.raises(ValidationError):
         actions.save_desired_state(PoolSettings(autoscale_min=3, autoscale_max=2))
     assert not PoolEvent.objects.filter(kind=PoolEvent.CHANGE).exists()
+
+
+def test_a_form_writes_only_its_own_fields_so_counters_kept_meanwhile_survive():
+    with audit.acting_as(audit.CLI):
+        call_command("apikey", "create", "campus")
+    key = ApiKey.objects.get()
+    ApiKey.objects.update(requests=500)  # the gateway flushes usage while the operator edits
+    key.rpm = 5
+    with audit.acting_as(audit.USER, "admin"):
+        actions.save_desired_state(key, fields=["rpm"])
+    key.refresh_from_db()
+    assert (key.rpm, key.requests) == (5, 500)
+    changed = PoolEvent.objects.filter(kind=PoolEvent.CHANGE, actor="admin")
+    assert list(changed.values_list("setting", "old_value", "new_value")) == [("rpm", "(none)", "5")]

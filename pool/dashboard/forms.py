@@ -198,7 +198,8 @@ class DesiredStateForm(forms.ModelForm):
     with who made it (pool/audit.py)."""
 
     def save(self, commit: bool = True):
-        return actions.save_desired_state(self.instance)
+        # Only what the form shows is written: the rest of the row may change meanwhile.
+        return actions.save_desired_state(self.instance, fields=list(self.cleaned_data))
 
 
 class RoutingForm(DesiredStateForm):

@@ -1,7 +1,7 @@
 """One interface for members' in-flight slots and the line of requests waiting for one.
 
-Two implementations, chosen once when the process starts (`inflight.slots()`):
-`LocalSlots` (inflight.py) counts in this process; `SharedSlots` (slots_redis.py) keeps
+Two implementations, chosen once per process (`assembly.slots()`):
+`LocalSlots` (slots_local.py) counts in this process; `SharedSlots` (slots_redis.py) keeps
 leases and the waiting line in Redis, so several gateway processes act as one. The router
 is written once against this protocol; the one thing it asks of an implementation's nature
 is `at_once`: whether a slot can be taken without a round trip, so that a freed slot goes
