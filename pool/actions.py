@@ -272,5 +272,10 @@ def save_desired_state(row: models.Model, fields: Iterable[str] | None = None) -
     return audit.save(row, fields=fields)
 
 
+def delete_desired_state(row: models.Model) -> None:
+    """Delete a row of desired state (an alert rule); the trail keeps what it held."""
+    audit.delete(row)
+
+
 def _note(member: Member, message: str) -> None:
     events.record(PoolEvent.ACTION, message, member_name=member.name)

@@ -33,7 +33,7 @@ USER, CLI, AUTOSCALER, SYSTEM = "user", "cli", "autoscaler", "system"
 NOT_DESIRED_STATE = {"id", "created_at", "updated_at", "last_used_at"}
 SECRET_WORDS = ("key", "hash", "token", "secret", "password")
 SET, UNSET = "(set)", "(none)"
-CREATED = "created"  # the setting of a row's first event
+CREATED, DELETED = "created", "deleted"  # the setting of a row's first and last events
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,32 @@ def update(row: models.Model, *, note: str = "", **changes: Any) -> int:
             setattr(row, name, value)
         record(row, before, values(row, fields), note=note)
     return updated
+
+
+def delete(row: models.Model, *, note: str = "") -> None:
+    """Delete the row and record that it is gone, with what it held."""
+    fields = desired_fields(type(row))
+    held = values(row, fields)
+    row.delete()
+    actor = current()
+    subject, member_name = subject_of(row)
+    shown_fields = {f.name: f for f in fields}
+    was = ", ".join(
+        f"{name} {shown(shown_fields[name], value)}"
+        for name, value in held.items()
+        if value not in (None, "")
+    )
+    PoolEvent.objects.create(
+        kind=PoolEvent.CHANGE,
+        member_name=member_name,
+        subject=subject,
+        setting=DELETED,
+        old_value=was,
+        new_value=UNSET,
+        actor=actor.name,
+        actor_kind=actor.kind,
+        message=f"{subject}: deleted" + (f" ({note})" if note else ""),
+    )
 
 
 class ChangesCollector:

@@ -169,3 +169,13 @@ def test_a_form_writes_only_its_own_fields_so_counters_kept_meanwhile_survive():
     assert (key.rpm, key.requests) == (5, 500)
     changed = PoolEvent.objects.filter(kind=PoolEvent.CHANGE, actor="admin")
     assert list(changed.values_list("setting", "old_value", "new_value")) == [("rpm", "(none)", "5")]
+
+
+def test_an_alert_rule_deleted_on_the_dashboard_shows_with_what_it_held(admin_client):
+    from pool.models import AlertRule
+
+    rule = AlertRule.objects.create(name="Queue long", metric="queue_depth", threshold=5, duration_s=0)
+    admin_client.post(reverse("rule_delete", args=[rule.pk]), **HTMX)
+    assert not AlertRule.objects.exists()
+    [row] = rows(audit_page(admin_client, setting="deleted"))
+    assert "admin user" in row and "Queue long" in row and "threshold 5" in row

@@ -8,7 +8,7 @@ from pool.models import AlertRule, ApiKey, Member, states
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["dashboard", "members", "routing", "keys", "alerts", "autoscaling"]
+PAGES = ["dashboard", "members", "routing", "keys", "alerts", "autoscaling", "audit"]
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ def test_an_operator_sees_each_page_with_the_navigation(admin_client, page):
         "API keys",
         "Alerts",
         "Autoscaling",
+        "Audit",
         "Solve page",
         "Log out",
     ):
