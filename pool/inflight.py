@@ -11,6 +11,7 @@ own, which is exact when no Redis is shared.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Protocol
 
 # This process's own counts: the gateway's local slots write them.
@@ -30,8 +31,10 @@ _store: Counts | None = None
 
 def use(store: Counts | None) -> None:
     """Read the counts from `store` from now on (None: this process's own)."""
-    global _store
+    global _store, cached
     _store = store
+    # The strategies ask for every member on every pick: the store's own method, no detour.
+    cached = store.cached if store is not None else _own
 
 
 def acquire(member_id: int) -> None:
@@ -47,9 +50,12 @@ def count(member_id: int) -> int:
     return _store.count_live(member_id) if _store is not None else _counts.get(member_id, 0)
 
 
-def cached(member_id: int) -> int:
-    """For the hot path: no network; what the gateway last read."""
-    return _store.cached(member_id) if _store is not None else _counts.get(member_id, 0)
+def _own(member_id: int) -> int:
+    return _counts.get(member_id, 0)
+
+
+# For the hot path: no network; what the gateway last read (`use` rebinds it).
+cached: Callable[[int], int] = _own
 
 
 def snapshot() -> dict[int, int]:
