@@ -4,6 +4,7 @@ websockets, and the supervisor for this node's members."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 
 from django.conf import settings
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             self.say(
                 f"API's own port: http://{host}:{api_port}/v1/  (the same API, without daphne's cost per request)"
             )
+        take_stop_signals()
         try:
             run_daphne(host, port, api_socket)
         finally:
@@ -88,6 +90,14 @@ class Command(BaseCommand):
     def say(self, line: str) -> None:
         self.stdout.write(line)
         self.stdout.flush()
+
+
+def take_stop_signals() -> None:
+    """Ctrl-C and SIGTERM stop serve whatever it inherited: a shell's background job starts
+    its children with SIGINT ignored, and Twisted installs its own SIGINT handler only
+    over Python's default one. Both are set back to the defaults, which Twisted replaces."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def claim_port(host: str, port: int, *, what: str, hint: str) -> socket.socket:
