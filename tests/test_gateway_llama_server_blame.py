@@ -87,15 +87,19 @@ def post_directly(url: str, body: bytes) -> tuple[int, bytes]:
 
 
 CHAT = {"model": "gemma", "max_tokens": 2}
+# What llama-server refuses, as measured by hand: a message name that is no string and a
+# lone surrogate are 500 server_error JSON; the others 400. (A role it does not know and a
+# stream_options that is a list it takes without a word: the gateway refuses those itself.)
+HI = [{"role": "user", "content": "hi"}]
 UNUSABLE = {
     "a message name that is an object": {**CHAT, "messages": [{"role": "user", "content": "hi", "name": {}}]},
+    "a lone surrogate in a stop string": {**CHAT, "messages": HI, "stop": "\ud800"},
     "a content that is a number": {**CHAT, "messages": [{"role": "user", "content": 5}]},
-    "a role it does not know": {**CHAT, "messages": [{"role": "wizard", "content": "hi"}]},
-    "stream_options that is a list": {
+    "include_usage that is a string": {
         **CHAT,
-        "messages": [{"role": "user", "content": "hi"}],
+        "messages": HI,
         "stream": True,
-        "stream_options": [],
+        "stream_options": {"include_usage": "x"},
     },
     "a prompt longer than its context": {**CHAT, "messages": [{"role": "user", "content": "word " * 2000}]},
 }
@@ -262,4 +266,15 @@ def test_no_drawn_body_gets_a_5xx_or_counts_against_a_real_member(pool, short_an
 
 def test_every_member_still_answers_its_health_check_after_the_drawn_bodies(llama_servers, pool):
     assert all(answers(url + "/health") for url in llama_servers)
+    assert pool.failures == []
+
+
+def test_a_prompt_past_the_members_context_is_a_400_that_says_so(pool, short_answers):
+    body = {"model": "vibethinker", "messages": [{"role": "user", "content": "word " * 2000}]}
+    head = {"authorization": f"Bearer {KEY}", "host": "127.0.0.1:8000"}
+
+    reply = pool.call("POST", "/v1/chat/completions", json.dumps(body).encode(), head)
+
+    assert reply.status == 400, reply.body[:300]
+    assert reply.json()["error"]["code"] == "context_length_exceeded"
     assert pool.failures == []
