@@ -4,6 +4,7 @@ websockets, and the supervisor for this node's members."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 
@@ -54,6 +55,7 @@ class Command(BaseCommand):
                 f"API's own port: http://{host}:{api_port}/v1/  (the same API, without daphne's cost per request)"
             )
         take_stop_signals()
+        raise_file_limit()
         try:
             run_daphne(host, port, api_socket)
         finally:
@@ -100,6 +102,19 @@ def take_stop_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def raise_file_limit() -> None:
+    """As many open files as the system lets this process have: each door may hold
+    VIBEADMIN_MAX_CONNECTIONS sockets, past the usual soft limit of 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard)
+            )
+
+
 def claim_port(host: str, port: int, *, what: str, hint: str) -> socket.socket:
     """The port bound (by listener.bind, as daphne will bind its own), or one clear line."""
     from pool.gateway.listener import bind
@@ -118,6 +133,7 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
 
+    from pool.gateway.bounds import bound_daphne
     from pool.gateway.listener import ApiListener
     from vibeadmin.asgi import application
 
@@ -132,6 +148,7 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
         # From here on, sends from the supervisor thread go through the web server's loop.
         events.bind_loop(twisted_loop)
         runtime.start_background(twisted_loop)
+        bound_daphne(server.http_factory)  # listening has begun, but no connection is taken yet
         if api:
             api.start(twisted_loop)
             reactor.addSystemEventTrigger(
@@ -145,10 +162,11 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
 
         return Deferred.fromFuture(asyncio.ensure_future(upstream.close()))
 
-    Server(
+    server = Server(
         application=application,
         endpoints=build_endpoint_description_strings(host=host.strip("[]"), port=port),
         ready_callable=on_ready,
         action_logger=None,
-    ).run()
+    )
+    server.run()
     events.bind_loop(None)
