@@ -41,13 +41,22 @@ def raise_file_limit() -> None:
 # --- the holder, in a process of its own ------------------------------------------------
 
 
-async def _hold_one(port: int, slow: bool, holding: asyncio.Event, closed_after: list[float], stop_at: list):
+async def _hold_one(
+    port: int,
+    slow: bool,
+    holding: asyncio.Event,
+    closed_after: list[float],
+    stop_at: list,
+    not_accepted: list,
+):
     """One socket, reopened while `holding` is set; once it is cleared, how long the server
     took to close the last one (from the moment reopening stopped)."""
     while True:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
+            async with asyncio.timeout(10):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except (OSError, TimeoutError):  # not accepted (yet): the listen backlog is full
+            not_accepted[0] += 1
             await asyncio.sleep(0.5)
             if not holding.is_set():
                 return
@@ -78,9 +87,12 @@ async def _hold(port: int, count: int, control) -> None:
     holding.set()
     closed_after: list[float] = []
     stop_at = [0.0]
+    not_accepted = [0]  # connection attempts that timed out or failed
     tasks = []
     for i in range(count):
-        tasks.append(asyncio.ensure_future(_hold_one(port, i % 2 == 1, holding, closed_after, stop_at)))
+        tasks.append(
+            asyncio.ensure_future(_hold_one(port, i % 2 == 1, holding, closed_after, stop_at, not_accepted))
+        )
         if i % 200 == 199:
             await asyncio.sleep(0.05)  # not all in one burst: the listen backlog is 2,048
     control.send("held")
@@ -90,7 +102,13 @@ async def _hold(port: int, count: int, control) -> None:
     done, pending = await asyncio.wait(tasks, timeout=HOLD_UNTIL_CLOSED_S)
     for task in pending:
         task.cancel()
-    control.send({"closed_all_s": max(closed_after, default=0.0), "still_open": len(pending)})
+    control.send(
+        {
+            "closed_all_s": max(closed_after, default=0.0),
+            "still_open": len(pending),
+            "not_accepted": not_accepted[0],
+        }
+    )
 
 
 def holder(port: int, count: int, control) -> None:

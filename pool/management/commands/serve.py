@@ -164,7 +164,11 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
 
     server = Server(
         application=application,
-        endpoints=build_endpoint_description_strings(host=host.strip("[]"), port=port),
+        # Twisted's listen backlog is 50: past it, a burst of connections (idle ones held
+        # against the door included) waits in SYN retries; the API's door listens with 2,048.
+        endpoints=[
+            e + ":backlog=2048" for e in build_endpoint_description_strings(host=host.strip("[]"), port=port)
+        ],
         ready_callable=on_ready,
         action_logger=None,
     )
