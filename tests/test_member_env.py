@@ -49,3 +49,34 @@ def test_a_started_member_sees_only_the_allowed_variables_and_its_key(fast_setti
     assert seen["CUDA_VISIBLE_DEVICES"] == "0"
     assert seen["LANG"] == "C.UTF-8"
     assert not [value for value in seen.values() if value in SECRETS.values()]
+
+
+@pytest.mark.real_model
+@pytest.mark.django_db
+def test_a_real_llama_server_member_sees_none_of_vibeadmins_secrets(
+    fast_settings, monkeypatch, default_model
+):
+    try:
+        process.llama_server_binary()
+    except process.MemberCommandError:
+        pytest.skip("llama-server is not built (bin/build-llama-server)")
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    member = Member.objects.create(
+        name="env-real",
+        kind=states.LOCAL,
+        engine=states.LLAMA_SERVER,
+        api_key="member-key-0123456789",
+        n_ctx=512,
+    )
+    port = free_port()
+
+    pid = process.spawn(member, process.member_command(member, default_model, port))
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), 120, what="llama-server to load")
+        seen = environ_of(pid)
+    finally:
+        process.stop(pid, 5.0)
+
+    assert set(seen) <= {*process.MEMBER_ENV, "LLAMA_API_KEY"}, sorted(set(seen) - set(process.MEMBER_ENV))
+    assert not [value for value in seen.values() if value in SECRETS.values()]
