@@ -208,7 +208,7 @@ class Vibeadmin:
 
 
 def member_processes(data_dir: Path) -> list[psutil.Process]:
-    """llama.cpp servers started for this data folder (their environment names it)."""
+    """llama.cpp servers started for this data folder (they write their log there)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
@@ -216,7 +216,7 @@ def member_processes(data_dir: Path) -> list[psutil.Process]:
             is_member = "llama_cpp.server" in cmdline or any(
                 part.endswith("llama-server") for part in cmdline[:1]
             )
-            if is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir):
+            if is_member and any(Path(f.path).is_relative_to(data_dir) for f in proc.open_files()):
                 found.append(proc)
         except psutil.Error:
             continue

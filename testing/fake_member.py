@@ -7,7 +7,9 @@ the timing is set: time to first token (`ttft`) and time per later token (`tpt`)
 
 Failure modes, set at start or at run time with `POST /_fake/config` (JSON), apply to
 every request outside `/_fake/`, probes included: `fail_status` (answer with it; only
-the next `fail_times` requests when that is above 0), `drop_after_tokens` (cut the
+the next `fail_times` requests when that is above 0; the body is plain text, as a crashed
+process or a proxy in front of it answers, unless `fail_about_request`, when it is the
+error JSON llama-server gives a request it cannot use), `drop_after_tokens` (cut the
 connection after N tokens), `hang` (never answer), `delay_s` (wait before answering).
 `GET /_fake/stats` counts requests; `POST /_fake/reset` restores start config and counts.
 
@@ -52,6 +54,7 @@ class FakeConfig:
     name: str = "fake"
     fail_status: int = 0
     fail_times: int = 0
+    fail_about_request: bool = False
     drop_after_tokens: int = -1
     hang: bool = False
     delay_s: float = 0.0
@@ -145,8 +148,10 @@ class FakeMember:
                 if config.fail_times == 0:
                     config.fail_status = 0  # the last failure asked for: healthy from now on
             self.stats.failed += 1
-            error = {"message": "fake member failure", "type": "server_error", "code": None}
-            return web.json_response({"error": error}, status=status)
+            if config.fail_about_request:  # as llama-server's "Failed to parse messages"
+                error = {"code": status, "message": "fake: cannot use this request", "type": "server_error"}
+                return web.json_response({"error": error}, status=status)
+            return web.Response(status=status, text="fake member failure")
         return await handler(request)
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -35,7 +35,7 @@ class Call:
         method: str,
         path: str,
         body: bytes = b"",
-        headers: dict | None = None,
+        headers: dict | list[tuple[str, str]] | None = None,
         client: str = "127.0.0.1",
     ):
         self.reply = Reply()
@@ -49,7 +49,11 @@ class Call:
             "path": path,
             "raw_path": path.encode(),
             "query_string": b"",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+            # A dict, or (name, value) pairs where a header comes more than once.
+            "headers": [
+                (k.lower().encode(), v.encode())
+                for k, v in (headers.items() if isinstance(headers, dict) else headers or [])
+            ],
             "client": (client, 50000),
             "server": ("127.0.0.1", 8000),
             "scheme": "http",

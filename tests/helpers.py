@@ -101,7 +101,7 @@ def stop_serve(child: subprocess.Popen, data_dir: Path) -> None:
 
 
 def member_processes(data_dir: Path) -> list[psutil.Process]:
-    """The llama.cpp servers started for this data folder (their environment names it)."""
+    """The llama.cpp servers started for this data folder (they write their log there)."""
     return [proc for proc in psutil.process_iter(["cmdline"]) if _serves_for(proc, data_dir)]
 
 
@@ -111,7 +111,7 @@ def _serves_for(proc: psutil.Process, data_dir: Path) -> bool:
         is_member = "llama_cpp.server" in cmdline or any(
             part.endswith("llama-server") for part in cmdline[:1]
         )
-        return is_member and proc.environ().get("VIBEADMIN_DATA_DIR") == str(data_dir)
+        return is_member and any(Path(f.path).is_relative_to(data_dir) for f in proc.open_files())
     except psutil.Error:
         return False
 

@@ -107,6 +107,41 @@ async def test_logging_out_closes_that_sessions_socket_and_only_that_one(client,
         await other.disconnect()
 
 
+def change_password(user) -> None:
+    user.set_password("a-new-password")
+    user.save()
+
+
+def remove_staff(user) -> None:
+    user.is_staff = False
+    user.save()
+
+
+def expire_sessions(user) -> None:
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    Session.objects.update(expire_date=timezone.now() - timezone.timedelta(seconds=1))
+
+
+@pytest.mark.parametrize("change", [change_password, remove_staff, expire_sessions])
+async def test_a_socket_closes_within_seconds_once_its_log_in_no_longer_holds(
+    client, operator, settings, change
+):
+    settings.VIBEADMIN_WS_RECHECK_S = 0.2
+    communicator = await database_sync(lambda: session_socket(client, operator))
+    try:
+        assert (await communicator.connect())[0]
+        assert await communicator.receive_nothing(timeout=0.5)  # still allowed: it stays open
+
+        await database_sync(lambda: change(operator))
+
+        closed = await communicator.receive_output(timeout=5)
+        assert (closed["type"], closed.get("code")) == ("websocket.close", SESSION_ENDED)
+    finally:
+        await communicator.disconnect()
+
+
 async def test_a_socket_from_another_origin_is_refused_even_with_a_staff_session(client, operator):
     communicator = await database_sync(lambda: session_socket(client, operator, origin="http://evil.example"))
     try:

@@ -35,9 +35,8 @@ class Pool:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.runner, url = self.loop.run_until_complete(
-            start(FakeMember(FakeConfig(max_tokens=4, ttft=0, tpt=0)))
-        )
+        self.member = FakeMember(FakeConfig(max_tokens=4, ttft=0, tpt=0))
+        self.runner, url = self.loop.run_until_complete(start(self.member))
         member = Member(pk=1, name="a", kind=states.REMOTE, url=url, state=states.READY, max_inflight=64)
         key = ApiKey(pk=1, name="school", key_hash=hashlib.sha256(KEY.encode()).hexdigest())
         row = PoolSettings(api_open=False, solve_rpm=1_000_000, queue_size=64, queue_timeout_s=2)
@@ -217,3 +216,53 @@ def test_no_drawn_request_gets_a_5xx_or_logs_a_traceback(pool, caplog, drawn, ex
     }
     reply = pool.call(*route, raw, head)
     assert_answered_well(reply, caplog)
+
+
+# --- fields a member would choke on are refused first --------------------------------------
+
+CHAT = {"model": "vibethinker", "messages": [{"role": "user", "content": "hi"}]}
+UNUSABLE = {
+    "a lone surrogate in a message": (
+        "/v1/chat/completions",
+        {**CHAT, "messages": [{"role": "user", "content": "x\ud800"}]},
+    ),
+    "a lone surrogate in a stop string": ("/v1/chat/completions", {**CHAT, "stop": "\ud800"}),
+    "a lone surrogate in a text part": (
+        "/v1/chat/completions",
+        {**CHAT, "messages": [{"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]},
+    ),
+    "a lone surrogate in a prompt": ("/v1/completions", {"model": "vibethinker", "prompt": "a\ud800b"}),
+    "a lone surrogate in the user": ("/v1/chat/completions", {**CHAT, "user": "\ud800"}),
+    "a lone surrogate in a solve problem": (SOLVE_PATH, {"problem": "solve \ud800 for x"}),
+    "a message name that is an object": (
+        "/v1/chat/completions",
+        {**CHAT, "messages": [{"role": "user", "content": "hi", "name": {}}]},
+    ),
+    "a text part with more than type and text": (
+        "/v1/chat/completions",
+        {
+            **CHAT,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "image_url": "x"}]}],
+        },
+    ),
+    "stream_options with other fields": ("/v1/chat/completions", {**CHAT, "stream_options": {"x": 1}}),
+    "stream_options whose include_usage is no boolean": (
+        "/v1/chat/completions",
+        {**CHAT, "stream_options": {"include_usage": "yes"}},
+    ),
+    "an empty stop string": ("/v1/chat/completions", {**CHAT, "stop": [""]}),
+    "a vibeadmin option it does not know": ("/v1/chat/completions", {**CHAT, "vibeadmin": {"grade": 1}}),
+    "a task that is a list": ("/v1/chat/completions", {**CHAT, "vibeadmin": {"task": ["math"]}}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE))
+def test_a_field_a_member_would_choke_on_is_a_400_before_any_member_sees_it(pool, caplog, case):
+    path, body = UNUSABLE[case]
+    served = pool.member.stats.requests
+
+    reply = pool.call("POST", path, json.dumps(body).encode(), auth())
+
+    assert reply.status == 400, reply.body[:300]
+    assert_answered_well(reply, caplog)
+    assert pool.member.stats.requests == served

@@ -99,3 +99,28 @@ async def test_a_dead_gateways_places_free_themselves_once_their_leases_expire(r
     dead.held.clear()  # it stops renewing, as a killed process would
     await asyncio.sleep(1.2)
     await alive.admit((), (Cap("key:9", 1),))
+
+
+async def test_budgets_untouched_for_two_minutes_are_forgotten_a_few_at_a_time(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("pool.gateway.limits.time.monotonic", lambda: now[0])
+    limits = LocalLimits()
+    for i in range(1000):
+        await limits.admit((Budget(f"rpm:address:10.0.{i // 250}.{i % 250}", 10, 1),), ())
+    now[0] += 119
+    await limits.admit((Budget("rpm:address:late", 10, 1),), ())
+    assert len(limits.levels) == 1001  # none expired yet
+
+    now[0] += 2
+    await limits.admit((Budget("rpm:address:later", 10, 1),), ())
+
+    assert list(limits.levels) == ["rpm:address:late", "rpm:address:later"]
+
+
+async def test_the_budget_table_is_bounded_however_many_addresses_come(monkeypatch):
+    monkeypatch.setattr("pool.gateway.limits_local.MAX_BUDGETS", 100)
+    limits = LocalLimits()
+    for i in range(1000):
+        await limits.admit((Budget(f"rpm:address:{i}", 10, 1),), ())
+    assert len(limits.levels) == 100
+    assert "rpm:address:999" in limits.levels

@@ -84,6 +84,29 @@ def test_the_data_folder_and_its_secrets_are_created_for_the_owner_only(tmp_path
     assert leftovers == [], f"readable by others: {leftovers}"
 
 
+def test_a_data_folder_left_readable_by_an_older_version_is_made_private_at_start(tmp_path):
+    data_dir = tmp_path / "old"
+    (data_dir / "logs").mkdir(parents=True)
+    for name in ("secret-key", "db.sqlite3", "logs/member-1.log"):
+        (data_dir / name).write_text("x")
+        os.chmod(data_dir / name, 0o644)
+    for folder in (data_dir, data_dir / "logs"):
+        os.chmod(folder, 0o755)
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=clean_env(data_dir),
+        capture_output=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert mode(data_dir) == mode(data_dir / "logs") == 0o700
+    for name in ("secret-key", "db.sqlite3", "logs/member-1.log"):
+        assert mode(data_dir / name) == 0o600, name
+
+
 @pytest.mark.django_db
 def test_the_admin_password_file_is_created_owner_only_whatever_the_umask(settings, tmp_path, monkeypatch):
     from pool.bootstrap import admin_password_file, ensure_admin
@@ -154,6 +177,28 @@ def test_a_good_log_in_clears_the_failures(client, operator, fresh_cache):
     for _ in range(4):
         log_in(client, "operator", "wrong")
     assert log_in(client, "operator", "right-password").status_code == 302
+
+
+@pytest.mark.django_db
+def test_addresses_of_one_ipv6_64_share_one_lock(client, operator, fresh_cache):
+    for i in range(5):
+        log_in(client, f"nobody{i}", "wrong", address=f"2001:db8:1:2::{i + 1}")
+
+    held = log_in(client, "someone", "x", address="2001:db8:1:2:ffff:ffff:ffff:ffff").content.decode()
+    elsewhere = log_in(client, "someone", "x", address="2001:db8:1:3::1").content.decode()
+
+    assert "Try again in" in held
+    assert "Try again in" not in elsewhere
+
+
+@pytest.mark.django_db
+def test_a_username_in_full_width_letters_or_another_case_is_the_same_lock(client, operator, fresh_cache):
+    for i, name in enumerate(["ｏｐｅｒａｔｏｒ", "OPERATOR", "Operator", "ｏｐｅｒａｔｏｒ ", "operator"]):
+        log_in(client, name, "wrong", address=f"198.51.100.{i + 1}")
+
+    refused = log_in(client, "operator", "right-password", address="203.0.113.9")
+
+    assert "Try again in" in refused.content.decode()
 
 
 # --- Host on /v1/ ---------------------------------------------------------------------------

@@ -55,6 +55,59 @@ async def test_a_second_answer_for_an_address_that_has_one_in_flight_is_429(gate
 
 
 @pytest.mark.asyncio
+async def test_addresses_of_one_ipv6_64_are_one_student(gateway, fake_members):
+    first = await one_answer_in_flight(gateway, fake_members, "2001:db8:1:2::1")
+
+    same_network = await request(gateway, "POST", SOLVE_PATH, solve(), client="2001:db8:1:2:abcd::9")
+    next_network = await request(gateway, "POST", SOLVE_PATH, solve(), client="2001:db8:1:3::1")
+
+    assert same_network.status == 429
+    assert same_network.json()["error"]["code"] == "solve_inflight_per_address"
+    assert next_network.status == 200
+    assert (await first.done()).status == 200
+
+
+@pytest.mark.asyncio
+async def test_the_ipv6_prefix_setting_makes_a_48_one_student(gateway, fake_members, settings):
+    settings.VIBEADMIN_IPV6_PREFIX = 48
+    first = await one_answer_in_flight(gateway, fake_members, "2001:db8:1:2::1")
+
+    reply = await request(gateway, "POST", SOLVE_PATH, solve(), client="2001:db8:1:ffff::1")
+
+    assert reply.status == 429
+    assert (await first.done()).status == 200
+
+
+@pytest.mark.asyncio
+async def test_every_x_forwarded_for_line_counts_so_a_client_cannot_pick_its_address(
+    gateway, fake_members, settings
+):
+    settings.VIBEADMIN_TRUSTED_PROXIES = ["127.0.0.1"]
+    await sync_to_async(fake_members)(2, ttft=0.5)
+    await sync_to_async(set_policy)(solve_pool_share=1.0)
+    first = Call(
+        gateway,
+        "POST",
+        SOLVE_PATH,
+        json.dumps(solve()).encode(),
+        {"x-forwarded-for": "10.0.0.9"},
+        client="127.0.0.1",
+    )
+    await first.started.wait()
+    # The client sent its own line; the proxy added one of its own with the real address.
+    lines = [
+        ("content-type", "application/json"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-forwarded-for", "10.0.0.9"),
+    ]
+
+    reply = await Call(gateway, "POST", SOLVE_PATH, json.dumps(solve()).encode(), lines).done()
+
+    assert reply.status == 429
+    assert (await first.done()).status == 200
+
+
+@pytest.mark.asyncio
 async def test_a_student_cannot_ask_for_more_tokens_than_the_ceiling(gateway, fake_members):
     (fake,) = await sync_to_async(fake_members)(1)
     await sync_to_async(set_policy)(solve_max_tokens=100)
@@ -65,6 +118,17 @@ async def test_a_student_cannot_ask_for_more_tokens_than_the_ceiling(gateway, fa
     assert refused.json()["error"]["param"] == "max_tokens"
     assert "limited to 100 tokens" in refused.json()["error"]["message"]
     assert (await request(gateway, "POST", SOLVE_PATH, solve(max_tokens=100))).status == 200
+    assert fake.stats()["last_request"]["max_tokens"] == 100
+
+
+@pytest.mark.asyncio
+async def test_a_null_max_tokens_means_the_pages_own_ceiling_not_the_apis_default(gateway, fake_members):
+    (fake,) = await sync_to_async(fake_members)(1)
+    await sync_to_async(set_policy)(solve_max_tokens=100)
+
+    reply = await request(gateway, "POST", SOLVE_PATH, solve(max_tokens=None))
+
+    assert reply.status == 200
     assert fake.stats()["last_request"]["max_tokens"] == 100
 
 

@@ -36,6 +36,11 @@ HOSTILE = f"""<think>Reasoning <img src=x onerror="{PWN}('think-img')"> <svg onl
 
 Intro $x$ and <abbr title="\ue0000\ue001<img src=x onerror={PWN}('placeholder')>">the trick</abbr>.
 
+<div id="overlay" style="position:fixed;inset:0;z-index:9999;background:red">Log in again here</div>
+<span class="katex"><b style="position:fixed;top:0">a forged formula</b></span>
+
+A [good link](https://example.invalid/page) and <a href="https://example.invalid/x" target="_self">another</a>.
+
 ```html
 <img src=x onerror="{PWN}('fenced')">
 ```
@@ -75,6 +80,10 @@ FORBIDDEN_ELEMENTS = (
 # Every element and attribute under the answer's boxes, for the checks below.
 DOM = """() => [...document.querySelectorAll('#final, #final *, #reasoning-body, #reasoning-body *')]
   .map((el) => ({tag: el.tagName.toLowerCase(), attrs: [...el.attributes].map((a) => [a.name, a.value])}))"""
+# Elements of the answer taken out of the page's flow (an overlay), and every link's rel and target.
+PLACED = """() => [...document.querySelectorAll('#final *, #reasoning-body *')]
+  .filter((el) => ['fixed', 'sticky'].includes(getComputedStyle(el).position)).map((el) => el.outerHTML)"""
+LINKS = """() => [...document.querySelectorAll('#final a[href]')].map((a) => [a.rel, a.target])"""
 # The text a student sees, code blocks left out (they may show markup as text, on purpose).
 VISIBLE_TEXT = """() => { const copy = document.querySelector('#final').cloneNode(true);
   copy.querySelectorAll('pre, code').forEach((el) => el.remove()); return copy.textContent; }"""
@@ -103,6 +112,10 @@ def test_a_hostile_answer_runs_nothing_and_leaves_no_live_markup(page_only, brow
             assert name not in ("formaction", "action", "srcdoc", "xlink:href"), element
             assert "javascript:" not in value.replace(" ", "").lower(), element
             assert name.replace("-", "").isalnum(), f"a broken attribute: {element}"  # markup that escaped
+    assert page.evaluate(PLACED) == [], "the answer's markup placed something over the page"
+    assert page.locator("#final .katex [style]").count() >= 1, "KaTeX keeps its own styles"
+    links = page.evaluate(LINKS)
+    assert len(links) >= 2 and all(link == ["noopener noreferrer", "_blank"] for link in links), links
     shown = page.evaluate(VISIBLE_TEXT)
     assert "onerror" not in shown, f"raw markup shown as the answer: {shown!r}"
     assert page.locator("#final abbr").inner_text() == "the trick"

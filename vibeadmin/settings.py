@@ -53,6 +53,12 @@ ALLOWED_HOSTS = env_list("VIBEADMIN_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "
 CSRF_TRUSTED_ORIGINS = env_list("VIBEADMIN_CSRF_TRUSTED_ORIGINS", [])
 # Client addresses are taken from X-Forwarded-For only when the peer is one of these.
 VIBEADMIN_TRUSTED_PROXIES = env_networks("VIBEADMIN_TRUSTED_PROXIES")
+# Per-address caps and the log-in throttle count an IPv6 network of this prefix as one
+# address: one host is routinely given a whole /64 (or a /56, /48: set 56 or 48 then).
+VIBEADMIN_IPV6_PREFIX = env_int("VIBEADMIN_IPV6_PREFIX", 64, minimum=16, maximum=128)
+# A dashboard websocket asks this often whether its log-in still holds (expiry, a changed
+# password, staff removed) and closes when not.
+VIBEADMIN_WS_RECHECK_S = env_float("VIBEADMIN_WS_RECHECK_S", 5.0, minimum=0.1)
 # Prometheus sends it as `Authorization: Bearer ...`; without it /metrics is for staff sessions.
 VIBEADMIN_METRICS_TOKEN = env_str("VIBEADMIN_METRICS_TOKEN", "")
 if VIBEADMIN_METRICS_TOKEN and len(VIBEADMIN_METRICS_TOKEN) < 16:
@@ -246,6 +252,14 @@ VIBEADMIN_MAX_BODY_BYTES = env_int("VIBEADMIN_MAX_BODY_BYTES", 1024 * 1024, mini
 VIBEADMIN_MAX_PROMPT_CHARS = env_int("VIBEADMIN_MAX_PROMPT_CHARS", 32_000, minimum=1)
 VIBEADMIN_MAX_TOKENS = env_int("VIBEADMIN_MAX_TOKENS", 8192, minimum=1)
 VIBEADMIN_DEFAULT_MAX_TOKENS = env_int("VIBEADMIN_DEFAULT_MAX_TOKENS", 2048, minimum=1)
+# Each door's bounds on a client's connection (README, Security): its request's headers
+# must arrive within HEADER_TIMEOUT_S of connecting (or of the previous answer), its body
+# within BODY_TIMEOUT_S; an idle kept-alive connection closes after KEEPALIVE_S; at most
+# MAX_CONNECTIONS are open on each door, and the next gets a 503.
+VIBEADMIN_HEADER_TIMEOUT_S = env_float("VIBEADMIN_HEADER_TIMEOUT_S", 10.0, minimum=0.1)
+VIBEADMIN_BODY_TIMEOUT_S = env_float("VIBEADMIN_BODY_TIMEOUT_S", 30.0, minimum=0.1)
+VIBEADMIN_KEEPALIVE_S = env_float("VIBEADMIN_KEEPALIVE_S", 5.0, minimum=0.1)
+VIBEADMIN_MAX_CONNECTIONS = env_int("VIBEADMIN_MAX_CONNECTIONS", 4000, minimum=1)
 VIBEADMIN_MAX_RETRIES = env_int("VIBEADMIN_MAX_RETRIES", 2, minimum=0, maximum=10)
 # Requests sharing a system prompt and task go back to the member whose cache holds it.
 VIBEADMIN_PROMPT_AFFINITY = env_bool("VIBEADMIN_PROMPT_AFFINITY", True)

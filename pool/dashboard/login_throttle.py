@@ -1,5 +1,6 @@
-"""Log-in throttling: after 5 failed log-ins from one address, or for one username, that
-address or username waits 15 minutes, and the form says so.
+"""Log-in throttling: after 5 failed log-ins from one address (an IPv6 /64 counts as one,
+pool.proxies.client_network), or for one username (in any case or Unicode form),
+that address or username waits 15 minutes, and the form says so.
 
 Counts live in Django's cache: per process by default, in Redis (shared by every web
 process) where REDIS_URL is set. A username locks only its own log-in from everywhere,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import unicodedata
 from typing import Any
 
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -19,7 +21,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from pool.proxies import client_address
+from pool.proxies import client_address, client_network
 
 MAX_FAILURES = 5
 BACK_OFF_S = 15 * 60
@@ -30,7 +32,7 @@ class LoginThrottle:
         # Hashed: usernames are user input, and cache keys must be short and plain.
         self.keys = [
             f"vibeadmin:login:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
-            for kind, value in (("address", address), ("user", username.strip().lower()))
+            for kind, value in (("address", client_network(address)), ("user", same_user(username)))
         ]
 
     def wait_s(self) -> float:
@@ -52,6 +54,13 @@ class LoginThrottle:
 
     def succeeded(self) -> None:
         cache.delete_many(self.keys)
+
+
+def same_user(username: str) -> str:
+    """One lock per account, however its name is typed: Django logs in with the NFKC form
+    (AbstractBaseUser.normalize_username), so full-width `ａｄｍｉｎ` is `admin`; casefold
+    makes every case one lock too (it also folds what lower() leaves, like `ß`)."""
+    return unicodedata.normalize("NFKC", username).casefold().strip()
 
 
 class ThrottledMixin:

@@ -15,6 +15,7 @@ from pool.gateway import errors
 from pool.gateway.limits import NOTHING, Budget, Cap, Limits, Pass, Refused
 from pool.gateway.registry import KeyInfo
 from pool.gateway.validation import prompt_texts
+from pool.proxies import client_network
 
 # A prompt's tokens, estimated before any member has seen it: a token per 3 bytes of
 # UTF-8 (English runs about 4 characters a token, Chinese about one a character, which is
@@ -64,6 +65,8 @@ class Admission:
             raise key_refusal(info, refused) from None
 
     async def student(self, address: str, caps: StudentCaps) -> Pass:
+        """Admit a student's problem; `address`'s whole network counts as one (client_network)."""
+        address = client_network(address)
         budgets = (Budget(f"rpm:address:{address}", caps.per_minute, 1),)
         places = tuple(
             Cap(name, most)

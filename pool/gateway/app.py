@@ -21,7 +21,7 @@ from pool import metrics
 from pool.gateway import assembly, errors
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
-from pool.gateway.asgi_io import ClientGone, header, read_body, send_error, send_json
+from pool.gateway.asgi_io import ClientGone, header, header_joined, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.exchange import Exchange
 from pool.gateway.hosts import check_host
@@ -130,8 +130,9 @@ class Gateway:
         self, scope, receive, send, outcome: Outcome, *, fields: dict[str, Field], path: str
     ) -> None:
         """A platform's request on /v1/ (chat or completion): its key, then its key's limits."""
-        raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
+        # The key first, from the headers: a caller without one never gets its body read.
         caller = await self.auth.caller(header(scope, b"authorization"))
+        raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES, settings.VIBEADMIN_BODY_TIMEOUT_S)
         outcome.label, outcome.key = caller.label, caller.key
         request = self.prepare(parse_json(raw), fields, outcome)
         reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
@@ -142,7 +143,7 @@ class Gateway:
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
         """A student's problem from the solve page: no key, the caps per address and for all students."""
-        raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES)
+        raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES, settings.VIBEADMIN_BODY_TIMEOUT_S)
         outcome.label = "solve"
         policy = self.registry.policy
         client = self.client_address(scope)
@@ -244,7 +245,7 @@ class Gateway:
 
     def client_address(self, scope) -> str:
         peer = (scope.get("client") or ("",))[0]
-        return client_address(peer, header(scope, b"x-forwarded-for") or "")
+        return client_address(peer, header_joined(scope, b"x-forwarded-for"))
 
     @staticmethod
     def no_route(scope) -> errors.ApiError:
@@ -267,7 +268,9 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
     if not isinstance(problem, str) or not problem.strip():
         raise errors.invalid("type a problem first", param="problem")
     ceiling = policy.solve_max_tokens
-    max_tokens = body.get("max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, ceiling))
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:  # left out or null: the page's own default, never the API's past its cap
+        max_tokens = min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, ceiling)
     if type(max_tokens) is int and max_tokens > ceiling:  # validate() refuses other types
         raise errors.invalid(
             f"answers on this page are limited to {ceiling} tokens; choose a shorter answer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +21,19 @@ class ClientGone(Exception):
     """The client disconnected while we read its request."""
 
 
-async def read_body(receive, limit: int) -> bytes:
+async def read_body(receive, limit: int, deadline_s: float | None = None) -> bytes:
+    """The whole body, at most `limit` bytes (413 beyond), within `deadline_s` (408 after:
+    a client sending a byte now and then must not hold its connection and task for ever)."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await _read_body(receive, limit)
+    except TimeoutError:
+        raise ApiError(
+            408, f"the request body did not arrive within {deadline_s:g} s", code="request_timeout"
+        ) from None
+
+
+async def _read_body(receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -58,3 +71,9 @@ def header(scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def header_joined(scope, name: bytes) -> str:
+    """Every line of a header that may come more than once, joined with commas as HTTP
+    says they mean (RFC 9110 5.3), and as Django's META holds them."""
+    return ",".join(value.decode("latin-1") for key, value in scope["headers"] if key == name)

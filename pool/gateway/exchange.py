@@ -1,5 +1,9 @@
 """One request's trip through the pool: pick a member, send, retry on another member while
 nothing has reached the client, relay the reply, and account for it.
+
+A member's error about the request is the client's (blame.py): a 400, not retried, not
+counted against the member. Client-facing messages name no member and quote none of a
+member's text; the log keeps both.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from pool import metrics
-from pool.gateway import errors, sse
+from pool.gateway import blame, errors, sse
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.backend import Backend
 from pool.gateway.outcome import Outcome
@@ -45,10 +49,8 @@ class Exchange:
             try:
                 slot, waited = await self.router.acquire(ctx, frozenset(tried))
             except errors.ApiError:
-                if tried:  # no other member to retry on: report what went wrong upstream
-                    raise errors.upstream_failed(
-                        f"the pool's members failed this request: {last_error}"
-                    ) from None
+                if tried:  # no other member to retry on: report that members failed
+                    raise _members_failed(last_error) from None
                 raise
             backend = slot.backend
             outcome.queue_wait_s += waited
@@ -56,7 +58,7 @@ class Exchange:
             try:  # whatever happens from here (the client leaving included), the slot goes back
                 await self.attempt(send, backend, path, body, outcome, pass_usage)
                 return
-            except (UpstreamError, TimeoutError, _RetryableStatus) as exc:
+            except (UpstreamError, TimeoutError, _MemberFault) as exc:
                 # Nothing reached the client yet: count it against the member, try another.
                 last_error = f"{backend.name}: {describe(exc)}"
                 self.member_failed(backend, last_error, hard=isinstance(exc, ConnectFailed))
@@ -65,7 +67,7 @@ class Exchange:
                     metrics.RETRIES.labels(backend.name).inc()
             finally:
                 self.router.release(slot, used=outcome.completion_tokens)
-        raise errors.upstream_failed(f"the pool's members failed this request: {last_error}")
+        raise _members_failed(last_error)
 
     async def attempt(
         self, send, backend: Backend, path: str, body: bytes, outcome: Outcome, pass_usage: bool
@@ -73,11 +75,17 @@ class Exchange:
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
         async with post(backend.base_url + path, body, backend.api_key) as response:
-            # 401/403: the member refused the gateway's own key (a remote's key is wrong or
-            # missing), not the client's: the member's fault, like a 5xx.
-            if response.status >= 500 or response.status in (401, 403):
-                detail = (await response.read())[:200].decode(errors="replace")
-                raise _RetryableStatus(response.status, detail)
+            if response.status >= 400:
+                detail = (await response.read())[: blame.READ_BYTES]
+                if blame.about_the_request(response.status, detail):
+                    log.info(
+                        "%s refused a request as unusable: HTTP %s %s",
+                        backend.name,
+                        response.status,
+                        detail[:300].decode(errors="replace"),
+                    )
+                    raise blame.client_error(response.status, detail)
+                raise _MemberFault(response.status, detail[:200].decode(errors="replace"))
             extra = [(b"x-vibeadmin-member", backend.name.encode())]
             if outcome.stream and response.status == 200:
                 events = sse.EventSplitter(pass_usage=pass_usage)
@@ -136,8 +144,11 @@ class Exchange:
         except (UpstreamError, TimeoutError) as exc:
             # A started stream is never replayed: the client gets an error event and the end.
             outcome.status = 502
+            log.warning("%s broke off a stream: %s", backend.name, describe(exc))
             self.member_failed(backend, describe(exc), hard=True)
-            error = errors.upstream_failed(f"the member serving this stream failed: {describe(exc)}")
+            error = errors.upstream_failed(
+                "the model server writing this answer failed; the answer is cut short"
+            )
             await send({"type": "http.response.body", "body": sse.error_event(error), "more_body": True})
         finally:  # the client leaving (a cancel) included: it is charged what was generated
             outcome.upstream_s = time.perf_counter() - sent_at
@@ -155,9 +166,16 @@ class Exchange:
             spawn(sync_to_async(_mark_unhealthy)(backend.id, error))
 
 
-class _RetryableStatus(Exception):
+class _MemberFault(Exception):
+    """An error reply that is the member's doing: retried elsewhere and counted against it."""
+
     def __init__(self, status: int, detail: str):
         super().__init__(f"HTTP {status}: {detail}")
+
+
+def _members_failed(last_error: str) -> errors.ApiError:
+    log.warning("no member could serve a request; the last error: %s", last_error)
+    return errors.upstream_failed("the pool's model servers failed this request; try again shortly")
 
 
 def describe(exc: BaseException) -> str:

@@ -175,6 +175,21 @@ class FairLine:
                 ahead += line.tokens if line.tokens < share else share
         return int(ahead)
 
+    def displaced_by(self, tenant: Tenant, size: int) -> Waiter | None:
+        """When the line holds `size`, the waiter a newcomer of `tenant` takes the place of:
+        the newest of the tenant most over its share, if the newcomer's tenant is under its
+        own. A tenant's share is the line's size split by weight among the tenants in it
+        and the newcomer's; so one tenant can fill an idle line, but never keep the others
+        out of it. None when the newcomer's tenant already has its share (it gets the 429)."""
+        own = self.tenants.get(tenant.id)
+        weights = self.class_weights[0] + self.class_weights[1] + (0 if own else max(tenant.weight, 1))
+        if (len(own.waiters) if own else 0) >= size * max(tenant.weight, 1) / weights:
+            return None
+        most = max(self.tenants.values(), key=lambda line: len(line.waiters) / max(line.tenant.weight, 1))
+        if len(most.waiters) <= size * max(most.tenant.weight, 1) / weights:
+            return None  # no one is over its share (the line holds more than `size`: it shrank)
+        return most.waiters[-1]
+
     def waiting_by_tenant(self) -> dict[str, int]:
         return {line.tenant.name: len(line.waiters) for line in self.tenants.values()}
 

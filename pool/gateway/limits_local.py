@@ -5,11 +5,15 @@ both count)."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from pool.gateway.limits import MINUTE_S, NOTHING, Budget, Cap, Pass, Refused
 
-PRUNE_AT = 50_000  # names kept in memory before idle ones are forgotten
+# Budgets kept in memory at most: past this, the longest untouched is forgotten (as if
+# full again), so a flood of new addresses costs memory up to here and no more.
+MAX_BUDGETS = 100_000
+IDLE_S = 2 * MINUTE_S  # a budget untouched this long is full again: forgotten
 
 
 def refill(level: float, since_s: float, per_minute: int) -> float:
@@ -20,7 +24,8 @@ class LocalLimits:
     """The counters in this process: exact, and nothing to await."""
 
     def __init__(self) -> None:
-        self.levels: dict[str, tuple[float, float]] = {}  # budget -> (level, when)
+        # budget -> (level, when), oldest write first: expiry pops from the front, O(1) a request.
+        self.levels: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.held: dict[str, int] = {}  # cap -> requests under it
 
     async def admit(self, budgets: tuple[Budget, ...], caps: tuple[Cap, ...]) -> Pass:
@@ -35,11 +40,10 @@ class LocalLimits:
             if level < budget.amount:
                 raise Refused(budget, budget.wait_s(level))
         for budget, level in zip(budgets, levels, strict=True):
-            self.levels[budget.name] = (level - budget.amount, now)
+            self.write(budget.name, level - budget.amount, now)
         for cap in caps:
             self.held[cap.name] = self.held.get(cap.name, 0) + 1
-        if len(self.levels) > PRUNE_AT:
-            self.forget_idle(now)
+        self.forget_idle(now)
         return Pass(budgets, caps)
 
     def settle(self, taken: Pass, used: Mapping[str, int]) -> None:
@@ -47,7 +51,7 @@ class LocalLimits:
         for budget in taken.budgets:
             if budget.name in used:
                 level = self.level(budget, now) + budget.amount - used[budget.name]
-                self.levels[budget.name] = (min(float(budget.per_minute), level), now)
+                self.write(budget.name, min(float(budget.per_minute), level), now)
         for cap in taken.caps:
             left = self.held.get(cap.name, 0) - 1
             if left > 0:
@@ -59,6 +63,14 @@ class LocalLimits:
         level, at = self.levels.get(budget.name, (float(budget.per_minute), now))
         return refill(level, now - at, budget.per_minute)
 
+    def write(self, name: str, level: float, now: float) -> None:
+        self.levels[name] = (level, now)
+        self.levels.move_to_end(name)
+
     def forget_idle(self, now: float) -> None:
-        """A budget untouched for two minutes is full again (or near it): as if never used."""
-        self.levels = {name: state for name, state in self.levels.items() if state[1] > now - 2 * MINUTE_S}
+        """A budget untouched for two minutes is full again: as if never used. The oldest
+        are at the front, so each request pops only what expired (no walk of the table);
+        past MAX_BUDGETS the oldest go too."""
+        levels = self.levels
+        while levels and (len(levels) > MAX_BUDGETS or next(iter(levels.values()))[1] <= now - IDLE_S):
+            levels.popitem(last=False)

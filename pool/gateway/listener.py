@@ -17,8 +17,10 @@ import contextlib
 import socket
 
 import uvicorn
+from django.conf import settings
 
 from pool.gateway.app import gateway
+from pool.gateway.bounds import BoundedHttpTools
 
 
 class _Server(uvicorn.Server):
@@ -35,7 +37,8 @@ class ApiListener:
         self.sock = sock
         config = uvicorn.Config(
             gateway,
-            http="httptools",
+            http=BoundedHttpTools,  # httptools, with a header deadline and a cap on connections
+            timeout_keep_alive=settings.VIBEADMIN_KEEPALIVE_S,
             ws="none",
             lifespan="off",
             log_config=None,

@@ -132,17 +132,24 @@ class Router:
                     return slot, 0.0
         policy = self.registry.policy
         if len(self.queue) >= policy.queue_size:
-            raise errors.rate_limited(
-                f"every member is busy and {len(self.queue)} requests are already waiting; try again shortly",
-                code="queue_full",
-                retry_after=self.retry_after(),
-            )
+            displaced = self.queue.displaced_by(ctx.tenant, policy.queue_size)
+            if displaced is None:
+                raise self.queue_full()
+            self._leave(displaced)  # its place goes to this request; it gets the 429 instead
+            displaced.future.set_exception(self.queue_full())
         waiter = Waiter(ctx, exclude)
         if not exclude:
             waiter.predicted_s = self.predict_wait(ctx)
             if waiter.predicted_s is not None and waiter.predicted_s > policy.queue_timeout_s:
                 raise self.too_long(ctx, waiter.predicted_s, policy.queue_timeout_s)
         return await self._wait(waiter, policy.queue_timeout_s)
+
+    def queue_full(self) -> errors.ApiError:
+        return errors.rate_limited(
+            f"every member is busy and {len(self.queue)} requests are already waiting; try again shortly",
+            code="queue_full",
+            retry_after=self.retry_after(),
+        )
 
     def predict_wait(self, ctx: RouteContext) -> float | None:
         """Seconds until this request would get a slot: the work ahead of it in fair order
@@ -189,9 +196,7 @@ class Router:
             ) from None
         finally:
             if waiter.turn is not None:
-                self.slots.leave_line(
-                    waiter.turn, served=waiter.future.done() and not waiter.future.cancelled()
-                )
+                self.slots.leave_line(waiter.turn, served=_served(waiter))
         waited = time.monotonic() - started
         if waiter.predicted_s is not None:
             metrics.record_prediction(waiter.predicted_s, waited)
@@ -209,9 +214,11 @@ class Router:
     def _abandon(self, waiter: Waiter) -> None:
         if waiter.queued:
             self._leave(waiter)
-        if waiter.future.done() and not waiter.future.cancelled():
+        if _served(waiter):
             # A slot was handed over just as the waiter gave up: give it back.
             self.release(waiter.future.result())
+        elif waiter.future.done():
+            pass  # displaced from the line: its 429 is what it raises
         else:
             waiter.future.cancel()
 
@@ -319,3 +326,9 @@ class Router:
         metrics.record_waiting(self.queue.waiting_by_tenant())
         served, self.served = self.served, {}
         metrics.record_served(served)
+
+
+def _served(waiter: Waiter) -> bool:
+    """Whether the waiter was handed a slot (not cancelled, not displaced from the line)."""
+    future = waiter.future
+    return future.done() and not future.cancelled() and future.exception() is None

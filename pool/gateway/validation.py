@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ ROLES = ("system", "user", "assistant")
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # string, integer, number, boolean, array, object, string_or_array, messages, content
+    kind: str  # string, integer, number, boolean, object, string_or_array, messages, stream_options
     required: bool = False
     minimum: float | None = None
     maximum: float | str | None = None  # a str names a setting, read at validation time
@@ -44,7 +45,7 @@ COMMON = {
     "n": Field("integer", minimum=1, maximum=1, description="Only one choice per request."),
     "stop": Field("string_or_array", description="A stop string or up to 4 of them."),
     "stream": Field("boolean", description="Send tokens as server-sent events as they come."),
-    "stream_options": Field("object"),
+    "stream_options": Field("stream_options", description='Only {"include_usage": true | false}.'),
     "user": Field("string"),
     "vibeadmin": Field(
         "object", description='vibeadmin\'s own options: {"task": "general" | "math" | "code"}.'
@@ -69,6 +70,13 @@ class Validated:
     task: str
     stream: bool
 
+
+# A lone UTF-16 surrogate: json.loads accepts "\ud800" and Python keeps it, but it is no
+# character; members answer it with errors, and encoding it to UTF-8 raises.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A stop string longer than this is no stop string a client means (members scan each one
+# against every token they write).
+MAX_STOP_CHARS = 200
 
 # Nesting deeper than this is refused: no request needs it, and objects the gateway
 # forwards unread (stream_options) must not carry a structure that costs to re-encode.
@@ -126,6 +134,8 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
+    """Every field a member is sent is checked to its type and range here: what a member
+    would refuse must be refused first, since its refusal could read as its own fault."""
     unknown = sorted(set(body) - set(fields))
     if unknown:
         raise invalid(f"unknown field {unknown[0]!r}", param=unknown[0], code="unknown_field")
@@ -135,8 +145,11 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
                 raise invalid(f"{name!r} is required", param=name, code="missing_field")
             continue
         _check(name, body[name], spec)
-    task = (body.get("vibeadmin") or {}).get("task", "general")
-    if task not in TASKS:
+    options = body.get("vibeadmin") or {}
+    if set(options) - {"task"}:
+        raise invalid("vibeadmin takes only 'task'", param="vibeadmin")
+    task = options.get("task", "general")
+    if not isinstance(task, str) or task not in TASKS:
         raise invalid(f"vibeadmin.task must be one of {', '.join(TASKS)}", param="vibeadmin.task")
     if sum(len(text) for text in prompt_texts(body)) > settings.VIBEADMIN_MAX_PROMPT_CHARS:
         raise invalid(
@@ -154,16 +167,24 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
 def _check(name: str, value: Any, spec: Field) -> None:
     if spec.kind == "messages":
         return _check_messages(value)
+    if spec.kind == "stream_options":
+        return _check_stream_options(value)
     if spec.kind == "string_or_array":
         ok = isinstance(value, str) or (
             isinstance(value, list) and len(value) <= 4 and all(isinstance(v, str) for v in value)
         )
         if not ok:
             raise invalid(f"{name!r} must be a string or a list of up to 4 strings", param=name)
+        for text in [value] if isinstance(value, str) else value:
+            if not text or len(text) > MAX_STOP_CHARS:
+                raise invalid(f"each {name!r} string must be 1 to {MAX_STOP_CHARS} characters", param=name)
+            _check_text(text, name)
         return
     # bool is an int in Python; JSON's true is not a number.
     if not isinstance(value, _TYPES[spec.kind]) or (isinstance(value, bool) and spec.kind != "boolean"):
         raise invalid(f"{name!r} must be {'an' if spec.kind[0] in 'aeiou' else 'a'} {spec.kind}", param=name)
+    if isinstance(value, str):
+        _check_text(value, name)
     if isinstance(value, float) and not math.isfinite(value):  # a body built in Python, not parsed
         raise invalid(f"{name!r} must be a finite number", param=name)
     if spec.minimum is not None and value < spec.minimum:
@@ -171,6 +192,26 @@ def _check(name: str, value: Any, spec: Field) -> None:
     top = spec.max_value()
     if top is not None and value > top:
         raise invalid(f"{name!r} must be at most {top:g}", param=name)
+
+
+def _check_text(text: str, where: str) -> None:
+    if _SURROGATE.search(text):
+        raise invalid(
+            f"{where!r} holds a lone UTF-16 surrogate (such as \\ud800), which is no character",
+            param=where,
+            code="invalid_unicode",
+        )
+
+
+def _check_stream_options(value: Any) -> None:
+    if (
+        not isinstance(value, dict)
+        or set(value) - {"include_usage"}
+        or not isinstance(value.get("include_usage", False), bool)
+    ):
+        raise invalid(
+            "'stream_options' may only be {\"include_usage\": true or false}", param="stream_options"
+        )
 
 
 def _check_messages(messages: Any) -> None:
@@ -188,14 +229,29 @@ def _check_messages(messages: Any) -> None:
         extra = set(message) - {"role", "content", "name"}
         if extra:
             raise invalid(f"{where} has an unknown field {sorted(extra)[0]!r}", param=where)
+        if "name" in message:
+            name = message["name"]
+            if not isinstance(name, str):
+                raise invalid(f"{where}.name must be a string", param=f"{where}.name")
+            _check_text(name, f"{where}.name")
         content = message.get("content")
         if isinstance(content, list):
             if not all(
-                isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                isinstance(p, dict)
+                and set(p) == {"type", "text"}
+                and p["type"] == "text"
+                and isinstance(p["text"], str)
                 for p in content
             ):
-                raise invalid(f"{where}.content parts must be text parts", param=f"{where}.content")
-        elif not isinstance(content, str):
+                raise invalid(
+                    f'{where}.content parts must be text parts, {{"type": "text", "text": ...}}',
+                    param=f"{where}.content",
+                )
+            for part in content:
+                _check_text(part["text"], f"{where}.content")
+        elif isinstance(content, str):
+            _check_text(content, f"{where}.content")
+        else:
             raise invalid(f"{where}.content must be a string", param=f"{where}.content")
     if not any(m["role"] == "user" and content_text(m["content"]).strip() for m in messages):
         raise invalid("'messages' must hold at least one user message with text", param="messages")
@@ -245,6 +301,12 @@ def json_schema(fields: dict[str, Field]) -> dict[str, Any]:
         elif spec.kind == "string_or_array":
             prop = {
                 "oneOf": [{"type": "string"}, {"type": "array", "maxItems": 4, "items": {"type": "string"}}]
+            }
+        elif spec.kind == "stream_options":
+            prop = {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"include_usage": {"type": "boolean"}},
             }
         else:
             prop = {"type": spec.kind}

@@ -147,8 +147,15 @@ def llama_cpp_python_command(member: Member, model: ModelChoice, port: int) -> l
     return command
 
 
+# The only variables a member inherits: what a process needs to run (its programs, home,
+# locale, temporary folder, shared libraries) and nothing of vibeadmin's (the secret key,
+# the database and Redis URLs, the metrics token), which a member has no use for and whose
+# log or crash report could show them.
+MEMBER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES")
+
+
 def member_env(member: Member) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {name: os.environ[name] for name in MEMBER_ENV if name in os.environ}
     if member.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(member.gpu)
     if member.api_key:

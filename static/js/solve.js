@@ -264,8 +264,8 @@
 
   // Math is cut out before Markdown (which would eat its backslashes and underscores) and
   // put back, rendered by KaTeX; code spans and blocks are left alone. The answer is
-  // hostile: the whole HTML is sanitized last, after both, so nothing put back in can
-  // escape an attribute or element the sanitizer never saw.
+  // hostile: its HTML is sanitized before the formulas go back in, each as a tree of its
+  // own (sanitized too), so nothing is ever parsed from a string the sanitizer never saw.
   const SEGMENTS = new RegExp([
     "(```[\\s\\S]*?(?:```|$)|~~~[\\s\\S]*?(?:~~~|$)|`[^`\\n]*`)",  // 1: code, kept as is
     "(\\$\\$[\\s\\S]+?\\$\\$|\\\\\\[[\\s\\S]+?\\\\\\])",  // 2: display math
@@ -308,34 +308,72 @@
     return -1;
   }
 
+  // KaTeX's output, sanitized once per formula and cloned after: on every frame of a stream
+  // each formula is put back, and sanitizing it again each time would cost.
   const katexCache = new Map();
-  function katexHtml(tex, display) {
+  function katexFragment(tex, display) {
     const key = (display ? "D" : "I") + tex;
-    let html = katexCache.get(key);
-    if (html === undefined) {
+    let fragment = katexCache.get(key);
+    if (fragment === undefined) {
       // trust off: no \href, \url, \htmlClass...; maxSize and maxExpand bound what one formula costs.
-      html = katex.renderToString(tex, {
+      const html = katex.renderToString(tex, {
         displayMode: display, throwOnError: false, strict: "ignore", trust: false, maxSize: 20, maxExpand: 500,
       });
-      katexCache.set(key, html);
+      fragment = DOMPurify.sanitize(html, PURIFY_KATEX);
+      katexCache.set(key, fragment);
     }
-    return html;
+    return fragment.cloneNode(true);
   }
 
-  // KaTeX's MathML (for screen readers) needs these two besides DOMPurify's defaults.
-  // Forms and style elements have no place in an answer (a fake password box, a restyled page).
+  // The answer's own markup keeps no `style` (a full-page overlay is one prompt injection
+  // away) and its ids and names are prefixed (none can clobber the page's own). Forms and
+  // style elements have no place in an answer (a fake password box, a restyled page).
   const PURIFY = {
-    ADD_TAGS: ["semantics", "annotation"], ADD_ATTR: ["encoding"], RETURN_DOM_FRAGMENT: true,
+    RETURN_DOM_FRAGMENT: true, FORBID_ATTR: ["style"], SANITIZE_NAMED_PROPS: true,
     FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select"],
   };
+  // KaTeX's output is sanitized apart, with its styles: KaTeX writes them itself (sizes,
+  // offsets), from math rendered with trust off. Its MathML (for screen readers) needs
+  // these two besides DOMPurify's defaults.
+  const PURIFY_KATEX = {
+    ADD_TAGS: ["semantics", "annotation"], ADD_ATTR: ["encoding"], RETURN_DOM_FRAGMENT: true,
+    FORBID_TAGS: PURIFY.FORBID_TAGS,
+  };
+  // A link in an answer opens apart from the page, which it can neither reach nor name.
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A" && node.hasAttribute("href")) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    } else if (node.hasAttribute && node.hasAttribute("target")) {
+      node.removeAttribute("target");
+    }
+  });
 
   function renderMarkdown(element, text, streaming) {
     const { masked, maths } = maskMath(text);
-    const html = marked.parse(masked, { gfm: true })
-      .replace(/\uE000(\d+)\uE001/g, (_, i) => (maths[i] ? katexHtml(maths[i].tex, maths[i].display) : ""));
     // A fragment, not a string: the sanitized tree goes in as is, never parsed a second time.
-    element.replaceChildren(DOMPurify.sanitize(html, PURIFY));
+    const fragment = DOMPurify.sanitize(marked.parse(masked, { gfm: true }), PURIFY);
+    putMathsBack(fragment, maths);
+    element.replaceChildren(fragment);
     for (const code of element.querySelectorAll("pre code")) highlight(code, streaming);
+  }
+
+  // The placeholders left by maskMath are text in the sanitized tree; each becomes its
+  // formula's own sanitized fragment, so nothing of the answer's markup wraps KaTeX's styles.
+  function putMathsBack(root, maths) {
+    const found = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.data.includes("\uE000")) found.push(node);
+    }
+    for (const node of found) {
+      const parts = node.data.split(/\uE000(\d+)\uE001/);
+      node.replaceWith(...parts.map((part, i) => {
+        if (i % 2 === 0) return document.createTextNode(part);
+        const math = maths[Number(part)];
+        return math ? katexFragment(math.tex, math.display) : document.createTextNode("");
+      }));
+    }
   }
 
   const highlightCache = new Map();

@@ -4,6 +4,8 @@ websockets, and the supervisor for this node's members."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 
 from django.conf import settings
@@ -55,6 +57,8 @@ class Command(BaseCommand):
             self.say(
                 f"API's own port: http://{host}:{api_port}/v1/  (the same API, without daphne's cost per request)"
             )
+        take_stop_signals()
+        raise_file_limit()
         try:
             run_daphne(host, port, api_socket)
         finally:
@@ -93,6 +97,27 @@ class Command(BaseCommand):
         self.stdout.flush()
 
 
+def take_stop_signals() -> None:
+    """Ctrl-C and SIGTERM stop serve whatever it inherited: a shell's background job starts
+    its children with SIGINT ignored, and Twisted installs its own SIGINT handler only
+    over Python's default one. Both are set back to the defaults, which Twisted replaces."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def raise_file_limit() -> None:
+    """As many open files as the system lets this process have: each door may hold
+    VIBEADMIN_MAX_CONNECTIONS sockets, past the usual soft limit of 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard)
+            )
+
+
 def claim_port(host: str, port: int, *, what: str, hint: str) -> socket.socket:
     """The port bound (by listener.bind, as daphne will bind its own), or one clear line."""
     from pool.gateway.listener import bind
@@ -111,6 +136,7 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
 
+    from pool.gateway.bounds import bound_daphne
     from pool.gateway.listener import ApiListener
     from vibeadmin.asgi import application
 
@@ -127,6 +153,7 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
         events.bind_loop(twisted_loop)
         runtime.start_background(twisted_loop)
         live.start_background(twisted_loop)
+        bound_daphne(server.http_factory)  # listening has begun, but no connection is taken yet
         if api:
             api.start(twisted_loop)
             reactor.addSystemEventTrigger(
@@ -140,10 +167,15 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
 
         return Deferred.fromFuture(asyncio.ensure_future(upstream.close()))
 
-    Server(
+    server = Server(
         application=application,
-        endpoints=build_endpoint_description_strings(host=host.strip("[]"), port=port),
+        # Twisted's listen backlog is 50: past it, a burst of connections (idle ones held
+        # against the door included) waits in SYN retries; the API's door listens with 2,048.
+        endpoints=[
+            e + ":backlog=2048" for e in build_endpoint_description_strings(host=host.strip("[]"), port=port)
+        ],
         ready_callable=on_ready,
         action_logger=None,
-    ).run()
+    )
+    server.run()
     events.bind_loop(None)
