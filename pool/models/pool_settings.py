@@ -11,6 +11,31 @@ DEFAULT_PROMPTS = {
     "code": "You are a programming assistant.",
 }
 DEFAULT_LANGUAGE_HINT = "Please reason step by step and give your answer in English."
+# VibeThinker-1.5B's model card recommends temperature 0.6 (or 1.0), top_p 0.95, top_k -1 and
+# up to 40,960 new tokens, one recommendation for its math and code. Every task starts from it,
+# but max_tokens starts empty (VIBEADMIN_DEFAULT_MAX_TOKENS): 40,960 is more than a member's
+# context and than a CPU pool can answer in a student's patience.
+CARD_TEMPERATURE = 0.6
+CARD_TOP_P = 0.95
+TASKS = ("general", "math", "code")
+
+
+def _temperature(task: str) -> models.FloatField:
+    return models.FloatField(
+        default=CARD_TEMPERATURE, help_text=f"{task}: temperature when the client sends none"
+    )
+
+
+def _top_p(task: str) -> models.FloatField:
+    return models.FloatField(default=CARD_TOP_P, help_text=f"{task}: top_p when the client sends none")
+
+
+def _max_tokens(task: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=f"{task}: max_tokens when the client sends none; empty: VIBEADMIN_DEFAULT_MAX_TOKENS",
+    )
 
 
 class PoolSettings(models.Model):
@@ -25,6 +50,16 @@ class PoolSettings(models.Model):
     prompt_code = models.TextField(default=DEFAULT_PROMPTS["code"])
     language_hint = models.TextField(default=DEFAULT_LANGUAGE_HINT)
     language_hint_enabled = models.BooleanField(default=True)
+    # The operator's sampling defaults per task; a client's own values win (within the caps).
+    general_temperature = _temperature("general")
+    general_top_p = _top_p("general")
+    general_max_tokens = _max_tokens("general")
+    math_temperature = _temperature("math")
+    math_top_p = _top_p("math")
+    math_max_tokens = _max_tokens("math")
+    code_temperature = _temperature("code")
+    code_top_p = _top_p("code")
+    code_max_tokens = _max_tokens("code")
     solve_rpm = models.PositiveIntegerField(
         default=10, help_text="Solve-page requests per minute per address"
     )
@@ -71,3 +106,7 @@ class PoolSettings(models.Model):
 
     def system_prompt(self, task: str) -> str:
         return {"math": self.prompt_math, "code": self.prompt_code}.get(task, self.prompt_general)
+
+    def sampling(self, task: str) -> tuple[float, float, int | None]:
+        """The operator's (temperature, top_p, max_tokens) for a task."""
+        return tuple(getattr(self, f"{task}_{name}") for name in ("temperature", "top_p", "max_tokens"))  # type: ignore[return-value]
