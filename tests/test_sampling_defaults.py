@@ -134,3 +134,12 @@ def test_nonsense_is_refused_on_the_form_and_nothing_saved(admin_client, changes
     assert error in response.content.decode()
     assert PoolSettings.load().sampling("math") == (0.6, 0.95, None)
     assert PoolSettings.load().sampling("code") == (0.6, 0.95, None)
+
+
+def test_the_solve_pages_default_answer_length_is_the_math_default(client, db):
+    set_policy(math_max_tokens=700, solve_max_tokens=2048)
+
+    response = client.get(reverse("solve"))
+
+    assert response.context["default_budget"] == 700
+    assert 700 in response.context["budgets"]
