@@ -89,3 +89,13 @@ def test_the_page_is_for_staff_only(client):
     assert client.get(reverse("quality")).status_code == 302
     assert client.post(reverse("quality_start")).status_code == 302
     assert EvalRun.objects.count() == 0
+
+
+def test_the_overview_says_which_model_is_served_and_why(admin_client, settings):
+    settings.VIBEADMIN_MODEL = None
+
+    page = admin_client.get(reverse("dashboard")).content.decode()
+
+    assert "qwen2.5-coder-1.5b-instruct" in page
+    assert "a stand-in with VibeThinker-1.5B&#x27;s architecture and size" in page
+    assert reverse("quality") in page
