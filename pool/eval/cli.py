@@ -67,4 +67,6 @@ def summary(run: EvalRun) -> str:
             f" = {run.pass_at_1:.0%} (95% CI {low:.0%}-{high:.0%}), "
             f"{run.tokens_per_answer:.0f} tokens and {run.seconds_per_answer:.1f} s per answer"
         )
+    if run.wall_s is not None:
+        line += f", {run.wall_s / 60:.1f} minutes in all"
     return line + (f"; {run.message}" if run.message else "")

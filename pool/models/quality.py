@@ -62,6 +62,11 @@ class EvalRun(models.Model):
         return self.seconds / self.answered if self.answered else None
 
     @property
+    def wall_s(self) -> float | None:
+        """From start to end: answers asked at once overlap, so less than `seconds`."""
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+    @property
     def where(self) -> str:
         return self.member or "pool"
 
