@@ -11,6 +11,7 @@ the member's slots outside the gateway's line, so run it on a member taken out o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import queue
@@ -115,16 +116,22 @@ def eval_problems(*, quick: bool, limit: int | None = None) -> list[Problem]:
 
 
 def model_sha256(model: ModelChoice) -> str:
-    """The served GGUF's sha256: known for the default, read once per run otherwise."""
+    """The served GGUF's sha256: known for the default, read once per file version otherwise."""
     if model.is_default:
         return DEFAULT_MODEL.sha256
-    digest = hashlib.sha256()
     try:
-        with model.path.open("rb") as f:
-            while chunk := f.read(4 * 2**20):
-                digest.update(chunk)
+        st = model.path.stat()
     except OSError:
         return ""  # a remote-only pool's stand-in name: the file is not here
+    return _file_sha256(str(model.path), st.st_size, st.st_mtime_ns)
+
+
+@functools.cache
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 2**20):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
