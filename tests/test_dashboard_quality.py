@@ -99,3 +99,22 @@ def test_the_overview_says_which_model_is_served_and_why(admin_client, settings)
     assert "qwen2.5-coder-1.5b-instruct" in page
     assert "a stand-in with VibeThinker-1.5B&#x27;s architecture and size" in page
     assert reverse("quality") in page
+
+
+def test_a_run_whose_process_died_is_marked_failed_not_left_running(admin_client):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    run = EvalRun.objects.create(
+        model_name="q4.gguf", problem_set="quick", planned=50, host=socket.gethostname(), pid=int(gone.stdout)
+    )
+
+    page = admin_client.get(reverse("quality_progress")).content.decode()
+
+    run.refresh_from_db()
+    assert (run.state, run.message) == ("failed", "its process ended before the run did")
+    assert "Start a quick eval" in page

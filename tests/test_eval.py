@@ -171,3 +171,34 @@ def test_pool_eval_goes_through_the_gateway_as_a_batch_client(data_dir, tmp_path
         if child is not None:
             stop_serve(child, data_dir)
         fake.stop()
+
+
+def test_pool_eval_killed_marks_its_run_stopped(data_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, clean_env
+
+    fake = FakeMemberProcess(name="fake", ttft=30.0, tpt=0.0, max_tokens=8).start()
+    try:
+        assert manage("pool", "add", "--url", fake.url, "--name", "m1", data_dir=data_dir).returncode == 0
+        output = tmp_path / "eval.out"
+        with output.open("w") as out:
+            child = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "pool", "eval", "--member", "m1", "--limit", "3"],
+                cwd=ROOT,
+                env=clean_env(data_dir, PYTHONUNBUFFERED="1"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(lambda: "Ctrl-C stops it" in output.read_text(), 60, what="the eval to start asking")
+
+        child.send_signal(signal.SIGTERM)
+
+        assert child.wait(timeout=30) == 0, output.read_text()
+        database = sqlite3.connect(data_dir / "db.sqlite3")
+        assert database.execute("select state, answered from pool_evalrun").fetchall() == [("stopped", 0)]
+        assert "Eval 1 stopped: pass@1 0/0" in output.read_text()
+    finally:
+        fake.stop()

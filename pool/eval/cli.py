@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import socket
 
 from django.core.management.base import CommandError
 
@@ -44,6 +47,8 @@ def handle(options: dict, say) -> None:
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+    EvalRun.objects.filter(pk=run.pk).update(host=socket.gethostname(), pid=os.getpid())
+    signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: the run is marked stopped
     target = (
         member_target(Member.objects.get(name=run.member)) if run.member else gateway_target(options["url"])
     )
@@ -53,6 +58,10 @@ def handle(options: dict, say) -> None:
     say(summary(run))
     if run.state == FAILED:
         raise CommandError(run.message)
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def ready_members() -> int:

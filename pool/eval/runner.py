@@ -179,7 +179,7 @@ def eval_run(
             _record(run, answer, progress)
     except KeyboardInterrupt:
         stopping.set()
-        return finish(run, STOPPED, "stopped with Ctrl-C")
+        return finish(run, STOPPED, "stopped by Ctrl-C or a signal")
     return finish(run, DONE)
 
 

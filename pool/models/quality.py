@@ -37,6 +37,9 @@ class EvalRun(models.Model):
     completion_tokens = models.PositiveBigIntegerField(default=0)
     seconds = models.FloatField(default=0.0, help_text="Sum of the answers' times")
     stop_requested = models.BooleanField(default=False)
+    # The process asking (`pool eval`), so that a run whose process died is not "running" forever.
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
     message = models.TextField(blank=True)
 
     class Meta:
@@ -65,6 +68,17 @@ class EvalRun(models.Model):
     def wall_s(self) -> float | None:
         """From start to end: answers asked at once overlap, so less than `seconds`."""
         return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+    def is_orphaned(self, host: str) -> bool:
+        """Running, started on `host`, and its process is gone (killed, or the machine restarted)."""
+        import psutil
+
+        return (
+            self.state == RUNNING
+            and self.host == host
+            and self.pid is not None
+            and not psutil.pid_exists(self.pid)
+        )
 
     @property
     def where(self) -> str:

@@ -3,6 +3,7 @@ per member, pass@1 over time, and a quick run started or stopped from here."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -15,9 +16,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pool.dashboard.views.common import after_post, staff_required
-from pool.eval.runner import eval_create
+from pool.eval.runner import eval_create, finish
 from pool.models import EvalRun
-from pool.models.quality import DONE, RUNNING
+from pool.models.quality import DONE, FAILED, RUNNING
 
 PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
 HISTORY = 200  # runs read for the tables and the chart
@@ -49,7 +50,11 @@ def _model_label(run: EvalRun) -> str:
 
 
 def progress_context() -> dict:
-    return {"running": EvalRun.objects.filter(state=RUNNING).first()}
+    running = EvalRun.objects.filter(state=RUNNING).first()
+    if running is not None and running.is_orphaned(socket.gethostname()):
+        finish(running, FAILED, "its process ended before the run did")
+        running = None
+    return {"running": running}
 
 
 @staff_required
@@ -75,7 +80,7 @@ def quality_progress(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_POST
 def quality_start(request: HttpRequest) -> HttpResponse:
-    if EvalRun.objects.filter(state=RUNNING).exists():
+    if progress_context()["running"] is not None:
         messages.error(request, "An eval is already running: stop it first, or wait for it to end.")
     else:
         run, _ = eval_create(quick=True)
@@ -106,4 +111,6 @@ def start_eval_process(run: EvalRun) -> None:
             start_new_session=True,
             cwd=settings.BASE_DIR,
         )
+    # At once, so a process that dies before it writes its own is still seen to have died.
+    EvalRun.objects.filter(pk=run.pk).update(host=socket.gethostname(), pid=child.pid)
     threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends, no zombie
