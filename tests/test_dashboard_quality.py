@@ -74,15 +74,29 @@ def test_a_second_eval_is_refused_while_one_runs(admin_client, monkeypatch):
 
 
 def test_stop_asks_the_running_eval_to_stop(admin_client, monkeypatch):
-    monkeypatch.setattr(quality, "start_eval_process", lambda run: None)
+    def started(run: EvalRun) -> None:
+        EvalRun.objects.filter(pk=run.pk).update(host="elsewhere", pid=4242)
+
+    monkeypatch.setattr(quality, "start_eval_process", started)
     admin_client.post(reverse("quality_start"))
     run = EvalRun.objects.get()
 
     response = admin_client.post(reverse("quality_stop", args=[run.pk]), HTTP_HX_REQUEST="true")
 
     run.refresh_from_db()
-    assert run.stop_requested
+    assert run.stop_requested and run.state == RUNNING  # its process ends it
     assert "Stopping" in response.content.decode()
+
+
+def test_stop_ends_at_once_a_run_no_process_took_up(admin_client, monkeypatch):
+    monkeypatch.setattr(quality, "start_eval_process", lambda run: None)
+    admin_client.post(reverse("quality_start"))
+    run = EvalRun.objects.get()
+
+    admin_client.post(reverse("quality_stop", args=[run.pk]))
+
+    run.refresh_from_db()
+    assert (run.state, run.message) == ("stopped", "stopped before its process started")
 
 
 def test_the_page_is_for_staff_only(client):

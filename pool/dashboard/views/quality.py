@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pool.dashboard.views.common import after_post, staff_required
 from pool.eval.runner import eval_create, finish
 from pool.models import EvalRun
-from pool.models.quality import DONE, FAILED, RUNNING
+from pool.models.quality import DONE, FAILED, RUNNING, STOPPED
 
 PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
 HISTORY = 200  # runs read for the tables and the chart
@@ -92,8 +92,12 @@ def quality_start(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_POST
 def quality_stop(request: HttpRequest, pk: int) -> HttpResponse:
-    if EvalRun.objects.filter(pk=pk, state=RUNNING).update(stop_requested=True):
-        messages.success(request, f"Eval {pk} stops after the answer it is waiting for.")
+    run = EvalRun.objects.filter(pk=pk, state=RUNNING).first()
+    if run is not None:
+        EvalRun.objects.filter(pk=pk).update(stop_requested=True)
+        if run.pid is None:  # no process ever took it up: nothing else would end it
+            finish(run, STOPPED, "stopped before its process started")
+        messages.success(request, f"Eval {pk} stops within a second; the answers in flight are dropped.")
     return after_post(request, reverse("quality"), PROGRESS, progress_context())
 
 
