@@ -171,7 +171,7 @@ class Gateway:
 
     def prepare(self, body: dict, fields: dict[str, Field], outcome: Outcome, *, ceiling: int) -> Validated:
         """Validate, name the served model, put the operator's prompts and sampling defaults
-        in (max_tokens no more than `ceiling` unless the client asked for it)."""
+        in; a default max_tokens is held within `ceiling` (a client's own was checked already)."""
         policy: PoolPolicy = self.registry.policy
         request = validate(body, fields)
         apply_defaults(body, request.body, policy.sampling.get(request.task, Sampling()), ceiling=ceiling)
