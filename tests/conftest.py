@@ -35,8 +35,17 @@ def fast_settings(settings, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def gemma_model():
+    """The small gemma GGUF (assembled once if missing), for tests marked real_model: fast
+    to start and answer. Named, never the default: the default 1.5B is default_model."""
+    from testing.small_model import gemma_model
+
+    return gemma_model()
+
+
+@pytest.fixture(scope="session")
 def default_model():
-    """The real default GGUF (assembled once if missing), for tests marked real_model."""
+    """The default model (the 1.5B stand-in), assembled once into the cache if missing."""
     from pool.model_file import ensure_model
 
     return ensure_model(progress=lambda line: None)

@@ -1,5 +1,5 @@
 """llama.cpp's own server as a member, against REAL llama-server processes (the binary that
-`make install` builds, bin/build-llama-server) serving the default gemma GGUF: its
+`make install` builds, bin/build-llama-server) serving the small gemma GGUF (named, not the default): its
 lifecycle under the supervisor, its probe (503 while loading, then 200), its key, and its
 slots in use at once through the gateway, without cutting a running answer short."""
 
@@ -67,12 +67,12 @@ def start_by_hand(binary, model, *, parallel: int, api_key: str = "") -> tuple[s
 
 
 @pytest.fixture
-def by_hand(binary, default_model):
+def by_hand(binary, gemma_model):
     """`by_hand(parallel=4, api_key=...)` -> its URL, once /health answers 200."""
     children = []
 
     def start(**options) -> str:
-        child, url = start_by_hand(binary, default_model, **options)
+        child, url = start_by_hand(binary, gemma_model, **options)
         children.append(child)
         wait_until(
             lambda: health.probe(url, 1.0, "/health").ok,
@@ -115,8 +115,8 @@ def chat_request(url: str, key: str) -> int:
 # --- the probe ----------------------------------------------------------------------------
 
 
-def test_health_answers_503_while_the_model_loads_then_200(binary, default_model):
-    child, url = start_by_hand(binary, default_model, parallel=2)
+def test_health_answers_503_while_the_model_loads_then_200(binary, gemma_model):
+    child, url = start_by_hand(binary, gemma_model, parallel=2)
     statuses: list[int] = []
     try:
         deadline = time.monotonic() + LOAD_TIMEOUT_S
@@ -140,9 +140,9 @@ def test_health_answers_503_while_the_model_loads_then_200(binary, default_model
 
 @pytest.mark.django_db
 def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
-    make_supervisor, default_model, binary
+    make_supervisor, gemma_model, binary
 ):
-    supervisor = make_supervisor(model=default_model, command_for=process.member_command)
+    supervisor = make_supervisor(model=gemma_model, command_for=process.member_command)
     member = actions.member_add(engine=states.LLAMA_SERVER, slots=4)
 
     reconcile_until(
@@ -267,11 +267,11 @@ def finish_reasons(reply) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def served(migrated_template, default_model, binary, tmp_path_factory):
+def served(migrated_template, gemma_model, binary, tmp_path_factory):
     from tests.test_gateway_real_model import serving_one_member
 
     folder = tmp_path_factory.mktemp("llama-server-serve")
-    with serving_one_member(folder, migrated_template, default_model.path, VIBEADMIN_SLOTS="4") as served:
+    with serving_one_member(folder, migrated_template, gemma_model.path, VIBEADMIN_SLOTS="4") as served:
         yield served
 
 

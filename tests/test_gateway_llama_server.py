@@ -1,4 +1,4 @@
-"""llama.cpp's own server (llama-server), real, with the default gemma GGUF: it honours
+"""llama.cpp's own server (llama-server), real, with the small gemma GGUF (named, not the default): it honours
 stream_options.include_usage, so a key is charged the member's own counts for a stream.
 Skipped where llama-server is not built (bin/build-llama-server puts it under
 ~/.cache/vibeadmin/llama-server/; VIBEADMIN_LLAMA_SERVER may name another binary)."""
@@ -41,12 +41,12 @@ ASK = {"model": "gemma", "messages": MESSAGES, "max_tokens": 8, "temperature": 0
 
 
 @pytest.fixture(scope="module")
-def llama_server(default_model):
+def llama_server(gemma_model):
     port = free_port()
     command = [
         str(llama_server_binary()),
         "-m",
-        str(default_model.path),
+        str(gemma_model.path),
         "--host",
         "127.0.0.1",
         "--port",

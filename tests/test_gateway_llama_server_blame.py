@@ -60,8 +60,8 @@ def start_llama_server(model: Path) -> tuple[subprocess.Popen, str]:
 
 
 @pytest.fixture(scope="module")
-def llama_servers(default_model):
-    started = [start_llama_server(default_model.path) for _ in range(2)]
+def llama_servers(gemma_model):
+    started = [start_llama_server(gemma_model.path) for _ in range(2)]
     try:
         for child, url in started:
             wait_until(

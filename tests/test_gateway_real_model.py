@@ -1,4 +1,4 @@
-"""The gateway in front of one real llama.cpp member (the default gemma GGUF), through the
+"""The gateway in front of one real llama.cpp member (the small gemma GGUF, named: not the default), through the
 official `openai` client: `manage.py serve` as an operator runs it, with VIBEADMIN_MEMBERS=1
 and the llama-cpp-python engine.
 Answers are short (max_tokens <= 32) so the whole file runs in seconds once the model loads."""
@@ -67,13 +67,13 @@ def serving_one_member(folder: Path, migrated_template: Path, model: Path, **env
 
 
 @pytest.fixture(scope="module")
-def served(migrated_template, default_model, tmp_path_factory):
-    # The default GGUF is assembled in the developer's var/ already: point at it. Set this
+def served(migrated_template, gemma_model, tmp_path_factory):
+    # The small gemma GGUF, named explicitly (the default is the 1.5B). Set this
     # way, the model id clients see is the file's stem (pool.model_file.chosen_model).
     with serving_one_member(
         tmp_path_factory.mktemp("real-model"),
         migrated_template,
-        default_model.path,
+        gemma_model.path,
         VIBEADMIN_METRICS_TOKEN=METRICS_TOKEN,
         # llama-cpp-python's member, whose interrupts this file checks; llama-server's is
         # in test_engine_llama_server.py.

@@ -19,11 +19,11 @@ LOAD_TIMEOUT_S = 120
 
 
 @pytest.fixture
-def ready_member(make_supervisor, default_model, settings):
+def ready_member(make_supervisor, gemma_model, settings):
     settings.VIBEADMIN_PROBE_INTERVAL_S = 0.1
     settings.VIBEADMIN_PROBE_TIMEOUT_S = 0.5  # far less than the generation takes
     settings.VIBEADMIN_UNHEALTHY_AFTER = 1  # one slow probe would be enough to eject
-    supervisor = make_supervisor(model=default_model, command_for=process.member_command)
+    supervisor = make_supervisor(model=gemma_model, command_for=process.member_command)
     member = actions.member_add(engine=states.LLAMA_CPP_PYTHON)  # the engine whose model lock this is about
     reconcile_until(
         supervisor,

@@ -53,9 +53,7 @@ def test_a_started_member_sees_only_the_allowed_variables_and_its_key(fast_setti
 
 @pytest.mark.real_model
 @pytest.mark.django_db
-def test_a_real_llama_server_member_sees_none_of_vibeadmins_secrets(
-    fast_settings, monkeypatch, default_model
-):
+def test_a_real_llama_server_member_sees_none_of_vibeadmins_secrets(fast_settings, monkeypatch, gemma_model):
     try:
         process.llama_server_binary()
     except process.MemberCommandError:
@@ -71,7 +69,7 @@ def test_a_real_llama_server_member_sees_none_of_vibeadmins_secrets(
     )
     port = free_port()
 
-    pid = process.spawn(member, process.member_command(member, default_model, port))
+    pid = process.spawn(member, process.member_command(member, gemma_model, port))
     try:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), 120, what="llama-server to load")
         seen = environ_of(pid)

@@ -31,14 +31,14 @@ LOST_AFTER_S = 2
 
 
 class Cluster:
-    def __init__(self, tmp_path, default_model):
+    def __init__(self, tmp_path, gemma_model):
         self.pg = start_postgres()
         self.redis = start_redis()
         self.env = clean_env(
             tmp_path,
             DATABASE_URL=self.pg.url,
             REDIS_URL=self.redis.url,
-            VIBEADMIN_MODEL=str(default_model.path),
+            VIBEADMIN_MODEL=str(gemma_model.path),
             VIBEADMIN_MODEL_ID="stand-in",
             VIBEADMIN_LEASE_S=str(LEASE_S),
             VIBEADMIN_NODE_LOST_AFTER_S=str(LOST_AFTER_S),
@@ -150,11 +150,11 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path, default_model):
+def cluster(tmp_path, gemma_model):
     made = []
 
     def make(**fake_options) -> Cluster:
-        made.append(Cluster(tmp_path, default_model))
+        made.append(Cluster(tmp_path, gemma_model))
         return made[-1].start(**fake_options)
 
     yield make

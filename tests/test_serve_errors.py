@@ -108,11 +108,11 @@ def test_a_database_never_migrated_stops_serve_with_the_command_to_run(tmp_path)
     assert not (tmp_path / "admin-password.txt").exists()
 
 
-def test_a_llama_server_setting_that_points_nowhere_stops_serve(data_dir, default_model):
+def test_a_llama_server_setting_that_points_nowhere_stops_serve(data_dir, gemma_model):
     result = manage(
         "serve",
         data_dir=data_dir,
-        VIBEADMIN_MODEL=str(default_model.path),
+        VIBEADMIN_MODEL=str(gemma_model.path),
         VIBEADMIN_LLAMA_SERVER="/nonexistent/llama-server",
         VIBEADMIN_PORT=str(free_port()),
     )

@@ -13,16 +13,16 @@ pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture
-def served(data_dir, default_model, tmp_path):
+def served(data_dir, gemma_model, tmp_path):
     """`manage.py serve` in a child process, its output in a file; stopped with Ctrl-C after
     the test, and killed (with its members' sessions) if that does not end it."""
-    # The default model is assembled in the developer's var/ already: point at it.
+    # The small gemma GGUF, named: the default 1.5B would take minutes to load here.
     output = tmp_path / "serve.out"
     child = start_serve(
         data_dir,
         log=output,
         VIBEADMIN_PORT=str(free_port()),
-        VIBEADMIN_MODEL=str(default_model.path),
+        VIBEADMIN_MODEL=str(gemma_model.path),
         VIBEADMIN_CHAT_FORMAT="gemma",
         VIBEADMIN_N_CTX="512",
     )

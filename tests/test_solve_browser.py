@@ -119,14 +119,14 @@ def page_only(data_dir, tmp_path):
 
 
 @pytest.fixture
-def one_real_member(data_dir, default_model, tmp_path):
+def one_real_member(data_dir, gemma_model, tmp_path):
     """The app with one real llama.cpp member serving the default model, once it is ready."""
     log = tmp_path / "serve.out"
     child, url = serve_app(
         data_dir,
         log,
         VIBEADMIN_MEMBERS="1",
-        VIBEADMIN_MODEL=str(default_model.path),
+        VIBEADMIN_MODEL=str(gemma_model.path),
         VIBEADMIN_CHAT_FORMAT="gemma",
     )
     try:

@@ -27,15 +27,15 @@ def llama_cpp_python_members(settings):
 
 
 @pytest.fixture
-def real_supervisor(make_supervisor, default_model):
-    return make_supervisor(model=default_model, command_for=process.member_command)
+def real_supervisor(make_supervisor, gemma_model):
+    return make_supervisor(model=gemma_model, command_for=process.member_command)
 
 
 def all_ready() -> bool:
     return set(Member.objects.values_list("state", flat=True)) == {states.READY}
 
 
-def test_members_start_with_the_default_model_and_become_ready(real_supervisor, default_model):
+def test_members_start_with_the_model_given_and_become_ready(real_supervisor, gemma_model):
     actions.pool_scale(count=2)
 
     reconcile_until(real_supervisor, all_ready, LOAD_TIMEOUT_S, what="2 real members to be ready")
@@ -45,7 +45,7 @@ def test_members_start_with_the_default_model_and_become_ready(real_supervisor, 
     for member in members:
         cmdline = psutil.Process(member.pid).cmdline()
         assert cmdline[1:3] == ["-m", "llama_cpp.server"]
-        assert cmdline[cmdline.index("--model") + 1] == str(default_model.path)
+        assert cmdline[cmdline.index("--model") + 1] == str(gemma_model.path)
         assert cmdline[cmdline.index("--port") + 1] == str(member.port)
         # Without this a second request silently cuts a streamed reply short.
         assert cmdline[cmdline.index("--interrupt_requests") + 1] == "false"
@@ -87,7 +87,7 @@ def test_a_real_member_killed_with_sigkill_is_restarted_and_ready_again(real_sup
 
 
 def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
-    make_supervisor, real_supervisor, default_model
+    make_supervisor, real_supervisor, gemma_model
 ):
     member = actions.member_add()
     reconcile_until(
@@ -96,7 +96,7 @@ def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
     pid = member.pid
     # The new supervisor runs as if in a new OS process: the member is not its child.
     child = process._children.pop(pid)
-    restarted = make_supervisor(model=default_model, command_for=process.member_command)
+    restarted = make_supervisor(model=gemma_model, command_for=process.member_command)
 
     try:
         restarted.adopt()

@@ -14,7 +14,9 @@ from pool.loops import alerts, autoscale
 from pool.models import AlertRule, ApiKey, Member, PoolSettings, states
 from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
-from pool.models.pool_settings import STRATEGIES
+from pool.models.pool_settings import STRATEGIES, TASKS
+
+SAMPLING_FIELDS = [f"{task}_{name}" for task in TASKS for name in ("temperature", "top_p", "max_tokens")]
 
 R = TypeVar("R")
 
@@ -224,6 +226,7 @@ class RoutingForm(DesiredStateForm):
             "solve_pool_share",
             "solve_weight",
             "solve_priority",
+            *SAMPLING_FIELDS,
         ]
         labels = {
             "queue_size": "Queue size",
@@ -238,6 +241,9 @@ class RoutingForm(DesiredStateForm):
             "solve_inflight_per_address": "Answers in flight per address",
             "solve_max_tokens": "Longest answer (tokens)",
             "solve_pool_share": "Share of the pool's slots for students (0-1)",
+            **{f"{task}_temperature": f"{task.capitalize()}: temperature" for task in TASKS},
+            **{f"{task}_top_p": f"{task.capitalize()}: top_p" for task in TASKS},
+            **{f"{task}_max_tokens": f"{task.capitalize()}: max_tokens" for task in TASKS},
         }
         widgets = {
             name: forms.Textarea(attrs={"rows": 2})
@@ -248,12 +254,46 @@ class RoutingForm(DesiredStateForm):
         super().__init__(*args, **kwargs)
         self.fields["strategy"].initial = self.instance.strategy
         self.order_fields(["strategy"])
+        for task in TASKS:  # left out of a post (older scripts): unchanged, as clean() keeps them
+            self.fields[f"{task}_temperature"].required = False
+            self.fields[f"{task}_top_p"].required = False
 
     def clean_solve_weight(self) -> int:
         return _kept(self, "solve_weight")
 
     def clean_solve_priority(self) -> str:
         return _kept(self, "solve_priority")
+
+    @property
+    def sampling_rows(self) -> list[list[forms.BoundField]]:
+        return [[self[f"{task}_{name}"] for name in ("temperature", "top_p", "max_tokens")] for task in TASKS]
+
+    @property
+    def default_max_tokens(self) -> int:
+        return settings.VIBEADMIN_DEFAULT_MAX_TOKENS
+
+    def clean(self):
+        data = super().clean()
+        for task in TASKS:
+            for name in (f"{task}_temperature", f"{task}_top_p"):
+                if name in data:
+                    data[name] = _kept(self, name)
+            self._check_sampling(data, task)
+        return data
+
+    def _check_sampling(self, data: dict, task: str) -> None:
+        """The same bounds the API holds a client's values to, so a default never fails there."""
+        temperature, top_p = data.get(f"{task}_temperature"), data.get(f"{task}_top_p")
+        max_tokens = data.get(f"{task}_max_tokens")
+        if temperature is not None and not 0 <= temperature <= 2:
+            self.add_error(f"{task}_temperature", "a temperature from 0 to 2")
+        if top_p is not None and not 0 < top_p <= 1:
+            self.add_error(f"{task}_top_p", "a top_p above 0 and at most 1")
+        if max_tokens is not None and not 1 <= max_tokens <= settings.VIBEADMIN_MAX_TOKENS:
+            self.add_error(
+                f"{task}_max_tokens",
+                f"from 1 to {settings.VIBEADMIN_MAX_TOKENS} tokens (VIBEADMIN_MAX_TOKENS), or empty",
+            )
 
     def save(self, commit: bool = True) -> PoolSettings:
         self.instance.strategy = self.cleaned_data["strategy"]

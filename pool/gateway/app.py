@@ -30,6 +30,7 @@ from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.prompts import prepare_messages
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router
+from pool.gateway.sampling import Sampling, apply_defaults
 from pool.gateway.types import RouteContext, Tenant
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 from pool.proxies import client_address
@@ -134,7 +135,7 @@ class Gateway:
         caller = await self.auth.caller(header(scope, b"authorization"))
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES, settings.VIBEADMIN_BODY_TIMEOUT_S)
         outcome.label, outcome.key = caller.label, caller.key
-        request = self.prepare(parse_json(raw), fields, outcome)
+        request = self.prepare(parse_json(raw), fields, outcome, ceiling=settings.VIBEADMIN_MAX_TOKENS)
         reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
         outcome.admitted = await self.admission.key(caller.key, tokens=reserved)
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
@@ -154,7 +155,9 @@ class Gateway:
         )
         # Before parsing: a flood of junk costs a dict lookup, not a JSON parse each.
         outcome.admitted = await self.admission.student(client, caps)
-        request = self.prepare(solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome)
+        request = self.prepare(
+            solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome, ceiling=policy.solve_max_tokens
+        )
         await self.relay(receive, send, "/v1/chat/completions", request, outcome, client, policy.solve_tenant)
 
     async def list_models(self, scope, receive, send, outcome: Outcome) -> None:
@@ -166,10 +169,12 @@ class Gateway:
 
     # --- what the generation routes share -----------------------------------------------------
 
-    def prepare(self, body: dict, fields: dict[str, Field], outcome: Outcome) -> Validated:
-        """Validate, name the served model, put the operator's prompts in."""
+    def prepare(self, body: dict, fields: dict[str, Field], outcome: Outcome, *, ceiling: int) -> Validated:
+        """Validate, name the served model, put the operator's prompts and sampling defaults
+        in; a default max_tokens is held within `ceiling` (a client's own was checked already)."""
         policy: PoolPolicy = self.registry.policy
         request = validate(body, fields)
+        apply_defaults(body, request.body, policy.sampling.get(request.task, Sampling()), ceiling=ceiling)
         if not policy.accepts_model(request.body["model"]):
             raise errors.not_found(
                 f"the model {request.body['model']!r} does not exist; this pool serves "
@@ -268,9 +273,7 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
     if not isinstance(problem, str) or not problem.strip():
         raise errors.invalid("type a problem first", param="problem")
     ceiling = policy.solve_max_tokens
-    max_tokens = body.get("max_tokens")
-    if max_tokens is None:  # left out or null: the page's own default, never the API's past its cap
-        max_tokens = min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, ceiling)
+    max_tokens = body.get("max_tokens")  # none: the task's default, within the ceiling (prepare)
     if type(max_tokens) is int and max_tokens > ceiling:  # validate() refuses other types
         raise errors.invalid(
             f"answers on this page are limited to {ceiling} tokens; choose a shorter answer",

@@ -22,10 +22,12 @@ from pool import metrics
 from pool.gateway.backend import Backend
 from pool.gateway.fair import BATCH
 from pool.gateway.prompts import PromptSettings
+from pool.gateway.sampling import Sampling
 from pool.gateway.strategies import Strategy, make_strategy
 from pool.gateway.types import Tenant
 from pool.model_file import chosen_model
 from pool.models import ApiKey, Member, PoolSettings
+from pool.models.pool_settings import TASKS
 
 log = logging.getLogger("pool.gateway")
 
@@ -83,6 +85,7 @@ class PoolPolicy:
     prompts: PromptSettings
     model_id: str
     solve_tenant: Tenant = Tenant("solve", "solve")
+    sampling: dict[str, Sampling] = field(default_factory=dict)  # task -> the operator's defaults
 
     def accepts_model(self, name: str) -> bool:
         return name in (self.model_id, MODEL_ALIAS)
@@ -105,6 +108,7 @@ def _policy(row: PoolSettings) -> PoolPolicy:
         ),
         model_id=chosen_model().model_id,
         solve_tenant=Tenant("solve", "solve", row.solve_weight, row.solve_priority == BATCH),
+        sampling={task: Sampling(*row.sampling(task)) for task in TASKS},
     )
 
 

@@ -58,6 +58,33 @@ def at_most_max_members(value: int) -> None:
         raise ValidationError(f"at most {settings.VIBEADMIN_MAX_MEMBERS} (VIBEADMIN_MAX_MEMBERS)")
 
 
+# VibeThinker-1.5B's model card recommends temperature 0.6 (or 1.0), top_p 0.95, top_k -1 and
+# up to 40,960 new tokens, one recommendation for its math and code. Every task starts from it,
+# but max_tokens starts empty (VIBEADMIN_DEFAULT_MAX_TOKENS): 40,960 is more than a member's
+# context and than a CPU pool can answer in a student's patience.
+CARD_TEMPERATURE = 0.6
+CARD_TOP_P = 0.95
+TASKS = ("general", "math", "code")
+
+
+def _temperature(task: str) -> models.FloatField:
+    return models.FloatField(
+        default=CARD_TEMPERATURE, help_text=f"{task}: temperature when the client sends none"
+    )
+
+
+def _top_p(task: str) -> models.FloatField:
+    return models.FloatField(default=CARD_TOP_P, help_text=f"{task}: top_p when the client sends none")
+
+
+def _max_tokens(task: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=f"{task}: max_tokens when the client sends none; empty: VIBEADMIN_DEFAULT_MAX_TOKENS",
+    )
+
+
 class PoolSettings(models.Model):
     """The operator's pool-wide choices. One row (pk=1), created on first use. Its rules are
     here (field validators and `clean()`), so the dashboard, the command line and the
@@ -78,6 +105,16 @@ class PoolSettings(models.Model):
     prompt_code = models.TextField(default=DEFAULT_PROMPTS["code"])
     language_hint = models.TextField(default=DEFAULT_LANGUAGE_HINT)
     language_hint_enabled = models.BooleanField(default=True)
+    # The operator's sampling defaults per task; a client's own values win (within the caps).
+    general_temperature = _temperature("general")
+    general_top_p = _top_p("general")
+    general_max_tokens = _max_tokens("general")
+    math_temperature = _temperature("math")
+    math_top_p = _top_p("math")
+    math_max_tokens = _max_tokens("math")
+    code_temperature = _temperature("code")
+    code_top_p = _top_p("code")
+    code_max_tokens = _max_tokens("code")
     solve_rpm = models.PositiveIntegerField(
         default=10,
         validators=[at_least_one("let each address send at least one problem a minute")],
@@ -135,3 +172,7 @@ class PoolSettings(models.Model):
     def load(cls) -> PoolSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+    def sampling(self, task: str) -> tuple[float, float, int | None]:
+        """The operator's (temperature, top_p, max_tokens) for a task."""
+        return tuple(getattr(self, f"{task}_{name}") for name in ("temperature", "top_p", "max_tokens"))  # type: ignore[return-value]

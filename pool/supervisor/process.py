@@ -66,10 +66,12 @@ def llama_server_command(member: Member, model: ModelChoice, port: int) -> list[
         "--metrics",
         "--no-webui",
         # Prompt caching (on by default) reuses a slot's cache for a shared prefix; on a
-        # sliding-window model (the default gemma) only with the full-size SWA cache: without
-        # it a repeated 470-token system prompt was processed in full each time. A no-op
-        # on other models; on SWA ones it costs the windowed layers' full-context KV
-        # (gemma-3-270m at 8 slots x 4096: 898 MiB resident instead of 540).
+        # sliding-window model (gemma-3) only with the full-size SWA cache: without it a
+        # repeated 470-token system prompt was processed in full each time. It costs the
+        # windowed layers' full-context KV (gemma-3-270m at 8 slots x 4096: 898 MiB resident
+        # instead of 540). On a model without a sliding window (qwen2: the default 1.5B,
+        # VibeThinker) llama-server turns it off itself ("swa_full is not supported by this
+        # model, it will be disabled"), so it is passed always rather than guessed per GGUF.
         "--swa-full",
     ]
     if model.chat_format:

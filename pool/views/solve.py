@@ -28,24 +28,26 @@ def examples() -> list[dict]:
     return json.loads(EXAMPLES_FILE.read_text(encoding="utf-8"))
 
 
-def budgets(top: int) -> list[int]:
-    """Answer lengths a student may pick: short, the gateway's default, the most allowed."""
-    return sorted({min(n, top) for n in (SHORT_BUDGET, settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top)})
+def budgets(top: int, default: int = 0) -> list[int]:
+    """Answer lengths a student may pick: short, the default, the most allowed."""
+    default = default or settings.VIBEADMIN_DEFAULT_MAX_TOKENS
+    return sorted({min(n, top) for n in (SHORT_BUDGET, default, top)})
 
 
 def solve_page(request):
     config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS}
-    top = min(
-        settings.VIBEADMIN_MAX_TOKENS, PoolSettings.load().solve_max_tokens
-    )  # the Routing page's ceiling
+    row = PoolSettings.load()
+    top = min(settings.VIBEADMIN_MAX_TOKENS, row.solve_max_tokens)  # the Routing page's ceiling
+    # The operator's max_tokens default for math (Routing page), else the settings' one.
+    default = row.math_max_tokens or settings.VIBEADMIN_DEFAULT_MAX_TOKENS
     return render(
         request,
         "pool/solve.html",
         {
             "examples": examples(),
             "tasks": TASKS,
-            "budgets": budgets(top),
-            "default_budget": min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top),
+            "budgets": budgets(top, default),
+            "default_budget": min(default, top),
             "max_chars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
             "solve_config": config,
         },

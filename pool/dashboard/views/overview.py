@@ -10,6 +10,7 @@ from pool.dashboard import snapshot
 from pool.dashboard.forms import CapacityForm
 from pool.dashboard.views.common import page_or_partial, staff_required
 from pool.loops import autoscale, resources
+from pool.model_file import chosen_model
 from pool.models import AlertRule, PoolEvent
 
 
@@ -32,6 +33,7 @@ def capacity_context(request: HttpRequest) -> dict:
 def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "section": "overview",
+        "model": chosen_model(),
         "totals": snapshot.totals(),
         "charts": {
             "history": snapshot.chart_columns(),

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import actions, audit
+from pool.eval import cli as eval_cli
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
@@ -95,6 +96,7 @@ class Command(BaseCommand):
         scale.add_argument("count", type=int, metavar="N")
         strategy = sub.add_parser("strategy", help="show the routing strategy, or set it")
         strategy.add_argument("name", nargs="?", metavar="NAME")
+        eval_cli.add_parser(sub)
 
     def execute(self, *args, **options):
         with audit.acting_as(audit.CLI):  # every change made here is recorded as the command line's
@@ -129,6 +131,8 @@ class Command(BaseCommand):
                 self.scale(options["count"])
             elif action == "strategy":
                 self.strategy(options["name"])
+            elif action == "eval":
+                eval_cli.handle(options, self.stdout.write)
         except actions.ActionError as exc:
             raise CommandError(str(exc)) from None
 

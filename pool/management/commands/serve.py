@@ -76,7 +76,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if model.is_default:
             self.say(
-                f"Model: {model.path.name}, a small stand-in shipped as a Python package (not VibeThinker). "
+                f"Model: {model.about} (not VibeThinker itself), served as {model.model_id!r}. "
                 "For real use set VIBEADMIN_MODEL=/path/to/VibeThinker-1.5B.gguf"
             )
         else:

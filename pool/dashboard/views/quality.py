@@ -1,0 +1,120 @@
+"""Quality: the built-in accuracy check's runs (pool/eval), the latest per model file and
+per member, pass@1 over time, and a quick run started or stopped from here."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from pool.dashboard.views.common import after_post, staff_required
+from pool.eval.runs import eval_create, finish
+from pool.models import EvalRun
+from pool.models.quality import DONE, FAILED, RUNNING, STOPPED
+
+PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
+HISTORY = 200  # runs read for the tables and the chart
+
+
+def latest_per_model_and_member(runs: list[EvalRun]) -> list[EvalRun]:
+    """The newest finished run of each (model file, member or the pool) pair."""
+    seen: dict[tuple[str, str], EvalRun] = {}
+    for run in runs:  # newest first
+        if run.state == DONE:
+            seen.setdefault((run.model_sha256 or run.model_name, run.where), run)
+    return list(seen.values())
+
+
+def chart_columns(runs: list[EvalRun]) -> dict:
+    """uPlot's aligned columns: finish times, then pass@1 (%) per model file (null elsewhere)."""
+    done = sorted((r for r in runs if r.state == DONE and r.answered), key=lambda r: r.finished_at)
+    labels = list(dict.fromkeys(_model_label(r) for r in done))
+    columns: list[list] = [[r.finished_at.timestamp() for r in done]]
+    for label in labels:
+        columns.append(
+            [round(100 * r.correct / r.answered, 1) if _model_label(r) == label else None for r in done]
+        )
+    return {"labels": labels, "columns": columns}
+
+
+def _model_label(run: EvalRun) -> str:
+    return f"{run.model_name} ({run.model_sha256[:8] or '?'})"
+
+
+def progress_context() -> dict:
+    running = EvalRun.objects.filter(state=RUNNING).first()
+    if running is not None and running.is_orphaned(socket.gethostname()):
+        finish(running, FAILED, "its process ended before the run did")
+        running = None
+    return {"running": running}
+
+
+@staff_required
+@require_GET
+def quality(request: HttpRequest) -> HttpResponse:
+    runs = list(EvalRun.objects.all()[:HISTORY])
+    context = {
+        "section": "quality",
+        "latest": latest_per_model_and_member(runs),
+        "runs": runs[:20],
+        "chart": chart_columns(runs),
+        **progress_context(),
+    }
+    return render(request, PAGE, context)
+
+
+@staff_required
+@require_GET
+def quality_progress(request: HttpRequest) -> HttpResponse:
+    return render(request, PROGRESS, progress_context())
+
+
+@staff_required
+@require_POST
+def quality_start(request: HttpRequest) -> HttpResponse:
+    if progress_context()["running"] is not None:
+        messages.error(request, "An eval is already running: stop it first, or wait for it to end.")
+    else:
+        run, _ = eval_create(quick=True)
+        start_eval_process(run)
+        messages.success(request, f"Quick eval {run.pk} started: 50 problems as a batch client.")
+    return after_post(request, reverse("quality"), PROGRESS, progress_context())
+
+
+@staff_required
+@require_POST
+def quality_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    run = EvalRun.objects.filter(pk=pk, state=RUNNING).first()
+    if run is not None:
+        EvalRun.objects.filter(pk=pk).update(stop_requested=True)
+        if run.pid is None:  # no process ever took it up: nothing else would end it
+            finish(run, STOPPED, "stopped before its process started")
+        messages.success(request, f"Eval {pk} stops within a second; the answers in flight are dropped.")
+    return after_post(request, reverse("quality"), PROGRESS, progress_context())
+
+
+def start_eval_process(run: EvalRun) -> None:
+    """`manage.py pool eval --run N` on its own, so it outlives this request; its output goes
+    to a log beside the members' logs."""
+    folder = settings.DATA_DIR / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"eval-{run.pk}.log").open("ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "pool", "eval", "--run", str(run.pk)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.BASE_DIR,
+        )
+    # At once, so a process that dies before it writes its own is still seen to have died.
+    EvalRun.objects.filter(pk=run.pk).update(host=socket.gethostname(), pid=child.pid)
+    threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends, no zombie

@@ -1,0 +1,101 @@
+"""The built-in accuracy check's results: one EvalRun per `pool eval`, one EvalAnswer per
+problem, kept so that a new GGUF or quantisation that answers worse shows at once."""
+
+from __future__ import annotations
+
+import math
+
+from django.db import models
+
+RUNNING, DONE, STOPPED, FAILED = "running", "done", "stopped", "failed"
+RUN_STATES = [(s, s) for s in (RUNNING, DONE, STOPPED, FAILED)]
+Z_95 = 1.959964
+
+
+def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval for a pass rate: honest at small counts and near 0 or 1,
+    where the normal approximation's interval leaves [0, 1]."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class EvalRun(models.Model):
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=RUN_STATES, default=RUNNING)
+    model_name = models.CharField(max_length=200, help_text="The GGUF's file name")
+    model_sha256 = models.CharField(max_length=64, blank=True)
+    member = models.CharField(max_length=64, blank=True, help_text="Empty: through the gateway, any member")
+    problem_set = models.CharField(max_length=32, help_text="quick or full")
+    planned = models.PositiveIntegerField(default=0)
+    answered = models.PositiveIntegerField(default=0)
+    correct = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0, help_text="Sum of the answers' times")
+    stop_requested = models.BooleanField(default=False)
+    # The process asking (`pool eval`), so that a run whose process died is not "running" forever.
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"eval {self.pk} ({self.model_name}, {self.state})"
+
+    @property
+    def pass_at_1(self) -> float | None:
+        return self.correct / self.answered if self.answered else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.answered)
+
+    @property
+    def tokens_per_answer(self) -> float | None:
+        return self.completion_tokens / self.answered if self.answered else None
+
+    @property
+    def seconds_per_answer(self) -> float | None:
+        return self.seconds / self.answered if self.answered else None
+
+    @property
+    def wall_s(self) -> float | None:
+        """From start to end: answers asked at once overlap, so less than `seconds`."""
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+    def is_orphaned(self, host: str) -> bool:
+        """Running, started on `host`, and its process is gone (killed, or the machine restarted)."""
+        import psutil
+
+        return (
+            self.state == RUNNING
+            and self.host == host
+            and self.pid is not None
+            and not psutil.pid_exists(self.pid)
+        )
+
+    @property
+    def where(self) -> str:
+        return self.member or "pool"
+
+
+class EvalAnswer(models.Model):
+    run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="answers")
+    problem_id = models.CharField(max_length=32)
+    kind = models.CharField(max_length=32)
+    language = models.CharField(max_length=8)
+    expected = models.CharField(max_length=64)
+    got = models.CharField(max_length=64, blank=True)
+    correct = models.BooleanField(default=False)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
