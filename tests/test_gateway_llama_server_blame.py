@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pool.gateway import inflight, upstream
+from pool import inflight
+from pool.gateway import upstream
 from pool.gateway.app import SOLVE_PATH, Gateway
 from pool.gateway.blame import about_the_request
 from pool.models import ApiKey, Member, PoolSettings, states
