@@ -7,5 +7,6 @@ from pool.models.events import PoolEvent
 from pool.models.member import Member
 from pool.models.node import Node
 from pool.models.pool_settings import PoolSettings
+from pool.models.profile import ProfileRun
 
-__all__ = ["AlertEvent", "AlertRule", "ApiKey", "Member", "Node", "PoolEvent", "PoolSettings"]
+__all__ = ["AlertEvent", "AlertRule", "ApiKey", "Member", "Node", "PoolEvent", "PoolSettings", "ProfileRun"]

@@ -16,6 +16,7 @@ from pool import actions
 from pool.gateway.strategies import STRATEGIES
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
+from pool.profiling import cli as profile_cli
 
 MEMBER_ACTIONS = {
     "start": (actions.member_start, "start a member (a failed one gets fresh retries)"),
@@ -42,7 +43,7 @@ LAST_ERROR_WIDTH = 60
 
 
 class Command(BaseCommand):
-    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy."
+    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy, profile."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -95,6 +96,9 @@ class Command(BaseCommand):
         scale.add_argument("count", type=int, metavar="N")
         strategy = sub.add_parser("strategy", help="show the routing strategy, or set it")
         strategy.add_argument("name", nargs="?", metavar="NAME")
+        profile_cli.add_arguments(
+            sub.add_parser("profile", help="measure layouts on this host's model and cores; --apply the best")
+        )
 
     def handle(self, *args, action: str, **options):
         try:
@@ -125,6 +129,8 @@ class Command(BaseCommand):
                 self.scale(options["count"])
             elif action == "strategy":
                 self.strategy(options["name"])
+            elif action == "profile":
+                profile_cli.handle(self, options)
         except actions.ActionError as exc:
             raise CommandError(str(exc)) from None
 
