@@ -15,7 +15,8 @@ from pool.profiling.plan import ANSWERS, LEVELS, TTFT, Layout, Point
 def points_for(layout: Layout, speeds: list[float], ttfts: list[float | None] | None = None) -> list[Point]:
     ttfts = ttfts or [0.5] * len(speeds)
     return [
-        Point(layout.key, level, speed, ttft) for level, speed, ttft in zip(LEVELS, speeds, ttfts, strict=False)
+        Point(layout.key, level, speed, ttft)
+        for level, speed, ttft in zip(LEVELS, speeds, ttfts, strict=False)
     ]
 
 
@@ -113,9 +114,7 @@ def test_answers_per_minute_come_from_the_pace_and_the_answers_length():
 def test_fifty_answers_at_once_need_as_many_hosts_as_the_measured_pace_says():
     layout = Layout(2, 1, 8)
     points = points_for(layout, [10, 15, 20, 20, 20])  # tokens/s at 1, 2, 4, 8, 16 at once
-    sized = capacity.size(
-        points, [layout], gpu=False, peak=50, answer_tokens=300, within_s=120, spares=1
-    )
+    sized = capacity.size(points, [layout], gpu=False, peak=50, answer_tokens=300, within_s=120, spares=1)
     # One host at 20 tokens/s finishes 8 answers of 300 tokens in 120 s: 50 need ceil(50 / 8) = 7.
     assert sized is not None and sized.reachable
     assert sized.hosts == 7 and sized.per_host == 8 and sized.seconds <= 120

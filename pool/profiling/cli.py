@@ -7,7 +7,7 @@ import signal
 from django.core.management.base import CommandError
 
 from pool.models import ProfileRun
-from pool.profiling import job
+from pool.profiling import job, report
 from pool.profiling import plan as planning
 
 
@@ -106,36 +106,21 @@ def _interrupt(signum, frame) -> None:
 def table(run: ProfileRun, *, typical_tokens: int) -> str:
     """Tokens/s and p50 TTFT per layout and level, and answers per minute at the typical length."""
     levels = run.plan.get("levels", list(planning.LEVELS))
-    points = {(p.layout, p.level): p for p in run.measured_points()}
-    rows = [
-        [
-            "layout",
-            *[f"tok/s @{n}" for n in levels],
-            *[f"TTFT @{n}" for n in levels],
-            f"answers/min ({typical_tokens} tok)",
-            "status",
-        ]
+    head = [
+        "layout",
+        *[f"tok/s @{n}" for n in levels],
+        *[f"TTFT @{n}" for n in levels],
+        f"answers/min ({typical_tokens} tok)",
+        "status",
     ]
-    for layout in run.planned_layouts():
-        mine = [points.get((layout.key, n)) for n in levels]
-        speeds = [f"{p.tokens_per_s:.1f}" if p else "–" for p in mine]
-        ttfts = [
-            "–"
-            if p is None or p.ttft_p50_s is None
-            else f"{'>' if p.ttft_censored else ''}{p.ttft_p50_s:.2f}"
-            for p in mine
-        ]
-        best_speed = max((p.tokens_per_s for p in mine if p), default=None)
-        per_minute = (
-            f"{planning.answers_per_minute(best_speed, typical_tokens):.1f}"
-            if best_speed is not None
-            else "–"
-        )
-        rows.append([layout.label, *speeds, *ttfts, per_minute, run.layouts.get(layout.key, "")])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    head = f"\nProfile {run.pk} ({run.state}{': ' + run.note if run.note else ''}) of {run.model_path or 'the model'}"
-    return "\n".join([head, *lines, "TTFT in seconds, p50; '>' where most answers had no first token yet."])
+    cells = [head] + [
+        [r["layout"].label, *r["speeds"], *r["ttfts"], r["per_minute"], r["status"]]
+        for r in report.rows(run, typical_tokens=typical_tokens)
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    title = f"\nProfile {run.pk} ({run.state}{': ' + run.note if run.note else ''}) of {run.model_path or 'the model'}"
+    return "\n".join([title, *lines, "TTFT in seconds, p50; '>' where most answers had no first token yet."])
 
 
 def verdict(run: ProfileRun, best: planning.Layout | None, options: dict) -> str:
