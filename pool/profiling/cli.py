@@ -34,6 +34,11 @@ def add_arguments(parser) -> None:
         help=f"your typical answer's length, for answers per minute (default {planning.TYPICAL_ANSWER_TOKENS})",
     )
     parser.add_argument("--show", action="store_true", help="show the latest profile instead of measuring")
+    parser.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="measure every layout at every level (a full sweep, to check what pruning skipped)",
+    )
     parser.add_argument("--apply", action="store_true", help="make the pool the best layout for --target")
     parser.add_argument(
         "--target",
@@ -73,7 +78,11 @@ def measure(options: dict, write) -> ProfileRun:
         if options["run"] is not None:
             run = ProfileRun.objects.get(pk=options["run"], state=ProfileRun.RUNNING)
         else:
-            run = job.create(budget_s=options["budget"], answer_tokens=options["answer_tokens"])
+            run = job.create(
+                budget_s=options["budget"],
+                answer_tokens=options["answer_tokens"],
+                prune=not options["no_prune"],
+            )
     except ProfileRun.DoesNotExist:
         raise CommandError(f"no profile {options['run']} is waiting to run") from None
     except job.ProfileError as exc:

@@ -65,7 +65,9 @@ def running() -> ProfileRun | None:
     return None
 
 
-def create(*, budget_s: float = DEFAULT_BUDGET_S, answer_tokens: int = DEFAULT_ANSWER_TOKENS) -> ProfileRun:
+def create(
+    *, budget_s: float = DEFAULT_BUDGET_S, answer_tokens: int = DEFAULT_ANSWER_TOKENS, prune: bool = True
+) -> ProfileRun:
     if running() is not None:
         raise ProfileError("a profile is already running: wait for it, or stop it first")
     cores = os.cpu_count() or 1
@@ -79,7 +81,7 @@ def create(*, budget_s: float = DEFAULT_BUDGET_S, answer_tokens: int = DEFAULT_A
         gpu=host_has_gpu(),
         budget_s=budget_s,
         answer_tokens=answer_tokens,
-        plan=plan.as_dict(),
+        plan={**plan.as_dict(), "prune": prune},
         layouts={layout.key: "not measured" for layout in plan.layouts},
         pid=os.getpid(),
         progress="starting",
@@ -157,7 +159,7 @@ def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileR
                     plan,
                     model,
                     answer_tokens=run.answer_tokens,
-                    best_at_prune=best_at_prune,
+                    best_at_prune=best_at_prune if run.plan.get("prune", True) else None,
                     stop=stop,
                     deadline=deadline,
                     on_point=on_point,

@@ -17,9 +17,9 @@ PRUNE_AT = 4
 # "Clearly below": on shared cores one point moves by 10-20% between runs, so a layout
 # is dropped only when it is more than 20% behind; closer ones are measured in full.
 PRUNE_BELOW = 0.8
-# What starting a layout's processes (model load from the page cache, warm-up answer) is
+# What starting and stopping a layout's processes (model load from the page cache, warm-up) is
 # planned to take; the runner measures the real time and the deadline holds regardless.
-START_S = 8.0
+START_S = 10.0
 # A point shorter than this measures the burst at its start more than the steady pace.
 MIN_POINT_S = 3.0
 MAX_POINT_S = 20.0
