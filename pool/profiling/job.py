@@ -41,7 +41,8 @@ def current_layout() -> Layout | None:
     members = Member.objects.filter(
         kind=states.LOCAL, engine=states.LLAMA_SERVER, should_run=True, remove_requested=False
     )
-    shapes = Counter((m.n_threads, m.slots or 1, m.n_gpu_layers if host_has_gpu() else 0) for m in members)
+    gpu = host_has_gpu()
+    shapes = Counter((m.n_threads, m.slots or 1, m.n_gpu_layers if gpu else 0) for m in members)
     if not shapes:
         return None
     (threads, slots, layers), _ = shapes.most_common(1)[0]
@@ -71,14 +72,15 @@ def create(
     if running() is not None:
         raise ProfileError("a profile is already running: wait for it, or stop it first")
     cores = os.cpu_count() or 1
-    layouts = planning.candidates(cores, gpu=host_has_gpu(), current=current_layout())
+    gpu = host_has_gpu()
+    layouts = planning.candidates(cores, gpu=gpu, current=current_layout())
     try:
         plan = planning.make_plan(layouts, budget_s)
     except planning.PlanError as exc:
         raise ProfileError(str(exc)) from None
     return ProfileRun.objects.create(
         cores=cores,
-        gpu=host_has_gpu(),
+        gpu=gpu,
         budget_s=budget_s,
         answer_tokens=answer_tokens,
         plan={**plan.as_dict(), "prune": prune},
