@@ -33,6 +33,20 @@ def add_arguments(parser) -> None:
         metavar="N",
         help=f"your typical answer's length, for answers per minute (default {planning.TYPICAL_ANSWER_TOKENS})",
     )
+    parser.add_argument(
+        "--layouts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measure only the first N candidates (yours first)",
+    )
+    parser.add_argument(
+        "--point-s",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="each point's length (default: fit the budget)",
+    )
     parser.add_argument("--show", action="store_true", help="show the latest profile instead of measuring")
     parser.add_argument(
         "--no-prune",
@@ -78,10 +92,14 @@ def measure(options: dict, write) -> ProfileRun:
         if options["run"] is not None:
             run = ProfileRun.objects.get(pk=options["run"], state=ProfileRun.RUNNING)
         else:
+            if options["layouts"] is not None and options["layouts"] < 1:
+                raise CommandError("--layouts: at least 1")
             run = job.create(
                 budget_s=options["budget"],
                 answer_tokens=options["answer_tokens"],
                 prune=not options["no_prune"],
+                layouts=options["layouts"],
+                point_s=options["point_s"],
             )
     except ProfileRun.DoesNotExist:
         raise CommandError(f"no profile {options['run']} is waiting to run") from None

@@ -67,15 +67,22 @@ def running() -> ProfileRun | None:
 
 
 def create(
-    *, budget_s: float = DEFAULT_BUDGET_S, answer_tokens: int = DEFAULT_ANSWER_TOKENS, prune: bool = True
+    *,
+    budget_s: float = DEFAULT_BUDGET_S,
+    answer_tokens: int = DEFAULT_ANSWER_TOKENS,
+    prune: bool = True,
+    layouts: int | None = None,
+    point_s: float | None = None,
 ) -> ProfileRun:
+    """A profile planned for this host: the candidate layouts (the first `layouts` of
+    them, if given) with points that fit `budget_s` (or of `point_s`, if given)."""
     if running() is not None:
         raise ProfileError("a profile is already running: wait for it, or stop it first")
     cores = os.cpu_count() or 1
     gpu = host_has_gpu()
-    layouts = planning.candidates(cores, gpu=gpu, current=current_layout())
+    candidates = planning.candidates(cores, gpu=gpu, current=current_layout())[:layouts]
     try:
-        plan = planning.make_plan(layouts, budget_s)
+        plan = planning.make_plan(candidates, budget_s, point_s=point_s)
     except planning.PlanError as exc:
         raise ProfileError(str(exc)) from None
     return ProfileRun.objects.create(
@@ -131,7 +138,9 @@ def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileR
         run.plan["warm_s"],
         run.budget_s,
     )
-    deadline = time.monotonic() + run.budget_s - planning.RESERVE_S / 2
+    # The plan keeps RESERVE_S back; all but a little of it may go to slow starts on busy
+    # cores: stopping the last layout's servers and saving take a second or two.
+    deadline = time.monotonic() + run.budget_s - planning.STOP_S
     stop = threading.Event()
     watcher = threading.Thread(target=watch_for_stop, args=(run.pk, stop), daemon=True)
     watcher.start()

@@ -23,8 +23,10 @@ START_S = 10.0
 # A point shorter than this measures the burst at its start more than the steady pace.
 MIN_POINT_S = 3.0
 MAX_POINT_S = 20.0
-# Kept back from the budget for stopping processes and saving the results.
+# Kept back from the budget: for starts slower than planned on busy cores, and STOP_S of
+# it for stopping the last processes and saving the results.
 RESERVE_S = 10.0
+STOP_S = 3.0
 
 # A typical solve's answer: the 1.5B's answers to simple math problems ran 130-370 tokens.
 TYPICAL_ANSWER_TOKENS = 300
@@ -117,12 +119,25 @@ class PlanError(ValueError):
     """The budget cannot hold even the shortest profile; the message says what to do."""
 
 
-def make_plan(layouts: list[Layout], budget_s: float, levels: tuple[int, ...] = LEVELS) -> Plan:
+def make_plan(
+    layouts: list[Layout], budget_s: float, levels: tuple[int, ...] = LEVELS, *, point_s: float | None = None
+) -> Plan:
     """Points as long as the budget allows with every layout measured in full (pruning
-    only ends a profile sooner), but no shorter than MIN_POINT_S: then fewer layouts."""
+    only ends a profile sooner), but no shorter than MIN_POINT_S: then fewer layouts.
+    A `point_s` of the operator's is kept as given, if every layout fits with it."""
     if not layouts:
         raise PlanError("no layout to measure")
     usable = budget_s - RESERVE_S
+    if point_s is not None:
+        if point_s < 1:
+            raise PlanError("a point must last at least 1 s")
+        plan = Plan(list(layouts), tuple(levels), point_s, point_s / 4, budget_s)
+        if plan.planned_s > usable:
+            raise PlanError(
+                f"{len(layouts)} layouts with points of {point_s:g} s need {math.ceil(plan.planned_s + RESERVE_S)} s: "
+                "give a longer budget, shorter points or fewer layouts"
+            )
+        return plan
     kept = list(layouts)
     while kept:
         per_point = (usable / len(kept) - START_S) / len(levels)

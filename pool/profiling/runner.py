@@ -28,6 +28,7 @@ from pool.supervisor import process
 from pool.supervisor.model_file import ModelChoice
 
 READY_TIMEOUT_S = 180.0
+MAX_DROPPED = 3  # connections dropped in a row by one client before the layout fails
 STOP_GRACE_S = 5.0
 N_CTX = 512  # per slot: the prompt below and an answer of up to a few hundred tokens
 # A short solve-page request: the time to the first token includes its prompt, as a student's does.
@@ -177,15 +178,27 @@ async def measure(
                 ttfts.append((first, False) if first is not None else (time.monotonic() - sent, True))
 
     async def keep_one_in_flight(client: aiohttp.ClientSession) -> None:
+        dropped = 0
         while time.monotonic() < window[1]:
             at = min(range(len(servers)), key=inflight.__getitem__)
             inflight[at] += 1
             try:
                 await one_answer(client, at)
+                dropped = 0
+            except aiohttp.ClientConnectionError as exc:
+                # Seen here: "Server disconnected" on a busy llama-server now and then.
+                # Ask again; a server that died, or drops every try, fails the layout.
+                dropped += 1
+                if not process.is_alive(servers[at].pid) or dropped >= MAX_DROPPED:
+                    why = process.last_error_line(process.read_tail(servers[at].member)) or str(exc)
+                    raise LayoutFailed(f"llama-server dropped the connection: {why}") from None
             finally:
                 inflight[at] -= 1
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as client:
+    # A connection per answer: no kept-alive connection that the server may have closed.
+    connector = aiohttp.TCPConnector(force_close=True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         clients = [asyncio.create_task(keep_one_in_flight(client)) for _ in range(level)]
         try:
             while time.monotonic() < window[1]:
@@ -209,7 +222,10 @@ def warm_up(servers: list[Server], model_id: str, stop: threading.Event) -> None
     async def each() -> None:
         import aiohttp
 
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as client:
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=300)
+        ) as client:
             for server in servers:
                 body = {"model": model_id, "messages": MESSAGES, "max_tokens": 4}
                 headers = {"Authorization": f"Bearer {server.member.api_key}"}
