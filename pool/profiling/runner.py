@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from pool.models import Member, states
-from pool.profiling.plan import PRUNE_AT, Layout, Plan, Point, should_prune
+from pool.profiling.plan import PRUNE_AT, START_S, Layout, Plan, Point, should_prune
 from pool.supervisor import process
 from pool.supervisor.model_file import ModelChoice
 
@@ -123,24 +123,34 @@ def health_ok(server: Server) -> bool:
 
 
 async def measure(
-    servers: list[Server], model_id: str, level: int, plan: Plan, answer_tokens: int, stop: threading.Event
+    servers: list[Server],
+    model_id: str,
+    level: int,
+    plan: Plan,
+    answer_tokens: int,
+    stop: threading.Event,
+    deadline: float,
 ) -> tuple[float, float | None, bool]:
     """`level` clients keep an answer each in flight (closed loop), each to the server with
-    the fewest in flight, as the gateway's least connections does. Tokens/s counts the
-    tokens that arrive in the window after the warm-up; TTFT is the p50 over answers started
-    in the first half of the point (the burst of `level` at once among them); an answer with
-    no first token yet when the point ends counts as its time so far (censored)."""
+    the fewest in flight, as the gateway's least connections does. They start at once (a
+    burst of `level` new answers); the window in which tokens are counted opens when every
+    answer of the burst has its first token (its prompt processed: a steady pace is what
+    tokens/s means), at the earliest after the warm-up and at the latest a point's length
+    after it, and lasts a point. TTFT is the p50 over the answers started before the
+    window's middle, the burst among them; an answer with no first token yet when the point
+    ends counts as its wait so far (censored)."""
     import aiohttp
 
     started = time.monotonic()
-    window = (started + plan.warm_s, started + plan.warm_s + plan.point_s)
-    ttft_until = window[0] + plan.point_s / 2
+    latest_open = started + plan.warm_s + plan.point_s
+    window = [latest_open, latest_open + plan.point_s]
     inflight = [0] * len(servers)
     tokens = 0
+    burst_started = 0  # answers of the burst that have their first token
     ttfts: list[tuple[float, bool]] = []  # (seconds, censored)
 
-    async def one_answer(client: aiohttp.ClientSession, at: int) -> None:
-        nonlocal tokens
+    async def one_answer(client: aiohttp.ClientSession, at: int, burst: bool) -> None:
+        nonlocal tokens, burst_started
         server = servers[at]
         body = {
             "model": model_id,
@@ -171,20 +181,24 @@ async def measure(
                     now = time.monotonic()
                     if first is None:
                         first = now - sent
+                        burst_started += burst
+                        if burst and burst_started == level and now < window[0]:
+                            opens = max(started + plan.warm_s, now)
+                            window[:] = [opens, opens + plan.point_s]
                     if window[0] <= now <= window[1]:
                         tokens += 1
         finally:
-            if sent <= ttft_until:
+            if sent <= window[0] + plan.point_s / 2:
                 ttfts.append((first, False) if first is not None else (time.monotonic() - sent, True))
 
     async def keep_one_in_flight(client: aiohttp.ClientSession) -> None:
-        dropped = 0
+        dropped, burst = 0, True
         while time.monotonic() < window[1]:
             at = min(range(len(servers)), key=inflight.__getitem__)
             inflight[at] += 1
             try:
-                await one_answer(client, at)
-                dropped = 0
+                await one_answer(client, at, burst)
+                dropped, burst = 0, False
             except aiohttp.ClientConnectionError as exc:
                 # Seen here: "Server disconnected" on a busy llama-server now and then.
                 # Ask again; a server that died, or drops every try, fails the layout.
@@ -204,6 +218,8 @@ async def measure(
             while time.monotonic() < window[1]:
                 if stop.is_set():
                     raise ProfileStopped("stopped")
+                if time.monotonic() > deadline:
+                    raise ProfileStopped("budget")
                 done = [task for task in clients if task.done()]
                 for task in done:
                     task.result()  # a failure ends the point at once
@@ -250,6 +266,8 @@ def profile_layout(
 ) -> str:
     """Measure `layout` at each of the plan's levels; returns 'done' or 'pruned'. Raises
     ProfileStopped (stop or deadline) or LayoutFailed; its processes are gone either way."""
+    if time.monotonic() + START_S + plan.warm_s + plan.point_s > deadline:
+        raise ProfileStopped("budget")  # not even one point would fit: start nothing
     servers = start_servers(layout, model)
     try:
         wait_ready(servers, stop)
@@ -258,7 +276,7 @@ def profile_layout(
             if time.monotonic() + plan.warm_s + plan.point_s > deadline:
                 raise ProfileStopped("budget")
             tokens_per_s, ttft, censored = asyncio.run(
-                measure(servers, model.model_id, level, plan, answer_tokens, stop)
+                measure(servers, model.model_id, level, plan, answer_tokens, stop, deadline)
             )
             on_point(Point(layout.key, level, tokens_per_s, ttft, censored))
             if level == PRUNE_AT and should_prune(tokens_per_s, best_at_prune):
