@@ -49,7 +49,8 @@ def app(tmp_path):
         app.password = wait_until(
             lambda: _read(data_dir / "admin-password.txt"), 60, what="the admin password"
         )
-        app.wait_ready()
+        # With no members there is no "ready" line: the page serves once this one is out.
+        wait_until(lambda: "Serving on" in app.output(), 240, what="vibeadmin to serve")
         yield app
     finally:
         app.stop()
@@ -70,7 +71,7 @@ def test_an_operator_sees_the_profile_plotted_and_sizes_a_peak_from_it(app, brow
 
     page.locator('[data-profile-chart="tokens"] canvas').wait_for(timeout=15_000)
     assert page.locator('[data-profile-chart="ttft"] canvas').count() == 1
-    assert "1 x 2 threads x 16 slots" in page.locator(".profile-table").inner_text()
+    assert "1 x 2 threads x 16 slots" in page.locator(".profile-table").text_content()
     data = json.loads(page.locator("#profile-data").text_content())
     assert [s["label"] for s in data["series"]] == ["2 x 1 thread x 8 slots", "1 x 2 threads x 16 slots"]
 
