@@ -132,3 +132,8 @@ def test_a_deadline_no_host_can_meet_says_so():
 
 def test_no_profile_means_no_sizing():
     assert capacity.size([], [], gpu=False, peak=50, answer_tokens=300, within_s=60) is None
+
+
+def test_a_layout_that_made_no_token_in_a_window_stops_there():
+    assert planning.stalled(0.0)
+    assert not planning.stalled(0.4)

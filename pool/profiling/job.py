@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 
+import psutil
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -138,9 +139,10 @@ def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileR
         run.plan["warm_s"],
         run.budget_s,
     )
-    # The plan keeps RESERVE_S back; all but a little of it may go to slow starts on busy
-    # cores: stopping the last layout's servers and saving take a second or two.
-    deadline = time.monotonic() + run.budget_s - planning.STOP_S
+    # The budget counts from this process's start (Django's own start included). The plan
+    # keeps RESERVE_S back; all but STOP_S of it may go to slow starts on busy cores.
+    spent = max(0.0, time.time() - psutil.Process().create_time())
+    deadline = time.monotonic() + run.budget_s - spent - planning.STOP_S
     stop = threading.Event()
     watcher = threading.Thread(target=watch_for_stop, args=(run.pk, stop), daemon=True)
     watcher.start()
@@ -181,9 +183,7 @@ def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileR
                 continue
             run.layouts[layout.key] = outcome
             if outcome == "pruned":
-                echo(
-                    f"  stopped early: tokens/s at {planning.PRUNE_AT} at once clearly below the best so far"
-                )
+                echo("  stopped early: no token in a window, or clearly below the best so far at 4 at once")
             at_prune = [p.tokens_per_s for p in run.measured_points() if p.level == planning.PRUNE_AT]
             best_at_prune = max(at_prune, default=None)
     except ProfileStopped as exc:

@@ -155,6 +155,12 @@ def should_prune(tokens_per_s_at: float, best_at: float | None) -> bool:
     return best_at is not None and best_at > 0 and tokens_per_s_at < PRUNE_BELOW * best_at
 
 
+def stalled(tokens_per_s: float) -> bool:
+    """Not one token in a point's window: more answers at once will not do better, so the
+    layout stops there (seen: a 2-thread member on busy cores, 4 s a token)."""
+    return tokens_per_s <= 0
+
+
 def answers_per_minute(tokens_per_s: float, answer_tokens: int) -> float:
     """Answers of `answer_tokens` each a minute at a pace of `tokens_per_s` in all."""
     return tokens_per_s * 60 / max(1, answer_tokens)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from pool.models import Member, states
-from pool.profiling.plan import PRUNE_AT, START_S, Layout, Plan, Point, should_prune
+from pool.profiling.plan import PRUNE_AT, START_S, Layout, Plan, Point, should_prune, stalled
 from pool.supervisor import process
 from pool.supervisor.model_file import ModelChoice
 
@@ -279,7 +279,7 @@ def profile_layout(
                 measure(servers, model.model_id, level, plan, answer_tokens, stop, deadline)
             )
             on_point(Point(layout.key, level, tokens_per_s, ttft, censored))
-            if level == PRUNE_AT and should_prune(tokens_per_s, best_at_prune):
+            if stalled(tokens_per_s) or (level == PRUNE_AT and should_prune(tokens_per_s, best_at_prune)):
                 return "pruned"
         return "done"
     finally:
