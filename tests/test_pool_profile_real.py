@@ -67,6 +67,10 @@ def servers_left(data_dir) -> list[int]:
 def test_a_short_profile_measures_each_point_of_a_layout_stores_them_and_leaves_no_server(
     data_dir, model_env
 ):
+    # The pool's own layout is measured first: two members of one thread (a 2-thread
+    # member on cores shared with other work can stall, and stops at its first empty point).
+    for _ in range(2):
+        assert manage("pool", "add", data_dir=data_dir, **model_env).returncode == 0
     result = manage(
         "pool",
         "profile",
@@ -82,7 +86,9 @@ def test_a_short_profile_measures_each_point_of_a_layout_stores_them_and_leaves_
     [(state, points, note)] = profiles(data_dir)
     assert state == "done", note
     measured = json.loads(points)
-    assert [p["level"] for p in measured] == [1, 2, 4, 8, 16]
+    levels = [p["level"] for p in measured]
+    assert len(levels) >= 2 and levels == [1, 2, 4, 8, 16][: len(levels)]
+    assert len(levels) == 5 or measured[-1]["tokens_per_s"] == 0  # all, or it stalled
     # On cores shared with other work a point may see no token in its window (a first
     # token not yet come counts as its wait so far): each point has a TTFT, and tokens came.
     assert all(p["ttft_p50_s"] is not None for p in measured)
