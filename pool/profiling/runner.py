@@ -279,6 +279,8 @@ def profile_layout(
                 measure(servers, model.model_id, level, plan, answer_tokens, stop, deadline)
             )
             on_point(Point(layout.key, level, tokens_per_s, ttft, censored))
+            if level == plan.levels[-1]:
+                break
             if stalled(tokens_per_s) or (level == PRUNE_AT and should_prune(tokens_per_s, best_at_prune)):
                 return "pruned"
         return "done"
