@@ -135,14 +135,14 @@ async def measure(
     the fewest in flight, as the gateway's least connections does. They start at once (a
     burst of `level` new answers); the window in which tokens are counted opens when every
     answer of the burst has its first token (its prompt processed: a steady pace is what
-    tokens/s means), at the earliest after the warm-up and at the latest a point's length
-    after it, and lasts a point. TTFT is the p50 over the answers started before the
+    tokens/s means), at the earliest after the warm-up and at the latest half a point after
+    it, and lasts a point. TTFT is the p50 over the answers started before the
     window's middle, the burst among them; an answer with no first token yet when the point
     ends counts as its wait so far (censored)."""
     import aiohttp
 
     started = time.monotonic()
-    latest_open = started + plan.warm_s + plan.point_s
+    latest_open = started + plan.warm_s + plan.point_s / 2
     window = [latest_open, latest_open + plan.point_s]
     inflight = [0] * len(servers)
     tokens = 0
