@@ -158,3 +158,13 @@ def test_the_cli_says_what_to_do_when_nothing_was_measured(db):
 
     with pytest.raises(CommandError, match="no profile has been measured yet"):
         call_command("pool", "profile", "--show")
+
+
+def test_a_missing_model_fails_the_profile_in_one_line(settings, db, tmp_path):
+    from django.core.management.base import CommandError
+
+    settings.VIBEADMIN_MODEL = tmp_path / "absent.gguf"
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("pool", "profile", "--budget", "120", "--layouts", "1", stdout=io.StringIO())
+    run = ProfileRun.objects.get()
+    assert run.state == ProfileRun.FAILED and "does not exist" in run.note

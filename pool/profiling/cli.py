@@ -116,6 +116,8 @@ def measure(options: dict, write) -> ProfileRun:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return job.execute(run, echo=write)
+    except job.ProfileError as exc:
+        raise CommandError(str(exc)) from None
     except KeyboardInterrupt:
         run.refresh_from_db()
         raise CommandError(

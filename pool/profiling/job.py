@@ -26,7 +26,7 @@ from pool.profiling import plan as planning
 from pool.profiling.plan import Layout, Point
 from pool.profiling.runner import LayoutFailed, ProfileStopped, profile_layout
 from pool.supervisor import process
-from pool.supervisor.model_file import ensure_model
+from pool.supervisor.model_file import ModelFileError, ensure_model
 
 DEFAULT_BUDGET_S = 300.0
 DEFAULT_ANSWER_TOKENS = 64
@@ -129,7 +129,11 @@ def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileR
     """Measure every planned layout of `run`; on Ctrl-C the points so far are kept, marked
     partial, and KeyboardInterrupt goes on to the caller. No process outlives this."""
     ProfileRun.objects.filter(pk=run.pk).update(pid=os.getpid())
-    model = ensure_model(progress=echo)
+    try:
+        model = ensure_model(progress=echo)
+    except ModelFileError as exc:
+        finish(run, ProfileRun.FAILED, str(exc))
+        raise ProfileError(str(exc)) from None
     run.model_path = str(model.path)
     run.save(update_fields=["model_path"])
     plan = planning.Plan(
