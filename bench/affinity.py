@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -26,12 +28,39 @@ from bench.context import Bench
 from bench.engines import pool_server
 from bench.figures import save
 from bench.rounds import spread
+from bench.server import ROOT
 
 NAME = "affinity"
 GOAL_GAIN = 1.05  # keep affinity on by default only if p50 TTFT off/on is at least this
 TASKS = ("general", "math", "code")
 QUESTIONS = ("What is 17 * 23?", "Name a prime above 100.", "Reverse the word cache.", "What is 2 ** 10?")
 POOL_ENV = {"VIBEADMIN_SLOTS": "2", "VIBEADMIN_N_CTX": "1024", "VIBEADMIN_N_THREADS": "1"}
+# BENCH_SWA_FULL=0 starts the members without --swa-full, which a sliding-window model (the
+# gemma GGUF) needs for its cache to be reused at all and which a qwen2 model should not.
+SWA_FULL = os.environ.get("BENCH_SWA_FULL", "1") != "0"
+
+
+def without_swa_full(folder: Path) -> Path:
+    """A llama-server that drops --swa-full from its arguments: the supervisor always passes it."""
+    real = subprocess.run(
+        [str(ROOT / "bin" / "build-llama-server"), "--print-path"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "llama-server"
+    wrapper.write_text(
+        "#!/bin/bash\nargs=()\n"
+        'for a in "$@"; do [ "$a" = --swa-full ] || args+=("$a"); done\n'
+        f'exec {real} "${{args[@]}}"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def resident_mib(server) -> float:
+    """The members' resident memory in all (MiB): what --swa-full costs."""
+    from bench.server import member_processes  # noqa: PLC0415
+
+    return sum(p.memory_info().rss for p in member_processes(server.data_dir)) / 2**20
 
 
 def system_prompt(task: str, round_no: int) -> str:
@@ -90,9 +119,12 @@ def run(bench: Bench) -> dict:
     scale = bench.scale
     rounds = 1 if scale.smoke else max(3, 2 * scale.rounds + 1)
     waves = 2 if scale.smoke else len(QUESTIONS)
+    env = dict(POOL_ENV)
+    if not SWA_FULL:
+        env["VIBEADMIN_LLAMA_SERVER"] = str(without_swa_full(bench.folders.root / "no-swa-full"))
     pools = {
-        "on": pool_server(bench, {**POOL_ENV, "VIBEADMIN_PROMPT_AFFINITY": "1"}),
-        "off": pool_server(bench, {**POOL_ENV, "VIBEADMIN_PROMPT_AFFINITY": "0"}),
+        "on": pool_server(bench, {**env, "VIBEADMIN_PROMPT_AFFINITY": "1"}),
+        "off": pool_server(bench, {**env, "VIBEADMIN_PROMPT_AFFINITY": "0"}),
     }
     rows = []
     with pools["on"], pools["off"]:
@@ -100,6 +132,7 @@ def run(bench: Bench) -> dict:
             server.wait_ready(["m1", "m2"])
             server.create_key()
             asyncio.run(wave(server.api_url, server.key, -1, QUESTIONS[0]))  # warm up: first runs are slower
+        memory = {leg: round(resident_mib(server)) for leg, server in pools.items()}
         for round_no in range(rounds):
             for wave_no in range(waves):
                 order = list(pools.items())
@@ -107,7 +140,15 @@ def run(bench: Bench) -> dict:
                     answers = asyncio.run(wave(server.api_url, server.key, round_no, QUESTIONS[wave_no]))
                     rows += [{"leg": leg, "round": round_no, "wave": wave_no, **a} for a in answers]
             print(f"  round {round_no}: {round_summary(rows, round_no)}", flush=True)
-    return {"name": NAME, "rounds": rounds, "waves": waves, "runs": rows, "summary": summarize(rows)}
+    return {
+        "name": NAME,
+        "rounds": rounds,
+        "waves": waves,
+        "swa_full": SWA_FULL,
+        "members_resident_mib": memory,
+        "runs": rows,
+        "summary": summarize(rows),
+    }
 
 
 def round_summary(rows: list[dict], round_no: int) -> str:
@@ -206,7 +247,13 @@ def markdown(result: dict) -> str:
             "|---|---|---|",
             f"| p50 TTFT (s) | {fmt(s['ttft_p50_on_s'], '')} | {fmt(s['ttft_p50_off_s'], '')} |",
             f"| members serving one task's prompt in a round | {spread_['on']:.2f} | {spread_['off']:.2f} |",
+            *(
+                [f"| members' resident memory, 2 members (MiB) | {memory['on']} | {memory['off']} |"]
+                if (memory := result.get("members_resident_mib"))
+                else []
+            ),
             "",
+            f"Members started {'with' if result.get('swa_full', True) else 'without'} `--swa-full`.",
             f"Gain (off / on): p50 TTFT {fmt(s['gain_p50'], 'x', 2)}, mean TTFT {fmt(s['gain_mean'], 'x', 2)}. "
             f"Failed requests: {s['failed']}.",
         ]

@@ -18,7 +18,7 @@ from bench.figures import save
 from bench.loadgen import Shot, closed_loop
 
 NAME = "real_model"
-GOAL_COST = 0.02
+GOAL_COST = 0.03  # through vibeadmin >= 0.97x straight to the members (issue 17)
 MESSAGES = [
     # Our own system prompt: the gateway then adds none, so both legs send the same prompt.
     {"role": "system", "content": "You are a helpful assistant."},
@@ -56,9 +56,12 @@ def run(bench: Bench) -> dict:
     from bench.server import Vibeadmin  # noqa: PLC0415
 
     scale = bench.scale
-    tokens = 8 if scale.smoke else 48
-    duration = scale.seconds(8.0, least=3.0)
-    rounds = 1 if scale.smoke else 2 * scale.rounds
+    tokens = 8 if scale.smoke else 32
+    # Only answers that end within a leg count: at least 30 s a leg (3 in a smoke run), as a
+    # 32-token answer of the 1.5B took 10-15 s on 2 cores shared with other work.
+    duration = scale.seconds(8.0, least=3.0 if scale.smoke else 30.0)
+    # At least four rounds: one round's legs move by several percent on shared cores.
+    rounds = 1 if scale.smoke else max(4, 2 * scale.rounds)
     sizes = (1,) if scale.smoke else (1, 2)
     rows = []
     for n in sizes:
@@ -136,7 +139,7 @@ def goals(result: dict) -> list[dict]:
     return [
         {
             "benchmark": NAME,
-            "goal": f"gateway's cost in tokens/s with {s['members']} member(s) < 2%",
+            "goal": f"gateway's cost in tokens/s with {s['members']} member(s) < {GOAL_COST:.0%}",
             "unit": "",
             "value": round(s["cost"], 4),
             "met": s["cost"] < GOAL_COST,

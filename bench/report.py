@@ -92,6 +92,7 @@ def _machine(meta: dict) -> str:
                 f"{', '.join(rerun['ran'])} ({rerun['scale']}) on {rerun['machine']['date']}, "
                 f"{rerun['seconds']} s"
                 + _code(rerun)
+                + (f", model {Path(rerun['model']).name}" if rerun.get("model", "").endswith(".gguf") else "")
                 + (f", load average {', '.join(map(str, load))} as it began" if load else ""),
             )
         )

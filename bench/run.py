@@ -8,6 +8,7 @@ BENCHMARKS.md.
     python -m bench.run --report-only    # rebuild BENCHMARKS.md from bench/results
     BENCH_SCALE=0.5 python -m bench.run  # scale every duration and request count
     BENCH_CODE=/tmp/before python -m bench.run --only overhead   # serve another checkout's gateway
+    python -m bench.run --quick --only engines --model /models/q.gguf --chat-format chatml
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from bench import machine, report
 from bench.context import Bench, scale_for
-from bench.server import served_code
+from bench.server import MODEL_ENV, served_code, use_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -56,7 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="only rebuild BENCHMARKS.md from the results"
     )
+    parser.add_argument(
+        "--model", type=Path, help="the GGUF the real members serve (default: the default model)"
+    )
+    parser.add_argument(
+        "--chat-format", default="", help="with --model: its chat template's name (chatml for a Qwen2.5 GGUF)"
+    )
     args = parser.parse_args(argv)
+    if args.model:
+        if not args.model.is_file():
+            parser.error(f"--model {args.model}: no such file")
+        use_model(args.model, args.chat_format)
     if args.report_only:
         write_report(args.out)
         return 0
@@ -81,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "factor": scale.factor,
         "machine": machine_info,
         "code": served_code(),
+        "model": MODEL_ENV.get("VIBEADMIN_MODEL", "the default model"),
         "notes": bench.notes,
         "seconds": round(time.monotonic() - started, 1),
         "ran": names,

@@ -31,6 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CODE = Path(os.environ.get("BENCH_CODE") or ROOT).resolve()
 # The default GGUF that `make install` assembles into the developer's data folder.
 DEFAULT_MODEL_DIR = ROOT / "var" / "models"
+# The model every server a benchmark starts serves: empty for the default one, else
+# VIBEADMIN_MODEL and VIBEADMIN_CHAT_FORMAT as `bench.run --model` sets them.
+MODEL_ENV: dict[str, str] = {}
+
+
+def use_model(path: Path, chat_format: str) -> None:
+    """Serve `path` (with llama-server's built-in template `chat_format`) in every server started after this."""
+    MODEL_ENV.update({"VIBEADMIN_MODEL": str(path.resolve()), "VIBEADMIN_CHAT_FORMAT": chat_format})
 
 
 def served_code() -> dict:
@@ -115,6 +123,7 @@ class Vibeadmin:
             "VIBEADMIN_PORT": str(self.port),
             "VIBEADMIN_API_PORT": str(self.api_port),
             "VIBEADMIN_LOG_LEVEL": "WARNING",
+            **MODEL_ENV,
             **(env or {}),
         }
         self.proc: subprocess.Popen | None = None

@@ -279,3 +279,36 @@ def delete_desired_state(row: models.Model) -> None:
 
 def _note(member: Member, message: str) -> None:
     events.record(PoolEvent.ACTION, message, member_name=member.name)
+
+
+@transaction.atomic
+def pool_apply_layout(
+    *, members: int, threads: int, slots: int, gpu_layers: int | None = None, reason: str = ""
+) -> list[str]:
+    """Make the pool `members` local llama-server members of `threads` threads and `slots`
+    slots each (and `gpu_layers` on a GPU host), as a profile found best: scale to the
+    count, then set each wanted member's shape and restart the running ones that change."""
+    if threads < 1:
+        raise ActionError("threads must be 1 or more")
+    _check_slots(slots, engine=states.LLAMA_SERVER, remote=False)
+    done = pool_scale(count=members, reason=reason)
+    wanted = Member.objects.filter(kind=states.LOCAL, remove_requested=False, should_run=True)
+    for member in wanted:
+        shape: dict = {"engine": states.LLAMA_SERVER, "slots": slots, "n_threads": threads}
+        if gpu_layers is not None:
+            shape["n_gpu_layers"] = gpu_layers
+        if all(getattr(member, field) == value for field, value in shape.items()):
+            continue
+        Member.objects.filter(pk=member.pk).update(**shape)
+        if member.state in states.STOPPED_STATES:
+            done.append(f"{member.name}: reshaped")
+        else:
+            member_restart(member=member)
+            done.append(f"{member.name}: reshaped, restart")
+    events.record(
+        PoolEvent.ACTION,
+        f"layout {members} x {threads} thread(s) x {slots} slots applied"
+        + (f" ({reason})" if reason else "")
+        + (": " + ", ".join(done) if done else ": nothing to change"),
+    )
+    return done

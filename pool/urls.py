@@ -2,7 +2,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from pool.dashboard.login_throttle import ThrottledLoginForm
-from pool.dashboard.views import alerts, audit, autoscaling, keys, members, overview, quality, routing
+from pool.dashboard.views import (
+    alerts,
+    audit,
+    autoscaling,
+    keys,
+    members,
+    overview,
+    profile,
+    quality,
+    routing,
+)
 from pool.views import solve
 
 urlpatterns = [
@@ -12,6 +22,11 @@ urlpatterns = [
     path("dashboard/", overview.overview, name="dashboard"),
     path("dashboard/capacity/", overview.capacity, name="capacity"),
     path("dashboard/events/", overview.recent_events, name="recent_events"),
+    path("dashboard/profile/", profile.profile_panel, name="profile_panel"),
+    path("dashboard/profile/start/", profile.profile_start, name="profile_start"),
+    path("dashboard/profile/stop/", profile.profile_stop, name="profile_stop"),
+    path("dashboard/profile/apply/", profile.profile_apply, name="profile_apply"),
+    path("dashboard/profile/capacity/", profile.profile_capacity, name="profile_capacity"),
     path("dashboard/members/", members.members, name="members"),
     path("dashboard/members/table/", members.members_table, name="members_table"),
     path("dashboard/members/add/", members.member_add, name="member_add"),

@@ -7,6 +7,7 @@ from pool.models.events import PoolEvent
 from pool.models.member import Member
 from pool.models.node import Node
 from pool.models.pool_settings import PoolSettings
+from pool.models.profile import ProfileRun
 from pool.models.quality import EvalAnswer, EvalRun
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "Node",
     "PoolEvent",
     "PoolSettings",
+    "ProfileRun",
 ]

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from pool.dashboard import snapshot
 from pool.dashboard.forms import CapacityForm
+from pool.dashboard.views import profile
 from pool.dashboard.views.common import page_or_partial, staff_required
 from pool.loops import autoscale, resources
 from pool.model_file import chosen_model
@@ -43,6 +44,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "firing": AlertRule.objects.filter(firing=True),
         "events": PoolEvent.objects.all()[:12],
         **capacity_context(request),
+        **profile.profile_context(request),
     }
     return render(request, "dashboard/overview.html", context)
 

@@ -17,6 +17,7 @@ from pool.eval import cli as eval_cli
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
+from pool.profiling import cli as profile_cli
 
 MEMBER_ACTIONS = {
     "start": (actions.member_start, "start a member (a failed one gets fresh retries)"),
@@ -43,7 +44,7 @@ LAST_ERROR_WIDTH = 60
 
 
 class Command(BaseCommand):
-    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy."
+    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy, profile."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -97,6 +98,9 @@ class Command(BaseCommand):
         strategy = sub.add_parser("strategy", help="show the routing strategy, or set it")
         strategy.add_argument("name", nargs="?", metavar="NAME")
         eval_cli.add_parser(sub)
+        profile_cli.add_arguments(
+            sub.add_parser("profile", help="measure layouts on this host's model and cores; --apply the best")
+        )
 
     def execute(self, *args, **options):
         with audit.acting_as(audit.CLI):  # every change made here is recorded as the command line's
@@ -133,6 +137,8 @@ class Command(BaseCommand):
                 self.strategy(options["name"])
             elif action == "eval":
                 eval_cli.handle(options, self.stdout.write)
+            elif action == "profile":
+                profile_cli.handle(self, options)
         except actions.ActionError as exc:
             raise CommandError(str(exc)) from None
 

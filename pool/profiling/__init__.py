@@ -1,0 +1,1 @@
+"""Sizing the pool from measurements on this host: `manage.py pool profile`."""
