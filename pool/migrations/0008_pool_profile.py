@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0005_member_engines'),
+        ('pool', '0007_model_quality'),
     ]
 
     operations = [
