@@ -78,6 +78,8 @@ class Exchange:
                 detail = (await response.read())[:200].decode(errors="replace")
                 raise _RetryableStatus(response.status, detail)
             extra = [(b"x-vibeadmin-member", backend.name.encode())]
+            if outcome.cache_plan is not None:
+                extra.append((b"x-vibeadmin-cache", outcome.cache_plan.label.encode()))
             if outcome.stream and response.status == 200:
                 events = sse.EventSplitter(pass_usage=pass_usage)
                 await self.relay_stream(send, response, backend, outcome, events, sent_at, extra)

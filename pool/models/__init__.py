@@ -3,9 +3,22 @@ state (what the supervisor last saw); everything else reads it from here."""
 
 from pool.models.alerts import AlertEvent, AlertRule
 from pool.models.apikey import ApiKey
+from pool.models.cache import CacheEntry
 from pool.models.events import PoolEvent
 from pool.models.member import Member
 from pool.models.node import Node
 from pool.models.pool_settings import PoolSettings
+from pool.models.usage import QuotaWarning, UsageDay
 
-__all__ = ["AlertEvent", "AlertRule", "ApiKey", "Member", "Node", "PoolEvent", "PoolSettings"]
+__all__ = [
+    "AlertEvent",
+    "AlertRule",
+    "ApiKey",
+    "CacheEntry",
+    "Member",
+    "Node",
+    "PoolEvent",
+    "PoolSettings",
+    "QuotaWarning",
+    "UsageDay",
+]
