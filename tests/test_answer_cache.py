@@ -223,11 +223,12 @@ async def test_a_changed_model_file_misses_and_empties_the_previous_models_answe
     key = await cached_key(cache=True)
     body = chat("Solve 2x+3=7", max_tokens=50, temperature=0)
     await request(gateway, "POST", PATH, body, key=key)
-    await gateway.keep_books()
+    await written()
 
     model_file.write_bytes(b"GGUF" + b"other weights" * 100)
     await gateway.registry.refresh()
     after = await request(gateway, "POST", PATH, body, key=key)
+    await written()
     await gateway.keep_books()
 
     assert after.headers["x-vibeadmin-cache"] == "miss"
@@ -241,7 +242,7 @@ async def test_empty_cache_empties_every_gateways_memory_too(gateway, fakes_in_l
     key = await cached_key(cache=True)
     body = chat("Solve 2x+3=7", max_tokens=50, temperature=0)
     await request(gateway, "POST", PATH, body, key=key)
-    await gateway.keep_books()
+    await written()
 
     await sync_to_async(empty_cache)()
     await gateway.registry.refresh()

@@ -27,7 +27,7 @@ from pool.gateway.answer_cache import (
 from pool.gateway.answer_cache import whole_reply as render_whole
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.backend import RouteContext
-from pool.gateway.collapse import Flight, Flights, Served, subscribe
+from pool.gateway.collapse import Delivery, Flight, Flights, Served, subscribe
 from pool.gateway.outcome import Outcome
 from pool.gateway.tasks import spawn
 from pool.gateway.validation import Validated
@@ -99,31 +99,26 @@ class Answers:
         self, send, path: str, request: Validated, ctx: RouteContext, outcome: Outcome, exchange
     ) -> None:
         """A miss: join the generation under way for this key, or start it."""
-        plan: Plan = outcome.cache_plan  # type: ignore[assignment]
-        stream, include_usage = request.stream, client_wants_usage(request.body)
-        model = request.body["model"]
-        for _ in range(MAX_TURNS):
-            flight = self.flights.get(plan.key) if plan.serve else None
+        plan: Plan = outcome.cache_plan
+        delivery = Delivery(
+            send, request.stream, client_wants_usage(request.body), request.body["model"], headers=[]
+        )
+        for turn in range(MAX_TURNS + 1):
+            share = plan.serve and turn < MAX_TURNS  # the last turn: a generation of its own
+            flight = self.flights.get(plan.key) if share else None
             leader = flight is None
             if flight is None:
                 flight = self.flights.start(
-                    plan.key, self.generation(path, request, ctx, outcome, exchange, plan), share=plan.serve
+                    plan.key, self.generation(path, request, ctx, outcome, exchange, plan), share=share
                 )
-            outcome.cache_served = not leader
             label = plan.label if leader else HIT
-            headers = [(b"x-vibeadmin-cache", label.encode())]
+            delivery.leader, delivery.cached = leader, not leader
+            delivery.headers = [(b"x-vibeadmin-cache", label.encode())]
             if not leader:
-                headers.append((b"x-vibeadmin-shared", b"in-flight"))
+                delivery.headers.append((b"x-vibeadmin-shared", b"in-flight"))
+            outcome.cache_served = not leader
             try:
-                served = await subscribe(
-                    flight,
-                    send,
-                    stream=stream,
-                    include_usage=include_usage,
-                    model=model,
-                    headers=(flight.headers + headers) if leader else headers,
-                    cached=not leader,
-                )
+                served = await subscribe(flight, delivery)
             except asyncio.CancelledError:
                 if leader and flight.task is not None and not flight.task.done():
                     # Others still wait for this answer: this request's account (its member's
@@ -139,9 +134,6 @@ class Answers:
                 saved(outcome, flight.answer)
                 return
             outcome.cache_served = False
-        # Flights kept failing under this request: one of its own, not shared.
-        outcome.cache_plan = dataclasses.replace(plan, serve=False, label=BYPASS)
-        await self.relay(send, path, request, ctx, outcome, exchange)
 
     def generation(
         self, path: str, request: Validated, ctx: RouteContext, outcome: Outcome, exchange, plan: Plan

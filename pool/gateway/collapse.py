@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import Enum
 
 from pool.gateway import errors
@@ -150,30 +151,52 @@ class Flights:
             flight.end()
 
 
-async def subscribe(
-    flight: Flight,
-    send,
-    *,
-    stream: bool,
-    include_usage: bool,
-    model: str,
-    headers: list[tuple[bytes, bytes]],
-    cached: bool,
-) -> Served:
+@dataclass
+class Delivery:
+    """One client's reply, which may outlive a flight: a stream's headers go out when the
+    member answers, and a follower whose flight failed before any token goes on with the
+    next one in the same reply."""
+
+    send: Callable[[dict], Awaitable[None]]
+    stream: bool
+    include_usage: bool
+    model: str
+    headers: list[tuple[bytes, bytes]]
+    cached: bool = False  # served from someone else's generation
+    leader: bool = False  # its own generation: the member's headers (which member, timings) go too
+    writer: StreamWriter | None = None  # set once the stream's headers went out
+
+    async def start_stream(self, flight: Flight) -> StreamWriter:
+        if self.writer is None:
+            self.writer = StreamWriter(self.model)
+            own = flight.headers if self.leader else []
+            await self.send(
+                {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *own, *self.headers]}
+            )
+        return self.writer
+
+
+async def subscribe(flight: Flight, delivery: Delivery) -> Served:
     """Serve `flight`'s answer to one client, as it comes. Leaving (a cancel) unsubscribes;
     the last subscriber to leave stops the generation."""
     flight.subscribers += 1
     try:
-        if stream:
-            return await _stream(
-                flight, send, include_usage=include_usage, model=model, headers=headers, cached=cached
-            )
+        if delivery.stream:
+            return await _stream(flight, delivery)
         while not flight.done:
             await flight.changed()
         if not flight.ok:
             return Served.NOTHING
-        body = whole_reply(flight.answer, model, cached=cached)
-        await send({"type": "http.response.start", "status": 200, "headers": [*JSON_HEADERS, *headers]})
+        body = whole_reply(flight.answer, delivery.model, cached=delivery.cached)
+        own = flight.headers if delivery.leader else []
+        send = delivery.send
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*JSON_HEADERS, *own, *delivery.headers],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         return Served.WHOLE
     finally:
@@ -182,32 +205,25 @@ async def subscribe(
             flight.task.cancel()
 
 
-async def _stream(flight: Flight, send, *, include_usage: bool, model: str, headers, cached: bool) -> Served:
-    writer: StreamWriter | None = None
+async def _stream(flight: Flight, delivery: Delivery) -> Served:
     sent = 0
+    send = delivery.send
     while True:
-        deltas = flight.answer.deltas
-        if len(deltas) > sent and not flight.broken:
-            if writer is None:
-                writer = StreamWriter(model)
-                await send(
-                    {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]}
-                )
-            out = b"".join(writer.delta(d) for d in deltas[sent:])
-            sent = len(deltas)
-            await send({"type": "http.response.body", "body": out, "more_body": True})
+        if flight.status == 200 and not flight.broken:
+            writer = await delivery.start_stream(flight)  # as soon as the member answers, as live
+            deltas = flight.answer.deltas
+            if len(deltas) > sent:
+                out = b"".join(writer.delta(d) for d in deltas[sent:])
+                sent = len(deltas)
+                await send({"type": "http.response.body", "body": out, "more_body": True})
         if flight.done:
             if flight.ok:
-                if writer is None:
-                    writer = StreamWriter(model)
-                    await send(
-                        {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]}
-                    )
-                end = writer.end(flight.answer, include_usage=include_usage, cached=cached)
+                writer = await delivery.start_stream(flight)
+                end = writer.end(flight.answer, include_usage=delivery.include_usage, cached=delivery.cached)
                 await send({"type": "http.response.body", "body": end})
                 return Served.WHOLE
-            if writer is None:
-                return Served.NOTHING
+            if delivery.writer is None or (sent == 0 and not delivery.leader):
+                return Served.NOTHING  # nothing of this answer was sent: the next flight may serve it
             error = flight.error or errors.upstream_failed("the member generating this answer failed")
             await send({"type": "http.response.body", "body": error_event(error) + b"data: [DONE]\n\n"})
             return Served.CUT
