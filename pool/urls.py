@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from pool.dashboard.login_throttle import ThrottledLoginForm
-from pool.dashboard.views import alerts, autoscaling, keys, members, overview, routing
+from pool.dashboard.views import alerts, autoscaling, cache, keys, members, overview, routing
 from pool.views import solve
 
 urlpatterns = [
@@ -24,6 +24,11 @@ urlpatterns = [
     path("dashboard/keys/create/", keys.key_create, name="key_create"),
     path("dashboard/keys/<int:pk>/revoke/", keys.key_revoke, name="key_revoke"),
     path("dashboard/keys/<int:pk>/limits/", keys.key_limits, name="key_limits"),
+    path("dashboard/keys/<int:pk>/usage/", cache.key_usage, name="key_usage"),
+    path("dashboard/keys/<int:pk>/usage.csv", cache.key_usage_csv, name="key_usage_csv"),
+    path("dashboard/cache/", cache.cache, name="cache"),
+    path("dashboard/cache/empty/", cache.cache_empty, name="cache_empty"),
+    path("dashboard/routing/solve-cache/", cache.solve_cache_quota, name="solve_cache_quota"),
     path("dashboard/alerts/", alerts.alerts, name="alerts"),
     path("dashboard/alerts/events/", alerts.alert_events, name="alert_events"),
     path("dashboard/alerts/rules/", alerts.rule_create, name="rule_create"),
