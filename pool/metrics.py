@@ -378,6 +378,11 @@ CACHE_SAVED_SECONDS = Counter(
     ["tenant"],
 )
 CACHE_ENTRIES = Gauge("vibeadmin_cache_entries", "Answers stored in the answer cache (all gateways)")
+CACHE_DEGRADED = Gauge(
+    "vibeadmin_cache_degraded",
+    "1 while the answer cache cannot reach its table or quotas fail open (Redis away), by part",
+    ["part"],
+)
 
 
 def record_cache(tenant: str, result: str, *, saved_tokens: int = 0, saved_s: float = 0.0) -> None:

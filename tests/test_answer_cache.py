@@ -290,3 +290,43 @@ async def test_the_solve_page_is_cached_by_default_and_its_usage_is_kept_per_day
     day = await sync_to_async(UsageDay.objects.get)(tenant="solve")
     assert (day.requests, day.cache_hits, day.cache_misses) == (2, 1, 1)
     assert day.completion_tokens == 6 and day.saved_tokens > 6
+
+
+async def test_metrics_count_hits_misses_and_what_the_cache_saved_per_tenant(
+    gateway, fakes_in_loop, model_file, settings
+):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from vibeadmin.asgi import application
+
+    settings.VIBEADMIN_METRICS_TOKEN = "scrape-token-for-the-cache"
+
+    async def scrape() -> dict:
+        reply = await request(
+            application, "GET", "/metrics", headers={"authorization": "Bearer scrape-token-for-the-cache"}
+        )
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(reply.body.decode())
+            for s in family.samples
+        }
+
+    await fakes_in_loop(1, max_tokens=6)
+    key = await cached_key(cache=True)
+    body = chat("Solve 2x+3=7", max_tokens=50, temperature=0)
+    before = await scrape()
+    for _ in range(3):
+        await request(gateway, "POST", PATH, body, key=key)
+    await written()
+    await gateway.keep_books()
+    after = await scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        sample = (name, frozenset(labels.items()))
+        return after.get(sample, 0.0) - before.get(sample, 0.0)
+
+    assert grew("vibeadmin_cache_requests_total", tenant="judge", result="hit") == 2
+    assert grew("vibeadmin_cache_requests_total", tenant="judge", result="miss") == 1
+    assert grew("vibeadmin_cache_saved_tokens_total", tenant="judge") > 12
+    assert grew("vibeadmin_cache_saved_member_seconds_total", tenant="judge") > 0
+    assert after[("vibeadmin_cache_entries", frozenset())] == 1

@@ -32,6 +32,7 @@ from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
+from pool import metrics
 from pool.models import CacheEntry
 
 log = logging.getLogger("pool.gateway")
@@ -194,6 +195,7 @@ class AnswerCache:
             ]
             if keep:
                 CacheEntry.objects.filter(used_at__lte=keep[0]).delete()
+        metrics.CACHE_ENTRIES.set(CacheEntry.objects.count())
         self.failing = ""
 
     @staticmethod

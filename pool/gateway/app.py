@@ -119,6 +119,8 @@ class Gateway:
                 self.answers.model_sha256 = sha
         except Exception as exc:  # the database busy: the next round writes it
             self.answers.cache.fail("keep", exc)
+        metrics.CACHE_DEGRADED.labels("cache").set(bool(self.answers.cache.failing))
+        metrics.CACHE_DEGRADED.labels("quotas").set(bool(self.quotas.failing))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -170,9 +172,8 @@ class Gateway:
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
         tenant = caller.key.tenant if caller.key else policy.solve_tenant
         key = caller.key
-        on, sampled_ok = (
-            (key.cache, key.cache_sampled) if key else (policy.solve_cache, policy.solve_cache_sampled)
-        )
+        # The cache is a key's choice; keyless callers (an open API) have none to make.
+        on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
         answer = await self.plan_cache(scope, path, request, outcome, on=on, sampled_ok=sampled_ok)
         if answer is not None:  # counts against the key's requests per minute, not its tokens
             outcome.admitted = await self.admission.key(key, tokens=0)
