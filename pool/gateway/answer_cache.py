@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import IntegrityError, close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -232,21 +232,26 @@ def _read(key: str, model_sha256: str) -> tuple[Answer, float] | None:
 
 
 def _write(key: str, answer: Answer, tenant: str) -> None:
+    """One statement at a time: SQLite cannot turn a transaction that read into one that
+    writes while another writer holds the lock (update_or_create did, and failed at once)."""
     close_old_connections()
     now = timezone.now()
-    CacheEntry.objects.update_or_create(
-        key=key,
-        defaults={
-            "model_sha256": answer.model_sha256,
-            "tenant": tenant,
-            "answer": answer.to_json(),
-            "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-            "generation_s": answer.generation_s,
-            "created_at": now,
-            "used_at": now,
-        },
-    )
+    fields = {
+        "model_sha256": answer.model_sha256,
+        "tenant": tenant,
+        "answer": answer.to_json(),
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "generation_s": answer.generation_s,
+        "created_at": now,
+        "used_at": now,
+    }
+    if CacheEntry.objects.filter(key=key).update(**fields):
+        return
+    try:
+        CacheEntry.objects.create(key=key, **fields)
+    except IntegrityError:  # another gateway stored the same answer a moment ago
+        CacheEntry.objects.filter(key=key).update(**fields)
 
 
 # --- an answer as OpenAI's chat completion, whole or streamed ----------------------------------
