@@ -227,3 +227,26 @@ async def test_local_quotas_count_a_tenant_per_period():
     held = await quotas.reserve(Quota("t", "t", 100, 1000), 90)
     quotas.settle(held, 30)
     assert sorted(quotas.levels.values()) == [30, 30]
+
+
+async def test_a_time_zone_that_does_not_exist_stops_start_up_with_one_line(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from vibeadmin.env import env_time_zone
+
+    monkeypatch.setenv("VIBEADMIN_TIME_ZONE", "Mars/Olympus_Mons")
+    with pytest.raises(ImproperlyConfigured, match="VIBEADMIN_TIME_ZONE must be a time zone name"):
+        env_time_zone("VIBEADMIN_TIME_ZONE", "UTC")
+    monkeypatch.setenv("VIBEADMIN_TIME_ZONE", "Asia/Tokyo")
+    assert env_time_zone("VIBEADMIN_TIME_ZONE", "UTC") == "Asia/Tokyo"
+
+
+async def test_a_month_quota_resets_at_the_first_of_the_next_month_in_the_operators_time_zone(settings):
+    from datetime import UTC, datetime
+
+    settings.TIME_ZONE = "Asia/Tokyo"
+    # 20:00 UTC on 31 January is already 1 February in Tokyo.
+    (day, month) = periods(Quota("t", "t", 10, 100), datetime(2027, 1, 31, 20, 0, tzinfo=UTC))
+    assert (day.name, month.name) == ("day:2027-02-01", "month:2027-02")
+    assert month.resets_at.isoformat() == "2027-03-01T00:00:00+09:00"
+    assert day.resets_at.isoformat() == "2027-02-02T00:00:00+09:00"
