@@ -50,7 +50,9 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
-def cache_key(model_sha256: str, path: str, task: str, body: dict) -> str:
+def cache_key(model_sha256: str, path: str, task: str, body: dict, tenant: str) -> str:
+    """Within one tenant (a key, or the solve page's students): a platform must not learn
+    from a hit's speed or header what another platform's users asked."""
     determining = {k: v for k, v in body.items() if k not in NOT_DETERMINING}
     if "messages" in body:
         determining["messages"] = [
@@ -60,6 +62,7 @@ def cache_key(model_sha256: str, path: str, task: str, body: dict) -> str:
     if isinstance(body.get("prompt"), str):
         determining["prompt"] = normalise(body["prompt"])
     determining["_model"], determining["_path"], determining["_task"] = model_sha256, path, task
+    determining["_tenant"] = tenant
     canonical = json.dumps(determining, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 

@@ -65,13 +65,15 @@ class Answers:
         sampled_ok: bool,
         fresh: bool,
         model_sha256: str | None,
+        tenant: str,
     ) -> Plan:
         body = request.body
         if not on or path != CHAT_PATH or model_sha256 is None or body.get("n", 1) != 1:
             return Plan(BYPASS)
-        key = cache_key(model_sha256, path, request.task, body)
-        serve = not fresh and (sampled_ok or not is_sampled(body))
-        return Plan(MISS if serve else BYPASS, key, serve, model_sha256)
+        if is_sampled(body) and not sampled_ok:
+            return Plan(BYPASS)  # never served to this tenant: not worth storing either
+        key = cache_key(model_sha256, path, request.task, body, tenant)
+        return Plan(BYPASS if fresh else MISS, key, not fresh, model_sha256)
 
     async def lookup(self, plan: Plan) -> Answer | None:
         if not plan.serve:

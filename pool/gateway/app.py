@@ -217,8 +217,15 @@ class Gateway:
         policy = self.registry.policy
         self.answers.cache.sync_epoch(policy.cache_epoch)
         fresh = wants_fresh(header(scope, b"cache-control"))
+        tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
         plan = self.answers.plan(
-            path, request, on=on, sampled_ok=sampled_ok, fresh=fresh, model_sha256=policy.model_sha256
+            path,
+            request,
+            on=on,
+            sampled_ok=sampled_ok,
+            fresh=fresh,
+            model_sha256=policy.model_sha256,
+            tenant=tenant,
         )
         outcome.cache_plan = plan
         return await self.answers.lookup(plan)
