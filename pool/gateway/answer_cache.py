@@ -33,6 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from pool import metrics
+from pool.gateway.tasks import spawn
 from pool.models import CacheEntry
 
 log = logging.getLogger("pool.gateway")
@@ -139,14 +140,23 @@ class AnswerCache:
             self.front.clear()
             self.touched.clear()
 
-    async def lookup(self, key: str, model_sha256: str) -> Answer | None:
+    def peek(self, key: str, model_sha256: str) -> Answer | None:
+        """The answer if this gateway holds it in memory: no await, so nothing can change
+        between the look and what the caller does next."""
         held = self.front.get(key)
+        if held is None:
+            return None
+        if held.expires > time.time() and held.answer.model_sha256 == model_sha256:
+            self.front.move_to_end(key)
+            self.touched[key] = self.touched.get(key, 0) + 1
+            return held.answer
+        del self.front[key]
+        return None
+
+    async def lookup(self, key: str, model_sha256: str) -> Answer | None:
+        held = self.peek(key, model_sha256)
         if held is not None:
-            if held.expires > time.time() and held.answer.model_sha256 == model_sha256:
-                self.front.move_to_end(key)
-                self.touched[key] = self.touched.get(key, 0) + 1
-                return held.answer
-            del self.front[key]
+            return held
         try:
             found = await sync_to_async(_read, thread_sensitive=False)(key, model_sha256)
         except Exception as exc:  # the database away: a miss, said on the dashboard
@@ -165,12 +175,16 @@ class AnswerCache:
         while len(self.front) > min(FRONT_MAX, settings.VIBEADMIN_CACHE_ENTRIES):
             self.front.popitem(last=False)
 
-    async def store(self, key: str, answer: Answer, tenant: str) -> None:
-        """Keep a whole answer (the caller checked it ended by itself): in memory at once,
-        in the table from a worker thread."""
+    def store(self, key: str, answer: Answer, tenant: str) -> None:
+        """Keep a whole answer (the caller checked it ended by itself): in memory at once
+        (before the generation is over for the requests waiting on it), in the table from a
+        worker thread."""
         if settings.VIBEADMIN_CACHE_ENTRIES == 0:
             return
         self.remember(key, answer, time.time() + settings.VIBEADMIN_CACHE_TTL_S)
+        spawn(self.write(key, answer, tenant))
+
+    async def write(self, key: str, answer: Answer, tenant: str) -> None:
         try:
             await sync_to_async(_write, thread_sensitive=False)(key, answer, tenant)
         except Exception as exc:

@@ -29,7 +29,6 @@ from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.backend import RouteContext
 from pool.gateway.collapse import Delivery, Flight, Flights, Served, subscribe
 from pool.gateway.outcome import Outcome
-from pool.gateway.tasks import spawn
 from pool.gateway.validation import Validated
 
 CHAT_PATH = "/v1/chat/completions"
@@ -107,6 +106,11 @@ class Answers:
         )
         for turn in range(MAX_TURNS + 1):
             share = plan.serve and turn < MAX_TURNS  # the last turn: a generation of its own
+            stored = self.cache.peek(plan.key, plan.model_sha256) if share else None
+            if stored is not None:  # stored while this request looked in the table or waited
+                outcome.cache_served = True
+                await self.serve_hit(send, stored, request, outcome)
+                return
             flight = self.flights.get(plan.key) if share else None
             leader = flight is None
             if flight is None:
@@ -151,10 +155,8 @@ class Answers:
             answer.prompt_tokens, answer.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
             answer.generation_s, answer.model_sha256 = outcome.upstream_s, plan.model_sha256
             if flight.status == 200 and not flight.broken and answer.finish_reason == "stop":
-                spawn(
-                    self.cache.store(
-                        plan.key, dataclasses.replace(answer, deltas=list(answer.deltas)), ctx.tenant.id
-                    )
+                self.cache.store(
+                    plan.key, dataclasses.replace(answer, deltas=list(answer.deltas)), ctx.tenant.id
                 )
 
         return generate
