@@ -149,3 +149,18 @@ async def test_the_last_client_leaving_stops_the_shared_generation(gateway, fake
 
     assert member.stats.cancelled == 1 and member.stats.served == 0
     assert not gateway.answers.flights.by_key
+
+
+async def test_a_streams_headers_go_out_when_the_member_answers_not_at_its_first_token(
+    gateway, fakes_in_loop, model_file
+):
+    (member,) = await fakes_in_loop(1, max_tokens=5, ttft=1.0)
+    _, key = await sync_to_async(apikey_create)(name="homework", cache=True)
+    await gateway.start()
+    body = json.dumps(chat("What is 12*12?", max_tokens=50, temperature=0, stream=True)).encode()
+
+    call = Call(gateway, "POST", PATH, body, headers(key))
+    await asyncio.wait_for(call.started.wait(), 5)
+
+    assert not call.first_chunk.is_set() and member.stats.generating == 1
+    assert (await call.done(10)).status == 200

@@ -189,6 +189,7 @@ async def test_three_gateways_sharing_redis_pass_a_monthly_quota_by_at_most_one_
         replies = await asyncio.gather(*(c.done(30) for c in calls))
         await settled()
 
+        assert not any(gw.quotas.failing for gw in gateways)  # counted, not failed open
         served = [r for r in replies if r.status == 200]
         refused = [r for r in replies if r.status == 429]
         assert len(served) + len(refused) == 100 and refused

@@ -72,6 +72,7 @@ class Flight:
                 for k, v in message.get("headers", [])
                 if (k.startswith(b"x-vibeadmin-") and k != b"x-vibeadmin-cache") or k == b"retry-after"
             ]
+            self.notify()  # streams send their headers now, as a live stream does
             return
         body = message.get("body", b"")
         if not body:

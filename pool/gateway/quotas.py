@@ -206,8 +206,9 @@ class RedisQuotas(Quotas):
         loop = asyncio.get_running_loop()
         current = self._clients.get(id(loop))
         if current is None:
+            # Generous: a busy Redis must not fail the quota open; one that is gone fails at connect.
             current = self._clients[id(loop)] = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=1.0, socket_timeout=2.0
+                self.url, socket_connect_timeout=2.0, socket_timeout=10.0
             )
         return current
 
