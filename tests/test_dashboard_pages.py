@@ -8,7 +8,7 @@ from pool.models import AlertRule, ApiKey, Member, states
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["dashboard", "members", "routing", "keys", "alerts", "autoscaling"]
+PAGES = ["dashboard", "members", "routing", "keys", "cache", "alerts", "autoscaling"]
 
 
 @pytest.fixture
