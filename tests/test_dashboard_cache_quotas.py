@@ -160,3 +160,11 @@ def test_the_cache_panel_shows_hit_rates_and_savings_and_empties_the_cache(admin
     assert admin_client.post(reverse("cache_empty")).status_code == 302
     assert CacheEntry.objects.count() == 0
     assert PoolSettings.load().cache_epoch == epoch + 1
+
+
+def test_the_cache_panel_says_when_quotas_fail_open(admin_client, monkeypatch):
+    from pool.gateway.app import gateway
+
+    monkeypatch.setattr(gateway.quotas, "failing", "quotas are not enforced: Redis is unreachable (refused)")
+    html = admin_client.get(reverse("cache")).content.decode()
+    assert "quotas are not enforced: Redis is unreachable" in html
