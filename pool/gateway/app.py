@@ -72,6 +72,7 @@ class Gateway:
             "openapi": self.openapi,
         }
         self._sampler: asyncio.Task | None = None
+        self._books: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Start the background refresh (idempotent) and wait for the first picture of the pool."""
@@ -98,8 +99,12 @@ class Gateway:
             except Exception:  # Redis away for a moment: the next second tries again
                 log.warning("could not report the queue depth to Redis", exc_info=True)
             ticks += 1
-            if ticks % 2 == 0:
-                spawn(self.keep_books())
+            if (
+                ticks % 2 == 0
+                and self.registry.loaded.is_set()
+                and (self._books is None or self._books.done())
+            ):
+                self._books = spawn(self.keep_books())  # one at a time, however slow the database
             await asyncio.sleep(1.0)
 
     async def keep_books(self) -> None:
