@@ -136,6 +136,7 @@ async def test_the_key_covers_the_model_the_task_the_prompts_and_the_sampling():
     system = [{"role": "system", "content": "Be brief."}, *body["messages"]]
     assert cache_key("a" * 64, PATH, "math", {**body, "messages": system}, "key:1") != base
     assert cache_key("a" * 64, PATH, "math", body, "key:2") != base  # tenants never share
+    assert cache_key("a" * 64, PATH, "math", {**body, "temperature": 0.0}, "key:1") == base
     assert normalise(" 2x\t+3 = 7\n") == "2x +3 = 7" and normalise("x²") != normalise("X²")
 
 

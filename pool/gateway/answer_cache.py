@@ -44,6 +44,7 @@ FRONT_MAX = 4096  # entries kept in memory in front of the table
 # Fields that change how the answer is delivered, not what it says.
 NOT_DETERMINING = frozenset({"stream", "stream_options", "user", "model"})
 DELTA_FIELDS = ("content", "reasoning_content")  # what an answer's deltas may carry
+NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
 def normalise(text: str) -> str:
@@ -56,6 +57,9 @@ def cache_key(model_sha256: str, path: str, task: str, body: dict, tenant: str) 
     """Within one tenant (a key, or the solve page's students): a platform must not learn
     from a hit's speed or header what another platform's users asked."""
     determining = {k: v for k, v in body.items() if k not in NOT_DETERMINING}
+    for name in NUMBERS:  # temperature 0 and 0.0 are one setting
+        if name in determining:
+            determining[name] = float(determining[name])
     if "messages" in body:
         determining["messages"] = [
             {**m, "content": normalise(m["content"]) if isinstance(m["content"], str) else m["content"]}
