@@ -26,14 +26,17 @@ def apikey_create(
     max_parallel: int | None = None,
     weight: int = 1,
     priority: str = "interactive",
+    cache: bool = False,
+    cache_sampled: bool = False,
+    tokens_per_day: int | None = None,
+    tokens_per_month: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the raw key, which is never stored."""
     name = name.strip()
     if not name:
         raise ValueError("give the key a name (the platform it is for)")
-    for label, value in (("rpm", rpm), ("tpm", tpm), ("max-parallel", max_parallel)):
-        if value is not None and value < 1:
-            raise ValueError(f"--{label} must be 1 or more")
+    check_counts(rpm=rpm, tpm=tpm, max_parallel=max_parallel)
+    check_quotas(tokens_per_day, tokens_per_month)
     check_share(weight=weight, priority=priority)
     if ApiKey.objects.filter(name=name).exists():
         raise ValueError(f"a key named {name!r} already exists")
@@ -47,23 +50,62 @@ def apikey_create(
         max_parallel=max_parallel,
         weight=weight,
         priority=priority,
+        cache=cache,
+        cache_sampled=cache_sampled,
+        tokens_per_day=tokens_per_day,
+        tokens_per_month=tokens_per_month,
     )
     audit.save(key)
     return key, raw
 
 
-def apikey_set_share(*, name: str, weight: int | None = None, priority: str | None = None) -> ApiKey:
-    """Change a key's weight and/or class; the gateways pick it up at their next refresh."""
+def check_counts(**counts: int | None) -> None:
+    for label, value in counts.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{label.replace('_', '-')} must be 1 or more")
+
+
+def check_quotas(per_day: int | None, per_month: int | None) -> None:
+    """Quotas in tokens; none is no quota. A day's above the month's could never be used."""
+    check_counts(tokens_per_day=per_day, tokens_per_month=per_month)
+    if per_day is not None and per_month is not None and per_day > per_month:
+        raise ValueError("--tokens-per-day cannot be more than --tokens-per-month")
+
+
+UNSET = object()  # apikey_set: "leave as it is", where None means "no quota"
+
+
+def apikey_set(
+    *,
+    name: str,
+    weight: int | None = None,
+    priority: str | None = None,
+    cache: bool | None = None,
+    cache_sampled: bool | None = None,
+    tokens_per_day=UNSET,
+    tokens_per_month=UNSET,
+) -> ApiKey:
+    """Change a key's share, cache and quotas; the gateways pick it up at their next refresh.
+    A quota set below what was already used refuses the key's next request at once."""
     key = ApiKey.objects.filter(name=name).first()
     if key is None:
         known = ", ".join(ApiKey.objects.values_list("name", flat=True)) or "none"
         raise ValueError(f"no key named {name!r} (keys: {known})")
-    if weight is None and priority is None:
-        raise ValueError("say what to set: --weight N and/or --priority interactive|batch")
-    key.weight = key.weight if weight is None else weight
-    key.priority = key.priority if priority is None else priority
+    fields = {"weight": weight, "priority": priority, "cache": cache, "cache_sampled": cache_sampled}
+    changes = {k: v for k, v in fields.items() if v is not None}
+    for quota, value in (("tokens_per_day", tokens_per_day), ("tokens_per_month", tokens_per_month)):
+        if value is not UNSET:
+            changes[quota] = value
+    if not changes:
+        raise ValueError(
+            "say what to set: --weight, --priority, --cache/--no-cache, --cache-sampled/--no-cache-sampled, "
+            "--tokens-per-day, --tokens-per-month"
+        )
+    for field, value in changes.items():
+        setattr(key, field, value)
     check_share(weight=key.weight, priority=key.priority)
-    audit.save(key, fields=["weight", "priority"])
+    check_quotas(key.tokens_per_day, key.tokens_per_month)
+    audit.save(key, fields=list(changes))
     return key
 
 

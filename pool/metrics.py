@@ -357,3 +357,44 @@ def record_engine(member: str, series: dict[str, float]) -> None:
     """A llama-server member's own counters, read by the supervisor's probe."""
     for name, value in series.items():
         ENGINE.labels(member, name).set(value)
+
+
+# --- the answer cache (pool/gateway/answer_cache.py) ---------------------------------------
+
+CACHE_REQUESTS = Counter(
+    "vibeadmin_cache_requests_total",
+    "Generation requests by tenant (key name, 'solve' or 'open') and what the answer cache did: "
+    "hit (a stored answer or another request's generation), miss, bypass",
+    ["tenant", "result"],
+)
+CACHE_SAVED_TOKENS = Counter(
+    "vibeadmin_cache_saved_tokens_total",
+    "Tokens that answers served by the cache did not generate",
+    ["tenant"],
+)
+CACHE_SAVED_SECONDS = Counter(
+    "vibeadmin_cache_saved_member_seconds_total",
+    "Member-seconds that answers served by the cache did not take",
+    ["tenant"],
+)
+CACHE_ENTRIES = Gauge("vibeadmin_cache_entries", "Answers stored in the answer cache (all gateways)")
+CACHE_DEGRADED = Gauge(
+    "vibeadmin_cache_degraded",
+    "1 while the answer cache cannot reach its table or quotas fail open (Redis away), by part",
+    ["part"],
+)
+# What failed open, by part ("cache", "quotas"), as the gateway in this process last saw it:
+# the dashboard shows it without importing the gateway.
+degraded: dict[str, str] = {}
+
+
+def set_degraded(part: str, message: str) -> None:
+    degraded[part] = message
+    CACHE_DEGRADED.labels(part).set(bool(message))
+
+
+def record_cache(tenant: str, result: str, *, saved_tokens: int = 0, saved_s: float = 0.0) -> None:
+    CACHE_REQUESTS.labels(tenant or "-", result).inc()
+    if saved_tokens or saved_s:
+        CACHE_SAVED_TOKENS.labels(tenant or "-").inc(saved_tokens)
+        CACHE_SAVED_SECONDS.labels(tenant or "-").inc(saved_s)

@@ -61,6 +61,9 @@ class FakeConfig:
     # No generation lock: any number at once, for benchmarks where the gateway must be the
     # bottleneck (a llama.cpp server never behaves so).
     concurrent: bool = False
+    # The answer opens with the last user message's words: a test sees which problem an
+    # answer was generated for (the answer cache's wrong-answer checks).
+    echo: bool = False
 
     def update(self, changes: dict) -> None:
         known = {f.name: type(f.default) for f in dataclasses.fields(self)}
@@ -211,7 +214,8 @@ class FakeMember:
             if i == ask.count:
                 return
             await asyncio.sleep(self.config.ttft if i == 0 else self.config.tpt)
-            yield f"tok{i}" if i == 0 else f" tok{i}"
+            word = ask.words[i] if self.config.echo and i < len(ask.words) else f"tok{i}"
+            yield word if i == 0 else f" {word}"
 
     async def answer(self, request: web.Request, ask: Ask) -> web.Response:
         text = "".join([t async for t in self.tokens(request, ask)])
@@ -279,6 +283,7 @@ class Ask:
     include_usage: bool
     prompt_tokens: int
     system: str | None
+    words: list[str] = dataclasses.field(default_factory=list)  # the last user message's
 
     @classmethod
     def parse(cls, body: dict, *, chat: bool, config: FakeConfig) -> Ask:
@@ -294,10 +299,12 @@ class Ask:
                 raise ValueError("messages must be a non-empty list of objects")
             texts = [text_of(m.get("content")) for m in messages]
             system = [text_of(m.get("content")) for m in messages if m.get("role") == "system"]
+            users = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
         else:
             prompt = body.get("prompt")
             texts = [text_of(t) for t in (prompt if isinstance(prompt, list) else [prompt])]
             system = []
+            users = texts
         wanted = body.get("max_tokens", body.get("max_completion_tokens"))
         wanted = DEFAULT_MAX_TOKENS if wanted is None else wanted
         if type(wanted) is not int or wanted < 0:
@@ -313,6 +320,7 @@ class Ask:
             include_usage=bool(options.get("include_usage")),
             prompt_tokens=sum(len(t.split()) for t in texts),
             system="\n".join(system) if system else None,
+            words=users[-1].split() if users else [],
         )
 
     def envelope(self, sequence: int, *, stream: bool) -> dict:

@@ -8,7 +8,7 @@ from pool.models import AlertRule, ApiKey, Member, states
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["dashboard", "members", "routing", "keys", "alerts", "autoscaling", "audit"]
+PAGES = ["dashboard", "members", "routing", "keys", "cache", "alerts", "autoscaling", "audit"]
 
 
 @pytest.fixture

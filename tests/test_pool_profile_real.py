@@ -37,10 +37,10 @@ def binary():
 
 
 @pytest.fixture
-def model_env(default_model, binary) -> dict[str, str]:
+def model_env(gemma_model, binary) -> dict[str, str]:
     return {
-        "VIBEADMIN_MODEL": str(default_model.path),
-        "VIBEADMIN_CHAT_FORMAT": default_model.chat_format,
+        "VIBEADMIN_MODEL": str(gemma_model.path),
+        "VIBEADMIN_CHAT_FORMAT": gemma_model.chat_format,
         "VIBEADMIN_N_GPU_LAYERS": "0",
     }
 

@@ -27,6 +27,7 @@ from vibeadmin.env import (
     env_path,
     env_public_url,
     env_str,
+    env_time_zone,
     env_url,
 )
 from vibeadmin.private_files import private_dir, private_secret
@@ -174,7 +175,8 @@ LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The operator's time zone: quotas count calendar days and months in it.
+TIME_ZONE = env_time_zone("VIBEADMIN_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -268,3 +270,10 @@ VIBEADMIN_UPSTREAM_TIMEOUT_S = env_float("VIBEADMIN_UPSTREAM_TIMEOUT_S", 900.0, 
 VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
 # With REDIS_URL: how long a crashed gateway's in-flight slots outlive it.
 VIBEADMIN_LEASE_S = env_float("VIBEADMIN_LEASE_S", 15.0, minimum=1.0)
+
+# --- answer cache and quotas (pool/gateway/answer_cache.py, quotas.py) -------------------
+# Stored answers kept at most (the least recently used go first) and for how long.
+VIBEADMIN_CACHE_ENTRIES = env_int("VIBEADMIN_CACHE_ENTRIES", 20_000, minimum=0)
+VIBEADMIN_CACHE_TTL_S = env_float("VIBEADMIN_CACHE_TTL_S", 7 * 24 * 3600.0, minimum=1.0)
+# A quota's share at which the alert webhook is told, once a period.
+VIBEADMIN_QUOTA_WARN_AT = env_float("VIBEADMIN_QUOTA_WARN_AT", 0.8, minimum=0.01)

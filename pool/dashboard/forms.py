@@ -307,6 +307,13 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     max_parallel = forms.IntegerField(required=False, min_value=1, label="Parallel")
     weight = _weight("Weight")
     priority = _priority("Class")
+    tokens_per_day = forms.IntegerField(required=False, min_value=1, label="Tokens/day")
+    tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Tokens/month")
+    cache = forms.BooleanField(required=False, label="Answer cache")
+    cache_sampled = forms.BooleanField(required=False, label="… also sampled")
+
+    def clean(self) -> dict:
+        return _quotas_in_order(self, "tokens_per_day", "tokens_per_month")
 
     def act(self) -> tuple[ApiKey, str]:
         data = self.cleaned_data
@@ -324,16 +331,39 @@ def _limit(label: str) -> forms.IntegerField:
     )
 
 
+def _quotas_in_order(form: forms.Form, per_day: str, per_month: str) -> dict:
+    data = form.cleaned_data
+    if data.get(per_day) and data.get(per_month) and data[per_day] > data[per_month]:
+        form.add_error(per_day, "a day's quota above the month's could never be used")
+    return data
+
+
 class KeyLimitsForm(DesiredStateForm):
     rpm = _limit("requests/min")
     tpm = _limit("tokens/min")
     max_parallel = _limit("parallel")
     weight = _weight("weight")
     priority = _priority("class")
+    tokens_per_day = _limit("tokens/day")
+    tokens_per_month = _limit("tokens/month")
 
     class Meta:
         model = ApiKey
-        fields = ["rpm", "tpm", "max_parallel", "weight", "priority"]
+        fields = [
+            "rpm",
+            "tpm",
+            "max_parallel",
+            "weight",
+            "priority",
+            "tokens_per_day",
+            "tokens_per_month",
+            "cache",
+            "cache_sampled",
+        ]
+        labels = {"cache": "cache", "cache_sampled": "sampled"}
+
+    def clean(self) -> dict:
+        return _quotas_in_order(self, "tokens_per_day", "tokens_per_month")
 
     def clean_weight(self) -> int:
         return _kept(self, "weight")
@@ -423,3 +453,25 @@ class AuditFilterForm(forms.Form):
         if data["until"]:
             changes = changes.filter(created_at__lte=data["until"])
         return changes
+
+
+class SolveCacheQuotaForm(DesiredStateForm):
+    """The solve page's answer cache and quotas (Routing page): the students as one tenant."""
+
+    solve_tokens_per_day = forms.IntegerField(
+        required=False, min_value=1, label="Tokens per day (all students)"
+    )
+    solve_tokens_per_month = forms.IntegerField(
+        required=False, min_value=1, label="Tokens per month (all students)"
+    )
+
+    class Meta:
+        model = PoolSettings
+        fields = ["solve_cache", "solve_cache_sampled", "solve_tokens_per_day", "solve_tokens_per_month"]
+        labels = {
+            "solve_cache": "Answer repeated problems from the answer cache",
+            "solve_cache_sampled": "Also when the answer is sampled (temperature above 0)",
+        }
+
+    def clean(self) -> dict:
+        return _quotas_in_order(self, "solve_tokens_per_day", "solve_tokens_per_month")

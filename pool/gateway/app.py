@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -21,6 +22,8 @@ from pool import metrics
 from pool.gateway import assembly, errors
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
+from pool.gateway.answer_cache import HIT, MISS
+from pool.gateway.answers import Answers, Plan, wants_fresh
 from pool.gateway.asgi_io import ClientGone, header, header_joined, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.exchange import Exchange
@@ -28,10 +31,13 @@ from pool.gateway.hosts import check_host
 from pool.gateway.openapi import openapi_document
 from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.prompts import prepare_messages
+from pool.gateway.quotas import Quota, make_quotas
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router
 from pool.gateway.sampling import Sampling, apply_defaults
+from pool.gateway.tasks import spawn
 from pool.gateway.types import RouteContext, Tenant
+from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 from pool.proxies import client_address
 
@@ -55,6 +61,9 @@ class Gateway:
         self.auth = Auth(self.registry)
         self.admission = Admission(assembly.limits())
         self.exchange = Exchange(self.registry, self.router)
+        self.answers = Answers()  # the answer cache and the generations identical requests share
+        self.quotas = make_quotas()  # tokens per day and month: in this process, or in Redis
+        self.usage = UsageBook()
         self.handlers: dict[str, Handler] = {
             "chat": functools.partial(self.api, fields=CHAT_FIELDS, path="/v1/chat/completions"),
             "completion": functools.partial(self.api, fields=COMPLETION_FIELDS, path="/v1/completions"),
@@ -63,6 +72,7 @@ class Gateway:
             "openapi": self.openapi,
         }
         self._sampler: asyncio.Task | None = None
+        self._books: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Start the background refresh (idempotent) and wait for the first picture of the pool."""
@@ -81,13 +91,41 @@ class Gateway:
                 ) from None
 
     async def sample_forever(self) -> None:
+        ticks = 0
         while True:
             self.router.sample()
             try:
                 await self.router.slots.report_waiting()
             except Exception:  # Redis away for a moment: the next second tries again
                 log.warning("could not report the queue depth to Redis", exc_info=True)
+            ticks += 1
+            if (
+                ticks % 2 == 0
+                and self.registry.loaded.is_set()
+                and (self._books is None or self._books.done())
+            ):
+                self._books = spawn(self.keep_books())  # one at a time, however slow the database
             await asyncio.sleep(1.0)
+
+    async def keep_books(self) -> None:
+        """Every two seconds, off the loop: usage per day written, the cache's upkeep."""
+        try:
+            await sync_to_async(self.usage.flush, thread_sensitive=False)()
+            await sync_to_async(self.answers.cache.maintain, thread_sensitive=False)()
+            sha = self.registry.policy.model_sha256
+            if sha is not None and sha != self.answers.model_sha256:
+                deleted = await sync_to_async(self.answers.cache.forget_other_models, thread_sensitive=False)(
+                    sha
+                )
+                if deleted:
+                    log.info(
+                        "the model file changed: %d cached answers of the previous model deleted", deleted
+                    )
+                self.answers.model_sha256 = sha
+        except Exception as exc:  # the database busy: the next round writes it
+            self.answers.cache.fail("keep", exc)
+        metrics.set_degraded("cache", self.answers.cache.failing)
+        metrics.set_degraded("quotas", self.quotas.failing)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -136,10 +174,20 @@ class Gateway:
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES, settings.VIBEADMIN_BODY_TIMEOUT_S)
         outcome.label, outcome.key = caller.label, caller.key
         request = self.prepare(parse_json(raw), fields, outcome, ceiling=settings.VIBEADMIN_MAX_TOKENS)
-        reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
-        outcome.admitted = await self.admission.key(caller.key, tokens=reserved)
+        policy = self.registry.policy
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
-        tenant = caller.key.tenant if caller.key else self.registry.policy.solve_tenant
+        tenant = caller.key.tenant if caller.key else policy.solve_tenant
+        key = caller.key
+        # The cache is a key's choice; keyless callers (an open API) have none to make.
+        on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
+        answer = await self.plan_cache(scope, path, request, outcome, on=on, sampled_ok=sampled_ok)
+        if answer is not None:  # counts against the key's requests per minute, not its tokens
+            outcome.admitted = await self.admission.key(key, tokens=0)
+            await self.answers.serve_hit(send, answer, request, outcome)
+            return
+        reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
+        outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
+        outcome.admitted = await self.admission.key(key, tokens=reserved)
         await self.relay(receive, send, path, request, outcome, self.client_address(scope), tenant)
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
@@ -158,7 +206,43 @@ class Gateway:
         request = self.prepare(
             solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome, ceiling=policy.solve_max_tokens
         )
-        await self.relay(receive, send, "/v1/chat/completions", request, outcome, client, policy.solve_tenant)
+        path = "/v1/chat/completions"
+        answer = await self.plan_cache(
+            scope, path, request, outcome, on=policy.solve_cache, sampled_ok=policy.solve_cache_sampled
+        )
+        if answer is not None:
+            await self.answers.serve_hit(send, answer, request, outcome)
+            return
+        outcome.quota = await self.quotas.reserve(
+            self.quota(None), outcome.prompt_estimate + outcome.max_tokens
+        )
+        await self.relay(receive, send, path, request, outcome, client, policy.solve_tenant)
+
+    async def plan_cache(
+        self, scope, path: str, request: Validated, outcome: Outcome, *, on: bool, sampled_ok: bool
+    ):
+        """What the answer cache does for this request; the stored answer if it has one."""
+        policy = self.registry.policy
+        self.answers.cache.sync_epoch(policy.cache_epoch)
+        fresh = wants_fresh(header(scope, b"cache-control"))
+        tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
+        plan = self.answers.plan(
+            path,
+            request,
+            on=on,
+            sampled_ok=sampled_ok,
+            fresh=fresh,
+            model_sha256=policy.model_sha256,
+            tenant=tenant,
+        )
+        outcome.cache_plan = plan
+        return await self.answers.lookup(plan)
+
+    def quota(self, key) -> Quota:
+        if key is not None:
+            return Quota(f"key:{key.id}", f"the key {key.name!r}", key.tokens_per_day, key.tokens_per_month)
+        policy = self.registry.policy
+        return Quota("solve", "the solve page", policy.solve_tokens_per_day, policy.solve_tokens_per_month)
 
     async def list_models(self, scope, receive, send, outcome: Outcome) -> None:
         await self.auth.caller(header(scope, b"authorization"))
@@ -196,18 +280,25 @@ class Gateway:
         self, receive, send, path: str, request: Validated, outcome: Outcome, client: str, tenant: Tenant
     ) -> None:
         ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix)
-        if not await self.until_disconnect(
-            receive, self.exchange.run(send, path, request.body, ctx, outcome)
-        ):
+        plan: Plan | None = outcome.cache_plan
+        if plan is not None and plan.key:
+            work = self.answers.relay(send, path, request, ctx, outcome, self.exchange)
+        else:
+            work = self.exchange.run(send, path, request.body, ctx, outcome)
+        if not await self.until_disconnect(receive, work):
             outcome.status = CLIENT_GONE
 
     def finish(self, outcome: Outcome) -> None:
         """The one place a request is accounted for: its limits settled, its key's usage and
         the metrics recorded."""
+        if outcome.quota is not None:
+            self.quotas.settle(outcome.quota, outcome.tokens_used() if outcome.admitted is not None else 0)
         if outcome.admitted is not None:
             self.admission.settle(outcome.admitted, outcome.key, tokens=outcome.tokens_used())
             if outcome.key is not None:
                 outcome.key.count(outcome.prompt_tokens, outcome.completion_tokens, error=outcome.failed)
+        if outcome.status and (outcome.admitted is not None or outcome.cache_served):
+            self.count_usage(outcome)
         if outcome.status:
             strategy = self.registry.policy.strategy if self.registry.loaded.is_set() else ""
             metrics.record_request(
@@ -220,6 +311,29 @@ class Gateway:
                 queue_wait_s=outcome.queue_wait_s,
                 key=outcome.label,
                 strategy=strategy,
+            )
+
+    def count_usage(self, outcome: Outcome) -> None:
+        """The day's usage per tenant, and the answer cache's figures."""
+        plan: Plan | None = outcome.cache_plan
+        tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
+        hit = outcome.cache_served
+        miss = plan is not None and plan.label == MISS and not hit
+        self.usage.add(
+            tenant,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            hit=hit,
+            miss=miss,
+            saved_tokens=outcome.saved_tokens,
+            saved_s=outcome.saved_s,
+        )
+        if plan is not None:
+            metrics.record_cache(
+                outcome.label,
+                HIT if hit else plan.label,
+                saved_tokens=outcome.saved_tokens,
+                saved_s=outcome.saved_s,
             )
 
     @staticmethod

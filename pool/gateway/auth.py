@@ -60,7 +60,7 @@ class Auth:
         row = await sync_to_async(_find_key, thread_sensitive=False)(digest)
         if row is None:
             return None
-        info = KeyInfo(row.pk, row.name, row.rpm, row.tpm, row.max_parallel, row.is_active)
+        info = KeyInfo.from_row(row)
         self.registry.keys[digest] = info
         return info
 

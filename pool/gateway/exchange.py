@@ -87,6 +87,8 @@ class Exchange:
                     raise blame.client_error(response.status, detail)
                 raise _MemberFault(response.status, detail[:200].decode(errors="replace"))
             extra = [(b"x-vibeadmin-member", backend.name.encode())]
+            if outcome.cache_plan is not None:
+                extra.append((b"x-vibeadmin-cache", outcome.cache_plan.label.encode()))
             if outcome.stream and response.status == 200:
                 events = sse.EventSplitter(pass_usage=pass_usage)
                 await self.relay_stream(send, response, backend, outcome, events, sent_at, extra)

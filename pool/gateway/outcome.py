@@ -5,6 +5,7 @@ so a stream cut short still has its tokens), and closed in one place, Gateway.fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pool.gateway.limits import Pass
 from pool.gateway.registry import KeyInfo
@@ -29,6 +30,11 @@ class Outcome:
     upstream_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_plan: Any = None  # answers.Plan: what the answer cache does for it
+    cache_served: bool = False  # answered from the cache or another request's generation
+    saved_tokens: int = 0  # ... which would have cost these tokens
+    saved_s: float = 0.0  # ... and these member-seconds
+    quota: Any = None  # quotas.Reservation held until it ends
 
     @property
     def failed(self) -> bool:
@@ -37,7 +43,10 @@ class Outcome:
     def tokens_used(self) -> int:
         """What the request is charged: the member's counts, or the gateway's. A client that
         left a whole (not streamed) answer is charged all it reserved: the member generates
-        it anyway, and nobody counted it."""
+        it anyway, and nobody counted it. An answer served from the cache or another
+        request's generation costs nothing."""
+        if self.cache_served:
+            return 0
         if self.status == CLIENT_GONE and not self.stream and not self.completion_tokens:
             return self.prompt_estimate + self.max_tokens
         return self.prompt_tokens + self.completion_tokens

@@ -26,6 +26,7 @@ from pool.gateway.sampling import Sampling
 from pool.gateway.strategies import Strategy, make_strategy
 from pool.gateway.types import Tenant
 from pool.model_file import chosen_model
+from pool.model_identity import model_sha256
 from pool.models import ApiKey, Member, PoolSettings
 from pool.models.pool_settings import TASKS
 
@@ -50,6 +51,10 @@ class KeyInfo:
     pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # requests, prompt, completion, errors
     weight: int = 1
     priority: str = "interactive"
+    cache: bool = False  # the answer cache: opt-in per key
+    cache_sampled: bool = False  # ... with temperature above 0 too
+    tokens_per_day: int | None = None  # quotas, calendar day and month in TIME_ZONE
+    tokens_per_month: int | None = None
     _tenant: Tenant | None = field(default=None, repr=False)
 
     @property
@@ -58,6 +63,18 @@ class KeyInfo:
         if self._tenant is None:
             self._tenant = Tenant(f"key:{self.id}", self.name, self.weight, self.priority == BATCH)
         return self._tenant
+
+    @classmethod
+    def from_row(cls, key: ApiKey) -> KeyInfo:
+        info = cls(key.pk, key.name, key.rpm, key.tpm, key.max_parallel)
+        info.update(key)
+        return info
+
+    def update(self, key: ApiKey) -> None:
+        self.rpm, self.tpm, self.max_parallel, self.active = key.rpm, key.tpm, key.max_parallel, key.is_active
+        self.cache, self.cache_sampled = key.cache, key.cache_sampled
+        self.tokens_per_day, self.tokens_per_month = key.tokens_per_day, key.tokens_per_month
+        self.share(weight=key.weight, priority=key.priority)
 
     def share(self, *, weight: int, priority: str) -> None:
         if (weight, priority) != (self.weight, self.priority):
@@ -86,12 +103,18 @@ class PoolPolicy:
     model_id: str
     solve_tenant: Tenant = Tenant("solve", "solve")
     sampling: dict[str, Sampling] = field(default_factory=dict)  # task -> the operator's defaults
+    solve_cache: bool = True
+    solve_cache_sampled: bool = True
+    solve_tokens_per_day: int | None = None
+    solve_tokens_per_month: int | None = None
+    cache_epoch: int = 0  # raised by "Empty cache": every gateway drops its entries in memory
+    model_sha256: str | None = None  # the model file's identity (None: not on this host)
 
     def accepts_model(self, name: str) -> bool:
         return name in (self.model_id, MODEL_ALIAS)
 
 
-def _policy(row: PoolSettings) -> PoolPolicy:
+def _policy(row: PoolSettings, model_sha256: str | None = None) -> PoolPolicy:
     return PoolPolicy(
         strategy=row.strategy,
         queue_size=row.queue_size,
@@ -109,6 +132,12 @@ def _policy(row: PoolSettings) -> PoolPolicy:
         model_id=chosen_model().model_id,
         solve_tenant=Tenant("solve", "solve", row.solve_weight, row.solve_priority == BATCH),
         sampling={task: Sampling(*row.sampling(task)) for task in TASKS},
+        solve_cache=row.solve_cache,
+        solve_cache_sampled=row.solve_cache_sampled,
+        solve_tokens_per_day=row.solve_tokens_per_day,
+        solve_tokens_per_month=row.solve_tokens_per_month,
+        cache_epoch=row.cache_epoch,
+        model_sha256=model_sha256,
     )
 
 
@@ -132,14 +161,17 @@ class Registry:
 
     # --- loading ------------------------------------------------------------------------
 
-    def load(self) -> tuple[list[Member], list[ApiKey], PoolSettings]:
+    def load(self) -> tuple[list[Member], list[ApiKey], PoolSettings, str | None]:
         """Runs in a worker thread."""
         close_old_connections()
         members = list(Member.objects.routable())
         keys = list(ApiKey.objects.all())
-        return members, keys, PoolSettings.load()
+        # The answer cache's model identity: hashed once per file, a stat() after that.
+        return members, keys, PoolSettings.load(), model_sha256(chosen_model().path)
 
-    def apply(self, members: list[Member], keys: list[ApiKey], row: PoolSettings) -> None:
+    def apply(
+        self, members: list[Member], keys: list[ApiKey], row: PoolSettings, model_sha: str | None = None
+    ) -> None:
         now = time.monotonic()
         fresh: dict[int, Backend] = {}
         for m in members:
@@ -153,15 +185,9 @@ class Registry:
         for key in keys:
             info = self.keys.get(key.key_hash)
             if info is None:
-                info = self.keys[key.key_hash] = KeyInfo(key.pk, key.name, key.rpm, key.tpm, key.max_parallel)
-            info.rpm, info.tpm, info.max_parallel, info.active = (
-                key.rpm,
-                key.tpm,
-                key.max_parallel,
-                key.is_active,
-            )
-            info.share(weight=key.weight, priority=key.priority)
-        policy = _policy(row)
+                info = self.keys[key.key_hash] = KeyInfo.from_row(key)
+            info.update(key)
+        policy = _policy(row, model_sha)
         if self._policy is None or policy.strategy != self._policy.strategy:
             try:
                 self.strategy = make_strategy(policy.strategy)

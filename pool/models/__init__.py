@@ -3,12 +3,14 @@ state (what the supervisor last saw); everything else reads it from here."""
 
 from pool.models.alerts import AlertEvent, AlertRule
 from pool.models.apikey import ApiKey
+from pool.models.cache import CacheEntry
 from pool.models.events import PoolEvent
 from pool.models.member import Member
 from pool.models.node import Node
 from pool.models.pool_settings import PoolSettings
 from pool.models.profile import ProfileRun
 from pool.models.quality import EvalAnswer, EvalRun
+from pool.models.usage import QuotaWarning, UsageDay
 
 __all__ = [
     "AlertEvent",
@@ -16,9 +18,12 @@ __all__ = [
     "ApiKey",
     "EvalAnswer",
     "EvalRun",
+    "CacheEntry",
     "Member",
     "Node",
     "PoolEvent",
     "PoolSettings",
     "ProfileRun",
+    "QuotaWarning",
+    "UsageDay",
 ]

@@ -30,6 +30,14 @@ class ApiKey(models.Model):
         help_text="Its share of a full pool, against other keys' weights",
     )
     priority = models.CharField(max_length=16, choices=PRIORITIES, default="interactive")
+    # The answer cache (pool/gateway/answer_cache.py): opt-in per key.
+    cache = models.BooleanField(default=False, help_text="Serve repeated requests from the answer cache")
+    cache_sampled = models.BooleanField(
+        default=False, help_text="Also with temperature above 0 (a stored answer is one sample)"
+    )
+    # Quotas (pool/gateway/quotas.py): calendar day and month in the operator's time zone.
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -143,6 +143,15 @@ class PoolSettings(models.Model):
         help_text="The solve page's share of a full pool, against the API keys' weights",
     )
     solve_priority = models.CharField(max_length=16, choices=PRIORITIES, default="interactive")
+    # The solve page's answer cache and quotas (the students as one tenant).
+    solve_cache = models.BooleanField(default=True, help_text="Serve repeated problems from the answer cache")
+    solve_cache_sampled = models.BooleanField(
+        default=True, help_text="Also with temperature above 0 (a stored answer is one sample)"
+    )
+    solve_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    solve_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    # Raised by "Empty cache": every gateway drops its in-memory entries when it sees it change.
+    cache_epoch = models.PositiveIntegerField(default=0)
     # Autoscaling: off by default; the autoscaler only changes desired state.
     autoscale_enabled = models.BooleanField(default=False)
     autoscale_min = models.PositiveIntegerField(default=1)

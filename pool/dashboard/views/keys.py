@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from pool import metrics
+from pool import metrics, usage
 from pool.apikeys import apikey_revoke
 from pool.dashboard.forms import KeyCreateForm, KeyLimitsForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
@@ -30,6 +30,7 @@ def panel_context(
             key,
             limits if limits and limits.instance.pk == key.pk else KeyLimitsForm(instance=key),
             fair.get(key.name, metrics.NO_TENANT_FIGURES),
+            usage.quota_use(usage.key_tenant(key), key.tokens_per_day, key.tokens_per_month),
         )
         for key in ApiKey.objects.all()
     ]
@@ -80,5 +81,5 @@ def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return page_or_partial(request, PAGE, PANEL, panel_context(limits=form))
     form.save()
-    messages.success(request, f"Saved the limits, weight and class of {form.instance.name}.")
+    messages.success(request, f"Saved the limits, weight, class, quotas and cache of {form.instance.name}.")
     return after_post(request, reverse("keys"), PANEL, panel_context())

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from pool.dashboard.forms import RoutingForm
+from pool.dashboard.views.cache import solve_context
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import PoolSettings
 
@@ -24,4 +25,4 @@ def routing(request: HttpRequest) -> HttpResponse:
         return after_post(
             request, reverse("routing"), FORM, {"form": RoutingForm(instance=PoolSettings.load())}
         )
-    return page_or_partial(request, PAGE, FORM, {"section": "routing", "form": form})
+    return page_or_partial(request, PAGE, FORM, {"section": "routing", "form": form, **solve_context()})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import audit
-from pool.apikeys import apikey_create, apikey_revoke, apikey_set_share
+from pool.apikeys import UNSET, apikey_create, apikey_revoke, apikey_set
 from pool.models import ApiKey
 from pool.models.apikey import PRIORITIES
 
@@ -26,6 +28,45 @@ def add_share_arguments(parser, default: bool) -> None:
     )
 
 
+def add_cache_and_quota_arguments(parser, default: bool) -> None:
+    """The answer cache (opt-in) and token quotas per calendar day and month (TIME_ZONE)."""
+    parser.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=False if default else None,
+        help="answer repeated requests from the answer cache (default off)",
+    )
+    parser.add_argument(
+        "--cache-sampled",
+        action=argparse.BooleanOptionalAction,
+        default=False if default else None,
+        help="serve stored answers with temperature above 0 too (a stored answer is one sample)",
+    )
+    quota = int if default else _quota
+    unset = None if default else UNSET
+    parser.add_argument(
+        "--tokens-per-day",
+        type=quota,
+        default=unset,
+        help="token quota per calendar day" + ("" if default else "; none removes it"),
+    )
+    parser.add_argument(
+        "--tokens-per-month",
+        type=quota,
+        default=unset,
+        help="token quota per calendar month" + ("" if default else "; none removes it"),
+    )
+
+
+def _quota(value: str) -> int | None:
+    if value.lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of tokens, or none; got {value!r}") from None
+
+
 class Command(BaseCommand):
     help = "Create, list, set (weight and class) and revoke the API keys platforms use on /v1/."
 
@@ -37,9 +78,11 @@ class Command(BaseCommand):
         create.add_argument("--tpm", type=int, help="tokens per minute")
         create.add_argument("--max-parallel", type=int, help="requests in flight at once")
         add_share_arguments(create, default=True)
-        share = sub.add_parser("set", help="Set a key's weight and class for fair sharing")
+        add_cache_and_quota_arguments(create, default=True)
+        share = sub.add_parser("set", help="Set a key's weight and class, its cache and its quotas")
         share.add_argument("name")
         add_share_arguments(share, default=False)
+        add_cache_and_quota_arguments(share, default=False)
         sub.add_parser("list", help="List keys with their limits and usage")
         revoke = sub.add_parser("revoke", help="Revoke a key at once")
         revoke.add_argument("name")
@@ -51,22 +94,40 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, **options):
         getattr(self, f"do_{action}")(**options)
 
-    def do_create(self, *, name, rpm, tpm, max_parallel, weight, priority, **_):
+    def do_create(self, *, name, rpm, tpm, max_parallel, weight, priority, **options):
         try:
             key, raw = apikey_create(
-                name=name, rpm=rpm, tpm=tpm, max_parallel=max_parallel, weight=weight, priority=priority
+                name=name,
+                rpm=rpm,
+                tpm=tpm,
+                max_parallel=max_parallel,
+                weight=weight,
+                priority=priority,
+                cache=options["cache"],
+                cache_sampled=options["cache_sampled"],
+                tokens_per_day=options["tokens_per_day"],
+                tokens_per_month=options["tokens_per_month"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Created key {key.name!r}. It is shown only now; store it safely:\n{raw}")
 
-    def do_set(self, *, name, weight, priority, **_):
+    def do_set(self, *, name, weight, priority, **options):
         try:
-            key = apikey_set_share(name=name, weight=weight, priority=priority)
+            key = apikey_set(
+                name=name,
+                weight=weight,
+                priority=priority,
+                cache=options["cache"],
+                cache_sampled=options["cache_sampled"],
+                tokens_per_day=options["tokens_per_day"],
+                tokens_per_month=options["tokens_per_month"],
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            f"{key.name!r} now has weight {key.weight}, {key.priority}; gateways use it within a second."
+            f"{key.name!r} now has weight {key.weight}, {key.priority}, cache {describe_cache(key)}, "
+            f"quotas {describe_quotas(key)}; gateways use it within a second."
         )
 
     def do_list(self, **_):
@@ -76,14 +137,15 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"{'name':20} {'key':12} {'status':8} {'rpm':>6} {'tpm':>8} {'par':>4} {'weight':>6} "
-            f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6}"
+            f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6} {'cache':8} quotas"
         )
         for k in keys:
             limits = [str(v) if v is not None else "-" for v in (k.rpm, k.tpm, k.max_parallel)]
             self.stdout.write(
                 f"{k.name:20} {k.prefix + '…':12} {'active' if k.is_active else 'revoked':8} "
                 f"{limits[0]:>6} {limits[1]:>8} {limits[2]:>4} {k.weight:>6} {k.priority:11} "
-                f"{k.requests:>9} {k.prompt_tokens:>9} {k.completion_tokens:>10} {k.errors:>6}"
+                f"{k.requests:>9} {k.prompt_tokens:>9} {k.completion_tokens:>10} {k.errors:>6} "
+                f"{describe_cache(k):8} {describe_quotas(k)}"
             )
 
     def do_revoke(self, *, name, **_):
@@ -92,3 +154,16 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Revoked {name!r}; requests with it are refused from now on.")
+
+
+def describe_cache(key: ApiKey) -> str:
+    return "sampled" if key.cache and key.cache_sampled else ("on" if key.cache else "off")
+
+
+def describe_quotas(key: ApiKey) -> str:
+    parts = [
+        f"{n}/{period}"
+        for n, period in ((key.tokens_per_day, "day"), (key.tokens_per_month, "month"))
+        if n is not None
+    ]
+    return ", ".join(parts) or "none"

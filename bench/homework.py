@@ -1,0 +1,221 @@
+"""Homework at scale: a class's burst of the same problems through the API port, with the
+answer cache and collapsed requests, against fake members that take a realistic time
+(testing/fake_member.py: one answer at a time each, `TTFT_S` then `TPT_S` a token, answers
+that repeat their problem so a wrong answer shows).
+
+Legs, each repeated over rounds (the figures are the median and the range over rounds):
+- burst: STUDENTS x PROBLEMS requests spread at random over WINDOW_S on a key with the
+  cache on; counted: generations that reach the members, answers whole and right, the
+  time to an answer for a repeat sent after its problem's first copy finished (p95), and
+  for the copies that joined the first one while it was generated;
+- pairs: PAIRS pairs of problems one digit or sign apart, sent at once (the members made
+  fast and concurrent for this leg): answers served for the wrong problem (the goal is none);
+- hits: a stored answer asked for again and again, one client then 8 at once: the latency
+  of a hit through the API port (p50, p95).
+
+    .venv/bin/python -m bench.homework [--scale 0.2] [--rounds 1]
+
+Writes bench/results/homework.json. It is not one of bench/run.py's suites (yet): run it
+on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.loadgen import percentiles
+from bench.server import DataFolders, Vibeadmin, fake_members, register_remote
+
+MEMBERS, TTFT_S, TPT_S, TOKENS = 2, 0.3, 0.02, 60  # about 1.5 s an answer, one at a time
+STUDENTS, PROBLEMS, WINDOW_S = 300, 10, 60.0
+PAIRS = 500
+HITS = 1000
+OUT = Path(__file__).resolve().parent / "results" / "homework.json"
+
+
+def problem(n: int) -> str:
+    return f"Homework {n}: solve {n + 2}x + {3 * n + 1} = {7 * n + 5} for x"
+
+
+def ask(text: str) -> dict:
+    return {
+        "model": "vibethinker",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": TOKENS + 40,  # the fake stops by itself at TOKENS: a whole answer, stored
+        "temperature": 0,
+    }
+
+
+async def post(client: aiohttp.ClientSession, url: str, key: str, text: str) -> dict:
+    started = time.monotonic()
+    async with client.post(url, json=ask(text), headers={"Authorization": f"Bearer {key}"}) as response:
+        body = await response.json(content_type=None)
+        ended = time.monotonic()
+        answer = body["choices"][0]["message"]["content"] if response.status == 200 else ""
+        return {
+            "status": response.status,
+            "cache": response.headers.get("x-vibeadmin-cache", ""),
+            "started": started,
+            "ended": ended,
+            "latency_s": ended - started,
+            "right": answer.startswith(text),
+            "whole": len(answer.split()) >= TOKENS,
+        }
+
+
+async def burst(url: str, key: str, students: int, rng: random.Random) -> list[dict]:
+    shots = sorted((rng.uniform(0, WINDOW_S), n) for _ in range(students) for n in range(PROBLEMS))
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as client:
+        t0 = time.monotonic()
+        tasks = []
+        for at, n in shots:
+            delay = t0 + at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(post(client, url, key, problem(n))))
+        results = await asyncio.gather(*tasks)
+    for (_, n), result in zip(shots, results, strict=True):
+        result["problem"] = n
+    return list(results)
+
+
+def burst_figures(results: list[dict], generations: int) -> dict:
+    first_done: dict[int, float] = {}
+    for r in sorted(results, key=lambda r: r["ended"]):
+        if r["status"] == 200:
+            first_done.setdefault(r["problem"], r["ended"])
+    after = [
+        r["latency_s"]
+        for r in results
+        if r["status"] == 200 and r["started"] >= first_done.get(r["problem"], 1e18)
+    ]
+    joined = [
+        r["latency_s"]
+        for r in results
+        if r["status"] == 200 and r["started"] < first_done.get(r["problem"], 0)
+    ]
+    return {
+        "requests": len(results),
+        "generations": generations,
+        "ok": sum(r["status"] == 200 for r in results),
+        "whole_and_right": sum(r["status"] == 200 and r["whole"] and r["right"] for r in results),
+        "repeat_after_first_s": percentiles(after),
+        "joined_first_s": percentiles(joined),
+        "cache_labels": {
+            label: sum(r["cache"] == label for r in results) for label in ("hit", "miss", "bypass")
+        },
+    }
+
+
+async def pairs(url: str, key: str, count: int) -> dict:
+    texts = []
+    for i in range(count):
+        a, b = 3 + i, 11 + 2 * i
+        texts += [
+            f"Pair {i}: solve {a}x+{b}=7",
+            f"Pair {i}: solve {a}x-{b}=7" if i % 2 else f"Pair {i}: solve {a}x+{b + 1}=7",
+        ]
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as client:
+        results = await asyncio.gather(*(post(client, url, key, t) for t in texts))
+    return {
+        "requests": len(texts),
+        "ok": sum(r["status"] == 200 for r in results),
+        "wrong": sum(r["status"] == 200 and not r["right"] for r in results),
+    }
+
+
+async def hits(url: str, key: str, count: int, concurrency: int) -> dict:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
+        await post(client, url, key, problem(0))  # stored by the burst; make sure
+        latencies: list[float] = []
+        labels: set[str] = set()
+
+        async def client_loop(n: int) -> None:
+            for _ in range(n):
+                r = await post(client, url, key, problem(0))
+                latencies.append(r["latency_s"])
+                labels.add(r["cache"])
+
+        await asyncio.gather(*(client_loop(count // concurrency) for _ in range(concurrency)))
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "labels": sorted(labels),
+        "latency_ms": {k: v * 1000 for k, v in percentiles(latencies).items() if v is not None},
+    }
+
+
+def one_round(folders: DataFolders, scale: float, seed: int) -> dict:
+    model = Path(tempfile.mkdtemp(prefix="vibeadmin-homework-")) / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(range(256)) * 4096)  # the cache keys on its sha256
+    env = {"VIBEADMIN_MODEL": str(model), "VIBEADMIN_QUEUE_TIMEOUT_S": "600"}
+    with (
+        fake_members(MEMBERS, ttft=TTFT_S, tpt=TPT_S, max_tokens=TOKENS, echo=True) as members,
+        Vibeadmin(folders.new(), supervisor=False, env=env) as server,
+    ):
+        register_remote(server, [m.url for m in members])
+        server.shell(
+            "from pool.models import PoolSettings; PoolSettings.load(); PoolSettings.objects.update(queue_size=100000, queue_timeout_s=600)"
+        )
+        key = server.manage("apikey", "create", "school", "--cache").strip().splitlines()[-1]
+        time.sleep(1.5)  # the gateway's next refresh sees the members and the key
+        url = server.api_url + "/v1/chat/completions"
+        students = max(1, round(STUDENTS * scale))
+        before = sum(m.stats()["requests"] for m in members)
+        results = asyncio.run(burst(url, key, students, random.Random(seed)))
+        generations = sum(m.stats()["requests"] for m in members) - before
+        figures = {"burst": burst_figures(results, generations)}
+        print(json.dumps(figures["burst"]), flush=True)
+        figures["hits_1"] = asyncio.run(hits(url, key, max(50, round(HITS * scale)), 1))
+        figures["hits_8"] = asyncio.run(hits(url, key, max(80, round(HITS * scale)), 8))
+        print(json.dumps({"hits_1": figures["hits_1"], "hits_8": figures["hits_8"]}), flush=True)
+        for member in members:  # what is checked now is which answer, not how long it takes
+            member.configure(ttft=0.001, tpt=0.0001, concurrent=True)
+        before = sum(m.stats()["requests"] for m in members)
+        figures["pairs"] = asyncio.run(pairs(url, key, max(10, round(PAIRS * scale))))
+        figures["pairs"]["generations"] = sum(m.stats()["requests"] for m in members) - before
+        return figures
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="students and pairs, as a share of the full size"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    folders = DataFolders()
+    rounds = []
+    for i in range(args.rounds):
+        figures = one_round(folders, args.scale, seed=i)
+        print(json.dumps(figures, indent=1), flush=True)
+        rounds.append(figures)
+    summary = {
+        "generations": spread([r["burst"]["generations"] for r in rounds]),
+        "repeat_after_first_p95_s": spread([r["burst"]["repeat_after_first_s"]["p95"] or 0 for r in rounds]),
+        "hit_p95_ms_1_client": spread([r["hits_1"]["latency_ms"]["p95"] for r in rounds]),
+        "hit_p95_ms_8_clients": spread([r["hits_8"]["latency_ms"]["p95"] for r in rounds]),
+        "wrong_answers_in_pairs": spread([r["pairs"]["wrong"] for r in rounds]),
+    }
+    OUT.write_text(json.dumps({"scale": args.scale, "rounds": rounds, "summary": summary}, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
