@@ -200,6 +200,10 @@ def _kept(form: forms.ModelForm, name: str):
     return getattr(form.instance, name) if value in (None, "") else value
 
 
+# The solve page's mode and hints mode's instructions: never blank.
+TUTOR_TEXTS = ("solve_mode", "prompt_tutor", "hint_first", "hint_another", "hint_next_step", "hint_solution")
+
+
 class RoutingForm(forms.ModelForm):
     strategy = forms.ChoiceField(choices=[(name, name.replace("_", " ")) for name in STRATEGIES])
     solve_weight = _weight("Solve page: weight")
@@ -222,6 +226,14 @@ class RoutingForm(forms.ModelForm):
             "solve_pool_share",
             "solve_weight",
             "solve_priority",
+            "solve_mode",
+            "solve_max_turns",
+            "solve_max_chars",
+            "prompt_tutor",
+            "hint_first",
+            "hint_another",
+            "hint_next_step",
+            "hint_solution",
         ]
         labels = {
             "queue_size": "Queue size",
@@ -236,16 +248,36 @@ class RoutingForm(forms.ModelForm):
             "solve_inflight_per_address": "Answers in flight per address",
             "solve_max_tokens": "Longest answer (tokens)",
             "solve_pool_share": "Share of the pool's slots for students (0-1)",
+            "solve_mode": "The solve page gives",
+            "solve_max_turns": "Questions per conversation sent",
+            "solve_max_chars": "Characters per conversation sent",
+            "prompt_tutor": "System prompt: hints mode",
+            "hint_first": "Hints mode: added to the problem",
+            "hint_another": "Button “Another hint”",
+            "hint_next_step": "Button “Next step”",
+            "hint_solution": "Button “Full solution”",
         }
         widgets = {
             name: forms.Textarea(attrs={"rows": 2})
-            for name in ("prompt_general", "prompt_math", "prompt_code", "language_hint")
+            for name in (
+                "prompt_general",
+                "prompt_math",
+                "prompt_code",
+                "language_hint",
+                "prompt_tutor",
+                "hint_first",
+                "hint_another",
+                "hint_next_step",
+                "hint_solution",
+            )
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["strategy"].initial = self.instance.strategy
         self.order_fields(["strategy"])
+        for name in ("solve_max_turns", "solve_max_chars", *TUTOR_TEXTS):
+            self.fields[name].required = False  # left out of a post (older scripts): kept
 
     def clean_solve_weight(self) -> int:
         return _kept(self, "solve_weight")
@@ -266,6 +298,20 @@ class RoutingForm(forms.ModelForm):
 
     def clean_solve_max_tokens(self) -> int:
         return _at_least_one(self, "solve_max_tokens", "let students ask for at least one token")
+
+    def clean_solve_max_turns(self) -> int:
+        self.cleaned_data["solve_max_turns"] = _kept(self, "solve_max_turns")
+        return _at_least_one(self, "solve_max_turns", "let a conversation send at least its question")
+
+    def clean_solve_max_chars(self) -> int:
+        self.cleaned_data["solve_max_chars"] = _kept(self, "solve_max_chars")
+        return _at_least_one(self, "solve_max_chars", "let a conversation send at least one character")
+
+    def clean(self):
+        data = super().clean()
+        for name in TUTOR_TEXTS:
+            data[name] = _kept(self, name)  # an instruction is never blank: empty keeps the last one
+        return data
 
     def clean_solve_pool_share(self) -> float:
         value = self.cleaned_data["solve_pool_share"]

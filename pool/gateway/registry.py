@@ -23,6 +23,7 @@ from pool.gateway.backend import Backend
 from pool.gateway.fair import BATCH, Tenant
 from pool.gateway.prompts import PromptSettings
 from pool.gateway.strategies import Strategy, make_strategy
+from pool.gateway.tutor import TutorSettings
 from pool.models import ApiKey, Member, PoolSettings
 from pool.supervisor.model_file import chosen_model
 
@@ -80,6 +81,7 @@ class PoolPolicy:
     solve_max_tokens: int
     solve_pool_share: float
     prompts: PromptSettings
+    tutor: TutorSettings
     model_id: str
     solve_tenant: Tenant = Tenant("solve", "solve")
 
@@ -101,6 +103,18 @@ def _policy(row: PoolSettings) -> PoolPolicy:
             {"general": row.prompt_general, "math": row.prompt_math, "code": row.prompt_code},
             row.language_hint,
             row.language_hint_enabled,
+        ),
+        tutor=TutorSettings(
+            mode=row.solve_mode,
+            max_turns=row.solve_max_turns,
+            max_chars=row.solve_max_chars,
+            system_prompt=row.prompt_tutor,
+            first_hint=row.hint_first,
+            steps={
+                "another_hint": row.hint_another,
+                "next_step": row.hint_next_step,
+                "solution": row.hint_solution,
+            },
         ),
         model_id=chosen_model().model_id,
         solve_tenant=Tenant("solve", "solve", row.solve_weight, row.solve_priority == BATCH),

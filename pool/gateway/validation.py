@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from pool.gateway.errors import invalid
+from pool.gateway.tutor import HINTS, MODES, SOLUTION
 
 TASKS = ("general", "math", "code")
 ROLES = ("system", "user", "assistant")
@@ -47,7 +48,10 @@ COMMON = {
     "stream_options": Field("object"),
     "user": Field("string"),
     "vibeadmin": Field(
-        "object", description='vibeadmin\'s own options: {"task": "general" | "math" | "code"}.'
+        "object",
+        description='vibeadmin\'s own options: {"task": "general" | "math" | "code", "mode": "solution" | '
+        '"hints" (a hint toward the next step instead of the answer), "progress": true (with stream: '
+        "`event: vibeadmin` lines with the place in line and the predicted wait before the first token)}.",
     ),
 }
 CHAT_FIELDS = {"messages": Field("messages", required=True), **COMMON}
@@ -68,6 +72,8 @@ class Validated:
     body: dict[str, Any]  # what goes to the member
     task: str
     stream: bool
+    mode: str = SOLUTION
+    progress: bool = False  # the caller wants its place in line while it waits (streams only)
 
 
 # Nesting deeper than this is refused: no request needs it, and objects the gateway
@@ -135,9 +141,11 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
                 raise invalid(f"{name!r} is required", param=name, code="missing_field")
             continue
         _check(name, body[name], spec)
-    task = (body.get("vibeadmin") or {}).get("task", "general")
+    options = body.get("vibeadmin") or {}
+    task = options.get("task", "general")
     if task not in TASKS:
         raise invalid(f"vibeadmin.task must be one of {', '.join(TASKS)}", param="vibeadmin.task")
+    mode, progress = _tutor_options(options, body)
     if sum(len(text) for text in prompt_texts(body)) > settings.VIBEADMIN_MAX_PROMPT_CHARS:
         raise invalid(
             f"the prompt is longer than {settings.VIBEADMIN_MAX_PROMPT_CHARS} characters",
@@ -148,7 +156,22 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
     forwarded.setdefault(
         "max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS)
     )
-    return Validated(forwarded, task, bool(body.get("stream")))
+    return Validated(forwarded, task, bool(body.get("stream")), mode, progress)
+
+
+def _tutor_options(options: dict[str, Any], body: dict[str, Any]) -> tuple[str, bool]:
+    """vibeadmin.mode and vibeadmin.progress, checked."""
+    mode = options.get("mode", SOLUTION)
+    if mode not in MODES:
+        raise invalid(f"vibeadmin.mode must be one of {', '.join(MODES)}", param="vibeadmin.mode")
+    if mode == HINTS and "messages" not in body:
+        raise invalid("vibeadmin.mode 'hints' needs a chat request (messages)", param="vibeadmin.mode")
+    progress = options.get("progress", False)
+    if not isinstance(progress, bool):
+        raise invalid("vibeadmin.progress must be a boolean", param="vibeadmin.progress")
+    if progress and not body.get("stream"):
+        raise invalid("vibeadmin.progress needs stream: true", param="vibeadmin.progress")
+    return mode, progress
 
 
 def _check(name: str, value: Any, spec: Field) -> None:
@@ -253,7 +276,11 @@ def json_schema(fields: dict[str, Field]) -> dict[str, Any]:
         if spec.max_value() is not None:
             prop["maximum"] = spec.max_value()
         if name == "vibeadmin":
-            prop["properties"] = {"task": {"type": "string", "enum": list(TASKS)}}
+            prop["properties"] = {
+                "task": {"type": "string", "enum": list(TASKS)},
+                "mode": {"type": "string", "enum": list(MODES)},
+                "progress": {"type": "boolean"},
+            }
         if spec.description:
             prop["description"] = spec.description
         properties[name] = prop
