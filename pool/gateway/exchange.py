@@ -42,7 +42,7 @@ class Exchange:
         last_error = ""
         for attempt in range(settings.VIBEADMIN_MAX_RETRIES + 1):
             try:
-                slot, waited = await self.router.acquire(ctx, frozenset(tried))
+                slot, waited = await self.router.acquire(ctx, frozenset(tried), outcome.watch)
             except errors.ApiError:
                 if tried:  # no other member to retry on: report what went wrong upstream
                     raise errors.upstream_failed(

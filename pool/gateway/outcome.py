@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from pool.gateway.limits import Pass
 from pool.gateway.registry import KeyInfo
+from pool.gateway.router import Watch
 
 CLIENT_GONE = 499  # the client went away before the answer was whole, as nginx logs it
 
@@ -29,6 +30,7 @@ class Outcome:
     upstream_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    watch: Watch | None = None  # set when the client asked to hear its place in line
 
     @property
     def failed(self) -> bool:
