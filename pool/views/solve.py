@@ -33,11 +33,25 @@ def budgets(top: int) -> list[int]:
     return sorted({min(n, top) for n in (SHORT_BUDGET, settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top)})
 
 
+def tutor_config(row: PoolSettings) -> dict:
+    """What the page needs to send a conversation the server accepts (pool/gateway/tutor.py):
+    its mode, and the bounds it trims the oldest turns to, a step counted as its instruction."""
+    return {
+        "mode": row.solve_mode,
+        "maxTurns": row.solve_max_turns,
+        "maxConversationChars": min(row.solve_max_chars, settings.VIBEADMIN_MAX_PROMPT_CHARS),
+        "stepChars": {
+            "another_hint": len(row.hint_another),
+            "next_step": len(row.hint_next_step),
+            "solution": len(row.hint_solution),
+        },
+    }
+
+
 def solve_page(request):
-    config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS}
-    top = min(
-        settings.VIBEADMIN_MAX_TOKENS, PoolSettings.load().solve_max_tokens
-    )  # the Routing page's ceiling
+    row = PoolSettings.load()
+    config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS, **tutor_config(row)}
+    top = min(settings.VIBEADMIN_MAX_TOKENS, row.solve_max_tokens)  # the Routing page's ceiling
     return render(
         request,
         "pool/solve.html",
@@ -48,5 +62,6 @@ def solve_page(request):
             "default_budget": min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, top),
             "max_chars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
             "solve_config": config,
+            "hints": row.solve_mode == "hints",
         },
     )
