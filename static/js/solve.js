@@ -177,7 +177,8 @@
     const { messages, left, fits } = bounded(convo.turns);
     if (!fits) {
       convo.turns.pop();
-      showFormError(problemError("x".repeat(config.maxConversationChars + 1), "question"));
+      showFormError(`This question does not fit: a conversation on this page sends at most ` +
+        `${config.maxConversationChars.toLocaleString()} characters. Shorten it and send it again.`);
       return;
     }
     showTrimNote(left);
@@ -297,7 +298,9 @@
     final.replaceChildren(); reasoningBody.replaceChildren(); reasoning.hidden = true; reasoning.open = false;
     stats.hidden = true;
     answer.hidden = false;
-    followupForm.hidden = true;
+    // A follow-up's box stays (focus stays where it was; the next question can be typed):
+    // only sending waits for the answer.
+    followupForm.hidden = convo.turns.length === 1;
     final.setAttribute("aria-busy", "true");  // screen readers wait for the whole answer
     const hadFocus = document.activeElement;
     submitButton.disabled = true; followupSend.disabled = true; stopButton.hidden = false;
