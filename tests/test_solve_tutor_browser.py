@@ -114,7 +114,8 @@ def test_a_five_turn_conversation_streams_each_turn_with_math_and_the_caps_hold(
         lengths = page.evaluate("window.__lengths.splice(0)")
         assert len({n for n in lengths if n > 0}) >= 2, f"turn {turn + 1} did not stream in steps: {lengths}"
         assert page.is_visible("#followup")
-        assert page.evaluate("document.activeElement.id") == ("followup" if turn else "problem")  # focus stays
+        focused = page.evaluate("document.activeElement.id")
+        assert focused == ("followup" if turn else "problem"), "focus stays where the student typed"
 
     assert page.locator("#turns > li").count() == 8  # four whole exchanges, the fifth live
     assert page.locator("#turns .katex").count() >= 4, "the questions' math is rendered"
