@@ -25,11 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.server import DataFolders, Vibeadmin, served_code
+from pool.gateway.tutor import TutorSettings, hinted
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = ROOT / "bench" / "data" / "tutor_problems.json"
 RESULT = ROOT / "bench" / "results" / "leak_rate.json"
 MODES = ("solution", "hints")
+OTHER = "hints_other"
 
 
 def answer_pattern(answer: str) -> re.Pattern:
@@ -48,10 +50,15 @@ def gives_answer(reply: str, answer: str) -> bool:
     return answer_pattern(answer).search(reply) is not None
 
 
-def ask(url: str, key: str, problem: str, mode: str, max_tokens: int) -> dict:
+def ask(url: str, key: str, problem: str, mode: str, max_tokens: int, other: TutorSettings | None) -> dict:
+    """One first reply. Mode "hints_other": hints mode with `other`'s prompt and instruction,
+    put in here as the gateway's hinted() does, to compare instructions in the same run."""
+    messages = [{"role": "user", "content": problem}]
+    if mode == OTHER and other is not None:
+        messages, mode = hinted(messages, other), "solution"
     body = {
         "model": "vibethinker",
-        "messages": [{"role": "user", "content": problem}],
+        "messages": messages,
         "max_tokens": max_tokens,
         "temperature": 0,
         "vibeadmin": {"task": "math", "mode": mode},
@@ -69,14 +76,16 @@ def ask(url: str, key: str, problem: str, mode: str, max_tokens: int) -> dict:
     }
 
 
-def measure(server: Vibeadmin, problems: list[dict], max_tokens: int, modes, save) -> list[dict]:
+def measure(
+    server: Vibeadmin, problems: list[dict], max_tokens: int, modes, save, other: TutorSettings | None = None
+) -> list[dict]:
     """Each problem in every mode at once; `save(rows)` after each, so a run cut short keeps
     what it measured."""
     rows: list[dict] = []
     with ThreadPoolExecutor(max_workers=len(modes)) as pool:
         for n, item in enumerate(problems, 1):
             futures = {
-                mode: pool.submit(ask, server.url, server.key, item["problem"], mode, max_tokens)
+                mode: pool.submit(ask, server.url, server.key, item["problem"], mode, max_tokens, other)
                 for mode in modes
             }
             row = {"id": item["id"], "answer": item["answer"]}
@@ -137,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prompt-tutor", default="", help="try this tutor system prompt instead of the default"
     )
+    parser.add_argument(
+        "--compare-hint",
+        default="",
+        help="also measure hints mode with this instruction (and --compare-tutor's prompt) in the same run",
+    )
+    parser.add_argument("--compare-tutor", default="", help="the tutor prompt that goes with --compare-hint")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     model = os.environ.get("VIBEADMIN_MODEL", "")
@@ -144,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         print("set VIBEADMIN_MODEL to a GGUF (and VIBEADMIN_CHAT_FORMAT to its template)", file=sys.stderr)
         return 2
     modes = tuple(m for m in args.modes.split(",") if m in MODES)
+    other = None
+    if args.compare_hint:
+        modes = (*modes, OTHER)
+        other = TutorSettings("hints", 1, 10**6, args.compare_tutor, args.compare_hint, {})
     problems = json.loads(PROBLEMS.read_text(encoding="utf-8"))[: args.problems]
     overrides = {k: v for k, v in (("hint_first", args.hint_first), ("prompt_tutor", args.prompt_tutor)) if v}
     env = {
@@ -175,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             server.create_key()
             result["instructions"] = instructions(server, overrides)
             result["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-            measure(server, problems, args.max_tokens, modes, save)
+            if other is not None:
+                result["instructions_other"] = {
+                    "prompt_tutor": other.system_prompt,
+                    "hint_first": other.first_hint,
+                }
+            measure(server, problems, args.max_tokens, modes, save, other)
     finally:
         folders.cleanup()
     said = ", ".join(f"{mode} {result['modes'][mode]['leaks']}/{result['problems']}" for mode in modes)

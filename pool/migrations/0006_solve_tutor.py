@@ -1,7 +1,5 @@
 from django.db import migrations, models
 
-import pool.models.pool_settings as defaults
-
 
 class Migration(migrations.Migration):
 
@@ -13,7 +11,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='poolsettings',
             name='solve_mode',
-            field=models.CharField(choices=defaults.SOLVE_MODES, default='solution', max_length=16),
+            field=models.CharField(choices=[('solution', 'Solution: the whole answer at once'), ('hints', 'Hints first: the student asks for more')], default='solution', max_length=16),
         ),
         migrations.AddField(
             model_name='poolsettings',
@@ -28,26 +26,26 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='poolsettings',
             name='prompt_tutor',
-            field=models.TextField(default=defaults.DEFAULT_TUTOR_PROMPT),
+            field=models.TextField(default='You are a tutor who gives hints, not answers. Reply with a short hint that helps the student take the next step by themselves. Never calculate the result and never state the final answer, unless the student asks for the full solution.'),
         ),
         migrations.AddField(
             model_name='poolsettings',
             name='hint_first',
-            field=models.TextField(default=defaults.DEFAULT_HINTS['first']),
+            field=models.TextField(default='Do not solve this. Reply with one hint only, at most two sentences: the idea or the first step to try. Do not calculate anything and do not state any result.'),
         ),
         migrations.AddField(
             model_name='poolsettings',
             name='hint_another',
-            field=models.TextField(default=defaults.DEFAULT_HINTS['another']),
+            field=models.TextField(default='Give me one more short hint that goes a little further than the last one. Still do not write the final answer.'),
         ),
         migrations.AddField(
             model_name='poolsettings',
             name='hint_next_step',
-            field=models.TextField(default=defaults.DEFAULT_HINTS['next_step']),
+            field=models.TextField(default='Work out only the next step of the solution, briefly. Stop before the final result and do not write the final answer.'),
         ),
         migrations.AddField(
             model_name='poolsettings',
             name='hint_solution',
-            field=models.TextField(default=defaults.DEFAULT_HINTS['solution']),
+            field=models.TextField(default='Now give the full solution, step by step, and end with the final answer.'),
         ),
     ]
