@@ -568,9 +568,14 @@
     } catch (e) { return []; }
   }
 
+  // When the browser's storage is full, the oldest conversations make room; in private
+  // mode nothing is kept and the page works without it.
   function storeHistory(list) {
-    try { localStorage.setItem(HISTORY_KEY, JSON.stringify(list.slice(0, HISTORY_MAX))); }
-    catch (e) { /* private mode, or full: the page still works without it */ }
+    list = list.slice(0, HISTORY_MAX);
+    for (;;) {
+      try { localStorage.setItem(HISTORY_KEY, JSON.stringify(list)); break; }
+      catch (e) { if (list.length <= 1) break; list = list.slice(0, -1); }
+    }
     renderHistory();
   }
 
