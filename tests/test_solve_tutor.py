@@ -16,7 +16,7 @@ from pool.models import PoolSettings
 from pool.models.pool_settings import DEFAULT_HINTS, DEFAULT_TUTOR_PROMPT
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy
-from tests.helpers import routing_data
+from tests.helpers import routing_data, wait_until
 
 PROBLEM = "Find the remainder when 2^100 is divided by 7."
 
@@ -132,6 +132,31 @@ async def test_a_follow_up_waits_for_the_answer_in_flight_and_its_tokens_are_cap
     assert (await first.done()).status == 200
     greedy = await request(gateway, "POST", SOLVE_PATH, talk(PROBLEM, "2", "Why?", max_tokens=101))
     assert greedy.status == 400 and greedy.json()["error"]["code"] == "max_tokens_over_solve_limit"
+
+
+@pytest.mark.asyncio
+async def test_follow_ups_count_in_the_students_share_of_the_pool(gateway, fakes_in_loop):
+    await fakes_in_loop(2, ttft=0.5)  # 2 slots; the default share is half: 1 for students
+    first = Call(gateway, "POST", SOLVE_PATH, json.dumps(talk(PROBLEM)).encode(), client="10.0.0.1")
+    await first.started.wait()
+    other = await request(gateway, "POST", SOLVE_PATH, talk(PROBLEM, "2", "Why?"), client="10.0.0.2")
+    assert other.status == 429
+    assert other.json()["error"]["code"] == "solve_pool_share"
+    assert (await first.done()).status == 200
+
+
+@pytest.mark.asyncio
+async def test_stop_cancels_a_follow_up_on_the_member(gateway, fake_members):
+    (fake,) = await sync_to_async(fake_members)(1, tpt=0.05, max_tokens=1000)
+    body = json.dumps(talk(PROBLEM, "2", "Explain every step in detail.", max_tokens=1000)).encode()
+    call = Call(gateway, "POST", SOLVE_PATH, body)
+    await call.first_chunk.wait()
+    call.disconnect()  # the page's AbortController
+    await call.done()
+    stats = await sync_to_async(wait_until)(
+        lambda: (s := fake.stats())["cancelled"] == 1 and s, 5, what="cancel"
+    )
+    assert stats["in_flight"] == 0 and stats["served"] == 0
 
 
 # --- hints mode ---------------------------------------------------------------------------
