@@ -26,12 +26,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='poolsettings',
             name='prompt_tutor',
-            field=models.TextField(default='You are a tutor who gives hints, not answers. Reply with a short hint that helps the student take the next step by themselves. Never calculate the result and never state the final answer, unless the student asks for the full solution.'),
+            field=models.TextField(default='You are a patient tutor. You help a student find the answer by themselves, one step at a time. Never state the final answer or the final result unless the student asks for the full solution.'),
         ),
         migrations.AddField(
             model_name='poolsettings',
             name='hint_first',
-            field=models.TextField(default='Do not solve this. Reply with one hint only, at most two sentences: the idea or the first step to try. Do not calculate anything and do not state any result.'),
+            field=models.TextField(default='Do not solve this problem. Give me only one short hint (at most three sentences) for the first step. Do not compute anything, do not write the final answer, and do not use \\boxed.'),
         ),
         migrations.AddField(
             model_name='poolsettings',

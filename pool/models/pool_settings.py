@@ -18,18 +18,18 @@ SOLVE_MODES = [
     (SOLUTION, "Solution: the whole answer at once"),
     (HINTS, "Hints first: the student asks for more"),
 ]
-# Small models give the answer away unless told plainly, and told again beside the problem:
-# with "give one short hint ... do not compute" the 1.5B stand-in still worked sums out
-# (bench/leak_rate.py); a hint of two sentences that names the idea leaves no room to.
+# Small models give the answer away unless told plainly, and told again beside the problem.
+# Measured with bench/leak_rate.py on the 1.5B stand-in (20 problems, first replies): this
+# wording leaked the answer in 2, one that asked for "one hint, at most two sentences, no
+# calculation" in 3, and solution mode in 8 even cut at 200 tokens (bench/results/leak_rate.json).
 DEFAULT_TUTOR_PROMPT = (
-    "You are a tutor who gives hints, not answers. Reply with a short hint that helps the student take "
-    "the next step by themselves. Never calculate the result and never state the final answer, unless the "
-    "student asks for the full solution."
+    "You are a patient tutor. You help a student find the answer by themselves, one step at a time. "
+    "Never state the final answer or the final result unless the student asks for the full solution."
 )
 DEFAULT_HINTS = {
     "first": (
-        "Do not solve this. Reply with one hint only, at most two sentences: the idea or the first step to "
-        "try. Do not calculate anything and do not state any result."
+        "Do not solve this problem. Give me only one short hint (at most three sentences) for the first "
+        "step. Do not compute anything, do not write the final answer, and do not use \\boxed."
     ),
     "another": (
         "Give me one more short hint that goes a little further than the last one. Still do not write "
