@@ -21,7 +21,7 @@ SOLVE_MODES = [
 # Small models give the answer away unless told plainly, and told again beside the problem.
 # Measured with bench/leak_rate.py on the 1.5B stand-in (20 problems, first replies): this
 # wording leaked the answer in 2, one that asked for "one hint, at most two sentences, no
-# calculation" in 3, and solution mode in 8 even cut at 200 tokens (bench/results/leak_rate.json).
+# calculation" in 3, and solution mode in 20 with room to finish (bench/results/leak_rate*.json).
 DEFAULT_TUTOR_PROMPT = (
     "You are a patient tutor. You help a student find the answer by themselves, one step at a time. "
     "Never state the final answer or the final result unless the student asks for the full solution."
