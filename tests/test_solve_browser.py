@@ -36,21 +36,32 @@ pytestmark = [
 ]
 
 
-# Stands in for fetch() on /solve/api/stream when window.__canned is set: the answer starts
-# after `waitMs` and its body comes in `chunk`-byte pieces (cutting events, lines and UTF-8
-# characters) every `delayMs`.
+# Stands in for fetch() on /solve/api/stream when window.__canned is set (one reply for
+# every request, or a list of them, one per request, in turn): the answer starts after
+# `waitMs` and its body comes in `chunk`-byte pieces (cutting events, lines and UTF-8
+# characters) every `delayMs`; a reply with `parts` sends each part's text after its
+# `pauseMs`. Every body sent is kept in window.__sentAll.
 CANNED_FETCH = """
 const realFetch = window.fetch.bind(window);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+window.__sentAll = [];
 window.fetch = async (url, options) => {
-  const canned = window.__canned;
+  const canned = Array.isArray(window.__canned) ? window.__canned.shift() : window.__canned;
   if (!canned || !String(url).includes("/solve/api/stream")) return realFetch(url, options);
   window.__sent = JSON.parse(options.body);
-  await new Promise((resolve) => setTimeout(resolve, canned.waitMs || 0));  // queued in the gateway
-  const bytes = new TextEncoder().encode(canned.body);
+  window.__sentAll.push(window.__sent);
+  await sleep(canned.waitMs || 0);  // queued in the gateway
+  const parts = canned.parts || [{ text: canned.body, pauseMs: 0 }];
+  const signal = options.signal;
   const body = new ReadableStream({ async start(controller) {
-    for (let i = 0; i < bytes.length; i += canned.chunk) {
-      controller.enqueue(bytes.slice(i, i + canned.chunk));
-      await new Promise((resolve) => setTimeout(resolve, canned.delayMs));
+    for (const part of parts) {
+      await sleep(part.pauseMs || 0);
+      const bytes = new TextEncoder().encode(part.text);
+      for (let i = 0; i < bytes.length; i += canned.chunk) {
+        if (signal && signal.aborted) { controller.error(new DOMException("aborted", "AbortError")); return; }
+        controller.enqueue(bytes.slice(i, i + canned.chunk));
+        await sleep(canned.delayMs);
+      }
     }
     controller.close();
   } });
@@ -162,11 +173,38 @@ def open_page(browser, url: str, *, width: int = 1100, canned: bool = False, ini
     return page
 
 
+def canned(
+    *,
+    status: int = 200,
+    body: str = "",
+    headers: dict | None = None,
+    chunk: int = 5,
+    wait_ms: int = 0,
+    parts: list[dict] | None = None,
+) -> dict:
+    reply = {
+        "status": status,
+        "body": body,
+        "headers": headers or {"content-type": "text/event-stream"},
+        "chunk": chunk,
+        "delayMs": 1,
+        "waitMs": wait_ms,
+    }
+    if parts is not None:
+        reply["parts"] = parts
+    return reply
+
+
 def can(page, *, status: int = 200, body: str, headers: dict, chunk: int = 5, wait_ms: int = 0) -> None:
     page.evaluate(
         "c => { window.__canned = c; }",
-        {"status": status, "body": body, "headers": headers, "chunk": chunk, "delayMs": 1, "waitMs": wait_ms},
+        canned(status=status, body=body, headers=headers, chunk=chunk, wait_ms=wait_ms),
     )
+
+
+def can_each(page, *replies: dict) -> None:
+    """One canned reply per request, in turn; later requests go to the server."""
+    page.evaluate("c => { window.__canned = c; }", list(replies))
 
 
 def final_text(page) -> str:
@@ -234,9 +272,10 @@ def test_markdown_math_code_and_reasoning_render_from_a_chunked_stream(page_only
     page.wait_for_selector("#status.done", timeout=30_000)
 
     assert page.evaluate("window.__sent") == {
-        "problem": "Find the remainder when 2^100 is divided by 7.",
+        "messages": [{"role": "user", "content": "Find the remainder when 2^100 is divided by 7."}],
         "task": "math",
         "max_tokens": 2048,
+        "progress": True,
     }
     assert page.is_visible("#reasoning") and not page.eval_on_selector("#reasoning", "d => d.open")
     assert "think>" not in final_text(page)

@@ -137,3 +137,102 @@ def test_every_page_sends_a_policy_that_forbids_inline_script(page_only):  # noq
             if not path.startswith("static/"):  # files are served before the frame-options middleware
                 assert response.headers["X-Frame-Options"] == "DENY"
             assert response.headers["Referrer-Policy"]
+
+
+# Where the tutor renders stored text again: the earlier turns of a conversation (after a
+# follow-up), the history list and a conversation re-opened from it, the clipboard, and
+# the printed page. A tampered localStorage is as hostile as the answer.
+BOXES = ":is(#final, #reasoning-body, #turns, #question, .history-title, .history-meta)"
+TAMPERED = [
+    {  # a bad title and a step that is not one: dropped
+        "id": "t1",
+        "task": "math",
+        "created": 0,
+        "turns": [
+            {"role": "user", "step": f"<img src=x onerror={PWN}('step')>"},
+            {"role": "assistant", "content": "x"},
+        ],
+    },
+    {  # the role is markup: dropped
+        "id": "t2",
+        "task": "math",
+        "created": 0,
+        "turns": [
+            {"role": f"<img src=x onerror={PWN}('role')>", "content": "x"},
+            {"role": "assistant", "content": "y"},
+        ],
+    },
+    {  # well formed, hostile text: listed as plain text, rendered sanitized
+        "id": "t3",
+        "task": "math",
+        "created": f"<img src=x onerror={PWN}('created')>",
+        "turns": [
+            {"role": "user", "content": f"<img src=x onerror=\"{PWN}('title')\"> a title"},
+            {"role": "assistant", "content": HOSTILE},
+        ],
+    },
+]
+
+
+def assert_inert(page) -> None:
+    assert page.evaluate("window.__hits") == []
+    assert page.locator(f"{BOXES} :is({FORBIDDEN_ELEMENTS})").count() == 0
+    elements = page.evaluate(f"""() => [...document.querySelectorAll('{BOXES}, {BOXES} *')]
+      .map((el) => ({{tag: el.tagName.toLowerCase(), attrs: [...el.attributes].map((a) => [a.name, a.value])}}))""")
+    for element in elements:
+        for name, value in element["attrs"]:
+            assert not name.startswith("on"), element
+            assert "javascript:" not in value.replace(" ", "").lower(), element
+
+
+def test_a_hostile_answer_stays_inert_in_follow_ups_history_copy_and_print(page_only, browser):  # noqa: F811
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    try:
+        page = context.new_page()
+        page.add_init_script(WATCH)
+        from tests.test_solve_browser import CANNED_FETCH  # noqa: PLC0415
+
+        page.add_init_script(CANNED_FETCH)
+        page.goto(page_only + "solve/")
+        can(page, body=sse(HOSTILE, piece=23), headers={"content-type": "text/event-stream"}, chunk=64)
+        page.fill("#problem", f"<img src=x onerror=\"{PWN}('question')\"> Say something nasty.")
+        page.click("#submit")
+        page.wait_for_selector("#status.done", timeout=30_000)
+        page.fill("#followup", "And again?")  # the hostile answer becomes an earlier turn
+        page.click("#followup-send")
+        page.wait_for_selector("#status.done", timeout=30_000)
+        for details in page.locator("#turns details").all():
+            details.locator("summary").click()  # the stored reasoning renders when unfolded
+        page.wait_for_timeout(1000)
+        assert page.locator("#turns > li").count() == 2
+        assert page.locator("#turns .katex").count() >= 1, "the real formula $x$ still renders"
+        assert_inert(page)
+
+        page.click("#copy-markdown")
+        page.wait_for_selector("#copy-markdown:has-text('Copied')")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert (
+            copied.startswith("### You\n\n<img src=x onerror=") and "<script>" in copied
+        )  # text, as written
+        page.emulate_media(media="print")
+        page.screenshot(path=ARTIFACTS / "solve-hostile-print.png", full_page=True)
+        page.emulate_media(media="screen")
+
+        page.evaluate(
+            """(tampered) => { const list = JSON.parse(localStorage.getItem('vibeadmin.solve.history'));
+          localStorage.setItem('vibeadmin.solve.history', JSON.stringify([...tampered, ...list])); }""",
+            TAMPERED,
+        )
+        page.reload()
+        titles = page.locator("#history-list .history-title").all_inner_texts()
+        assert titles == ["<img src=x onerror=\"window.__pwned('title')\"> a title", titles[1]], titles
+        assert titles[1].startswith("<img src=x onerror=")  # the student's own question, as plain text
+        for n in (1, 2):
+            page.click(f"#history-list li:nth-child({n}) .history-open")
+            for details in page.locator("#turns details").all():
+                details.locator("summary").click()
+            page.wait_for_timeout(1000)
+            assert_inert(page)
+        page.screenshot(path=ARTIFACTS / "solve-hostile-history.png", full_page=True)
+    finally:
+        context.close()

@@ -59,7 +59,9 @@ def test_the_page_knows_the_servers_limits_and_where_to_stream_from(client, sett
     settings.VIBEADMIN_MAX_TOKENS = 4096
     settings.VIBEADMIN_DEFAULT_MAX_TOKENS = 1024
     page = client.get("/solve/")
-    assert page.context["solve_config"] == {"streamUrl": SOLVE_PATH, "maxChars": 1234}
+    config = page.context["solve_config"]
+    assert (config["streamUrl"], config["maxChars"]) == (SOLVE_PATH, 1234)
+    assert config["maxConversationChars"] == 1234  # the Routing page's 8000, under the server's limit
     html = page.content.decode()
     assert '"maxChars": 1234' in html  # json_script, read by solve.js
     assert "0 / 1234 characters" in html

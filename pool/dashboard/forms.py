@@ -194,6 +194,10 @@ def _kept(form: forms.ModelForm, name: str):
     return getattr(form.instance, name) if value in (None, "") else value
 
 
+# The solve page's mode and hints mode's instructions: never blank.
+TUTOR_TEXTS = ("solve_mode", "prompt_tutor", "hint_first", "hint_another", "hint_next_step", "hint_solution")
+
+
 class DesiredStateForm(forms.ModelForm):
     """A form over a table of desired state (settings, keys, rules): the model's rules check
     it (`full_clean`), and it is saved through the service layer, which records each change
@@ -227,6 +231,14 @@ class RoutingForm(DesiredStateForm):
             "solve_weight",
             "solve_priority",
             *SAMPLING_FIELDS,
+            "solve_mode",
+            "solve_max_turns",
+            "solve_max_chars",
+            "prompt_tutor",
+            "hint_first",
+            "hint_another",
+            "hint_next_step",
+            "hint_solution",
         ]
         labels = {
             "queue_size": "Queue size",
@@ -244,10 +256,28 @@ class RoutingForm(DesiredStateForm):
             **{f"{task}_temperature": f"{task.capitalize()}: temperature" for task in TASKS},
             **{f"{task}_top_p": f"{task.capitalize()}: top_p" for task in TASKS},
             **{f"{task}_max_tokens": f"{task.capitalize()}: max_tokens" for task in TASKS},
+            "solve_mode": "The solve page gives",
+            "solve_max_turns": "Questions per conversation sent",
+            "solve_max_chars": "Characters per conversation sent",
+            "prompt_tutor": "System prompt: hints mode",
+            "hint_first": "Hints mode: added to the problem",
+            "hint_another": "Button “Another hint”",
+            "hint_next_step": "Button “Next step”",
+            "hint_solution": "Button “Full solution”",
         }
         widgets = {
             name: forms.Textarea(attrs={"rows": 2})
-            for name in ("prompt_general", "prompt_math", "prompt_code", "language_hint")
+            for name in (
+                "prompt_general",
+                "prompt_math",
+                "prompt_code",
+                "language_hint",
+                "prompt_tutor",
+                "hint_first",
+                "hint_another",
+                "hint_next_step",
+                "hint_solution",
+            )
         }
 
     def __init__(self, *args, **kwargs):
@@ -257,6 +287,8 @@ class RoutingForm(DesiredStateForm):
         for task in TASKS:  # left out of a post (older scripts): unchanged, as clean() keeps them
             self.fields[f"{task}_temperature"].required = False
             self.fields[f"{task}_top_p"].required = False
+        for name in ("solve_max_turns", "solve_max_chars", *TUTOR_TEXTS):
+            self.fields[name].required = False  # left out of a post (older scripts): kept
 
     def clean_solve_weight(self) -> int:
         return _kept(self, "solve_weight")
@@ -279,6 +311,13 @@ class RoutingForm(DesiredStateForm):
                 if name in data:
                     data[name] = _kept(self, name)
             self._check_sampling(data, task)
+        # Left out of a post (older scripts) or blank: kept; an instruction is never blank.
+        for name in ("solve_max_turns", "solve_max_chars", *TUTOR_TEXTS):
+            data[name] = _kept(self, name)
+        if data["solve_max_turns"] < 1:
+            self.add_error("solve_max_turns", "let a conversation send at least its question")
+        if data["solve_max_chars"] < 1:
+            self.add_error("solve_max_chars", "let a conversation send at least one character")
         return data
 
     def _check_sampling(self, data: dict, task: str) -> None:

@@ -30,12 +30,14 @@ from pool.gateway.exchange import Exchange
 from pool.gateway.hosts import check_host
 from pool.gateway.openapi import openapi_document
 from pool.gateway.outcome import CLIENT_GONE, Outcome
+from pool.gateway.progress import Progress
 from pool.gateway.prompts import prepare_messages
 from pool.gateway.quotas import Quota, make_quotas
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
-from pool.gateway.router import Router
+from pool.gateway.router import Router, Watch
 from pool.gateway.sampling import Sampling, apply_defaults
 from pool.gateway.tasks import spawn
+from pool.gateway.tutor import HINTS, conversation, hinted, is_whole_text
 from pool.gateway.types import RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
@@ -267,9 +269,10 @@ class Gateway:
             )
         request.body["model"] = policy.model_id
         if "messages" in request.body:
-            request.body["messages"], _ = prepare_messages(
-                request.body["messages"], request.task, policy.prompts
-            )
+            messages = request.body["messages"]
+            if request.mode == HINTS:  # the tutor's system prompt and first instruction, before the task's
+                messages = hinted(messages, policy.tutor)
+            request.body["messages"], _ = prepare_messages(messages, request.task, policy.prompts)
             outcome.prefix = prefix_key(request.body["messages"], request.task)
         outcome.stream = request.stream
         outcome.max_tokens = request.body["max_tokens"]  # validate() fills in the default
@@ -280,13 +283,27 @@ class Gateway:
         self, receive, send, path: str, request: Validated, outcome: Outcome, client: str, tenant: Tenant
     ) -> None:
         ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix)
+        progress = None
+        if request.progress:
+            outcome.watch = Watch()
+            progress = Progress(send, functools.partial(self.router.where, outcome.watch))
+            send = progress.send
         plan: Plan | None = outcome.cache_plan
         if plan is not None and plan.key:
             work = self.answers.relay(send, path, request, ctx, outcome, self.exchange)
         else:
             work = self.exchange.run(send, path, request.body, ctx, outcome)
-        if not await self.until_disconnect(receive, work):
-            outcome.status = CLIENT_GONE
+        try:
+            if not await self.until_disconnect(receive, work if progress is None else told(progress, work)):
+                outcome.status = CLIENT_GONE
+        except errors.ApiError as exc:
+            if progress is None or not progress.started:
+                raise
+            outcome.status, outcome.member = (
+                exc.status,
+                "",
+            )  # the line's deadline passed while it was told its place
+            await progress.fail(exc)
 
     def finish(self, outcome: Outcome) -> None:
         """The one place a request is accounted for: its limits settled, its key's usage and
@@ -376,16 +393,35 @@ class Gateway:
         return errors.not_found(f"no such endpoint: {scope['method']} {scope['path']}", code="unknown_url")
 
 
+async def told(progress: Progress, work: Awaitable[None]) -> None:
+    """`work`, with the request told its place in line until the exchange takes over."""
+    teller = asyncio.ensure_future(progress.tell())
+    try:
+        await work
+    finally:
+        teller.cancel()
+        await asyncio.gather(teller, return_exceptions=True)
+
+
 async def _wait_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
 def solve_request(body: dict, policy: PoolPolicy) -> dict:
-    """The solve page sends {"problem", "task", "max_tokens"}; it becomes a streamed chat request."""
-    problem = body.get("problem")
-    if not isinstance(problem, str) or not problem.strip():
-        raise errors.invalid("type a problem first", param="problem")
+    """The solve page sends {"problem" or "messages" (the conversation so far, tutor.py),
+    "task", "max_tokens", "progress"}; it becomes a streamed chat request in the page's mode."""
+    if "messages" in body:
+        messages = conversation(body["messages"], policy.tutor, settings.VIBEADMIN_MAX_PROMPT_CHARS)
+    else:
+        problem = body.get("problem")
+        if not isinstance(problem, str) or not problem.strip():
+            raise errors.invalid("type a problem first", param="problem")
+        if not is_whole_text(problem):
+            raise errors.invalid(
+                "the problem holds an unpaired surrogate, which is not text", param="problem"
+            )
+        messages = [{"role": "user", "content": problem}]
     ceiling = policy.solve_max_tokens
     max_tokens = body.get("max_tokens")  # none: the task's default, within the ceiling (prepare)
     if type(max_tokens) is int and max_tokens > ceiling:  # validate() refuses other types
@@ -396,9 +432,13 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
         )
     return {
         "model": policy.model_id,
-        "messages": [{"role": "user", "content": problem}],
+        "messages": messages,
         "stream": True,
-        "vibeadmin": {"task": body.get("task", "math")},
+        "vibeadmin": {
+            "task": body.get("task", "math"),
+            "mode": policy.tutor.mode,
+            "progress": body.get("progress", False),
+        },
         "max_tokens": max_tokens,
     }
 

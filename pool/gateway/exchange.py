@@ -47,7 +47,7 @@ class Exchange:
         last_error = ""
         for attempt in range(settings.VIBEADMIN_MAX_RETRIES + 1):
             try:
-                slot, waited = await self.router.acquire(ctx, frozenset(tried))
+                slot, waited = await self.router.acquire(ctx, frozenset(tried), outcome.watch)
             except errors.ApiError:
                 if tried:  # no other member to retry on: report that members failed
                     raise _members_failed(last_error) from None

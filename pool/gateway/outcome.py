@@ -9,6 +9,7 @@ from typing import Any
 
 from pool.gateway.limits import Pass
 from pool.gateway.registry import KeyInfo
+from pool.gateway.router import Watch
 
 CLIENT_GONE = 499  # the client went away before the answer was whole, as nginx logs it
 
@@ -35,6 +36,7 @@ class Outcome:
     saved_tokens: int = 0  # ... which would have cost these tokens
     saved_s: float = 0.0  # ... and these member-seconds
     quota: Any = None  # quotas.Reservation held until it ends
+    watch: Watch | None = None  # set when the client asked to hear its place in line
 
     @property
     def failed(self) -> bool:

@@ -24,6 +24,7 @@ from pool.gateway.fair import BATCH
 from pool.gateway.prompts import PromptSettings
 from pool.gateway.sampling import Sampling
 from pool.gateway.strategies import Strategy, make_strategy
+from pool.gateway.tutor import TutorSettings
 from pool.gateway.types import Tenant
 from pool.model_file import chosen_model
 from pool.model_identity import model_sha256
@@ -100,6 +101,7 @@ class PoolPolicy:
     solve_max_tokens: int
     solve_pool_share: float
     prompts: PromptSettings
+    tutor: TutorSettings
     model_id: str
     solve_tenant: Tenant = Tenant("solve", "solve")
     sampling: dict[str, Sampling] = field(default_factory=dict)  # task -> the operator's defaults
@@ -128,6 +130,18 @@ def _policy(row: PoolSettings, model_sha256: str | None = None) -> PoolPolicy:
             {"general": row.prompt_general, "math": row.prompt_math, "code": row.prompt_code},
             row.language_hint,
             row.language_hint_enabled,
+        ),
+        tutor=TutorSettings(
+            mode=row.solve_mode,
+            max_turns=row.solve_max_turns,
+            max_chars=row.solve_max_chars,
+            system_prompt=row.prompt_tutor,
+            first_hint=row.hint_first,
+            steps={
+                "another_hint": row.hint_another,
+                "next_step": row.hint_next_step,
+                "solution": row.hint_solution,
+            },
         ),
         model_id=chosen_model().model_id,
         solve_tenant=Tenant("solve", "solve", row.solve_weight, row.solve_priority == BATCH),

@@ -58,6 +58,13 @@ def occupy(backend: Backend, ctx: RouteContext, lease: Lease = "") -> Slot:
     return Slot(backend, ctx.tokens, lease, ctx.tenant, time.monotonic())
 
 
+@dataclass(eq=False)
+class Watch:
+    """A request's view of its waiter while it waits in line (the honest wait, progress.py)."""
+
+    waiter: Waiter | None = None
+
+
 class Router:
     def __init__(self, registry: Registry, slots: Slots):
         self.registry = registry
@@ -116,8 +123,11 @@ class Router:
             self.affinity.remember(ctx, backend)
         return occupy(backend, ctx, lease)
 
-    async def acquire(self, ctx: RouteContext, exclude: frozenset[int] = frozenset()) -> tuple[Slot, float]:
-        """A slot taken for this request, and how long it waited for it."""
+    async def acquire(
+        self, ctx: RouteContext, exclude: frozenset[int] = frozenset(), watch: Watch | None = None
+    ) -> tuple[Slot, float]:
+        """A slot taken for this request, and how long it waited for it; `watch` is shown
+        its waiter while it waits."""
         if not any(b.id not in exclude for b in self.registry.routable()):
             raise errors.unavailable(
                 "no member of the pool is ready to serve requests; an operator must start one "
@@ -142,6 +152,8 @@ class Router:
             waiter.predicted_s = self.predict_wait(ctx)
             if waiter.predicted_s is not None and waiter.predicted_s > policy.queue_timeout_s:
                 raise self.too_long(ctx, waiter.predicted_s, policy.queue_timeout_s)
+        if watch is not None:
+            watch.waiter = waiter
         return await self._wait(waiter, policy.queue_timeout_s)
 
     def queue_full(self) -> errors.ApiError:
@@ -150,6 +162,22 @@ class Router:
             code="queue_full",
             retry_after=self.retry_after(),
         )
+
+    def where(self, watch: Watch) -> tuple[int, float | None] | None:
+        """A waiting request's place in this gateway's line (1: next) and its predicted wait
+        (seconds, None until the pool's pace is known): the work ahead of it in the order the
+        line serves, at that pace. None when it is not waiting."""
+        waiter = watch.waiter
+        if waiter is None or not waiter.queued:
+            return None
+        place, ahead = 1, 0
+        for other in self.queue:
+            if other is waiter:
+                break
+            place += 1
+            ahead += other.ctx.tokens
+        capacity = sum(b.max_inflight for b in self.registry.routable())
+        return place, self.pace.predict(ahead, capacity)
 
     def predict_wait(self, ctx: RouteContext) -> float | None:
         """Seconds until this request would get a slot: the work ahead of it in fair order

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from pool.gateway.errors import invalid
+from pool.gateway.tutor import HINTS, MODES, SOLUTION
 
 TASKS = ("general", "math", "code")
 ROLES = ("system", "user", "assistant")
@@ -48,7 +49,10 @@ COMMON = {
     "stream_options": Field("stream_options", description='Only {"include_usage": true | false}.'),
     "user": Field("string"),
     "vibeadmin": Field(
-        "object", description='vibeadmin\'s own options: {"task": "general" | "math" | "code"}.'
+        "object",
+        description='vibeadmin\'s own options: {"task": "general" | "math" | "code", "mode": "solution" | '
+        '"hints" (a hint toward the next step instead of the answer), "progress": true (with stream: '
+        "`event: vibeadmin` lines with the place in line and the predicted wait before the first token)}.",
     ),
 }
 CHAT_FIELDS = {"messages": Field("messages", required=True), **COMMON}
@@ -69,6 +73,8 @@ class Validated:
     body: dict[str, Any]  # what goes to the member
     task: str
     stream: bool
+    mode: str = SOLUTION
+    progress: bool = False  # the caller wants its place in line while it waits (streams only)
 
 
 # A lone UTF-16 surrogate: json.loads accepts "\ud800" and Python keeps it, but it is no
@@ -146,11 +152,12 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
             continue
         _check(name, body[name], spec)
     options = body.get("vibeadmin") or {}
-    if set(options) - {"task"}:
-        raise invalid("vibeadmin takes only 'task'", param="vibeadmin")
+    if set(options) - {"task", "mode", "progress"}:
+        raise invalid("vibeadmin takes only 'task', 'mode' and 'progress'", param="vibeadmin")
     task = options.get("task", "general")
     if not isinstance(task, str) or task not in TASKS:
         raise invalid(f"vibeadmin.task must be one of {', '.join(TASKS)}", param="vibeadmin.task")
+    mode, progress = _tutor_options(options, body)
     if sum(len(text) for text in prompt_texts(body)) > settings.VIBEADMIN_MAX_PROMPT_CHARS:
         raise invalid(
             f"the prompt is longer than {settings.VIBEADMIN_MAX_PROMPT_CHARS} characters",
@@ -161,7 +168,22 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
     forwarded.setdefault(
         "max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS)
     )
-    return Validated(forwarded, task, bool(body.get("stream")))
+    return Validated(forwarded, task, bool(body.get("stream")), mode, progress)
+
+
+def _tutor_options(options: dict[str, Any], body: dict[str, Any]) -> tuple[str, bool]:
+    """vibeadmin.mode and vibeadmin.progress, checked."""
+    mode = options.get("mode", SOLUTION)
+    if mode not in MODES:
+        raise invalid(f"vibeadmin.mode must be one of {', '.join(MODES)}", param="vibeadmin.mode")
+    if mode == HINTS and "messages" not in body:
+        raise invalid("vibeadmin.mode 'hints' needs a chat request (messages)", param="vibeadmin.mode")
+    progress = options.get("progress", False)
+    if not isinstance(progress, bool):
+        raise invalid("vibeadmin.progress must be a boolean", param="vibeadmin.progress")
+    if progress and not body.get("stream"):
+        raise invalid("vibeadmin.progress needs stream: true", param="vibeadmin.progress")
+    return mode, progress
 
 
 def _check(name: str, value: Any, spec: Field) -> None:
@@ -315,7 +337,11 @@ def json_schema(fields: dict[str, Field]) -> dict[str, Any]:
         if spec.max_value() is not None:
             prop["maximum"] = spec.max_value()
         if name == "vibeadmin":
-            prop["properties"] = {"task": {"type": "string", "enum": list(TASKS)}}
+            prop["properties"] = {
+                "task": {"type": "string", "enum": list(TASKS)},
+                "mode": {"type": "string", "enum": list(MODES)},
+                "progress": {"type": "boolean"},
+            }
         if spec.description:
             prop["description"] = spec.description
         properties[name] = prop

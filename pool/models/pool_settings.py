@@ -85,6 +85,37 @@ def _max_tokens(task: str) -> models.PositiveIntegerField:
     )
 
 
+# The solve page as a tutor (pool/gateway/tutor.py): the whole solution, or hints first.
+SOLUTION, HINTS = "solution", "hints"
+SOLVE_MODES = [
+    (SOLUTION, "Solution: the whole answer at once"),
+    (HINTS, "Hints first: the student asks for more"),
+]
+# Small models give the answer away unless told plainly, and told again beside the problem.
+# Measured with bench/leak_rate.py on the 1.5B stand-in (20 problems, first replies): this
+# wording leaked the answer in 2, one that asked for "one hint, at most two sentences, no
+# calculation" in 3, and solution mode in 20 with room to finish (bench/results/leak_rate*.json).
+DEFAULT_TUTOR_PROMPT = (
+    "You are a patient tutor. You help a student find the answer by themselves, one step at a time. "
+    "Never state the final answer or the final result unless the student asks for the full solution."
+)
+DEFAULT_HINTS = {
+    "first": (
+        "Do not solve this problem. Give me only one short hint (at most three sentences) for the first "
+        "step. Do not compute anything, do not write the final answer, and do not use \\boxed."
+    ),
+    "another": (
+        "Give me one more short hint that goes a little further than the last one. Still do not write "
+        "the final answer."
+    ),
+    "next_step": (
+        "Work out only the next step of the solution, briefly. Stop before the final result and do not "
+        "write the final answer."
+    ),
+    "solution": "Now give the full solution, step by step, and end with the final answer.",
+}
+
+
 class PoolSettings(models.Model):
     """The operator's pool-wide choices. One row (pk=1), created on first use. Its rules are
     here (field validators and `clean()`), so the dashboard, the command line and the
@@ -152,6 +183,19 @@ class PoolSettings(models.Model):
     solve_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
     # Raised by "Empty cache": every gateway drops its in-memory entries when it sees it change.
     cache_epoch = models.PositiveIntegerField(default=0)
+    # The solve page as a tutor: follow-ups within these bounds, and hints before answers.
+    solve_mode = models.CharField(max_length=16, choices=SOLVE_MODES, default=SOLUTION)
+    solve_max_turns = models.PositiveIntegerField(
+        default=6, help_text="Questions of one conversation sent to the model; older ones are left out"
+    )
+    solve_max_chars = models.PositiveIntegerField(
+        default=8000, help_text="Characters of one conversation sent to the model; older turns are left out"
+    )
+    prompt_tutor = models.TextField(default=DEFAULT_TUTOR_PROMPT)
+    hint_first = models.TextField(default=DEFAULT_HINTS["first"])
+    hint_another = models.TextField(default=DEFAULT_HINTS["another"])
+    hint_next_step = models.TextField(default=DEFAULT_HINTS["next_step"])
+    hint_solution = models.TextField(default=DEFAULT_HINTS["solution"])
     # Autoscaling: off by default; the autoscaler only changes desired state.
     autoscale_enabled = models.BooleanField(default=False)
     autoscale_min = models.PositiveIntegerField(default=1)

@@ -34,9 +34,24 @@ def budgets(top: int, default: int = 0) -> list[int]:
     return sorted({min(n, top) for n in (SHORT_BUDGET, default, top)})
 
 
+def tutor_config(row: PoolSettings) -> dict:
+    """What the page needs to send a conversation the server accepts (pool/gateway/tutor.py):
+    its mode, and the bounds it trims the oldest turns to, a step counted as its instruction."""
+    return {
+        "mode": row.solve_mode,
+        "maxTurns": row.solve_max_turns,
+        "maxConversationChars": min(row.solve_max_chars, settings.VIBEADMIN_MAX_PROMPT_CHARS),
+        "stepChars": {
+            "another_hint": len(row.hint_another),
+            "next_step": len(row.hint_next_step),
+            "solution": len(row.hint_solution),
+        },
+    }
+
+
 def solve_page(request):
-    config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS}
     row = PoolSettings.load()
+    config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS, **tutor_config(row)}
     top = min(settings.VIBEADMIN_MAX_TOKENS, row.solve_max_tokens)  # the Routing page's ceiling
     # The operator's max_tokens default for math (Routing page), else the settings' one.
     default = row.math_max_tokens or settings.VIBEADMIN_DEFAULT_MAX_TOKENS
@@ -50,5 +65,6 @@ def solve_page(request):
             "default_budget": min(default, top),
             "max_chars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
             "solve_config": config,
+            "hints": row.solve_mode == "hints",
         },
     )

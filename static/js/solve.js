@@ -1,6 +1,8 @@
-// The solve page: send the problem to the gateway's /solve/api/stream, read the
-// server-sent events as they come, and render the answer (Markdown, code, math) at most
-// once per animation frame. The reasoning inside <think>...</think> goes to a folded box.
+// The solve page: send the conversation to the gateway's /solve/api/stream, read the
+// server-sent events as they come (the place in line while waiting, then the answer), and
+// render the answer (Markdown, code, math) at most once per animation frame. The reasoning
+// inside <think>...</think> goes to a folded box. A conversation goes on with follow-ups
+// (and, in hints mode, the hint buttons); the last ones are kept in this browser only.
 (function () {
   "use strict";
 
@@ -11,7 +13,14 @@
   const formError = $("form-error"), charCount = $("char-count"), cjkNote = $("cjk-note");
   const answer = $("answer"), statusLine = $("status"), stats = $("stats"), final = $("final");
   const reasoning = $("reasoning"), reasoningBody = $("reasoning-body"), reasoningMeta = $("reasoning-meta");
+  const conversationBox = $("conversation"), turnsList = $("turns"), question = $("question");
+  const followupForm = $("followup-form"), followupBox = $("followup"), followupSend = $("followup-send");
+  const hintSteps = $("hint-steps"), trimNote = $("trim-note");
   const DRAFT_KEY = "vibeadmin.solve.draft";
+  const HISTORY_KEY = "vibeadmin.solve.history";
+  const HISTORY_MAX = 20;
+  // What a step button sends (the server turns it into the operator's instruction) and shows.
+  const STEPS = { another_hint: "Another hint, please.", next_step: "Show me the next step.", solution: "Show me the full solution." };
 
   // --- the problem box -------------------------------------------------------------
 
@@ -29,12 +38,13 @@
     return n;
   }
 
-  function problemError(text) {
-    if (!text.trim()) return "Type a problem first: the box is empty.";
+  function problemError(text, what = "problem") {
+    if (!text.trim()) return what === "problem" ? "Type a problem first: the box is empty." : "Type a question first: the box is empty.";
     const length = codePoints(text);
-    if (length > config.maxChars) {
-      return `The problem is ${length.toLocaleString()} characters long; the limit is ` +
-        `${config.maxChars.toLocaleString()}. Shorten it and submit again.`;
+    const limit = Math.min(config.maxChars, config.maxConversationChars);
+    if (length > limit) {
+      return `The ${what} is ${length.toLocaleString()} characters long; the limit is ` +
+        `${limit.toLocaleString()}. Shorten it and submit again.`;
     }
     return "";
   }
@@ -52,9 +62,135 @@
     formError.hidden = !message;
   }
 
+  // --- the conversation ----------------------------------------------------------------
+
+  // {id, task, mode, created, turns: [{role: "user", content} | {role: "user", step} |
+  //  {role: "assistant", content, reasoning}]}: the turns alternate, the student's first.
+  let convo = null;
+
+  function newConversation(task) {
+    const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    return { id, task, mode: config.mode, created: Date.now(), turns: [] };
+  }
+
+  function turnChars(turn) {
+    return turn.step ? (config.stepChars[turn.step] || 0) : codePoints(turn.content);
+  }
+
+  // The turns to send within the operator's bounds (questions, characters): the oldest
+  // exchanges after the problem are left out first, the problem itself only when the
+  // last question alone leaves no room for it. Mirrors pool/gateway/tutor.py's checks.
+  function bounded(turns) {
+    const over = (list) => (list.length + 1) / 2 > config.maxTurns ||
+      list.reduce((n, t) => n + turnChars(t), 0) > config.maxConversationChars;
+    let kept = turns.slice();
+    while (kept.length > 1 && over(kept)) kept = kept.length > 3 ? [kept[0], ...kept.slice(3)] : kept.slice(2);
+    const messages = kept.map((t) => (t.step ? { role: "user", step: t.step } : { role: t.role, content: t.content }));
+    return { messages, left: turns.length - kept.length, fits: !over(kept) };
+  }
+
+  function showTrimNote(left) {
+    trimNote.hidden = !left;
+    trimNote.textContent = left
+      ? `The model sees only the latest turns: ${left} earlier turn${left === 1 ? " was" : "s were"} left out to fit this page's limits.`
+      : "";
+  }
+
+  function questionText(turn) { return turn.step ? STEPS[turn.step] || turn.step : turn.content; }
+
+  // A finished turn as a list item, rendered from its stored text like the live answer.
+  function turnItem(turn) {
+    const item = document.createElement("li");
+    item.className = `turn turn-${turn.role}`;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = turn.role === "user" ? "You" : "Answer";
+    const body = document.createElement("div");
+    body.className = "md";
+    if (turn.role === "user" && turn.step) body.textContent = questionText(turn);
+    else renderMarkdown(body, turn.content, false);
+    item.append(who);
+    if (turn.reasoning) {
+      const details = document.createElement("details");
+      details.className = "reasoning";
+      const summary = document.createElement("summary");
+      summary.textContent = "Reasoning";
+      const inner = document.createElement("div");
+      inner.className = "md reasoning-body";
+      details.append(summary, inner);
+      details.addEventListener("toggle", () => { if (details.open && !inner.firstChild) renderMarkdown(inner, turn.reasoning, false); });
+      item.append(details);
+    }
+    item.append(body);
+    return item;
+  }
+
+  // Everything but the question in progress goes to the list of earlier turns.
+  function showConversation(upTo) {
+    turnsList.replaceChildren(...convo.turns.slice(0, upTo).map(turnItem));
+    conversationBox.hidden = false;
+  }
+
+  function showQuestion(turn) {
+    if (turn.step) question.textContent = questionText(turn);
+    else renderMarkdown(question, turn.content, false);
+  }
+
+  function canAskMore() {
+    const ready = convo && convo.turns.length && convo.turns[convo.turns.length - 1].role === "assistant";
+    followupForm.hidden = !ready;
+    hintSteps.hidden = !ready || config.mode !== "hints";
+  }
+
+  // Start a new conversation with the problem in the box.
+  function submitProblem(event) {
+    event.preventDefault();
+    if (run && run.active) return;
+    const problem = box.value;
+    const error = problemError(problem);
+    showFormError(error);
+    if (error) { box.focus(); return; }
+    const task = form.querySelector("input[name=task]:checked").value;
+    convo = newConversation(task);
+    ask({ role: "user", content: problem });
+  }
+
+  function submitFollowup(event) {
+    event.preventDefault();
+    if (run && run.active) return;
+    const text = followupBox.value;
+    const error = problemError(text, "question");
+    showFormError(error);
+    if (error) { followupBox.focus(); return; }
+    followupBox.value = "";
+    ask({ role: "user", content: text });
+  }
+
+  function askStep(step) {
+    if (run && run.active || !STEPS[step]) return;
+    showFormError("");
+    ask({ role: "user", step });
+  }
+
+  function ask(turn) {
+    convo.turns.push(turn);
+    const { messages, left, fits } = bounded(convo.turns);
+    if (!fits) {
+      convo.turns.pop();
+      showFormError(`This question does not fit: a conversation on this page sends at most ` +
+        `${config.maxConversationChars.toLocaleString()} characters. Shorten it and send it again.`);
+      return;
+    }
+    showTrimNote(left);
+    showConversation(convo.turns.length - 1);
+    showQuestion(turn);
+    highlightHistory();
+    send(messages, convo.task);
+  }
+
   // --- reading the stream ------------------------------------------------------------
 
-  // Calls onData(payload string) for each event's data; events may span chunks.
+  // Calls onData(payload string, event name) for each event; events may span chunks.
   async function readEvents(body, onData) {
     const reader = body.getReader();
     const decoder = new TextDecoder();
@@ -65,11 +201,13 @@
       const events = buffer.split(/\r?\n\r?\n/);
       buffer = done ? "" : events.pop();
       for (const event of events) {
-        const data = event.split(/\r?\n/)
+        const lines = event.split(/\r?\n/);
+        const name = (lines.find((line) => line.startsWith("event:")) || "event: message").slice(6).trim();
+        const data = lines
           .filter((line) => line.startsWith("data:"))
           .map((line) => line.slice(line.startsWith("data: ") ? 6 : 5))
           .join("\n");
-        if (data && onData(data) === false) { reader.cancel().catch(() => {}); return; }
+        if (data && onData(data, name) === false) { reader.cancel().catch(() => {}); return; }
       }
       if (done) return;
     }
@@ -77,16 +215,17 @@
 
   let run = null;  // the request in flight, or the last one
 
-  function onData(data) {
+  function onData(data, name) {
+    if (name === "vibeadmin") return onProgress(data);
     if (data === "[DONE]") { run.sawDone = true; return false; }
     let chunk;
     try { chunk = JSON.parse(data); } catch (e) { return true; }
-    if (chunk.error) { run.streamError = chunk.error.message || "the member failed"; return true; }
+    if (chunk.error) { run.streamError = String(chunk.error.message || "the member failed"); return true; }
     if (chunk.usage && chunk.usage.completion_tokens) run.usageTokens = chunk.usage.completion_tokens;
     const choice = (chunk.choices || [])[0];
     if (!choice) return true;
     const piece = (choice.delta && choice.delta.content) || "";
-    if (piece) {
+    if (typeof piece === "string" && piece) {
       if (run.firstTokenAt === null) run.firstTokenAt = performance.now();
       run.text += piece;
       run.tokens += 1;
@@ -96,20 +235,31 @@
     return true;
   }
 
-  async function submit(event) {
-    event.preventDefault();
-    if (run && run.active) return;
-    const problem = box.value;
-    const error = problemError(problem);
-    showFormError(error);
-    if (error) { box.focus(); return; }
-    const task = form.querySelector("input[name=task]:checked").value;
+  // The gateway's word while the problem waits: its place in line and the predicted wait,
+  // then that it has started (and how long it waited).
+  function onProgress(data) {
+    let note;
+    try { note = JSON.parse(data); } catch (e) { return true; }
+    if (note && note.queue && Number.isFinite(note.queue.place)) {
+      const predicted = Number.isFinite(note.queue.predicted_s) ? note.queue.predicted_s : null;
+      run.line = { place: note.queue.place, predicted, at: performance.now() };
+      tick();
+    } else if (note && note.started) {
+      run.line = null;
+      run.headersAt = performance.now();
+      run.queueMs = Number(note.started.queue_ms) || 0;
+      tick();
+    }
+    return true;
+  }
+
+  async function send(messages, task) {
     startRun();
     try {
       const response = await fetch(config.streamUrl, {
         method: "POST",
         headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
-        body: JSON.stringify({ problem, task, max_tokens: parseInt(budget.value, 10) }),
+        body: JSON.stringify({ messages, task, max_tokens: parseInt(budget.value, 10), progress: true }),
         signal: run.controller.signal,
       });
       if (!response.ok) return finishRun("refused", await refusal(response));
@@ -119,7 +269,7 @@
       finishRun(run.streamError || !(run.sawDone || run.finishReason) ? "failed" : "done");
     } catch (err) {
       if (err.name === "AbortError") finishRun("stopped");
-      else finishRun("failed", { text: `Lost the connection to the server (${err.message}). Your problem is still in the box: submit it again.` });
+      else finishRun("failed", { text: `Lost the connection to the server (${err.message}). Your question is kept: send it again.` });
     }
   }
 
@@ -133,6 +283,7 @@
       413: "The server refused this problem: ",
       503: "The solver can't take it right now: ",
     }[response.status] ?? (response.status === 429 ? "" : `The server answered ${response.status}: `);
+    message = String(message);
     message = lead ? message : message.charAt(0).toUpperCase() + message.slice(1);
     return { text: `${lead}${message}.`, retryAfter: Number.isFinite(wait) ? wait : null };
   }
@@ -141,15 +292,26 @@
     run = {
       active: true, controller: new AbortController(), startedAt: performance.now(), headersAt: null,
       firstTokenAt: null, queueMs: 0, text: "", tokens: 0, usageTokens: 0, finishReason: null,
-      sawDone: false, streamError: null, outcome: null,
+      sawDone: false, streamError: null, outcome: null, line: null,
     };
     clearInterval(retryTimer);
-    final.innerHTML = ""; reasoningBody.innerHTML = ""; reasoning.hidden = true; reasoning.open = false;
+    final.replaceChildren(); reasoningBody.replaceChildren(); reasoning.hidden = true; reasoning.open = false;
     stats.hidden = true;
     answer.hidden = false;
-    submitButton.disabled = true; stopButton.hidden = false;
+    // A follow-up's box stays (focus stays where it was; the next question can be typed):
+    // only sending waits for the answer.
+    followupForm.hidden = convo.turns.length === 1;
+    final.setAttribute("aria-busy", "true");  // screen readers wait for the whole answer
+    const hadFocus = document.activeElement;
+    submitButton.disabled = true; followupSend.disabled = true; stopButton.hidden = false;
+    setStepsDisabled(true);
+    if (hadFocus === submitButton || hadFocus === followupSend || (hadFocus && hadFocus.classList.contains("step"))) stopButton.focus();
     tick(); run.ticker = setInterval(tick, 250);
     answer.scrollIntoView({ block: "nearest" });
+  }
+
+  function setStepsDisabled(disabled) {
+    for (const button of hintSteps.querySelectorAll("button")) button.disabled = disabled;
   }
 
   // problem: {text, retryAfter} when the request was refused or the connection failed.
@@ -157,9 +319,21 @@
     if (!run.active) return;
     run.active = false; run.outcome = outcome; run.endedAt = performance.now();
     clearInterval(run.ticker);
-    submitButton.disabled = false; stopButton.hidden = true;
+    const stopHadFocus = document.activeElement === stopButton;
+    submitButton.disabled = false; followupSend.disabled = false; stopButton.hidden = true;
+    setStepsDisabled(false);
+    final.setAttribute("aria-busy", "false");
     if (outcome === "refused" || (outcome === "failed" && !run.text)) {
+      // Nothing came back: the question leaves the conversation and goes back in its box.
+      const turn = convo.turns.pop();
       answer.hidden = true;
+      if (!convo.turns.length) { convo = null; conversationBox.hidden = true; if (stopHadFocus) box.focus(); }
+      else {
+        showConversation(convo.turns.length);
+        if (!turn.step) followupBox.value = turn.content;
+        canAskMore();
+        if (stopHadFocus) followupBox.focus();
+      }
       showRetryable(problem ? problem.text : run.streamError, problem && problem.retryAfter);
       return;
     }
@@ -171,6 +345,11 @@
     }[outcome];
     statusLine.className = "status " + outcome;
     showStats();
+    const parts = splitReasoning(run.text, false);
+    convo.turns.push({ role: "assistant", content: parts.answer, reasoning: parts.reasoning });
+    saveConversation(convo);
+    canAskMore();
+    if (stopHadFocus || document.activeElement === document.body) followupBox.focus();
   }
 
   function stop() {
@@ -195,10 +374,23 @@
 
   function seconds(ms) { return (ms / 1000).toFixed(ms < 10000 ? 1 : 0) + " s"; }
 
+  function ordinal(n) {
+    const tail = n % 100 >= 11 && n % 100 <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th");
+    return `${n}${tail}`;
+  }
+
   function tick() {
     const elapsed = performance.now() - run.startedAt;
     let text;
-    if (run.headersAt === null) text = `Waiting for a free member… ${Math.floor(elapsed / 1000)} s`;
+    if (run.line) {
+      const { place, predicted, at } = run.line;
+      text = place === 1 ? "Next in line for a free member" : `Waiting for a free member: ${ordinal(place)} in line`;
+      if (predicted !== null) {
+        const left = Math.max(1, Math.round(predicted - (performance.now() - at) / 1000));
+        text += `, about ${left} s to go`;
+      }
+      text += ` · waited ${Math.floor(elapsed / 1000)} s`;
+    } else if (run.headersAt === null) text = `Waiting for a free member… ${Math.floor(elapsed / 1000)} s`;
     else if (run.firstTokenAt === null) text = `Reading the problem… ${Math.floor(elapsed / 1000)} s`;
     else text = `${run.thinking ? "Reasoning" : "Writing"}… ${seconds(elapsed)} · ${tokensText()}`;
     statusLine.textContent = text;
@@ -392,6 +584,136 @@
     code.classList.add("hljs");
   }
 
+  // --- history, in this browser only ------------------------------------------------------
+
+  // What is read back is as untrusted as the answer was: checked turn by turn, and
+  // rendered only through renderMarkdown (sanitized) or as plain text.
+  function validTurn(turn, i) {
+    if (!turn || typeof turn !== "object" || turn.role !== (i % 2 ? "assistant" : "user")) return false;
+    if (turn.role === "user" && turn.step !== undefined) return Object.hasOwn(STEPS, turn.step);
+    return typeof turn.content === "string" && (turn.reasoning === undefined || typeof turn.reasoning === "string");
+  }
+
+  function validConversation(c) {
+    return c && typeof c === "object" && typeof c.id === "string" && Array.isArray(c.turns) &&
+      c.turns.length >= 2 && c.turns.every(validTurn) && (c.task === "math" || c.task === "code");
+  }
+
+  function loadHistory() {
+    try {
+      const stored = JSON.parse(localStorage.getItem(HISTORY_KEY) || "[]");
+      return Array.isArray(stored) ? stored.filter(validConversation).slice(0, HISTORY_MAX) : [];
+    } catch (e) { return []; }
+  }
+
+  // When the browser's storage is full, the oldest conversations make room; in private
+  // mode nothing is kept and the page works without it.
+  function storeHistory(list) {
+    list = list.slice(0, HISTORY_MAX);
+    for (;;) {
+      try { localStorage.setItem(HISTORY_KEY, JSON.stringify(list)); break; }
+      catch (e) { if (list.length <= 1) break; list = list.slice(0, -1); }
+    }
+    renderHistory();
+  }
+
+  function saveConversation(c) {
+    storeHistory([structuredClone(c), ...loadHistory().filter((other) => other.id !== c.id)]);
+  }
+
+  function titleOf(c) {
+    const first = questionText(c.turns[0]).replace(/\s+/g, " ").trim();
+    const points = [...first];
+    return points.length > 80 ? points.slice(0, 80).join("") + "…" : first;
+  }
+
+  function renderHistory() {
+    const list = loadHistory();
+    $("history-empty").hidden = list.length > 0;
+    $("history-clear").hidden = list.length === 0;
+    $("history-list").replaceChildren(...list.map((c) => {
+      const item = document.createElement("li");
+      item.dataset.id = c.id;
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "history-open";
+      const title = document.createElement("span");
+      title.className = "history-title";
+      title.textContent = titleOf(c);  // plain text: never markup
+      const meta = document.createElement("span");
+      meta.className = "history-meta muted";
+      const questions = Math.ceil(c.turns.length / 2);
+      meta.textContent = `${new Date(Number(c.created) || 0).toLocaleString()} · ${questions} question${questions === 1 ? "" : "s"}`;
+      open.append(title, meta);
+      open.addEventListener("click", () => reopen(c.id));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "history-delete link";
+      remove.textContent = "Delete";
+      remove.setAttribute("aria-label", `Delete: ${titleOf(c)}`);
+      remove.addEventListener("click", () => forget(c.id));
+      item.append(open, remove);
+      return item;
+    }));
+    highlightHistory();
+  }
+
+  function highlightHistory() {
+    for (const item of $("history-list").children) {
+      const button = item.querySelector(".history-open");
+      if (convo && item.dataset.id === convo.id) button.setAttribute("aria-current", "true");
+      else button.removeAttribute("aria-current");
+    }
+  }
+
+  function reopen(id) {
+    if (run && run.active) return;
+    const found = loadHistory().find((c) => c.id === id);
+    if (!found) return renderHistory();
+    convo = found;
+    const task = form.querySelector(`input[name=task][value="${convo.task}"]`);
+    if (task) task.checked = true;
+    answer.hidden = true;
+    showTrimNote(0);
+    showFormError("");
+    showConversation(convo.turns.length);
+    canAskMore();
+    highlightHistory();
+    $("conversation-title").focus();
+  }
+
+  function forget(id) {
+    const list = loadHistory();
+    const at = list.findIndex((c) => c.id === id);
+    storeHistory(list.filter((c) => c.id !== id));
+    const items = $("history-list").querySelectorAll(".history-open");
+    (items[Math.min(at, items.length - 1)] || $("history-title")).focus();
+  }
+
+  function clearHistory() {
+    if (!window.confirm("Delete every conversation kept in this browser?")) return;
+    storeHistory([]);
+    $("history-title").focus();
+  }
+
+  // --- copy and print ------------------------------------------------------------------
+
+  // The conversation as Markdown: the stored text itself (plain text on the clipboard
+  // runs nothing), each turn under a heading.
+  function markdownOf(c) {
+    return c.turns.map((turn) => `### ${turn.role === "user" ? "You" : "Answer"}\n\n${questionText(turn).trim()}\n`).join("\n");
+  }
+
+  async function copyMarkdown() {
+    if (!convo) return;
+    const text = markdownOf(convo);
+    let copied = true;
+    try { await navigator.clipboard.writeText(text); } catch (e) { copied = false; }
+    const note = $("copy-markdown");
+    note.textContent = copied ? "Copied" : "Copy failed: your browser refused";
+    setTimeout(() => { note.textContent = "Copy as Markdown"; }, 2000);
+  }
+
   // --- wiring --------------------------------------------------------------------------
 
   let undoText = null;
@@ -417,14 +739,41 @@
     box.focus();
   }
 
-  form.addEventListener("submit", submit);
+  function newProblem() {
+    if (run && run.active) return;
+    convo = null;
+    conversationBox.hidden = true;
+    answer.hidden = true;
+    highlightHistory();
+    box.focus();
+  }
+
+  // Enter sends, Shift+Enter is a new line (and Enter while an IME composes is the IME's).
+  function sendOnEnter(target) {
+    target.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" || e.shiftKey || e.isComposing || e.keyCode === 229) return;
+      e.preventDefault();
+      target.form.requestSubmit();
+    });
+  }
+
+  form.addEventListener("submit", submitProblem);
+  followupForm.addEventListener("submit", submitFollowup);
   stopButton.addEventListener("click", stop);
   box.addEventListener("input", () => { onBoxChange(); if (formError.textContent && !problemError(box.value)) showFormError(""); });
-  box.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit(); });
+  sendOnEnter(box);
+  sendOnEnter(followupBox);
   reasoning.addEventListener("toggle", () => { if (reasoning.open && run) renderNow(); });
   for (const button of document.querySelectorAll("button.example")) button.addEventListener("click", () => fillExample(button));
+  for (const button of hintSteps.querySelectorAll("button.step")) button.addEventListener("click", () => askStep(button.dataset.step));
   $("undo-example").addEventListener("click", undoExample);
+  $("new-problem").addEventListener("click", newProblem);
+  $("copy-markdown").addEventListener("click", copyMarkdown);
+  $("print").addEventListener("click", () => window.print());
+  $("history-clear").addEventListener("click", clearHistory);
+  window.addEventListener("storage", (e) => { if (e.key === HISTORY_KEY) renderHistory(); });  // another tab
 
   try { if (!box.value) box.value = sessionStorage.getItem(DRAFT_KEY) || ""; } catch (e) { /* private mode */ }
   onBoxChange();
+  renderHistory();
 })();
