@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint bench clean browser-deps services-deps llama-server
+.PHONY: install run test lint bench clean browser-deps services-deps bench-deps llama-server
 
 install: $(VENV)/.installed node_modules/.installed llama-server
 	@$(PY) manage.py migrate --noinput -v 0
@@ -65,8 +65,15 @@ services-deps:
 		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server postgresql; } \
 		|| echo "warning: could not install redis-server/postgresql; the scale-out tests will be skipped"
 
+# nginx and wrk, from Debian: the benchmarks measure against nginx, and the suite runs the
+# benchmarks' smoke test (a fresh machine lacks both).
+bench-deps:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx-light wrk; } \
+		|| echo "warning: could not install nginx/wrk; the benchmarks' smoke test will fail"
+
 # One style, enforced: `ruff format .` writes it, the check fails the run where code strays.
-test: install browser-deps services-deps
+test: install browser-deps services-deps bench-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy pool vibeadmin
@@ -74,8 +81,7 @@ test: install browser-deps services-deps
 	$(VENV)/bin/pytest
 
 # `make bench BENCH_ARGS=--quick` for shorter runs; BENCH_SCALE=0.5 scales every duration.
-bench: install
-	@command -v nginx >/dev/null && command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx-light wrk; }
+bench: install bench-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -163,8 +163,9 @@ def test_the_cache_panel_shows_hit_rates_and_savings_and_empties_the_cache(admin
 
 
 def test_the_cache_panel_says_when_quotas_fail_open(admin_client, monkeypatch):
-    from pool.gateway.app import gateway
+    from pool import metrics
 
-    monkeypatch.setattr(gateway.quotas, "failing", "quotas are not enforced: Redis is unreachable (refused)")
+    # What the gateway's sampling loop reports when Redis is away (Gateway.sample).
+    monkeypatch.setitem(metrics.degraded, "quotas", "quotas are not enforced: Redis is unreachable (refused)")
     html = admin_client.get(reverse("cache")).content.decode()
     assert "quotas are not enforced: Redis is unreachable" in html

@@ -103,7 +103,7 @@ async def test_a_dead_gateways_places_free_themselves_once_their_leases_expire(r
 
 async def test_budgets_untouched_for_two_minutes_are_forgotten_a_few_at_a_time(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("pool.gateway.limits.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("pool.gateway.limits_local.time.monotonic", lambda: now[0])
     limits = LocalLimits()
     for i in range(1000):
         await limits.admit((Budget(f"rpm:address:10.0.{i // 250}.{i % 250}", 10, 1),), ())

@@ -65,7 +65,8 @@ async def test_a_waiting_problem_hears_its_place_in_line_then_its_answer(
     busy = await busy_pool(gateway, fakes_in_loop, platform_key, ttfts=(0.6, 1.6))
     second = Call(gateway, "POST", SOLVE_PATH, talk(progress=True), client="10.0.0.2")
     await asyncio.sleep(0.1)  # in line first
-    third = Call(gateway, "POST", SOLVE_PATH, talk(progress=True), client="10.0.0.3")
+    # Another problem: the same one would share the second's generation (the answer cache).
+    third = Call(gateway, "POST", SOLVE_PATH, talk("What is 18 * 23?", progress=True), client="10.0.0.3")
     replies = [await c.done() for c in (second, third)]
     for call in busy:
         await call.done()
