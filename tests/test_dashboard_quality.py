@@ -132,3 +132,17 @@ def test_a_run_whose_process_died_is_marked_failed_not_left_running(admin_client
     run.refresh_from_db()
     assert (run.state, run.message) == ("failed", "its process ended before the run did")
     assert "Start a quick eval" in page
+
+
+def test_the_quality_page_reports_the_hints_modes_leak_rate(admin_client):
+    """The shipped measurement (bench/results/leak_rate*.json): hints mode's first replies
+    gave the answer far less often than solution mode's."""
+    from pool.dashboard.views.quality import leak_rates
+
+    rows = {(row["mode"], row["max_tokens"]): row for row in leak_rates()}
+    hints, solution = rows[("hints", 200)], rows[("solution", 600)]
+    assert hints["leaks"] < solution["leaks"]
+    html = admin_client.get(reverse("quality")).content.decode()
+    assert f"{hints['leaks']} of {hints['problems']}" in html
+    assert f"{solution['leaks']} of {solution['problems']}" in html
+    assert "hints_rejected" not in html

@@ -3,6 +3,7 @@ per member, pass@1 over time, and a quick run started or stopped from here."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from pool.models import EvalRun
 from pool.models.quality import DONE, FAILED, RUNNING, STOPPED
 
 PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
+# The hints mode's leak rate, as `python -m bench.leak_rate` last measured it (and solution
+# mode with room to finish): how often a first reply already gives the final answer.
+LEAK_FILES = ("leak_rate.json", "leak_rate_solution_600.json")
 HISTORY = 200  # runs read for the tables and the chart
 
 
@@ -45,6 +49,30 @@ def chart_columns(runs: list[EvalRun]) -> dict:
     return {"labels": labels, "columns": columns}
 
 
+def leak_rates() -> list[dict]:
+    """One row per mode measured, newest files' figures; a missing or unreadable file shows nothing."""
+    rows = []
+    for name in LEAK_FILES:
+        try:
+            measured = json.loads((settings.BASE_DIR / "bench" / "results" / name).read_text())
+            for mode, figures in measured["modes"].items():
+                if mode.endswith("_rejected"):
+                    continue  # a wording tried and not kept
+                rows.append(
+                    {
+                        "mode": mode,
+                        "leaks": int(figures["leaks"]),
+                        "problems": int(measured["problems"]),
+                        "max_tokens": int(measured["max_tokens"]),
+                        "model": str(measured["model"]),
+                        "when": str(measured["when"])[:10],
+                    }
+                )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return rows
+
+
 def _model_label(run: EvalRun) -> str:
     return f"{run.model_name} ({run.model_sha256[:8] or '?'})"
 
@@ -66,6 +94,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         "latest": latest_per_model_and_member(runs),
         "runs": runs[:20],
         "chart": chart_columns(runs),
+        "leaks": leak_rates(),
         **progress_context(),
     }
     return render(request, PAGE, context)
