@@ -157,6 +157,36 @@ def test_the_settings_rules_are_the_models_so_every_path_checks_them_alike():
     assert not PoolEvent.objects.filter(kind=PoolEvent.CHANGE).exists()
 
 
+def test_the_routing_pages_sampling_and_tutor_rules_hold_on_the_command_line_too(admin_client):
+    """The rules the Routing page shows are PoolSettings.clean()'s: `pool config` meets the
+    same messages, nothing is saved when one value fails, and a good change is the CLI's."""
+    from django.core.management.base import CommandError
+
+    for assignment, message in [
+        ("math_temperature=2.5", "math_temperature: a temperature from 0 to 2"),
+        ("code_top_p=0", "code_top_p: a top_p above 0 and at most 1"),
+        ("solve_max_turns=0", "solve_max_turns: let a conversation send at least its question"),
+        ("queue_size=0", "queue_size: the queue must hold at least one request"),
+        ("queue_size=many", "queue_size: "),
+        ("no_such_setting=1", "no setting 'no_such_setting'"),
+    ]:
+        with pytest.raises(CommandError, match=re.escape(message)):
+            call_command("pool", "config", "queue_size=9", assignment)
+    assert PoolSettings.load().queue_size == 256  # the good value beside a bad one: not saved
+    assert not PoolEvent.objects.filter(kind=PoolEvent.CHANGE).exists()
+
+    call_command("pool", "config", "math_temperature=0.3", "math_max_tokens=900")
+    assert PoolSettings.load().sampling("math") == (0.3, 0.95, 900)
+    [row] = rows(audit_page(admin_client, setting="math_max_tokens"))
+    assert "cli cli" in row and row.endswith("math_max_tokens (none) 900")
+    call_command("pool", "config", "math_max_tokens=")  # empty clears an optional setting
+    assert PoolSettings.load().math_max_tokens is None
+
+    form = admin_client.post(reverse("routing"), routing_data(math_temperature=2.5), **HTMX)
+    assert "a temperature from 0 to 2" in form.content.decode()  # the same rule, on the form
+    assert PoolSettings.load().math_temperature == 0.3
+
+
 def test_a_form_writes_only_its_own_fields_so_counters_kept_meanwhile_survive():
     with audit.acting_as(audit.CLI):
         call_command("apikey", "create", "campus")

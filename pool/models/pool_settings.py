@@ -218,8 +218,32 @@ class PoolSettings(models.Model):
         return "pool settings"
 
     def clean(self) -> None:
+        errors: dict[str, str] = {}
         if self.autoscale_min > self.autoscale_max:
-            raise ValidationError({"autoscale_max": "must be at least the fewest members"})
+            errors["autoscale_max"] = "must be at least the fewest members"
+        for task in TASKS:
+            errors.update(self._sampling_errors(task))
+        if self.solve_max_turns is not None and self.solve_max_turns < 1:
+            errors["solve_max_turns"] = "let a conversation send at least its question"
+        if self.solve_max_chars is not None and self.solve_max_chars < 1:
+            errors["solve_max_chars"] = "let a conversation send at least one character"
+        if errors:
+            raise ValidationError(errors)
+
+    def _sampling_errors(self, task: str) -> dict[str, str]:
+        """The same bounds the API holds a client's values to, so a default never fails there.
+        VIBEADMIN_MAX_TOKENS is a setting, so this is a rule of `clean()`, not a field's."""
+        temperature, top_p, max_tokens = self.sampling(task)
+        errors = {}
+        if temperature is not None and not 0 <= temperature <= 2:
+            errors[f"{task}_temperature"] = "a temperature from 0 to 2"
+        if top_p is not None and not 0 < top_p <= 1:
+            errors[f"{task}_top_p"] = "a top_p above 0 and at most 1"
+        if max_tokens is not None and not 1 <= max_tokens <= settings.VIBEADMIN_MAX_TOKENS:
+            errors[f"{task}_max_tokens"] = (
+                f"from 1 to {settings.VIBEADMIN_MAX_TOKENS} tokens (VIBEADMIN_MAX_TOKENS), or empty"
+            )
+        return errors
 
     @classmethod
     def load(cls) -> PoolSettings:

@@ -44,7 +44,7 @@ LAST_ERROR_WIDTH = 60
 
 
 class Command(BaseCommand):
-    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy, profile."
+    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy, config, eval, profile."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -97,6 +97,10 @@ class Command(BaseCommand):
         scale.add_argument("count", type=int, metavar="N")
         strategy = sub.add_parser("strategy", help="show the routing strategy, or set it")
         strategy.add_argument("name", nargs="?", metavar="NAME")
+        config = sub.add_parser(
+            "config", help="show the pool-wide settings (the Routing page's), or set some: NAME=VALUE ..."
+        )
+        config.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
         eval_cli.add_parser(sub)
         profile_cli.add_arguments(
             sub.add_parser("profile", help="measure layouts on this host's model and cores; --apply the best")
@@ -135,6 +139,8 @@ class Command(BaseCommand):
                 self.scale(options["count"])
             elif action == "strategy":
                 self.strategy(options["name"])
+            elif action == "config":
+                self.config(options["assignments"])
             elif action == "eval":
                 eval_cli.handle(options, self.stdout.write)
             elif action == "profile":
@@ -225,6 +231,25 @@ class Command(BaseCommand):
         current = current_strategy()
         for known in STRATEGIES:
             self.stdout.write(f"{'*' if known == current else ' '} {known}")
+
+    def config(self, assignments: list[str]) -> None:
+        if not assignments:
+            row = PoolSettings.load()
+            for field in actions.pool_settings_fields():
+                value = getattr(row, field.attname)
+                shown = "" if value is None else str(value)
+                self.stdout.write(f"{field.name}={shown if len(shown) <= 70 else shown[:67] + '...'}")
+            return
+        changes = {}
+        for assignment in assignments:
+            name, sep, value = assignment.partition("=")
+            if not sep:
+                raise CommandError(
+                    f"{assignment!r}: write NAME=VALUE (an empty VALUE clears an optional setting)"
+                )
+            changes[name.strip()] = value
+        actions.pool_configure(changes)
+        self.stdout.write("Set " + ", ".join(f"{name}={value}" for name, value in changes.items()) + ".")
 
     def done(self, message: str) -> None:
         self.stdout.write(message)
