@@ -1,6 +1,7 @@
 """Both doors bound their clients' connections: a socket that sends nothing, or its request
 a byte at a time, is closed at the deadline; past the cap on open connections the next
-gets a clear 503; on the API's door the key is checked before the body is waited for,
+gets a clear 503, and so does one past the cap on connections from one client network,
+while other networks still get in; on the API's door the key is checked before the body is waited for,
 and a body that never comes is a 408. Against a real `manage.py serve --no-supervisor`
 (daphne on the main port, uvicorn on the API's), with deadlines of a second or two.
 """
@@ -17,6 +18,7 @@ import pytest
 from tests.helpers import answers, free_port, start_serve, stop_serve, wait_until
 
 MAX_CONNECTIONS = 12
+PER_NETWORK = 5
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,7 @@ def doors(migrated_template, tmp_path_factory):
         VIBEADMIN_BODY_TIMEOUT_S="1",
         VIBEADMIN_KEEPALIVE_S="1",
         VIBEADMIN_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK=str(PER_NETWORK),
     )
     try:
         wait_until(
@@ -54,9 +57,9 @@ def doors(migrated_template, tmp_path_factory):
         stop_serve(child, data_dir)
 
 
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return sock
+def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A connection from `source`: any 127.x.y.z is this host's, each its own client network."""
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bytes:
@@ -93,7 +96,9 @@ def test_a_request_sent_a_byte_at_a_time_is_cut_off(doors, door):
 
 @pytest.mark.parametrize("door", ["main", "api"])
 def test_past_the_cap_a_connection_gets_a_clear_503(doors, door):
-    held = [connect(doors[door]) for _ in range(MAX_CONNECTIONS + 2)]
+    # From several networks, each under its own cap, so that only the door's cap is met.
+    sources = [f"127.0.1.{n % 4 + 1}" for n in range(MAX_CONNECTIONS + 2)]
+    held = [connect(doors[door], source) for source in sources]
     try:
         replies = [closed_within(sock, 10) for sock in held[-2:]]
     finally:
@@ -102,6 +107,29 @@ def test_past_the_cap_a_connection_gets_a_clear_503(doors, door):
     for reply in replies:
         assert reply.startswith(b"HTTP/1.1 503"), reply[:200]
         assert b'"code": "too_many_connections"' in reply
+        assert b"as many connections open as it accepts" in reply
+
+
+@pytest.mark.parametrize("door", ["main", "api"])
+def test_one_network_cannot_take_the_doors_whole_cap(doors, door):
+    held = [connect(doors[door], "127.0.2.1") for _ in range(PER_NETWORK + 1)]
+    try:
+        refused = closed_within(held[-1], 10)
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:200]
+        assert b"your network has as many connections open" in refused
+        # Another host still gets in and is served while that one holds its share.
+        assert answers(f"http://127.0.0.1:{doors[door]}/v1/openapi.json")
+    finally:
+        for sock in held:
+            sock.close()
+    # Given back as they close: the same network gets in again.
+    wait_until(lambda: answers_from(doors[door], "127.0.2.1"), 10, what="the network's connections released")
+
+
+def answers_from(port: int, source: str) -> bool:
+    with connect(port, source) as sock:
+        sock.sendall(b"GET /v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        return closed_within(sock, 10).startswith(b"HTTP/1.1 200")
 
 
 def test_the_api_door_checks_the_key_before_waiting_for_the_body(doors):
@@ -124,3 +152,32 @@ def test_a_body_that_never_comes_is_a_408(doors):
         reply = closed_within(sock, 10)
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert b"request_timeout" in reply
+
+
+def test_a_door_counts_an_ipv6_64_as_one_network_and_exempts_our_proxies(settings):
+    from pool.gateway.bounds import TOO_MANY_FROM_NETWORK, Door
+
+    settings.VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK = 2
+    settings.VIBEADMIN_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    door = Door()
+    admitted = [door.admit(f"2001:db8:1:2::{n}") for n in (1, 2)]
+    assert all(refusal is None for _, refusal in admitted)
+    assert door.admit("2001:db8:1:2:ffff::9") == (None, TOO_MANY_FROM_NETWORK)  # same /64
+    assert door.admit("2001:db8:1:3::1")[1] is None  # the next /64 is another network
+    assert all(door.admit("10.1.2.3")[1] is None for _ in range(5))  # a proxy carries many clients
+    door.release(admitted[0][0])
+    assert door.admit("2001:db8:1:2::7")[1] is None  # a place given back is taken again
+    assert door.open == 8 and door.per_network == {"2001:db8:1:2::/64": 2, "2001:db8:1:3::/64": 1}
+
+
+def test_serve_lowers_the_doors_cap_to_what_the_file_limit_allows(settings):
+    from pool.management.commands.serve import fit_connections_to_file_limit
+
+    settings.VIBEADMIN_MAX_CONNECTIONS = 8000
+    assert fit_connections_to_file_limit(20000) == "" and settings.VIBEADMIN_MAX_CONNECTIONS == 8000
+    line = fit_connections_to_file_limit(4096)
+    assert settings.VIBEADMIN_MAX_CONNECTIONS == (4096 - 512) // 2
+    assert line == (
+        "Each door takes 1792 connections, not VIBEADMIN_MAX_CONNECTIONS=8000: this process may open "
+        "4096 files (ulimit -n); raise that limit to take more."
+    )

@@ -257,11 +257,13 @@ VIBEADMIN_DEFAULT_MAX_TOKENS = env_int("VIBEADMIN_DEFAULT_MAX_TOKENS", 2048, min
 # Each door's bounds on a client's connection (README, Security): its request's headers
 # must arrive within HEADER_TIMEOUT_S of connecting (or of the previous answer), its body
 # within BODY_TIMEOUT_S; an idle kept-alive connection closes after KEEPALIVE_S; at most
-# MAX_CONNECTIONS are open on each door, and the next gets a 503.
+# MAX_CONNECTIONS are open on each door, and MAX_CONNECTIONS_PER_NETWORK from one client
+# network (0: no such cap; our own proxies are exempt), and the next gets a 503.
 VIBEADMIN_HEADER_TIMEOUT_S = env_float("VIBEADMIN_HEADER_TIMEOUT_S", 10.0, minimum=0.1)
 VIBEADMIN_BODY_TIMEOUT_S = env_float("VIBEADMIN_BODY_TIMEOUT_S", 30.0, minimum=0.1)
 VIBEADMIN_KEEPALIVE_S = env_float("VIBEADMIN_KEEPALIVE_S", 5.0, minimum=0.1)
-VIBEADMIN_MAX_CONNECTIONS = env_int("VIBEADMIN_MAX_CONNECTIONS", 4000, minimum=1)
+VIBEADMIN_MAX_CONNECTIONS = env_int("VIBEADMIN_MAX_CONNECTIONS", 8000, minimum=1)
+VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK = env_int("VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK", 1000, minimum=0)
 VIBEADMIN_MAX_RETRIES = env_int("VIBEADMIN_MAX_RETRIES", 2, minimum=0, maximum=10)
 # Requests sharing a system prompt and task go back to the member whose cache holds it.
 VIBEADMIN_PROMPT_AFFINITY = env_bool("VIBEADMIN_PROMPT_AFFINITY", True)

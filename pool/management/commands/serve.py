@@ -58,7 +58,8 @@ class Command(BaseCommand):
                 f"API's own port: http://{host}:{api_port}/v1/  (the same API, without daphne's cost per request)"
             )
         take_stop_signals()
-        raise_file_limit()
+        if note := fit_connections_to_file_limit(raise_file_limit()):
+            self.say(note)
         try:
             run_daphne(host, port, api_socket)
         finally:
@@ -105,9 +106,14 @@ def take_stop_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def raise_file_limit() -> None:
-    """As many open files as the system lets this process have: each door may hold
-    VIBEADMIN_MAX_CONNECTIONS sockets, past the usual soft limit of 1,024."""
+# Files the process needs besides its doors' sockets: members' pipes and logs, the
+# database, Redis, the channel layer, its own modules.
+FILES_BESIDES_DOORS = 512
+
+
+def raise_file_limit() -> int:
+    """As many open files as the system lets this process have (each door may hold
+    VIBEADMIN_MAX_CONNECTIONS sockets, past the usual soft limit of 1,024); returns it."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -116,6 +122,22 @@ def raise_file_limit() -> None:
             resource.setrlimit(
                 resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard)
             )
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def fit_connections_to_file_limit(limit: int) -> str:
+    """Each door's cap lowered to what the open-file limit allows for both, so that a door
+    full of sockets refuses the next with its 503 instead of failing to accept (EMFILE),
+    which would stall every client; the line to say when it was lowered."""
+    fits = max(1, (limit - FILES_BESIDES_DOORS) // 2)
+    wanted = settings.VIBEADMIN_MAX_CONNECTIONS
+    if wanted <= fits:
+        return ""
+    settings.VIBEADMIN_MAX_CONNECTIONS = fits
+    return (
+        f"Each door takes {fits} connections, not VIBEADMIN_MAX_CONNECTIONS={wanted}: this process may "
+        f"open {limit} files (ulimit -n); raise that limit to take more."
+    )
 
 
 def claim_port(host: str, port: int, *, what: str, hint: str) -> socket.socket:
