@@ -41,29 +41,29 @@ def use_model(path: Path, chat_format: str) -> None:
     MODEL_ENV.update({"VIBEADMIN_MODEL": str(path.resolve()), "VIBEADMIN_CHAT_FORMAT": chat_format})
 
 
-def served_code() -> dict:
-    """Which commit's gateway was measured: CODE's, and whether it had changes not committed."""
+def served_code(code: Path = CODE) -> dict:
+    """Which commit's gateway was measured: `code`'s, and whether it had changes not committed."""
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", "-C", str(CODE), *args], capture_output=True, text=True)
+        out = subprocess.run(["git", "-C", str(code), *args], capture_output=True, text=True)
         return out.stdout.strip()
 
     return {
-        "path": str(CODE),
+        "path": str(code),
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
         "changed": bool(git("status", "--porcelain", "--untracked-files=no")),
     }
 
 
-def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
-    """The environment for a child manage.py: none of the caller's vibeadmin settings."""
+def clean_env(data_dir: Path, code: Path = CODE, **overrides: str) -> dict[str, str]:
+    """The environment for a child manage.py of checkout `code`: none of the caller's vibeadmin settings."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("VIBEADMIN_") and k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
     }
     env["VIBEADMIN_DATA_DIR"] = str(data_dir)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH", "")) if p)
     env.update(overrides)
     return env
 
@@ -71,7 +71,8 @@ def clean_env(data_dir: Path, **overrides: str) -> dict[str, str]:
 class DataFolders:
     """Migrated data folders, copied from one template migrated once per bench run."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: Path = CODE) -> None:
+        self.code = code  # whose migrations make the template
         self.root = Path(tempfile.mkdtemp(prefix="vibeadmin-bench-"))
         self.template: Path | None = None
         self.count = 0
@@ -80,7 +81,7 @@ class DataFolders:
         if self.template is None:
             self.template = self.root / "template"
             self.template.mkdir()
-            run_manage(self.template, "migrate", "--noinput", "-v", "0", timeout=180)
+            run_manage(self.template, "migrate", "--noinput", "-v", "0", timeout=180, code=self.code)
         self.count += 1
         folder = self.root / f"data{self.count}"
         shutil.copytree(self.template, folder)
@@ -93,13 +94,15 @@ class DataFolders:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def run_manage(data_dir: Path, *args: str, timeout: float = 60, env: dict | None = None) -> str:
+def run_manage(
+    data_dir: Path, *args: str, timeout: float = 60, env: dict | None = None, code: Path = CODE
+) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=CODE,
+        cwd=code,
         capture_output=True,
         text=True,
-        env=clean_env(data_dir, **(env or {})),
+        env=clean_env(data_dir, code, **(env or {})),
         timeout=timeout,
     )
     if result.returncode != 0:
@@ -112,8 +115,11 @@ def run_manage(data_dir: Path, *args: str, timeout: float = 60, env: dict | None
 class Vibeadmin:
     """`manage.py serve` on a free loopback port, with its own data folder."""
 
-    def __init__(self, data_dir: Path, *, supervisor: bool, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, supervisor: bool, env: dict[str, str] | None = None, code: Path = CODE
+    ) -> None:
         self.data_dir = data_dir
+        self.code = code  # the checkout whose manage.py is served
         self.supervisor = supervisor
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -133,7 +139,7 @@ class Vibeadmin:
     # --- set-up through the operator's commands -------------------------------------------
 
     def manage(self, *args: str, timeout: float = 60) -> str:
-        return run_manage(self.data_dir, *args, timeout=timeout, env=self.env)
+        return run_manage(self.data_dir, *args, timeout=timeout, env=self.env, code=self.code)
 
     def create_key(self) -> str:
         self.key = self.manage("apikey", "create", "bench").strip().splitlines()[-1]
@@ -163,8 +169,8 @@ class Vibeadmin:
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 args,
-                cwd=CODE,
-                env=clean_env(self.data_dir, **self.env),
+                cwd=self.code,
+                env=clean_env(self.data_dir, self.code, **self.env),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
