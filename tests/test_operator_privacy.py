@@ -201,6 +201,20 @@ def test_a_username_in_full_width_letters_or_another_case_is_the_same_lock(clien
     assert "Try again in" in refused.content.decode()
 
 
+def test_a_flood_of_made_up_names_does_not_evict_an_accounts_lock(fresh_cache):
+    """Django's default in-process cache keeps 300 entries and drops the oldest third past
+    them: a botnet's failures under made-up names would free a locked account to be guessed
+    again. The cache is sized so that they do not."""
+    from pool.dashboard.login_throttle import MAX_FAILURES, LoginThrottle
+
+    for i in range(MAX_FAILURES):
+        LoginThrottle(f"198.51.100.{i + 1}", "operator").failed()
+    for i in range(2000):  # 4,000 entries: names and addresses never seen before
+        LoginThrottle(f"10.{i // 250}.{i % 250}.1", f"made-up-{i}").failed()
+
+    assert LoginThrottle("203.0.113.9", "operator").wait_s() > 0
+
+
 # --- Host on /v1/ ---------------------------------------------------------------------------
 
 

@@ -166,6 +166,16 @@ else:
 # Log-in throttling counts failures here: in Redis, every web process sees the same counts.
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    # In this process. Django's default keeps 300 entries and then drops the least recently
+    # used third: a flood of failed log-ins under made-up names would evict an account's
+    # lock, and its guessing could start again. 100,000 entries of a few hundred bytes.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
