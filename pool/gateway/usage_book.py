@@ -4,7 +4,8 @@ thread: the keys page's chart and CSV, the quotas' starting counts, the cache pa
 
 from __future__ import annotations
 
-from datetime import date
+import time
+from datetime import date, datetime, timedelta
 
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
@@ -21,9 +22,32 @@ FIELDS = (
 )
 
 
+class Today:
+    """Today's date in the operator's time zone, worked out again only once the day (or at
+    the latest an hour, so that a DST change at midnight cannot keep a wrong day long) has
+    passed: `timezone.localdate()` reads the active zone through asgiref's Local, which is
+    not free on the event loop, and every request asks."""
+
+    def __init__(self) -> None:
+        self.day = date.min
+        self.until = 0.0  # time.time() at which to work it out again
+
+    def __call__(self) -> date:
+        now = time.time()
+        if now >= self.until:
+            local = timezone.localtime()
+            self.day = local.date()
+            midnight = timezone.make_aware(
+                datetime.combine(self.day + timedelta(days=1), datetime.min.time())
+            )
+            self.until = min(midnight.timestamp(), now + 3600)
+        return self.day
+
+
 class UsageBook:
     def __init__(self) -> None:
         self.pending: dict[tuple[str, date], list[float]] = {}
+        self.today = Today()
 
     def add(
         self,
@@ -36,7 +60,7 @@ class UsageBook:
         saved_tokens: int = 0,
         saved_s: float = 0.0,
     ) -> None:
-        row = self.pending.setdefault((tenant, timezone.localdate()), [0, 0, 0, 0, 0, 0, 0.0])
+        row = self.pending.setdefault((tenant, self.today()), [0, 0, 0, 0, 0, 0, 0.0])
         row[0] += 1
         row[1] += prompt_tokens
         row[2] += completion_tokens
