@@ -12,7 +12,7 @@ process from its own counters, before and after), the order of the two turning e
 round. The figure is after / before per round: median and range over the rounds. CPU time
 per request is what the machine's other work hardly moves, unlike throughput.
 
-Writes bench/results/before_after.json.
+Writes bench/results/before_after.json (or --out).
 """
 
 from __future__ import annotations
@@ -137,9 +137,12 @@ def main() -> None:
     parser.add_argument("--after", default=None, metavar="REV", help="instead of this checkout")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=6000, help="plain requests per gateway and round")
+    parser.add_argument(
+        "--out", type=Path, default=RESULT, help=f"where the results go (default {RESULT.name})"
+    )
     args = parser.parse_args()
     result = measure(args.before, args.after, args.rounds, args.requests)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     ratio = result["ratio_after_before"]
     print(
         f"CPU per proxied request, after / before: {ratio['median']:.3f}x "

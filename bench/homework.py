@@ -14,8 +14,16 @@ Legs, each repeated over rounds (the figures are the median and the range over r
   of a hit through the API port (p50, p95).
 
     .venv/bin/python -m bench.homework [--scale 0.2] [--rounds 1]
+    .venv/bin/python -m bench.homework --real [--rounds 1]   # the default pool, the real model
 
-Writes bench/results/homework.json. It is not one of bench/run.py's suites (yet): run it
+With --real the members are the default pool's own (`serve` with its supervisor: two
+llama-server members of the default model, 1 thread and 8 slots each) and the answers
+the model's, at temperature 0 with room to finish: a generation is counted by the
+gateway's own metrics (requests answered by a member), an answer is whole when it ended
+by itself (finish_reason "stop") and right when it is the same text as its problem's
+first copy (the pairs leg, 1,000 generations, is left out: hours on 2 cores).
+
+Writes bench/results/homework.json (homework_real.json with --real). It is not one of bench/run.py's suites (yet): run it
 on its own.
 """
 
@@ -40,34 +48,46 @@ STUDENTS, PROBLEMS, WINDOW_S = 300, 10, 60.0
 PAIRS = 500
 HITS = 1000
 OUT = Path(__file__).resolve().parent / "results" / "homework.json"
+OUT_REAL = OUT.with_name("homework_real.json")
+REAL_MAX_TOKENS = 1024  # room to finish: only answers that end by themselves are stored
+METRICS_TOKEN = "homework-bench-metrics-token"
 
 
 def problem(n: int) -> str:
     return f"Homework {n}: solve {n + 2}x + {3 * n + 1} = {7 * n + 5} for x"
 
 
-def ask(text: str) -> dict:
+def ask(text: str, max_tokens: int) -> dict:
     return {
         "model": "vibethinker",
         "messages": [{"role": "user", "content": text}],
-        "max_tokens": TOKENS + 40,  # the fake stops by itself at TOKENS: a whole answer, stored
+        "max_tokens": max_tokens,
         "temperature": 0,
+        "vibeadmin": {"task": "math"},
     }
+
+
+# The fake stops by itself at TOKENS: a whole answer, stored. With --real: REAL_MAX_TOKENS.
+ANSWER_ROOM = [TOKENS + 40]
 
 
 async def post(client: aiohttp.ClientSession, url: str, key: str, text: str) -> dict:
     started = time.monotonic()
-    async with client.post(url, json=ask(text), headers={"Authorization": f"Bearer {key}"}) as response:
+    body_sent = ask(text, ANSWER_ROOM[0])
+    async with client.post(url, json=body_sent, headers={"Authorization": f"Bearer {key}"}) as response:
         body = await response.json(content_type=None)
         ended = time.monotonic()
-        answer = body["choices"][0]["message"]["content"] if response.status == 200 else ""
+        choice = body["choices"][0] if response.status == 200 else {}
+        answer = (choice.get("message") or {}).get("content") or ""
         return {
             "status": response.status,
             "cache": response.headers.get("x-vibeadmin-cache", ""),
             "started": started,
             "ended": ended,
             "latency_s": ended - started,
-            "right": answer.startswith(text),
+            "answer": answer,
+            "finish_reason": choice.get("finish_reason"),
+            "right": answer.startswith(text),  # the fake repeats its problem
             "whole": len(answer.split()) >= TOKENS,
         }
 
@@ -75,7 +95,7 @@ async def post(client: aiohttp.ClientSession, url: str, key: str, text: str) -> 
 async def burst(url: str, key: str, students: int, rng: random.Random) -> list[dict]:
     shots = sorted((rng.uniform(0, WINDOW_S), n) for _ in range(students) for n in range(PROBLEMS))
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as client:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=900)) as client:
         t0 = time.monotonic()
         tasks = []
         for at, n in shots:
@@ -87,6 +107,34 @@ async def burst(url: str, key: str, students: int, rng: random.Random) -> list[d
     for (_, n), result in zip(shots, results, strict=True):
         result["problem"] = n
     return list(results)
+
+
+def judge_real(results: list[dict]) -> None:
+    """The model's answers: whole when they ended by themselves, right when each copy of a
+    problem got its first copy's text (one generation, shared or stored, for all of them)."""
+    first: dict[int, str] = {}
+    for r in sorted(results, key=lambda r: r["ended"]):
+        if r["status"] == 200:
+            first.setdefault(r["problem"], r["answer"])
+    for r in results:
+        r["whole"] = r["finish_reason"] == "stop"
+        r["right"] = r["status"] == 200 and bool(r["answer"]) and r["answer"] == first.get(r["problem"])
+
+
+def member_requests(server: Vibeadmin) -> int:
+    """Requests the gateway's members have answered (its /metrics): the generations."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        server.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("vibeadmin_requests_total{") and 'member="-"' not in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def burst_figures(results: list[dict], generations: int) -> dict:
@@ -189,6 +237,33 @@ def one_round(folders: DataFolders, scale: float, seed: int) -> dict:
         return figures
 
 
+def one_real_round(folders: DataFolders, scale: float, seed: int) -> dict:
+    """The burst and the hits on the default pool (its supervisor, the default model)."""
+    ANSWER_ROOM[0] = REAL_MAX_TOKENS
+    env = {"VIBEADMIN_QUEUE_TIMEOUT_S": "900", "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN}
+    with Vibeadmin(folders.new(), supervisor=True, env=env) as server:
+        server.wait_ready(list(server.members()) or ["m1", "m2"], timeout=300)
+        server.shell(
+            "from pool.models import PoolSettings; PoolSettings.load(); PoolSettings.objects.update(queue_size=100000, queue_timeout_s=900)"
+        )
+        key = server.manage("apikey", "create", "school", "--cache").strip().splitlines()[-1]
+        time.sleep(1.5)  # the gateway's next refresh sees the key
+        url = server.api_url + "/v1/chat/completions"
+        students = max(1, round(STUDENTS * scale))
+        before = member_requests(server)
+        started = time.monotonic()
+        results = asyncio.run(burst(url, key, students, random.Random(seed)))
+        took = time.monotonic() - started
+        judge_real(results)
+        figures = {"burst": {**burst_figures(results, member_requests(server) - before), "took_s": took}}
+        figures["burst"]["answer_tokens_sample"] = [len(r["answer"].split()) for r in results[:3]]
+        print(json.dumps(figures["burst"]), flush=True)
+        figures["hits_1"] = asyncio.run(hits(url, key, max(50, round(HITS * scale)), 1))
+        figures["hits_8"] = asyncio.run(hits(url, key, max(80, round(HITS * scale)), 8))
+        print(json.dumps({"hits_1": figures["hits_1"], "hits_8": figures["hits_8"]}), flush=True)
+        return figures
+
+
 def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -199,11 +274,14 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="students and pairs, as a share of the full size"
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--real", action="store_true", help="the default pool and model instead of fake members"
+    )
     args = parser.parse_args()
     folders = DataFolders()
     rounds = []
     for i in range(args.rounds):
-        figures = one_round(folders, args.scale, seed=i)
+        figures = (one_real_round if args.real else one_round)(folders, args.scale, seed=i)
         print(json.dumps(figures, indent=1), flush=True)
         rounds.append(figures)
     summary = {
@@ -211,9 +289,12 @@ def main() -> None:
         "repeat_after_first_p95_s": spread([r["burst"]["repeat_after_first_s"]["p95"] or 0 for r in rounds]),
         "hit_p95_ms_1_client": spread([r["hits_1"]["latency_ms"]["p95"] for r in rounds]),
         "hit_p95_ms_8_clients": spread([r["hits_8"]["latency_ms"]["p95"] for r in rounds]),
-        "wrong_answers_in_pairs": spread([r["pairs"]["wrong"] for r in rounds]),
     }
-    OUT.write_text(json.dumps({"scale": args.scale, "rounds": rounds, "summary": summary}, indent=1) + "\n")
+    if not args.real:
+        summary["wrong_answers_in_pairs"] = spread([r["pairs"]["wrong"] for r in rounds])
+    (OUT_REAL if args.real else OUT).write_text(
+        json.dumps({"scale": args.scale, "rounds": rounds, "summary": summary}, indent=1) + "\n"
+    )
     print(json.dumps(summary, indent=1))
 
 
