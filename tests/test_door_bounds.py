@@ -160,14 +160,39 @@ def test_a_door_counts_an_ipv6_64_as_one_network_and_exempts_our_proxies(setting
     settings.VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK = 2
     settings.VIBEADMIN_TRUSTED_PROXIES = ["10.0.0.0/8"]
     door = Door()
-    admitted = [door.admit(f"2001:db8:1:2::{n}") for n in (1, 2)]
-    assert all(refusal is None for _, refusal in admitted)
+    seats = [door.admit(f"2001:db8:1:2::{n}")[0] for n in (1, 2)]
+    assert all(seat is not None for seat in seats)
     assert door.admit("2001:db8:1:2:ffff::9") == (None, TOO_MANY_FROM_NETWORK)  # same /64
-    assert door.admit("2001:db8:1:3::1")[1] is None  # the next /64 is another network
-    assert all(door.admit("10.1.2.3")[1] is None for _ in range(5))  # a proxy carries many clients
-    door.release(admitted[0][0])
-    assert door.admit("2001:db8:1:2::7")[1] is None  # a place given back is taken again
+    assert door.admit("2001:db8:1:3::1")[0] is not None  # the next /64 is another network
+    assert all(door.admit("10.1.2.3")[0] is not None for _ in range(5))  # a proxy carries many clients
+    seats[0].close()
+    assert door.admit("2001:db8:1:2::7")[0] is not None  # a place given back is taken again
     assert door.open == 8 and door.per_network == {"2001:db8:1:2::/64": 2, "2001:db8:1:3::/64": 1}
+
+
+def test_a_network_is_capped_on_idle_and_unfinished_requests_not_on_answers_in_flight(settings):
+    """A platform's burst of long answers from one address is many connections whose
+    requests are whole: those count in the door's total only. Idle or half-sent ones are
+    what the cap per network bounds, and a kept-alive connection that would be one idle
+    too many is closed after its answer."""
+    from pool.gateway.bounds import TOO_MANY_FROM_NETWORK, Door
+
+    settings.VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK = 2
+    door = Door()
+    answering = []
+    for _ in range(10):  # ten requests, each sent whole and now waiting for its answer
+        seat, refusal = door.admit("192.0.2.7")
+        assert refusal is None
+        seat.request_whole()
+        answering.append(seat)
+    assert door.open == 10 and door.per_network == {}
+    slow = [door.admit("192.0.2.7")[0] for _ in range(2)]  # two still sending their requests
+    assert door.admit("192.0.2.7") == (None, TOO_MANY_FROM_NETWORK)
+    assert answering[0].idle_again() is False  # answered; a third idle socket: closed instead
+    answering[0].close()
+    slow[0].close()
+    assert answering[1].idle_again() is True  # room again: it stays open, counted
+    assert door.per_network == {"192.0.2.7": 2} and door.open == 10
 
 
 def test_serve_lowers_the_doors_cap_to_what_the_file_limit_allows(settings):

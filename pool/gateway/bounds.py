@@ -2,8 +2,9 @@
 VIBEADMIN_HEADER_TIMEOUT_S of the connection (or of the answer before it), an idle
 kept-alive connection closed after VIBEADMIN_KEEPALIVE_S, at most
 VIBEADMIN_MAX_CONNECTIONS open on each door and VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK
-from one client network (an IPv4 address, an IPv6 /64; our own proxies are exempt): the
-next gets a 503 and is closed. The body
+from one client network (an IPv4 address, an IPv6 /64; our own proxies are exempt) that
+hold no whole request (connecting, sending one, idle between requests: Seat): the next
+gets a 503 and is closed. The body
 has its own deadline where it is read (asgi_io.read_body, VIBEADMIN_BODY_TIMEOUT_S); on
 daphne, which reads the whole body before the app sees it, the header deadline runs to the
 body's end, and the two deadlines add up.
@@ -47,15 +48,14 @@ TOO_MANY_FROM_NETWORK = _refusal(
 
 
 class Door:
-    """The connections one door holds: in all, and per client network. `admit` answers
-    None (come in) or the refusal to write; what it admitted is given back by `release`."""
+    """The connections one door holds: in all, and per client network those that hold no
+    whole request (see Seat). `admit` answers a Seat (come in) or the refusal to write."""
 
     def __init__(self) -> None:
         self.open = 0
         self.per_network: dict[str, int] = {}
 
-    def admit(self, peer: str | None) -> tuple[str | None, bytes | None]:
-        """(the network to release later, or None; the refusal, or None)."""
+    def admit(self, peer: str | None) -> tuple[Seat | None, bytes | None]:
         if self.open >= settings.VIBEADMIN_MAX_CONNECTIONS:
             return None, TOO_MANY_CONNECTIONS
         network = None
@@ -63,56 +63,100 @@ class Door:
         # a Unix socket has no peer address.
         if peer and settings.VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK and not is_trusted_proxy(peer):
             network = client_network(peer)
-            held = self.per_network.get(network, 0)
-            if held >= settings.VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK:
+            if not self.take(network):
                 return None, TOO_MANY_FROM_NETWORK
-            self.per_network[network] = held + 1
         self.open += 1
-        return network, None
+        return Seat(self, network), None
 
-    def release(self, network: str | None) -> None:
-        self.open -= 1
-        if network is not None:
-            left = self.per_network.pop(network) - 1
-            if left:
-                self.per_network[network] = left
+    def take(self, network: str) -> bool:
+        held = self.per_network.get(network, 0)
+        if held >= settings.VIBEADMIN_MAX_CONNECTIONS_PER_NETWORK:
+            return False
+        self.per_network[network] = held + 1
+        return True
+
+    def give_back(self, network: str) -> None:
+        left = self.per_network.pop(network) - 1
+        if left:
+            self.per_network[network] = left
+
+
+class Seat:
+    """One admitted connection's place at its door. It counts in the door's total while it
+    is open, and against its network while it holds no whole request: while it connects,
+    sends a request, or waits idle between requests. That is all an idle or slow socket
+    can be, and what the cap per network bounds. A connection whose request is whole and
+    being answered (waiting in line, or streaming a long answer) counts in the total only:
+    a platform's burst of a class's problems from one address is not refused for being
+    many; its key's limits bound it, and a student's own caps bound the solve page."""
+
+    def __init__(self, door: Door, network: str | None) -> None:
+        self.door = door
+        self.network = network
+        self.waiting = network is not None  # counted against its network now
+        self.closed = False
+
+    def request_whole(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.door.give_back(self.network)  # type: ignore[arg-type]
+
+    def idle_again(self) -> bool:
+        """Its answer is sent and it stays open for another request: counted against its
+        network again, or False where the network is at its cap (the caller closes it)."""
+        if self.network is None or self.waiting:
+            return True
+        self.waiting = self.door.take(self.network)
+        return self.waiting
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.request_whole()
+            self.door.open -= 1
 
 
 class BoundedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a cap on connections and a deadline for headers
-    (uvicorn has its keep-alive timeout, but none for a request being sent)."""
+    """uvicorn's httptools protocol with caps on connections (Door, Seat) and a deadline for
+    headers (uvicorn has its keep-alive timeout, but none for a request being sent)."""
 
     deadline: asyncio.TimerHandle | None = None
-    admitted = False
-    network: str | None = None
+    seat: Seat | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # One Door per server: its state object is shared by all of its connections.
         door = self.server_state.__dict__.setdefault("vibeadmin_door", Door())
         peer = transport.get_extra_info("peername")
-        self.network, refusal = door.admit(peer[0] if isinstance(peer, tuple) else None)
+        self.seat, refusal = door.admit(peer[0] if isinstance(peer, tuple) else None)
         if refusal is not None:
             transport.write(refusal)
             transport.close()
             return
-        self.admitted = True
         self.arm()
 
     def on_headers_complete(self) -> None:
         self.disarm()
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self.seat is not None:
+            self.seat.request_whole()
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self.arm()  # the next request's headers, on a kept-alive connection
+        if self.transport.is_closing():
+            return
+        if self.seat is not None and not self.seat.idle_again():
+            self.transport.close()  # kept alive, it would be one idle socket too many for its network
+            return
+        self.arm()  # the next request's headers, on a kept-alive connection
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm()
-        if self.admitted:
-            self.admitted = False
-            self.server_state.__dict__["vibeadmin_door"].release(self.network)
+        if self.seat is not None:
+            self.seat.close()
         super().connection_lost(exc)
 
     def arm(self) -> None:
@@ -150,20 +194,20 @@ def bound_daphne(factory) -> None:
             transport.loseConnection()
 
     def build_bounded(addr):
-        network, refusal = door.admit(getattr(addr, "host", None))
-        if refusal is not None:
-            return Refused(refusal)
+        seat, refusal = door.admit(getattr(addr, "host", None))
+        if seat is None:
+            return Refused(refusal or TOO_MANY_CONNECTIONS)
         protocol = build(addr)
         if protocol is None:
-            door.release(network)
+            seat.close()
         else:
-            _bound_channel(protocol, lambda: door.release(network))
+            _bound_channel(protocol, seat)
         return protocol
 
     factory.buildProtocol = build_bounded
 
 
-def _bound_channel(protocol, release) -> None:
+def _bound_channel(protocol, seat: Seat) -> None:
     """Twisted's channel, bounded through its own hooks: the deadline is armed when the
     connection is made and after each answer, and disarmed once a request has arrived in
     full (allContentReceived); a websocket's upgrade request is one too."""
@@ -171,7 +215,6 @@ def _bound_channel(protocol, release) -> None:
 
     channel = getattr(protocol, "_channel", protocol)  # HTTP/1.1 behind the ALPN wrapper
     deadline: list[Any] = [None]  # the pending call, if armed
-    counted = [True]  # until the connection is lost, or handed to a websocket
     # The ALPN wrapper hands every call on to the channel: the channel's own are wrapped.
     made, received, done, lost = (
         channel.connectionMade,
@@ -195,11 +238,6 @@ def _bound_channel(protocol, release) -> None:
         if channel.transport is not None:
             channel.transport.abortConnection()
 
-    def uncount() -> None:
-        if counted[0]:
-            counted[0] = False
-            release()
-
     def connection_made() -> None:
         made()
         arm()
@@ -208,15 +246,22 @@ def _bound_channel(protocol, release) -> None:
         disarm()
         received()
         if channel.transport is None or getattr(channel.transport, "protocol", protocol) is not protocol:
-            uncount()  # handed to a websocket: no longer an HTTP channel
+            seat.close()  # handed to a websocket: no longer an HTTP channel
+        else:
+            seat.request_whole()
 
     def request_done(request) -> None:
         done(request)
-        if channel.persistent:
-            arm()
+        if not channel.persistent:
+            return
+        if not seat.idle_again():  # kept alive, it would be one idle socket too many for its network
+            if channel.transport is not None:
+                channel.transport.loseConnection()
+            return
+        arm()
 
     def connection_lost(reason) -> None:
-        uncount()
+        seat.close()
         disarm()
         lost(reason)
 
