@@ -237,7 +237,7 @@ class Command(BaseCommand):
             row = PoolSettings.load()
             for field in actions.pool_settings_fields():
                 value = getattr(row, field.attname)
-                shown = "" if value is None else str(value)
+                shown = "" if value is None else str(value).replace("\n", "\\n")  # one line a setting
                 self.stdout.write(f"{field.name}={shown if len(shown) <= 70 else shown[:67] + '...'}")
             return
         changes = {}
