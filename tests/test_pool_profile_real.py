@@ -114,6 +114,8 @@ def test_ctrl_c_half_way_keeps_the_points_marked_partial_in_one_line_and_stops_i
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a shell's background job (`make test &`, nohup): SIGINT inherited ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         deadline = time.monotonic() + 180

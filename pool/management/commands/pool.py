@@ -8,6 +8,7 @@ works from any shell on any host that shares it.
 from __future__ import annotations
 
 import json
+import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -142,8 +143,10 @@ class Command(BaseCommand):
             elif action == "config":
                 self.config(options["assignments"])
             elif action == "eval":
+                take_ctrl_c()
                 eval_cli.handle(options, self.stdout.write)
             elif action == "profile":
+                take_ctrl_c()
                 profile_cli.handle(self, options)
         except actions.ActionError as exc:
             raise CommandError(str(exc)) from None
@@ -306,6 +309,13 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
+
+
+def take_ctrl_c() -> None:
+    """Ctrl-C stops a long command (eval, profile), which keeps what it measured, whatever
+    it inherited: a shell's background job (`make test &`, nohup) starts it with SIGINT
+    ignored, and then Ctrl-C or a SIGINT from a script would do nothing."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def current_strategy() -> str:
