@@ -67,13 +67,12 @@ def ask(text: str, max_tokens: int) -> dict:
     }
 
 
-# The fake stops by itself at TOKENS: a whole answer, stored. With --real: REAL_MAX_TOKENS.
-ANSWER_ROOM = [TOKENS + 40]
+FAKE_ROOM = TOKENS + 40  # the fake stops by itself at TOKENS: a whole answer, stored
 
 
-async def post(client: aiohttp.ClientSession, url: str, key: str, text: str) -> dict:
+async def post(client: aiohttp.ClientSession, url: str, key: str, text: str, room: int = FAKE_ROOM) -> dict:
     started = time.monotonic()
-    body_sent = ask(text, ANSWER_ROOM[0])
+    body_sent = ask(text, room)
     async with client.post(url, json=body_sent, headers={"Authorization": f"Bearer {key}"}) as response:
         body = await response.json(content_type=None)
         ended = time.monotonic()
@@ -92,7 +91,7 @@ async def post(client: aiohttp.ClientSession, url: str, key: str, text: str) -> 
         }
 
 
-async def burst(url: str, key: str, students: int, rng: random.Random) -> list[dict]:
+async def burst(url: str, key: str, students: int, rng: random.Random, room: int = FAKE_ROOM) -> list[dict]:
     shots = sorted((rng.uniform(0, WINDOW_S), n) for _ in range(students) for n in range(PROBLEMS))
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=900)) as client:
@@ -102,7 +101,7 @@ async def burst(url: str, key: str, students: int, rng: random.Random) -> list[d
             delay = t0 + at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(post(client, url, key, problem(n))))
+            tasks.append(asyncio.ensure_future(post(client, url, key, problem(n), room)))
         results = await asyncio.gather(*tasks)
     for (_, n), result in zip(shots, results, strict=True):
         result["problem"] = n
@@ -183,16 +182,16 @@ async def pairs(url: str, key: str, count: int) -> dict:
     }
 
 
-async def hits(url: str, key: str, count: int, concurrency: int) -> dict:
+async def hits(url: str, key: str, count: int, concurrency: int, room: int = FAKE_ROOM) -> dict:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
-        await post(client, url, key, problem(0))  # stored by the burst; make sure
+        await post(client, url, key, problem(0), room)  # stored by the burst; make sure
         latencies: list[float] = []
         labels: set[str] = set()
 
         async def client_loop(n: int) -> None:
             for _ in range(n):
-                r = await post(client, url, key, problem(0))
+                r = await post(client, url, key, problem(0), room)
                 latencies.append(r["latency_s"])
                 labels.add(r["cache"])
 
@@ -239,7 +238,6 @@ def one_round(folders: DataFolders, scale: float, seed: int) -> dict:
 
 def one_real_round(folders: DataFolders, scale: float, seed: int) -> dict:
     """The burst and the hits on the default pool (its supervisor, the default model)."""
-    ANSWER_ROOM[0] = REAL_MAX_TOKENS
     env = {"VIBEADMIN_QUEUE_TIMEOUT_S": "900", "VIBEADMIN_METRICS_TOKEN": METRICS_TOKEN}
     with Vibeadmin(folders.new(), supervisor=True, env=env) as server:
         server.wait_ready(list(server.members()) or ["m1", "m2"], timeout=300)
@@ -252,14 +250,14 @@ def one_real_round(folders: DataFolders, scale: float, seed: int) -> dict:
         students = max(1, round(STUDENTS * scale))
         before = member_requests(server)
         started = time.monotonic()
-        results = asyncio.run(burst(url, key, students, random.Random(seed)))
+        results = asyncio.run(burst(url, key, students, random.Random(seed), REAL_MAX_TOKENS))
         took = time.monotonic() - started
         judge_real(results)
         figures = {"burst": {**burst_figures(results, member_requests(server) - before), "took_s": took}}
         figures["burst"]["answer_tokens_sample"] = [len(r["answer"].split()) for r in results[:3]]
         print(json.dumps(figures["burst"]), flush=True)
-        figures["hits_1"] = asyncio.run(hits(url, key, max(50, round(HITS * scale)), 1))
-        figures["hits_8"] = asyncio.run(hits(url, key, max(80, round(HITS * scale)), 8))
+        figures["hits_1"] = asyncio.run(hits(url, key, max(50, round(HITS * scale)), 1, REAL_MAX_TOKENS))
+        figures["hits_8"] = asyncio.run(hits(url, key, max(80, round(HITS * scale)), 8, REAL_MAX_TOKENS))
         print(json.dumps({"hits_1": figures["hits_1"], "hits_8": figures["hits_8"]}), flush=True)
         return figures
 
