@@ -9,6 +9,7 @@ import time
 import pytest
 
 from pool.gateway.backend import Backend
+from pool.gateway.leases import renew_forever
 from pool.gateway.router import Router
 from pool.gateway.slots_redis import SharedSlots
 from pool.gateway.types import NotYourTurn, RouteContext, Tenant, Turn
@@ -101,6 +102,58 @@ async def test_the_line_forgets_the_waiters_of_a_dead_gateway(slots, redis_url):
     late = alive.turn(1, time.time())
     await alive.join_line(late)
     assert await alive.take(7, capacity=1, turn=late) is not None
+
+
+# redis-py (8.1, on a loaded machine) was seen to lose a cancellation that landed mid-command:
+# the heartbeat beat on, and the event loop's shutdown waited for it forever. These stand-ins
+# lose every cancellation that way, so the loops must stop on being asked, not on the error.
+
+
+class SwallowsCancel:
+    """A Redis client (and pipeline) whose every command eats the CancelledError sent to it."""
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+        self.swallowing = True  # turned off at a test's end, so a failing test cannot hang the loop
+
+    async def set(self, *args, **kwargs) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if not self.swallowing:
+                raise
+            self.swallowed += 1
+
+    execute = set
+
+    def pipeline(self, transaction: bool = True) -> SwallowsCancel:
+        return self
+
+    def zadd(self, *args, **kwargs) -> None:
+        pass
+
+
+async def test_a_heartbeat_stops_when_cancelled_even_if_redis_swallowed_it(slots):
+    gateway, redis_client = slots(), SwallowsCancel()
+    gateway.client = lambda: redis_client
+    heart = asyncio.create_task(gateway.heartbeat_forever())
+    await asyncio.sleep(0.05)
+    heart.cancel()
+    done, _ = await asyncio.wait([heart], timeout=5)
+    redis_client.swallowing = False
+    assert heart in done, "the heartbeat beat on after it was cancelled"
+    assert redis_client.swallowed == 1
+
+
+async def test_renewing_stops_when_cancelled_even_if_redis_swallowed_it():
+    redis_client = SwallowsCancel()
+    renewer = asyncio.create_task(renew_forever(lambda: redis_client, {"lease": ("set",)}, lambda: 0.03))
+    await asyncio.sleep(0.05)
+    renewer.cancel()
+    done, _ = await asyncio.wait([renewer], timeout=5)
+    redis_client.swallowing = False
+    assert renewer in done, "the renewer renewed on after it was cancelled"
+    assert redis_client.swallowed == 1
 
 
 # --- the fair line in Redis (pool/gateway/fair.py's arithmetic in the join and take scripts) ---

@@ -13,12 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 
+from pool.gateway.tasks import stopping
+
 
 async def renew_forever(
     client: Callable[[], aioredis.Redis], held: Mapping[str, Sequence[str]], lease_s: Callable[[], float]
 ) -> None:
     """Renew every lease in `held` (lease id -> the sorted sets it is in) until cancelled."""
-    while True:
+    while not stopping():
         await asyncio.sleep(lease_s() / 3)
         if held:
             expiry = time.time() + lease_s()

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from pool.gateway.leases import renew_forever
 from pool.gateway.limits import MINUTE_S, NOTHING, Budget, Cap, Pass, Refused
-from pool.gateway.tasks import spawn
+from pool.gateway.tasks import spawn, stopping
 
 log = logging.getLogger("pool.gateway")
 PREFIX = "vibeadmin:limit:"
@@ -99,7 +99,7 @@ class RedisLimits:
         if current is None:
             current = self._clients[id(loop)] = aioredis.Redis.from_url(self.url)
         renewer = self._renewers.get(id(loop))
-        if renewer is None or renewer.done():
+        if (renewer is None or renewer.done()) and not stopping():  # see SharedSlots.client
             self._renewers[id(loop)] = loop.create_task(
                 renew_forever(self.client, self.held, lambda: self.lease_s)
             )

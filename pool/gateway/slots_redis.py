@@ -23,7 +23,7 @@ from django.conf import settings
 
 from pool.gateway.fair import BATCH_OFFSET
 from pool.gateway.leases import renew_forever
-from pool.gateway.tasks import spawn
+from pool.gateway.tasks import spawn, stopping
 from pool.gateway.types import PUBLIC, Lease, NotYourTurn, RouteContext, Tenant, Turn
 
 PREFIX = "vibeadmin:inflight:"
@@ -129,7 +129,9 @@ class SharedSlots:
         current = self._clients.get(id(loop))
         if current is None:
             current = self._clients[id(loop)] = aioredis.Redis.from_url(self.url)
-        if self._renewer is None or self._renewer.done():
+        # (Re)started when one died, but not by a task on its way out: those would outlive
+        # the loop's shutdown, which cancels only the tasks it found.
+        if (self._renewer is None or self._renewer.done()) and not stopping():
             self._renewer = loop.create_task(renew_forever(self.client, self.held, lambda: self.lease_s))
             self._listener = loop.create_task(self.listen_forever())
             self._heart = loop.create_task(self.heartbeat_forever())
@@ -250,7 +252,7 @@ class SharedSlots:
 
     async def heartbeat_forever(self) -> None:
         """Says this gateway lives: the line forgets the waiters of one that stopped saying so."""
-        while True:
+        while not stopping():
             await self.client().set(f"vibeadmin:alive:{self.owner}", 1, ex=3)
             await asyncio.sleep(1.0)
 
@@ -258,6 +260,8 @@ class SharedSlots:
         pubsub = self.client().pubsub()
         await pubsub.subscribe(FREED_CHANNEL)
         async for message in pubsub.listen():
+            if stopping():
+                break
             if message.get("type") == "message":
                 for callback in self.on_freed:
                     callback()
