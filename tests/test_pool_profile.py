@@ -5,10 +5,16 @@ planning over plain figures: the real measuring is in test_pool_profile_real.py.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 
 from pool.profiling import capacity
 from pool.profiling import plan as planning
+from pool.profiling.measuring import stop_on_signals
 from pool.profiling.plan import ANSWERS, LEVELS, TTFT, Layout, Point
 
 
@@ -137,3 +143,18 @@ def test_no_profile_means_no_sizing():
 def test_a_layout_that_made_no_token_in_a_window_stops_there():
     assert planning.stalled(0.0)
     assert not planning.stalled(0.4)
+
+
+def test_a_signal_asks_the_measuring_to_stop_and_a_second_interrupts_at_once():
+    """Ctrl-C or SIGTERM while measuring is taken at the measuring's next check, not raised
+    wherever it lands (inside asyncio building a loop, it left a traceback behind)."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stop = threading.Event()
+    with stop_on_signals(stop) as interrupted:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs between two of this thread's bytecodes
+        assert stop.is_set() and interrupted.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
