@@ -6,12 +6,12 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
-from pool import actions
 from pool.dashboard import live
 from pool.dashboard.consumers import SESSION_ENDED, DashboardConsumer
-from pool.events import DASHBOARD_GROUP
 from pool.models import roles
-from pool.users import user_create, user_set_role
+from pool.services.events import DASHBOARD_GROUP
+from pool.services.members import member_add
+from pool.services.users import user_create, user_set_role
 from vibeadmin.asgi import application
 
 # The consumer's ORM helpers and the snapshot run in other threads: they must see committed rows.
@@ -44,7 +44,7 @@ def session_socket(client, user, origin: str = "http://127.0.0.1") -> WebsocketC
 
 
 async def test_an_operator_gets_a_snapshot_every_push(operator):
-    await database_sync(lambda: actions.member_add(name="alpha"))
+    await database_sync(lambda: member_add(name="alpha"))
     communicator = socket_for(operator)
     try:
         connected, _ = await communicator.connect()
@@ -61,7 +61,7 @@ async def test_an_operator_gets_a_snapshot_every_push(operator):
 
 
 async def test_a_viewer_gets_the_same_live_data_as_an_admin():
-    await database_sync(lambda: actions.member_add(name="alpha"))
+    await database_sync(lambda: member_add(name="alpha"))
     viewer, admin = await database_sync(
         lambda: [user_create(name=role, role=role)[0] for role in (roles.VIEWER, roles.ADMIN)]
     )

@@ -13,9 +13,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from pool import actions
 from pool.models import ApiKey, Member, PoolEvent, PoolSettings, roles
-from pool.users import user_create, user_set_role
+from pool.services.members import member_add
+from pool.services.users import user_create, user_set_role
 from tests.helpers import routing_data
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def admin() -> Client:
 
 @pytest.fixture
 def alpha() -> Member:
-    member = actions.member_add(name="alpha")
+    member = member_add(name="alpha")
     Member.objects.filter(pk=member.pk).update(state="ready")
     return member
 

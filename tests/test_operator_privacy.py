@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from pool.models import roles
-from pool.users import user_create
+from pool.services.users import user_create
 from tests.asgi_driver import request
 from tests.helpers import ROOT, clean_env, free_port, start_serve, stop_serve, wait_until
 

@@ -9,7 +9,7 @@ import pytest
 
 from pool.loops import alerts, resources, runtime
 from pool.models import Member, roles
-from pool.users import user_create
+from pool.services.users import user_create
 
 
 @pytest.mark.django_db

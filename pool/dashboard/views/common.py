@@ -10,8 +10,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 
-from pool import audit
 from pool.models import roles
+from pool.services import audit
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

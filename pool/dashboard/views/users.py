@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pool.dashboard.forms import UserCreateForm, UserRoleForm
 from pool.dashboard.views.common import after_post, page_or_partial, role_required
 from pool.models import roles
-from pool.users import user_set_role
+from pool.services.users import user_set_role
 
 PAGE, PANEL = "dashboard/users.html", "dashboard/partials/users_panel.html"
 ADMINS_ONLY = role_required(roles.ADMINISTER, to_see=roles.ADMINISTER)

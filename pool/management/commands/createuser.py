@@ -10,9 +10,9 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import audit
 from pool.models import roles
-from pool.users import ROLE_NAMES, user_create, user_set_role
+from pool.services import audit
+from pool.services.users import ROLE_NAMES, user_create, user_set_role
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """The dashboard's users and their roles (pool/models/roles.py): created with a password shown
 once, a role changed, access taken away. Part of the service layer: each change is recorded
-with who made it (pool/audit.py), and no change may leave the dashboard without an admin."""
+with who made it (audit.py), and no change may leave the dashboard without an admin."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from django.contrib.auth.models import AbstractUser, Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pool import audit
 from pool.models import roles
+from pool.services import audit
 
 ROLE_NAMES = (*roles.ROLES, roles.NO_ROLE)
 
