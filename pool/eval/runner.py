@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db.models import F
 
 from pool.apikeys import apikey_create
-from pool.eval.answers import is_correct
+from pool.final_answers import is_correct
 from pool.eval.problems import Problem
 from pool.eval.runs import finish
 from pool.gateway.prompts import PromptSettings, prepare_messages
