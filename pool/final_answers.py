@@ -22,17 +22,32 @@ _NUMBER = re.compile(
 # LaTeX's thin spaces inside numbers (5\,050) and the minus sign a reply may use.
 _SPELLINGS = (("\\,", ""), ("\\!", ""), ("\u2212", "-"), ("\\left", ""), ("\\right", ""))
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()  # noqa: SIM905
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()  # noqa: SIM905
 _WORD_VALUES = {w: i for i, w in enumerate(_ONES)} | {w: 20 + 10 * i for i, w in enumerate(_TENS)}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 _WORDS = re.compile(
-    r"\b(?:(?:%s)(?:[\s-]+(?:and[\s-]+)?)?)+\b" % "|".join(sorted([*_WORD_VALUES, *_SCALES], key=len, reverse=True)),
+    r"\b(?:(?:{})(?:[\s-]+(?:and[\s-]+)?)?)+\b".format(
+        "|".join(sorted([*_WORD_VALUES, *_SCALES], key=len, reverse=True))
+    ),
     re.IGNORECASE,
 )
-_CHINESE_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CHINESE_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 _CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10_000}
-_CHINESE = re.compile("[%s]+" % "".join([*_CHINESE_DIGITS, *_CHINESE_UNITS]))
+_CHINESE = re.compile("[{}]+".format("".join([*_CHINESE_DIGITS, *_CHINESE_UNITS])))
 
 
 def last_boxed(text: str) -> str | None:
@@ -150,7 +165,7 @@ def student_answer(text: str) -> Fraction | None:
 
 
 def is_right(text: str, expected: Fraction) -> bool:
-    """"Check my answer": the student's answer has the expected value."""
+    """ "Check my answer": the student's answer has the expected value."""
     return student_answer(text) == expected
 
 

@@ -29,7 +29,10 @@ def forms(answer: Fraction) -> list[str]:
 def test_check_my_answer_judges_every_shipped_problems_own_answer_right():
     assert len(SHIPPED) == 240
     wrong = [
-        (p.id, form) for p in SHIPPED for form in forms(Fraction(p.answer)) if not is_right(form, Fraction(p.answer))
+        (p.id, form)
+        for p in SHIPPED
+        for form in forms(Fraction(p.answer))
+        if not is_right(form, Fraction(p.answer))
     ]
     assert wrong == []
 
@@ -37,7 +40,10 @@ def test_check_my_answer_judges_every_shipped_problems_own_answer_right():
 @pytest.mark.parametrize("delta", [Fraction(1), Fraction(-1), Fraction(1, 7)])
 def test_check_my_answer_judges_a_perturbed_answer_wrong_on_every_shipped_problem(delta):
     judged_right = [
-        p.id for p in SHIPPED for form in forms(Fraction(p.answer) + delta) if is_right(form, Fraction(p.answer))
+        p.id
+        for p in SHIPPED
+        for form in forms(Fraction(p.answer) + delta)
+        if is_right(form, Fraction(p.answer))
     ]
     assert judged_right == []
 

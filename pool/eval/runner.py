@@ -24,9 +24,9 @@ from django.conf import settings
 from django.db.models import F
 
 from pool.apikeys import apikey_create
-from pool.final_answers import is_correct
 from pool.eval.problems import Problem
 from pool.eval.runs import finish
+from pool.final_answers import is_correct
 from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key

@@ -41,6 +41,7 @@ from pool.gateway.tutor import HINTS, conversation, hinted, is_whole_text
 from pool.gateway.types import RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
+from pool.gateway.voting import Voting, samples_for
 from pool.proxies import client_address
 
 log = logging.getLogger("pool.gateway")
@@ -64,6 +65,7 @@ class Gateway:
         self.admission = Admission(assembly.limits())
         self.exchange = Exchange(self.registry, self.router)
         self.answers = Answers()  # the answer cache and the generations identical requests share
+        self.voting = Voting(self.exchange, self.router)  # k independent answers, the majority's shown
         self.quotas = make_quotas()  # tokens per day and month: in this process, or in Redis
         self.usage = UsageBook()
         self.handlers: dict[str, Handler] = {
@@ -180,17 +182,23 @@ class Gateway:
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
         tenant = caller.key.tenant if caller.key else policy.solve_tenant
         key = caller.key
+        samples = self.samples(request, key.samples if key else 1)
         # The cache is a key's choice; keyless callers (an open API) have none to make.
         on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
-        answer = await self.plan_cache(scope, path, request, outcome, on=on, sampled_ok=sampled_ok)
+        answer = await self.plan_cache(
+            scope, path, request, outcome, on=on and samples == 1, sampled_ok=sampled_ok
+        )
         if answer is not None:  # counts against the key's requests per minute, not its tokens
             outcome.admitted = await self.admission.key(key, tokens=0)
             await self.answers.serve_hit(send, answer, request, outcome)
             return
-        reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
+        # The most it may use (every sample's), held until it ends.
+        reserved = (outcome.prompt_estimate + outcome.max_tokens) * samples
         outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
         outcome.admitted = await self.admission.key(key, tokens=reserved)
-        await self.relay(receive, send, path, request, outcome, self.client_address(scope), tenant)
+        await self.relay(
+            receive, send, path, request, outcome, self.client_address(scope), tenant, samples=samples
+        )
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
         """A student's problem from the solve page: no key, the caps per address and for all students."""
@@ -209,16 +217,24 @@ class Gateway:
             solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome, ceiling=policy.solve_max_tokens
         )
         path = "/v1/chat/completions"
+        samples = self.samples(request, policy.solve_samples)
         answer = await self.plan_cache(
-            scope, path, request, outcome, on=policy.solve_cache, sampled_ok=policy.solve_cache_sampled
+            scope,
+            path,
+            request,
+            outcome,
+            on=policy.solve_cache and samples == 1,
+            sampled_ok=policy.solve_cache_sampled,
         )
         if answer is not None:
             await self.answers.serve_hit(send, answer, request, outcome)
             return
         outcome.quota = await self.quotas.reserve(
-            self.quota(None), outcome.prompt_estimate + outcome.max_tokens
+            self.quota(None), (outcome.prompt_estimate + outcome.max_tokens) * samples
         )
-        await self.relay(receive, send, path, request, outcome, client, policy.solve_tenant)
+        await self.relay(
+            receive, send, path, request, outcome, client, policy.solve_tenant, samples=samples, live=True
+        )
 
     async def plan_cache(
         self, scope, path: str, request: Validated, outcome: Outcome, *, on: bool, sampled_ok: bool
@@ -239,6 +255,11 @@ class Gateway:
         )
         outcome.cache_plan = plan
         return await self.answers.lookup(plan)
+
+    def samples(self, request: Validated, default: int) -> int:
+        """Independent answers to vote on; hints mode answers with one hint (its check votes)."""
+        k = samples_for(request, default, self.registry.policy.max_samples)
+        return 1 if request.mode == HINTS else k
 
     def quota(self, key) -> Quota:
         if key is not None:
@@ -280,7 +301,17 @@ class Gateway:
         return request
 
     async def relay(
-        self, receive, send, path: str, request: Validated, outcome: Outcome, client: str, tenant: Tenant
+        self,
+        receive,
+        send,
+        path: str,
+        request: Validated,
+        outcome: Outcome,
+        client: str,
+        tenant: Tenant,
+        *,
+        samples: int = 1,
+        live: bool = False,
     ) -> None:
         ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix)
         progress = None
@@ -289,7 +320,9 @@ class Gateway:
             progress = Progress(send, functools.partial(self.router.where, outcome.watch))
             send = progress.send
         plan: Plan | None = outcome.cache_plan
-        if plan is not None and plan.key:
+        if samples > 1:
+            work = self.voting.run(send, path, request, ctx, outcome, samples, live=live)
+        elif plan is not None and plan.key:
             work = self.answers.relay(send, path, request, ctx, outcome, self.exchange)
         else:
             work = self.exchange.run(send, path, request.body, ctx, outcome)
