@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from pool.apikeys import apikey_create
 from pool.models import ApiKey, PoolSettings
+from pool.services.keys import apikey_create
 
 pytestmark = pytest.mark.django_db
 

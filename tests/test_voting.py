@@ -12,9 +12,9 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create
 from pool.gateway.app import SOLVE_PATH
 from pool.models import ApiKey, Member
+from pool.services.keys import apikey_create
 from tests.asgi_driver import request
 from tests.gateway_kit import chat, set_policy
 
