@@ -14,10 +14,10 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from pool import metrics
-from pool.apikeys import apikey_create
 from pool.gateway import tasks
 from pool.gateway.answer_cache import Answer, cache_key, normalise
 from pool.models import CacheEntry, UsageDay
+from pool.services.keys import apikey_create
 from pool.usage import empty_cache
 from tests.asgi_driver import request
 from tests.gateway_kit import chat, set_policy

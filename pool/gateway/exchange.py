@@ -34,7 +34,7 @@ from pool.gateway.tasks import spawn
 from pool.gateway.types import RouteContext
 from pool.gateway.upstream import AnswerTooLong, ConnectFailed, UpstreamError, post
 from pool.models import Member, states
-from pool.transitions import change_state
+from pool.services.member_state import change_state
 
 log = logging.getLogger("pool.gateway")
 

@@ -119,7 +119,7 @@ DEFAULT_HINTS = {
 class PoolSettings(models.Model):
     """The operator's pool-wide choices. One row (pk=1), created on first use. Its rules are
     here (field validators and `clean()`), so the dashboard, the command line and the
-    autoscaler check a change alike (pool/actions.py saves it, pool/audit.py records it)."""
+    autoscaler check a change alike (pool/services/members.py saves it, pool/services/audit.py records it)."""
 
     strategy = models.CharField(
         max_length=32,
