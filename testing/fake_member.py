@@ -55,6 +55,7 @@ class FakeConfig:
     fail_status: int = 0
     fail_times: int = 0
     fail_about_request: bool = False
+    fail_type: str = "invalid_request_error"  # the error JSON's type, with fail_about_request
     drop_after_tokens: int = -1
     hang: bool = False
     delay_s: float = 0.0
@@ -154,8 +155,8 @@ class FakeMember:
                 if config.fail_times == 0:
                     config.fail_status = 0  # the last failure asked for: healthy from now on
             self.stats.failed += 1
-            if config.fail_about_request:  # as llama-server's "Failed to parse messages"
-                error = {"code": status, "message": "fake: cannot use this request", "type": "server_error"}
+            if config.fail_about_request:  # llama-server's error JSON, of fail_type
+                error = {"code": status, "message": "fake: cannot use this request", "type": config.fail_type}
                 return web.json_response({"error": error}, status=status)
             return web.Response(status=status, text="fake member failure")
         return await handler(request)
