@@ -10,7 +10,7 @@ from django.conf import settings
 
 from pool.loops import alerts, autoscale
 from pool.models import AlertRule, ApiKey, Member, PoolSettings, roles, states
-from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
+from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES, TASKS
 from pool.services import ActionError, audit
@@ -189,6 +189,17 @@ def _weight(label: str) -> forms.IntegerField:
         max_value=MAX_SHARE_WEIGHT,
         label=label,
         widget=forms.NumberInput(attrs={"placeholder": "weight", "aria-label": label}),
+    )
+
+
+def _samples(label: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SAMPLES,
+        label=label,
+        help_text="Independent answers per math problem; the majority's final answer is shown (1: no vote)",
+        widget=forms.NumberInput(attrs={"placeholder": "samples", "aria-label": label}),
     )
 
 
@@ -377,6 +388,7 @@ class KeyLimitsForm(DesiredStateForm):
     priority = _priority("class")
     tokens_per_day = _limit("tokens/day")
     tokens_per_month = _limit("tokens/month")
+    samples = _samples("samples")
 
     class Meta:
         model = ApiKey
@@ -390,6 +402,7 @@ class KeyLimitsForm(DesiredStateForm):
             "tokens_per_month",
             "cache",
             "cache_sampled",
+            "samples",
         ]
         labels = {"cache": "cache", "cache_sampled": "sampled"}
 
@@ -401,6 +414,9 @@ class KeyLimitsForm(DesiredStateForm):
 
     def clean_priority(self) -> str:
         return _kept(self, "priority")
+
+    def clean_samples(self) -> int:
+        return _kept(self, "samples")
 
 
 class AlertRuleForm(DesiredStateForm):
@@ -504,7 +520,15 @@ class UserRoleForm(forms.Form):
 
 
 class SolveCacheQuotaForm(DesiredStateForm):
-    """The solve page's answer cache and quotas (Routing page): the students as one tenant."""
+    """The solve page's answer cache, votes and quotas (Routing page): the students as one tenant."""
+
+    solve_samples = _samples("Independent answers per math problem (students)")
+    max_samples = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SAMPLES,
+        label="Most answers one request may ask for (vibeadmin.samples)",
+    )
 
     solve_tokens_per_day = forms.IntegerField(
         required=False, min_value=1, label="Tokens per day (all students)"
@@ -515,7 +539,14 @@ class SolveCacheQuotaForm(DesiredStateForm):
 
     class Meta:
         model = PoolSettings
-        fields = ["solve_cache", "solve_cache_sampled", "solve_tokens_per_day", "solve_tokens_per_month"]
+        fields = [
+            "solve_cache",
+            "solve_cache_sampled",
+            "solve_tokens_per_day",
+            "solve_tokens_per_month",
+            "solve_samples",
+            "max_samples",
+        ]
         labels = {
             "solve_cache": "Answer repeated problems from the answer cache",
             "solve_cache_sampled": "Also when the answer is sampled (temperature above 0)",
@@ -523,3 +554,9 @@ class SolveCacheQuotaForm(DesiredStateForm):
 
     def clean(self) -> dict:
         return _quotas_in_order(self, "solve_tokens_per_day", "solve_tokens_per_month")
+
+    def clean_solve_samples(self) -> int:
+        return _kept(self, "solve_samples")
+
+    def clean_max_samples(self) -> int:
+        return _kept(self, "max_samples")

@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("pool", "0010_solve_tutor"),
+        ("pool", "0011_voting"),
     ]
 
     operations = [
