@@ -1,5 +1,6 @@
 """No llama-server outlives vibeadmin, with real members (the small gemma GGUF) and real
-supervisors in child processes: Ctrl-C of `serve` whose output went into a program that
+supervisors in child processes (llama-server members; llama-cpp-python's server where
+llama-server is not built): Ctrl-C of `serve` whose output went into a program that
 ended first (`make run | tee log`), SIGTERM of `supervise`, and SIGKILL of `supervise`
 (the OOM killer) with no supervisor after it, or with one started again within
 VIBEADMIN_ORPHAN_GRACE_S, which adopts the members instead.
@@ -21,12 +22,9 @@ import pytest
 from tests.helpers import ROOT, clean_env, free_port, manage, member_processes, wait_ready, wait_until
 from tests.test_gateway_llama_server import llama_server_binary
 
-pytestmark = [
-    pytest.mark.real_model,
-    pytest.mark.skipif(
-        llama_server_binary() is None, reason="llama-server is not built (bin/build-llama-server)"
-    ),
-]
+pytestmark = pytest.mark.real_model
+# llama-server members, as the default pool runs; llama-cpp-python's where it is not built.
+ENGINE = "llama-server" if llama_server_binary() is not None else "llama-cpp-python"
 LONG_GRACE = "600"
 
 
@@ -38,7 +36,7 @@ def node(data_dir, gemma_model, tmp_path):
         "VIBEADMIN_CHAT_FORMAT": "gemma",
         "VIBEADMIN_N_CTX": "512",
         "VIBEADMIN_SLOTS": "1",
-        "VIBEADMIN_ENGINE": "llama-server",
+        "VIBEADMIN_ENGINE": ENGINE,
         "VIBEADMIN_MEMBERS": "1",
     }
     children: list[subprocess.Popen] = []
