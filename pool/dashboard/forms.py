@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 
 from pool.loops import alerts, autoscale
-from pool.models import AlertRule, ApiKey, Member, PoolSettings, states
+from pool.models import AlertRule, ApiKey, Member, PoolSettings, roles, states
 from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES, TASKS
@@ -26,6 +26,7 @@ from pool.services.members import (
     pool_scale,
     validate_remote_url,
 )
+from pool.services.users import user_create
 
 SAMPLING_FIELDS = [f"{task}_{name}" for task in TASKS for name in ("temperature", "top_p", "max_tokens")]
 
@@ -499,6 +500,23 @@ class AuditFilterForm(forms.Form):
         if data["until"]:
             changes = changes.filter(created_at__lte=data["until"])
         return changes
+
+
+class UserCreateForm(ActionForm[tuple]):
+    name = forms.CharField(max_length=150, label="User name")
+    role = forms.ChoiceField(choices=roles.ROLE_CHOICES, initial=roles.VIEWER)
+
+    def act(self) -> tuple:
+        return user_create(name=self.cleaned_data["name"], role=self.cleaned_data["role"])
+
+
+class UserRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=[*roles.ROLE_CHOICES, (roles.NO_ROLE, "none: may not log in")])
+
+    def __init__(self, *args, user, **kwargs):
+        kwargs.setdefault("initial", {"role": roles.role_of(user)})
+        super().__init__(*args, **kwargs)
+        self.fields["role"].label = f"Role of {user.get_username()}"
 
 
 class SolveCacheQuotaForm(DesiredStateForm):

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from pool.models import roles
 from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 
 DEFAULT_PROMPTS = {
@@ -224,6 +225,8 @@ class PoolSettings(models.Model):
     class Meta:
         verbose_name = "pool settings"
         verbose_name_plural = "pool settings"
+        # The dashboard's roles (pool/models/roles.py) are groups holding these.
+        permissions = roles.PERMISSIONS
 
     def __str__(self) -> str:
         return "pool settings"
