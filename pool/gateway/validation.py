@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from pool.gateway.errors import invalid
+from pool.gateway.students import student_name
 from pool.gateway.tutor import HINTS, MODES, SOLUTION
 
 TASKS = ("general", "math", "code")
@@ -47,7 +48,11 @@ COMMON = {
     "stop": Field("string_or_array", description="A stop string or up to 4 of them."),
     "stream": Field("boolean", description="Send tokens as server-sent events as they come."),
     "stream_options": Field("stream_options", description='Only {"include_usage": true | false}.'),
-    "user": Field("string"),
+    "user": Field(
+        "string",
+        description="The student this request is for (the platform's own name for them, at most 128 "
+        "printable characters; or the header X-Vibeadmin-User): the key's per-student limits apply to it.",
+    ),
     "vibeadmin": Field(
         "object",
         description='vibeadmin\'s own options: {"task": "general" | "math" | "code", "mode": "solution" | '
@@ -75,6 +80,7 @@ class Validated:
     stream: bool
     mode: str = SOLUTION
     progress: bool = False  # the caller wants its place in line while it waits (streams only)
+    user: str = ""  # the student it is for (students.py); "": the key's own
 
 
 # A lone UTF-16 surrogate: json.loads accepts "\ud800" and Python keeps it, but it is no
@@ -168,7 +174,8 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
     forwarded.setdefault(
         "max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS)
     )
-    return Validated(forwarded, task, bool(body.get("stream")), mode, progress)
+    user = student_name(body.get("user"), param="user")
+    return Validated(forwarded, task, bool(body.get("stream")), mode, progress, user)
 
 
 def _tutor_options(options: dict[str, Any], body: dict[str, Any]) -> tuple[str, bool]:
