@@ -13,10 +13,10 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create
 from pool.gateway import tasks
 from pool.gateway.admission import estimate_prompt_tokens
 from pool.gateway.quotas import RedisQuotas
+from pool.services.keys import apikey_create
 from testing.services import redis_missing, start_redis
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat

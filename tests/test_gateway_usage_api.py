@@ -9,8 +9,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from pool.apikeys import apikey_create
 from pool.models import StudentDay
+from pool.services.keys import apikey_create
 from tests.asgi_driver import request
 from tests.gateway_kit import chat, set_policy
 

@@ -38,6 +38,7 @@ class RouteContext:
     # Within its tenant, whose turn it is (fair.py's second level): a key's student (`user`),
     # or an anonymous caller's network; "": the tenant's own.
     student: str = ""
+    near: int = 0  # a member serving a sibling sample of the same request (voting.py): its slots first
 
 
 Lease = str  # "" for a slot counted in this process

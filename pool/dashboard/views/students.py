@@ -11,12 +11,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from pool import usage
 from pool.dashboard.forms import StudentLimitsForm
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
 from pool.dashboard.views.keys import PAGE, PANEL, panel_context
-from pool.models import ApiKey
+from pool.models import ApiKey, roles
 
 
-@staff_required
+@role_required(roles.ADMINISTER)
 @require_POST
 def key_students(request: HttpRequest, pk: int) -> HttpResponse:
     form = StudentLimitsForm(request.POST, instance=get_object_or_404(ApiKey, pk=pk, revoked_at=None))
@@ -27,7 +27,7 @@ def key_students(request: HttpRequest, pk: int) -> HttpResponse:
     return after_post(request, reverse("keys"), PANEL, panel_context())
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def key_students_csv(request: HttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)

@@ -6,10 +6,10 @@ import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import audit
-from pool.apikeys import STUDENT_LIMITS, UNSET, apikey_create, apikey_revoke, apikey_set
 from pool.models import ApiKey
 from pool.models.apikey import PRIORITIES
+from pool.services import audit
+from pool.services.keys import STUDENT_LIMITS, UNSET, apikey_create, apikey_revoke, apikey_set
 
 ALIASES = {"update": "set"}
 
