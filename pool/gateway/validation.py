@@ -84,6 +84,8 @@ class Validated:
     progress: bool = False  # the caller wants its place in line while it waits (streams only)
     samples: int = 0  # independent answers to vote on (0: the tenant's default; capped in app.py)
     user: str = ""  # the student it is for (students.py); "": the key's own
+    problem: str = ""  # hints mode: the student's first question as asked (hints.py checks against it)
+    check_hint: bool = False  # hints mode, and not the full solution asked for: the reply is checked
 
 
 # A lone UTF-16 surrogate: json.loads accepts "\ud800" and Python keeps it, but it is no
@@ -181,7 +183,7 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
     if type(samples) is not int or samples < 1 and "samples" in options:
         raise invalid("vibeadmin.samples must be a whole number, 1 or more", param="vibeadmin.samples")
     user = student_name(body.get("user"), param="user")
-    return Validated(forwarded, task, bool(body.get("stream")), mode, progress, samples, user)
+    return Validated(forwarded, task, bool(body.get("stream")), mode, progress, samples, user=user)
 
 
 def _tutor_options(options: dict[str, Any], body: dict[str, Any]) -> tuple[str, bool]:
