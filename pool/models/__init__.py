@@ -10,7 +10,7 @@ from pool.models.node import Node
 from pool.models.pool_settings import PoolSettings
 from pool.models.profile import ProfileRun
 from pool.models.quality import EvalAnswer, EvalRun
-from pool.models.usage import QuotaWarning, UsageDay
+from pool.models.usage import QuotaWarning, StudentDay, UsageDay
 
 __all__ = [
     "AlertEvent",
@@ -25,5 +25,6 @@ __all__ = [
     "PoolSettings",
     "ProfileRun",
     "QuotaWarning",
+    "StudentDay",
     "UsageDay",
 ]
