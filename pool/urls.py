@@ -9,6 +9,7 @@ from pool.dashboard.views import (
     cache,
     keys,
     members,
+    models,
     overview,
     profile,
     quality,
@@ -58,5 +59,9 @@ urlpatterns = [
     path("dashboard/quality/progress/", quality.quality_progress, name="quality_progress"),
     path("dashboard/quality/start/", quality.quality_start, name="quality_start"),
     path("dashboard/quality/<int:pk>/stop/", quality.quality_stop, name="quality_stop"),
+    path("dashboard/models/", models.models_page, name="models"),
+    path("dashboard/models/library/", models.model_library, name="model_library"),
+    path("dashboard/models/add/", models.model_add, name="model_add"),
+    path("dashboard/models/<str:name>/remove/", models.model_remove_view, name="model_remove"),
     path("solve/", solve.solve_page, name="solve"),
 ]

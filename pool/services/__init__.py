@@ -1,0 +1,1 @@
+"""The service layer: every change of desired state, checked, saved and audited."""
