@@ -11,11 +11,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 
-from pool.actions import ActionError, member_add
 from pool.loops import alerts
 from pool.model_file import ModelChoice
 from pool.models import Member, PoolSettings, states
+from pool.services import ActionError
 from pool.services.library import library_ensure_configured
+from pool.services.members import member_add
 from vibeadmin.private_files import write_private
 
 ADMIN_USERNAME = "admin"

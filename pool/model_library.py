@@ -1,34 +1,23 @@
-"""Reading a GGUF before any member tries it, and hashing it once in the background.
+"""Reading a GGUF before any member tries it.
 
 `inspect` reads what the file says of itself with the `gguf` package (llama.cpp's own
 reader): architecture, parameter count, quantisation, trained context, whether a chat
 template is inside. A file that is not a GGUF, is cut short, or has an architecture the
-bundled llama.cpp does not know is refused with one line. `Hasher` computes a library
-model's sha256 in a thread of the supervisor, writing its progress to the row as it goes,
-and stamps the file as pool/model_identity.py does, so the digest is never computed twice.
+bundled llama.cpp does not know is refused with one line. Its sha256 is hashed once, in the
+background (pool/services/model_hashing.py), and stamped beside it as pool/model_identity.py
+does, so the digest is never computed twice.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import logging
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from django.db import connection
 
 from pool.llama_build import libllama
 from pool.model_file import GGUF_MAGIC, ModelFileError
 from pool.model_identity import stamp_path
-from pool.models import Model
-
-log = logging.getLogger("pool.model_library")
-
-BLOCK = 4 << 20
-PROGRESS_EVERY = 64 << 20  # bytes hashed between two writes of the progress
 
 
 @dataclass(frozen=True)
@@ -185,9 +174,6 @@ def _kv_bytes_per_token(reader, arch: str) -> int:
     return layers * kv_heads * (key_length + value_length) * 2
 
 
-# --- the sha256, once, in the background ------------------------------------------------------
-
-
 def stamped_digest(path: Path) -> str:
     """The digest pool/model_identity.py stamped for the file as it is now, or ''."""
     try:
@@ -196,65 +182,3 @@ def stamped_digest(path: Path) -> str:
     except OSError:
         return ""
     return digest if stamped_for == f"{st.st_size}:{st.st_mtime_ns}" and len(digest) == 64 else ""
-
-
-class Hasher:
-    """Hashes the library's unhashed models on this host, one at a time, in a thread."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-
-    def poke(self) -> None:
-        """Start hashing the next model that needs it, unless a hash is already running."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        model = Model.objects.filter(sha256="", hash_error="").first()
-        if model is None or not Path(model.path).is_file():
-            return
-        self._thread = threading.Thread(target=_hash_in_thread, args=(model.pk,), name="hash", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-
-def _hash_in_thread(pk: int) -> None:
-    try:
-        hash_model(pk)
-    finally:
-        connection.close()  # the thread's own connection
-
-
-def hash_model(pk: int) -> str:
-    """Hash the file of model `pk`, writing its progress as it goes; returns the digest ('' on error)."""
-    try:
-        model = Model.objects.get(pk=pk)
-        path = Path(model.path)
-        digest = stamped_digest(path) or _hash_with_progress(pk, path)
-        Model.objects.filter(pk=pk).update(sha256=digest, hashed_bytes=path.stat().st_size)
-        return digest
-    except (OSError, Model.DoesNotExist) as exc:
-        log.warning("could not hash model %s: %s", pk, exc)
-        Model.objects.filter(pk=pk).update(hash_error=str(exc)[:255])
-        return ""
-
-
-def _hash_with_progress(pk: int, path: Path) -> str:
-    digest = hashlib.sha256()
-    before = path.stat()
-    done = reported = 0
-    with path.open("rb") as f:
-        while block := f.read(BLOCK):
-            digest.update(block)
-            done += len(block)
-            if done - reported >= PROGRESS_EVERY:
-                reported = done
-                Model.objects.filter(pk=pk).update(hashed_bytes=done)
-    computed = digest.hexdigest()
-    after = path.stat()
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise OSError(f"{path} changed while it was hashed; remove and add it again")
-    with contextlib.suppress(OSError):  # a read-only folder: the row keeps the digest
-        stamp_path(path).write_text(f"{after.st_size}:{after.st_mtime_ns} {computed}\n")
-    return computed

@@ -14,6 +14,7 @@ from pool.dashboard.views import (
     profile,
     quality,
     routing,
+    users,
 )
 from pool.views import solve
 
@@ -63,5 +64,8 @@ urlpatterns = [
     path("dashboard/models/library/", models.model_library, name="model_library"),
     path("dashboard/models/add/", models.model_add, name="model_add"),
     path("dashboard/models/<str:name>/remove/", models.model_remove_view, name="model_remove"),
+    path("dashboard/users/", users.users, name="users"),
+    path("dashboard/users/create/", users.user_create, name="user_create"),
+    path("dashboard/users/<int:pk>/role/", users.user_role, name="user_role"),
     path("solve/", solve.solve_page, name="solve"),
 ]

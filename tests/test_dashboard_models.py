@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from pool.actions import member_add
 from pool.models import Model, PoolEvent
 from pool.services.library import model_add
+from pool.services.members import member_add
 from testing.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.django_db

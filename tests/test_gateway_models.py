@@ -109,7 +109,7 @@ async def test_a_canary_takes_its_share_of_the_primary_alias_s_traffic(gateway, 
 
 
 async def test_a_tenant_s_canary_takes_only_that_tenant_s_requests(gateway, fake_members, platform_key):
-    from pool.apikeys import apikey_create
+    from pool.services.keys import apikey_create
 
     big, small = await sync_to_async(two_models)(fake_members)
     key, raw = await sync_to_async(apikey_create)(name="pilot-school")

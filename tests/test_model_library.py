@@ -13,10 +13,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from pool import llama_build, model_library
-from pool.actions import ActionError, member_add
 from pool.model_file import ModelChoice
 from pool.models import Member, Model, PoolEvent, PoolSettings
+from pool.services import ActionError, model_hashing
 from pool.services.library import library_ensure_configured, model_add, model_remove
+from pool.services.members import member_add
 from testing.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.django_db
@@ -106,8 +107,8 @@ def test_the_sha256_is_computed_once_in_the_background_with_progress(tiny, monke
     model = model_add(path=tiny, name="tiny")
     assert model.sha256 == "" and model.hash_progress == 0.0
     seen: list[int] = []
-    monkeypatch.setattr(model_library, "BLOCK", 1024)
-    monkeypatch.setattr(model_library, "PROGRESS_EVERY", 2048)
+    monkeypatch.setattr(model_hashing, "BLOCK", 1024)
+    monkeypatch.setattr(model_hashing, "PROGRESS_EVERY", 2048)
     real_update = Model.objects.filter
 
     def spying_filter(*args, **kwargs):
@@ -123,14 +124,15 @@ def test_the_sha256_is_computed_once_in_the_background_with_progress(tiny, monke
         return rows
 
     monkeypatch.setattr(Model.objects, "filter", spying_filter)
-    digest = model_library.hash_model(model.pk)
+    digest = model_hashing.hash_model(model.pk)
     assert digest == hashlib.sha256(tiny.read_bytes()).hexdigest()
     assert seen and seen == sorted(seen) and seen[-1] < tiny.stat().st_size
     model.refresh_from_db()
     assert model.sha256 == digest and model.hash_progress == 1.0
     # Stamped beside the file: the next registration of it needs no hashing.
-    monkeypatch.setattr(model_library, "_hash_with_progress", lambda *a: pytest.fail("hashed twice"))
     assert model_library.stamped_digest(tiny) == digest
+    monkeypatch.setattr(model_hashing, "_hash_with_progress", lambda *a: pytest.fail("hashed twice"))
+    assert model_hashing.hash_model(model.pk) == digest
 
 
 def test_a_model_a_member_serves_cannot_be_removed(tiny):

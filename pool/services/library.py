@@ -11,10 +11,10 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pool import audit, events, model_library
-from pool.actions import ActionError
+from pool import model_library
 from pool.model_file import ModelChoice, ModelFileError, packaged_model
 from pool.models import Member, Model, PoolEvent, PoolSettings, states
+from pool.services import ActionError, audit, events
 
 
 def model_named(name: str) -> Model:

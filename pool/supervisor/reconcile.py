@@ -23,13 +23,14 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pool import events, inflight, metrics
+from pool import inflight, metrics
 from pool.member_logs import read_tail
 from pool.model_file import ModelChoice, ensure_model
-from pool.model_library import Hasher
 from pool.models import Member, Node, PoolEvent, states
+from pool.services import events
+from pool.services.member_state import change_state, update_observed
+from pool.services.model_hashing import Hasher
 from pool.supervisor import health, process
-from pool.transitions import change_state, update_observed
 
 log = logging.getLogger("pool.supervisor.reconcile")
 

@@ -8,10 +8,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from pool.actions import ActionError
 from pool.dashboard.library_forms import ModelAddForm
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
-from pool.models import Member, Model, PoolSettings
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
+from pool.models import Member, Model, PoolSettings, roles
+from pool.services import ActionError
 from pool.services.library import model_remove
 
 PAGE = "dashboard/models.html"
@@ -34,19 +34,19 @@ def page_context(**forms) -> dict:
     return {"section": "models", "add_form": ModelAddForm(), **library_context(), **forms}
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def models_page(request: HttpRequest) -> HttpResponse:
     return render(request, PAGE, page_context())
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def model_library(request: HttpRequest) -> HttpResponse:
     return render(request, LIBRARY, library_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def model_add(request: HttpRequest) -> HttpResponse:
     form = ModelAddForm(request.POST)
@@ -56,7 +56,7 @@ def model_add(request: HttpRequest) -> HttpResponse:
     return page_or_partial(request, PAGE, "dashboard/partials/model_add.html", page_context(add_form=form))
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def model_remove_view(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(Model, name=name)

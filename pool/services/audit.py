@@ -1,6 +1,6 @@
 """The operators' audit trail: who changed which desired state, from what to what, and when.
 
-Every change goes through the service layer (pool/actions.py, pool/apikeys.py), which
+Every change goes through the service layer (pool/services/), which
 saves through `save()` or `update()` here: they diff the row's fields before and after,
 so a field added to a model later is audited with no more code. Who acts is set once where
 a change enters: the dashboard's views (the signed-in user), the command line ("cli"), the
@@ -221,6 +221,38 @@ def delete(row: models.Model, *, note: str = "") -> None:
         actor=actor.name,
         actor_kind=actor.kind,
         message=f"{subject}: deleted" + (f" ({note})" if note else ""),
+    )
+
+
+def change(subject: str, setting: str, old: str, new: str) -> None:
+    """One change of something that is not a pool table's row (a user's role), as `record`
+    writes it."""
+    actor = current()
+    PoolEvent.objects.create(
+        kind=PoolEvent.CHANGE,
+        subject=subject,
+        setting=setting,
+        old_value=old,
+        new_value=new,
+        actor=actor.name,
+        actor_kind=actor.kind,
+        message=f"{subject}: {setting} {old} → {new}",
+    )
+
+
+def denied(*, actor: str, role: str, attempt: str, needed: str) -> None:
+    """A request the user's role may not make ("POST /dashboard/routing/"), kept beside the
+    changes: who tried, as what, and the permission it needed."""
+    log.warning("refused %s to %s (role %s, needs %s)", attempt, actor, role, needed)
+    PoolEvent.objects.create(
+        kind=PoolEvent.DENIED,
+        subject=attempt[:200],
+        setting="denied",
+        old_value=role,
+        new_value=needed,
+        actor=actor,
+        actor_kind=USER,
+        message=f"refused {attempt} to {actor} ({role}; needs {needed})",
     )
 
 

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0010_solve_tutor'),
+        ('pool', '0012_roles'),
     ]
 
     operations = [
