@@ -28,6 +28,7 @@ from pool.gateway.answers import Answers, Plan, wants_fresh
 from pool.gateway.asgi_io import ClientGone, header, header_joined, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.exchange import Exchange
+from pool.gateway.hints import HIDDEN_MAX_TOKENS, Hidden, Hints, hidden_body, verdict
 from pool.gateway.hosts import check_host, check_origin
 from pool.gateway.openapi import openapi_document
 from pool.gateway.outcome import CLIENT_GONE, Outcome
@@ -38,7 +39,7 @@ from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router, Watch
 from pool.gateway.sampling import Sampling, apply_defaults
 from pool.gateway.tasks import spawn
-from pool.gateway.tutor import HINTS, conversation, hinted, is_whole_text
+from pool.gateway.tutor import HINTS, conversation, first_question, hinted, is_whole_text
 from pool.gateway.types import RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
@@ -47,12 +48,15 @@ from pool.proxies import client_address
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
+CHECK_PATH = "/solve/api/check"
+MAX_TYPED_CHARS = 200  # a student's typed answer, at most
 ROUTES = {
     ("POST", "/v1/chat/completions"): "chat",
     ("POST", "/v1/completions"): "completion",
     ("GET", "/v1/models"): "models",
     ("GET", "/v1/openapi.json"): "openapi",
     ("POST", SOLVE_PATH): "solve",
+    ("POST", CHECK_PATH): "check",
 }
 Handler = Callable[[dict, Any, Any, Outcome], Awaitable[None]]
 
@@ -67,12 +71,14 @@ class Gateway:
         self.exchange = Exchange(self.registry, self.router)
         self.answers = Answers()  # the answer cache and the generations identical requests share
         self.voting = Voting(self.exchange, self.router)  # k independent answers, the majority's shown
+        self.hints = Hints(self.voting, self.answers.cache)  # hints checked against the hidden answer
         self.quotas = make_quotas()  # tokens per day and month: in this process, or in Redis
         self.usage = UsageBook()
         self.handlers: dict[str, Handler] = {
             "chat": functools.partial(self.api, fields=CHAT_FIELDS, path="/v1/chat/completions"),
             "completion": functools.partial(self.api, fields=COMPLETION_FIELDS, path="/v1/completions"),
             "solve": self.solve,
+            "check": self.check,
             "models": self.list_models,
             "openapi": self.openapi,
         }
@@ -203,8 +209,19 @@ class Gateway:
         outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
         if key is not None:
             outcome.admitted = await self.admission.key(key, tokens=reserved)
+        hidden = self.hidden(
+            request, cache_on=on, tenant=f"key:{key.id}" if key else "open", default=key.samples if key else 1
+        )
         await self.relay(
-            receive, send, path, request, outcome, self.client_address(scope), tenant, samples=samples
+            receive,
+            send,
+            path,
+            request,
+            outcome,
+            self.client_address(scope),
+            tenant,
+            samples=samples,
+            hidden=hidden,
         )
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
@@ -238,9 +255,61 @@ class Gateway:
         outcome.quota = await self.quotas.reserve(
             self.quota(None), (outcome.prompt_estimate + outcome.max_tokens) * samples
         )
-        await self.relay(
-            receive, send, path, request, outcome, client, policy.solve_tenant, samples=samples, live=True
+        hidden = self.hidden(
+            request, cache_on=policy.solve_cache, tenant="solve", default=policy.solve_samples
         )
+        await self.relay(
+            receive,
+            send,
+            path,
+            request,
+            outcome,
+            client,
+            policy.solve_tenant,
+            samples=samples,
+            live=True,
+            hidden=hidden,
+        )
+
+    async def check(self, scope, receive, send, outcome: Outcome) -> None:
+        """ "Check my answer": {"problem", "answer", "task"} -> {"verdict": right, not_yet,
+        unreadable or unknown}, compared as a value with the problem's hidden final answer
+        (hints.py), never revealing it. Counts as a student's request."""
+        check_origin(scope)
+        raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES, settings.VIBEADMIN_BODY_TIMEOUT_S)
+        outcome.label = "solve"
+        policy = self.registry.policy
+        client = self.client_address(scope)
+        outcome.admitted = await self.admission.student(client, self.student_caps())
+        body = parse_json(raw)
+        typed = body.get("answer") if isinstance(body, dict) else None
+        if not isinstance(typed, str) or not typed.strip() or len(typed) > MAX_TYPED_CHARS:
+            raise errors.invalid(
+                f"type your final answer first (at most {MAX_TYPED_CHARS} characters)", param="answer"
+            )
+        asked = {k: body[k] for k in ("problem", "task") if k in body}
+        request = self.prepare(
+            solve_request(asked, policy), CHAT_FIELDS, outcome, ceiling=policy.solve_max_tokens
+        )
+        problem = asked["problem"]
+        hidden = Hidden(
+            policy.solve_cache,
+            "solve",
+            policy.model_sha256,
+            samples_for(request, policy.solve_samples, policy.max_samples),
+            HIDDEN_MAX_TOKENS,
+        )
+        ctx = RouteContext(
+            client, tokens=HIDDEN_MAX_TOKENS, tenant=policy.solve_tenant, prefix=outcome.prefix
+        )
+        outcome.quota = await self.quotas.reserve(
+            self.quota(None), (outcome.prompt_estimate + HIDDEN_MAX_TOKENS) * hidden.samples
+        )
+        path = "/v1/chat/completions"
+        hidden_request = hidden_body(problem, request.body, request.task, policy.prompts, HIDDEN_MAX_TOKENS)
+        answer = await self.hints.answer(path, hidden_request, request.task, hidden, ctx, outcome)
+        outcome.status = 200
+        await send_json(send, 200, {"verdict": verdict(typed, answer)})
 
     async def plan_cache(
         self,
@@ -270,6 +339,15 @@ class Gateway:
         )
         outcome.cache_plan = plan
         return await self.answers.lookup(plan)
+
+    def hidden(self, request: Validated, *, cache_on: bool, tenant: str, default: int) -> Hidden | None:
+        """Where hints mode keeps its hidden answer and how many samples vote on it; None
+        where the reply is not a hint to check."""
+        if not request.check_hint:
+            return None
+        policy = self.registry.policy
+        k = samples_for(request, default, policy.max_samples)
+        return Hidden(cache_on, tenant, policy.model_sha256, k, HIDDEN_MAX_TOKENS)
 
     def samples(self, request: Validated, default: int) -> int:
         """Independent answers to vote on; hints mode answers with one hint (its check votes)."""
@@ -317,6 +395,8 @@ class Gateway:
         if "messages" in request.body:
             messages = request.body["messages"]
             if request.mode == HINTS:  # the tutor's system prompt and first instruction, before the task's
+                request.problem = first_question(messages)
+                request.check_hint = messages[-1]["content"] != policy.tutor.steps["solution"]
                 messages = hinted(messages, policy.tutor)
             request.body["messages"], _ = prepare_messages(messages, request.task, policy.prompts)
             outcome.prefix = prefix_key(request.body["messages"], request.task)
@@ -363,6 +443,7 @@ class Gateway:
         *,
         samples: int = 1,
         live: bool = False,
+        hidden: Hidden | None = None,
     ) -> None:
         ctx = RouteContext(
             client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix, model=outcome.model
@@ -373,7 +454,12 @@ class Gateway:
             progress = Progress(send, functools.partial(self.router.where, outcome.watch))
             send = progress.send
         plan: Plan | None = outcome.cache_plan
-        if samples > 1:
+        if hidden is not None:
+            body = hidden_body(
+                request.problem, request.body, request.task, self.registry.policy.prompts, hidden.max_tokens
+            )
+            work = self.hints.run(send, path, request, body, hidden, ctx, outcome, plan)
+        elif samples > 1:
             work = self.voting.run(send, path, request, ctx, outcome, samples, live=live)
         elif plan is not None and plan.key:
             work = self.answers.relay(send, path, request, ctx, outcome, self.exchange)

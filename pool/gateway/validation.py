@@ -78,6 +78,8 @@ class Validated:
     mode: str = SOLUTION
     progress: bool = False  # the caller wants its place in line while it waits (streams only)
     samples: int = 0  # independent answers to vote on (0: the tenant's default; capped in app.py)
+    problem: str = ""  # hints mode: the student's first question as asked (hints.py checks against it)
+    check_hint: bool = False  # hints mode, and not the full solution asked for: the reply is checked
 
 
 # A lone UTF-16 surrogate: json.loads accepts "\ud800" and Python keeps it, but it is no
