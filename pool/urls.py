@@ -14,6 +14,7 @@ from pool.dashboard.views import (
     profile,
     quality,
     routing,
+    students,
     users,
 )
 from pool.views import solve
@@ -44,6 +45,8 @@ urlpatterns = [
     path("dashboard/keys/<int:pk>/limits/", keys.key_limits, name="key_limits"),
     path("dashboard/keys/<int:pk>/usage/", cache.key_usage, name="key_usage"),
     path("dashboard/keys/<int:pk>/usage.csv", cache.key_usage_csv, name="key_usage_csv"),
+    path("dashboard/keys/<int:pk>/students/", students.key_students, name="key_students"),
+    path("dashboard/keys/<int:pk>/students.csv", students.key_students_csv, name="key_students_csv"),
     path("dashboard/cache/", cache.cache, name="cache"),
     path("dashboard/cache/empty/", cache.cache_empty, name="cache_empty"),
     path("dashboard/routing/solve-cache/", cache.solve_cache_quota, name="solve_cache_quota"),

@@ -367,8 +367,13 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Tokens/month")
     cache = forms.BooleanField(required=False, label="Answer cache")
     cache_sampled = forms.BooleanField(required=False, label="… also sampled")
+    user_rpm = forms.IntegerField(required=False, min_value=1, label="Per student: requests/min")
+    user_parallel = forms.IntegerField(required=False, min_value=1, label="Per student: parallel")
+    user_tokens_per_day = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/day")
+    user_tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/month")
 
     def clean(self) -> dict:
+        _quotas_in_order(self, "user_tokens_per_day", "user_tokens_per_month")
         return _quotas_in_order(self, "tokens_per_day", "tokens_per_month")
 
     def act(self) -> tuple[ApiKey, str]:
@@ -431,6 +436,22 @@ class KeyLimitsForm(DesiredStateForm):
 
     def clean_samples(self) -> int:
         return _kept(self, "samples")
+
+
+class StudentLimitsForm(DesiredStateForm):
+    """A key's limits for each of its students (a student is named by the request's `user`)."""
+
+    user_rpm = _limit("requests/min")
+    user_parallel = _limit("parallel")
+    user_tokens_per_day = _limit("tokens/day")
+    user_tokens_per_month = _limit("tokens/month")
+
+    class Meta:
+        model = ApiKey
+        fields = ["user_rpm", "user_parallel", "user_tokens_per_day", "user_tokens_per_month"]
+
+    def clean(self) -> dict:
+        return _quotas_in_order(self, "user_tokens_per_day", "user_tokens_per_month")
 
 
 class AlertRuleForm(DesiredStateForm):

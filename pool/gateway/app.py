@@ -20,7 +20,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from pool import metrics
-from pool.gateway import assembly, errors
+from pool.gateway import assembly, errors, students, usage_api
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
 from pool.gateway.answer_cache import HIT, MISS
@@ -34,7 +34,7 @@ from pool.gateway.openapi import openapi_document
 from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.progress import Progress
 from pool.gateway.prompts import prepare_messages
-from pool.gateway.quotas import Quota, make_quotas
+from pool.gateway.quotas import Quota, make_quotas, student_quota
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router, Watch
 from pool.gateway.sampling import Sampling, apply_defaults
@@ -44,7 +44,7 @@ from pool.gateway.types import RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 from pool.gateway.voting import Voting, samples_for
-from pool.proxies import client_address
+from pool.proxies import client_address, client_network
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
@@ -55,6 +55,8 @@ ROUTES = {
     ("POST", "/v1/completions"): "completion",
     ("GET", "/v1/models"): "models",
     ("GET", "/v1/openapi.json"): "openapi",
+    ("GET", "/v1/usage"): "usage",
+    ("GET", "/v1/usage/users"): "usage_users",
     ("POST", SOLVE_PATH): "solve",
     ("POST", CHECK_PATH): "check",
 }
@@ -81,6 +83,8 @@ class Gateway:
             "check": self.check,
             "models": self.list_models,
             "openapi": self.openapi,
+            "usage": functools.partial(self.usage_report, students=False),
+            "usage_users": functools.partial(self.usage_report, students=True),
         }
         self._sampler: asyncio.Task | None = None
         self._books: asyncio.Task | None = None
@@ -189,6 +193,7 @@ class Gateway:
         if key is None:  # an open API: keyless callers are students, under the solve page's caps
             outcome.admitted = await self.admission.student(self.client_address(scope), self.student_caps())
         request = self.prepare(parse_json(raw), fields, outcome, ceiling=settings.VIBEADMIN_MAX_TOKENS)
+        outcome.user = students.from_request(request.user, header(scope, students.HEADER))
         policy = self.registry.policy
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
         tenant = key.tenant if key else policy.solve_tenant
@@ -201,28 +206,45 @@ class Gateway:
         )
         if answer is not None:  # counts against the key's requests per minute, not its tokens
             if key is not None:
-                outcome.admitted = await self.admission.key(key, tokens=0)
+                outcome.admitted = await self.admission.key(key, tokens=0, user=outcome.user)
             await self.answers.serve_hit(send, answer, request, outcome)
             return
         # The most it may use (every sample's), held until it ends.
         reserved = (outcome.prompt_estimate + outcome.max_tokens) * samples
-        outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
+        await self.reserve_quotas(key, outcome, reserved)
         if key is not None:
-            outcome.admitted = await self.admission.key(key, tokens=reserved)
+            outcome.admitted = await self.admission.key(key, tokens=reserved, user=outcome.user)
         hidden = self.hidden(
             request, cache_on=on, tenant=f"key:{key.id}" if key else "open", default=key.samples if key else 1
         )
+        client = self.client_address(scope)
+        # The fair line's second level: the key's students in turn; keyless callers by network.
+        student = outcome.user or ("" if key else client_network(client))
         await self.relay(
             receive,
             send,
             path,
             request,
             outcome,
-            self.client_address(scope),
+            client,
             tenant,
+            student,
             samples=samples,
             hidden=hidden,
         )
+
+    async def reserve_quotas(self, key, outcome: Outcome, reserved: int) -> None:
+        """The student's quota, then the key's; a request the key's refuses gives the
+        student's back (each is checked and taken at once, so neither is overspent)."""
+        student = student_quota(key, outcome.user) if key is not None else None
+        if student is not None:
+            outcome.student_quota = await self.quotas.reserve(student, reserved)
+        try:
+            outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
+        except errors.ApiError:
+            self.quotas.settle(outcome.student_quota, 0)
+            outcome.student_quota = None
+            raise
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
         """A student's problem from the solve page: no key, the caps per address and for all students."""
@@ -266,6 +288,7 @@ class Gateway:
             outcome,
             client,
             policy.solve_tenant,
+            client_network(client),
             samples=samples,
             live=True,
             hidden=hidden,
@@ -300,7 +323,11 @@ class Gateway:
             HIDDEN_MAX_TOKENS,
         )
         ctx = RouteContext(
-            client, tokens=HIDDEN_MAX_TOKENS, tenant=policy.solve_tenant, prefix=outcome.prefix
+            client,
+            tokens=HIDDEN_MAX_TOKENS,
+            tenant=policy.solve_tenant,
+            prefix=outcome.prefix,
+            student=client_network(client),
         )
         outcome.quota = await self.quotas.reserve(
             self.quota(None), (outcome.prompt_estimate + HIDDEN_MAX_TOKENS) * hidden.samples
@@ -372,6 +399,30 @@ class Gateway:
         await self.auth.caller(header(scope, b"authorization"))
         await send_json(send, 200, self.models())
 
+    async def usage_report(self, scope, receive, send, outcome: Outcome, *, students: bool) -> None:
+        """A key's usage, or its students' (usage_api.py): only with a key, only its own."""
+        caller = await self.auth.caller(header(scope, b"authorization"))
+        if caller.key is None:
+            raise errors.unauthorized("usage is kept per API key: send 'Authorization: Bearer YOUR_KEY'")
+        allowed = ("period", "limit", "offset") if students else ("user",)
+        query = usage_api.parse_query(scope.get("query_string", b""), allowed)
+        today = self.usage.today()
+        if students:
+            answer = await sync_to_async(usage_api.students_page, thread_sensitive=False)(
+                caller.key, query, today
+            )
+        else:
+            unwritten = {
+                period: usage_api.pending(
+                    self.usage, caller.key, query.user, usage_api.bounds(period, today)[0]
+                )
+                for period in usage_api.PERIODS
+            }
+            answer = await sync_to_async(usage_api.report, thread_sensitive=False)(
+                caller.key, query, unwritten, today
+            )
+        await send_json(send, 200, answer)
+
     async def openapi(self, scope, receive, send, outcome: Outcome) -> None:
         await send_json(send, 200, openapi_document(self.registry.policy.model_id))
 
@@ -440,13 +491,19 @@ class Gateway:
         outcome: Outcome,
         client: str,
         tenant: Tenant,
+        student: str = "",
         *,
         samples: int = 1,
         live: bool = False,
         hidden: Hidden | None = None,
     ) -> None:
         ctx = RouteContext(
-            client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix, model=outcome.model
+            client,
+            tokens=outcome.max_tokens,
+            tenant=tenant,
+            prefix=outcome.prefix,
+            student=student,
+            model=outcome.model,
         )
         progress = None
         if request.progress:
@@ -480,8 +537,11 @@ class Gateway:
     def finish(self, outcome: Outcome) -> None:
         """The one place a request is accounted for: its limits settled, its key's usage and
         the metrics recorded."""
+        used = outcome.tokens_used() if outcome.admitted is not None else 0
         if outcome.quota is not None:
-            self.quotas.settle(outcome.quota, outcome.tokens_used() if outcome.admitted is not None else 0)
+            self.quotas.settle(outcome.quota, used)
+        if outcome.student_quota is not None:
+            self.quotas.settle(outcome.student_quota, used)
         if outcome.admitted is not None:
             self.admission.settle(outcome.admitted, outcome.key, tokens=outcome.tokens_used())
             if outcome.key is not None:
@@ -517,6 +577,13 @@ class Gateway:
             saved_tokens=outcome.saved_tokens,
             saved_s=outcome.saved_s,
         )
+        if outcome.user and outcome.key is not None:
+            self.usage.add_student(
+                outcome.key.id,
+                outcome.user,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+            )
         if plan is not None:
             metrics.record_cache(
                 outcome.label,

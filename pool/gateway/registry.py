@@ -58,6 +58,11 @@ class KeyInfo:
     cache_sampled: bool = False  # ... with temperature above 0 too
     tokens_per_day: int | None = None  # quotas, calendar day and month in TIME_ZONE
     tokens_per_month: int | None = None
+    # Each student's own limits (students.py): none is no limit.
+    user_rpm: int | None = None
+    user_parallel: int | None = None
+    user_tokens_per_day: int | None = None
+    user_tokens_per_month: int | None = None
     samples: int = 1  # independent answers per math request unless it asks (voting.py)
     _tenant: Tenant | None = field(default=None, repr=False)
 
@@ -78,6 +83,11 @@ class KeyInfo:
         self.rpm, self.tpm, self.max_parallel, self.active = key.rpm, key.tpm, key.max_parallel, key.is_active
         self.cache, self.cache_sampled = key.cache, key.cache_sampled
         self.tokens_per_day, self.tokens_per_month = key.tokens_per_day, key.tokens_per_month
+        self.user_rpm, self.user_parallel = key.user_rpm, key.user_parallel
+        self.user_tokens_per_day, self.user_tokens_per_month = (
+            key.user_tokens_per_day,
+            key.user_tokens_per_month,
+        )
         self.samples = key.samples
         self.share(weight=key.weight, priority=key.priority)
 

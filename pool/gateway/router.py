@@ -148,7 +148,7 @@ class Router:
                     return slot, 0.0
         policy = self.registry.policy
         if len(self.queue) >= policy.queue_size:
-            displaced = self.queue.displaced_by(ctx.tenant, policy.queue_size)
+            displaced = self.queue.displaced_by(ctx.tenant, policy.queue_size, ctx.student)
             if displaced is None:
                 raise self.queue_full()
             self._leave(displaced)  # its place goes to this request; it gets the 429 instead
@@ -189,7 +189,7 @@ class Router:
         """Seconds until this request would get a slot: the work ahead of it in fair order
         (in this gateway's line), at the pace the pool's slots have lately kept."""
         capacity = sum(b.max_inflight for b in self.registry.routable())
-        return self.pace.predict(self.queue.work_ahead(ctx.tenant, ctx.tokens), capacity)
+        return self.pace.predict(self.queue.work_ahead(ctx.tenant, ctx.tokens, ctx.student), capacity)
 
     def too_long(self, ctx: RouteContext, predicted_s: float, timeout_s: float) -> errors.ApiError:
         """Said at once, not after waiting out the deadline; Retry-After from the same prediction."""

@@ -12,7 +12,7 @@ from pool.models.pool_settings import PoolSettings
 from pool.models.profile import ProfileRun
 from pool.models.quality import EvalAnswer, EvalRun
 from pool.models.rollout import Rollout
-from pool.models.usage import QuotaWarning, UsageDay
+from pool.models.usage import QuotaWarning, StudentDay, UsageDay
 
 __all__ = [
     "AlertEvent",
@@ -29,5 +29,6 @@ __all__ = [
     "ProfileRun",
     "QuotaWarning",
     "Rollout",
+    "StudentDay",
     "UsageDay",
 ]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0012_roles'),
+        ('pool', '0013_student_limits'),
     ]
 
     operations = [
