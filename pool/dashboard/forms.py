@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 
 from pool.loops import alerts, autoscale
-from pool.models import AlertRule, ApiKey, Member, PoolSettings, roles, states
+from pool.models import AlertRule, ApiKey, Member, Model, PoolSettings, roles, states
 from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES, TASKS
@@ -81,6 +81,12 @@ class MemberAddForm(ActionForm[Member]):
     gpu = forms.IntegerField(
         required=False, min_value=0, label="GPU", help_text="Pin a local member to a GPU index"
     )
+    model = forms.ModelChoiceField(
+        queryset=Model.objects.all(),
+        required=False,
+        to_field_name="name",
+        help_text="The library model it serves. Empty: the primary model",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,10 +112,18 @@ class MemberAddForm(ActionForm[Member]):
             engine="" if data["url"] else data["engine"],
             slots=data["slots"],
             api_key=data["api_key"],
+            model=data["model"],
         )
 
 
 class ScaleForm(ActionForm[list[str]]):
+    model = forms.ModelChoiceField(
+        queryset=Model.objects.all(),
+        required=False,
+        to_field_name="name",
+        help_text="Count (and add) only members of this model. Empty: every local member",
+    )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         limit = settings.VIBEADMIN_MAX_MEMBERS
@@ -122,7 +136,7 @@ class ScaleForm(ActionForm[list[str]]):
         )
 
     def act(self) -> list[str]:
-        return pool_scale(count=self.cleaned_data["count"])
+        return pool_scale(count=self.cleaned_data["count"], model=self.cleaned_data.get("model"))
 
 
 class MemberEditForm(ActionForm[Member]):

@@ -23,6 +23,8 @@ class Outcome:
     admitted: Pass | None = None  # set once the limits let it through
     prompt_estimate: int = 0
     prefix: str = ""  # the prompt's cache key (affinity.prefix_key), for the router
+    model: str = ""  # the library model whose members serve it
+    by_alias: bool = False  # asked for the primary alias: a canary may take it
     max_tokens: int = 0
     stream: bool = False
     member: str = ""
