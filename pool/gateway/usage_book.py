@@ -22,6 +22,9 @@ FIELDS = (
 )
 
 
+STUDENT_FIELDS = ("requests", "prompt_tokens", "completion_tokens")
+
+
 class Today:
     """Today's date in the operator's time zone, worked out again only once the day (or at
     the latest an hour, so that a DST change at midnight cannot keep a wrong day long) has
@@ -47,7 +50,14 @@ class Today:
 class UsageBook:
     def __init__(self) -> None:
         self.pending: dict[tuple[str, date], list[float]] = {}
+        self.students: dict[tuple[int, str, date], list[int]] = {}  # (key id, user, day) -> counts
         self.today = Today()
+
+    def add_student(self, key_id: int, user: str, *, prompt_tokens: int, completion_tokens: int) -> None:
+        row = self.students.setdefault((key_id, user, self.today()), [0, 0, 0])
+        row[0] += 1
+        row[1] += prompt_tokens
+        row[2] += completion_tokens
 
     def add(
         self,
@@ -74,9 +84,11 @@ class UsageBook:
         from pool.models import UsageDay
 
         pending, self.pending = self.pending, {}
-        if not pending:
+        students, self.students = self.students, {}
+        if not (pending or students):
             return
         close_old_connections()
+        self.flush_students(students)
         for (tenant, day), row in pending.items():
             changes = {name: F(name) + value for name, value in zip(FIELDS, row, strict=True)}
             if UsageDay.objects.filter(tenant=tenant, day=day).update(**changes):
@@ -86,3 +98,19 @@ class UsageBook:
                     UsageDay.objects.create(tenant=tenant, day=day, **dict(zip(FIELDS, row, strict=True)))
             except IntegrityError:  # another gateway created it a moment ago
                 UsageDay.objects.filter(tenant=tenant, day=day).update(**changes)
+
+    @staticmethod
+    def flush_students(students: dict[tuple[int, str, date], list[int]]) -> None:
+        from pool.models import ApiKey, StudentDay
+
+        for (key_id, user, day), row in students.items():
+            counts = dict(zip(STUDENT_FIELDS, row, strict=True))
+            changes = {name: F(name) + value for name, value in counts.items()}
+            if StudentDay.objects.filter(key_id=key_id, user=user, day=day).update(**changes):
+                continue
+            try:
+                with transaction.atomic():
+                    StudentDay.objects.create(key_id=key_id, user=user, day=day, **counts)
+            except IntegrityError:  # another gateway created it a moment ago, or the key is gone
+                if ApiKey.objects.filter(pk=key_id).exists():
+                    StudentDay.objects.filter(key_id=key_id, user=user, day=day).update(**changes)

@@ -224,11 +224,15 @@ async def send_stream(send, voted: Voted, model: str, include_usage: bool) -> No
 
 
 def last_events(writer: StreamWriter, voted: Voted, include_usage: bool) -> bytes:
-    """The finishing chunk, with the agreement beside its choices, the usage, [DONE]."""
-    end = writer.end(voted.answer, include_usage=include_usage, cached=False)
+    return ending(writer, voted.answer, include_usage, agreement_field(voted))
+
+
+def ending(writer: StreamWriter, answer: Answer, include_usage: bool, told: dict) -> bytes:
+    """The finishing chunk with `told` as its `vibeadmin` (beside its choices), the usage, [DONE]."""
+    end = writer.end(answer, include_usage=include_usage, cached=False)
     first, _, rest = end.partition(b"\n\n")
     chunk = json.loads(first[len(b"data: ") :])
-    chunk["vibeadmin"] = agreement_field(voted)
+    chunk["vibeadmin"] = told
     return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n" + rest
 
 

@@ -44,6 +44,13 @@ class ApiKey(models.Model):
     # Quotas (pool/gateway/quotas.py): calendar day and month in the operator's time zone.
     tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
     tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    # Each student's own limits (a student is named by the request's `user`): none is no limit.
+    user_rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute per student")
+    user_parallel = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests in flight per student"
+    )
+    user_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    user_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
