@@ -375,8 +375,12 @@ class Supervisor:
             state__in=states.STOPPED_STATES
         ):
             if m.pid and process.is_member_process(m.pid, m.port):
+                # Its watchdog waits VIBEADMIN_ORPHAN_GRACE_S for this lease, then stops it.
+                leased = "" if process.adopt_lease(m.pid) else " (it has no watchdog to hold)"
                 events.record(
-                    PoolEvent.STATE, f"{m.name}: adopted running process {m.pid}", member_name=m.name
+                    PoolEvent.STATE,
+                    f"{m.name}: adopted running process {m.pid}{leased}",
+                    member_name=m.name,
                 )
                 continue
             change_state(
