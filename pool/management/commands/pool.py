@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool.eval import cli as eval_cli
-from pool.management import library_cli
+from pool.management import library_cli, rollout_cli
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
@@ -122,6 +122,7 @@ class Command(BaseCommand):
         )
         config.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
         library_cli.add_parser(sub)
+        rollout_cli.add_parser(sub)
         eval_cli.add_parser(sub)
         profile_cli.add_arguments(
             sub.add_parser("profile", help="measure layouts on this host's model and cores; --apply the best")
@@ -165,6 +166,8 @@ class Command(BaseCommand):
                 self.config(options["assignments"])
             elif action == "model":
                 library_cli.handle(options, self.stdout.write)
+            elif action == "rollout":
+                rollout_cli.handle(options, self.stdout.write)
             elif action == "eval":
                 take_ctrl_c()
                 eval_cli.handle(options, self.stdout.write)
