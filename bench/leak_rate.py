@@ -119,11 +119,11 @@ def instructions(server: Vibeadmin, overrides: dict[str, str]) -> dict:
     """The hints-mode instructions measured: the defaults, or `overrides` set as an operator would."""
     if overrides:
         server.shell(
-            "from pool.models import PoolSettings; PoolSettings.load(); "
+            "from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); "
             f"PoolSettings.objects.filter(pk=1).update(**{overrides!r})"
         )
     code = (
-        "import json; from pool.models import PoolSettings; r = PoolSettings.load(); "
+        "import json; from pool.models import PoolSettings; r = PoolSettings.objects.get_or_create(pk=1); "
         "print(json.dumps({'prompt_tutor': r.prompt_tutor, 'hint_first': r.hint_first}))"
     )
     return json.loads(server.shell(code).strip().splitlines()[-1])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from pool.models import ApiKey, CacheEntry, PoolSettings, UsageDay
@@ -153,11 +153,3 @@ def cache_size() -> int:
 def solve_quota_use() -> list[QuotaUse]:
     row = PoolSettings.load()
     return quota_use(SOLVE, row.solve_tokens_per_day, row.solve_tokens_per_month)
-
-
-def empty_cache() -> int:
-    """The dashboard's "Empty cache": every entry goes, and every gateway's front with it."""
-    deleted, _ = CacheEntry.objects.all().delete()
-    PoolSettings.load()
-    PoolSettings.objects.filter(pk=1).update(cache_epoch=F("cache_epoch") + 1)
-    return deleted

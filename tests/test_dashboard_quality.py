@@ -10,9 +10,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from pool.dashboard.views import quality
 from pool.models import EvalRun
 from pool.models.quality import DONE, RUNNING
+from pool.services import jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +51,7 @@ def test_the_page_shows_the_latest_run_per_model_file_and_member_and_the_chart(a
 
 def test_starting_a_quick_eval_makes_its_run_and_starts_its_process(admin_client, monkeypatch):
     started: list[EvalRun] = []
-    monkeypatch.setattr(quality, "start_eval_process", started.append)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: started.append(run))
 
     response = admin_client.post(reverse("quality_start"))
 
@@ -64,7 +64,7 @@ def test_starting_a_quick_eval_makes_its_run_and_starts_its_process(admin_client
 
 
 def test_a_second_eval_is_refused_while_one_runs(admin_client, monkeypatch):
-    monkeypatch.setattr(quality, "start_eval_process", lambda run: None)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: None)
     admin_client.post(reverse("quality_start"))
 
     response = admin_client.post(reverse("quality_start"), follow=True)
@@ -74,10 +74,10 @@ def test_a_second_eval_is_refused_while_one_runs(admin_client, monkeypatch):
 
 
 def test_stop_asks_the_running_eval_to_stop(admin_client, monkeypatch):
-    def started(run: EvalRun) -> None:
+    def started(run: EvalRun, command: str) -> None:
         EvalRun.objects.filter(pk=run.pk).update(host="elsewhere", pid=4242)
 
-    monkeypatch.setattr(quality, "start_eval_process", started)
+    monkeypatch.setattr(jobs, "launch", started)
     admin_client.post(reverse("quality_start"))
     run = EvalRun.objects.get()
 
@@ -89,7 +89,7 @@ def test_stop_asks_the_running_eval_to_stop(admin_client, monkeypatch):
 
 
 def test_stop_ends_at_once_a_run_no_process_took_up(admin_client, monkeypatch):
-    monkeypatch.setattr(quality, "start_eval_process", lambda run: None)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: None)
     admin_client.post(reverse("quality_start"))
     run = EvalRun.objects.get()
 

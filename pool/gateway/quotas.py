@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
+from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -248,12 +248,11 @@ def make_quotas() -> Quotas:
 def send_warning(quota: Quota, period: Period, level: int) -> bool:
     """Tell the alert webhook once per tenant and period, whichever gateway gets here first
     (the row's unique constraint decides). Returns whether this call sent it."""
-    from pool.models import PoolSettings, QuotaWarning
+    from pool.models import PoolSettings
+    from pool.services.usage import claim_quota_warning
 
     close_old_connections()
-    try:
-        QuotaWarning.objects.create(tenant=quota.tenant, period=period.name)
-    except IntegrityError:
+    if not claim_quota_warning(quota.tenant, period.name):
         return False
     share = level / period.limit
     message = f"{quota.name} has used {share:.0%} of its {period.name.split(':')[0]}ly quota of {period.limit} tokens"

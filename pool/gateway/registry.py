@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import F
-from django.utils import timezone
 
 from pool import metrics
 from pool.gateway.backend import Backend
@@ -27,9 +25,10 @@ from pool.gateway.strategies import Strategy, make_strategy
 from pool.gateway.tutor import TutorSettings
 from pool.gateway.types import Tenant
 from pool.model_file import chosen_model
-from pool.model_identity import model_sha256
+from pool.model_identity import identify
 from pool.models import ApiKey, Member, PoolSettings
 from pool.models.pool_settings import TASKS
+from pool.services.usage import add_key_usage
 
 log = logging.getLogger("pool.gateway")
 
@@ -181,7 +180,7 @@ class Registry:
         members = list(Member.objects.routable())
         keys = list(ApiKey.objects.all())
         # The answer cache's model identity: hashed once per file, a stat() after that.
-        return members, keys, PoolSettings.load(), model_sha256(chosen_model().path)
+        return members, keys, PoolSettings.load(), identify(chosen_model())
 
     def apply(
         self, members: list[Member], keys: list[ApiKey], row: PoolSettings, model_sha: str | None = None
@@ -260,13 +259,7 @@ class Registry:
             if not (requests or errors):
                 continue
             info.pending = [0, 0, 0, 0]
-            ApiKey.objects.filter(pk=info.id).update(
-                requests=F("requests") + requests,
-                prompt_tokens=F("prompt_tokens") + prompt,
-                completion_tokens=F("completion_tokens") + completion,
-                errors=F("errors") + errors,
-                last_used_at=timezone.now(),
-            )
+            add_key_usage(info.id, requests=requests, prompt=prompt, completion=completion, errors=errors)
 
     def sample_load(self, queue_depth: int) -> None:
         metrics.record_load(

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta
 
-from django.db import IntegrityError, close_old_connections, transaction
-from django.db.models import F
+from django.db import close_old_connections
 from django.utils import timezone
+
+from pool.services.usage import add_usage_day
 
 FIELDS = (
     "requests",
@@ -71,18 +72,9 @@ class UsageBook:
 
     def flush(self) -> None:
         """Runs in a worker thread."""
-        from pool.models import UsageDay
-
         pending, self.pending = self.pending, {}
         if not pending:
             return
         close_old_connections()
         for (tenant, day), row in pending.items():
-            changes = {name: F(name) + value for name, value in zip(FIELDS, row, strict=True)}
-            if UsageDay.objects.filter(tenant=tenant, day=day).update(**changes):
-                continue
-            try:
-                with transaction.atomic():
-                    UsageDay.objects.create(tenant=tenant, day=day, **dict(zip(FIELDS, row, strict=True)))
-            except IntegrityError:  # another gateway created it a moment ago
-                UsageDay.objects.filter(tenant=tenant, day=day).update(**changes)
+            add_usage_day(tenant, day, dict(zip(FIELDS, row, strict=True)))

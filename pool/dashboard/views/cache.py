@@ -14,7 +14,7 @@ from pool import metrics, usage
 from pool.dashboard.forms import SolveCacheQuotaForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import ApiKey, PoolSettings
-from pool.usage import empty_cache
+from pool.services.cache import empty_answer_cache
 
 PAGE, PANEL = "dashboard/cache.html", "dashboard/partials/cache_panel.html"
 SOLVE_FORM = "dashboard/partials/solve_cache_form.html"
@@ -40,7 +40,7 @@ def cache(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_POST
 def cache_empty(request: HttpRequest) -> HttpResponse:
-    deleted = empty_cache()
+    deleted = empty_answer_cache()
     messages.success(
         request, f"Emptied the answer cache ({deleted} answers); every gateway forgets them within a second."
     )
@@ -63,7 +63,7 @@ def solve_cache_quota(request: HttpRequest) -> HttpResponse:
         return page_or_partial(
             request, "dashboard/routing.html", SOLVE_FORM, {"section": "routing", **solve_context(form)}
         )
-    form.save()
+    form.apply()
     messages.success(
         request, "Saved the solve page's cache and quotas; the gateway uses them within a second."
     )

@@ -4,10 +4,6 @@ per member, pass@1 over time, and a quick run started or stopped from here."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import threading
 
 from django.conf import settings
 from django.contrib import messages
@@ -17,9 +13,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pool.dashboard.views.common import after_post, staff_required
-from pool.eval.runs import eval_create, finish
+from pool.eval.runs import eval_start_quick, eval_stop, running
 from pool.models import EvalRun
-from pool.models.quality import DONE, FAILED, RUNNING, STOPPED
+from pool.models.quality import DONE, RUNNING
 
 PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
 # The hints mode's leak rate, as `python -m bench.leak_rate` last measured it (and solution
@@ -78,11 +74,7 @@ def _model_label(run: EvalRun) -> str:
 
 
 def progress_context() -> dict:
-    running = EvalRun.objects.filter(state=RUNNING).first()
-    if running is not None and running.is_orphaned(socket.gethostname()):
-        finish(running, FAILED, "its process ended before the run did")
-        running = None
-    return {"running": running}
+    return {"running": running()}
 
 
 @staff_required
@@ -109,11 +101,10 @@ def quality_progress(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_POST
 def quality_start(request: HttpRequest) -> HttpResponse:
-    if progress_context()["running"] is not None:
+    run = eval_start_quick()
+    if run is None:
         messages.error(request, "An eval is already running: stop it first, or wait for it to end.")
     else:
-        run, _ = eval_create(quick=True)
-        start_eval_process(run)
         messages.success(request, f"Quick eval {run.pk} started: 50 problems as a batch client.")
     return after_post(request, reverse("quality"), PROGRESS, progress_context())
 
@@ -123,27 +114,6 @@ def quality_start(request: HttpRequest) -> HttpResponse:
 def quality_stop(request: HttpRequest, pk: int) -> HttpResponse:
     run = EvalRun.objects.filter(pk=pk, state=RUNNING).first()
     if run is not None:
-        EvalRun.objects.filter(pk=pk).update(stop_requested=True)
-        if run.pid is None:  # no process ever took it up: nothing else would end it
-            finish(run, STOPPED, "stopped before its process started")
+        eval_stop(run)
         messages.success(request, f"Eval {pk} stops within a second; the answers in flight are dropped.")
     return after_post(request, reverse("quality"), PROGRESS, progress_context())
-
-
-def start_eval_process(run: EvalRun) -> None:
-    """`manage.py pool eval --run N` on its own, so it outlives this request; its output goes
-    to a log beside the members' logs."""
-    folder = settings.DATA_DIR / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"eval-{run.pk}.log").open("ab") as log:
-        child = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "pool", "eval", "--run", str(run.pk)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=settings.BASE_DIR,
-        )
-    # At once, so a process that dies before it writes its own is still seen to have died.
-    EvalRun.objects.filter(pk=run.pk).update(host=socket.gethostname(), pid=child.pid)
-    threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends, no zombie

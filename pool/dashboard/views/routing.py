@@ -20,7 +20,7 @@ PAGE, FORM = "dashboard/routing.html", "dashboard/partials/routing_form.html"
 def routing(request: HttpRequest) -> HttpResponse:
     form = RoutingForm(request.POST or None, instance=PoolSettings.load())
     if request.method == "POST" and form.is_valid():
-        form.save()
+        form.apply()
         messages.success(request, "Saved. The gateway picks the change up within a second.")
         return after_post(
             request, reverse("routing"), FORM, {"form": RoutingForm(instance=PoolSettings.load())}

@@ -109,7 +109,7 @@ class Command(BaseCommand):
                 tokens_per_month=options["tokens_per_month"],
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(f"Created key {key.name!r}. It is shown only now; store it safely:\n{raw}")
 
     def do_set(self, *, name, weight, priority, **options):
@@ -124,7 +124,7 @@ class Command(BaseCommand):
                 tokens_per_month=options["tokens_per_month"],
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(
             f"{key.name!r} now has weight {key.weight}, {key.priority}, cache {describe_cache(key)}, "
             f"quotas {describe_quotas(key)}; gateways use it within a second."
@@ -154,6 +154,19 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Revoked {name!r}; requests with it are refused from now on.")
+
+
+def refused(exc: ValueError) -> CommandError:
+    """The key's rules' messages, each named by its option (`--tokens-per-day cannot be ...`)."""
+    fields = getattr(exc, "fields", {})
+    if not fields:
+        return CommandError(str(exc))
+    named = [
+        f"{'' if name == '__all__' else '--' + name.replace('_', '-') + ' '}{m}"
+        for name, ms in fields.items()
+        for m in ms
+    ]
+    return CommandError("; ".join(named))
 
 
 def describe_cache(key: ApiKey) -> str:
