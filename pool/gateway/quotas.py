@@ -16,11 +16,8 @@ fails open: requests pass, the log and the dashboard say so.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -32,13 +29,13 @@ from django.db.models import Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from pool import webhook
 from pool.gateway import errors
 from pool.gateway.tasks import spawn
 
 log = logging.getLogger("pool.gateway")
 PREFIX = "vibeadmin:quota:"
 COUNTER_TTL_S = 40 * 24 * 3600  # a month's counter outlives its month, then goes
-WEBHOOK_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,39 +261,14 @@ def send_warning(quota: Quota, period: Period, level: int) -> bool:
 
 
 def post_alert(url: str, quota: Quota, period: Period, message: str) -> str:
-    """An Alertmanager-shaped (version 4) webhook, as the alert rules send."""
-    labels = {
-        "alertname": "QuotaSoftLimit",
-        "severity": "warning",
-        "tenant": quota.name,
-        "service": "vibeadmin",
-    }
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    body = {
-        "version": "4",
-        "status": "firing",
-        "receiver": "vibeadmin",
-        "groupLabels": {"alertname": "QuotaSoftLimit"},
-        "commonLabels": labels,
-        "commonAnnotations": {"summary": message, "period": period.name},
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": message, "period": period.name},
-                "startsAt": now,
-                "endsAt": "0001-01-01T00:00:00Z",
-            }
-        ],
-    }
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    """The soft threshold as an alert, sent as the alert rules send theirs."""
+    alert = webhook.Alert(
+        name="QuotaSoftLimit",
+        status=webhook.FIRING,
+        severity="warning",
+        summary=message,
+        starts_at=datetime.now(UTC),
+        labels={"tenant": quota.name},
+        annotations={"period": period.name},
     )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.warning("quota webhook %s failed: %s", url, exc)
-        return f"failed: {exc}"
+    return webhook.send(url, alert)

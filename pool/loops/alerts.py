@@ -8,20 +8,15 @@ a message to the dashboard group and, where configured, one Alertmanager-style P
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import urllib.error
-import urllib.request
 from collections import deque
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.conf import settings
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import inflight, metrics
+from pool import inflight, metrics, webhook
 from pool.loops import resources
 from pool.models import AlertEvent, AlertRule, Member, PoolSettings, states
 from pool.models.alerts import METRICS
@@ -29,7 +24,6 @@ from pool.services import alert_rules, events
 
 log = logging.getLogger("pool.loops.alerts")
 
-WEBHOOK_TIMEOUT_S = 5.0
 
 FIRING = Gauge("vibeadmin_alert_firing", "1 while an alert rule fires", ["rule", "severity"])
 VALUE = Gauge(
@@ -168,62 +162,23 @@ def describe(rule: AlertRule, status: str, value: float | None) -> str:
 # --- the webhook --------------------------------------------------------------------------
 
 
-def alertmanager_payload(rule: AlertRule, event: AlertEvent, now: datetime) -> dict:
-    """The JSON Alertmanager sends to its webhook receivers (version 4), for one alert."""
+def notify(url: str, rule: AlertRule, event: AlertEvent, now: datetime) -> str:
+    """Send the transition to the webhook; returns what happened, for the event list."""
     firing = event.status == AlertEvent.FIRING
     started = rule.breached_since if firing else _fired_at(rule)
-    labels = {
-        "alertname": rule.name,
-        "severity": rule.severity,
-        "metric": rule.metric,
-        "service": "vibeadmin",
-    }
-    annotations = {"summary": event.message, "value": "" if event.value is None else f"{event.value:g}"}
-    base = f"http://{settings.HOST}:{settings.PORT}"
-    return {
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="{rule.name}"}}',
-        "truncatedAlerts": 0,
-        "status": event.status,
-        "receiver": "vibeadmin",
-        "groupLabels": {"alertname": rule.name},
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
-        "externalURL": base + "/dashboard/alerts/",
-        "alerts": [
-            {
-                "status": event.status,
-                "labels": labels,
-                "annotations": annotations,
-                "startsAt": _iso(started or now),
-                "endsAt": "0001-01-01T00:00:00Z" if firing else _iso(now),
-                "generatorURL": base + "/dashboard/alerts/",
-                "fingerprint": hashlib.sha256(rule.name.encode()).hexdigest()[:16],
-            }
-        ],
-    }
+    alert = webhook.Alert(
+        name=rule.name,
+        status=event.status,
+        severity=rule.severity,
+        summary=event.message,
+        starts_at=started or now,
+        ends_at=None if firing else now,
+        labels={"metric": rule.metric},
+        annotations={"value": "" if event.value is None else f"{event.value:g}"},
+    )
+    return webhook.send(url, alert)
 
 
 def _fired_at(rule: AlertRule) -> datetime | None:
     last = rule.events.filter(status=AlertEvent.FIRING).first()
     return last.created_at if last else None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def notify(url: str, rule: AlertRule, event: AlertEvent, now: datetime) -> str:
-    """POST the alert; returns what happened, for the event list. Never raises."""
-    body = json.dumps(alertmanager_payload(rule, event, now)).encode()
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.warning("alert webhook %s failed: %s", url, exc)
-        return f"failed: {getattr(exc, 'reason', exc)}"[:64]
