@@ -13,6 +13,7 @@ from pool.dashboard.views import (
     profile,
     quality,
     routing,
+    users,
 )
 from pool.views import solve
 
@@ -58,5 +59,8 @@ urlpatterns = [
     path("dashboard/quality/progress/", quality.quality_progress, name="quality_progress"),
     path("dashboard/quality/start/", quality.quality_start, name="quality_start"),
     path("dashboard/quality/<int:pk>/stop/", quality.quality_stop, name="quality_stop"),
+    path("dashboard/users/", users.users, name="users"),
+    path("dashboard/users/create/", users.user_create, name="user_create"),
+    path("dashboard/users/<int:pk>/role/", users.user_role, name="user_role"),
     path("solve/", solve.solve_page, name="solve"),
 ]

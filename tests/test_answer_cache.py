@@ -13,6 +13,7 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
+from pool import metrics
 from pool.gateway import tasks
 from pool.gateway.answer_cache import Answer, cache_key, normalise
 from pool.models import CacheEntry, UsageDay
@@ -160,11 +161,14 @@ async def test_no_cache_from_the_client_asks_for_a_fresh_answer(gateway, fakes_i
     key = await cached_key(cache=True)
     body = chat("Solve 2x+3=7", max_tokens=50, temperature=0)
     await request(gateway, "POST", PATH, body, key=key)
+    refreshes = metrics.CACHE_REQUESTS.labels("judge", "refresh")
+    before = refreshes._value.get()
 
     fresh = await request(gateway, "POST", PATH, body, key=key, headers={"cache-control": "no-cache"})
 
-    assert fresh.headers["x-vibeadmin-cache"] == "bypass"
+    assert fresh.headers["x-vibeadmin-cache"] == "refresh"
     assert generations(members) == 2
+    assert refreshes._value.get() == before + 1  # audited in the cache's figures
 
 
 async def test_a_key_without_the_cache_and_sampled_requests_on_a_key_that_refuses_them_bypass(

@@ -9,9 +9,9 @@ from django import forms
 from django.conf import settings
 
 from pool.loops import autoscale
-from pool.models import AlertRule, ApiKey, Member, PoolSettings, states
+from pool.models import AlertRule, ApiKey, Member, PoolSettings, roles, states
 from pool.models.alerts import METRICS
-from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
+from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_SLOTS, MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES, TASKS
 from pool.services import ActionError, audit
@@ -25,6 +25,7 @@ from pool.services.members import (
     member_set_weight,
     pool_scale,
 )
+from pool.services.users import user_create
 
 SAMPLING_FIELDS = [f"{task}_{name}" for task in TASKS for name in ("temperature", "top_p", "max_tokens")]
 
@@ -182,6 +183,17 @@ def _weight(label: str) -> forms.IntegerField:
         max_value=MAX_SHARE_WEIGHT,
         label=label,
         widget=forms.NumberInput(attrs={"placeholder": "weight", "aria-label": label}),
+    )
+
+
+def _samples(label: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SAMPLES,
+        label=label,
+        help_text="Independent answers per math problem; the majority's final answer is shown (1: no vote)",
+        widget=forms.NumberInput(attrs={"placeholder": "samples", "aria-label": label}),
     )
 
 
@@ -360,6 +372,7 @@ class KeyLimitsForm(DesiredStateForm):
     priority = _priority("class")
     tokens_per_day = _limit("tokens/day")
     tokens_per_month = _limit("tokens/month")
+    samples = _samples("samples")
 
     class Meta:
         model = ApiKey
@@ -373,6 +386,7 @@ class KeyLimitsForm(DesiredStateForm):
             "tokens_per_month",
             "cache",
             "cache_sampled",
+            "samples",
         ]
         labels = {"cache": "cache", "cache_sampled": "sampled"}
 
@@ -381,6 +395,9 @@ class KeyLimitsForm(DesiredStateForm):
 
     def clean_priority(self) -> str:
         return _kept(self, "priority")
+
+    def clean_samples(self) -> int:
+        return _kept(self, "samples")
 
 
 class AlertRuleForm(DesiredStateForm):
@@ -466,8 +483,33 @@ class AuditFilterForm(forms.Form):
         return changes
 
 
+class UserCreateForm(ActionForm[tuple]):
+    name = forms.CharField(max_length=150, label="User name")
+    role = forms.ChoiceField(choices=roles.ROLE_CHOICES, initial=roles.VIEWER)
+
+    def act(self) -> tuple:
+        return user_create(name=self.cleaned_data["name"], role=self.cleaned_data["role"])
+
+
+class UserRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=[*roles.ROLE_CHOICES, (roles.NO_ROLE, "none: may not log in")])
+
+    def __init__(self, *args, user, **kwargs):
+        kwargs.setdefault("initial", {"role": roles.role_of(user)})
+        super().__init__(*args, **kwargs)
+        self.fields["role"].label = f"Role of {user.get_username()}"
+
+
 class SolveCacheQuotaForm(DesiredStateForm):
-    """The solve page's answer cache and quotas (Routing page): the students as one tenant."""
+    """The solve page's answer cache, votes and quotas (Routing page): the students as one tenant."""
+
+    solve_samples = _samples("Independent answers per math problem (students)")
+    max_samples = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SAMPLES,
+        label="Most answers one request may ask for (vibeadmin.samples)",
+    )
 
     solve_tokens_per_day = forms.IntegerField(
         required=False, min_value=1, label="Tokens per day (all students)"
@@ -478,8 +520,21 @@ class SolveCacheQuotaForm(DesiredStateForm):
 
     class Meta:
         model = PoolSettings
-        fields = ["solve_cache", "solve_cache_sampled", "solve_tokens_per_day", "solve_tokens_per_month"]
+        fields = [
+            "solve_cache",
+            "solve_cache_sampled",
+            "solve_tokens_per_day",
+            "solve_tokens_per_month",
+            "solve_samples",
+            "max_samples",
+        ]
         labels = {
             "solve_cache": "Answer repeated problems from the answer cache",
             "solve_cache_sampled": "Also when the answer is sampled (temperature above 0)",
         }
+
+    def clean_solve_samples(self) -> int:
+        return _kept(self, "solve_samples")
+
+    def clean_max_samples(self) -> int:
+        return _kept(self, "max_samples")

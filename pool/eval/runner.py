@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from pool.eval.answers import is_correct
 from pool.eval.problems import Problem
+from pool.final_answers import is_correct
 from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key

@@ -4,8 +4,10 @@ a shared generation (`relay`) whose answer is stored when it ends by itself.
 
 Who may be served a stored answer: the solve page (on by default, Routing page) and keys
 that opted in (`apikey create --cache`). With temperature above 0 only where the tenant
-allows sampled answers too. `Cache-Control: no-cache` from the client asks for a fresh
-answer (it is still stored for the next ones).
+allows sampled answers too. `Cache-Control: no-cache` from a key asks for a fresh
+answer, which replaces that key's own stored one (the cache is per tenant), and is counted
+as a refresh in the cache's figures; the solve page's answers are every student's, so there
+it is ignored (app.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pool.gateway.types import RouteContext
 from pool.gateway.validation import Validated
 
 CHAT_PATH = "/v1/chat/completions"
+REFRESH = "refresh"  # the label of a request that asked for a fresh answer (no-cache)
 MAX_TURNS = 3  # a follower whose flight failed tries a fresh one this many times, then alone
 
 
@@ -72,7 +75,7 @@ class Answers:
         if is_sampled(body) and not sampled_ok:
             return Plan(BYPASS)  # never served to this tenant: not worth storing either
         key = cache_key(model_sha256, path, request.task, body, tenant)
-        return Plan(BYPASS if fresh else MISS, key, not fresh, model_sha256)
+        return Plan(REFRESH if fresh else MISS, key, not fresh, model_sha256)
 
     async def lookup(self, plan: Plan) -> Answer | None:
         if not plan.serve:

@@ -35,6 +35,7 @@ class RouteContext:
     tokens: int = 0  # max_tokens, with the gateway's default filled in
     tenant: Tenant = PUBLIC
     prefix: str = ""  # affinity.prefix_key(): the task and system prompt, hashed ("": none)
+    near: int = 0  # a member serving a sibling sample of the same request (voting.py): its slots first
 
 
 Lease = str  # "" for a slot counted in this process

@@ -5,7 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES, quota_order_errors
+from pool.models import roles
+from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES, quota_order_errors
 from pool.models.apikey import at_least_one as at_least_one_token
 
 DEFAULT_PROMPTS = {
@@ -186,6 +187,17 @@ class PoolSettings(models.Model):
     solve_tokens_per_month = models.PositiveBigIntegerField(
         null=True, blank=True, validators=[at_least_one_token()]
     )
+    # Voting (pool/gateway/voting.py): independent answers whose majority final answer is shown.
+    max_samples = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
+        help_text="The most independent answers one request may ask for (vibeadmin.samples)",
+    )
+    solve_samples = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
+        help_text="Independent answers per math problem on the solve page (1: no vote)",
+    )
     # Raised by "Empty cache": every gateway drops its in-memory entries when it sees it change.
     cache_epoch = models.PositiveIntegerField(default=0)
     # The solve page as a tutor: follow-ups within these bounds, and hints before answers.
@@ -218,6 +230,8 @@ class PoolSettings(models.Model):
     class Meta:
         verbose_name = "pool settings"
         verbose_name_plural = "pool settings"
+        # The dashboard's roles (pool/models/roles.py) are groups holding these.
+        permissions = roles.PERMISSIONS
 
     def __str__(self) -> str:
         return "pool settings"

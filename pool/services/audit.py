@@ -238,6 +238,38 @@ def delete_row(row: models.Model, *, note: str = "") -> None:
     )
 
 
+def change(subject: str, setting: str, old: str, new: str) -> None:
+    """One change of something that is not a pool table's row (a user's role), as `record`
+    writes it."""
+    actor = current()
+    PoolEvent.objects.create(
+        kind=PoolEvent.CHANGE,
+        subject=subject,
+        setting=setting,
+        old_value=old,
+        new_value=new,
+        actor=actor.name,
+        actor_kind=actor.kind,
+        message=f"{subject}: {setting} {old} → {new}",
+    )
+
+
+def denied(*, actor: str, role: str, attempt: str, needed: str) -> None:
+    """A request the user's role may not make ("POST /dashboard/routing/"), kept beside the
+    changes: who tried, as what, and the permission it needed."""
+    log.warning("refused %s to %s (role %s, needs %s)", attempt, actor, role, needed)
+    PoolEvent.objects.create(
+        kind=PoolEvent.DENIED,
+        subject=attempt[:200],
+        setting="denied",
+        old_value=role,
+        new_value=needed,
+        actor=actor,
+        actor_kind=USER,
+        message=f"refused {attempt} to {actor} ({role}; needs {needed})",
+    )
+
+
 class ChangesCollector:
     """`vibeadmin_desired_state_changes_total{actor_kind, setting}` for /metrics, counted in
     the database: the command line and other processes change state too, and each scrape

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from pool.dashboard.forms import AlertRuleForm, WebhookForm
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
-from pool.models import AlertEvent, AlertRule, PoolSettings
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
+from pool.models import AlertEvent, AlertRule, PoolSettings, roles
 from pool.services import audit
 
 PAGE, RULES, WEBHOOK = (
@@ -31,13 +31,13 @@ def page_context(**forms) -> dict:
     }
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def alerts(request: HttpRequest) -> HttpResponse:
     return render(request, PAGE, page_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def rule_create(request: HttpRequest) -> HttpResponse:
     form = AlertRuleForm(request.POST)
@@ -48,7 +48,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
     return after_post(request, reverse("alerts"), RULES, page_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_http_methods(["GET", "POST"])
 def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk)
@@ -68,7 +68,7 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk)
@@ -77,7 +77,7 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return after_post(request, reverse("alerts"), RULES, page_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def webhook(request: HttpRequest) -> HttpResponse:
     form = WebhookForm(request.POST, instance=PoolSettings.load())
@@ -88,7 +88,7 @@ def webhook(request: HttpRequest) -> HttpResponse:
     return after_post(request, reverse("alerts"), WEBHOOK, page_context())
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def alert_events(request: HttpRequest) -> HttpResponse:
     return render(

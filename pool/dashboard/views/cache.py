@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pool import metrics, usage
 from pool.dashboard.forms import SolveCacheQuotaForm
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
-from pool.models import ApiKey, PoolSettings
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
+from pool.models import ApiKey, PoolSettings, roles
 from pool.services.cache import empty_answer_cache
 
 PAGE, PANEL = "dashboard/cache.html", "dashboard/partials/cache_panel.html"
@@ -31,13 +31,13 @@ def cache_context() -> dict:
     }
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def cache(request: HttpRequest) -> HttpResponse:
     return page_or_partial(request, PAGE, PANEL, cache_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def cache_empty(request: HttpRequest) -> HttpResponse:
     deleted = empty_answer_cache()
@@ -55,7 +55,7 @@ def solve_context(form: SolveCacheQuotaForm | None = None) -> dict:
     }
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_http_methods(["POST"])
 def solve_cache_quota(request: HttpRequest) -> HttpResponse:
     form = SolveCacheQuotaForm(request.POST, instance=PoolSettings.load())
@@ -70,7 +70,7 @@ def solve_cache_quota(request: HttpRequest) -> HttpResponse:
     return after_post(request, reverse("routing"), SOLVE_FORM, solve_context())
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def key_usage(request: HttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)
@@ -98,7 +98,7 @@ def key_usage(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/key_usage.html", context)
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def key_usage_csv(request: HttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)

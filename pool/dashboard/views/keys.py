@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from pool import metrics, usage
 from pool.dashboard.forms import KeyCreateForm, KeyLimitsForm
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
-from pool.models import ApiKey
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
+from pool.models import ApiKey, roles
 from pool.services.keys import apikey_revoke
 
 PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
@@ -42,13 +42,13 @@ def panel_context(
     }
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def keys(request: HttpRequest) -> HttpResponse:
     return render(request, PAGE, panel_context())
 
 
-@staff_required
+@role_required(roles.ADMINISTER)
 @require_POST
 def key_create(request: HttpRequest) -> HttpResponse:
     form = KeyCreateForm(request.POST)
@@ -62,7 +62,7 @@ def key_create(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@staff_required
+@role_required(roles.ADMINISTER)
 @require_POST
 def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)
@@ -74,7 +74,7 @@ def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     return after_post(request, reverse("keys"), PANEL, panel_context())
 
 
-@staff_required
+@role_required(roles.ADMINISTER)
 @require_POST
 def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
     form = KeyLimitsForm(request.POST, instance=get_object_or_404(ApiKey, pk=pk))

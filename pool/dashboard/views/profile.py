@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pool.dashboard.profile_forms import ProfileApplyForm, ProfileCapacityForm, ProfileStartForm
-from pool.dashboard.views.common import after_post, page_or_partial, render_partial, staff_required
-from pool.models import ProfileRun
+from pool.dashboard.views.common import after_post, page_or_partial, render_partial, role_required
+from pool.models import ProfileRun, roles
 from pool.profiling import capacity, job, report
 from pool.profiling import plan as planning
 from pool.services import ActionError, jobs
@@ -55,13 +55,13 @@ def sizing_context(request: HttpRequest) -> dict:
     return {"sizing_form": form, "sizing": sized, "sizing_profile": shown}
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def profile_panel(request: HttpRequest) -> HttpResponse:
     return render_partial(request, PANEL, profile_context(request))
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def profile_start(request: HttpRequest) -> HttpResponse:
     form = ProfileStartForm(request.POST)
@@ -79,7 +79,7 @@ def profile_start(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def profile_stop(request: HttpRequest) -> HttpResponse:
     active = job.running()
@@ -91,7 +91,7 @@ def profile_stop(request: HttpRequest) -> HttpResponse:
     return after_post(request, reverse("dashboard"), PANEL, profile_context(request))
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def profile_apply(request: HttpRequest) -> HttpResponse:
     form = ProfileApplyForm(request.POST)
@@ -122,7 +122,7 @@ def profile_apply(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def profile_capacity(request: HttpRequest) -> HttpResponse:
     context = {"section": "overview", **profile_context(request)}

@@ -12,9 +12,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from pool.dashboard.views.common import after_post, staff_required
+from pool.dashboard.views.common import after_post, role_required
 from pool.eval.runs import eval_start_quick, eval_stop, running
-from pool.models import EvalRun
+from pool.models import EvalRun, roles
 from pool.models.quality import DONE, RUNNING
 
 PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
@@ -77,7 +77,7 @@ def progress_context() -> dict:
     return {"running": running()}
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def quality(request: HttpRequest) -> HttpResponse:
     runs = list(EvalRun.objects.all()[:HISTORY])
@@ -92,13 +92,13 @@ def quality(request: HttpRequest) -> HttpResponse:
     return render(request, PAGE, context)
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def quality_progress(request: HttpRequest) -> HttpResponse:
     return render(request, PROGRESS, progress_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def quality_start(request: HttpRequest) -> HttpResponse:
     run = eval_start_quick()
@@ -109,7 +109,7 @@ def quality_start(request: HttpRequest) -> HttpResponse:
     return after_post(request, reverse("quality"), PROGRESS, progress_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def quality_stop(request: HttpRequest, pk: int) -> HttpResponse:
     run = EvalRun.objects.filter(pk=pk, state=RUNNING).first()

@@ -9,13 +9,13 @@ from django.views.decorators.http import require_http_methods
 
 from pool.dashboard.forms import RoutingForm
 from pool.dashboard.views.cache import solve_context
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
-from pool.models import PoolSettings
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
+from pool.models import PoolSettings, roles
 
 PAGE, FORM = "dashboard/routing.html", "dashboard/partials/routing_form.html"
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_http_methods(["GET", "POST"])
 def routing(request: HttpRequest) -> HttpResponse:
     form = RoutingForm(request.POST or None, instance=PoolSettings.load())

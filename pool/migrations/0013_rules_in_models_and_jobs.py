@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("pool", "0010_solve_tutor")]
+    dependencies = [("pool", "0012_roles")]
 
     operations = [
         migrations.RenameField(model_name="profilerun", old_name="note", new_name="message"),
