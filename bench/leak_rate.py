@@ -9,7 +9,7 @@ once (two slots of one member), so the machine's other load falls on both alike.
 
 A reply leaks when the answer's number stands in it anywhere (5050, 5,050 or 5\\,050, not
 part of a longer number): strict, since a hint that lists it among others gives it away too.
-Writes bench/results/leak_rate.json, which the Quality page can show.
+Writes bench/results/leak_rate.json; `manage.py pool leak-rates FILE` stores it for the Quality page.
 """
 
 from __future__ import annotations
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         folders.cleanup()
     said = ", ".join(f"{mode} {result['modes'][mode]['leaks']}/{result['problems']}" for mode in modes)
     print(f"leaks: {said} -> {args.out}")
+    print(f"show it on the Quality page: python manage.py pool leak-rates {args.out}")
     return 0
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from pool.models import EvalRun
+from pool.models import EvalRun, LeakRate
 from pool.models.quality import DONE, RUNNING
 from pool.services import jobs
 
@@ -135,10 +137,18 @@ def test_a_run_whose_process_died_is_marked_failed_not_left_running(admin_client
 
 
 def test_the_quality_page_reports_the_hints_modes_leak_rate(admin_client):
-    """The shipped measurement (bench/results/leak_rate*.json): hints mode's first replies
-    gave the answer far less often than solution mode's."""
+    """The shipped measurement (bench/results/leak_rate*.json), stored as rows by `pool
+    leak-rates` (the page never reads bench/): hints mode's first replies gave the answer
+    far less often than solution mode's."""
     from pool.dashboard.views.quality import leak_rates
 
+    LeakRate.objects.all().delete()
+    results = settings.BASE_DIR / "bench" / "results"
+    call_command(
+        "pool", "leak-rates", str(results / "leak_rate.json"), str(results / "leak_rate_solution_600.json")
+    )
+    call_command("pool", "leak-rates", str(results / "leak_rate.json"))  # again: nothing doubles
+    assert LeakRate.objects.count() == 3
     rows = {(row["mode"], row["max_tokens"]): row for row in leak_rates()}
     hints, solution = rows[("hints", 200)], rows[("solution", 600)]
     assert hints["leaks"] < solution["leaks"]

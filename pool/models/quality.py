@@ -83,3 +83,27 @@ class EvalAnswer(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class LeakRate(models.Model):
+    """How often a mode's first reply already gave the final answer away, as
+    `python -m bench.leak_rate` measured it: hints mode must stay far below solution mode.
+    Loaded with `manage.py pool leak-rates FILE` (the shipped measurements by a migration)."""
+
+    mode = models.CharField(max_length=32, help_text="The solve page's mode: hints or solution")
+    leaks = models.PositiveIntegerField(help_text="First replies that contained the final answer")
+    problems = models.PositiveIntegerField()
+    max_tokens = models.PositiveIntegerField(help_text="The replies' length cap while measuring")
+    model = models.CharField(max_length=200, help_text="The GGUF's file name")
+    measured_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-measured_at", "mode"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mode", "max_tokens", "model", "measured_at"], name="one_leak_rate"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mode}: {self.leaks} of {self.problems}"

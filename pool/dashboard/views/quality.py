@@ -3,9 +3,6 @@ per member, pass@1 over time, and a quick run started or stopped from here."""
 
 from __future__ import annotations
 
-import json
-
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -14,13 +11,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from pool.dashboard.views.common import after_post, role_required
 from pool.eval.runs import eval_start_quick, eval_stop, running
-from pool.models import EvalRun, roles
+from pool.models import EvalRun, LeakRate, roles
 from pool.models.quality import DONE, RUNNING
 
 PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
-# The hints mode's leak rate, as `python -m bench.leak_rate` last measured it (and solution
-# mode with room to finish): how often a first reply already gives the final answer.
-LEAK_FILES = ("leak_rate.json", "leak_rate_solution_600.json")
 HISTORY = 200  # runs read for the tables and the chart
 
 
@@ -46,27 +40,21 @@ def chart_columns(runs: list[EvalRun]) -> dict:
 
 
 def leak_rates() -> list[dict]:
-    """One row per mode measured, newest files' figures; a missing or unreadable file shows nothing."""
-    rows = []
-    for name in LEAK_FILES:
-        try:
-            measured = json.loads((settings.BASE_DIR / "bench" / "results" / name).read_text())
-            for mode, figures in measured["modes"].items():
-                if mode.endswith("_rejected"):
-                    continue  # a wording tried and not kept
-                rows.append(
-                    {
-                        "mode": mode,
-                        "leaks": int(figures["leaks"]),
-                        "problems": int(measured["problems"]),
-                        "max_tokens": int(measured["max_tokens"]),
-                        "model": str(measured["model"]),
-                        "when": str(measured["when"])[:10],
-                    }
-                )
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return rows
+    """The newest measurement of each mode and reply cap (stored by `pool leak-rates`)."""
+    newest: dict[tuple[str, int], LeakRate] = {}
+    for row in LeakRate.objects.all():  # newest first
+        newest.setdefault((row.mode, row.max_tokens), row)
+    return [
+        {
+            "mode": row.mode,
+            "leaks": row.leaks,
+            "problems": row.problems,
+            "max_tokens": row.max_tokens,
+            "model": row.model,
+            "when": row.measured_at.date().isoformat(),
+        }
+        for row in sorted(newest.values(), key=lambda r: (r.max_tokens, r.mode))
+    ]
 
 
 def _model_label(run: EvalRun) -> str:
