@@ -11,8 +11,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import transaction
 
-from pool.models import Member, states
-from pool.services import accounts, alert_rules
+from pool.model_file import ModelChoice
+from pool.models import Member, PoolSettings, states
+from pool.services import ActionError, accounts, alert_rules
+from pool.services.library import library_ensure_configured
 from pool.services.members import member_add
 from pool.services.pool_settings import claim_first_run
 from vibeadmin.private_files import write_private
@@ -59,6 +61,21 @@ def ensure_admin(say: Callable[[str], None], login_url: str) -> None:
     write_private(path, password + "\n")
     say(f"Created the admin account. Log in at {login_url} as {ADMIN_USERNAME!r} with password {password}")
     say(f"(the password is also kept in {path}, readable only by you)")
+
+
+def register_model(say: Callable[[str], None], choice: ModelChoice) -> None:
+    """The configured model (VIBEADMIN_MODEL, or the packaged stand-in) in the library, the
+    pool's primary model where it has none yet; a file that cannot be served is one line."""
+    try:
+        model = library_ensure_configured(choice, warn=say)
+    except ActionError as exc:
+        raise CommandError(str(exc)) from None
+    primary = PoolSettings.load().primary_model
+    if primary is not None and primary.pk != model.pk:
+        say(
+            f"Model library: {model.name} registered; the primary model stays {primary.name} "
+            f"(`manage.py pool rollout {model.name}` moves the pool to it)"
+        )
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 
 from pool.loops import autoscale
-from pool.models import AlertRule, ApiKey, Member, PoolSettings, roles, states
+from pool.models import AlertRule, ApiKey, Member, Model, PoolSettings, roles, states
 from pool.models.alerts import METRICS
 from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_SLOTS, MAX_WEIGHT, MIN_WEIGHT
@@ -84,6 +84,12 @@ class MemberAddForm(ActionForm[Member]):
     gpu = forms.IntegerField(
         required=False, min_value=0, label="GPU", help_text="Pin a local member to a GPU index"
     )
+    model = forms.ModelChoiceField(
+        queryset=Model.objects.all(),
+        required=False,
+        to_field_name="name",
+        help_text="The library model it serves. Empty: the primary model",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -100,10 +106,18 @@ class MemberAddForm(ActionForm[Member]):
             engine="" if data["url"] else data["engine"],
             slots=data["slots"],
             api_key=data["api_key"],
+            model=data["model"],
         )
 
 
 class ScaleForm(ActionForm[list[str]]):
+    model = forms.ModelChoiceField(
+        queryset=Model.objects.all(),
+        required=False,
+        to_field_name="name",
+        help_text="Count (and add) only members of this model. Empty: every local member",
+    )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         limit = settings.VIBEADMIN_MAX_MEMBERS
@@ -116,7 +130,7 @@ class ScaleForm(ActionForm[list[str]]):
         )
 
     def act(self) -> list[str]:
-        return pool_scale(count=self.cleaned_data["count"])
+        return pool_scale(count=self.cleaned_data["count"], model=self.cleaned_data.get("model"))
 
 
 class MemberEditForm(ActionForm[Member]):
@@ -347,6 +361,10 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Tokens/month")
     cache = forms.BooleanField(required=False, label="Answer cache")
     cache_sampled = forms.BooleanField(required=False, label="… also sampled")
+    user_rpm = forms.IntegerField(required=False, min_value=1, label="Per student: requests/min")
+    user_parallel = forms.IntegerField(required=False, min_value=1, label="Per student: parallel")
+    user_tokens_per_day = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/day")
+    user_tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/month")
 
     def act(self) -> tuple[ApiKey, str]:
         data = self.cleaned_data
@@ -398,6 +416,19 @@ class KeyLimitsForm(DesiredStateForm):
 
     def clean_samples(self) -> int:
         return _kept(self, "samples")
+
+
+class StudentLimitsForm(DesiredStateForm):
+    """A key's limits for each of its students (a student is named by the request's `user`)."""
+
+    user_rpm = _limit("requests/min")
+    user_parallel = _limit("parallel")
+    user_tokens_per_day = _limit("tokens/day")
+    user_tokens_per_month = _limit("tokens/month")
+
+    class Meta:
+        model = ApiKey
+        fields = ["user_rpm", "user_parallel", "user_tokens_per_day", "user_tokens_per_month"]
 
 
 class AlertRuleForm(DesiredStateForm):

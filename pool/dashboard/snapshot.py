@@ -53,7 +53,7 @@ def member_row(
     if use is not None and use.gpu_bytes:
         gpu += f" · {mebibytes(use.gpu_bytes)}"
     return {
-        **{key: facts[key] for key in ("name", "node", "node_lost", "wants", "kind")},
+        **{key: facts[key] for key in ("name", "node", "node_lost", "wants", "kind", "model")},
         "state": UNREACHABLE if node_lost and member.state not in states.STOPPED_STATES else member.state,
         "address": facts["url"] or DASH,
         "weight": str(member.weight),
@@ -174,7 +174,7 @@ def build(now: float | None = None) -> dict:
     """Everything the dashboard's pages update live, from the database, the gateway's
     figures and the latest resource sample (taken by its own loop, pool/loops/runtime.py)."""
     now = now if now is not None else time.time()
-    members = list(Member.objects.all())
+    members = list(Member.objects.select_related("model"))
     rows = member_rows(members, now)
     return {
         "t": int(now),

@@ -24,6 +24,7 @@ import time
 import unicodedata
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
@@ -221,10 +222,10 @@ class AnswerCache:
         self.failing = ""
 
     @staticmethod
-    def forget_other_models(model_sha256: str) -> int:
-        """The model file changed: its predecessor's answers go (a thread, at the change)."""
+    def forget_other_models(model_sha256s: Iterable[str]) -> int:
+        """A model file changed or left the library: its answers go (a thread, at the change)."""
         close_old_connections()
-        deleted, _ = CacheEntry.objects.exclude(model_sha256=model_sha256).delete()
+        deleted, _ = CacheEntry.objects.exclude(model_sha256__in=list(model_sha256s)).delete()
         return deleted
 
 

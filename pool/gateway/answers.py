@@ -56,7 +56,6 @@ class Answers:
     def __init__(self) -> None:
         self.cache = AnswerCache()
         self.flights = Flights()
-        self.model_sha256: str | None = None  # the model whose answers the table holds, as last checked
 
     def plan(
         self,

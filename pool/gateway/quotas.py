@@ -44,6 +44,8 @@ class Quota:
     name: str  # for messages
     per_day: int | None
     per_month: int | None
+    user: str = ""  # a student of the key (its own quota within the key's); "": the tenant's own
+    code: str = "quota_exceeded"  # the 429's code
 
     @property
     def any(self) -> bool:
@@ -86,17 +88,36 @@ def exceeded(quota: Quota, period: Period, used: int) -> errors.ApiError:
     when = period.resets_at.strftime("%Y-%m-%d %H:%M %Z")
     return errors.rate_limited(
         f"{quota.name} has used its {kind} quota of {period.limit} tokens ({used} used); it resets at {when}",
-        code="quota_exceeded",
+        code=quota.code,
         retry_after=wait,
     )
 
 
-def used_in(tenant: str, first_day: date, last_day: date) -> int:
-    """Tokens the database has counted for `tenant` from `first_day` to `last_day` (a thread)."""
-    from pool.models import UsageDay
+def student_quota(key, user: str) -> Quota | None:
+    """The key's quota for each student, as `user`'s own (None: no student, or no such quota)."""
+    if not user or (key.user_tokens_per_day is None and key.user_tokens_per_month is None):
+        return None
+    return Quota(
+        f"key:{key.id}",
+        f"the student {user!r} of the key {key.name!r}",
+        key.user_tokens_per_day,
+        key.user_tokens_per_month,
+        user=user,
+        code="user_quota_exceeded",
+    )
+
+
+def used_in(tenant: str, first_day: date, last_day: date, user: str = "") -> int:
+    """Tokens the database has counted for `tenant` (or its student `user`) from `first_day`
+    to `last_day` (a thread)."""
+    from pool.models import StudentDay, UsageDay
 
     close_old_connections()
-    totals = UsageDay.objects.filter(tenant=tenant, day__gte=first_day, day__lte=last_day).aggregate(
+    if user:
+        rows = StudentDay.objects.filter(key_id=int(tenant.removeprefix("key:")), user=user)
+    else:
+        rows = UsageDay.objects.filter(tenant=tenant)
+    totals = rows.filter(day__gte=first_day, day__lte=last_day).aggregate(
         p=Sum("prompt_tokens"), c=Sum("completion_tokens")
     )
     return (totals["p"] or 0) + (totals["c"] or 0)
@@ -115,7 +136,7 @@ class Quotas:
         for period in missing:
             today = timezone.localdate()
             self.seeds[counter(quota, period)] = await sync_to_async(used_in, thread_sensitive=False)(
-                quota.tenant, period.first_day, today
+                quota.tenant, period.first_day, today, quota.user
             )
         return [self.seeds[counter(quota, p)] for p in found]
 
@@ -132,7 +153,8 @@ class Quotas:
             return Reservation((), 0, held=False)
         self.failing = ""
         for period, level in zip(found, levels, strict=True):
-            if level >= settings.VIBEADMIN_QUOTA_WARN_AT * period.limit:
+            # The soft threshold is the operator's alert about a tenant, not one per student.
+            if not quota.user and level >= settings.VIBEADMIN_QUOTA_WARN_AT * period.limit:
                 self.warn(quota, period, level)
         return Reservation(tuple(counter(quota, p) for p in found), amount)
 
@@ -150,7 +172,11 @@ class Quotas:
 
 
 def counter(quota: Quota, period: Period) -> str:
-    return f"{quota.tenant}|{period.name}"
+    return (
+        f"{quota.tenant}|{period.name}"
+        if not quota.user
+        else f"{quota.tenant}|{period.name}|user:{quota.user}"
+    )
 
 
 class LocalQuotas(Quotas):

@@ -72,6 +72,15 @@ class ApiKey(models.Model):
     # Quotas (pool/gateway/quotas.py): calendar day and month in the operator's time zone.
     tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True, validators=[at_least_one()])
     tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True, validators=[at_least_one()])
+    # Each student's own limits (a student is named by the request's `user`): none is no limit.
+    user_rpm = models.PositiveIntegerField(
+        null=True, blank=True, validators=[at_least_one()], help_text="Requests per minute per student"
+    )
+    user_parallel = models.PositiveIntegerField(
+        null=True, blank=True, validators=[at_least_one()], help_text="Requests in flight per student"
+    )
+    user_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True, validators=[at_least_one()])
+    user_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True, validators=[at_least_one()])
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -94,7 +103,11 @@ class ApiKey(models.Model):
         return super().unique_error_message(model_class, unique_check)
 
     def clean(self) -> None:
-        if errors := quota_order_errors("tokens_per_day", self.tokens_per_day, self.tokens_per_month):
+        errors = quota_order_errors("tokens_per_day", self.tokens_per_day, self.tokens_per_month)
+        errors.update(
+            quota_order_errors("user_tokens_per_day", self.user_tokens_per_day, self.user_tokens_per_month)
+        )
+        if errors:
             raise ValidationError(errors)
 
     @staticmethod

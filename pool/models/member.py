@@ -89,6 +89,10 @@ class Member(models.Model):
     remove_requested = models.BooleanField(default=False)
     drain_timeout_s = models.FloatField(default=30.0)
     weight = models.PositiveIntegerField(default=1, validators=_weight_range())
+    # The library model it serves (None: the pool's primary model, as before the library).
+    model = models.ForeignKey(
+        "pool.Model", null=True, blank=True, on_delete=models.PROTECT, related_name="members"
+    )
     slots = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -203,6 +207,7 @@ class Member(models.Model):
             "address": (f"{self.host}:{self.port}" if self.port else "") if self.is_local else self.url,
             "url": self.base_url or None,
             "engine": self.engine,
+            "model": self.model.name if self.model_id else None,
             "slots": self.max_inflight,  # what the gateway routes by
             "slots_setting": self.slots,  # what the operator set (None: the server's own, or the default)
             "weight": self.weight,

@@ -223,6 +223,14 @@ class PoolSettings(models.Model):
     autoscale_target = models.FloatField(default=0.8, validators=[positive])
     autoscale_cooldown_s = models.PositiveIntegerField(default=120)
     alert_webhook_url = models.URLField(blank=True)
+    # The model the alias `vibethinker` reaches; a rollout moves it (pool/rollouts/).
+    primary_model = models.ForeignKey(
+        "pool.Model", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # A canary's gate asks at most this many problems of each side before it must decide.
+    rollout_gate_max_problems = models.PositiveIntegerField(
+        default=40, validators=[MinValueValidator(6), MaxValueValidator(200)]
+    )
     # Set once by the first `serve`, which creates the first members then (and only then).
     first_run_done = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)

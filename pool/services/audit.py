@@ -29,7 +29,7 @@ from pool.models import PoolEvent
 
 log = logging.getLogger("pool.audit")
 
-USER, CLI, AUTOSCALER, SYSTEM = "user", "cli", "autoscaler", "system"
+USER, CLI, AUTOSCALER, ROLLOUT, SYSTEM = "user", "cli", "autoscaler", "rollout", "system"
 # Kept by the database itself, not chosen by anyone: never audited.
 NOT_DESIRED_STATE = {"id", "created_at", "updated_at", "last_used_at"}
 SECRET_WORDS = ("key", "hash", "token", "secret", "password")
@@ -39,7 +39,7 @@ CREATED, DELETED = "created", "deleted"  # the setting of a row's first and last
 
 @dataclass(frozen=True)
 class Actor:
-    kind: str  # USER, CLI, AUTOSCALER or SYSTEM
+    kind: str  # USER, CLI, AUTOSCALER, ROLLOUT or SYSTEM
     name: str
 
 
@@ -83,6 +83,9 @@ def shown(field: models.Field, value: Any) -> str:
         return f"{parts.scheme}://{host}{port}{rest}" if parts.scheme else "(set)"
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(field, models.ForeignKey):  # the row's name (a member's model), not its id
+        related = field.related_model._default_manager.filter(pk=value).first()
+        return str(related) if related is not None else f"#{value}"
     return str(value)
 
 

@@ -22,6 +22,10 @@ def apikey_create(
     cache_sampled: bool = False,
     tokens_per_day: int | None = None,
     tokens_per_month: int | None = None,
+    user_rpm: int | None = None,
+    user_parallel: int | None = None,
+    user_tokens_per_day: int | None = None,
+    user_tokens_per_month: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the raw key, which is never stored."""
     raw = ApiKey.new_raw_key()
@@ -38,12 +42,17 @@ def apikey_create(
         cache_sampled=cache_sampled,
         tokens_per_day=tokens_per_day,
         tokens_per_month=tokens_per_month,
+        user_rpm=user_rpm,
+        user_parallel=user_parallel,
+        user_tokens_per_day=user_tokens_per_day,
+        user_tokens_per_month=user_tokens_per_month,
     )
     with refused_as_action_error():
         audit.save_row(key)
     return key, raw
 
 
+STUDENT_LIMITS = ("user_rpm", "user_parallel", "user_tokens_per_day", "user_tokens_per_month")
 UNSET = object()  # apikey_set: "leave as it is", where None means "no quota"
 
 
@@ -56,22 +65,29 @@ def apikey_set(
     cache_sampled: bool | None = None,
     tokens_per_day=UNSET,
     tokens_per_month=UNSET,
+    **student_limits,
 ) -> ApiKey:
-    """Change a key's share, cache and quotas; the gateways pick it up at their next refresh.
+    """Change a key's share, cache, quotas and its limits per student (`student_limits`, by
+    STUDENT_LIMITS' names; None removes one); the gateways pick it up at their next refresh.
     A quota set below what was already used refuses the key's next request at once."""
+    unknown = set(student_limits) - set(STUDENT_LIMITS)
+    if unknown:
+        raise TypeError(f"apikey_set() got unknown limits {sorted(unknown)}")
     key = ApiKey.objects.filter(name=name).first()
     if key is None:
         known = ", ".join(ApiKey.objects.values_list("name", flat=True)) or "none"
         raise ValueError(f"no key named {name!r} (keys: {known})")
     fields = {"weight": weight, "priority": priority, "cache": cache, "cache_sampled": cache_sampled}
     changes = {k: v for k, v in fields.items() if v is not None}
-    for quota, value in (("tokens_per_day", tokens_per_day), ("tokens_per_month", tokens_per_month)):
+    quotas = {"tokens_per_day": tokens_per_day, "tokens_per_month": tokens_per_month, **student_limits}
+    for field, value in quotas.items():
         if value is not UNSET:
-            changes[quota] = value
+            changes[field] = value
     if not changes:
         raise ValueError(
             "say what to set: --weight, --priority, --cache/--no-cache, --cache-sampled/--no-cache-sampled, "
-            "--tokens-per-day, --tokens-per-month"
+            "--tokens-per-day, --tokens-per-month, --user-rpm, --user-parallel, --user-tokens-per-day, "
+            "--user-tokens-per-month"
         )
     for field, value in changes.items():
         setattr(key, field, value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from pool.models import Member, PoolEvent, states
+from pool.models import Member, Model, PoolEvent, PoolSettings, states
 from pool.services import ActionError, audit, events, refused_as_action_error
 
 
@@ -29,9 +29,11 @@ def member_add(
     engine: str = "",
     slots: int | None = None,
     api_key: str = "",
+    model: Model | None = None,
 ) -> Member:
     """Add a local member (engine and slots default to VIBEADMIN_ENGINE and VIBEADMIN_SLOTS),
-    or a remote one at `url` (its slots read from its /props unless given)."""
+    or a remote one at `url` (its slots read from its /props unless given), serving `model`
+    (default: the pool's primary model)."""
     # A remote server's engine shows when it is probed (a llama-server answers /props).
     engine = engine or (states.LLAMA_CPP_PYTHON if url else settings.VIBEADMIN_ENGINE)
     if not url and slots is None:
@@ -54,10 +56,13 @@ def member_add(
         n_gpu_layers=settings.VIBEADMIN_N_GPU_LAYERS,
         n_ctx=settings.VIBEADMIN_N_CTX,
         n_threads=settings.VIBEADMIN_N_THREADS,
+        model=model or PoolSettings.load().primary_model,
     )
     with refused_as_action_error():
         audit.save_row(member)
     what = f"remote {member.url}" if url else f"local {engine}"
+    if member.model_id:
+        what += f", model {member.model}"
     _note(member, f"{member.name}: added ({what}, {slots or 'its own'} slots)")
     return member
 
@@ -146,14 +151,16 @@ def member_set_gpu(*, member: Member, gpu: int | None) -> None:
 
 
 @transaction.atomic
-def pool_scale(*, count: int, reason: str = "") -> list[str]:
-    """Make `count` local members want to run: start stopped ones, add new ones, or drain
-    the newest. Returns what it did, one line per member."""
+def pool_scale(*, count: int, reason: str = "", model: Model | None = None) -> list[str]:
+    """Make `count` local members (of `model`, where given) want to run: start stopped ones,
+    add new ones, or drain the newest. Returns what it did, one line per member."""
     if count < 0:
         raise ActionError("scale to a number of members, 0 or more")
     if count > settings.VIBEADMIN_MAX_MEMBERS:
         raise ActionError(f"at most {settings.VIBEADMIN_MAX_MEMBERS} members (VIBEADMIN_MAX_MEMBERS)")
     local = Member.objects.filter(kind=states.LOCAL, remove_requested=False).order_by("id")
+    if model is not None:
+        local = local.filter(model=model)
     running = [m for m in local if m.should_run]
     idle = [m for m in local if not m.should_run]
     done: list[str] = []
@@ -163,7 +170,7 @@ def pool_scale(*, count: int, reason: str = "") -> list[str]:
         running.append(member)
         done.append(f"{member.name}: start")
     while len(running) < count:
-        member = member_add()
+        member = member_add(model=model)
         running.append(member)
         done.append(f"{member.name}: add")
     for member in reversed(running[count:]):
@@ -172,7 +179,11 @@ def pool_scale(*, count: int, reason: str = "") -> list[str]:
     if done:
         events.record(
             PoolEvent.SCALING if reason else PoolEvent.ACTION,
-            f"scale to {count}" + (f" ({reason})" if reason else "") + ": " + ", ".join(done),
+            f"scale to {count}"
+            + (f" of {model}" if model is not None else "")
+            + (f" ({reason})" if reason else "")
+            + ": "
+            + ", ".join(done),
         )
     return done
 

@@ -21,7 +21,7 @@ def pool_set_strategy(*, name: str) -> None:
 
 
 # Kept by the pool itself, never set by an operator's command.
-NOT_CONFIGURABLE = {"first_run_done", "cache_epoch"}
+NOT_CONFIGURABLE = {"first_run_done", "cache_epoch", "primary_model"}
 
 
 def pool_settings_fields() -> list[models.Field]:

@@ -7,7 +7,6 @@ pipe, and a supervisor that restarts can still read the log of a process it adop
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
+from pool.llama_build import llama_server_path
 from pool.member_logs import log_path
 from pool.model_file import ModelChoice
 from pool.models import Member, states
@@ -88,7 +88,7 @@ LLAMA_SERVER_TEMPLATES = {"llama-2": "llama2"}
 
 def llama_server_binary() -> Path:
     """The configured llama-server, or the build `make install` caches; one clear error if absent."""
-    path = settings.VIBEADMIN_LLAMA_SERVER or default_llama_server()
+    path = llama_server_path()
     if not (path.is_file() and os.access(path, os.X_OK)):
         how = (
             "set VIBEADMIN_LLAMA_SERVER to"
@@ -109,16 +109,6 @@ def check_llama_server() -> str:
             raise
         return f"warning: {exc}; llama-server members will fail to start"
     return ""
-
-
-def default_llama_server() -> Path:
-    """Where bin/build-llama-server keeps the build for the installed llama-cpp-python."""
-    try:
-        version = importlib.metadata.version("llama_cpp_python")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0.3.36"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "vibeadmin" / "llama-server" / version / "llama-server"
 
 
 def llama_cpp_python_command(member: Member, model: ModelChoice, port: int) -> list[str]:

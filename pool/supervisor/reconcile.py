@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from pool.model_file import ModelChoice, ensure_model
 from pool.models import Member, PoolEvent, states
 from pool.services import events, nodes
 from pool.services.member_state import change_state, forget, update_observed
+from pool.services.model_hashing import Hasher
 from pool.supervisor import health, process
 
 log = logging.getLogger("pool.supervisor.reconcile")
@@ -63,6 +65,7 @@ class Supervisor:
         self._stopping: dict[int, Stopping] = {}  # member id -> its SIGTERM sent, awaiting exit
         self._kill_reasons: dict[int, str] = {}  # member id -> why the supervisor killed it
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self.hasher = Hasher()  # the library's sha256s, one file at a time, off the tick
         self._thread: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------------
@@ -86,7 +89,8 @@ class Supervisor:
     def reconcile(self) -> None:
         """Bring every member of this node one step closer to what the operator wants."""
         self.heartbeat()
-        members = list(Member.objects.filter(node=self.node))
+        self.hasher.poke()
+        members = list(Member.objects.filter(node=self.node).select_related("model"))
         results = self.probe_due(members)
         for member in members:
             self.step(member, results.get(member.pk))
@@ -310,7 +314,7 @@ class Supervisor:
         # A fresh key each start: only the gateway and the probes, which read it here, get in.
         m.api_key = secrets.token_urlsafe(32)
         try:
-            command = self.command_for(m, self.model, port)
+            command = self.command_for(m, self.model_for(m), port)
         except process.MemberCommandError as exc:
             # stopped/starting -> failed: it cannot start as configured (no llama-server binary)
             # (restarts >= 1: only the operator's next start tries again, not every tick)
@@ -337,6 +341,14 @@ class Supervisor:
             api_key=m.api_key,
             **common,
         )
+
+    def model_for(self, m: Member) -> ModelChoice:
+        """The member's library model, as the engines are given it; the supervisor's own
+        (the configured model) for a member from before the library."""
+        if m.model is None:
+            return self.model
+        model = m.model
+        return ModelChoice(Path(model.path), model.name, model.chat_format, False, model.about)
 
     # --- its own start and end ----------------------------------------------------------
 
@@ -375,3 +387,4 @@ class Supervisor:
                 m, states.STOPPED, reason="vibeadmin shut down", pid=None, port=None, drain_deadline=None
             )
         self._probes.shutdown(wait=False)
+        self.hasher.join(timeout=5)

@@ -11,7 +11,7 @@ import socket
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pool.bootstrap import StartupProgress, check_migrated, ensure_admin, first_run
+from pool.bootstrap import StartupProgress, check_migrated, ensure_admin, first_run, register_model
 from pool.model_file import ModelFileError, ensure_model
 from pool.services import events
 
@@ -87,6 +87,7 @@ class Command(BaseCommand):
                 self.say(warning)
         except process.MemberCommandError as exc:
             raise CommandError(str(exc)) from None
+        register_model(self.say, model)
         first_run(self.say, with_members=True)
         events.listen(StartupProgress(self.say, url=self.url))
         supervisor = Supervisor(model=model)

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--node", default=settings.VIBEADMIN_NODE, help="this host's node name")
 
     def handle(self, *args, node: str, **options):
-        from pool.bootstrap import check_migrated
+        from pool.bootstrap import check_migrated, register_model
         from pool.supervisor import process
         from pool.supervisor.reconcile import Supervisor
 
@@ -37,6 +37,7 @@ class Command(BaseCommand):
                 self.stdout.write(warning)
         except (ModelFileError, process.MemberCommandError) as exc:
             raise CommandError(str(exc)) from None
+        register_model(self.stdout.write, model)
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("pool", "0012_roles")]
+    dependencies = [("pool", "0014_model_library")]
 
     operations = [
         migrations.RenameField(model_name="profilerun", old_name="note", new_name="message"),
@@ -115,5 +115,25 @@ class Migration(migrations.Migration):
             model_name='profilerun',
             name='pid',
             field=models.PositiveIntegerField(blank=True, null=True),
+        ),
+        migrations.AlterField(
+            model_name='apikey',
+            name='user_parallel',
+            field=models.PositiveIntegerField(blank=True, help_text='Requests in flight per student', null=True, validators=[django.core.validators.MinValueValidator(1, 'must be 1 or more')]),
+        ),
+        migrations.AlterField(
+            model_name='apikey',
+            name='user_rpm',
+            field=models.PositiveIntegerField(blank=True, help_text='Requests per minute per student', null=True, validators=[django.core.validators.MinValueValidator(1, 'must be 1 or more')]),
+        ),
+        migrations.AlterField(
+            model_name='apikey',
+            name='user_tokens_per_day',
+            field=models.PositiveBigIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1, 'must be 1 or more')]),
+        ),
+        migrations.AlterField(
+            model_name='apikey',
+            name='user_tokens_per_month',
+            field=models.PositiveBigIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1, 'must be 1 or more')]),
         ),
     ]
