@@ -246,7 +246,7 @@ class Registry:
         close_old_connections()
         members = list(Member.objects.routable().select_related("model"))
         keys = list(ApiKey.objects.all())
-        row = PoolSettings.objects.select_related("primary_model").get(pk=PoolSettings.load().pk)
+        row = PoolSettings.load()
         # Before the library (no primary model): the configured file, hashed once, a stat() after that.
         sha = None if row.primary_model_id else identify(chosen_model())
         return members, keys, row, sha, list(Model.objects.all()), canary_now()

@@ -279,7 +279,7 @@ class PoolSettings(models.Model):
     def load(cls) -> PoolSettings:
         """The stored row, or the defaults (unsaved) before anyone has changed a setting:
         reading never writes; the service layer saves the row (pool/services/pool_settings.py)."""
-        return cls.objects.filter(pk=1).first() or cls(pk=1)
+        return cls.objects.select_related("primary_model").filter(pk=1).first() or cls(pk=1)
 
     def sampling(self, task: str) -> tuple[float, float, int | None]:
         """The operator's (temperature, top_p, max_tokens) for a task."""
