@@ -20,7 +20,18 @@ from tests.helpers import routing_data
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["dashboard", "members", "routing", "keys", "cache", "alerts", "autoscaling", "audit", "quality"]
+PAGES = [
+    "dashboard",
+    "members",
+    "routing",
+    "keys",
+    "cache",
+    "alerts",
+    "autoscaling",
+    "audit",
+    "quality",
+    "models",
+]
 
 
 def client_as(role: str) -> Client:

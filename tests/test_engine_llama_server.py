@@ -153,7 +153,7 @@ def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
         what="the llama-server member to be ready",
     )
 
-    cmdline = psutil.Process(member.pid).cmdline()
+    cmdline = psutil.Process(member.pid).children()[0].cmdline()  # the server, under its watchdog
     assert cmdline[0] == str(binary)
     assert cmdline[cmdline.index("--parallel") + 1] == "4"
     assert cmdline[cmdline.index("--ctx-size") + 1] == str(4 * member.n_ctx)  # n_ctx is per slot

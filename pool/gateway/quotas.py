@@ -9,8 +9,11 @@ reserves nothing. Hits of the answer cache use none.
 
 Counters: in this process (seeded once per period from the usage kept in the database,
 so a restart keeps the count) or, with REDIS_URL, in Redis, checked and taken in one Lua
-script so that gateways count each request exactly once. If Redis goes away the quota
-fails open: requests pass, the log and the dashboard say so.
+script so that gateways count each request exactly once. A counter Redis does not hold
+(new, or lost with a Redis restarted without persistence) is seeded from the database as
+it is at that moment, never from a figure read earlier: usage since then would be
+forgotten. If Redis goes away the quota fails open: requests pass, the log and the
+dashboard say so.
 """
 
 from __future__ import annotations
@@ -202,12 +205,17 @@ class LocalQuotas(Quotas):
                 self.levels[name] += used - reservation.amount
 
 
-# KEYS: the counters. ARGV: amount, ttl, then each counter's limit and seed. Returns {0,
-# levels...} when taken, or {i, level}: KEYS[i] is at its limit.
+# KEYS: the counters. ARGV: amount, ttl, then each counter's limit and seed (-1: not read).
+# Returns {0, levels...} when taken, {i, level} when KEYS[i] is at its limit, or {-1} when
+# a counter is missing and its seed was not read: read it now and call again.
 TAKE = """
 local amount, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[2 * i + 2], 'NX', 'EX', ttl)
+  if tonumber(ARGV[2 * i + 2]) < 0 then
+    if redis.call('EXISTS', KEYS[i]) == 0 then return {-1} end
+  else
+    redis.call('SET', KEYS[i], ARGV[2 * i + 2], 'NX', 'EX', ttl)
+  end
 end
 for i = 1, #KEYS do
   local level = tonumber(redis.call('GET', KEYS[i]))
@@ -216,6 +224,16 @@ end
 local levels = {0}
 for i = 1, #KEYS do levels[i + 1] = redis.call('INCRBY', KEYS[i], amount) end
 return levels
+"""
+
+
+# KEYS: the counters; ARGV[1]: the change. A counter Redis lost is not made again from a
+# settlement alone (it would start near zero, or below): the next take seeds it whole.
+SETTLE = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+end
+return 0
 """
 
 
@@ -235,16 +253,29 @@ class RedisQuotas(Quotas):
             )
         return current
 
+    async def seed(self, quota: Quota, found: list[Period]) -> list[int]:
+        return [-1] * len(found)  # read only when Redis lacks a counter (take)
+
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         keys = [PREFIX + counter(quota, p) for p in found]
-        args: list[int] = [amount, COUNTER_TTL_S]
-        for period, seed in zip(found, seeds, strict=True):
-            args += [period.limit, seed]
-        result = await self.client().eval(TAKE, len(keys), *keys, *args)
+        result = await self.eval_take(keys, found, seeds, amount)
+        if int(result[0]) == -1:
+            today = timezone.localdate()
+            fresh = [
+                await sync_to_async(used_in, thread_sensitive=False)(quota.tenant, p.first_day, today)
+                for p in found
+            ]
+            result = await self.eval_take(keys, found, fresh, amount)
         if result[0]:
             index = int(result[0]) - 1
             raise exceeded(quota, found[index], int(result[1]))
         return [int(level) for level in result[1:]]
+
+    async def eval_take(self, keys: list[str], found: list[Period], seeds: list[int], amount: int) -> list:
+        args: list[int] = [amount, COUNTER_TTL_S]
+        for period, seed in zip(found, seeds, strict=True):
+            args += [period.limit, seed]
+        return await self.client().eval(TAKE, len(keys), *keys, *args)
 
     def settle(self, reservation: Reservation | None, used: int) -> None:
         if reservation is None or not reservation.held or used == reservation.amount:
@@ -253,10 +284,7 @@ class RedisQuotas(Quotas):
 
     async def _settle(self, keys: list[str], change: int) -> None:
         try:
-            async with self.client().pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.incrby(key, change)
-                await pipe.execute()
+            await self.client().eval(SETTLE, len(keys), *keys, change)
         except RedisError as exc:
             log.warning("could not settle a quota in Redis: %s", exc)
 

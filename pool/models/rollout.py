@@ -46,6 +46,7 @@ class Rollout(models.Model):
     surge = models.BooleanField(
         null=True, help_text="The last step's choice: start first (surge) or drain first"
     )
+    step_at = models.DateTimeField(null=True, blank=True, help_text="When the replacement under way began")
     reason = models.TextField(blank=True, help_text="Why it is where it is, for the operator")
     started_at = models.DateTimeField(auto_now_add=True)
     changed_at = models.DateTimeField(auto_now=True)

@@ -32,6 +32,8 @@ class Hasher:
         """Start hashing the next model that needs it, unless a hash is already running."""
         if self._thread is not None and self._thread.is_alive():
             return
+        if connection.in_atomic_block:  # the thread's own connection could not see this transaction's rows
+            return
         model = Model.objects.filter(sha256="", hash_error="").first()
         if model is None or not Path(model.path).is_file():
             return

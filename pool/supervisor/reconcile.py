@@ -29,6 +29,7 @@ from pool.models import Member, PoolEvent, states
 from pool.services import events, nodes
 from pool.services.member_state import change_state, forget, update_observed
 from pool.services.model_hashing import Hasher
+from pool.services.rollout_machine import RolloutMachine
 from pool.supervisor import health, process
 
 log = logging.getLogger("pool.supervisor.reconcile")
@@ -55,6 +56,7 @@ class Supervisor:
         node: str | None = None,
         model: ModelChoice | None = None,
         command_for: CommandFor = process.member_command,
+        rollouts: RolloutMachine | None = None,
     ):
         self.node = node or settings.VIBEADMIN_NODE
         self.model = model or ensure_model()
@@ -66,6 +68,8 @@ class Supervisor:
         self._kill_reasons: dict[int, str] = {}  # member id -> why the supervisor killed it
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
         self.hasher = Hasher()  # the library's sha256s, one file at a time, off the tick
+        # One supervisor runs the rollouts: serve's (a node's `supervise` passes none).
+        self.rollouts = rollouts
         self._thread: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------------
@@ -90,6 +94,8 @@ class Supervisor:
         """Bring every member of this node one step closer to what the operator wants."""
         self.heartbeat()
         self.hasher.poke()
+        if self.rollouts is not None:
+            self.rollouts.step()
         members = list(Member.objects.filter(node=self.node).select_related("model"))
         results = self.probe_due(members)
         for member in members:
@@ -359,8 +365,12 @@ class Supervisor:
             state__in=states.STOPPED_STATES
         ):
             if m.pid and process.is_member_process(m.pid, m.port):
+                # Its watchdog waits VIBEADMIN_ORPHAN_GRACE_S for this lease, then stops it.
+                leased = "" if process.adopt_lease(m.pid) else " (it has no watchdog to hold)"
                 events.record(
-                    PoolEvent.STATE, f"{m.name}: adopted running process {m.pid}", member_name=m.name
+                    PoolEvent.STATE,
+                    f"{m.name}: adopted running process {m.pid}{leased}",
+                    member_name=m.name,
                 )
                 continue
             change_state(

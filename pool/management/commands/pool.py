@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool.eval import cli as eval_cli
-from pool.management import library_cli
+from pool.management import library_cli, rollout_cli
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
@@ -124,6 +124,7 @@ class Command(BaseCommand):
         )
         config.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
         library_cli.add_parser(sub)
+        rollout_cli.add_parser(sub)
         eval_cli.add_parser(sub)
         leaks = sub.add_parser("leak-rates", help="store `bench.leak_rate` results for the Quality page")
         leaks.add_argument("files", nargs="+", metavar="FILE", help="bench/results/leak_rate*.json")
@@ -171,6 +172,8 @@ class Command(BaseCommand):
                 self.leak_rates(options["files"])
             elif action == "model":
                 library_cli.handle(options, self.stdout.write)
+            elif action == "rollout":
+                rollout_cli.handle(options, self.stdout.write)
             elif action == "eval":
                 take_ctrl_c()
                 eval_cli.handle(options, self.stdout.write)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool.bootstrap import StartupProgress
+from pool.management.commands.serve import say_safely
 from pool.model_file import ModelFileError, ensure_model
 from pool.services import events
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         register_model(self.stdout.write, model)
         done = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: done.set())
         events.listen(StartupProgress(self.stdout.write, node=node))
         supervisor = Supervisor(node=node, model=model)
@@ -49,5 +50,5 @@ class Command(BaseCommand):
             f"and are reached at {settings.VIBEADMIN_ADVERTISE_HOST}. Ctrl-C stops them."
         )
         done.wait()
-        self.stdout.write("Stopping this node's members...")
+        say_safely(self.stdout, "Stopping this node's members...")  # stdout may be a closed pipe
         supervisor.shutdown()
