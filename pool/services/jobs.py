@@ -37,20 +37,27 @@ def new_job(model: type[J], **fields) -> J:
 def launch(run: Job, command: str) -> None:
     """Run `manage.py pool <command> --run ID` on its own, so that it outlives the web request
     that starts it; its output goes to a log beside the members' logs."""
+    pid = spawn([command, "--run", str(run.pk)], f"{command}-{run.pk}")
+    # At once, so a process that dies before it claims the run is still seen to have died.
+    _record_process(run, pid)
+
+
+def spawn(args: list[str], log_name: str) -> int:
+    """`manage.py pool ARGS` as a process of its own (a new session: a Ctrl-C or the end of
+    the process that starts it does not end it), reaped when it ends; returns its pid."""
     folder = settings.DATA_DIR / "logs"
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{command}-{run.pk}.log").open("ab") as log:
+    with (folder / f"{log_name}.log").open("ab") as log:
         child = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "pool", command, "--run", str(run.pk)],
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "pool", *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=settings.BASE_DIR,
         )
-    # At once, so a process that dies before it claims the run is still seen to have died.
-    _record_process(run, child.pid)
-    threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends, no zombie
+    threading.Thread(target=child.wait, daemon=True).start()  # no zombie left behind
+    return child.pid
 
 
 def claim(run: Job) -> None:
@@ -90,7 +97,7 @@ def is_orphaned(run: Job) -> bool:
     """Running, taken up by a process on this host (a row from before hosts were kept: here),
     and that process is gone."""
     here = run.host in ("", socket.gethostname())
-    return run.is_running and here and run.pid is not None and not _alive(run.pid)
+    return run.is_running and here and run.pid is not None and not alive(run.pid)
 
 
 def running(model: type[J]) -> J | None:
@@ -102,7 +109,7 @@ def running(model: type[J]) -> J | None:
     return None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

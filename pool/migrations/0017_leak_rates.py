@@ -29,7 +29,7 @@ def load_shipped(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0015_rules_in_models_and_jobs'),
+        ('pool', '0016_rules_in_models_and_jobs'),
     ]
 
     operations = [

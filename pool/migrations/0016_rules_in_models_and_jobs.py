@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("pool", "0014_model_library")]
+    dependencies = [("pool", "0015_rollout_steps")]
 
     operations = [
         migrations.RenameField(model_name="profilerun", old_name="note", new_name="message"),
@@ -135,5 +135,25 @@ class Migration(migrations.Migration):
             model_name='apikey',
             name='user_tokens_per_month',
             field=models.PositiveBigIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1, 'must be 1 or more')]),
+        ),
+        migrations.AlterField(
+            model_name='rollout',
+            name='canary_percent',
+            field=models.FloatField(default=0.0, help_text='0: no canary, a plain rolling replacement', validators=[django.core.validators.MinValueValidator(0, '--canary takes a percentage: above 0, at most 100'), django.core.validators.MaxValueValidator(100, '--canary takes a percentage: above 0, at most 100')]),
+        ),
+        migrations.AlterField(
+            model_name='rollout',
+            name='created_members',
+            field=models.JSONField(blank=True, default=list, help_text='Members this rollout started, by name'),
+        ),
+        migrations.AlterField(
+            model_name='rollout',
+            name='gate_figures',
+            field=models.JSONField(blank=True, default=dict, help_text="Errors and TTFT p95 per side, the test's statistic"),
+        ),
+        migrations.AlterField(
+            model_name='rollout',
+            name='surge',
+            field=models.BooleanField(blank=True, help_text="The last step's choice: start first (surge) or drain first", null=True),
         ),
     ]
