@@ -8,15 +8,15 @@ from typing import Generic, TypeVar
 from django import forms
 from django.conf import settings
 
-from pool.loops import alerts, autoscale
+from pool.loops import autoscale
 from pool.models import AlertRule, ApiKey, Member, Model, PoolSettings, roles, states
+from pool.models.alerts import METRICS
 from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
-from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
+from pool.models.member import MAX_SLOTS, MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES, TASKS
 from pool.services import ActionError, audit
 from pool.services.keys import apikey_create
 from pool.services.members import (
-    MAX_SLOTS,
     member_add,
     member_set_api_key,
     member_set_engine,
@@ -24,7 +24,6 @@ from pool.services.members import (
     member_set_slots,
     member_set_weight,
     pool_scale,
-    validate_remote_url,
 )
 from pool.services.users import user_create
 
@@ -42,7 +41,11 @@ class ActionForm(forms.Form, Generic[R]):
     def submit(self) -> bool:
         try:
             self.result = self.act()
-        except (ActionError, ValueError) as exc:
+        except ActionError as exc:
+            for name, messages in exc.fields.items() or [(None, [str(exc)])]:
+                self.add_error(name if name in self.fields else None, messages)
+            return False
+        except ValueError as exc:
             self.add_error(None, str(exc))
             return False
         return True
@@ -91,15 +94,6 @@ class MemberAddForm(ActionForm[Member]):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["engine"].initial = settings.VIBEADMIN_ENGINE
-
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"].strip()
-        if url:
-            try:
-                return validate_remote_url(url)
-            except ActionError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return url
 
     def act(self) -> Member:
         data = self.cleaned_data
@@ -238,9 +232,9 @@ class DesiredStateForm(forms.ModelForm):
     it (`full_clean`), and it is saved through the service layer, which records each change
     with who made it (pool/services/audit.py)."""
 
-    def save(self, commit: bool = True):
-        # Only what the form shows is written: the rest of the row may change meanwhile.
-        return audit.save(self.instance, fields=list(self.cleaned_data))
+    def apply(self):
+        """Save what the form shows (only that: the rest of the row may change meanwhile)."""
+        return audit.save_row(self.instance, fields=list(self.cleaned_data))
 
     def changes(self, before) -> list[str]:
         """What a save changed against the row as it was, as a page says it: "Queue size
@@ -438,10 +432,10 @@ class RoutingForm(DesiredStateForm):
                 data[name] = _kept(self, name)
         return data
 
-    def save(self, commit: bool = True) -> PoolSettings:
+    def apply(self) -> PoolSettings:
         if "strategy" in self.cleaned_data:
             self.instance.strategy = self.cleaned_data["strategy"]
-        return super().save()
+        return super().apply()
 
 
 def _shown(value) -> str:
@@ -468,10 +462,6 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     user_tokens_per_day = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/day")
     user_tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/month")
 
-    def clean(self) -> dict:
-        _quotas_in_order(self, "user_tokens_per_day", "user_tokens_per_month")
-        return _quotas_in_order(self, "tokens_per_day", "tokens_per_month")
-
     def act(self) -> tuple[ApiKey, str]:
         data = self.cleaned_data
         return apikey_create(
@@ -486,13 +476,6 @@ def _limit(label: str) -> forms.IntegerField:
         label=label,
         widget=forms.NumberInput(attrs={"placeholder": label, "aria-label": label}),
     )
-
-
-def _quotas_in_order(form: forms.Form, per_day: str, per_month: str) -> dict:
-    data = form.cleaned_data
-    if data.get(per_day) and data.get(per_month) and data[per_day] > data[per_month]:
-        form.add_error(per_day, "a day's quota above the month's could never be used")
-    return data
 
 
 class KeyLimitsForm(DesiredStateForm):
@@ -521,9 +504,6 @@ class KeyLimitsForm(DesiredStateForm):
         ]
         labels = {"cache": "cache", "cache_sampled": "sampled"}
 
-    def clean(self) -> dict:
-        return _quotas_in_order(self, "tokens_per_day", "tokens_per_month")
-
     def clean_weight(self) -> int:
         return _kept(self, "weight")
 
@@ -546,12 +526,9 @@ class StudentLimitsForm(DesiredStateForm):
         model = ApiKey
         fields = ["user_rpm", "user_parallel", "user_tokens_per_day", "user_tokens_per_month"]
 
-    def clean(self) -> dict:
-        return _quotas_in_order(self, "user_tokens_per_day", "user_tokens_per_month")
-
 
 class AlertRuleForm(DesiredStateForm):
-    metric = forms.ChoiceField(choices=list(alerts.METRICS.items()))
+    metric = forms.ChoiceField(choices=list(METRICS.items()))
 
     class Meta:
         model = AlertRule
@@ -689,9 +666,6 @@ class SolveCacheQuotaForm(DesiredStateForm):
             "solve_cache": "Answer repeated problems from the answer cache",
             "solve_cache_sampled": "Also when the answer is sampled (temperature above 0)",
         }
-
-    def clean(self) -> dict:
-        return _quotas_in_order(self, "solve_tokens_per_day", "solve_tokens_per_month")
 
     def clean_solve_samples(self) -> int:
         return _kept(self, "solve_samples")

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pool import metrics, usage
 from pool.dashboard.views.common import after_post, page_or_partial, role_required
 from pool.models import ApiKey, roles
-from pool.usage import empty_cache
+from pool.services.cache import empty_answer_cache
 
 PAGE, PANEL = "dashboard/cache.html", "dashboard/partials/cache_panel.html"
 CHART_DAYS = 31
@@ -37,7 +37,7 @@ def cache(request: HttpRequest) -> HttpResponse:
 @role_required(roles.OPERATE)
 @require_POST
 def cache_empty(request: HttpRequest) -> HttpResponse:
-    deleted = empty_cache()
+    deleted = empty_answer_cache()
     messages.success(
         request, f"Emptied the answer cache ({deleted} answers); every gateway forgets them within a second."
     )

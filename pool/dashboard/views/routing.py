@@ -63,7 +63,7 @@ def routing(request: HttpRequest) -> HttpResponse:
         before = PoolSettings.load()
         form = RoutingForm(request.POST, instance=PoolSettings.load())
         if form.is_valid():
-            form.save()
+            form.apply()
             messages.success(request, saved_message(form, before))
             return (
                 redirect("routing") if not request.htmx else render_partial(request, SECTIONS, page_context())
@@ -81,7 +81,7 @@ def routing_section(request: HttpRequest, key: str) -> HttpResponse:
     form = RoutingForm(request.POST, instance=PoolSettings.load(), section=key)
     saved = ""
     if form.is_valid():
-        form.save()
+        form.apply()
         saved = saved_message(form, before)
         if not request.htmx:
             messages.success(request, saved)
@@ -108,7 +108,7 @@ def solve_cache_quota(request: HttpRequest) -> HttpResponse:
         if request.htmx:
             return render_partial(request, SECTION, {"s": cache_section(form)})
         return render(request, PAGE, page_context_with(cache_section(form)))
-    form.save()
+    form.apply()
     saved = saved_message(form, before)
     if not request.htmx:
         messages.success(request, saved)
