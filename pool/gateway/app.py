@@ -22,8 +22,7 @@ from pool import metrics
 from pool.gateway import assembly, errors
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
-from pool.gateway.answer_cache import HIT, MISS
-from pool.gateway.answers import Answers, Plan, wants_fresh
+from pool.gateway.answers import Answers, wants_fresh
 from pool.gateway.asgi_io import ClientGone, header, header_joined, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.exchange import Exchange
@@ -34,11 +33,12 @@ from pool.gateway.progress import Progress
 from pool.gateway.prompts import prepare_messages
 from pool.gateway.quotas import Quota, make_quotas
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
+from pool.gateway.replies import Answer
 from pool.gateway.router import Router, Watch
 from pool.gateway.sampling import Sampling, apply_defaults
 from pool.gateway.tasks import spawn
 from pool.gateway.tutor import HINTS, conversation, hinted, is_whole_text
-from pool.gateway.types import RouteContext, Tenant
+from pool.gateway.types import HIT, MISS, RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 from pool.proxies import client_address
@@ -222,23 +222,20 @@ class Gateway:
 
     async def plan_cache(
         self, scope, path: str, request: Validated, outcome: Outcome, *, on: bool, sampled_ok: bool
-    ):
+    ) -> Answer | None:
         """What the answer cache does for this request; the stored answer if it has one."""
         policy = self.registry.policy
-        self.answers.cache.sync_epoch(policy.cache_epoch)
-        fresh = wants_fresh(header(scope, b"cache-control"))
-        tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
-        plan = self.answers.plan(
+        return await self.answers.find(
             path,
             request,
+            outcome,
             on=on,
             sampled_ok=sampled_ok,
-            fresh=fresh,
+            fresh=wants_fresh(header(scope, b"cache-control")),
             model_sha256=policy.model_sha256,
-            tenant=tenant,
+            epoch=policy.cache_epoch,
+            tenant=f"key:{outcome.key.id}" if outcome.key is not None else "solve",
         )
-        outcome.cache_plan = plan
-        return await self.answers.lookup(plan)
 
     def quota(self, key) -> Quota:
         if key is not None:
@@ -288,9 +285,9 @@ class Gateway:
             outcome.watch = Watch()
             progress = Progress(send, functools.partial(self.router.where, outcome.watch))
             send = progress.send
-        plan: Plan | None = outcome.cache_plan
+        plan = outcome.cache_plan
         if plan is not None and plan.key:
-            work = self.answers.relay(send, path, request, ctx, outcome, self.exchange)
+            work = self.answers.relay(send, path, request, ctx, outcome, plan, self.exchange)
         else:
             work = self.exchange.run(send, path, request.body, ctx, outcome)
         try:
@@ -332,7 +329,7 @@ class Gateway:
 
     def count_usage(self, outcome: Outcome) -> None:
         """The day's usage per tenant, and the answer cache's figures."""
-        plan: Plan | None = outcome.cache_plan
+        plan = outcome.cache_plan
         tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
         hit = outcome.cache_served
         miss = plan is not None and plan.label == MISS and not hit
