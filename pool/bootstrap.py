@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 
-from pool.actions import member_add
 from pool.loops import alerts
 from pool.models import Member, PoolSettings, states
+from pool.services.members import member_add
 from vibeadmin.private_files import write_private
 
 ADMIN_USERNAME = "admin"

@@ -364,7 +364,7 @@ def record_engine(member: str, series: dict[str, float]) -> None:
 CACHE_REQUESTS = Counter(
     "vibeadmin_cache_requests_total",
     "Generation requests by tenant (key name, 'solve' or 'open') and what the answer cache did: "
-    "hit (a stored answer or another request's generation), miss, bypass",
+    "hit (a stored answer or another request's generation), miss, bypass, refresh (a key's no-cache)",
     ["tenant", "result"],
 )
 CACHE_SAVED_TOKENS = Counter(

@@ -53,6 +53,9 @@ def is_trusted_proxy(address: str) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    # On a dual-stack bind an IPv4 proxy's peer address reads ::ffff:10.0.0.2: it is still 10.0.0.2.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     return any(ip in net for net in _networks(tuple(settings.VIBEADMIN_TRUSTED_PROXIES)))
 
 

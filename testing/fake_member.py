@@ -55,6 +55,7 @@ class FakeConfig:
     fail_status: int = 0
     fail_times: int = 0
     fail_about_request: bool = False
+    fail_type: str = "invalid_request_error"  # the error JSON's type, with fail_about_request
     drop_after_tokens: int = -1
     hang: bool = False
     delay_s: float = 0.0
@@ -64,6 +65,9 @@ class FakeConfig:
     # The answer opens with the last user message's words: a test sees which problem an
     # answer was generated for (the answer cache's wrong-answer checks).
     echo: bool = False
+    # Answers in turn, "|" between them (voting tests): generation n says the n-th (cycling),
+    # a word a token, then stops by itself.
+    answers: str = ""
 
     def update(self, changes: dict) -> None:
         known = {f.name: type(f.default) for f in dataclasses.fields(self)}
@@ -151,8 +155,8 @@ class FakeMember:
                 if config.fail_times == 0:
                     config.fail_status = 0  # the last failure asked for: healthy from now on
             self.stats.failed += 1
-            if config.fail_about_request:  # as llama-server's "Failed to parse messages"
-                error = {"code": status, "message": "fake: cannot use this request", "type": "server_error"}
+            if config.fail_about_request:  # llama-server's error JSON, of fail_type
+                error = {"code": status, "message": "fake: cannot use this request", "type": config.fail_type}
                 return web.json_response({"error": error}, status=status)
             return web.Response(status=status, text="fake member failure")
         return await handler(request)
@@ -194,6 +198,8 @@ class FakeMember:
             self.stats.generating += 1
             self.stats.max_generating = max(self.stats.max_generating, self.stats.generating)
             self.sequence += 1
+            if self.config.answers:
+                ask.follow(self.config.answers.split("|"), self.sequence)
             try:
                 if ask.stream:
                     response = await self.stream(request, ask)
@@ -206,15 +212,17 @@ class FakeMember:
 
     async def tokens(self, request: web.Request, ask: Ask):
         """Yield each token's text when it is due; cut the connection where asked to."""
-        for i in range(ask.count + 1):
+        words, count = ask.script, ask.count
+        for i in range(count + 1):
             if i == self.config.drop_after_tokens:
                 if request.transport is not None:  # None once the client has gone already
                     request.transport.abort()  # no FIN, no last chunk: as a crashed process
                 raise Dropped
-            if i == ask.count:
+            if i == count:
                 return
             await asyncio.sleep(self.config.ttft if i == 0 else self.config.tpt)
             word = ask.words[i] if self.config.echo and i < len(ask.words) else f"tok{i}"
+            word = words[i] if words else word
             yield word if i == 0 else f" {word}"
 
     async def answer(self, request: web.Request, ask: Ask) -> web.Response:
@@ -284,6 +292,13 @@ class Ask:
     prompt_tokens: int
     system: str | None
     words: list[str] = dataclasses.field(default_factory=list)  # the last user message's
+    script: list[str] = dataclasses.field(default_factory=list)  # a scripted answer's words
+
+    def follow(self, answers: list[str], sequence: int) -> None:
+        """Generation `sequence` says the answer whose turn it is, and stops by itself."""
+        self.script = answers[(sequence - 1) % len(answers)].split()
+        if len(self.script) <= self.count:
+            self.count, self.finish_reason = len(self.script), "stop"
 
     @classmethod
     def parse(cls, body: dict, *, chat: bool, config: FakeConfig) -> Ask:

@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from pool import inflight
-from pool.apikeys import apikey_create
 from pool.models import Member, PoolSettings, states
+from pool.services.keys import apikey_create
 from testing.fake_member import FakeMemberProcess
 
 

@@ -13,11 +13,12 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create
+from pool import metrics
 from pool.gateway import tasks
 from pool.gateway.cache_key import cache_key, normalise
 from pool.gateway.replies import Answer
 from pool.models import CacheEntry, UsageDay
+from pool.services.keys import apikey_create
 from pool.usage import empty_cache
 from tests.asgi_driver import request
 from tests.gateway_kit import chat, set_policy
@@ -161,11 +162,14 @@ async def test_no_cache_from_the_client_asks_for_a_fresh_answer(gateway, fakes_i
     key = await cached_key(cache=True)
     body = chat("Solve 2x+3=7", max_tokens=50, temperature=0)
     await request(gateway, "POST", PATH, body, key=key)
+    refreshes = metrics.CACHE_REQUESTS.labels("judge", "refresh")
+    before = refreshes._value.get()
 
     fresh = await request(gateway, "POST", PATH, body, key=key, headers={"cache-control": "no-cache"})
 
-    assert fresh.headers["x-vibeadmin-cache"] == "bypass"
+    assert fresh.headers["x-vibeadmin-cache"] == "refresh"
     assert generations(members) == 2
+    assert refreshes._value.get() == before + 1  # audited in the cache's figures
 
 
 async def test_a_key_without_the_cache_and_sampled_requests_on_a_key_that_refuses_them_bypass(

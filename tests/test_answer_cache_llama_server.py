@@ -10,8 +10,8 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create
 from pool.models import Member, states
+from pool.services.keys import apikey_create
 from tests.asgi_driver import Call
 from tests.test_gateway_llama_server import llama_server, llama_server_binary
 

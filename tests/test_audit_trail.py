@@ -9,10 +9,11 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.urls import reverse
 
-from pool import actions, audit
 from pool.loops import autoscale
 from pool.loops.autoscale import Load
 from pool.models import ApiKey, Member, PoolEvent, PoolSettings
+from pool.services import audit
+from pool.services.members import member_add, pool_scale
 from tests.helpers import routing_data
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +63,7 @@ def test_the_autoscalers_changes_show_as_the_autoscaler(admin_client):
         pk=1,
         defaults={"autoscale_enabled": True, "autoscale_min": 1, "autoscale_max": 2, "autoscale_target": 1.0},
     )
-    actions.pool_scale(count=1)
+    pool_scale(count=1)
     autoscale.step(load=Load(inflight=4, queue=0))
     assert Member.objects.filter(should_run=True).count() == 2
     page = audit_page(admin_client, actor="autoscaler")
@@ -71,8 +72,8 @@ def test_the_autoscalers_changes_show_as_the_autoscaler(admin_client):
 
 
 def test_a_member_action_on_the_dashboard_shows_under_that_member(admin_client):
-    actions.member_add(name="alpha")
-    actions.member_add(name="beta")
+    member_add(name="alpha")
+    member_add(name="beta")
     admin_client.post(reverse("member_action", args=["alpha", "drain"]), **HTMX)
     changed = rows(audit_page(admin_client, member="alpha", actor="admin"))
     assert changed and all("member alpha" in row for row in changed)
@@ -95,7 +96,7 @@ def test_the_trail_comes_a_page_at_a_time(admin_client):
         for n in range(1, 56):
             row = PoolSettings.load()
             row.queue_size = n
-            actions.save_desired_state(row)
+            audit.save(row)
     first, second = audit_page(admin_client), audit_page(admin_client, page=2)
     assert len(rows(first)) == 50 and len(rows(second)) >= 5
     assert "Page 1 of" in first and 'rel="next"' in first
@@ -150,10 +151,10 @@ def test_metrics_count_the_changes_by_actor_kind_and_setting(admin_client):
 
 def test_the_settings_rules_are_the_models_so_every_path_checks_them_alike():
     with pytest.raises(ValidationError) as refused:
-        actions.save_desired_state(PoolSettings(queue_size=0))
+        audit.save(PoolSettings(queue_size=0))
     assert refused.value.message_dict == {"queue_size": ["the queue must hold at least one request"]}
     with pytest.raises(ValidationError):
-        actions.save_desired_state(PoolSettings(autoscale_min=3, autoscale_max=2))
+        audit.save(PoolSettings(autoscale_min=3, autoscale_max=2))
     assert not PoolEvent.objects.filter(kind=PoolEvent.CHANGE).exists()
 
 
@@ -194,7 +195,7 @@ def test_a_form_writes_only_its_own_fields_so_counters_kept_meanwhile_survive():
     ApiKey.objects.update(requests=500)  # the gateway flushes usage while the operator edits
     key.rpm = 5
     with audit.acting_as(audit.USER, "admin"):
-        actions.save_desired_state(key, fields=["rpm"])
+        audit.save(key, fields=["rpm"])
     key.refresh_from_db()
     assert (key.rpm, key.requests) == (5, 500)
     changed = PoolEvent.objects.filter(kind=PoolEvent.CHANGE, actor="admin")

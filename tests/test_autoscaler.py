@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pool import actions
 from pool.loops import autoscale
 from pool.loops.autoscale import Load
 from pool.models import Member, PoolEvent, PoolSettings
+from pool.services.members import pool_scale
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ def autoscaling():
             "autoscale_cooldown_s": 60,
         },
     )
-    actions.pool_scale(count=2)
+    pool_scale(count=2)
     return PoolSettings.load()
 
 
@@ -44,7 +44,7 @@ def decisions() -> list[str]:
 
 
 def test_it_does_nothing_while_off():
-    actions.pool_scale(count=2)
+    pool_scale(count=2)
     assert autoscale.step(load=BUSY) is None
     assert wanted() == 2 and decisions() == []
 

@@ -13,7 +13,7 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create
+from pool.services.keys import apikey_create
 from tests.asgi_driver import Call
 from tests.gateway_kit import chat
 

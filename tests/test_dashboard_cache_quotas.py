@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from pool.apikeys import apikey_create
 from pool.models import ApiKey, CacheEntry, PoolSettings, UsageDay
+from pool.services.keys import apikey_create
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
-from pool import actions
 from pool.dashboard import live
 from pool.dashboard.consumers import SESSION_ENDED, DashboardConsumer
-from pool.events import DASHBOARD_GROUP
+from pool.services.events import DASHBOARD_GROUP
+from pool.services.members import member_add
 from vibeadmin.asgi import application
 
 # The consumer's ORM helpers and the snapshot run in other threads: they must see committed rows.
@@ -42,7 +42,7 @@ def session_socket(client, user, origin: str = "http://127.0.0.1") -> WebsocketC
 
 
 async def test_an_operator_gets_a_snapshot_every_push(operator):
-    await database_sync(lambda: actions.member_add(name="alpha"))
+    await database_sync(lambda: member_add(name="alpha"))
     communicator = socket_for(operator)
     try:
         connected, _ = await communicator.connect()

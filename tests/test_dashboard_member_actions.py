@@ -4,8 +4,8 @@ the form and nothing is saved. htmx gets the partial, a plain POST a redirect.""
 import pytest
 from django.urls import reverse
 
-from pool import actions
 from pool.models import Member, PoolEvent, states
+from pool.services.members import member_add
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def ready_member():
-    member = actions.member_add(name="alpha")
+    member = member_add(name="alpha")
     Member.objects.filter(pk=member.pk).update(state=states.READY)
     return Member.objects.get(pk=member.pk)
 

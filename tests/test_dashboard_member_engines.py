@@ -4,8 +4,8 @@ slots in use / slots. Django's test client, a real database."""
 import pytest
 from django.urls import reverse
 
-from pool import actions
 from pool.models import Member, states
+from pool.services.members import member_add
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +51,7 @@ def test_a_remote_members_key_is_kept_but_never_shown(admin_client):
 
 
 def test_editing_a_local_members_engine_and_slots(admin_client):
-    member = actions.member_add(name="alpha", engine=states.LLAMA_SERVER, slots=8)
+    member = member_add(name="alpha", engine=states.LLAMA_SERVER, slots=8)
 
     admin_client.post(
         reverse("member", args=["alpha"]), {"weight": 1, "gpu": "", "engine": "llama-server", "slots": 2}
@@ -66,7 +66,7 @@ def test_editing_a_local_members_engine_and_slots(admin_client):
 
 
 def test_the_members_table_shows_slots_in_use_of_slots(admin_client):
-    member = actions.member_add(name="alpha", engine=states.LLAMA_SERVER, slots=8)
+    member = member_add(name="alpha", engine=states.LLAMA_SERVER, slots=8)
     Member.objects.filter(pk=member.pk).update(state=states.READY)
 
     table = admin_client.get(reverse("members_table")).content.decode()

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from pool import actions
 from pool.models import AlertRule, ApiKey, Member, states
+from pool.services.members import member_add
 
 pytestmark = pytest.mark.django_db
 
@@ -52,8 +52,8 @@ def test_a_logged_in_user_who_is_not_staff_is_sent_to_log_in(student):
 
 
 def test_the_members_page_lists_members_with_their_state_and_buttons(admin_client):
-    actions.member_add(name="alpha", weight=3)
-    actions.member_add(url="http://gpu2:8080", name="far")
+    member_add(name="alpha", weight=3)
+    member_add(url="http://gpu2:8080", name="far")
     Member.objects.filter(name="alpha").update(state=states.READY)
     html = admin_client.get(reverse("members")).content.decode()
     assert 'data-member="alpha"' in html and 'data-member="far"' in html
@@ -81,7 +81,7 @@ def test_the_overview_says_so_where_there_is_no_gpu(admin_client, monkeypatch):
 
 def test_a_member_page_shows_its_last_log_lines(admin_client, settings, tmp_path):
     settings.DATA_DIR = tmp_path
-    member = actions.member_add(name="alpha")
+    member = member_add(name="alpha")
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "member-alpha.log").write_text("loading model\nllama server listening\n")
     html = admin_client.get(reverse("member", args=[member.name])).content.decode()

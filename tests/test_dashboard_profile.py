@@ -1,5 +1,5 @@
 """The overview's profile panel and `pool profile --show/--apply` over a stored profile:
-the table and the plot's figures, Stop, Apply through pool/actions.py (members reshaped and
+the table and the plot's figures, Stop, Apply through pool/py (members reshaped and
 scaled), and the capacity worked out from the measured pace. The measuring itself runs
 against real llama-server processes in test_pool_profile_real.py."""
 
@@ -12,11 +12,11 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from pool import actions
 from pool.models import Member, ProfileRun, states
 from pool.profiling import job
 from pool.profiling import plan as planning
 from pool.profiling.plan import LEVELS, Layout
+from pool.services.members import member_add
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 SLOW, FAST = Layout(2, 1, 8), Layout(1, 2, 16)
@@ -50,7 +50,7 @@ def llama_server_pool(settings, db):
     settings.VIBEADMIN_ENGINE = states.LLAMA_SERVER
     settings.VIBEADMIN_N_GPU_LAYERS = 0
     for _ in range(2):
-        actions.member_add()
+        member_add()
     return settings
 
 

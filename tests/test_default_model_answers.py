@@ -9,7 +9,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from pool.eval.answers import is_correct
+from pool.final_answers import is_correct
 from tests.test_gateway_real_model import serving_one_member
 
 pytestmark = pytest.mark.real_model

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool import actions
 from pool.models import Member, states
+from pool.services.members import member_add, member_stop
 from pool.supervisor import health, process
 from testing.helpers import fetch
 from tests.asgi_driver import Call
@@ -143,7 +143,7 @@ def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
     make_supervisor, gemma_model, binary
 ):
     supervisor = make_supervisor(model=gemma_model, command_for=process.member_command)
-    member = actions.member_add(engine=states.LLAMA_SERVER, slots=4)
+    member = member_add(engine=states.LLAMA_SERVER, slots=4)
 
     reconcile_until(
         supervisor,
@@ -163,7 +163,7 @@ def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
     assert chat_request(member.base_url, "") == 401  # around the gateway: refused
     assert chat_request(member.base_url, member.api_key) == 200
 
-    actions.member_stop(member=member)
+    member_stop(member=member)
     reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, 30, what="stopped")
     assert not process.is_alive(member.pid or 0)
 
@@ -174,7 +174,7 @@ def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
 @pytest.mark.django_db
 def test_a_remote_llama_server_started_by_hand_becomes_ready_with_its_slots_read(supervisor, by_hand):
     url = by_hand(parallel=4, api_key=KEY)
-    member = actions.member_add(url=url, api_key=KEY)
+    member = member_add(url=url, api_key=KEY)
 
     reconcile_until(
         supervisor, lambda: fetch(member).state == states.READY, 30, what="the remote to be ready"
@@ -187,7 +187,7 @@ def test_a_remote_llama_server_started_by_hand_becomes_ready_with_its_slots_read
 @pytest.mark.django_db
 def test_a_remote_llama_server_without_its_key_is_unhealthy_and_says_why(supervisor, by_hand):
     url = by_hand(parallel=1, api_key=KEY)
-    member = actions.member_add(url=url)
+    member = member_add(url=url)
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.UNHEALTHY, 30, what="unhealthy")
 

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
-from pool import actions
 from pool.models import states
+from pool.services.members import member_add, member_restart
 from testing.helpers import fetch
 from tests.helpers import free_port, reconcile_until
 
@@ -82,7 +82,7 @@ def like_llama_server(slots: int = 4) -> dict:
 
 def test_a_remote_llama_server_becomes_ready_with_the_slots_its_props_report(supervisor, stand_ins):
     server = stand_ins(like_llama_server(slots=4), keyed=("/props", "/metrics"))
-    member = actions.member_add(url=server.url, api_key=KEY)
+    member = member_add(url=server.url, api_key=KEY)
 
     reconcile_until(
         supervisor, lambda: fetch(member).state == states.READY, what="the remote llama-server ready"
@@ -96,7 +96,7 @@ def test_a_remote_llama_server_becomes_ready_with_the_slots_its_props_report(sup
 
 def test_slots_set_by_the_operator_win_over_the_props(supervisor, stand_ins):
     server = stand_ins(like_llama_server(slots=4))
-    member = actions.member_add(url=server.url, slots=2)
+    member = member_add(url=server.url, slots=2)
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
@@ -106,7 +106,7 @@ def test_slots_set_by_the_operator_win_over_the_props(supervisor, stand_ins):
 
 def test_a_remote_llama_server_that_refuses_the_key_is_unhealthy_and_says_why(supervisor, stand_ins):
     server = stand_ins(like_llama_server(), keyed=("/props",))
-    member = actions.member_add(url=server.url, api_key="the-wrong-key")
+    member = member_add(url=server.url, api_key="the-wrong-key")
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.UNHEALTHY, what="unhealthy")
 
@@ -116,7 +116,7 @@ def test_a_remote_llama_server_that_refuses_the_key_is_unhealthy_and_says_why(su
 
 def test_a_remote_llama_cpp_python_server_is_probed_on_openapi_json_never_on_v1_models(supervisor, stand_ins):
     server = stand_ins({"/openapi.json": (200, {"openapi": "3.1.0"}), "/v1/models": (200, {"data": []})})
-    member = actions.member_add(url=server.url)
+    member = member_add(url=server.url)
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
@@ -126,7 +126,7 @@ def test_a_remote_llama_cpp_python_server_is_probed_on_openapi_json_never_on_v1_
 
 def test_a_remote_server_with_only_v1_models_becomes_ready(supervisor, stand_ins):
     server = stand_ins({"/v1/models": (200, {"data": [{"id": "m"}]})})
-    member = actions.member_add(url=server.url)
+    member = member_add(url=server.url)
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
@@ -135,7 +135,7 @@ def test_a_remote_server_with_only_v1_models_becomes_ready(supervisor, stand_ins
 
 def test_hostile_props_leave_the_slots_alone(supervisor, stand_ins):
     server = stand_ins({"/health": (200, {}), "/props": (200, {"total_slots": 10**9})})
-    member = actions.member_add(url=server.url)
+    member = member_add(url=server.url)
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
@@ -145,7 +145,7 @@ def test_hostile_props_leave_the_slots_alone(supervisor, stand_ins):
 def test_a_local_llama_server_member_is_probed_on_health_with_its_own_key(make_supervisor, settings):
     """tests/stub_member.py answers /health and /openapi.json; the key reaches its environment."""
     supervisor = make_supervisor()
-    member = actions.member_add(engine=states.LLAMA_SERVER, slots=3)
+    member = member_add(engine=states.LLAMA_SERVER, slots=3)
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
@@ -156,11 +156,11 @@ def test_a_local_llama_server_member_is_probed_on_health_with_its_own_key(make_s
 
 def test_each_start_makes_a_new_key(make_supervisor):
     supervisor = make_supervisor()
-    member = actions.member_add(engine=states.LLAMA_CPP_PYTHON)
+    member = member_add(engine=states.LLAMA_CPP_PYTHON)
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
     first = member.api_key
 
-    actions.member_restart(member=member)
+    member_restart(member=member)
     reconcile_until(
         supervisor,
         lambda: fetch(member).state == states.READY and member.api_key != first,
@@ -177,7 +177,7 @@ def test_a_llama_server_member_without_the_binary_fails_with_one_clear_line(
 
     settings.VIBEADMIN_LLAMA_SERVER = tmp_path / "no-such-llama-server"
     supervisor = make_supervisor(command_for=process.member_command)
-    member = actions.member_add(engine=states.LLAMA_SERVER)
+    member = member_add(engine=states.LLAMA_SERVER)
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="failed")
 
@@ -197,7 +197,7 @@ def test_a_llama_server_members_own_counters_reach_metrics(supervisor, stand_ins
         "llamacpp:n_decode_total 56\nllamacpp:bogus_total not-a-number\n",
     )
     server = stand_ins(routes)
-    member = actions.member_add(url=server.url, name="gpu7")
+    member = member_add(url=server.url, name="gpu7")
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 

@@ -15,9 +15,9 @@ from fractions import Fraction
 import pytest
 
 from pool.eval import problems as problem_set
-from pool.eval.answers import final_answer, is_correct
 from pool.eval.runner import eval_run, member_target
 from pool.eval.runs import eval_create
+from pool.final_answers import final_answer, is_correct
 from pool.models import EvalAnswer, EvalRun, Member, states
 from pool.models.quality import DONE, STOPPED, wilson_interval
 from testing.fake_member import FakeMemberProcess

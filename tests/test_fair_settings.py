@@ -7,9 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from pool.apikeys import apikey_create
 from pool.gateway.registry import Registry
 from pool.models import ApiKey, PoolSettings
+from pool.services.keys import apikey_create
 from tests.helpers import routing_data
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from prometheus_client import REGISTRY
 
 from pool import inflight
-from pool.apikeys import apikey_create
+from pool.services.keys import apikey_create
 from tests.asgi_driver import request
 from tests.gateway_kit import chat, set_policy
 from tests.test_gateway_queue import chat_call, wait_for_queue

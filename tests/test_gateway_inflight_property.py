@@ -95,7 +95,16 @@ request_plan = st.tuples(
 async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict, int]:
     runners, members = await start_members(3)
     gateway = Gateway()
-    row = PoolSettings(strategy=strategy, api_open=True, queue_size=4, queue_timeout_s=0.3)
+    # Keyless callers are held to the students' caps: open enough here for the drawn load.
+    row = PoolSettings(
+        strategy=strategy,
+        api_open=True,
+        queue_size=4,
+        queue_timeout_s=0.3,
+        solve_rpm=1_000_000,
+        solve_inflight_per_address=1_000,
+        solve_pool_share=1.0,
+    )
     gateway.registry.load = lambda: (members, [], row)  # no database: the pool is these members
     seen: set[Backend] = set()  # every member's Backend, those ejected and back included
     apply = gateway.registry.apply
@@ -149,6 +158,7 @@ async def scenario(strategy: str, plans: list) -> tuple[dict, int, dict, int]:
 @pytest.fixture
 def no_database_writes(monkeypatch, settings):
     settings.VIBEADMIN_UPSTREAM_TIMEOUT_S = 0.3  # "hang" ends as an upstream timeout
+    settings.VIBEADMIN_UPSTREAM_IDLE_S = 0.2
     settings.VIBEADMIN_REFRESH_S = 0.05
     monkeypatch.setattr("pool.gateway.exchange._mark_unhealthy", lambda member_id, error: None)
     monkeypatch.setattr("pool.gateway.registry.Registry.flush_usage", lambda self: None)

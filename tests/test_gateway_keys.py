@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create, apikey_revoke
 from pool.models import ApiKey
+from pool.services.keys import apikey_create, apikey_revoke
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy
 

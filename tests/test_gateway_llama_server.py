@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create
 from pool.models import ApiKey, Member, states
+from pool.services.keys import apikey_create
 from tests.asgi_driver import Call
 from tests.helpers import answers, free_port, wait_until
 

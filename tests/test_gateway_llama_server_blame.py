@@ -31,6 +31,8 @@ from pool import inflight
 from pool.gateway import upstream
 from pool.gateway.app import SOLVE_PATH, Gateway
 from pool.gateway.blame import about_the_request
+from pool.gateway.errors import ApiError
+from pool.gateway.validation import CHAT_FIELDS, validate
 from pool.models import ApiKey, Member, PoolSettings, states
 from tests.asgi_driver import request
 from tests.helpers import answers, free_port, wait_until
@@ -88,13 +90,11 @@ def post_directly(url: str, body: bytes) -> tuple[int, bytes]:
 
 
 CHAT = {"model": "gemma", "max_tokens": 2}
-# What llama-server refuses, as measured by hand: a message name that is no string and a
-# lone surrogate are 500 server_error JSON; the others 400. (A role it does not know and a
-# stream_options that is a list it takes without a word: the gateway refuses those itself.)
+# What llama-server refuses, as measured by hand, all 400 invalid_request_error. (A role it
+# does not know and a stream_options that is a list it takes without a word: the gateway
+# refuses those itself.)
 HI = [{"role": "user", "content": "hi"}]
 UNUSABLE = {
-    "a message name that is an object": {**CHAT, "messages": [{"role": "user", "content": "hi", "name": {}}]},
-    "a lone surrogate in a stop string": {**CHAT, "messages": HI, "stop": "\ud800"},
     "a content that is a number": {**CHAT, "messages": [{"role": "user", "content": 5}]},
     "include_usage that is a string": {
         **CHAT,
@@ -112,6 +112,23 @@ def test_llama_servers_refusal_of_a_request_it_cannot_use_is_judged_the_clients(
     assert status >= 400, (status, body[:300])
     assert about_the_request(status, body), (status, body[:300])
     assert answers(llama_servers[0] + "/health")
+
+
+# What makes llama-server throw (500 server_error, which is judged the member's, as a
+# failed decode is): the gateway refuses these itself, so no member is blamed for them.
+THROWS = {
+    "a message name that is an object": {**CHAT, "messages": [{"role": "user", "content": "hi", "name": {}}]},
+    "a lone surrogate in a stop string": {**CHAT, "messages": HI, "stop": "\ud800"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(THROWS))
+def test_what_makes_llama_server_throw_never_reaches_a_member(llama_servers, case):
+    status, body = post_directly(llama_servers[0], json.dumps(THROWS[case]).encode())
+    assert status == 500 and not about_the_request(status, body), (status, body[:300])
+    with pytest.raises(ApiError) as refused:
+        validate(THROWS[case], CHAT_FIELDS)
+    assert refused.value.status == 400
 
 
 def test_llama_servers_reply_while_loading_is_not(llama_servers):

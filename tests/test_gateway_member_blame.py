@@ -19,7 +19,7 @@ from tests.gateway_kit import chat
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_members_500_with_its_own_error_json_is_the_clients_400_and_ejects_no_one(
+async def test_a_members_500_whose_error_type_names_the_request_is_the_clients_400_and_ejects_no_one(
     gateway, fake_members, platform_key, settings
 ):
     fakes = await sync_to_async(fake_members)(2)
@@ -68,12 +68,46 @@ async def test_a_members_error_page_is_its_own_fault_and_the_502_names_no_member
         assert f"{fake.config.name}:" not in message
 
 
-async def test_a_loading_members_503_json_is_its_own_fault():
+async def test_a_members_typed_server_error_is_its_own_fault_and_ejects_it(
+    gateway, fake_members, platform_key, settings
+):
+    a, b = await sync_to_async(fake_members)(2)
+    a.configure(fail_status=500, fail_about_request=True, fail_type="server_error")
+
+    for _ in range(10 * settings.VIBEADMIN_UNHEALTHY_AFTER):  # until the strategy has tried it often enough
+        reply = await request(gateway, "POST", "/v1/chat/completions", chat(), key=platform_key)
+        assert reply.status == 200, reply.body
+        if a.stats()["failed"] >= settings.VIBEADMIN_UNHEALTHY_AFTER:
+            break  # retried on the other member
+
+    assert [m.name for m in gateway.registry.routable()] == ["b"]
+
+
+async def test_a_proxys_html_400_in_front_of_a_member_is_the_members_fault(
+    gateway, fake_members, platform_key, settings
+):
+    a, b = await sync_to_async(fake_members)(2)
+    a.configure(fail_status=400)  # plain text, as a proxy in front of a remote member answers
+
+    for _ in range(10 * settings.VIBEADMIN_UNHEALTHY_AFTER):  # until the strategy has tried it often enough
+        reply = await request(gateway, "POST", "/v1/chat/completions", chat(), key=platform_key)
+        assert reply.status == 200, reply.body
+        if a.stats()["failed"] >= settings.VIBEADMIN_UNHEALTHY_AFTER:
+            break
+
+    assert [m.name for m in gateway.registry.routable()] == ["b"]
+
+
+async def test_whose_fault_each_kind_of_error_reply_is():
     loading = b'{"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}'
     assert not about_the_request(503, loading)
     assert not about_the_request(500, b"<html>Internal Server Error</html>")
     assert not about_the_request(401, b'{"error": {"message": "Invalid API Key"}}')
+    assert not about_the_request(500, b'{"error": {"message": "failed to decode", "type": "server_error"}}')
+    assert not about_the_request(400, b"<html><body>400 Bad Request</body><hr>nginx</html>")
+    assert not about_the_request(413, b"anything")
+    assert about_the_request(400, b'{"error": {"message": "bad", "type": "invalid_request_error"}}')
+    assert about_the_request(422, b'{"detail": [{"msg": "field required"}]}')  # llama-cpp-python's
     assert about_the_request(
-        500, b'{"error": {"message": "Failed to parse messages", "type": "server_error"}}'
+        500, b'{"error": {"message": "context too long", "type": "exceed_context_size_error"}}'
     )
-    assert about_the_request(400, b"anything")

@@ -13,9 +13,9 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool.apikeys import apikey_create
 from pool.gateway.admission import Admission
 from pool.models import ApiKey
+from pool.services.keys import apikey_create
 from testing.services import redis_missing, start_redis
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat

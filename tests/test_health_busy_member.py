@@ -8,8 +8,9 @@ import urllib.request
 
 import pytest
 
-from pool import actions, inflight
+from pool import inflight
 from pool.models import Member, PoolEvent, states
+from pool.services.members import member_add, member_drain
 from pool.supervisor import process
 from tests.helpers import reconcile_until
 
@@ -24,7 +25,7 @@ def ready_member(make_supervisor, gemma_model, settings):
     settings.VIBEADMIN_PROBE_TIMEOUT_S = 0.5  # far less than the generation takes
     settings.VIBEADMIN_UNHEALTHY_AFTER = 1  # one slow probe would be enough to eject
     supervisor = make_supervisor(model=gemma_model, command_for=process.member_command)
-    member = actions.member_add(engine=states.LLAMA_CPP_PYTHON)  # the engine whose model lock this is about
+    member = member_add(engine=states.LLAMA_CPP_PYTHON)  # the engine whose model lock this is about
     reconcile_until(
         supervisor,
         lambda: Member.objects.get(pk=member.pk).state == states.READY,
@@ -76,7 +77,7 @@ def test_drain_waits_for_a_real_streamed_request(ready_member):
     worker = threading.Thread(target=generate, args=(member, 64, done))
     worker.start()
     try:
-        actions.member_drain(member=member)
+        member_drain(member=member)
         reconcile_until(
             supervisor, lambda: Member.objects.get(pk=member.pk).state == states.DRAINING, what="draining"
         )

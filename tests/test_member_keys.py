@@ -10,9 +10,10 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool import actions
 from pool.gateway import upstream
 from pool.models import Member
+from pool.services import ActionError
+from pool.services.members import member_add
 from tests.asgi_driver import Call
 from tests.gateway_kit import chat
 from tests.test_upstream_client import BODY, FakeServer, answer_json
@@ -64,11 +65,11 @@ async def test_a_member_that_refuses_the_gateways_key_is_retried_elsewhere_not_s
 @pytest.mark.django_db
 @pytest.mark.parametrize("key", ["two words", "tab\there", "x" * 257, "naïve"])
 def test_a_remote_key_with_spaces_or_odd_characters_is_refused(key):
-    with pytest.raises(actions.ActionError, match="printable"):
-        actions.member_add(url="http://gpu2:8080", api_key=key)
+    with pytest.raises(ActionError, match="printable"):
+        member_add(url="http://gpu2:8080", api_key=key)
 
 
 @pytest.mark.django_db
 def test_a_local_member_takes_no_key_from_the_operator():
-    with pytest.raises(actions.ActionError, match="made by its supervisor"):
-        actions.member_add(api_key="mine")
+    with pytest.raises(ActionError, match="made by its supervisor"):
+        member_add(api_key="mine")

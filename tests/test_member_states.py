@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pool.models import Member, states
-from pool.transitions import change_state
+from pool.services.member_state import change_state
 
 ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 

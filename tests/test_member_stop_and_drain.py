@@ -5,8 +5,16 @@ import signal
 
 import pytest
 
-from pool import actions, inflight
+from pool import inflight
 from pool.models import Member, PoolEvent, states
+from pool.services.members import (
+    member_add,
+    member_drain,
+    member_remove,
+    member_restart,
+    member_start,
+    member_stop,
+)
 from pool.supervisor import process
 from testing.helpers import fetch
 from tests.helpers import reconcile_until, stub_command
@@ -15,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 def ready_member(supervisor) -> Member:
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to be ready")
     return member
 
@@ -29,7 +37,7 @@ def test_drain_waits_for_an_in_flight_request(supervisor):
     member = ready_member(supervisor)
     inflight.acquire(member.pk)
     try:
-        actions.member_drain(member=member)
+        member_drain(member=member)
         reconcile_until(supervisor, lambda: fetch(member).state == states.DRAINING, what="draining")
         for _ in range(10):
             supervisor.reconcile()
@@ -49,7 +57,7 @@ def test_drain_stops_the_member_anyway_once_its_deadline_passes(supervisor):
     member = ready_member(supervisor)
     inflight.acquire(member.pk)
     try:
-        actions.member_drain(member=member, timeout_s=0.2)
+        member_drain(member=member, timeout_s=0.2)
         reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, what="the member to stop")
     finally:
         inflight.release(member.pk)
@@ -62,9 +70,9 @@ def test_stop_during_a_long_drain_shortens_the_wait(supervisor, settings):
     member = ready_member(supervisor)
     inflight.acquire(member.pk)
     try:
-        actions.member_drain(member=member, timeout_s=300)
+        member_drain(member=member, timeout_s=300)
         reconcile_until(supervisor, lambda: fetch(member).state == states.DRAINING, what="draining")
-        actions.member_stop(member=member)
+        member_stop(member=member)
         reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, what="the member to stop")
     finally:
         inflight.release(member.pk)
@@ -77,9 +85,9 @@ def test_a_draining_member_started_again_goes_back_to_ready_with_the_same_proces
     pid = member.pid
     inflight.acquire(member.pk)
     try:
-        actions.member_drain(member=member)
+        member_drain(member=member)
         reconcile_until(supervisor, lambda: fetch(member).state == states.DRAINING, what="draining")
-        actions.member_start(member=member)
+        member_start(member=member)
         reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready again")
     finally:
         inflight.release(member.pk)
@@ -91,7 +99,7 @@ def test_stop_ends_a_well_behaved_member_with_sigterm(supervisor):
     member = ready_member(supervisor)
     child = popen_of(member)
 
-    actions.member_stop(member=member)
+    member_stop(member=member)
     reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, what="the member to stop")
 
     assert child.returncode == -signal.SIGTERM
@@ -103,7 +111,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(make_supe
     member = ready_member(supervisor)
     child = popen_of(member)
 
-    actions.member_stop(member=member)
+    member_stop(member=member)
     reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, what="the member to stop")
 
     assert child.returncode == -signal.SIGKILL
@@ -114,7 +122,7 @@ def test_restart_replaces_the_process_with_a_new_one(supervisor):
     member = ready_member(supervisor)
     old_pid = member.pid
 
-    actions.member_restart(member=member)
+    member_restart(member=member)
     reconcile_until(
         supervisor,
         lambda: fetch(member).state == states.READY and member.pid != old_pid,
@@ -130,7 +138,7 @@ def test_remove_stops_the_member_and_deletes_it(supervisor):
     member = ready_member(supervisor)
     pid = member.pid
 
-    actions.member_remove(member=member)
+    member_remove(member=member)
     reconcile_until(
         supervisor, lambda: not Member.objects.filter(pk=member.pk).exists(), what="the row to go"
     )
@@ -140,10 +148,10 @@ def test_remove_stops_the_member_and_deletes_it(supervisor):
 
 def test_a_stopped_member_started_again_becomes_ready(supervisor):
     member = ready_member(supervisor)
-    actions.member_stop(member=member)
+    member_stop(member=member)
     reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, what="the member to stop")
 
-    actions.member_start(member=member)
+    member_start(member=member)
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready again")
 
     assert process.is_alive(member.pid)

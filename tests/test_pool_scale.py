@@ -3,9 +3,9 @@ Members are stub scripts."""
 
 import pytest
 
-from pool import actions
-from pool.actions import ActionError
 from pool.models import Member, states
+from pool.services import ActionError
+from pool.services.members import pool_scale
 from pool.supervisor import process
 from tests.helpers import reconcile_until
 
@@ -17,7 +17,7 @@ def states_by_name() -> dict[str, str]:
 
 
 def test_scaling_up_starts_members_until_all_are_ready(supervisor):
-    actions.pool_scale(count=3)
+    pool_scale(count=3)
 
     reconcile_until(
         supervisor, lambda: states_by_name() == {"m1": "ready", "m2": "ready", "m3": "ready"}, what="3 ready"
@@ -27,11 +27,11 @@ def test_scaling_up_starts_members_until_all_are_ready(supervisor):
 
 
 def test_scaling_down_drains_the_newest_and_keeps_the_rest(supervisor):
-    actions.pool_scale(count=3)
+    pool_scale(count=3)
     reconcile_until(supervisor, lambda: set(states_by_name().values()) == {states.READY}, what="3 ready")
     pids = dict(Member.objects.values_list("name", "pid"))
 
-    actions.pool_scale(count=1)
+    pool_scale(count=1)
     reconcile_until(
         supervisor,
         lambda: states_by_name() == {"m1": "ready", "m2": "stopped", "m3": "stopped"},
@@ -43,24 +43,24 @@ def test_scaling_down_drains_the_newest_and_keeps_the_rest(supervisor):
 
 
 def test_scaling_up_again_starts_stopped_members_before_adding_new_ones(supervisor):
-    actions.pool_scale(count=2)
+    pool_scale(count=2)
     reconcile_until(supervisor, lambda: set(states_by_name().values()) == {states.READY}, what="2 ready")
-    actions.pool_scale(count=1)
+    pool_scale(count=1)
     reconcile_until(supervisor, lambda: states_by_name()["m2"] == states.STOPPED, what="m2 to stop")
 
-    actions.pool_scale(count=2)
+    pool_scale(count=2)
     reconcile_until(supervisor, lambda: states_by_name() == {"m1": "ready", "m2": "ready"}, what="m2 back")
 
 
 def test_scaling_to_the_number_already_running_does_nothing(supervisor):
-    actions.pool_scale(count=2)
+    pool_scale(count=2)
 
-    assert actions.pool_scale(count=2) == []
+    assert pool_scale(count=2) == []
 
 
 def test_scaling_past_the_member_limit_is_refused_and_adds_nobody(settings, db):
     settings.VIBEADMIN_MAX_MEMBERS = 2
 
     with pytest.raises(ActionError, match="at most 2 members"):
-        actions.pool_scale(count=3)
+        pool_scale(count=3)
     assert not Member.objects.exists()

@@ -17,11 +17,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from pool.apikeys import apikey_create, apikey_set
 from pool.gateway import tasks
 from pool.gateway.admission import estimate_prompt_tokens
 from pool.gateway.quotas import LocalQuotas, Quota, RedisQuotas, periods
 from pool.models import QuotaWarning, UsageDay
+from pool.services.keys import apikey_create, apikey_set
 from testing.services import redis_missing, start_redis
 from tests.asgi_driver import Call, request
 from tests.gateway_kit import chat, set_policy

@@ -6,8 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pool import actions
 from pool.models import Member, states
+from pool.services.members import member_add, member_stop
 from pool.supervisor import health
 from testing.helpers import fetch
 from tests.helpers import free_port, reconcile_until
@@ -56,7 +56,7 @@ def remote():
 
 
 def test_a_remote_member_that_answers_becomes_ready_without_a_process(supervisor, remote):
-    member = actions.member_add(url=remote.url + "/v1")
+    member = member_add(url=remote.url + "/v1")
 
     reconcile_until(
         supervisor, lambda: fetch(member).state == states.READY, what="the remote member to be ready"
@@ -68,7 +68,7 @@ def test_a_remote_member_that_answers_becomes_ready_without_a_process(supervisor
 
 
 def test_a_remote_member_that_does_not_answer_is_unhealthy(supervisor):
-    member = actions.member_add(url=f"http://127.0.0.1:{free_port()}")
+    member = member_add(url=f"http://127.0.0.1:{free_port()}")
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.UNHEALTHY, what="unhealthy")
 
@@ -79,7 +79,7 @@ def test_a_remote_member_that_does_not_answer_is_unhealthy(supervisor):
 def test_a_remote_member_that_stops_answering_is_ejected_and_readmitted_when_it_answers_again(
     supervisor, remote
 ):
-    member = actions.member_add(url=remote.url)
+    member = member_add(url=remote.url)
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
     remote.down()
@@ -89,10 +89,10 @@ def test_a_remote_member_that_stops_answering_is_ejected_and_readmitted_when_it_
 
 
 def test_stopping_a_remote_member_only_stops_routing_to_it(supervisor, remote):
-    member = actions.member_add(url=remote.url)
+    member = member_add(url=remote.url)
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="ready")
 
-    actions.member_stop(member=member)
+    member_stop(member=member)
     reconcile_until(supervisor, lambda: fetch(member).state == states.STOPPED, what="stopped")
 
     assert not Member.objects.routable().filter(pk=member.pk).exists()

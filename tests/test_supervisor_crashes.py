@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from pool import actions
 from pool.models import Member, PoolEvent, states
+from pool.services.members import member_add, member_start
 from pool.supervisor import process
 from testing.helpers import fetch
 from tests.helpers import reconcile_until, stub_command
@@ -24,7 +24,7 @@ def starts_logged(member: Member) -> int:
 
 def test_a_member_whose_command_exits_at_once_ends_failed_with_its_last_error_kept(make_supervisor, settings):
     supervisor = make_supervisor(command_for=stub_command("--exit", "error: model file is corrupt"))
-    member = actions.member_add()
+    member = member_add()
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="the member to fail")
 
@@ -37,7 +37,7 @@ def test_a_member_whose_command_exits_at_once_ends_failed_with_its_last_error_ke
 
 def test_it_backs_off_longer_after_each_crash(make_supervisor, settings):
     supervisor = make_supervisor(command_for=stub_command("--exit", "error: boom"))
-    member = actions.member_add()
+    member = member_add()
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="the member to fail")
 
@@ -50,7 +50,7 @@ def test_it_backs_off_longer_after_each_crash(make_supervisor, settings):
 
 def test_a_failed_member_stays_failed_until_the_operator_starts_it(make_supervisor):
     supervisor = make_supervisor(command_for=stub_command("--exit", "error: boom"))
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="the member to fail")
     spawned = starts_logged(member)
 
@@ -65,11 +65,11 @@ def test_starting_a_failed_member_gives_it_fresh_retries(make_supervisor):
     broken = {"yes": True}
     exits, answers = stub_command("--exit", "error: boom"), stub_command()
     supervisor = make_supervisor(command_for=lambda *a: (exits if broken["yes"] else answers)(*a))
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="the member to fail")
 
     broken["yes"] = False  # the operator fixed the cause
-    actions.member_start(member=member)
+    member_start(member=member)
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to come up")
 
     assert process.is_alive(member.pid)
@@ -77,7 +77,7 @@ def test_starting_a_failed_member_gives_it_fresh_retries(make_supervisor):
 
 
 def test_a_member_killed_with_sigkill_is_restarted(supervisor):
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to be ready")
     first_pid = member.pid
 
@@ -99,7 +99,7 @@ def test_a_member_that_never_answers_is_killed_and_counted_as_a_crash(make_super
     settings.VIBEADMIN_MAX_RESTARTS = 0
     # The stub listens on a port of its own, so probes at the member's port never answer.
     supervisor = make_supervisor(command_for=lambda m, model, port: stub_command()(m, model, 0))
-    member = actions.member_add()
+    member = member_add()
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, what="the member to fail")
 
@@ -109,7 +109,7 @@ def test_a_member_that_never_answers_is_killed_and_counted_as_a_crash(make_super
 def test_a_local_member_that_stays_unhealthy_is_restarted(supervisor, settings):
     settings.VIBEADMIN_UNHEALTHY_RESTART_S = 0.5
     settings.VIBEADMIN_PROBE_TIMEOUT_S = 0.2
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to be ready")
     sick_pid = member.pid
 
@@ -132,7 +132,7 @@ def test_a_local_member_that_stays_unhealthy_is_restarted(supervisor, settings):
 
 
 def test_a_clean_start_forgets_the_crashes_of_an_earlier_run(supervisor):
-    member = actions.member_add()
+    member = member_add()
     Member.objects.filter(pk=member.pk).update(restarts=2)  # crashed twice before it was stopped
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to be ready")
     assert member.restarts == 0

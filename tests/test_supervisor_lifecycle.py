@@ -7,9 +7,9 @@ import signal
 import psutil
 import pytest
 
-from pool import actions
 from pool.model_file import ModelChoice
 from pool.models import Member, PoolEvent, states
+from pool.services.members import member_add, pool_scale
 from pool.supervisor import process
 from testing.helpers import fetch
 from tests.helpers import reconcile_until
@@ -36,7 +36,7 @@ def all_ready() -> bool:
 
 
 def test_members_start_with_the_model_given_and_become_ready(real_supervisor, gemma_model):
-    actions.pool_scale(count=2)
+    pool_scale(count=2)
 
     reconcile_until(real_supervisor, all_ready, LOAD_TIMEOUT_S, what="2 real members to be ready")
 
@@ -58,7 +58,7 @@ def test_a_model_llama_cpp_cannot_load_ends_failed_with_its_error(make_superviso
     supervisor = make_supervisor(
         model=ModelChoice(broken, "broken", "", False), command_for=process.member_command
     )
-    member = actions.member_add()
+    member = member_add()
 
     reconcile_until(supervisor, lambda: fetch(member).state == states.FAILED, LOAD_TIMEOUT_S, what="failed")
 
@@ -67,7 +67,7 @@ def test_a_model_llama_cpp_cannot_load_ends_failed_with_its_error(make_superviso
 
 
 def test_a_real_member_killed_with_sigkill_is_restarted_and_ready_again(real_supervisor):
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(
         real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready"
     )
@@ -89,7 +89,7 @@ def test_a_real_member_killed_with_sigkill_is_restarted_and_ready_again(real_sup
 def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
     make_supervisor, real_supervisor, gemma_model
 ):
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(
         real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready"
     )
@@ -116,7 +116,7 @@ def test_a_real_member_refuses_requests_without_its_own_key(real_supervisor):
     multi-host pool): only the key the supervisor gave it opens it."""
     from tests.test_engine_llama_server import chat_request
 
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(
         real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready"
     )

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from pool import actions
 from pool.models import Member, states
+from pool.services.members import member_add
 from pool.supervisor import process
 from testing.helpers import fetch
 from tests.helpers import reconcile_until
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def test_a_member_whose_process_died_meanwhile_is_cleared_and_started_again(make_supervisor):
     before = make_supervisor()
-    member = actions.member_add()
+    member = member_add()
     reconcile_until(before, lambda: fetch(member).state == states.READY, what="ready")
     old_pid = member.pid
     os.kill(old_pid, signal.SIGKILL)
@@ -34,7 +34,7 @@ def test_a_member_whose_process_died_meanwhile_is_cleared_and_started_again(make
 
 
 def test_a_pid_now_used_by_another_program_is_not_adopted(make_supervisor):
-    member = actions.member_add()
+    member = member_add()
     # A row left by a supervisor that died long ago; the pid now belongs to this very test.
     Member.objects.filter(pk=member.pk).update(state=states.READY, pid=os.getpid(), port=8)
 

@@ -242,16 +242,36 @@ async def test_a_member_that_sends_no_http_is_a_bad_response():
             await post_and_read(server.url)
 
 
-async def test_a_reply_slower_than_the_total_timeout_is_a_timeout_error_and_the_connection_closes(settings):
+async def test_a_reply_slower_than_the_total_timeout_is_too_long_and_the_connection_closes(settings):
     settings.VIBEADMIN_UPSTREAM_TIMEOUT_S = 0.2
+
+    async def answer(n, reader, writer):
+        writer.write(head(CHUNKED) + chunk(b"data: 1\n\n"))
+        await writer.drain()
+        while True:  # a byte now and then, until the client leaves: never idle, only long
+            try:
+                if await asyncio.wait_for(reader.read(1), 0.05) == b"":
+                    return
+            except TimeoutError:
+                writer.write(chunk(b": still here\n\n"))
+
+    async with FakeServer(answer) as server, upstream.post(server.url, BODY) as response:
+        with pytest.raises(upstream.AnswerTooLong):
+            async for _ in response.iter_chunks():
+                pass
+        await asyncio.wait_for(server.disconnected.wait(), 5)
+
+
+async def test_a_stream_silent_past_the_idle_limit_is_the_members_fault(settings):
+    settings.VIBEADMIN_UPSTREAM_IDLE_S = 0.2
 
     async def answer(n, reader, writer):
         writer.write(head(CHUNKED) + chunk(b"data: 1\n\n"))
         await writer.drain()
         await reader.read()  # never more: wait until the client leaves
 
-    async with FakeServer(answer) as server, upstream.post(server.url, BODY) as response:
-        with pytest.raises(TimeoutError):
+    async with FakeServer(answer) as server, upstream.post(server.url, BODY, stream=True) as response:
+        with pytest.raises(upstream.MemberIdle):
             async for _ in response.iter_chunks():
                 pass
         await asyncio.wait_for(server.disconnected.wait(), 5)

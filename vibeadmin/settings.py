@@ -140,15 +140,22 @@ TEMPLATES = [
 
 _database_url = env_url("DATABASE_URL", ("sqlite", "postgres", "postgresql", "pgsql"))
 DATABASES: dict[str, Mapping[str, Any]]
+# The supervisor thread and the web threads write at once: wait, don't fail. A transaction
+# that reads and then writes (update_or_create, the heartbeat's) cannot wait for the lock
+# once another writer has committed after its read ("database is locked" at once, whatever
+# the timeout): IMMEDIATE takes the write lock when the transaction begins, so it waits there.
+SQLITE_OPTIONS = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    _default: dict[str, Any] = dict(dj_database_url.parse(_database_url, conn_max_age=60))
+    if _default["ENGINE"] == "django.db.backends.sqlite3":
+        _default["OPTIONS"] = {**SQLITE_OPTIONS, **_default.get("OPTIONS", {})}
+    DATABASES = {"default": _default}
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "db.sqlite3",
-            # The supervisor thread and the web threads write at once: wait, don't fail.
-            "OPTIONS": {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
+            "OPTIONS": SQLITE_OPTIONS,
             # Tests run the gateway's refresh and the supervisor in threads beside the test:
             # a file waits for its lock where a shared in-memory database fails at once.
             "TEST": {"NAME": DATA_DIR / f"test-db-{os.getpid()}.sqlite3"},
@@ -279,6 +286,9 @@ VIBEADMIN_MAX_RETRIES = env_int("VIBEADMIN_MAX_RETRIES", 2, minimum=0, maximum=1
 # Requests sharing a system prompt and task go back to the member whose cache holds it.
 VIBEADMIN_PROMPT_AFFINITY = env_bool("VIBEADMIN_PROMPT_AFFINITY", True)
 VIBEADMIN_CONNECT_TIMEOUT_S = env_float("VIBEADMIN_CONNECT_TIMEOUT_S", 2.0, minimum=0.1)
+# A member silent this long owes a byte and is at fault (retried, ejected); an answer that
+# takes longer than UPSTREAM_TIMEOUT_S in all is only ended, with a 504 (pool/gateway/upstream.py).
+VIBEADMIN_UPSTREAM_IDLE_S = env_float("VIBEADMIN_UPSTREAM_IDLE_S", 60.0, minimum=0.1)
 VIBEADMIN_UPSTREAM_TIMEOUT_S = env_float("VIBEADMIN_UPSTREAM_TIMEOUT_S", 900.0, minimum=1)
 VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
 # With REDIS_URL: how long a crashed gateway's in-flight slots outlive it.

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 
-from pool.events import DASHBOARD_GROUP
+from pool.services.events import DASHBOARD_GROUP
 
 SESSION_ENDED = 4401  # the close code the page reads as "logged out": it stops reconnecting
 

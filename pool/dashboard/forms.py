@@ -8,13 +8,24 @@ from typing import Generic, TypeVar
 from django import forms
 from django.conf import settings
 
-from pool import actions
-from pool.apikeys import apikey_create
 from pool.loops import alerts, autoscale
 from pool.models import AlertRule, ApiKey, Member, PoolSettings, states
-from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
+from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES, TASKS
+from pool.services import ActionError, audit
+from pool.services.keys import apikey_create
+from pool.services.members import (
+    MAX_SLOTS,
+    member_add,
+    member_set_api_key,
+    member_set_engine,
+    member_set_gpu,
+    member_set_slots,
+    member_set_weight,
+    pool_scale,
+    validate_remote_url,
+)
 
 SAMPLING_FIELDS = [f"{task}_{name}" for task in TASKS for name in ("temperature", "top_p", "max_tokens")]
 
@@ -30,7 +41,7 @@ class ActionForm(forms.Form, Generic[R]):
     def submit(self) -> bool:
         try:
             self.result = self.act()
-        except (actions.ActionError, ValueError) as exc:
+        except (ActionError, ValueError) as exc:
             self.add_error(None, str(exc))
             return False
         return True
@@ -54,7 +65,7 @@ class MemberAddForm(ActionForm[Member]):
     slots = forms.IntegerField(
         required=False,
         min_value=1,
-        max_value=actions.MAX_SLOTS,
+        max_value=MAX_SLOTS,
         help_text="Answers it decodes at once (llama-server). Empty: the default for a local member, "
         "the server's own (from its /props) for a remote one",
     )
@@ -78,15 +89,15 @@ class MemberAddForm(ActionForm[Member]):
         url = self.cleaned_data["url"].strip()
         if url:
             try:
-                return actions.validate_remote_url(url)
-            except actions.ActionError as exc:
+                return validate_remote_url(url)
+            except ActionError as exc:
                 raise forms.ValidationError(str(exc)) from None
         return url
 
     def act(self) -> Member:
         data = self.cleaned_data
         # A remote server's engine is found by probing it, not chosen here.
-        return actions.member_add(
+        return member_add(
             url=data["url"],
             weight=data["weight"],
             gpu=data["gpu"],
@@ -110,7 +121,7 @@ class ScaleForm(ActionForm[list[str]]):
         )
 
     def act(self) -> list[str]:
-        return actions.pool_scale(count=self.cleaned_data["count"])
+        return pool_scale(count=self.cleaned_data["count"])
 
 
 class MemberEditForm(ActionForm[Member]):
@@ -131,14 +142,14 @@ class MemberEditForm(ActionForm[Member]):
             self.fields["slots"] = forms.IntegerField(
                 required=False,
                 min_value=1,
-                max_value=actions.MAX_SLOTS,
+                max_value=MAX_SLOTS,
                 help_text="Answers it decodes at once (llama-server); at next start",
             )
         else:
             self.fields["slots"] = forms.IntegerField(
                 required=False,
                 min_value=1,
-                max_value=actions.MAX_SLOTS,
+                max_value=MAX_SLOTS,
                 help_text="Empty: read from the server's /props",
             )
             self.fields["api_key"] = forms.CharField(
@@ -157,18 +168,16 @@ class MemberEditForm(ActionForm[Member]):
             engine = data["engine"] or member.engine
             slots = 1 if engine == states.LLAMA_CPP_PYTHON else (slots or member.slots)
             if engine != member.engine:
-                actions.member_set_engine(member=member, engine=engine)
+                member_set_engine(member=member, engine=engine)
                 member.refresh_from_db()
         if slots != member.slots:
-            actions.member_set_slots(member=member, slots=slots)
+            member_set_slots(member=member, slots=slots)
         if data.get("api_key") or data.get("clear_api_key"):
-            actions.member_set_api_key(
-                member=member, api_key="" if data.get("clear_api_key") else data["api_key"]
-            )
+            member_set_api_key(member=member, api_key="" if data.get("clear_api_key") else data["api_key"])
         if data["weight"] != member.weight:
-            actions.member_set_weight(member=member, weight=data["weight"])
+            member_set_weight(member=member, weight=data["weight"])
         if data["gpu"] != member.gpu:
-            actions.member_set_gpu(member=member, gpu=data["gpu"])
+            member_set_gpu(member=member, gpu=data["gpu"])
         return member
 
 
@@ -179,6 +188,17 @@ def _weight(label: str) -> forms.IntegerField:
         max_value=MAX_SHARE_WEIGHT,
         label=label,
         widget=forms.NumberInput(attrs={"placeholder": "weight", "aria-label": label}),
+    )
+
+
+def _samples(label: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SAMPLES,
+        label=label,
+        help_text="Independent answers per math problem; the majority's final answer is shown (1: no vote)",
+        widget=forms.NumberInput(attrs={"placeholder": "samples", "aria-label": label}),
     )
 
 
@@ -201,11 +221,11 @@ TUTOR_TEXTS = ("solve_mode", "prompt_tutor", "hint_first", "hint_another", "hint
 class DesiredStateForm(forms.ModelForm):
     """A form over a table of desired state (settings, keys, rules): the model's rules check
     it (`full_clean`), and it is saved through the service layer, which records each change
-    with who made it (pool/audit.py)."""
+    with who made it (pool/services/audit.py)."""
 
     def save(self, commit: bool = True):
         # Only what the form shows is written: the rest of the row may change meanwhile.
-        return actions.save_desired_state(self.instance, fields=list(self.cleaned_data))
+        return audit.save(self.instance, fields=list(self.cleaned_data))
 
 
 class RoutingForm(DesiredStateForm):
@@ -367,6 +387,7 @@ class KeyLimitsForm(DesiredStateForm):
     priority = _priority("class")
     tokens_per_day = _limit("tokens/day")
     tokens_per_month = _limit("tokens/month")
+    samples = _samples("samples")
 
     class Meta:
         model = ApiKey
@@ -380,6 +401,7 @@ class KeyLimitsForm(DesiredStateForm):
             "tokens_per_month",
             "cache",
             "cache_sampled",
+            "samples",
         ]
         labels = {"cache": "cache", "cache_sampled": "sampled"}
 
@@ -391,6 +413,9 @@ class KeyLimitsForm(DesiredStateForm):
 
     def clean_priority(self) -> str:
         return _kept(self, "priority")
+
+    def clean_samples(self) -> int:
+        return _kept(self, "samples")
 
 
 class AlertRuleForm(DesiredStateForm):
@@ -477,7 +502,15 @@ class AuditFilterForm(forms.Form):
 
 
 class SolveCacheQuotaForm(DesiredStateForm):
-    """The solve page's answer cache and quotas (Routing page): the students as one tenant."""
+    """The solve page's answer cache, votes and quotas (Routing page): the students as one tenant."""
+
+    solve_samples = _samples("Independent answers per math problem (students)")
+    max_samples = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SAMPLES,
+        label="Most answers one request may ask for (vibeadmin.samples)",
+    )
 
     solve_tokens_per_day = forms.IntegerField(
         required=False, min_value=1, label="Tokens per day (all students)"
@@ -488,7 +521,14 @@ class SolveCacheQuotaForm(DesiredStateForm):
 
     class Meta:
         model = PoolSettings
-        fields = ["solve_cache", "solve_cache_sampled", "solve_tokens_per_day", "solve_tokens_per_month"]
+        fields = [
+            "solve_cache",
+            "solve_cache_sampled",
+            "solve_tokens_per_day",
+            "solve_tokens_per_month",
+            "solve_samples",
+            "max_samples",
+        ]
         labels = {
             "solve_cache": "Answer repeated problems from the answer cache",
             "solve_cache_sampled": "Also when the answer is sampled (temperature above 0)",
@@ -496,3 +536,9 @@ class SolveCacheQuotaForm(DesiredStateForm):
 
     def clean(self) -> dict:
         return _quotas_in_order(self, "solve_tokens_per_day", "solve_tokens_per_month")
+
+    def clean_solve_samples(self) -> int:
+        return _kept(self, "solve_samples")
+
+    def clean_max_samples(self) -> int:
+        return _kept(self, "max_samples")

@@ -9,8 +9,8 @@ import asyncio
 from channels.layers import get_channel_layer
 
 from pool.dashboard import snapshot
-from pool.events import DASHBOARD_GROUP
 from pool.loops.runtime import every, in_thread
+from pool.services.events import DASHBOARD_GROUP
 
 SNAPSHOT_EVERY_S = 1.0
 

@@ -10,7 +10,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
 from pool.dashboard.consumers import session_group
-from pool.events import broadcast
+from pool.services.events import broadcast
 
 
 @receiver(user_logged_out, dispatch_uid="vibeadmin-close-sockets")

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import F
 
-from pool.apikeys import apikey_create
-from pool.eval.answers import is_correct
 from pool.eval.problems import Problem
 from pool.eval.runs import finish
+from pool.final_answers import is_correct
 from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key
 from pool.models.quality import DONE, FAILED, STOPPED
+from pool.services.keys import apikey_create
 from vibeadmin.private_files import write_private
 
 EVAL_KEY_NAME = "quality-eval"

@@ -7,8 +7,10 @@ the store (answer_store.py), the reply shapes (replies.py), the shared generatio
 
 Who may be served a stored answer: the solve page (on by default, Routing page) and keys
 that opted in (`apikey create --cache`). With temperature above 0 only where the tenant
-allows sampled answers too. `Cache-Control: no-cache` from the client asks for a fresh
-answer (it is still stored for the next ones).
+allows sampled answers too. `Cache-Control: no-cache` from a key asks for a fresh
+answer, which replaces that key's own stored one (the cache is per tenant), and is counted
+as a refresh in the cache's figures; the solve page's answers are every student's, so there
+it is ignored (app.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pool.gateway.collapse import Delivery, Flight, Flights, Served, subscribe
 from pool.gateway.exchange import Exchange
 from pool.gateway.outcome import Outcome
 from pool.gateway.replies import Answer, StreamWriter, whole_reply
-from pool.gateway.types import BYPASS, HIT, MISS, Plan, RouteContext
+from pool.gateway.types import BYPASS, HIT, MISS, REFRESH, Plan, RouteContext
 from pool.gateway.validation import Validated
 
 CHAT_PATH = "/v1/chat/completions"
@@ -80,7 +82,7 @@ class Answers:
         if is_sampled(body) and not sampled_ok:
             return Plan(BYPASS)  # never served to this tenant: not worth storing either
         key = cache_key(model_sha256, path, request.task, body, tenant)
-        return Plan(BYPASS if fresh else MISS, key, not fresh, model_sha256)
+        return Plan(REFRESH if fresh else MISS, key, not fresh, model_sha256)
 
     async def serve_hit(self, send, answer: Answer, request: Validated, outcome: Outcome) -> None:
         """A stored answer, in the shape the client asked for, without a member or the line."""

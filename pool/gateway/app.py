@@ -26,7 +26,7 @@ from pool.gateway.answers import Answers, wants_fresh
 from pool.gateway.asgi_io import ClientGone, header, header_joined, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.exchange import Exchange
-from pool.gateway.hosts import check_host
+from pool.gateway.hosts import check_host, check_origin
 from pool.gateway.openapi import openapi_document
 from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.progress import Progress
@@ -41,6 +41,7 @@ from pool.gateway.tutor import HINTS, conversation, hinted, is_whole_text
 from pool.gateway.types import HIT, MISS, RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
+from pool.gateway.voting import Voting, samples_for
 from pool.proxies import client_address
 
 log = logging.getLogger("pool.gateway")
@@ -64,6 +65,7 @@ class Gateway:
         self.admission = Admission(assembly.limits())
         self.exchange = Exchange(self.registry, self.router)
         self.answers = Answers()  # the answer cache and the generations identical requests share
+        self.voting = Voting(self.exchange, self.router)  # k independent answers, the majority's shown
         self.quotas = make_quotas()  # tokens per day and month: in this process, or in Redis
         self.usage = UsageBook()
         self.handlers: dict[str, Handler] = {
@@ -175,55 +177,80 @@ class Gateway:
         caller = await self.auth.caller(header(scope, b"authorization"))
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES, settings.VIBEADMIN_BODY_TIMEOUT_S)
         outcome.label, outcome.key = caller.label, caller.key
+        key = caller.key
+        if key is None:  # an open API: keyless callers are students, under the solve page's caps
+            outcome.admitted = await self.admission.student(self.client_address(scope), self.student_caps())
         request = self.prepare(parse_json(raw), fields, outcome, ceiling=settings.VIBEADMIN_MAX_TOKENS)
         policy = self.registry.policy
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
-        tenant = caller.key.tenant if caller.key else policy.solve_tenant
-        key = caller.key
+        tenant = key.tenant if key else policy.solve_tenant
+        samples = self.samples(request, key.samples if key else 1)
         # The cache is a key's choice; keyless callers (an open API) have none to make.
         on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
-        answer = await self.plan_cache(scope, path, request, outcome, on=on, sampled_ok=sampled_ok)
+        answer = await self.plan_cache(
+            scope, path, request, outcome, on=on and samples == 1, sampled_ok=sampled_ok
+        )
         if answer is not None:  # counts against the key's requests per minute, not its tokens
-            outcome.admitted = await self.admission.key(key, tokens=0)
+            if key is not None:
+                outcome.admitted = await self.admission.key(key, tokens=0)
             await self.answers.serve_hit(send, answer, request, outcome)
             return
-        reserved = outcome.prompt_estimate + outcome.max_tokens  # the most it may use, held until it ends
+        # The most it may use (every sample's), held until it ends.
+        reserved = (outcome.prompt_estimate + outcome.max_tokens) * samples
         outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
-        outcome.admitted = await self.admission.key(key, tokens=reserved)
-        await self.relay(receive, send, path, request, outcome, self.client_address(scope), tenant)
+        if key is not None:
+            outcome.admitted = await self.admission.key(key, tokens=reserved)
+        await self.relay(
+            receive, send, path, request, outcome, self.client_address(scope), tenant, samples=samples
+        )
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
         """A student's problem from the solve page: no key, the caps per address and for all students."""
+        check_origin(scope)
         raw = await read_body(receive, settings.VIBEADMIN_MAX_BODY_BYTES, settings.VIBEADMIN_BODY_TIMEOUT_S)
         outcome.label = "solve"
         policy = self.registry.policy
         client = self.client_address(scope)
-        caps = StudentCaps(
-            policy.solve_rpm,
-            policy.solve_inflight_per_address,
-            pool_share(policy.solve_pool_share, self.registry.slots()),
-        )
         # Before parsing: a flood of junk costs a dict lookup, not a JSON parse each.
-        outcome.admitted = await self.admission.student(client, caps)
+        outcome.admitted = await self.admission.student(client, self.student_caps())
         request = self.prepare(
             solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome, ceiling=policy.solve_max_tokens
         )
         path = "/v1/chat/completions"
+        samples = self.samples(request, policy.solve_samples)
+        # The page's answers are every student's: no student may ask to replace them (no-cache).
         answer = await self.plan_cache(
-            scope, path, request, outcome, on=policy.solve_cache, sampled_ok=policy.solve_cache_sampled
+            scope,
+            path,
+            request,
+            outcome,
+            on=policy.solve_cache and samples == 1,
+            sampled_ok=policy.solve_cache_sampled,
+            may_refresh=False,
         )
         if answer is not None:
             await self.answers.serve_hit(send, answer, request, outcome)
             return
         outcome.quota = await self.quotas.reserve(
-            self.quota(None), outcome.prompt_estimate + outcome.max_tokens
+            self.quota(None), (outcome.prompt_estimate + outcome.max_tokens) * samples
         )
-        await self.relay(receive, send, path, request, outcome, client, policy.solve_tenant)
+        await self.relay(
+            receive, send, path, request, outcome, client, policy.solve_tenant, samples=samples, live=True
+        )
 
     async def plan_cache(
-        self, scope, path: str, request: Validated, outcome: Outcome, *, on: bool, sampled_ok: bool
+        self,
+        scope,
+        path: str,
+        request: Validated,
+        outcome: Outcome,
+        *,
+        on: bool,
+        sampled_ok: bool,
+        may_refresh: bool = True,
     ) -> Answer | None:
-        """What the answer cache does for this request; the stored answer if it has one."""
+        """What the answer cache does for this request; the stored answer if it has one. A
+        key's no-cache refreshes its own entries (the cache is per tenant): `may_refresh`."""
         policy = self.registry.policy
         return await self.answers.find(
             path,
@@ -231,10 +258,23 @@ class Gateway:
             outcome,
             on=on,
             sampled_ok=sampled_ok,
-            fresh=wants_fresh(header(scope, b"cache-control")),
+            fresh=may_refresh and wants_fresh(header(scope, b"cache-control")),
             model_sha256=policy.model_sha256,
             epoch=policy.cache_epoch,
             tenant=f"key:{outcome.key.id}" if outcome.key is not None else "solve",
+        )
+
+    def samples(self, request: Validated, default: int) -> int:
+        """Independent answers to vote on; hints mode answers with one hint (its check votes)."""
+        k = samples_for(request, default, self.registry.policy.max_samples)
+        return 1 if request.mode == HINTS else k
+
+    def student_caps(self) -> StudentCaps:
+        policy = self.registry.policy
+        return StudentCaps(
+            policy.solve_rpm,
+            policy.solve_inflight_per_address,
+            pool_share(policy.solve_pool_share, self.registry.slots()),
         )
 
     def quota(self, key) -> Quota:
@@ -277,7 +317,17 @@ class Gateway:
         return request
 
     async def relay(
-        self, receive, send, path: str, request: Validated, outcome: Outcome, client: str, tenant: Tenant
+        self,
+        receive,
+        send,
+        path: str,
+        request: Validated,
+        outcome: Outcome,
+        client: str,
+        tenant: Tenant,
+        *,
+        samples: int = 1,
+        live: bool = False,
     ) -> None:
         ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix)
         progress = None
@@ -286,7 +336,9 @@ class Gateway:
             progress = Progress(send, functools.partial(self.router.where, outcome.watch))
             send = progress.send
         plan = outcome.cache_plan
-        if plan is not None and plan.key:
+        if samples > 1:
+            work = self.voting.run(send, path, request, ctx, outcome, samples, live=live)
+        elif plan is not None and plan.key:
             work = self.answers.relay(send, path, request, ctx, outcome, plan, self.exchange)
         else:
             work = self.exchange.run(send, path, request.body, ctx, outcome)
@@ -417,6 +469,13 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
         if not is_whole_text(problem):
             raise errors.invalid(
                 "the problem holds an unpaired surrogate, which is not text", param="problem"
+            )
+        limit = min(policy.tutor.max_chars, settings.VIBEADMIN_MAX_PROMPT_CHARS)
+        if len(problem) > limit:  # the operator's cap, as a conversation's (tutor.py)
+            raise errors.invalid(
+                f"the problem is {len(problem)} characters long; this page sends at most {limit}",
+                param="problem",
+                code="conversation_too_long",
             )
         messages = [{"role": "user", "content": problem}]
     ceiling = policy.solve_max_tokens

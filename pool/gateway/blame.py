@@ -7,11 +7,16 @@ goes back to the client as its own 400 and the member stays as it was; only what
 member's doing (no connection, a timeout, a broken stream, an error page that is not its
 own JSON, a failed probe) is retried and counted against it.
 
-llama-server's replies, as measured (tests/test_gateway_member_blame.py tries them):
-a request it cannot use is 400 {"error": {"type": "invalid_request_error", ...}}, or 500
-{"error": {"type": "server_error", "message": "Failed to parse messages: ..."}} where the
-parse throws a plain exception; a model still loading is 503 {"error": {"type":
-"unavailable_error"}}.
+So the body decides as much as the status: a 4xx is the request's only when it is the
+member's own JSON (an HTML or text page comes from a proxy in front of a remote member, or
+from something that is no llama.cpp server), and a 5xx only when its type names the
+request. llama-server's replies, as measured (tests/test_gateway_llama_server_blame.py
+tries them): a request it cannot use is 400 {"error": {"type": "invalid_request_error"}};
+a model still loading is 503 {"error": {"type": "unavailable_error"}}; anything that throws
+inside it is 500 {"error": {"type": "server_error"}}, which is the member's: the request
+shapes that made it throw (a message name that is an object, a lone surrogate) the
+gateway refuses itself before any member sees them, and a decode that fails (out of
+memory, a broken model) says the same.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pool.gateway import errors
 MEMBER_STATUSES = frozenset({401, 403, 404, 405, 408, 429, 502, 503, 504})
 # Error types members use for their own state, not the request's.
 MEMBER_TYPES = frozenset({"unavailable_error", "authentication_error", "permission_error"})
+# Error types that name the request, whatever the status they come with.
+REQUEST_TYPES = frozenset({"invalid_request_error", "exceed_context_size_error", "not_supported_error"})
 # The part of a member's error reply that is read to judge it.
 READ_BYTES = 4096
 
@@ -35,8 +42,8 @@ def about_the_request(status: int, body: bytes) -> bool:
     if status in MEMBER_STATUSES or status >= 600:
         return False
     if status < 500:
-        return True
-    return _error_type(body) not in (None, *MEMBER_TYPES)
+        return _is_json_object(body) and _error_type(body) not in MEMBER_TYPES
+    return _error_type(body) in REQUEST_TYPES
 
 
 def client_error(status: int, body: bytes) -> errors.ApiError:
@@ -65,3 +72,12 @@ def _error_type(body: bytes) -> str | None:
         return None
     kind = error.get("type")
     return kind if isinstance(kind, str) else ""
+
+
+def _is_json_object(body: bytes) -> bool:
+    """The member's own reply: OpenAI's error shape, or FastAPI's {"detail": ...} from
+    llama-cpp-python; not a proxy's page."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False

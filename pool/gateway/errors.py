@@ -64,3 +64,12 @@ def unavailable(message: str, code: str, retry_after: float | None = None) -> Ap
 
 def upstream_failed(message: str) -> ApiError:
     return ApiError(502, message, type="server_error", code="upstream_error")
+
+
+def answer_timed_out(limit_s: float) -> ApiError:
+    return ApiError(
+        504,
+        f"the answer took longer than this pool allows ({limit_s:g} s); ask for fewer max_tokens or try again",
+        type="server_error",
+        code="timeout",
+    )

@@ -4,10 +4,17 @@ nothing has reached the client, relay the reply, and account for it.
 A member's error about the request is the client's (blame.py): a 400, not retried, not
 counted against the member. Client-facing messages name no member and quote none of a
 member's text; the log keeps both.
+
+An answer past the whole answer's limit (upstream.AnswerTooLong) is nobody's fault: the
+client gets a 504 (or, mid-stream, an error event with code `timeout`), it is charged what
+was generated, and no member is retried or ejected. A client that stops reading is the
+client gone: once the buffers between it and the member fill, its request is cancelled,
+which the member sees as the connection closing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -25,9 +32,9 @@ from pool.gateway.router import Router
 from pool.gateway.strategies import record_latency
 from pool.gateway.tasks import spawn
 from pool.gateway.types import RouteContext
-from pool.gateway.upstream import ConnectFailed, UpstreamError, post
+from pool.gateway.upstream import AnswerTooLong, ConnectFailed, UpstreamError, post
 from pool.models import Member, states
-from pool.transitions import change_state
+from pool.services.member_state import change_state
 
 log = logging.getLogger("pool.gateway")
 
@@ -58,6 +65,12 @@ class Exchange:
             try:  # whatever happens from here (the client leaving included), the slot goes back
                 await self.attempt(send, backend, path, body, outcome, pass_usage)
                 return
+            except AnswerTooLong as exc:  # a whole reply read to the limit: nothing was sent yet
+                log.warning("%s: %s; the request ends with a 504", backend.name, exc)
+                # It generated for the whole limit: charged its reservation, as the most it may have used.
+                outcome.prompt_tokens = outcome.prompt_estimate
+                outcome.completion_tokens = outcome.max_tokens
+                raise errors.answer_timed_out(settings.VIBEADMIN_UPSTREAM_TIMEOUT_S) from None
             except (UpstreamError, TimeoutError, _MemberFault) as exc:
                 # Nothing reached the client yet: count it against the member, try another.
                 last_error = f"{backend.name}: {describe(exc)}"
@@ -74,7 +87,7 @@ class Exchange:
     ) -> None:
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
-        async with post(backend.base_url + path, body, backend.api_key) as response:
+        async with post(backend.base_url + path, body, backend.api_key, stream=outcome.stream) as response:
             if response.status >= 400:
                 detail = (await response.read())[: blame.READ_BYTES]
                 if blame.about_the_request(response.status, detail):
@@ -123,6 +136,7 @@ class Exchange:
         extra,
     ) -> None:
         outcome.status = 200
+        response.when_full(_cancel_this(asyncio.current_task()))
         header_wait = time.perf_counter() - sent_at
         overhead = time.perf_counter() - outcome.started - header_wait - outcome.queue_wait_s
         await send(
@@ -143,6 +157,11 @@ class Exchange:
                         # Finish now, not at the member's EOF (llama.cpp's comes a moment later):
                         # clients hang up on [DONE], and a hang-up first made it a 499.
                         break
+        except AnswerTooLong as exc:
+            outcome.status = 504
+            log.warning("%s: %s; the stream ends with a timeout event", backend.name, exc)
+            error = errors.answer_timed_out(settings.VIBEADMIN_UPSTREAM_TIMEOUT_S)
+            await send({"type": "http.response.body", "body": sse.error_event(error), "more_body": True})
         except (UpstreamError, TimeoutError) as exc:
             # A started stream is never replayed: the client gets an error event and the end.
             outcome.status = 502
@@ -173,6 +192,18 @@ class _MemberFault(Exception):
 
     def __init__(self, status: int, detail: str):
         super().__init__(f"HTTP {status}: {detail}")
+
+
+def _cancel_this(task: asyncio.Task | None):
+    """The relay waits on a client that stopped reading while the member's bytes pile up:
+    cancel it, as if the client had left, so the member stops and the slot comes back."""
+
+    def cancel() -> None:
+        if task is not None and not task.done():
+            log.info("a client stopped reading its stream; the request is cancelled")
+            task.cancel()
+
+    return cancel
 
 
 def _members_failed(last_error: str) -> errors.ApiError:

@@ -56,6 +56,7 @@ class KeyInfo:
     cache_sampled: bool = False  # ... with temperature above 0 too
     tokens_per_day: int | None = None  # quotas, calendar day and month in TIME_ZONE
     tokens_per_month: int | None = None
+    samples: int = 1  # independent answers per math request unless it asks (voting.py)
     _tenant: Tenant | None = field(default=None, repr=False)
 
     @property
@@ -75,6 +76,7 @@ class KeyInfo:
         self.rpm, self.tpm, self.max_parallel, self.active = key.rpm, key.tpm, key.max_parallel, key.is_active
         self.cache, self.cache_sampled = key.cache, key.cache_sampled
         self.tokens_per_day, self.tokens_per_month = key.tokens_per_day, key.tokens_per_month
+        self.samples = key.samples
         self.share(weight=key.weight, priority=key.priority)
 
     def share(self, *, weight: int, priority: str) -> None:
@@ -109,6 +111,8 @@ class PoolPolicy:
     solve_cache_sampled: bool = True
     solve_tokens_per_day: int | None = None
     solve_tokens_per_month: int | None = None
+    max_samples: int = 8  # vibeadmin.samples, at most (voting.py)
+    solve_samples: int = 1  # the solve page's default for math
     cache_epoch: int = 0  # raised by "Empty cache": every gateway drops its entries in memory
     model_sha256: str | None = None  # the model file's identity (None: not on this host)
 
@@ -150,6 +154,8 @@ def _policy(row: PoolSettings, model_sha256: str | None = None) -> PoolPolicy:
         solve_cache_sampled=row.solve_cache_sampled,
         solve_tokens_per_day=row.solve_tokens_per_day,
         solve_tokens_per_month=row.solve_tokens_per_month,
+        max_samples=row.max_samples,
+        solve_samples=row.solve_samples,
         cache_epoch=row.cache_epoch,
         model_sha256=model_sha256,
     )

@@ -113,8 +113,13 @@ class Router:
         return self.occupy(backend, ctx, self.slots.take_now(backend.id, ctx, turn))
 
     def pick(self, members: Sequence[Backend], ctx: RouteContext) -> Backend | None:
-        """The member whose cache holds the request's prefix, within the load bound; else
-        the strategy's pick."""
+        """A sibling sample's member while it has room (the prompt is processed once); the
+        member whose cache holds the request's prefix, within the load bound; else the
+        strategy's pick."""
+        if ctx.near:
+            sibling = next((m for m in members if m.id == ctx.near and m.has_room), None)
+            if sibling is not None:
+                return sibling
         preferred = self.affinity.prefer(members, ctx) if self.affinity is not None else None
         return preferred or self.registry.strategy.pick(members, ctx)
 

@@ -36,6 +36,7 @@ class RouteContext:
     tokens: int = 0  # max_tokens, with the gateway's default filled in
     tenant: Tenant = PUBLIC
     prefix: str = ""  # affinity.prefix_key(): the task and system prompt, hashed ("": none)
+    near: int = 0  # a member serving a sibling sample of the same request (voting.py): its slots first
 
 
 Lease = str  # "" for a slot counted in this process
@@ -72,13 +73,14 @@ class Waiter:
 
 
 HIT, MISS, BYPASS = "hit", "miss", "bypass"  # the X-Vibeadmin-Cache header's values
+REFRESH = "refresh"  # ... of a request that asked for a fresh answer (no-cache)
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What the answer cache does for one request (pool/gateway/answers.py)."""
 
-    label: str  # HIT, MISS or BYPASS
+    label: str  # HIT, MISS, BYPASS or REFRESH
     key: str = ""  # "" : the cache is not used at all
     serve: bool = False  # may be answered from the cache or another request's generation
     model_sha256: str = ""

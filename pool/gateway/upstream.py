@@ -13,8 +13,16 @@ concurrency, httpx issue 3215.)
         async for chunk in response.iter_chunks(): ...  # bytes as they arrive, de-chunked
 
 Errors are UpstreamError: ConnectFailed (refused, unreachable, unknown host: the member is
-not there), UpstreamClosed (it broke off its reply), BadResponse (not HTTP); the connect
-timeout and the total one raise TimeoutError. A request that fails on a reused connection
+not there), UpstreamClosed (it broke off its reply), BadResponse (not HTTP), MemberIdle (no
+byte from it for VIBEADMIN_UPSTREAM_IDLE_S); the connect timeout raises TimeoutError. Those
+are the member's doing. AnswerTooLong (the whole answer took VIBEADMIN_UPSTREAM_TIMEOUT_S)
+is not: a long answer on a busy pool is nobody's fault, and the request ends there.
+
+Two limits, because silence and length are different things. A stream's member sends a
+byte at least every token, so silence from the request on is a stuck member; a whole
+(non-streamed) reply comes in one piece at the end, so its idle limit counts only once its
+head has come, and before that only the whole answer's limit holds. Time the gateway itself
+stopped reading (its client is slow) is never the member's silence. A request that fails on a reused connection
 before any byte of reply is sent once more on a fresh one: the member closed that idle
 connection (a restart) and never saw the request. Leaving `async with` early closes the
 connection unless only the tail after [DONE] is left, so a member sees a client leave.
@@ -58,10 +66,19 @@ class BadResponse(UpstreamError):
     """The member's bytes are not an HTTP/1.x response."""
 
 
-def post(url: str, body: bytes, api_key: str = "") -> Response:
+class MemberIdle(UpstreamError, TimeoutError):
+    """No byte from the member for VIBEADMIN_UPSTREAM_IDLE_S while it owed one."""
+
+
+class AnswerTooLong(Exception):
+    """The whole answer ran past VIBEADMIN_UPSTREAM_TIMEOUT_S: the request's limit, not the member's fault."""
+
+
+def post(url: str, body: bytes, api_key: str = "", *, stream: bool = False) -> Response:
     """POST `body` (JSON) to `url`, with the member's key as a bearer token if it has one;
-    the request goes out on entering `async with`."""
-    return Response(_target(url, api_key), body)
+    the request goes out on entering `async with`. `stream`: the reply is an SSE stream, so
+    the idle limit counts from the request, not from the reply's head."""
+    return Response(_target(url, api_key), body, stream)
 
 
 async def close() -> None:
@@ -105,11 +122,12 @@ def _target(url: str, api_key: str = "") -> _Target:
 class Response:
     """A member's reply to one `post()`: `status`, then `read()` or `iter_chunks()`."""
 
-    __slots__ = ("target", "body", "conn", "status", "timer")
+    __slots__ = ("target", "body", "conn", "status", "stream")
 
-    def __init__(self, target: _Target, body: bytes):
+    def __init__(self, target: _Target, body: bytes, stream: bool = False):
         self.target = target
         self.body = body
+        self.stream = stream
         self.status = 0
 
     async def __aenter__(self) -> Response:
@@ -132,7 +150,7 @@ class Response:
     async def send(self, conn: _Connection, deadline: float) -> None:
         self.conn = conn
         conn.begin()
-        self.timer = conn.pool.loop.call_at(deadline, conn.time_out)
+        conn.watch(deadline, idle_from_start=self.stream)
         try:
             conn.transport.write(self.target.head + b"%d\r\n\r\n" % len(self.body) + self.body)
             while not conn.headers_done:
@@ -140,14 +158,19 @@ class Response:
                     raise conn.error
                 await conn.wait()
         except BaseException:  # cancelled included: the member must see us leave
-            self.timer.cancel()
+            conn.unwatch()
             conn.abort()
             raise
         self.status = conn.status
 
+    def when_full(self, callback) -> None:
+        """Call `callback` once if the reader falls HIGH_WATER behind the member (its own
+        client stopped reading): reading from the member is paused until it catches up."""
+        self.conn.on_full = callback
+
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        self.timer.cancel()
         conn = self.conn
+        conn.unwatch()
         if conn.complete and conn.keep_alive and not conn.closed:
             conn.pool.give_back(conn)
         elif exc_type is None and conn.keep_alive and conn.error is None and not conn.closed:
@@ -201,6 +224,9 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.draining: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Future | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        self.idle_check: asyncio.TimerHandle | None = None
+        self.last_byte_at = 0.0
         self.begin()
 
     def begin(self) -> None:
@@ -210,7 +236,43 @@ class _Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.high_water: float = HIGH_WATER
+        self.on_full = None
         self.error: BaseException | None = None
+
+    def watch(self, deadline: float, *, idle_from_start: bool) -> None:
+        """The whole answer's deadline, and the idle limit: from now, or from the reply's head."""
+        loop = self.pool.loop
+        self.deadline = loop.call_at(deadline, self.time_out)
+        self.last_byte_at = loop.time()
+        if idle_from_start:
+            self.arm_idle()
+
+    def arm_idle(self) -> None:
+        if self.idle_check is None:
+            self.last_byte_at = self.pool.loop.time()
+            self.idle_check = self.pool.loop.call_at(
+                self.last_byte_at + settings.VIBEADMIN_UPSTREAM_IDLE_S, self.check_idle
+            )
+
+    def unwatch(self) -> None:
+        for timer in (self.deadline, self.idle_check):
+            if timer is not None:
+                timer.cancel()
+        self.deadline = self.idle_check = None
+
+    def check_idle(self) -> None:
+        """One timer per idle period, not one per chunk: each byte only notes when it came."""
+        loop, limit = self.pool.loop, settings.VIBEADMIN_UPSTREAM_IDLE_S
+        if self.complete or self.closed:
+            self.idle_check = None
+            return
+        if self.paused:  # we stopped reading, not the member: its silence is ours
+            self.last_byte_at = loop.time()
+        if loop.time() - self.last_byte_at >= limit:
+            self.idle_check = None
+            self.fail(MemberIdle(f"{self.address} sent nothing for {limit:g} s"))
+            return
+        self.idle_check = loop.call_at(self.last_byte_at + limit, self.check_idle)
 
     # --- asyncio ----------------------------------------------------------------------------
 
@@ -223,6 +285,7 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self.got_bytes = True
+        self.last_byte_at = self.pool.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -254,6 +317,8 @@ class _Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
         self.headers_done = True
+        if self.deadline is not None:
+            self.arm_idle()  # a whole reply's body comes now: from here on, silence is the member's
         self.wake()
 
     def on_body(self, body: bytes) -> None:
@@ -265,6 +330,9 @@ class _Connection(asyncio.Protocol):
                 return
             self.paused = True
             self.transport.pause_reading()
+            if self.on_full is not None:
+                full, self.on_full = self.on_full, None
+                full()
         self.wake()
 
     def on_message_complete(self) -> None:
@@ -301,8 +369,9 @@ class _Connection(asyncio.Protocol):
         self.transport.resume_reading()
 
     def time_out(self) -> None:
+        self.deadline = None
         limit = settings.VIBEADMIN_UPSTREAM_TIMEOUT_S
-        self.fail(TimeoutError(f"{self.address} gave no whole reply in {limit:g} s"))
+        self.fail(AnswerTooLong(f"the answer from {self.address} took longer than {limit:g} s"))
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:

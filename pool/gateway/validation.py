@@ -52,7 +52,9 @@ COMMON = {
         "object",
         description='vibeadmin\'s own options: {"task": "general" | "math" | "code", "mode": "solution" | '
         '"hints" (a hint toward the next step instead of the answer), "progress": true (with stream: '
-        "`event: vibeadmin` lines with the place in line and the predicted wait before the first token)}.",
+        "`event: vibeadmin` lines with the place in line and the predicted wait before the first token), "
+        '"samples": k (k independent answers; the reply is the majority final answer\'s, with '
+        "`vibeadmin.agreement`)}.",
     ),
 }
 CHAT_FIELDS = {"messages": Field("messages", required=True), **COMMON}
@@ -75,6 +77,7 @@ class Validated:
     stream: bool
     mode: str = SOLUTION
     progress: bool = False  # the caller wants its place in line while it waits (streams only)
+    samples: int = 0  # independent answers to vote on (0: the tenant's default; capped in app.py)
 
 
 # A lone UTF-16 surrogate: json.loads accepts "\ud800" and Python keeps it, but it is no
@@ -152,8 +155,8 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
             continue
         _check(name, body[name], spec)
     options = body.get("vibeadmin") or {}
-    if set(options) - {"task", "mode", "progress"}:
-        raise invalid("vibeadmin takes only 'task', 'mode' and 'progress'", param="vibeadmin")
+    if set(options) - {"task", "mode", "progress", "samples"}:
+        raise invalid("vibeadmin takes only 'task', 'mode', 'progress' and 'samples'", param="vibeadmin")
     task = options.get("task", "general")
     if not isinstance(task, str) or task not in TASKS:
         raise invalid(f"vibeadmin.task must be one of {', '.join(TASKS)}", param="vibeadmin.task")
@@ -168,7 +171,10 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
     forwarded.setdefault(
         "max_tokens", min(settings.VIBEADMIN_DEFAULT_MAX_TOKENS, settings.VIBEADMIN_MAX_TOKENS)
     )
-    return Validated(forwarded, task, bool(body.get("stream")), mode, progress)
+    samples = options.get("samples", 0)
+    if type(samples) is not int or samples < 1 and "samples" in options:
+        raise invalid("vibeadmin.samples must be a whole number, 1 or more", param="vibeadmin.samples")
+    return Validated(forwarded, task, bool(body.get("stream")), mode, progress, samples)
 
 
 def _tutor_options(options: dict[str, Any], body: dict[str, Any]) -> tuple[str, bool]:
@@ -341,6 +347,7 @@ def json_schema(fields: dict[str, Field]) -> dict[str, Any]:
                 "task": {"type": "string", "enum": list(TASKS)},
                 "mode": {"type": "string", "enum": list(MODES)},
                 "progress": {"type": "boolean"},
+                "samples": {"type": "integer", "minimum": 1},
             }
         if spec.description:
             prop["description"] = spec.description

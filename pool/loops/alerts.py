@@ -22,9 +22,10 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import events, inflight, metrics
+from pool import inflight, metrics
 from pool.loops import resources
 from pool.models import AlertEvent, AlertRule, Member, PoolSettings, states
+from pool.services import events
 
 log = logging.getLogger("pool.loops.alerts")
 

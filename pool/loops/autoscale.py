@@ -2,7 +2,7 @@
 
 `step()` is one look at the load: the runtime calls it every few seconds, tests call it
 with `now=` and `load=`. Like every button, it only changes desired state, through
-`pool.actions.pool_scale`, whose event (kind SCALING) is the decision operators read.
+`pool.pool_scale`, whose event (kind SCALING) is the decision operators read.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from datetime import datetime
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import actions, audit, inflight, metrics
+from pool import inflight, metrics
 from pool.models import Member, PoolEvent, PoolSettings, states
 from pool.models.pool_settings import AUTOSCALE_TARGETS
+from pool.services import audit
+from pool.services.members import pool_scale
 
 INFLIGHT_PER_MEMBER = "inflight_per_member"
 QUEUE_DEPTH = "queue_depth"
@@ -110,7 +112,7 @@ def step(*, now: datetime | None = None, load: Load | None = None) -> Decision |
     if not inflight.lead("autoscaler", ttl_s=LEADER_TTL_S):
         return None  # another serve process scales; two would both add members
     with audit.acting_as(audit.AUTOSCALER):  # the trail names the autoscaler, not a person
-        actions.pool_scale(count=desired, reason=f"autoscaler: {why}")
+        pool_scale(count=desired, reason=f"autoscaler: {why}")
     DECISIONS.labels("up" if desired > current else "down").inc()
     return Decision(current, desired, why)
 

@@ -9,6 +9,7 @@ from django.db import models
 # Fair sharing (pool/gateway/fair.py): a tenant's share of a full pool is its weight's part.
 PRIORITIES = [("interactive", "interactive"), ("batch", "batch: only slots no interactive request waits for")]
 MAX_SHARE_WEIGHT = 100
+MAX_SAMPLES = 16  # independent answers of one request, at most (voting)
 
 
 def hash_key(raw: str) -> str:
@@ -34,6 +35,11 @@ class ApiKey(models.Model):
     cache = models.BooleanField(default=False, help_text="Serve repeated requests from the answer cache")
     cache_sampled = models.BooleanField(
         default=False, help_text="Also with temperature above 0 (a stored answer is one sample)"
+    )
+    samples = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
+        help_text="Independent answers per math request unless it asks (1: no vote)",
     )
     # Quotas (pool/gateway/quotas.py): calendar day and month in the operator's time zone.
     tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)

@@ -4,7 +4,7 @@ from django.db import models
 class PoolEvent(models.Model):
     """Something that happened to the pool, kept for operators: a state change, a scaling
     decision, an operator's action, and (kind CHANGE) one field of desired state changed:
-    the audit trail (pool/audit.py), with who changed it and its old and new values."""
+    the audit trail (pool/services/audit.py), with who changed it and its old and new values."""
 
     STATE = "state"
     ACTION = "action"

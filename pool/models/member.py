@@ -34,7 +34,7 @@ class Member(models.Model):
     # so that only the gateway and the probes can reach its port.
     api_key = models.CharField(max_length=256, blank=True)
 
-    # Desired state: what the operator wants. Only pool/actions.py writes these (the
+    # Desired state: what the operator wants. Only pool/services/members.py writes these (the
     # dashboard and the CLI call it).
     should_run = models.BooleanField(default=True)
     restart_requested = models.BooleanField(default=False)
@@ -54,7 +54,7 @@ class Member(models.Model):
     n_ctx = models.PositiveIntegerField(default=4096, help_text="Context per slot, in tokens")
     n_threads = models.PositiveIntegerField(default=1)
 
-    # Observed state: the supervisor writes these, through pool/transitions.py; so does a
+    # Observed state: the supervisor writes these, through pool/services/member_state.py; so does a
     # gateway's passive check, which moves a ready member whose traffic fails to unhealthy.
     state = models.CharField(max_length=16, choices=states.CHOICES, default=states.STOPPED)
     state_changed_at = models.DateTimeField(default=timezone.now)

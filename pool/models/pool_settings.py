@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES
+from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
 
 DEFAULT_PROMPTS = {
     "general": "You are a helpful assistant.",
@@ -119,7 +119,7 @@ DEFAULT_HINTS = {
 class PoolSettings(models.Model):
     """The operator's pool-wide choices. One row (pk=1), created on first use. Its rules are
     here (field validators and `clean()`), so the dashboard, the command line and the
-    autoscaler check a change alike (pool/actions.py saves it, pool/audit.py records it)."""
+    autoscaler check a change alike (pool/services/members.py saves it, pool/services/audit.py records it)."""
 
     strategy = models.CharField(
         max_length=32,
@@ -181,6 +181,17 @@ class PoolSettings(models.Model):
     )
     solve_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
     solve_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    # Voting (pool/gateway/voting.py): independent answers whose majority final answer is shown.
+    max_samples = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
+        help_text="The most independent answers one request may ask for (vibeadmin.samples)",
+    )
+    solve_samples = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
+        help_text="Independent answers per math problem on the solve page (1: no vote)",
+    )
     # Raised by "Empty cache": every gateway drops its in-memory entries when it sees it change.
     cache_epoch = models.PositiveIntegerField(default=0)
     # The solve page as a tutor: follow-ups within these bounds, and hints before answers.

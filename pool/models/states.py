@@ -1,5 +1,5 @@
 """Member states, and the moves between them. No project imports here: everything else
-imports this. TRANSITIONS is the whole state machine: pool/transitions.py refuses any other
+imports this. TRANSITIONS is the whole state machine: pool/services/member_state.py refuses any other
 move, and docs/architecture.md draws the same edges (a test compares them).
 """
 

@@ -16,10 +16,10 @@ import psutil
 from django.conf import settings
 from django.utils import timezone
 
-from pool import actions
 from pool.models import Member, ProfileRun, states
 from pool.profiling import plan as planning
 from pool.profiling.plan import Layout
+from pool.services.members import pool_apply_layout
 
 DEFAULT_BUDGET_S = 300.0
 DEFAULT_ANSWER_TOKENS = 64
@@ -123,13 +123,13 @@ def latest() -> ProfileRun | None:
 
 
 def apply(run: ProfileRun, *, target: str, load: int = 1) -> tuple[Layout, list[str]]:
-    """Make the pool the layout best for `target` in `run`, through pool/actions.py."""
+    """Make the pool the layout best for `target` in `run`, through pool/py."""
     best = planning.best_layout(
         planning.measured_points(run), planning.planned_layouts(run), target=target, load=load
     )
     if best is None:
         raise ProfileError("this profile measured no layout for that target: run a profile first")
-    done = actions.pool_apply_layout(
+    done = pool_apply_layout(
         members=best.members,
         threads=best.threads,
         slots=best.slots,

@@ -22,12 +22,13 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pool import events, inflight, metrics
+from pool import inflight, metrics
 from pool.member_logs import read_tail
 from pool.model_file import ModelChoice, ensure_model
 from pool.models import Member, Node, PoolEvent, states
+from pool.services import events
+from pool.services.member_state import change_state, update_observed
 from pool.supervisor import health, process
-from pool.transitions import change_state, update_observed
 
 log = logging.getLogger("pool.supervisor.reconcile")
 

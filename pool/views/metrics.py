@@ -12,8 +12,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 
-from pool import audit  # noqa: F401 (registers the changes counter)
 from pool.gateway.auth import bearer_token
+from pool.services import audit  # noqa: F401 (registers the changes counter)
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -8,10 +8,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pool import actions
 from pool.dashboard.forms import AlertRuleForm, WebhookForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import AlertEvent, AlertRule, PoolSettings
+from pool.services import audit
 
 PAGE, RULES, WEBHOOK = (
     "dashboard/alerts.html",
@@ -72,7 +72,7 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk)
-    actions.delete_desired_state(rule)
+    audit.delete(rule)
     messages.success(request, f"Deleted the rule {rule.name} and its events.")
     return after_post(request, reverse("alerts"), RULES, page_context())
 

@@ -10,10 +10,10 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from pool import metrics, usage
-from pool.apikeys import apikey_revoke
 from pool.dashboard.forms import KeyCreateForm, KeyLimitsForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.models import ApiKey
+from pool.services.keys import apikey_revoke
 
 PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
 

@@ -9,20 +9,21 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pool import actions
 from pool.dashboard import snapshot
 from pool.dashboard.forms import MemberAddForm, MemberEditForm, ScaleForm
 from pool.dashboard.views.common import after_post, page_or_partial, staff_required
 from pool.loops import autoscale
 from pool.member_logs import read_tail
 from pool.models import Member, PoolEvent
+from pool.services import ActionError
+from pool.services.members import member_drain, member_remove, member_restart, member_start, member_stop
 
 ACTIONS = {
-    "start": actions.member_start,
-    "stop": actions.member_stop,
-    "restart": actions.member_restart,
-    "drain": actions.member_drain,
-    "remove": actions.member_remove,
+    "start": member_start,
+    "stop": member_stop,
+    "restart": member_restart,
+    "drain": member_drain,
+    "remove": member_remove,
 }
 TABLE = "dashboard/partials/members_table.html"
 
@@ -62,7 +63,7 @@ def member_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
         raise Http404(f"no action {action!r}")
     try:
         ACTIONS[action](member=member)
-    except actions.ActionError as exc:
+    except ActionError as exc:
         messages.error(request, str(exc))
     return after_post(request, reverse("members"), TABLE, table_context())
 

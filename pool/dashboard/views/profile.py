@@ -1,5 +1,5 @@
 """The overview's profile panel: start and stop `pool profile`, its table and plot, Apply
-(through pool/actions.py), and the capacity it works out from its measured pace."""
+(through pool/services/members.py), and the capacity it works out from its measured pace."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from pool.actions import ActionError
 from pool.dashboard.profile_forms import ProfileApplyForm, ProfileCapacityForm, ProfileStartForm
 from pool.dashboard.views.common import after_post, page_or_partial, render_partial, staff_required
 from pool.models import ProfileRun
 from pool.profiling import capacity, job, report
 from pool.profiling import plan as planning
+from pool.services import ActionError
 
 PANEL = "dashboard/partials/profile.html"
 CAPACITY = "dashboard/partials/profile_capacity.html"

@@ -6,10 +6,10 @@ import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import audit
-from pool.apikeys import UNSET, apikey_create, apikey_revoke, apikey_set
 from pool.models import ApiKey
 from pool.models.apikey import PRIORITIES
+from pool.services import audit
+from pool.services.keys import UNSET, apikey_create, apikey_revoke, apikey_set
 
 
 def add_share_arguments(parser, default: bool) -> None:

@@ -13,19 +13,33 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import actions, audit
 from pool.eval import cli as eval_cli
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
 from pool.profiling import cli as profile_cli
+from pool.services import ActionError, audit
+from pool.services.members import (
+    member_add,
+    member_drain,
+    member_remove,
+    member_restart,
+    member_set_api_key,
+    member_set_engine,
+    member_set_slots,
+    member_set_weight,
+    member_start,
+    member_stop,
+    pool_scale,
+)
+from pool.services.pool_settings import pool_configure, pool_set_strategy, pool_settings_fields
 
 MEMBER_ACTIONS = {
-    "start": (actions.member_start, "start a member (a failed one gets fresh retries)"),
-    "stop": (actions.member_stop, "stop a member gracefully: drain briefly, then SIGTERM, then SIGKILL"),
-    "drain": (actions.member_drain, "take no new requests, let in-flight ones finish, then stop"),
-    "restart": (actions.member_restart, "stop a member, then start it again"),
-    "remove": (actions.member_remove, "stop a member and delete it from the pool"),
+    "start": (member_start, "start a member (a failed one gets fresh retries)"),
+    "stop": (member_stop, "stop a member gracefully: drain briefly, then SIGTERM, then SIGKILL"),
+    "drain": (member_drain, "take no new requests, let in-flight ones finish, then stop"),
+    "restart": (member_restart, "stop a member, then start it again"),
+    "remove": (member_remove, "stop a member and delete it from the pool"),
 }
 COLUMNS = (
     "NAME",
@@ -148,7 +162,7 @@ class Command(BaseCommand):
             elif action == "profile":
                 take_ctrl_c()
                 profile_cli.handle(self, options)
-        except actions.ActionError as exc:
+        except ActionError as exc:
             raise CommandError(str(exc)) from None
 
     # --- subcommands --------------------------------------------------------------------
@@ -179,7 +193,7 @@ class Command(BaseCommand):
         slots: int | None = None,
         api_key: str = "",
     ) -> None:
-        member = actions.member_add(
+        member = member_add(
             url=url, weight=weight, gpu=gpu, name=name, node=node, engine=engine, slots=slots, api_key=api_key
         )
         if url:
@@ -197,17 +211,17 @@ class Command(BaseCommand):
             raise CommandError("say what to set: --slots, --weight, --engine or --api-key")
         done = []
         if engine is not None:
-            actions.member_set_engine(member=member, engine=engine)
+            member_set_engine(member=member, engine=engine)
             member.refresh_from_db()
             done.append(f"engine {engine}")
         if slots is not None:
-            actions.member_set_slots(member=member, slots=parse_slots(slots))
+            member_set_slots(member=member, slots=parse_slots(slots))
             done.append(f"slots {slots}")
         if weight is not None:
-            actions.member_set_weight(member=member, weight=weight)
+            member_set_weight(member=member, weight=weight)
             done.append(f"weight {weight}")
         if api_key is not None:
-            actions.member_set_api_key(member=member, api_key=api_key)
+            member_set_api_key(member=member, api_key=api_key)
             done.append("API key " + ("set" if api_key else "cleared"))
         later = " (slots and engine of a local member apply at its next start: `pool restart NAME`)"
         self.done(f"{name}: {', '.join(done)}." + (later if member.is_local and (slots or engine) else ""))
@@ -218,7 +232,7 @@ class Command(BaseCommand):
         self.done(f"{name}: {action} requested.")
 
     def scale(self, count: int) -> None:
-        done = actions.pool_scale(count=count)
+        done = pool_scale(count=count)
         if not done:
             self.stdout.write(
                 f"Nothing to do: {count} local member{'s' if count != 1 else ''} already want to run."
@@ -228,7 +242,7 @@ class Command(BaseCommand):
 
     def strategy(self, name: str | None) -> None:
         if name:
-            actions.pool_set_strategy(name=name)
+            pool_set_strategy(name=name)
             self.stdout.write(f"Strategy set to {name}.")
             return
         current = current_strategy()
@@ -238,7 +252,7 @@ class Command(BaseCommand):
     def config(self, assignments: list[str]) -> None:
         if not assignments:
             row = PoolSettings.load()
-            for field in actions.pool_settings_fields():
+            for field in pool_settings_fields():
                 value = getattr(row, field.attname)
                 shown = "" if value is None else str(value).replace("\n", "\\n")  # one line a setting
                 self.stdout.write(f"{field.name}={shown if len(shown) <= 70 else shown[:67] + '...'}")
@@ -251,7 +265,7 @@ class Command(BaseCommand):
                     f"{assignment!r}: write NAME=VALUE (an empty VALUE clears an optional setting)"
                 )
             changes[name.strip()] = value
-        actions.pool_configure(changes)
+        pool_configure(changes)
         self.stdout.write("Set " + ", ".join(f"{name}={value}" for name, value in changes.items()) + ".")
 
     def done(self, message: str) -> None:

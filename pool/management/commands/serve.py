@@ -11,9 +11,9 @@ import socket
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import events
 from pool.bootstrap import StartupProgress, check_migrated, ensure_admin, first_run
 from pool.model_file import ModelFileError, ensure_model
+from pool.services import events
 
 
 class Command(BaseCommand):

@@ -10,9 +10,9 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import events
 from pool.bootstrap import StartupProgress
 from pool.model_file import ModelFileError, ensure_model
+from pool.services import events
 
 
 class Command(BaseCommand):

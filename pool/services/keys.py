@@ -1,13 +1,13 @@
 """Platforms' API keys: created with the raw key shown once, stored as a hash. Part of the
-service layer: each change is recorded with who made it (pool/audit.py; the hash never is)."""
+service layer: each change is recorded with who made it (pool/services/audit.py; the hash never is)."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 
-from pool import audit
 from pool.models import ApiKey
 from pool.models.apikey import MAX_SHARE_WEIGHT, PRIORITIES, hash_key
+from pool.services import audit
 
 
 def check_share(*, weight: int, priority: str) -> None:

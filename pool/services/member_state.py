@@ -11,8 +11,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from pool import events
 from pool.models import Member, PoolEvent, states
+from pool.services import events
 
 
 def change_state(member: Member, new_state: str, *, reason: str = "", **fields: Any) -> bool:

@@ -1,6 +1,6 @@
 """The operators' audit trail: who changed which desired state, from what to what, and when.
 
-Every change goes through the service layer (pool/actions.py, pool/apikeys.py), which
+Every change goes through the service layer (pool/services/), which
 saves through `save()` or `update()` here: they diff the row's fields before and after,
 so a field added to a model later is audited with no more code. Who acts is set once where
 a change enters: the dashboard's views (the signed-in user), the command line ("cli"), the

@@ -11,8 +11,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from pool import audit
 from pool.models import PoolEvent
+from pool.services import audit
 
 log = logging.getLogger("pool.events")
 DASHBOARD_GROUP = "dashboard"

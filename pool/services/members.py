@@ -1,33 +1,21 @@
-"""The service layer: every change of desired state. Each only changes desired state; the
-supervisor and the gateway do the work.
-
-Shared by the CLI (`manage.py pool ...`), the dashboard and the autoscaler, so they all
-validate the same way: a bad request raises ActionError (or the model's ValidationError)
-with a message fit to show. Each change is recorded with who made it and its old and new
-values (pool/audit.py); the caller says who acts (`audit.acting_as`).
-"""
+"""The pool's members as operators change them: add, start, stop, drain, restart, remove,
+reshape and scale. Each only changes desired state; the supervisor and the gateway do the
+work. Each change is recorded with who made it and its old and new values (audit.py)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import transaction
 
-from pool import audit, events
-from pool.models import Member, PoolEvent, PoolSettings, states
+from pool.models import Member, PoolEvent, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
-from pool.models.pool_settings import STRATEGIES
+from pool.services import ActionError, audit, events
 
 # A member's name is a slug: it appears in URLs, log file names and metric labels.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-class ActionError(ValueError):
-    """The action can't be done; the message says why, for the operator."""
 
 
 def validate_remote_url(url: str) -> str:
@@ -255,69 +243,6 @@ def pool_scale(*, count: int, reason: str = "") -> list[str]:
             f"scale to {count}" + (f" ({reason})" if reason else "") + ": " + ", ".join(done),
         )
     return done
-
-
-def pool_set_strategy(*, name: str) -> None:
-    if name not in STRATEGIES:
-        raise ActionError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    pool_settings = PoolSettings.load()
-    pool_settings.strategy = name
-    save_desired_state(pool_settings, ["strategy"])
-    events.record(PoolEvent.ACTION, f"strategy set to {name}")
-
-
-# Kept by the pool itself, never set by an operator's command.
-NOT_CONFIGURABLE = {"first_run_done", "cache_epoch"}
-
-
-def pool_settings_fields() -> list[models.Field]:
-    """The pool-wide settings an operator may change from the command line (`pool config`)."""
-    return [f for f in audit.desired_fields(PoolSettings) if f.name not in NOT_CONFIGURABLE]
-
-
-def pool_configure(changes: dict[str, str]) -> PoolSettings:
-    """Set pool-wide settings from text (`NAME=VALUE`, as typed at the command line): each
-    value converted by its field, all of them checked together by PoolSettings' own rules
-    (the Routing page's), and saved and recorded as one change. Nothing is saved if any fails."""
-    fields = {f.name: f for f in pool_settings_fields()}
-    row = PoolSettings.load()
-    for name, text in changes.items():
-        field = fields.get(name)
-        if field is None:
-            raise ActionError(f"no setting {name!r}; `manage.py pool config` lists them")
-        blank = text.strip() == ""
-        if blank and not field.null:
-            raise ActionError(f"{name} cannot be empty")
-        try:
-            value = None if blank else field.to_python(text.strip())
-        except ValidationError as exc:
-            raise ActionError(f"{name}: {' '.join(exc.messages)}") from None
-        if field.name == "strategy" and value not in STRATEGIES:
-            raise ActionError(f"unknown strategy {value!r}; choose one of {', '.join(STRATEGIES)}")
-        setattr(row, field.attname, value)
-    try:
-        save_desired_state(row, list(changes))
-    except ValidationError as exc:
-        raise ActionError("; ".join(_messages(exc))) from None
-    return row
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    if hasattr(exc, "error_dict"):
-        return [f"{name}: {' '.join(messages)}" for name, messages in exc.message_dict.items()]
-    return list(exc.messages)
-
-
-def save_desired_state(row: models.Model, fields: Iterable[str] | None = None) -> models.Model:
-    """Any table of desired state (the pool's settings, a key, an alert rule) as edited in a
-    form or by a command: checked by its model's rules, saved (only `fields`, where given),
-    and each change recorded. Raises ValidationError with the model's messages, nothing saved."""
-    return audit.save(row, fields=fields)
-
-
-def delete_desired_state(row: models.Model) -> None:
-    """Delete a row of desired state (an alert rule); the trail keeps what it held."""
-    audit.delete(row)
 
 
 def _note(member: Member, message: str) -> None:
