@@ -206,3 +206,31 @@ async def test_the_line_knows_a_keys_student_and_a_solve_page_students_network(
 
     tenant = seen[0][0]
     assert seen == [(tenant, "alice"), (tenant, ""), ("solve", "2001:db8:1:2::/64")]
+
+
+async def test_two_gateways_sharing_redis_let_a_student_through_exactly_at_the_rate(gateway, fakes_in_loop):
+    if redis_missing():
+        pytest.skip(redis_missing())
+    from pool.gateway.admission import Admission
+    from pool.gateway.app import Gateway
+    from pool.gateway.limits_redis import RedisLimits
+
+    server = await sync_to_async(start_redis)()
+    other = Gateway()
+    try:
+        for gw in (gateway, other):
+            gw.admission = Admission(RedisLimits(server.url))
+        await fakes_in_loop(2, concurrent=True)
+        _, key = await sync_to_async(apikey_create)(name="school", user_rpm=5)
+        body = json.dumps({**chat(), "user": "alice"}).encode()
+
+        calls = [Call((gateway, other)[i % 2], "POST", PATH, body, headers(key)) for i in range(12)]
+        replies = await asyncio.gather(*(c.done(30) for c in calls))
+
+        assert sorted(r.status for r in replies) == [200] * 5 + [429] * 7
+        assert {r.json()["error"]["code"] for r in replies if r.status == 429} == {"user_rate_limited"}
+    finally:
+        for task in (other.registry._task, other._sampler):
+            if task is not None:
+                task.cancel()
+        await sync_to_async(server.stop)()
