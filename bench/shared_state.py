@@ -97,13 +97,13 @@ def one_mode(bench: Bench, mode: str, redis_url: str, urls: list[str], shots, se
     return row
 
 
-STUDENT_QUOTA, STUDENT_REQUESTS, STUDENT_MAX_TOKENS = 3_000, 200, 40
-STUDENT_SPACING_S = 0.005  # apart enough that answers end (and settle) while others arrive
+STUDENT_QUOTA, STUDENT_REQUESTS, STUDENT_MAX_TOKENS = 3_000, 400, 40
+STUDENT_SPACING_S = 0.01  # apart enough that answers end (and settle) while others arrive
 
 
 def student_quota_leg(bench: Bench, redis_url: str, urls: list[str]) -> dict:
     """Two gateways sharing Redis, one key whose students may use STUDENT_QUOTA tokens a
-    day; one student sends STUDENT_REQUESTS 5 ms apart, every other one to the second gateway.
+    day; one student sends STUDENT_REQUESTS 10 ms apart, every other one to the second gateway.
     What the student used, as the gateway counted it (GET /v1/usage?user=), against the
     quota: over by at most one request's reservation is the goal."""
     data = bench.folders.new()
@@ -238,7 +238,7 @@ def markdown(result: dict) -> str:
     student = result.get("student_quota")
     if student:
         lines.append(
-            f"\nA student's day of {student['quota']} tokens, {student['requests']} requests 5 ms apart through the "
+            f"\nA student's day of {student['quota']} tokens, {student['requests']} requests 10 ms apart through the "
             f"two gateways: {student['served']} served, {student['refused']} refused (user_quota_exceeded); "
             f"used {student['used']}, over by {student['over']} tokens, where one request reserves "
             f"{student['reservation']}."
