@@ -33,7 +33,7 @@ from bench.server import DataFolders, Vibeadmin
 from pool import packaged_model
 
 OUT = Path(__file__).resolve().parent / "results" / "rollout.json"
-LOAD = 3  # clients, each one request after another
+LOAD = 8  # clients, each one request after another
 TOKENS = 8  # a short answer: many requests, each a real generation
 PRIMARY = "qwen2.5-coder-1.5b-instruct"
 
@@ -45,6 +45,7 @@ class Load:
     def __init__(self, server: Vibeadmin) -> None:
         self.server, self.stop = server, threading.Event()
         self.ok, self.failed, self.errors = 0, 0, []  # type: ignore[var-annotated]
+        self.spans: list[tuple[float, float, bool]] = []  # (sent, ended, failed) of every request
         self.threads = [threading.Thread(target=self.client, args=(i,), daemon=True) for i in range(LOAD)]
 
     def __enter__(self) -> Load:
@@ -71,21 +72,34 @@ class Load:
                 data=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.server.key}"},
             )
+            sent = time.monotonic()
             try:
                 with urllib.request.urlopen(request, timeout=300) as response:
                     reply = json.load(response)
                     assert reply["choices"][0]["message"]["content"] is not None
                 self.ok += 1
+                self.spans.append((sent, time.monotonic(), False))
             except (urllib.error.URLError, OSError, AssertionError, KeyError, ValueError) as exc:
                 self.failed += 1
-                self.errors.append(str(getattr(exc, "code", "")) + " " + str(exc)[:200])
+                self.spans.append((sent, time.monotonic(), True))
+                detail = exc.read().decode()[:200] if isinstance(exc, urllib.error.HTTPError) else ""
+                self.errors.append(f"{getattr(exc, 'code', '')} {exc} {detail}"[:300])
 
-    def figures(self) -> dict:
-        return {"answered": self.ok, "failed": self.failed, "errors": self.errors[:10]}
+    def figures(self, windows: list[tuple[float, float]] = ()) -> dict:  # type: ignore[assignment]
+        """All requests, and those in flight at some moment of a rollout (a window)."""
+        during = [f for a, b, f in self.spans if any(a < end and b > start for start, end in windows)]
+        return {
+            "answered": self.ok,
+            "failed": self.failed,
+            "during_rollouts": {"requests": len(during), "failed": sum(during)},
+            "errors": self.errors[:10],
+        }
 
 
-def rollout(server: Vibeadmin, *args: str, timeout: float = 1800) -> tuple[int, float, str]:
-    """`pool rollout ... --wait`: (exit code, seconds, its output)."""
+def rollout(
+    server: Vibeadmin, *args: str, timeout: float = 1800, windows: list | None = None
+) -> tuple[int, float, str]:
+    """`pool rollout ... --wait`: (exit code, seconds, its output); its window kept in `windows`."""
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "manage.py", "pool", "rollout", *args, "--wait"],
@@ -95,6 +109,8 @@ def rollout(server: Vibeadmin, *args: str, timeout: float = 1800) -> tuple[int, 
         text=True,
         timeout=timeout,
     )
+    if windows is not None:
+        windows.append((started, time.monotonic()))
     return result.returncode, time.monotonic() - started, (result.stdout + result.stderr)[-3000:]
 
 
@@ -135,22 +151,23 @@ def start_pool(folders: DataFolders) -> Vibeadmin:
 
 def run_rolling(server: Vibeadmin) -> dict:
     server.manage("pool", "model", "add", str(second_model()), "--name", "qwen-0.5b")
-    legs = []
+    legs, windows = [], []  # type: ignore[var-annotated]
     with Load(server) as load:
         time.sleep(10)  # the load under way first
         for name in ("qwen-0.5b", PRIMARY):
-            code, seconds, out = rollout(server, name)
+            code, seconds, out = rollout(server, name, windows=windows)
             legs.append({"to": name, "exit": code, "seconds": round(seconds, 1), "output": out[-600:]})
             print(f"rolled to {name}: exit {code} in {seconds:.0f}s", flush=True)
         time.sleep(5)
-    return {"legs": legs, **load.figures()}
+    return {"legs": legs, **load.figures(windows)}
 
 
 def run_bad_canary(server: Vibeadmin) -> dict:
     server.manage("pool", "model", "add", str(gemma_base()), "--name", "gemma-base", "--chat-format", "gemma")
+    windows: list = []
     with Load(server) as load:
         time.sleep(5)
-        code, seconds, out = rollout(server, "gemma-base", "--canary", "10", "--gate")
+        code, seconds, out = rollout(server, "gemma-base", "--canary", "10", "--gate", windows=windows)
         time.sleep(5)
     print(f"bad canary: exit {code} in {seconds:.0f}s", flush=True)
     status = json.loads(server.manage("pool", "rollout", "--status", "--json"))
