@@ -1,4 +1,4 @@
-"""The model file's identity for the answer cache: its sha256, not its path, size and
+"""The model file's identity, for the answer cache and the accuracy check's runs: its sha256, not its path, size and
 mtime (a file copied over another with the same size and an old mtime would then serve
 the old model's answers).
 
@@ -14,8 +14,18 @@ import hashlib
 import logging
 from pathlib import Path
 
+from pool.model_file import DEFAULT_MODEL, ModelChoice
+
 log = logging.getLogger("pool.gateway")
 _known: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+
+
+def identify(model: ModelChoice) -> str | None:
+    """The served GGUF's sha256, or None where it is not on this host (remote members only):
+    the packaged default's is known, any other file's is read once per version."""
+    if model.is_default and model.path.exists():
+        return DEFAULT_MODEL.sha256
+    return model_sha256(model.path)
 
 
 def stamp_path(path: Path) -> Path:

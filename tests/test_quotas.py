@@ -160,8 +160,9 @@ async def test_the_solve_page_has_a_quota_of_its_own(gateway, fakes_in_loop):
     assert "the solve page" in second.json()["error"]["message"]
 
 
+@pytest.mark.django_db
 async def test_a_day_quota_above_the_month_quota_is_refused():
-    with pytest.raises(ValueError, match="tokens-per-day"):
+    with pytest.raises(ValueError, match="the month.s quota"):
         await sync_to_async(apikey_create)(name="x", tokens_per_day=10, tokens_per_month=5)
 
 

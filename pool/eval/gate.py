@@ -31,7 +31,7 @@ from pool.models import PoolSettings, Rollout
 from pool.models import rollout_states as rs
 from pool.models.quality import wilson_interval
 from pool.services import audit
-from pool.services.rollouts import PROMOTE, ROLL_BACK, rollout_decide
+from pool.services.rollouts import PROMOTE, ROLL_BACK, rollout_decide, rollout_gate_figures
 
 AS_GOOD, WORSE = 0.9, 0.5  # the canary's chance of a right answer where the baseline's is right
 BOUND = math.log(19)  # alpha = beta = 0.05
@@ -145,7 +145,7 @@ def gate_run(rollout_id: int, say) -> None:
     with audit.acting_as(audit.ROLLOUT):
         rollout.refresh_from_db()
         if rollout.state == rs.CANARY:
-            Rollout.objects.filter(pk=rollout.pk).update(reason=f"gate: {why}")
+            rollout_gate_figures(rollout, reason=f"gate: {why}")
             rollout_decide(rollout=rollout, verdict=verdict, why=why)
     say(f"Verdict: {verdict}: {why}")
 
@@ -159,7 +159,8 @@ def record(side: Side, right: bool, ttft: float | None, error: str) -> None:
 
 
 def save(rollout: Rollout, canary: Side, baseline: Side, test: SequentialTest, why: str) -> None:
-    Rollout.objects.filter(pk=rollout.pk).update(
+    rollout_gate_figures(
+        rollout,
         canary_asked=canary.asked,
         canary_passed=canary.passed,
         baseline_asked=baseline.asked,

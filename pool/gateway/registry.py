@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import F
-from django.utils import timezone
 
 from pool import metrics
 from pool.gateway.backend import Backend
@@ -27,11 +25,12 @@ from pool.gateway.strategies import Strategy, make_strategy
 from pool.gateway.tutor import TutorSettings
 from pool.gateway.types import Tenant
 from pool.model_file import chosen_model
-from pool.model_identity import model_sha256
+from pool.model_identity import identify
 from pool.models import ApiKey, Member, Model, PoolSettings, Rollout
 from pool.models import rollout_states as rs
 from pool.models.library import PRIMARY_ALIAS
 from pool.models.pool_settings import TASKS
+from pool.services.usage import add_key_usage
 
 log = logging.getLogger("pool.gateway")
 
@@ -272,9 +271,9 @@ class Registry:
         close_old_connections()
         members = list(Member.objects.routable().select_related("model"))
         keys = list(ApiKey.objects.all())
-        row = PoolSettings.objects.select_related("primary_model").get(pk=PoolSettings.load().pk)
+        row = PoolSettings.load()
         # Before the library (no primary model): the configured file, hashed once, a stat() after that.
-        sha = None if row.primary_model_id else model_sha256(chosen_model().path)
+        sha = None if row.primary_model_id else identify(chosen_model())
         return members, keys, row, sha, list(Model.objects.all()), rollout_routes()
 
     def apply(
@@ -372,13 +371,7 @@ class Registry:
             if not (requests or errors):
                 continue
             info.pending = [0, 0, 0, 0]
-            ApiKey.objects.filter(pk=info.id).update(
-                requests=F("requests") + requests,
-                prompt_tokens=F("prompt_tokens") + prompt,
-                completion_tokens=F("completion_tokens") + completion,
-                errors=F("errors") + errors,
-                last_used_at=timezone.now(),
-            )
+            add_key_usage(info.id, requests=requests, prompt=prompt, completion=completion, errors=errors)
 
     def sample_load(self, queue_depth: int) -> None:
         metrics.record_load(

@@ -13,22 +13,18 @@ made as the actor `rollout`, so the audit trail shows each one.
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 import threading
-import urllib.request
 from collections.abc import Callable
-from datetime import UTC
 
 import psutil
 from django.conf import settings
 from django.utils import timezone
 
+from pool import webhook
 from pool.models import Member, Model, PoolEvent, PoolSettings, Rollout, states
 from pool.models import rollout_states as rs
-from pool.services import ActionError, audit, events
+from pool.services import ActionError, audit, events, jobs
 from pool.services.members import member_add
 from pool.services.rollouts import PROMOTE, ROLL_BACK, source_members
 
@@ -106,7 +102,7 @@ class RolloutMachine:
         elif canary.state == states.READY and r.gate and r.gate_pid is None:
             pid = self.launch_gate(r)
             Rollout.objects.filter(pk=r.pk).update(gate_pid=pid, reason=f"gate running (pid {pid})")
-        elif r.gate and r.gate_pid and not gate_alive(r.gate_pid):
+        elif r.gate and r.gate_pid and not jobs.alive(r.gate_pid):
             self.change(r, rs.ROLLING_BACK, "the gate ended without a verdict", alert=True)
 
     def step_replacing(self, r: Rollout) -> None:
@@ -126,7 +122,7 @@ class RolloutMachine:
         pool_settings = PoolSettings.load()
         if pool_settings.primary_model_id == r.source_id:
             pool_settings.primary_model = r.target
-            audit.save(pool_settings, fields=["primary_model"])
+            audit.save_row(pool_settings, fields=["primary_model"])
         self.change(r, rs.DONE, f"every member serves {r.target.name}; it is the primary model now")
 
     def step_rolling_back(self, r: Rollout) -> None:
@@ -214,7 +210,7 @@ class RolloutMachine:
         stored = Rollout.objects.filter(pk=r.pk, state=r.state)
         if not stored.exists():
             return
-        audit.update(r, state=new, note=reason)
+        audit.update_row(r, state=new, note=reason)
         Rollout.objects.filter(pk=r.pk).update(reason=reason, **fields)
         events.record(
             PoolEvent.ACTION, f"rollout {r.pk} ({r.source.name} -> {r.target.name}): {new}: {reason}"
@@ -237,13 +233,13 @@ def clone(like: Member, model: Model) -> Member:
     )
     shape = {"n_threads": like.n_threads, "n_ctx": like.n_ctx, "n_gpu_layers": like.n_gpu_layers}
     if any(getattr(member, k) != v for k, v in shape.items()):
-        audit.update(member, **shape)
+        audit.update_row(member, **shape)
     return member
 
 
 def restart_on(member: Member, model: Model) -> None:
     """Drain first: the member finishes what it has in flight, then starts again on `model`."""
-    audit.update(
+    audit.update_row(
         member,
         model=model,
         should_run=True,
@@ -255,7 +251,7 @@ def restart_on(member: Member, model: Model) -> None:
 
 def retire(member: Member) -> None:
     """Drained with the full drain timeout (its answers in flight finish), then removed."""
-    audit.update(
+    audit.update_row(
         member, should_run=False, remove_requested=True, drain_timeout_s=settings.VIBEADMIN_DRAIN_TIMEOUT_S
     )
 
@@ -269,68 +265,22 @@ def forget(r: Rollout, name: str) -> None:
 
 
 def launch_gate_process(r: Rollout) -> int:
-    """`manage.py pool rollout --gate-run ID`, a process of its own: it asks through the
-    gateway like a batch client and writes its figures and verdict to the row."""
-    folder = settings.DATA_DIR / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"rollout-gate-{r.pk}.log").open("ab") as log_file:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                str(settings.BASE_DIR / "manage.py"),
-                "pool",
-                "rollout",
-                "--gate-run",
-                str(r.pk),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=settings.BASE_DIR,
-        )
-    threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends
-    return child.pid
-
-
-def gate_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    """`manage.py pool rollout --gate-run ID`, a process of its own (services/jobs.py): it asks
+    through the gateway like a batch client and writes its figures and verdict to the row."""
+    return jobs.spawn(["rollout", "--gate-run", str(r.pk)], f"rollout-gate-{r.pk}")
 
 
 def notify_rollback(r: Rollout, reason: str) -> None:
-    """An Alertmanager-style alert to the operator's webhook (the Alerts page's), off the tick."""
+    """An alert to the operator's webhook (the Alerts page's), off the tick."""
     url = PoolSettings.load().alert_webhook_url
     if not url:
         return
-    now = timezone.now().astimezone(UTC).isoformat().replace("+00:00", "Z")
-    labels = {
-        "alertname": "RolloutRolledBack",
-        "severity": "warning",
-        "service": "vibeadmin",
-        "model": r.target.name,
-    }
-    annotations = {"summary": f"rollout {r.pk} of {r.target.name} rolled back: {reason}"}
-    body = {
-        "version": "4",
-        "status": "firing",
-        "receiver": "vibeadmin",
-        "groupLabels": {"alertname": "RolloutRolledBack"},
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
-        "alerts": [{"status": "firing", "labels": labels, "annotations": annotations, "startsAt": now}],
-    }
-
-    def post() -> None:
-        request = urllib.request.Request(
-            url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5):
-                pass
-        except OSError as exc:
-            log.warning("rollback webhook %s failed: %s", url, exc)
-
-    threading.Thread(target=post, name="rollback-webhook", daemon=True).start()
+    alert = webhook.Alert(
+        name="RolloutRolledBack",
+        status=webhook.FIRING,
+        severity="warning",
+        summary=f"rollout {r.pk} of {r.target.name} rolled back: {reason}",
+        starts_at=timezone.now(),
+        labels={"model": r.target.name},
+    )
+    threading.Thread(target=webhook.send, args=(url, alert), name="rollback-webhook", daemon=True).start()

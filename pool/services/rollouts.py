@@ -8,7 +8,7 @@ from django.db import transaction
 
 from pool.models import ApiKey, Member, Model, PoolEvent, PoolSettings, Rollout, states
 from pool.models import rollout_states as rs
-from pool.services import ActionError, audit, events
+from pool.services import ActionError, audit, events, refused_as_action_error
 
 PROMOTE, ROLL_BACK = "promote", "roll back"
 
@@ -37,10 +37,6 @@ def rollout_start(
         raise ActionError("the pool has no primary model yet: start vibeadmin once first")
     if target.pk == primary.pk:
         raise ActionError(f"{target.name} is the primary model already")
-    if not 0 <= canary_percent <= 100:
-        raise ActionError("--canary takes a percentage: above 0, at most 100")
-    if (gate or tenant is not None) and not canary_percent:
-        raise ActionError("--gate and --tenant go with --canary PERCENT")
     count = source_members(primary, primary).count()
     if count == 0:
         raise ActionError(f"no local member serves {primary.name}: nothing to roll")
@@ -53,7 +49,8 @@ def rollout_start(
         gate=gate,
         reason="waiting for the supervisor's next tick",
     )
-    audit.save(rollout, validate=False)
+    with refused_as_action_error():
+        audit.save_row(rollout)
     how = f"canary {canary_percent:g}%" + (" gated" if gate else "") if canary_percent else "rolling"
     events.record(
         PoolEvent.ACTION, f"rollout {rollout.pk}: {primary.name} -> {target.name} ({how}) requested"
@@ -70,7 +67,7 @@ def active_rollout() -> Rollout:
 
 def rollout_abort(*, rollout: Rollout) -> None:
     """Back to where it started: the new model's members replaced by the old one's again."""
-    audit.update(rollout, abort_requested=True)
+    audit.update_row(rollout, abort_requested=True)
     events.record(PoolEvent.ACTION, f"rollout {rollout.pk}: abort requested")
 
 
@@ -80,6 +77,12 @@ def rollout_decide(*, rollout: Rollout, verdict: str, why: str = "") -> None:
         raise ActionError(f"rollout {rollout.pk} is {rollout.state}, not a canary waiting for a verdict")
     if verdict not in (PROMOTE, ROLL_BACK):
         raise ActionError(f"a verdict is {PROMOTE!r} or {ROLL_BACK!r}")
-    audit.update(rollout, gate_verdict=verdict, note=why)
+    audit.update_row(rollout, gate_verdict=verdict, note=why)
     Rollout.objects.filter(pk=rollout.pk).update(reason=why or verdict)
     rollout.reason = why or verdict
+
+
+def rollout_gate_figures(rollout: Rollout, **figures) -> None:
+    """The gate's progress (observed state, written by its process): each side's answers
+    and the figures the Models page shows."""
+    Rollout.objects.filter(pk=rollout.pk).update(**figures)

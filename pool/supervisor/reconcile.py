@@ -8,7 +8,6 @@ SIGTERM and comes back later for the SIGKILL, as supervisord does.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -26,9 +25,9 @@ from django.utils import timezone
 from pool import inflight, metrics
 from pool.member_logs import read_tail
 from pool.model_file import ModelChoice, ensure_model
-from pool.models import Member, Node, PoolEvent, states
-from pool.services import events
-from pool.services.member_state import change_state, update_observed
+from pool.models import Member, PoolEvent, states
+from pool.services import events, nodes
+from pool.services.member_state import change_state, forget, update_observed
 from pool.services.model_hashing import Hasher
 from pool.services.rollout_machine import RolloutMachine
 from pool.supervisor import health, process
@@ -103,14 +102,7 @@ class Supervisor:
             self.step(member, results.get(member.pk))
 
     def heartbeat(self) -> None:
-        Node.objects.update_or_create(
-            name=self.node,
-            defaults={
-                "last_seen_at": timezone.now(),
-                "pid": os.getpid(),
-                "address": settings.VIBEADMIN_ADVERTISE_HOST,
-            },
-        )
+        nodes.heartbeat(self.node)
 
     def probe_due(self, members: list[Member]) -> dict[int, health.ProbeResult]:
         now = time.monotonic()
@@ -150,9 +142,7 @@ class Supervisor:
     def step_stopped(self, m: Member) -> None:
         if m.remove_requested:
             # stopped -> gone: the operator removed it
-            deleted, _ = Member.objects.filter(pk=m.pk, state__in=states.STOPPED_STATES).delete()
-            if deleted:
-                events.record(PoolEvent.STATE, f"{m.name}: removed", member_name=m.name, state="removed")
+            forget(m)
         elif m.restart_requested:
             # stopped -> (next tick) starting: the restart's stop half is done
             update_observed(m, restart_requested=False)
