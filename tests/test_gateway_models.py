@@ -29,8 +29,7 @@ def two_models(fake_members) -> tuple[Model, Model]:
         architecture="qwen2",
         quantization="Q8_0",
     )
-    PoolSettings.load()
-    PoolSettings.objects.filter(pk=1).update(primary_model=big)
+    PoolSettings.objects.update_or_create(pk=1, defaults={"primary_model": big})
     Member.objects.filter(name="a").update(model=big)
     Member.objects.filter(name="b").update(model=small)
     return big, small
