@@ -184,7 +184,7 @@ def client_wants_usage(body: dict) -> bool:
 
 def saved(outcome: Outcome, answer: Answer) -> None:
     """Served without generating: charged nothing, and what it saved is counted."""
-    outcome.prompt_tokens = outcome.completion_tokens = 0
+    outcome.prompt_tokens = outcome.completion_tokens = outcome.counted_tokens = 0
     outcome.saved_tokens = answer.prompt_tokens + answer.completion_tokens
     outcome.saved_s = answer.generation_s
     outcome.cache_served = True

@@ -560,6 +560,8 @@ class Gateway:
                 queue_wait_s=outcome.queue_wait_s,
                 key=outcome.label,
                 strategy=strategy,
+                counted_tokens=outcome.counted_tokens,
+                generated_since=outcome.generated_since,
             )
 
     def count_usage(self, outcome: Outcome) -> None:

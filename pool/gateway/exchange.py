@@ -87,6 +87,7 @@ class Exchange:
     ) -> None:
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
+        outcome.generated_since = time.time()
         async with post(backend.base_url + path, body, backend.api_key, stream=outcome.stream) as response:
             if response.status >= 400:
                 detail = (await response.read())[: blame.READ_BYTES]
@@ -152,6 +153,9 @@ class Exchange:
                 if whole:
                     if outcome.ttft_s is None:
                         outcome.ttft_s = time.perf_counter() - outcome.started
+                    if events.events > outcome.counted_tokens:  # on the charts as they pass
+                        metrics.count_streamed(backend.name, events.events - outcome.counted_tokens)
+                        outcome.counted_tokens = events.events
                     await send({"type": "http.response.body", "body": whole, "more_body": True})
                     if events.ended:
                         # Finish now, not at the member's EOF (llama.cpp's comes a moment later):

@@ -34,6 +34,8 @@ class Outcome:
     upstream_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    counted_tokens: int = 0  # ... of which the charts counted as they streamed
+    generated_since: float | None = None  # time.time() it went to the member that answered
     cache_plan: Any = None  # answers.Plan: what the answer cache does for it
     cache_served: bool = False  # answered from the cache or another request's generation
     saved_tokens: int = 0  # ... which would have cost these tokens
