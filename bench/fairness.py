@@ -400,7 +400,7 @@ def run(bench: Bench) -> dict:
                     flush=True,
                 )
             server.shell(
-                f"from pool.models import PoolSettings; PoolSettings.load(); "
+                f"from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); "
                 f"PoolSettings.objects.update(queue_timeout_s={DEADLINE_S})"
             )
             time.sleep(1.0)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -87,6 +88,7 @@ class Gateway:
         }
         self._sampler: asyncio.Task | None = None
         self._books: asyncio.Task | None = None
+        self._kept_models: frozenset = frozenset()  # the models whose cached answers are kept
 
     async def start(self) -> None:
         """Start the background refresh (idempotent) and wait for the first picture of the pool."""
@@ -126,16 +128,16 @@ class Gateway:
         try:
             await sync_to_async(self.usage.flush, thread_sensitive=False)()
             await sync_to_async(self.answers.cache.maintain, thread_sensitive=False)()
-            sha = self.registry.policy.model_sha256
-            if sha is not None and sha != self.answers.model_sha256:
+            policy = self.registry.policy
+            shas = {m.sha256 for m in policy.models.values() if m.sha256}
+            if policy.model_sha256 is not None and shas | {policy.model_sha256} != self._kept_models:
+                shas.add(policy.model_sha256)
                 deleted = await sync_to_async(self.answers.cache.forget_other_models, thread_sensitive=False)(
-                    sha
+                    shas
                 )
                 if deleted:
-                    log.info(
-                        "the model file changed: %d cached answers of the previous model deleted", deleted
-                    )
-                self.answers.model_sha256 = sha
+                    log.info("a model file changed or left the library: %d cached answers deleted", deleted)
+                self._kept_models = frozenset(shas)
         except Exception as exc:  # the database busy: the next round writes it
             self.answers.cache.fail("keep", exc)
         metrics.set_degraded("cache", self.answers.cache.failing)
@@ -195,6 +197,7 @@ class Gateway:
         policy = self.registry.policy
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
         tenant = key.tenant if key else policy.solve_tenant
+        self.choose_canary(request, outcome, tenant)
         samples = self.samples(request, key.samples if key else 1)
         # The cache is a key's choice; keyless callers (an open API) have none to make.
         on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
@@ -256,6 +259,7 @@ class Gateway:
             solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome, ceiling=policy.solve_max_tokens
         )
         path = "/v1/chat/completions"
+        self.choose_canary(request, outcome, policy.solve_tenant)
         samples = self.samples(request, policy.solve_samples)
         # The page's answers are every student's: no student may ask to replace them (no-cache).
         answer = await self.plan_cache(
@@ -357,7 +361,7 @@ class Gateway:
             on=on,
             sampled_ok=sampled_ok,
             fresh=fresh,
-            model_sha256=policy.model_sha256,
+            model_sha256=policy.sha_of(outcome.model),
             tenant=tenant,
         )
         outcome.cache_plan = plan
@@ -430,13 +434,16 @@ class Gateway:
         policy: PoolPolicy = self.registry.policy
         request = validate(body, fields)
         apply_defaults(body, request.body, policy.sampling.get(request.task, Sampling()), ceiling=ceiling)
-        if not policy.accepts_model(request.body["model"]):
+        asked = request.body["model"]
+        served = policy.resolve(asked)
+        if served is None:
             raise errors.not_found(
-                f"the model {request.body['model']!r} does not exist; this pool serves "
-                f"{policy.model_id!r} (alias {MODEL_ALIAS!r})",
+                f"the model {asked!r} does not exist; this pool serves {self.served_names()}",
                 code="model_not_found",
             )
-        request.body["model"] = policy.model_id
+        outcome.by_alias = asked == MODEL_ALIAS
+        # The alias routes to its group (the primary's members; during a rollout, the new model's too).
+        request.body["model"], outcome.model = served, MODEL_ALIAS if outcome.by_alias else served
         if "messages" in request.body:
             messages = request.body["messages"]
             if request.mode == HINTS:  # the tutor's system prompt and first instruction, before the task's
@@ -449,6 +456,32 @@ class Gateway:
         outcome.max_tokens = request.body["max_tokens"]  # validate() fills in the default
         outcome.prompt_estimate = estimate_prompt_tokens(request.body)
         return request
+
+    def choose_canary(self, request: Validated, outcome: Outcome, tenant: Tenant) -> None:
+        """A rollout's canary takes its share of the primary alias's traffic (of one tenant's
+        only, where it names one) while one of its members is ready; a request that names a
+        model goes to that model."""
+        canary = self.registry.policy.canary
+        if (
+            canary is None
+            or not outcome.by_alias
+            or (canary.tenant and canary.tenant != tenant.id)
+            or not self.registry.by_model.get(canary.model)
+            or random.random() * 100 >= canary.percent
+        ):
+            return
+        request.body["model"] = outcome.model = canary.model
+
+    def served_names(self) -> str:
+        """The models a client may name now: the primary (and its alias), and every model a
+        ready member serves, each with its alias."""
+        policy = self.registry.policy
+        names = [f"{policy.model_id!r} (alias {MODEL_ALIAS!r})"]
+        for name in sorted(self.registry.by_model):
+            if name not in (policy.model_id, MODEL_ALIAS):
+                alias = policy.models[name].alias if name in policy.models else ""
+                names.append(f"{name!r}" + (f" (alias {alias!r})" if alias else ""))
+        return ", ".join(names)
 
     async def relay(
         self,
@@ -466,7 +499,12 @@ class Gateway:
         hidden: Hidden | None = None,
     ) -> None:
         ctx = RouteContext(
-            client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix, student=student
+            client,
+            tokens=outcome.max_tokens,
+            tenant=tenant,
+            prefix=outcome.prefix,
+            student=student,
+            model=outcome.model,
         )
         progress = None
         if request.progress:
@@ -523,6 +561,8 @@ class Gateway:
                 queue_wait_s=outcome.queue_wait_s,
                 key=outcome.label,
                 strategy=strategy,
+                counted_tokens=outcome.counted_tokens,
+                generated_since=outcome.generated_since,
             )
 
     def count_usage(self, outcome: Outcome) -> None:
@@ -574,12 +614,29 @@ class Gateway:
         return True
 
     def models(self) -> dict:
+        """The primary model under its name and the alias, and every model a ready member
+        serves, each with what its GGUF says of itself."""
         created = int(time.time())
-        ids = [self.registry.policy.model_id, MODEL_ALIAS]
-        return {
-            "object": "list",
-            "data": [{"id": i, "object": "model", "created": created, "owned_by": "vibeadmin"} for i in ids],
-        }
+        policy = self.registry.policy
+        names = [
+            policy.model_id,
+            *sorted(n for n in self.registry.by_model if n not in (policy.model_id, MODEL_ALIAS)),
+        ]
+        data = []
+        for name in names:
+            served = policy.models.get(name)
+            meta = (
+                {k: v for k, v in served.facts.items() if k not in ("path", "hash_progress")}
+                if served
+                else {}
+            )
+            entry = {"id": name, "object": "model", "created": created, "owned_by": "vibeadmin"}
+            data.append(
+                {**entry, "vibeadmin": {**meta, "primary": name == policy.model_id}} if meta else entry
+            )
+            if name == policy.model_id:
+                data.append({**entry, "id": MODEL_ALIAS, "vibeadmin": {"alias_of": name}})
+        return {"object": "list", "data": data}
 
     def client_address(self, scope) -> str:
         peer = (scope.get("client") or ("",))[0]
@@ -640,7 +697,7 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
             code="max_tokens_over_solve_limit",
         )
     return {
-        "model": policy.model_id,
+        "model": MODEL_ALIAS,
         "messages": messages,
         "stream": True,
         "vibeadmin": {

@@ -23,6 +23,8 @@ class Outcome:
     admitted: Pass | None = None  # set once the limits let it through
     prompt_estimate: int = 0
     prefix: str = ""  # the prompt's cache key (affinity.prefix_key), for the router
+    model: str = ""  # the library model whose members serve it
+    by_alias: bool = False  # asked for the primary alias: a canary may take it
     max_tokens: int = 0
     stream: bool = False
     member: str = ""
@@ -32,6 +34,8 @@ class Outcome:
     upstream_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    counted_tokens: int = 0  # ... of which the charts counted as they streamed
+    generated_since: float | None = None  # time.time() it went to the member that answered
     cache_plan: Any = None  # answers.Plan: what the answer cache does for it
     cache_served: bool = False  # answered from the cache or another request's generation
     saved_tokens: int = 0  # ... which would have cost these tokens

@@ -88,7 +88,7 @@ class Router:
             return self.take_here(ctx, exclude, turn)
         if turn is ARRIVING:
             turn = Turn("", time.time(), ctx.tenant, ctx.tokens)
-        members = [m for m in self.registry.routable() if m.id not in exclude]
+        members = [m for m in self.registry.routable(ctx.model) if m.id not in exclude]
         await self.slots.refresh([m.id for m in members])
         strategy = self.registry.strategy
         if strategy.shares_turns:
@@ -107,7 +107,7 @@ class Router:
 
     def take_here(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None) -> Slot | None:
         """take() with this process's own counts: no await, so nothing can come between."""
-        backend = self.pick([m for m in self.registry.routable() if m.id not in exclude], ctx)
+        backend = self.pick([m for m in self.registry.routable(ctx.model) if m.id not in exclude], ctx)
         if backend is None:
             return None
         return self.occupy(backend, ctx, self.slots.take_now(backend.id, ctx, turn))
@@ -133,9 +133,10 @@ class Router:
     ) -> tuple[Slot, float]:
         """A slot taken for this request, and how long it waited for it; `watch` is shown
         its waiter while it waits."""
-        if not any(b.id not in exclude for b in self.registry.routable()):
+        if not any(b.id not in exclude for b in self.registry.routable(ctx.model)):
+            which = f"serving {ctx.model} " if ctx.model else ""
             raise errors.unavailable(
-                "no member of the pool is ready to serve requests; an operator must start one "
+                f"no member of the pool {which}is ready to serve requests; an operator must start one "
                 "(or wait while members start)",
                 code="no_ready_member",
                 retry_after=5,
@@ -181,7 +182,7 @@ class Router:
                 break
             place += 1
             ahead += other.ctx.tokens
-        capacity = sum(b.max_inflight for b in self.registry.routable())
+        capacity = sum(b.max_inflight for b in self.registry.routable(waiter.ctx.model))
         return place, self.pace.predict(ahead, capacity)
 
     def predict_wait(self, ctx: RouteContext) -> float | None:

@@ -39,6 +39,7 @@ class RouteContext:
     # or an anonymous caller's network; "": the tenant's own.
     student: str = ""
     near: int = 0  # a member serving a sibling sample of the same request (voting.py): its slots first
+    model: str = ""  # the library model whose members may take it ("": any member)
 
 
 Lease = str  # "" for a slot counted in this process

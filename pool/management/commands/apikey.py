@@ -132,7 +132,7 @@ class Command(BaseCommand):
                 **{name: options[name] for name in STUDENT_LIMITS},
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(f"Created key {key.name!r}. It is shown only now; store it safely:\n{raw}")
 
     def do_set(self, *, name, weight, priority, **options):
@@ -148,7 +148,7 @@ class Command(BaseCommand):
                 **{name: options[name] for name in STUDENT_LIMITS},
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(
             f"{key.name!r} now has weight {key.weight}, {key.priority}, cache {describe_cache(key)}, "
             f"quotas {describe_quotas(key)}, per student {describe_students(key)}; gateways use it within "
@@ -179,6 +179,19 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Revoked {name!r}; requests with it are refused from now on.")
+
+
+def refused(exc: ValueError) -> CommandError:
+    """The key's rules' messages, each named by its option (`--tokens-per-day cannot be ...`)."""
+    fields = getattr(exc, "fields", {})
+    if not fields:
+        return CommandError(str(exc))
+    named = [
+        f"{'' if name == '__all__' else '--' + name.replace('_', '-') + ' '}{m}"
+        for name, ms in fields.items()
+        for m in ms
+    ]
+    return CommandError("; ".join(named))
 
 
 def describe_cache(key: ApiKey) -> str:
