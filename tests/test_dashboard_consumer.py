@@ -1,5 +1,5 @@
-"""The dashboard's websocket: staff get snapshots and pool events; anonymous, non-staff
-and cross-origin sockets are refused. Every communicator is disconnected."""
+"""The dashboard's websocket: every role gets snapshots and pool events (a viewer the same
+live data as an operator); anonymous, role-less and cross-origin sockets are refused. Every communicator is disconnected."""
 
 import pytest
 from channels.layers import get_channel_layer
@@ -8,8 +8,10 @@ from django.urls import reverse
 
 from pool.dashboard import live
 from pool.dashboard.consumers import SESSION_ENDED, DashboardConsumer
+from pool.models import roles
 from pool.services.events import DASHBOARD_GROUP
 from pool.services.members import member_add
+from pool.services.users import user_create, user_set_role
 from vibeadmin.asgi import application
 
 # The consumer's ORM helpers and the snapshot run in other threads: they must see committed rows.
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("operator", password="x", is_staff=True)
+    return user_create(name="operator", role=roles.OPERATOR, password="x")[0]
 
 
 @pytest.fixture
@@ -56,6 +58,23 @@ async def test_an_operator_gets_a_snapshot_every_push(operator):
         assert message["point"]["t"] == message["t"] - 1
     finally:
         await communicator.disconnect()
+
+
+async def test_a_viewer_gets_the_same_live_data_as_an_admin():
+    await database_sync(lambda: member_add(name="alpha"))
+    viewer, admin = await database_sync(
+        lambda: [user_create(name=role, role=role)[0] for role in (roles.VIEWER, roles.ADMIN)]
+    )
+    sockets = [socket_for(viewer), socket_for(admin)]
+    try:
+        for communicator in sockets:
+            assert (await communicator.connect())[0]
+        await live.push_snapshot()
+        seen = [await communicator.receive_json_from(timeout=5) for communicator in sockets]
+        assert seen[0]["type"] == "snapshot" and seen[0] == seen[1]
+    finally:
+        for communicator in sockets:
+            await communicator.disconnect()
 
 
 async def test_an_operator_gets_pool_events_as_they_happen(operator):
@@ -112,9 +131,9 @@ def change_password(user) -> None:
     user.save()
 
 
-def remove_staff(user) -> None:
-    user.is_staff = False
-    user.save()
+def take_the_role_away(user) -> None:
+    user_create(name="another-admin", role=roles.ADMIN)
+    user_set_role(user=user, role=roles.NO_ROLE)
 
 
 def expire_sessions(user) -> None:
@@ -124,7 +143,7 @@ def expire_sessions(user) -> None:
     Session.objects.update(expire_date=timezone.now() - timezone.timedelta(seconds=1))
 
 
-@pytest.mark.parametrize("change", [change_password, remove_staff, expire_sessions])
+@pytest.mark.parametrize("change", [change_password, take_the_role_away, expire_sessions])
 async def test_a_socket_closes_within_seconds_once_its_log_in_no_longer_holds(
     client, operator, settings, change
 ):

@@ -1,4 +1,4 @@
-"""Operators' data stays private: /metrics needs a staff session or the scrape token, the
+"""Operators' data stays private: /metrics needs a dashboard session or the scrape token, the
 data folder and its secrets are the owner's alone from the start, log-ins are throttled,
 and /v1/ answers only under the host names the pages answer under."""
 
@@ -16,6 +16,8 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
+from pool.models import roles
+from pool.services.users import user_create
 from tests.asgi_driver import request
 from tests.helpers import ROOT, clean_env, free_port, start_serve, stop_serve, wait_until
 
@@ -24,7 +26,7 @@ TOKEN = "scrape-token-0123456789abcdef"
 
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("operator", password="right-password", is_staff=True)
+    return user_create(name="operator", role=roles.VIEWER, password="right-password")[0]
 
 
 # --- /metrics -------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from pool.loops import alerts, resources, runtime
-from pool.models import Member
+from pool.models import Member, roles
+from pool.services.users import user_create
 
 
 @pytest.mark.django_db
@@ -23,8 +24,7 @@ def test_a_sample_feeds_the_alert_rules_without_a_dashboard_snapshot(monkeypatch
 def test_a_sample_exports_each_members_state(client, django_user_model):
     Member.objects.create(name="m1", state="ready")
     runtime.sample_pool()
-    staff = django_user_model.objects.create_user("ops", password="pw", is_staff=True)
-    client.force_login(staff)
+    client.force_login(user_create(name="ops", role=roles.VIEWER)[0])
     exposed = client.get("/metrics").content.decode()
     assert 'vibeadmin_member_state{member="m1",state="ready"} 1.0' in exposed
     assert 'vibeadmin_member_state{member="m1",state="stopped"} 0.0' in exposed

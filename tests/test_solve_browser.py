@@ -47,7 +47,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 window.__sentAll = [];
 window.fetch = async (url, options) => {
   const canned = Array.isArray(window.__canned) ? window.__canned.shift() : window.__canned;
-  if (!canned || !String(url).includes("/solve/api/stream")) return realFetch(url, options);
+  if (!canned || !String(url).includes("/solve/api/")) return realFetch(url, options);
   window.__sent = JSON.parse(options.body);
   window.__sentAll.push(window.__sent);
   await sleep(canned.waitMs || 0);  // queued in the gateway

@@ -17,12 +17,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from pool.dashboard.routing import websocket_urlpatterns  # noqa: E402
-from pool.gateway.app import SOLVE_PATH, gateway  # noqa: E402
+from pool.gateway.app import CHECK_PATH, SOLVE_PATH, gateway  # noqa: E402
 
 
 async def http(scope, receive, send):
     path = scope["path"]
-    if path.startswith("/v1/") or path == "/v1" or path == SOLVE_PATH:
+    if path.startswith("/v1/") or path == "/v1" or path in (SOLVE_PATH, CHECK_PATH):
         return await gateway(scope, receive, send)
     return await django_asgi_app(scope, receive, send)
 

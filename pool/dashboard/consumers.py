@@ -1,8 +1,9 @@
-"""The dashboard's websocket: pool events and once-a-second snapshots, for staff only.
+"""The dashboard's websocket: pool events and once-a-second snapshots, for every role (a
+viewer gets the same live data as an admin; the socket only sends).
 
 A socket outlives the page load that opened it, so who may hold it is asked again every
 VIBEADMIN_WS_RECHECK_S: the session must still exist and be unexpired, the password the
-same as when it logged in, the user still active staff. Else it closes as logged out.
+same as when it logged in, the user still active and in a role. Else it closes as logged out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 
+from pool.models import roles
 from pool.services.events import DASHBOARD_GROUP
 
 SESSION_ENDED = 4401  # the close code the page reads as "logged out": it stops reconnecting
@@ -29,7 +31,7 @@ def session_group(session_key: str) -> str:
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_staff:
+        if user is None or not user.is_authenticated or not await database_sync_to_async(may_watch)(user):
             await self.close(code=4403)
             return
         self.groups_joined = [DASHBOARD_GROUP, *self.session_groups()]
@@ -79,11 +81,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=SESSION_ENDED)
 
 
+def may_watch(user) -> bool:
+    return user.has_perm(roles.VIEW)
+
+
 def still_allowed(user_id: int, session_key: str | None) -> bool:
     """Whether the log-in that opened a socket may still hold it: as Django's own check on
     each request (django.contrib.auth.get_user), with the session read afresh."""
-    user = get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).first()
-    if user is None:
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or not may_watch(user):
         return False
     if session_key is None:  # a socket opened without a session (in-process tests)
         return True

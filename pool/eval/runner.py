@@ -21,16 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import F
 
 from pool.eval.problems import Problem
-from pool.eval.runs import finish
 from pool.final_answers import is_correct
 from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key
 from pool.models.quality import DONE, FAILED, STOPPED
-from pool.services.keys import apikey_create
+from pool.services import jobs
+from pool.services.eval_runs import record_answer
+from pool.services.keys import apikey_create, apikey_delete
 from vibeadmin.private_files import write_private
 
 EVAL_KEY_NAME = "quality-eval"
@@ -83,7 +83,7 @@ def eval_key() -> str:
     raw = path.read_text().strip() if path.exists() else ""
     if raw and ApiKey.objects.filter(key_hash=hash_key(raw), revoked_at__isnull=True).exists():
         return raw
-    ApiKey.objects.filter(name=EVAL_KEY_NAME).delete()
+    apikey_delete(name=EVAL_KEY_NAME)
     _, raw = apikey_create(name=EVAL_KEY_NAME, priority="batch")
     path.unlink(missing_ok=True)
     write_private(path, raw + "\n")
@@ -128,20 +128,20 @@ def eval_run(
             answer = _next_answer(answers, run)
             if answer is None:
                 stopping.set()
-                return finish(run, STOPPED)
+                return jobs.finish(run, STOPPED)
             if isinstance(answer, GatewayUnreachable):
                 stopping.set()
-                return finish(run, FAILED, str(answer))
+                return jobs.finish(run, FAILED, str(answer))
             _record(run, answer, progress)
     except KeyboardInterrupt:
         stopping.set()
-        return finish(run, STOPPED, "stopped by Ctrl-C or a signal")
-    return finish(run, DONE)
+        return jobs.finish(run, STOPPED, "stopped by Ctrl-C or a signal")
+    return jobs.finish(run, DONE)
 
 
 def _next_answer(answers: queue.Queue, run: EvalRun) -> EvalAnswer | GatewayUnreachable | None:
     """The next answer, or None once the run is asked to stop."""
-    while not _stop_requested(run):
+    while not jobs.stop_requested(run):
         try:
             return answers.get(timeout=0.5)
         except queue.Empty:
@@ -150,14 +150,7 @@ def _next_answer(answers: queue.Queue, run: EvalRun) -> EvalAnswer | GatewayUnre
 
 
 def _record(run: EvalRun, answer: EvalAnswer, progress: Callable[[str], None]) -> None:
-    answer.save()
-    EvalRun.objects.filter(pk=run.pk).update(
-        answered=F("answered") + 1,
-        correct=F("correct") + int(answer.correct),
-        completion_tokens=F("completion_tokens") + answer.completion_tokens,
-        seconds=F("seconds") + answer.seconds,
-    )
-    answered = EvalRun.objects.values_list("answered", flat=True).get(pk=run.pk)
+    answered = record_answer(answer)
     mark = "ok" if answer.correct else "NO"
     progress(
         f"  {answered}/{run.planned} {mark} {answer.problem_id}: expected {answer.expected}, "
@@ -213,10 +206,6 @@ def _post(target: Target, body: dict, stopping: Callable[[], bool]) -> dict:
             if stopping():
                 break
     raise urllib.error.URLError("the pool stayed full; try again when it is quieter")
-
-
-def _stop_requested(run: EvalRun) -> bool:
-    return EvalRun.objects.filter(pk=run.pk, stop_requested=True).exists()
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -120,5 +120,10 @@ def hinted(messages: list[dict], tutor: TutorSettings) -> list[dict]:
     return out
 
 
+def first_question(messages: list[dict]) -> str:
+    """The student's first question: the problem a conversation is about."""
+    return next((_text(m["content"]) for m in messages if m["role"] == "user"), "")
+
+
 def _text(content: str | list) -> str:
     return content if isinstance(content, str) else "".join(part["text"] for part in content)

@@ -161,6 +161,7 @@ class Voting:
             await asyncio.gather(*(f.task for f in flights if f.task is not None), return_exceptions=True)
             outcome.prompt_tokens += sum(s.prompt_tokens for s in outcomes)
             outcome.completion_tokens += sum(s.completion_tokens for s in outcomes)
+            outcome.counted_tokens += sum(s.counted_tokens for s in outcomes)
             outcome.queue_wait_s += max(s.queue_wait_s for s in outcomes)
         return flights
 
@@ -180,6 +181,7 @@ def settle(outcome: Outcome, samples: list[Outcome]) -> None:
     """The request's account is every sample's: all their tokens, the longest wait."""
     outcome.prompt_tokens = sum(s.prompt_tokens for s in samples)
     outcome.completion_tokens = sum(s.completion_tokens for s in samples)
+    outcome.counted_tokens = sum(s.counted_tokens for s in samples)
     outcome.queue_wait_s = max(s.queue_wait_s for s in samples)
     outcome.upstream_s = max(s.upstream_s for s in samples)
     outcome.ttft_s = samples[0].ttft_s
@@ -224,11 +226,15 @@ async def send_stream(send, voted: Voted, model: str, include_usage: bool) -> No
 
 
 def last_events(writer: StreamWriter, voted: Voted, include_usage: bool) -> bytes:
-    """The finishing chunk, with the agreement beside its choices, the usage, [DONE]."""
-    end = writer.end(voted.answer, include_usage=include_usage, cached=False)
+    return ending(writer, voted.answer, include_usage, agreement_field(voted))
+
+
+def ending(writer: StreamWriter, answer: Answer, include_usage: bool, told: dict) -> bytes:
+    """The finishing chunk with `told` as its `vibeadmin` (beside its choices), the usage, [DONE]."""
+    end = writer.end(answer, include_usage=include_usage, cached=False)
     first, _, rest = end.partition(b"\n\n")
     chunk = json.loads(first[len(b"data: ") :])
-    chunk["vibeadmin"] = agreement_field(voted)
+    chunk["vibeadmin"] = told
     return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n" + rest
 
 

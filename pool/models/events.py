@@ -10,11 +10,13 @@ class PoolEvent(models.Model):
     ACTION = "action"
     SCALING = "scaling"
     CHANGE = "change"
+    DENIED = "denied"
     KIND_CHOICES = [
         (STATE, "state change"),
         (ACTION, "operator action"),
         (SCALING, "autoscaling"),
         (CHANGE, "desired state changed"),
+        (DENIED, "refused: the role may not"),
     ]
 
     kind = models.CharField(max_length=16, choices=KIND_CHOICES)

@@ -1,4 +1,5 @@
-"""/metrics for Prometheus, for operators only: a staff session, or the scrape token.
+"""/metrics for Prometheus, for the dashboard's users only: a session in any role, or the
+scrape token.
 
 The series name every member, key and alert: who may read them is an operator's choice,
 set in VIBEADMIN_METRICS_TOKEN and sent by Prometheus as `Authorization: Bearer ...`.
@@ -13,14 +14,15 @@ from django.http import HttpRequest, HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 
 from pool.gateway.auth import bearer_token
+from pool.models import roles
 from pool.services import audit  # noqa: F401 (registers the changes counter)
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    if request.user.is_staff or _has_token(request):
+    if request.user.has_perm(roles.VIEW) or _has_token(request):
         return ExportToDjangoView(request)
     response = HttpResponse(
-        "/metrics needs a staff session or 'Authorization: Bearer <VIBEADMIN_METRICS_TOKEN>'\n",
+        "/metrics needs a dashboard session or 'Authorization: Bearer <VIBEADMIN_METRICS_TOKEN>'\n",
         status=401,
         content_type="text/plain",
     )

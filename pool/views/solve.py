@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.shortcuts import render
 
-from pool.gateway.app import SOLVE_PATH
+from pool.gateway.app import CHECK_PATH, SOLVE_PATH
 from pool.models import PoolSettings
 
 EXAMPLES_FILE = Path(__file__).resolve().parent.parent / "data" / "examples.json"
@@ -51,7 +51,12 @@ def tutor_config(row: PoolSettings) -> dict:
 
 def solve_page(request):
     row = PoolSettings.load()
-    config = {"streamUrl": SOLVE_PATH, "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS, **tutor_config(row)}
+    config = {
+        "streamUrl": SOLVE_PATH,
+        "checkUrl": CHECK_PATH,
+        "maxChars": settings.VIBEADMIN_MAX_PROMPT_CHARS,
+        **tutor_config(row),
+    }
     top = min(settings.VIBEADMIN_MAX_TOKENS, row.solve_max_tokens)  # the Routing page's ceiling
     # The operator's max_tokens default for math (Routing page), else the settings' one.
     default = row.math_max_tokens or settings.VIBEADMIN_DEFAULT_MAX_TOKENS

@@ -16,6 +16,8 @@
   const conversationBox = $("conversation"), turnsList = $("turns"), question = $("question");
   const followupForm = $("followup-form"), followupBox = $("followup"), followupSend = $("followup-send");
   const hintSteps = $("hint-steps"), trimNote = $("trim-note");
+  const agreementLine = $("agreement"), majorityBox = $("majority"), majorityBody = $("majority-body");
+  const checkBox = $("check"), checkInput = $("check-answer"), checkSend = $("check-send");
   const DRAFT_KEY = "vibeadmin.solve.draft";
   const HISTORY_KEY = "vibeadmin.solve.history";
   const HISTORY_MAX = 20;
@@ -122,7 +124,40 @@
       item.append(details);
     }
     item.append(body);
+    if (turn.agreement) {
+      const line = document.createElement("p");
+      line.className = "agreement" + (agrees(turn.agreement, turn.majority) ? "" : " disagree");
+      line.textContent = agreementText(turn.agreement, turn.majority);
+      item.append(line);
+    }
     return item;
+  }
+
+  // --- independent solutions (voting, pool/gateway/voting.py) ---------------------------
+
+  function agrees(a, majority) { return a.answer !== null && !majority; }
+
+  function agreementText(a, majority) {
+    const of = `${a.of} independent solution${a.of === 1 ? "" : "s"}`;
+    if (a.answer === null && a.tie) return `Warning: the ${of} disagree and no answer has a majority. Check this answer yourself.`;
+    if (a.answer === null) return `Warning: none of the ${of} gave a final answer that could be read. Check this answer yourself.`;
+    const reach = `${a.votes} of ${of} reach ${a.answer}`;
+    if (majority) return `Warning: the independent solutions disagree with the answer above: ${reach}. The majority's solution is shown below.`;
+    return `${reach}.` + (a.votes * 2 <= a.of ? " That is no clear majority: check it yourself." : "");
+  }
+
+  function showAgreement(a, majority) {
+    agreementLine.hidden = !a;
+    majorityBox.hidden = !(a && majority);
+    if (!a) return;
+    agreementLine.className = "agreement" + (agrees(a, majority) ? "" : " disagree");
+    agreementLine.textContent = agreementText(a, majority);
+    if (majority) renderMarkdown(majorityBody, majority, false);
+  }
+
+  function validAgreement(a) {
+    return a && typeof a === "object" && (a.answer === null || typeof a.answer === "string") &&
+      Number.isInteger(a.votes) && Number.isInteger(a.of);
   }
 
   // Everything but the question in progress goes to the list of earlier turns.
@@ -140,6 +175,7 @@
     const ready = convo && convo.turns.length && convo.turns[convo.turns.length - 1].role === "assistant";
     followupForm.hidden = !ready;
     hintSteps.hidden = !ready || config.mode !== "hints";
+    checkBox.hidden = !ready || config.mode !== "hints" || convo.task !== "math";
   }
 
   // Start a new conversation with the problem in the box.
@@ -221,6 +257,7 @@
     let chunk;
     try { chunk = JSON.parse(data); } catch (e) { return true; }
     if (chunk.error) { run.streamError = String(chunk.error.message || "the member failed"); return true; }
+    if (chunk.vibeadmin && validAgreement(chunk.vibeadmin.agreement)) run.agreement = chunk.vibeadmin.agreement;
     if (chunk.usage && chunk.usage.completion_tokens) run.usageTokens = chunk.usage.completion_tokens;
     const choice = (chunk.choices || [])[0];
     if (!choice) return true;
@@ -244,6 +281,11 @@
       const predicted = Number.isFinite(note.queue.predicted_s) ? note.queue.predicted_s : null;
       run.line = { place: note.queue.place, predicted, at: performance.now() };
       tick();
+    } else if (note && validAgreement(note.agreement)) {
+      // The other solutions are in: how many reach the majority's answer, and its solution
+      // where the one streamed reached another.
+      run.agreement = note.agreement;
+      if (note.majority && typeof note.majority.content === "string") run.majority = note.majority.content;
     } else if (note && note.started) {
       run.line = null;
       run.headersAt = performance.now();
@@ -292,8 +334,9 @@
     run = {
       active: true, controller: new AbortController(), startedAt: performance.now(), headersAt: null,
       firstTokenAt: null, queueMs: 0, text: "", tokens: 0, usageTokens: 0, finishReason: null,
-      sawDone: false, streamError: null, outcome: null, line: null,
+      sawDone: false, streamError: null, outcome: null, line: null, agreement: null, majority: null,
     };
+    showAgreement(null, null);
     clearInterval(retryTimer);
     final.replaceChildren(); reasoningBody.replaceChildren(); reasoning.hidden = true; reasoning.open = false;
     stats.hidden = true;
@@ -345,11 +388,54 @@
     }[outcome];
     statusLine.className = "status " + outcome;
     showStats();
+    showAgreement(run.agreement, run.majority);
     const parts = splitReasoning(run.text, false);
-    convo.turns.push({ role: "assistant", content: parts.answer, reasoning: parts.reasoning });
+    const turn = { role: "assistant", content: parts.answer, reasoning: parts.reasoning };
+    if (run.agreement) Object.assign(turn, { agreement: run.agreement, majority: run.majority || undefined });
+    convo.turns.push(turn);
     saveConversation(convo);
     canAskMore();
     if (stopHadFocus || document.activeElement === document.body) followupBox.focus();
+  }
+
+  // "Check my answer" (hints mode): the server compares the typed answer with the problem's
+  // own as a value and says right or not yet, never the answer; the attempt joins the
+  // conversation (in this browser, and sent with later turns).
+  const VERDICTS = {
+    right: (typed) => `Right: ${typed} is the answer.`,
+    not_yet: () => "Not yet: that is not the final answer. Try again, or ask for another hint.",
+  };
+  const CHECK_PROBLEMS = {
+    unreadable: "Type one final answer, such as 50, 3/4 or fifty.",
+    unknown: "The problem's answer could not be worked out to check yours against; ask for the full solution instead.",
+  };
+
+  async function checkAnswer() {
+    const typed = checkInput.value.trim();
+    if (!convo || (run && run.active)) return;
+    if (!typed) { showFormError("Type your final answer first."); checkInput.focus(); return; }
+    checkSend.disabled = true;
+    try {
+      const response = await fetch(config.checkUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ problem: convo.turns[0].content, task: convo.task, answer: typed }),
+      });
+      if (!response.ok) { showFormError((await refusal(response)).text); return; }
+      const verdict = (await response.json()).verdict;
+      if (!VERDICTS[verdict]) { showFormError(CHECK_PROBLEMS[verdict] || "The answer could not be checked."); return; }
+      showFormError("");
+      checkInput.value = "";
+      convo.turns.push({ role: "user", content: `My answer: ${typed}` }, { role: "assistant", content: VERDICTS[verdict](typed) });
+      answer.hidden = true;
+      showConversation(convo.turns.length);
+      saveConversation(convo);
+      canAskMore();
+    } catch (err) {
+      showFormError(`Lost the connection to the server (${err.message}). Try again.`);
+    } finally {
+      checkSend.disabled = false;
+    }
   }
 
   function stop() {
@@ -591,7 +677,9 @@
   function validTurn(turn, i) {
     if (!turn || typeof turn !== "object" || turn.role !== (i % 2 ? "assistant" : "user")) return false;
     if (turn.role === "user" && turn.step !== undefined) return Object.hasOwn(STEPS, turn.step);
-    return typeof turn.content === "string" && (turn.reasoning === undefined || typeof turn.reasoning === "string");
+    return typeof turn.content === "string" && (turn.reasoning === undefined || typeof turn.reasoning === "string") &&
+      (turn.agreement === undefined || validAgreement(turn.agreement)) &&
+      (turn.majority === undefined || typeof turn.majority === "string");
   }
 
   function validConversation(c) {
@@ -760,6 +848,8 @@
   form.addEventListener("submit", submitProblem);
   followupForm.addEventListener("submit", submitFollowup);
   stopButton.addEventListener("click", stop);
+  checkSend.addEventListener("click", checkAnswer);
+  checkInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); checkAnswer(); } });
   box.addEventListener("input", () => { onBoxChange(); if (formError.textContent && !problemError(box.value)) showFormError(""); });
   sendOnEnter(box);
   sendOnEnter(followupBox);

@@ -1,4 +1,5 @@
-"""Audit: every change of desired state, with who made it, from what to what, and when;
+"""Audit: every change of desired state, with who made it, from what to what, and when, and
+every request a role was refused (a 403);
 filtered by member, setting, actor and time, newest first, a page at a time."""
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from pool.dashboard.forms import AuditFilterForm
-from pool.dashboard.views.common import staff_required
-from pool.models import PoolEvent
+from pool.dashboard.views.common import role_required
+from pool.models import PoolEvent, roles
 
 PER_PAGE = 50
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
-    changes = PoolEvent.objects.filter(kind=PoolEvent.CHANGE)
+    changes = PoolEvent.objects.filter(kind__in=[PoolEvent.CHANGE, PoolEvent.DENIED])
     form = AuditFilterForm(request.GET or None, changes=changes)
     if form.is_valid():
         changes = form.filtered(changes)

@@ -10,9 +10,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from pool.dashboard.forms import AutoscaleForm
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
 from pool.loops import autoscale
-from pool.models import PoolEvent, PoolSettings
+from pool.models import PoolEvent, PoolSettings, roles
 
 PAGE, FORM, STATUS = (
     "dashboard/autoscaling.html",
@@ -35,12 +35,12 @@ def status_context() -> dict:
     }
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_http_methods(["GET", "POST"])
 def autoscaling(request: HttpRequest) -> HttpResponse:
     form = AutoscaleForm(request.POST or None, instance=PoolSettings.load())
     if request.method == "POST" and form.is_valid():
-        form.save()
+        form.apply()
         messages.success(
             request, "Autoscaling is on." if form.instance.autoscale_enabled else "Autoscaling is off."
         )
@@ -54,7 +54,7 @@ def autoscaling(request: HttpRequest) -> HttpResponse:
     return page_or_partial(request, PAGE, FORM, {"section": "autoscaling", "form": form, **status_context()})
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def autoscale_status(request: HttpRequest) -> HttpResponse:
     return render(request, STATUS, status_context())

@@ -1,27 +1,53 @@
-"""What every dashboard view shares: staff only (and acting as that user, for the audit
-trail), and the htmx-or-not way to answer."""
+"""What every dashboard view shares: who may see and change it (the roles, pool/models/roles.py;
+acting as that user, for the audit trail), and the htmx-or-not way to answer."""
 
 from __future__ import annotations
 
 import functools
 
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.decorators import user_passes_test
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 
+from pool.models import roles
 from pool.services import audit
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
-def staff_required(view):
-    """Staff only; every change of desired state the view makes is recorded as the user's."""
 
-    @functools.wraps(view)
-    def as_the_user(request: HttpRequest, *args, **kwargs):
-        with audit.acting_as(audit.USER, request.user.get_username()):
-            return view(request, *args, **kwargs)
+def role_required(permission: str, *, to_see: str = roles.VIEW):
+    """Every dashboard view has one: reading it (GET, HEAD) needs `to_see` (every role, by
+    default), anything else `permission`. A visitor without a role is sent to log in; a
+    request its role may not make is a 403, audited. Changes are recorded as the user's.
 
-    return staff_member_required(as_the_user, login_url="login")
+        @role_required(roles.OPERATE)     # viewers see it, operators and admins change it
+        @role_required(roles.ADMINISTER, to_see=roles.ADMINISTER)  # admins only
+    """
+
+    def decorator(view):
+        @functools.wraps(view)
+        def as_the_user(request: HttpRequest, *args, **kwargs):
+            needed = to_see if request.method in SAFE_METHODS else permission
+            if not request.user.has_perm(needed):
+                return forbidden(request, needed)
+            with audit.acting_as(audit.USER, request.user.get_username()):
+                return view(request, *args, **kwargs)
+
+        return user_passes_test(lambda user: user.has_perm(roles.VIEW), login_url="login")(as_the_user)
+
+    return decorator
+
+
+def forbidden(request: HttpRequest, needed: str) -> HttpResponse:
+    audit.denied(
+        actor=request.user.get_username(),
+        role=roles.role_of(request.user),
+        attempt=f"{request.method} {request.path}",
+        needed=needed,
+    )
+    message = f"Your role ({roles.role_of(request.user)}) may not do this: it needs {roles.codename(needed)}."
+    return HttpResponseForbidden(message, content_type="text/plain; charset=utf-8")
 
 
 def render_partial(request: HttpRequest, partial: str, context: dict) -> HttpResponse:

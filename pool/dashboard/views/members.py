@@ -11,10 +11,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pool.dashboard import snapshot
 from pool.dashboard.forms import MemberAddForm, MemberEditForm, ScaleForm
-from pool.dashboard.views.common import after_post, page_or_partial, staff_required
+from pool.dashboard.views.common import after_post, page_or_partial, role_required
 from pool.loops import autoscale
 from pool.member_logs import read_tail
-from pool.models import Member, PoolEvent
+from pool.models import Member, PoolEvent, roles
 from pool.services import ActionError
 from pool.services.members import member_drain, member_remove, member_restart, member_start, member_stop
 
@@ -29,7 +29,7 @@ TABLE = "dashboard/partials/members_table.html"
 
 
 def table_context() -> dict:
-    rows = snapshot.member_rows(list(Member.objects.all()))
+    rows = snapshot.member_rows(list(Member.objects.select_related("model")))
     return {"rows": rows, "signature": snapshot.signature(rows), "nodes": snapshot.node_rows()}
 
 
@@ -43,19 +43,19 @@ def page_context(**forms) -> dict:
     }
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def members(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/members.html", page_context())
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def members_table(request: HttpRequest) -> HttpResponse:
     return render(request, TABLE, table_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def member_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     member = get_object_or_404(Member, name=name)
@@ -68,7 +68,7 @@ def member_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     return after_post(request, reverse("members"), TABLE, table_context())
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def member_add(request: HttpRequest) -> HttpResponse:
     form = MemberAddForm(request.POST)
@@ -86,7 +86,7 @@ def member_add(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def pool_scale(request: HttpRequest) -> HttpResponse:
     form = ScaleForm(request.POST)
@@ -115,7 +115,7 @@ def log_tail(member: Member) -> str:
     return member.log_tail
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_http_methods(["GET", "POST"])
 def member_detail(request: HttpRequest, name: str) -> HttpResponse:
     member = get_object_or_404(Member, name=name)
@@ -140,7 +140,7 @@ def member_detail(request: HttpRequest, name: str) -> HttpResponse:
     return page_or_partial(request, "dashboard/member.html", "dashboard/partials/member_edit.html", context)
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def member_log(request: HttpRequest, name: str) -> HttpResponse:
     member = get_object_or_404(Member, name=name)

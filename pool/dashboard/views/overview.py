@@ -9,10 +9,10 @@ from django.views.decorators.http import require_GET
 from pool.dashboard import snapshot
 from pool.dashboard.forms import CapacityForm
 from pool.dashboard.views import profile
-from pool.dashboard.views.common import page_or_partial, staff_required
+from pool.dashboard.views.common import page_or_partial, role_required
 from pool.loops import autoscale, resources
 from pool.model_file import chosen_model
-from pool.models import AlertRule, PoolEvent
+from pool.models import AlertRule, PoolEvent, roles
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -29,7 +29,7 @@ def capacity_context(request: HttpRequest) -> dict:
     return {"capacity_form": form, "hint": hint}
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
     context = {
@@ -49,14 +49,14 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/overview.html", context)
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def capacity(request: HttpRequest) -> HttpResponse:
     context = {"section": "overview", **capacity_context(request)}
     return page_or_partial(request, "dashboard/overview.html", "dashboard/partials/capacity.html", context)
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def recent_events(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/partials/events.html", {"events": PoolEvent.objects.all()[:12]})

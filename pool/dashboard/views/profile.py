@@ -9,11 +9,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pool.dashboard.profile_forms import ProfileApplyForm, ProfileCapacityForm, ProfileStartForm
-from pool.dashboard.views.common import after_post, page_or_partial, render_partial, staff_required
-from pool.models import ProfileRun
+from pool.dashboard.views.common import after_post, page_or_partial, render_partial, role_required
+from pool.models import ProfileRun, roles
 from pool.profiling import capacity, job, report
 from pool.profiling import plan as planning
-from pool.services import ActionError
+from pool.services import ActionError, jobs
 
 PANEL = "dashboard/partials/profile.html"
 CAPACITY = "dashboard/partials/profile_capacity.html"
@@ -55,23 +55,23 @@ def sizing_context(request: HttpRequest) -> dict:
     return {"sizing_form": form, "sizing": sized, "sizing_profile": shown}
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def profile_panel(request: HttpRequest) -> HttpResponse:
     return render_partial(request, PANEL, profile_context(request))
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def profile_start(request: HttpRequest) -> HttpResponse:
     form = ProfileStartForm(request.POST)
     if form.is_valid():
         try:
-            run = job.create(budget_s=form.cleaned_data["budget_s"])
+            run = job.new_profile(budget_s=form.cleaned_data["budget_s"])
         except job.ProfileError as exc:
             messages.error(request, str(exc))
         else:
-            job.launch(run)
+            jobs.launch(run, "profile")
             messages.success(request, f"Profile {run.pk} started: it measures for up to {run.budget_s:g} s.")
         return after_post(request, reverse("dashboard"), PANEL, profile_context(request))
     return page_or_partial(
@@ -79,19 +79,19 @@ def profile_start(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def profile_stop(request: HttpRequest) -> HttpResponse:
     active = job.running()
     if active is None:
         messages.error(request, "No profile is running.")
     else:
-        job.request_stop(active)
+        jobs.request_stop(active)
         messages.success(request, f"Stopping profile {active.pk}: what it measured is kept, marked partial.")
     return after_post(request, reverse("dashboard"), PANEL, profile_context(request))
 
 
-@staff_required
+@role_required(roles.OPERATE)
 @require_POST
 def profile_apply(request: HttpRequest) -> HttpResponse:
     form = ProfileApplyForm(request.POST)
@@ -122,7 +122,7 @@ def profile_apply(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required
+@role_required(roles.VIEW)
 @require_GET
 def profile_capacity(request: HttpRequest) -> HttpResponse:
     context = {"section": "overview", **profile_context(request)}
