@@ -12,6 +12,7 @@ median and the range over rounds."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import re
@@ -39,12 +40,15 @@ KEYS = {
     "bulk": (1, "batch"),
     "student": (1, "interactive"),
     "stepped": (1, "interactive"),
+    "platform": (1, "interactive"),
 }
+CLASSMATE_AT_ONCE = 16
 PREDICTED = re.compile(r"would take about ([0-9.]+)s")
 
 
-def body(tokens: int = TOKENS) -> dict:
-    return {"model": "vibethinker", "max_tokens": tokens, "messages": [{"role": "user", "content": "Count."}]}
+def body(tokens: int = TOKENS, user: str = "") -> dict:
+    sent = {"model": "vibethinker", "max_tokens": tokens, "messages": [{"role": "user", "content": "Count."}]}
+    return {**sent, "user": user} if user else sent
 
 
 def shots(
@@ -90,6 +94,51 @@ def isolation_round(server: Vibeadmin, keys: dict, duration: float, seed: int) -
             "rps": len(in_window) / window if flood_key else None,
         }
         time.sleep(0.5)  # let the line drain between legs
+    return row
+
+
+def students_round(server: Vibeadmin, keys: dict, duration: float, seed: int) -> dict:
+    """One key, two students: a quiet one asking now and then (Poisson, 20% of capacity),
+    alone, then beside a classmate who keeps 16 requests in flight. Named: each sends its
+    `user` (the fair line serves them in turn); unnamed: the same requests as the key's own
+    (first come, first served within the key, as before students were named)."""
+    url = server.api_url + "/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {keys['platform']}"}
+    row = {}
+    for leg, classmate, named in (("alone", False, True), ("named", True, True), ("unnamed", True, False)):
+        rng = random.Random(seed)
+        times = [
+            t for t in poisson(LIGHT_SHARE * CAPACITY_RPS, int(LIGHT_SHARE * CAPACITY_RPS * duration), rng)
+        ]
+        quiet = [
+            Shot(url, body(user="quiet" if named else ""), headers, at=t, tag="quiet")
+            for t in times
+            if t < duration
+        ]
+        loud = body(user="loud" if named else "")
+        flood = (
+            closed_loop(
+                lambda n, i, loud=loud: Shot(url, loud, headers, tag="loud"),
+                CLASSMATE_AT_ONCE,
+                duration,
+                warmup_s=min(1.0, duration / 4),
+            )
+            if classmate
+            else None
+        )
+
+        async def both(flood=flood, quiet=quiet):
+            if flood is None:
+                return await open_loop(quiet)
+            _, lit = await asyncio.gather(flood, open_loop(quiet))
+            return lit
+
+        ok = [r for r in asyncio.run(both()) if r.ok]
+        row[leg] = {
+            "quiet_median_s": statistics.median(r.latency_s for r in ok) if ok else None,
+            "quiet_ok": len(ok),
+        }
+        time.sleep(0.5)
     return row
 
 
@@ -194,16 +243,28 @@ def microbench(rounds: int, waiting: int = 1000, steps: int = 5000) -> dict:
 
     rows: dict[str, list[float]] = {}
     line_only: dict[str, list[float]] = {}
+    second: list[float] = []
+    # "10", "1000": tenants (each request its tenant's own); "students:1000": one key's
+    # 1,000 students, the second level's case; "one key": the same key with no students named.
+    cases = ((10, 0), (waiting, 0), (1, waiting), (1, 0))
     for _ in range(rounds):  # interleaved: each round measures every case once
-        for tenants in (10, waiting):
-            rows.setdefault(str(tenants), []).append(
-                asyncio.run(_cycle(Pool, Tenant, tenants, waiting, steps))
+        for tenants, students in cases:
+            name = f"students:{students}" if students else ("one key" if tenants == 1 else str(tenants))
+            rows.setdefault(name, []).append(
+                asyncio.run(_cycle(Pool, Tenant, tenants, waiting, steps, students))
             )
-            line_only.setdefault(str(tenants), []).append(_line_cycle(Tenant, tenants, waiting, steps * 4))
-    return {"waiting": waiting, "steps": steps, "us_per_request": rows, "line_us_per_request": line_only}
+            line_only.setdefault(name, []).append(_line_cycle(Tenant, tenants, waiting, steps * 4, students))
+        second.append(_second_level_cycle(waiting, waiting, steps * 4))
+    return {
+        "waiting": waiting,
+        "steps": steps,
+        "us_per_request": rows,
+        "line_us_per_request": line_only,
+        "second_level_us_per_request": second,
+    }
 
 
-def _line_cycle(Tenant, tenants: int, waiting: int, steps: int) -> float:
+def _line_cycle(Tenant, tenants: int, waiting: int, steps: int, students: int = 0) -> float:
     """The fair line's own work per request, without the event loop's: tag, join, predict,
     first, leave, start, settle."""
     from types import SimpleNamespace
@@ -215,8 +276,10 @@ def _line_cycle(Tenant, tenants: int, waiting: int, steps: int) -> float:
     names = [Tenant(f"key:{i}", f"t{i}", weight=1 + i % 3) for i in range(tenants)]
 
     def waiter(i: int):
-        ctx = RouteContext("", TOKENS, names[i % tenants])
-        w = SimpleNamespace(ctx=ctx, tag=clock.tag(ctx.tenant, TOKENS), turn=None, number=0, queued=False)
+        ctx = RouteContext("", TOKENS, names[i % tenants], student=f"u{i % students}" if students else "")
+        w = SimpleNamespace(
+            ctx=ctx, tag=clock.tag(ctx.tenant, TOKENS), turn=None, number=0, queued=False, second=(0.0, 0)
+        )
         line.push(w)  # type: ignore[arg-type]
 
     for i in range(waiting):
@@ -232,16 +295,56 @@ def _line_cycle(Tenant, tenants: int, waiting: int, steps: int) -> float:
     return (time.perf_counter() - started) / steps * 1e6
 
 
-async def _cycle(Pool, Tenant, tenants: int, waiting: int, steps: int) -> float:
+def _second_level_cycle(students: int, waiting: int, steps: int) -> float:
+    """The second level's own work per request (TenantLine: a student's turn joined, the
+    first in turn handed the tenant's first place, and gone), timed around those calls
+    only, with `waiting` requests of `students` students of one key in line."""
+    from types import SimpleNamespace
+
+    from pool.gateway.fair import TenantLine, place
+    from pool.gateway.types import RouteContext, Tenant, Turn
+
+    tenant = Tenant("key:1", "platform")
+    line = TenantLine(tenant)
+    numbers = itertools.count()
+
+    def arrive(i: int) -> SimpleNamespace:
+        n = next(numbers)
+        ctx = RouteContext("", TOKENS, tenant, student=f"u{(i * 7919) % students}")
+        turn = Turn(f"{n:012d}", 0.0, tenant, TOKENS, float(n))
+        w = SimpleNamespace(ctx=ctx, turn=turn, tag=float(n), number=n, queued=True, second=(0.0, 0))
+        line.places.append(place(w))  # the first level's part, outside the timing
+        line.owner[place(w)] = w
+        return w
+
+    for i in range(waiting):
+        line.join(arrive(i))
+    spent = 0
+    for i in range(steps):
+        w = arrive(i)
+        started = time.perf_counter_ns()
+        line.join(w)
+        first = line.promote(0)
+        line.leave(first)
+        spent += time.perf_counter_ns() - started
+        del line.owner[line.places.popleft()]
+    return spent / steps / 1000
+
+
+async def _cycle(Pool, Tenant, tenants: int, waiting: int, steps: int, students: int = 0) -> float:
     pool = Pool(MEMBERS, queue_timeout_s=1e6)  # no early refusals: the line stays at `waiting`
     names = [Tenant(f"key:{i}", f"t{i}", weight=1 + i % 3) for i in range(tenants)]
+
+    def student(i: int) -> str:
+        return f"u{i % students}" if students else ""
+
     for i in range(MEMBERS + waiting):
-        pool.arrive(names[i % tenants])
+        pool.arrive(names[i % tenants], student=student(i))
     await pool.settle()
     started = time.perf_counter()
     for i in range(steps):
         pool.finish(0)
-        pool.arrive(names[i % tenants])
+        pool.arrive(names[i % tenants], student=student(i))
         await asyncio.sleep(0)  # the served waiter's task and the arrival's run
         await asyncio.sleep(0)
     per = (time.perf_counter() - started) / steps * 1e6
@@ -282,23 +385,29 @@ def run(bench: Bench) -> dict:
         }
         with server:
             time.sleep(1.0)
-            iso, prop, cls = [], [], []
+            iso, prop, cls, stu = [], [], [], []
             for n in range(rounds):
                 iso.append(isolation_round(server, keys, duration, seed=n))
+                stu.append(students_round(server, keys, duration, seed=n))
                 prop.append(proportion_round(server, keys, max(duration, 2 * window_s + 1), window_s))
                 cls.append(classes_round(server, keys, duration, seed=n))
                 print(
                     f"  round {n + 1}: B p95 alone {iso[-1]['alone']['b_p95_s']:.3f} s, FIFO "
-                    f"{iso[-1]['fifo']['b_p95_s']:.3f} s, fair {iso[-1]['fair']['b_p95_s']:.3f} s",
+                    f"{iso[-1]['fifo']['b_p95_s']:.3f} s, fair {iso[-1]['fair']['b_p95_s']:.3f} s; quiet "
+                    f"student's median alone {stu[-1]['alone']['quiet_median_s'] or 0:.3f} s, beside a classmate "
+                    f"named {stu[-1]['named']['quiet_median_s'] or 0:.3f} s, unnamed "
+                    f"{stu[-1]['unnamed']['quiet_median_s'] or 0:.3f} s",
                     flush=True,
                 )
             server.shell(
-                f"from pool.models import PoolSettings; PoolSettings.load(); "
+                f"from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); "
                 f"PoolSettings.objects.update(queue_timeout_s={DEADLINE_S})"
             )
             time.sleep(1.0)
             rej = [rejection_round(server, keys, 2 * duration, seed=n) for n in range(rounds)]
-    result.update(isolation=iso, proportion=prop, classes=cls, rejection=rej, micro=microbench(rounds))
+    result.update(
+        isolation=iso, proportion=prop, classes=cls, students=stu, rejection=rej, micro=microbench(rounds)
+    )
     result["figures"] = figures(result)
     return result
 
@@ -338,6 +447,33 @@ def figures(result: dict) -> dict:
             [sum(abs(c["predicted_s"] / c["real_s"] - 1) <= 0.3 for c in checks) / len(checks)]
             if checks
             else []
+        ),
+        "quiet_median_alone_s": spread([r["alone"]["quiet_median_s"] for r in result.get("students", [])]),
+        "quiet_median_named_s": spread([r["named"]["quiet_median_s"] for r in result.get("students", [])]),
+        "quiet_median_unnamed_s": spread(
+            [r["unnamed"]["quiet_median_s"] for r in result.get("students", [])]
+        ),
+        "quiet_named_vs_alone": spread(
+            [
+                r["named"]["quiet_median_s"] / r["alone"]["quiet_median_s"]
+                for r in result.get("students", [])
+                if r["named"]["quiet_median_s"] and r["alone"]["quiet_median_s"]
+            ]
+        ),
+        "quiet_unnamed_vs_alone": spread(
+            [
+                r["unnamed"]["quiet_median_s"] / r["alone"]["quiet_median_s"]
+                for r in result.get("students", [])
+                if r["unnamed"]["quiet_median_s"] and r["alone"]["quiet_median_s"]
+            ]
+        ),
+        "line_us_1000_students": spread(
+            result["micro"]["line_us_per_request"].get(f"students:{result['micro']['waiting']}", [])
+        ),
+        "line_us_one_key": spread(result["micro"]["line_us_per_request"].get("one key", [])),
+        "second_level_us_1000_students": spread(result["micro"].get("second_level_us_per_request", [])),
+        "micro_us_1000_students": spread(
+            result["micro"]["us_per_request"].get(f"students:{result['micro']['waiting']}", [])
         ),
         "micro_us_10_tenants": spread(result["micro"]["us_per_request"]["10"]),
         "micro_us_1000_tenants": spread(result["micro"]["us_per_request"][str(result["micro"]["waiting"])]),
@@ -393,6 +529,20 @@ def goals(result: dict) -> list[dict]:
             "interactive_vs_alone",
             2.0,
             "x",
+        ),
+        at_most(
+            "students: a quiet student's median latency beside a classmate of the same key sending 16 at "
+            "once <= 2x alone",
+            "quiet_named_vs_alone",
+            2.0,
+            "x",
+        ),
+        at_most(
+            "students: the second level's own cost < 10 us per request with 1,000 students of one key "
+            "waiting",
+            "second_level_us_1000_students",
+            10,
+            "us",
         ),
         at_least("rejection: >= 95% of admitted requests start before the deadline", "in_time", 0.95),
         at_least(
@@ -498,5 +648,15 @@ def markdown(result: dict) -> str:
             f"{cell('micro_us_10_tenants', 1)} / {cell('micro_us_1000_tenants', 1)} |",
             f"| the same, the fair line's own work only (µs) | {cell('line_us_10_tenants', 1)} / "
             f"{cell('line_us_1000_tenants', 1)} |",
+            f"| one key, a quiet student's median latency alone / beside a classmate's 16 at once, named / "
+            f"unnamed (s) | {cell('quiet_median_alone_s')} / {cell('quiet_median_named_s')} / "
+            f"{cell('quiet_median_unnamed_s')} |",
+            f"| the same, named over alone; unnamed over alone | {cell('quiet_named_vs_alone', 2)}; "
+            f"{cell('quiet_unnamed_vs_alone', 2)} |",
+            f"| 1,000 students of one key waiting: the fair line's own work; through the router (µs) | "
+            f"{cell('line_us_1000_students', 1)}; {cell('micro_us_1000_students', 1)} |",
+            f"| the same key with no students named: the fair line's own work (µs) | {cell('line_us_one_key', 1)} |",
+            f"| the second level's own work alone, 1,000 students of one key waiting (µs) | "
+            f"{cell('second_level_us_1000_students', 2)} |",
         ]
     )

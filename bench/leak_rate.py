@@ -9,7 +9,7 @@ once (two slots of one member), so the machine's other load falls on both alike.
 
 A reply leaks when the answer's number stands in it anywhere (5050, 5,050 or 5\\,050, not
 part of a longer number): strict, since a hint that lists it among others gives it away too.
-Writes bench/results/leak_rate.json, which the Quality page can show.
+Writes bench/results/leak_rate.json; `manage.py pool leak-rates FILE` stores it for the Quality page.
 """
 
 from __future__ import annotations
@@ -119,11 +119,11 @@ def instructions(server: Vibeadmin, overrides: dict[str, str]) -> dict:
     """The hints-mode instructions measured: the defaults, or `overrides` set as an operator would."""
     if overrides:
         server.shell(
-            "from pool.models import PoolSettings; PoolSettings.load(); "
+            "from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); "
             f"PoolSettings.objects.filter(pk=1).update(**{overrides!r})"
         )
     code = (
-        "import json; from pool.models import PoolSettings; r = PoolSettings.load(); "
+        "import json; from pool.models import PoolSettings; r = PoolSettings.objects.get_or_create(pk=1); "
         "print(json.dumps({'prompt_tutor': r.prompt_tutor, 'hint_first': r.hint_first}))"
     )
     return json.loads(server.shell(code).strip().splitlines()[-1])
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         folders.cleanup()
     said = ", ".join(f"{mode} {result['modes'][mode]['leaks']}/{result['problems']}" for mode in modes)
     print(f"leaks: {said} -> {args.out}")
+    print(f"show it on the Quality page: python manage.py pool leak-rates {args.out}")
     return 0
 
 

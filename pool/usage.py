@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from pool.models import ApiKey, CacheEntry, PoolSettings, UsageDay
+from pool.models import ApiKey, CacheEntry, PoolSettings, StudentDay, UsageDay
 
 SOLVE = "solve"
 
@@ -61,6 +61,84 @@ def quota_use(tenant: str, per_day: int | None, per_month: int | None) -> list[Q
     if per_month is not None:
         found.append(QuotaUse("month", tokens_between(tenant, today.replace(day=1), today), per_month))
     return found
+
+
+@dataclass(frozen=True)
+class Spent:
+    """Requests and tokens over some days."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Spent) -> Spent:
+        return Spent(
+            self.requests + other.requests,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+def spent(tenant: str, first: date, last: date, user: str = "") -> Spent:
+    """What a tenant (or, with `user`, one student of the key `tenant`) used from `first` to `last`."""
+    if user:
+        rows = StudentDay.objects.filter(key_id=int(tenant.removeprefix("key:")), user=user)
+    else:
+        rows = UsageDay.objects.filter(tenant=tenant)
+    totals = rows.filter(day__gte=first, day__lte=last).aggregate(
+        r=Sum("requests"), p=Sum("prompt_tokens"), c=Sum("completion_tokens")
+    )
+    return Spent(totals["r"] or 0, totals["p"] or 0, totals["c"] or 0)
+
+
+@dataclass(frozen=True)
+class StudentUse:
+    user: str
+    spent: Spent
+
+
+def top_students(key_id: int, first: date, last: date, *, limit: int, offset: int = 0) -> list[StudentUse]:
+    """A key's students by tokens used from `first` to `last`, most first (then by name)."""
+    rows = (
+        StudentDay.objects.filter(key_id=key_id, day__gte=first, day__lte=last)
+        .values("user")
+        .annotate(r=Sum("requests"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+        .annotate(t=F("p") + F("c"))
+        .order_by("-t", "user")[offset : offset + limit]
+    )
+    return [StudentUse(r["user"], Spent(r["r"], r["p"], r["c"])) for r in rows]
+
+
+def students_csv(key: ApiKey) -> str:
+    """Every day each student of the key used anything, for a platform's own billing."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["key", "user", "day", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "time_zone"]
+    )
+    for row in StudentDay.objects.filter(key=key).order_by("day", "user"):
+        writer.writerow(
+            [
+                key.name,
+                _cell(row.user),
+                row.day.isoformat(),
+                row.requests,
+                row.prompt_tokens,
+                row.completion_tokens,
+                row.tokens,
+                settings.TIME_ZONE,
+            ]
+        )
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A name a platform chose, kept from being read as a formula by a spreadsheet."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def history(tenant: str, days: int = 31) -> list[UsageDay]:
@@ -153,11 +231,3 @@ def cache_size() -> int:
 def solve_quota_use() -> list[QuotaUse]:
     row = PoolSettings.load()
     return quota_use(SOLVE, row.solve_tokens_per_day, row.solve_tokens_per_month)
-
-
-def empty_cache() -> int:
-    """The dashboard's "Empty cache": every entry goes, and every gateway's front with it."""
-    deleted, _ = CacheEntry.objects.all().delete()
-    PoolSettings.load()
-    PoolSettings.objects.filter(pk=1).update(cache_epoch=F("cache_epoch") + 1)
-    return deleted

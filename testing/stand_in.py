@@ -31,8 +31,8 @@ class StandInRegistry:
     policy: Policy = field(default_factory=Policy)
     listeners: list = field(default_factory=list)
 
-    def routable(self) -> list[Backend]:
-        return self.backends
+    def routable(self, model: str = "") -> list[Backend]:
+        return self.backends  # one model: every stand-in serves it
 
 
 class Pool:
@@ -48,12 +48,14 @@ class Pool:
         self.waiting: dict[int, asyncio.Task] = {}
         self.numbers = 0
 
-    def arrive(self, tenant: Tenant, tokens: int = 100, exclude: frozenset[int] = frozenset()) -> int:
+    def arrive(
+        self, tenant: Tenant, tokens: int = 100, exclude: frozenset[int] = frozenset(), student: str = ""
+    ) -> int:
         self.numbers += 1
         number = self.numbers
 
         async def one():
-            slot, _ = await self.router.acquire(RouteContext("", tokens, tenant), exclude)
+            slot, _ = await self.router.acquire(RouteContext("", tokens, tenant, student=student), exclude)
             self.started.append((tenant.name, number))
             self.running.append(slot)
 

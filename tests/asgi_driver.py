@@ -43,15 +43,16 @@ class Call:
         self.started = asyncio.Event()
         self.first_chunk = asyncio.Event()
         self._body_sent = False
+        path, _, query = path.partition("?")  # a query string goes apart, as servers pass it
         scope = {
             "type": "http",
             "method": method,
             "path": path,
             "raw_path": path.encode(),
-            "query_string": b"",
+            "query_string": query.encode("latin-1"),
             # A dict, or (name, value) pairs where a header comes more than once.
             "headers": [
-                (k.lower().encode(), v.encode())
+                (k.lower().encode(), v.encode("utf-8"))
                 for k, v in (headers.items() if isinstance(headers, dict) else headers or [])
             ],
             "client": (client, 50000),

@@ -17,8 +17,8 @@ from pool import metrics
 from pool.gateway import tasks
 from pool.gateway.answer_cache import Answer, cache_key, normalise
 from pool.models import CacheEntry, UsageDay
+from pool.services.cache import empty_answer_cache
 from pool.services.keys import apikey_create
-from pool.usage import empty_cache
 from tests.asgi_driver import request
 from tests.gateway_kit import chat, set_policy
 
@@ -270,7 +270,7 @@ async def test_empty_cache_empties_every_gateways_memory_too(gateway, fakes_in_l
     await request(gateway, "POST", PATH, body, key=key)
     await written()
 
-    await sync_to_async(empty_cache)()
+    await sync_to_async(empty_answer_cache)()
     await gateway.registry.refresh()
     after = await request(gateway, "POST", PATH, body, key=key)
 

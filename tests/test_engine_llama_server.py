@@ -16,6 +16,7 @@ import psutil
 import pytest
 from asgiref.sync import sync_to_async
 
+from pool import llama_build
 from pool.models import Member, states
 from pool.services.members import member_add, member_stop
 from pool.supervisor import health, process
@@ -32,7 +33,7 @@ LONG = "Write the numbers from one to two hundred in words, separated by commas.
 
 @pytest.fixture(scope="module")
 def binary():
-    path = process.default_llama_server()
+    path = llama_build.default_llama_server()
     if not path.is_file():
         pytest.skip(f"no llama-server at {path}: `make install` builds it (bin/build-llama-server)")
     return path
@@ -152,7 +153,7 @@ def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
         what="the llama-server member to be ready",
     )
 
-    cmdline = psutil.Process(member.pid).cmdline()
+    cmdline = psutil.Process(member.pid).children()[0].cmdline()  # the server, under its watchdog
     assert cmdline[0] == str(binary)
     assert cmdline[cmdline.index("--parallel") + 1] == "4"
     assert cmdline[cmdline.index("--ctx-size") + 1] == str(4 * member.n_ctx)  # n_ctx is per slot

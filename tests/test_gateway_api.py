@@ -88,7 +88,13 @@ async def test_the_openapi_document_describes_what_the_gateway_validates(gateway
         "user",
         "assistant",
     ]
-    assert set(doc["paths"]) == {"/v1/chat/completions", "/v1/completions", "/v1/models"}
+    assert set(doc["paths"]) == {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/v1/usage",
+        "/v1/usage/users",
+    }
 
 
 async def test_the_operators_system_prompt_is_injected_for_the_task(gateway, fake_members, platform_key):

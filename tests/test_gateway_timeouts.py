@@ -36,15 +36,14 @@ async def test_a_member_silent_past_the_idle_limit_is_retried_elsewhere_and_coun
     settings.VIBEADMIN_UPSTREAM_IDLE_S = 0.3
     a, b = await sync_to_async(fake_members)(2)
     a.configure(hang=True)
-    b.configure(hang=True)
 
-    for fake, other in ((a, b), (b, a)):  # whichever the strategy picks first hangs
-        fake.configure(hang=True)
-        other.configure(hang=False)
+    for _ in range(10):  # until the strategy has tried the silent one
         reply = await request(gateway, "POST", "/v1/chat/completions", chat(stream=True), key=platform_key)
         assert reply.status == 200
-        assert reply.headers["x-vibeadmin-member"] == other.config.name
-    assert failures(gateway, "a") + failures(gateway, "b") >= 1
+        assert reply.headers["x-vibeadmin-member"] == "b"
+        if a.stats()["requests"]:
+            break
+    assert failures(gateway, "a") == 1
 
 
 async def test_a_whole_answer_slower_than_the_idle_limit_is_no_fault(

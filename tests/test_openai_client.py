@@ -187,6 +187,22 @@ def test_a_key_over_its_requests_per_minute_raises_rate_limit_error(served):
     assert int(caught.value.response.headers["retry-after"]) >= 1
 
 
+def test_a_student_named_with_user_has_the_limits_per_student_and_reads_its_usage(served):
+    name = f"school-{served.door}"
+    client = served.client(key=created_key(served.manage("apikey", "create", name, "--user-rpm", "1")))
+    client.chat.completions.create(model="vibethinker", messages=QUESTION, max_tokens=1, user="student-4711")
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(
+            model="vibethinker", messages=QUESTION, max_tokens=1, user="student-4711"
+        )
+    assert caught.value.code == "user_rate_limited"
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    client.chat.completions.create(model="vibethinker", messages=QUESTION, max_tokens=1, user="student-42")
+    usage = client.get("/usage", cast_to=object, options={"params": {"user": "student-4711"}})
+    assert usage["user"] == "student-4711" and usage["today"]["requests"] == 1  # type: ignore[index]
+
+
 def status_of(client: openai.OpenAI) -> int:
     try:
         client.chat.completions.create(model="vibethinker", messages=QUESTION, max_tokens=1)

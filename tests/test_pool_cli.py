@@ -60,12 +60,13 @@ def test_status_shows_each_member_in_a_table():
 
     lines = pool("status").splitlines()
 
-    header = "NAME KIND ENGINE WANT STATE PID ADDRESS SLOTS WEIGHT GPU RESTARTS LAST ERROR"
+    header = "NAME KIND ENGINE MODEL WANT STATE PID ADDRESS SLOTS WEIGHT GPU RESTARTS LAST ERROR"
     assert " ".join(lines[0].split()) == header
     assert lines[1].split() == [
         "m1",
         "local",
         "llama-server",
+        "-",  # no library model: from before the library
         "run",
         "ready",
         "4242",
@@ -75,10 +76,11 @@ def test_status_shows_each_member_in_a_table():
         "-",
         "0",
     ]
-    assert lines[2].split()[:7] == [
+    assert lines[2].split()[:8] == [
         "gpu2",
         "remote",
         "llama-cpp-python",
+        "-",
         "run",
         "unhealthy",
         "-",

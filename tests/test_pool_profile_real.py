@@ -17,7 +17,7 @@ from contextlib import closing
 import psutil
 import pytest
 
-from pool.supervisor import process
+from pool import llama_build
 from tests.helpers import ROOT, clean_env, manage
 
 pytestmark = [pytest.mark.real_model]
@@ -30,7 +30,7 @@ SHORT = ["--layouts", "1", "--point-s", "3", "--answer-tokens", "8"]
 
 @pytest.fixture(scope="module")
 def binary():
-    path = process.default_llama_server()
+    path = llama_build.default_llama_server()
     if not path.is_file():
         pytest.skip(f"no llama-server at {path}: `make install` builds it (bin/build-llama-server)")
     return path

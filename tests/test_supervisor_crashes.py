@@ -6,13 +6,14 @@ import os
 import re
 import signal
 
+import psutil
 import pytest
 
 from pool.models import Member, PoolEvent, states
 from pool.services.members import member_add, member_start
 from pool.supervisor import process
 from testing.helpers import fetch
-from tests.helpers import reconcile_until, stub_command
+from tests.helpers import reconcile_until, stub_command, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -112,8 +113,9 @@ def test_a_local_member_that_stays_unhealthy_is_restarted(supervisor, settings):
     member = member_add()
     reconcile_until(supervisor, lambda: fetch(member).state == states.READY, what="the member to be ready")
     sick_pid = member.pid
+    server_pid = psutil.Process(sick_pid).children()[0].pid  # the server, under its watchdog
 
-    os.kill(sick_pid, signal.SIGSTOP)  # alive, but answers nothing: a hung server
+    os.kill(server_pid, signal.SIGSTOP)  # alive, but answers nothing: a hung server
     try:
         reconcile_until(
             supervisor, lambda: fetch(member).state == states.UNHEALTHY, what="it to be unhealthy"
@@ -124,10 +126,12 @@ def test_a_local_member_that_stays_unhealthy_is_restarted(supervisor, settings):
             what="a fresh process to replace the sick one",
         )
     finally:
-        if process.is_alive(sick_pid):
-            os.kill(sick_pid, signal.SIGKILL)
+        for pid in (sick_pid, server_pid):
+            if process.is_alive(pid):
+                os.kill(pid, signal.SIGKILL)
     assert member.restarts == 1
     assert not process.is_alive(sick_pid)
+    wait_until(lambda: not process.is_alive(server_pid), 10, what="the hung server to die with its watchdog")
     assert PoolEvent.objects.filter(member_name=member.name, message__contains="unhealthy for 0.5s").exists()
 
 

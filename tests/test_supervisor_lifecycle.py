@@ -43,7 +43,7 @@ def test_members_start_with_the_model_given_and_become_ready(real_supervisor, ge
     members = list(Member.objects.all())
     assert len({m.port for m in members}) == 2
     for member in members:
-        cmdline = psutil.Process(member.pid).cmdline()
+        cmdline = psutil.Process(member.pid).children()[0].cmdline()  # the server, under its watchdog
         assert cmdline[1:3] == ["-m", "llama_cpp.server"]
         assert cmdline[cmdline.index("--model") + 1] == str(gemma_model.path)
         assert cmdline[cmdline.index("--port") + 1] == str(member.port)

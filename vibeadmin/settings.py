@@ -260,6 +260,9 @@ VIBEADMIN_MAX_RESTARTS = env_int("VIBEADMIN_MAX_RESTARTS", 5, minimum=0)
 VIBEADMIN_BACKOFF_S = env_float("VIBEADMIN_BACKOFF_S", 1.0, minimum=0.0)
 VIBEADMIN_BACKOFF_MAX_S = env_float("VIBEADMIN_BACKOFF_MAX_S", 60.0, minimum=0.0)
 VIBEADMIN_STOP_GRACE_S = env_float("VIBEADMIN_STOP_GRACE_S", 10.0, minimum=0.0)
+# A member whose supervisor died without stopping it waits this long for a restarted one to
+# adopt it, then stops by itself (pool/supervisor/watchdog.py).
+VIBEADMIN_ORPHAN_GRACE_S = env_float("VIBEADMIN_ORPHAN_GRACE_S", 30.0, minimum=0.0)
 VIBEADMIN_STOP_DRAIN_S = env_float("VIBEADMIN_STOP_DRAIN_S", 30.0, minimum=0.0)
 VIBEADMIN_DRAIN_TIMEOUT_S = env_float("VIBEADMIN_DRAIN_TIMEOUT_S", 300.0, minimum=0.0)
 VIBEADMIN_NODE_LOST_AFTER_S = env_float("VIBEADMIN_NODE_LOST_AFTER_S", 15.0, minimum=1.0)

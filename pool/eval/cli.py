@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import socket
 
 from django.core.management.base import CommandError
 
@@ -13,6 +11,7 @@ from pool.eval.runner import eval_run, gateway_target, member_target
 from pool.eval.runs import eval_create, eval_problems
 from pool.models import EvalRun, Member, states
 from pool.models.quality import FAILED, RUNNING
+from pool.services import jobs
 
 
 def add_parser(sub) -> None:
@@ -59,7 +58,7 @@ def handle(options: dict, say) -> None:
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-    EvalRun.objects.filter(pk=run.pk).update(host=socket.gethostname(), pid=os.getpid())
+    jobs.claim(run)
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: the run is marked stopped
     target = (
         member_target(Member.objects.get(name=run.member)) if run.member else gateway_target(options["url"])

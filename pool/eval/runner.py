@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from django.conf import settings
-from django.db.models import F
 
 from pool.eval.problems import Problem
-from pool.eval.runs import finish
 from pool.final_answers import is_correct, vote
 from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key
 from pool.models.quality import DONE, FAILED, STOPPED
-from pool.services.keys import apikey_create
+from pool.services import jobs
+from pool.services.eval_runs import record_answer
+from pool.services.keys import apikey_create, apikey_delete
 from vibeadmin.private_files import write_private
 
 EVAL_KEY_NAME = "quality-eval"
@@ -84,7 +84,7 @@ def eval_key() -> str:
     raw = path.read_text().strip() if path.exists() else ""
     if raw and ApiKey.objects.filter(key_hash=hash_key(raw), revoked_at__isnull=True).exists():
         return raw
-    ApiKey.objects.filter(name=EVAL_KEY_NAME).delete()
+    apikey_delete(name=EVAL_KEY_NAME)
     _, raw = apikey_create(name=EVAL_KEY_NAME, priority="batch")
     path.unlink(missing_ok=True)
     write_private(path, raw + "\n")
@@ -129,20 +129,20 @@ def eval_run(
             answer = _next_answer(answers, run)
             if answer is None:
                 stopping.set()
-                return finish(run, STOPPED)
+                return jobs.finish(run, STOPPED)
             if isinstance(answer, GatewayUnreachable):
                 stopping.set()
-                return finish(run, FAILED, str(answer))
+                return jobs.finish(run, FAILED, str(answer))
             _record(run, answer, progress)
     except KeyboardInterrupt:
         stopping.set()
-        return finish(run, STOPPED, "stopped by Ctrl-C or a signal")
-    return finish(run, DONE)
+        return jobs.finish(run, STOPPED, "stopped by Ctrl-C or a signal")
+    return jobs.finish(run, DONE)
 
 
 def _next_answer(answers: queue.Queue, run: EvalRun) -> EvalAnswer | GatewayUnreachable | None:
     """The next answer, or None once the run is asked to stop."""
-    while not _stop_requested(run):
+    while not jobs.stop_requested(run):
         try:
             return answers.get(timeout=0.5)
         except queue.Empty:
@@ -151,18 +151,7 @@ def _next_answer(answers: queue.Queue, run: EvalRun) -> EvalAnswer | GatewayUnre
 
 
 def _record(run: EvalRun, answer: EvalAnswer, progress: Callable[[str], None]) -> None:
-    answer.save()
-    unanimous = run.samples > 1 and answer.votes == run.samples
-    EvalRun.objects.filter(pk=run.pk).update(
-        answered=F("answered") + 1,
-        correct=F("correct") + answer.samples_correct,
-        majority_correct=F("majority_correct") + int(answer.majority_correct),
-        unanimous=F("unanimous") + int(unanimous),
-        unanimous_correct=F("unanimous_correct") + int(unanimous and answer.majority_correct),
-        completion_tokens=F("completion_tokens") + answer.completion_tokens,
-        seconds=F("seconds") + answer.seconds,
-    )
-    answered = EvalRun.objects.values_list("answered", flat=True).get(pk=run.pk)
+    answered = record_answer(answer)
     mark = "ok" if answer.correct else "NO"
     if run.samples > 1:
         mark += f" {answer.samples_correct}/{run.samples} right, majority {'ok' if answer.majority_correct else 'NO'}"
@@ -229,10 +218,6 @@ def _post(target: Target, body: dict, stopping: Callable[[], bool]) -> dict:
             if stopping():
                 break
     raise urllib.error.URLError("the pool stayed full; try again when it is quieter")
-
-
-def _stop_requested(run: EvalRun) -> bool:
-    return EvalRun.objects.filter(pk=run.pk, stop_requested=True).exists()
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -42,11 +42,12 @@ class Admission:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
 
-    async def key(self, info: KeyInfo | None, *, tokens: int) -> Pass:
-        """Admit a request on a platform key that may use `tokens` (prompt and answer)."""
+    async def key(self, info: KeyInfo | None, *, tokens: int, user: str = "") -> Pass:
+        """Admit a request on a platform key that may use `tokens` (prompt and answer); a
+        request for a student (`user`) also within the key's limits for each student."""
         if info is None:  # an open API: no key, no limits
             return NOTHING
-        budgets = []
+        budgets, caps = student_limits(info, user)
         if info.rpm is not None:
             budgets.append(Budget(f"rpm:key:{info.id}", info.rpm, 1))
         if info.tpm is not None:
@@ -58,11 +59,12 @@ class Admission:
                     code="tokens_over_key_limit",
                 )
             budgets.append(Budget(tpm_budget(info), info.tpm, tokens))
-        caps = (Cap(f"key:{info.id}", info.max_parallel),) if info.max_parallel is not None else ()
+        if info.max_parallel is not None:
+            caps.append(Cap(f"key:{info.id}", info.max_parallel))
         try:
-            return await self.limits.admit(tuple(budgets), caps)
+            return await self.limits.admit(tuple(budgets), tuple(caps))
         except Refused as refused:
-            raise key_refusal(info, refused) from None
+            raise key_refusal(info, refused, user) from None
 
     async def student(self, address: str, caps: StudentCaps) -> Pass:
         """Admit a student's problem; `address`'s whole network counts as one (client_network)."""
@@ -90,10 +92,29 @@ def tpm_budget(info: KeyInfo) -> str:
     return f"tpm:key:{info.id}"
 
 
-def key_refusal(info: KeyInfo, refused: Refused) -> errors.ApiError:
+def student_limits(info: KeyInfo, user: str) -> tuple[list[Budget], list[Cap]]:
+    """The key's limits for each student, as this student's own counters ("" names none)."""
+    if not user:
+        return [], []
+    budgets = [Budget(f"rpm:user:{info.id}:{user}", info.user_rpm, 1)] if info.user_rpm is not None else []
+    caps = [Cap(f"user:{info.id}:{user}", info.user_parallel)] if info.user_parallel is not None else []
+    return budgets, caps
+
+
+def key_refusal(info: KeyInfo, refused: Refused, user: str = "") -> errors.ApiError:
     return _refusal(
         refused,
         {
+            "rpm:user:": (
+                f"the student {user!r} has reached this key's limit of {info.user_rpm} requests per minute "
+                "per student; the key's other students are not affected",
+                "user_rate_limited",
+            ),
+            "user:": (
+                f"the student {user!r} already has {info.user_parallel} requests in flight, this key's limit "
+                "per student; the key's other students are not affected",
+                "user_rate_limited",
+            ),
             "rpm:": (
                 f"this key's limit of {info.rpm} requests per minute is reached",
                 "rate_limit_requests",

@@ -24,18 +24,19 @@ import time
 import unicodedata
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
-from django.db.models import F
+from django.db import close_old_connections
 from django.utils import timezone
 
 from pool import metrics
 from pool.gateway.tasks import spawn
 from pool.models import CacheEntry
+from pool.services import cache
 
 log = logging.getLogger("pool.gateway")
 
@@ -205,27 +206,17 @@ class AnswerCache:
         touched, self.touched = self.touched, {}
         close_old_connections()
         now = timezone.now()
-        for key, hits in touched.items():
-            CacheEntry.objects.filter(key=key).update(hits=F("hits") + hits, used_at=now)
-        CacheEntry.objects.filter(
-            created_at__lt=now - timedelta(seconds=settings.VIBEADMIN_CACHE_TTL_S)
-        ).delete()
-        limit = settings.VIBEADMIN_CACHE_ENTRIES
-        if CacheEntry.objects.count() > limit:
-            keep = CacheEntry.objects.order_by("-used_at").values_list("used_at", flat=True)[
-                limit : limit + 1
-            ]
-            if keep:
-                CacheEntry.objects.filter(used_at__lte=keep[0]).delete()
+        cache.add_hits(touched, now)
+        cache.drop_expired(now - timedelta(seconds=settings.VIBEADMIN_CACHE_TTL_S))
+        cache.trim(settings.VIBEADMIN_CACHE_ENTRIES)
         metrics.CACHE_ENTRIES.set(CacheEntry.objects.count())
         self.failing = ""
 
     @staticmethod
-    def forget_other_models(model_sha256: str) -> int:
-        """The model file changed: its predecessor's answers go (a thread, at the change)."""
+    def forget_other_models(model_sha256s: Iterable[str]) -> int:
+        """A model file changed or left the library: its answers go (a thread, at the change)."""
         close_old_connections()
-        deleted, _ = CacheEntry.objects.exclude(model_sha256=model_sha256).delete()
-        return deleted
+        return cache.keep_only_models(model_sha256s)
 
 
 def _read(key: str, model_sha256: str) -> tuple[Answer, float] | None:
@@ -238,14 +229,12 @@ def _read(key: str, model_sha256: str) -> tuple[Answer, float] | None:
     answer = Answer.from_json(raw, model_sha256) if sha == model_sha256 else None
     if answer is None or expires <= time.time():
         log.info("answer cache: entry %s is corrupt, expired or another model's; dropped", key[:12])
-        CacheEntry.objects.filter(key=key).delete()
+        cache.drop_entry(key)
         return None
     return answer, expires
 
 
 def _write(key: str, answer: Answer, tenant: str) -> None:
-    """One statement at a time: SQLite cannot turn a transaction that read into one that
-    writes while another writer holds the lock (update_or_create did, and failed at once)."""
     close_old_connections()
     now = timezone.now()
     fields = {
@@ -258,12 +247,7 @@ def _write(key: str, answer: Answer, tenant: str) -> None:
         "created_at": now,
         "used_at": now,
     }
-    if CacheEntry.objects.filter(key=key).update(**fields):
-        return
-    try:
-        CacheEntry.objects.create(key=key, **fields)
-    except IntegrityError:  # another gateway stored the same answer a moment ago
-        CacheEntry.objects.filter(key=key).update(**fields)
+    cache.store_entry(key, fields)
 
 
 # --- an answer as OpenAI's chat completion, whole or streamed ----------------------------------

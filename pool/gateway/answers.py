@@ -56,7 +56,6 @@ class Answers:
     def __init__(self) -> None:
         self.cache = AnswerCache()
         self.flights = Flights()
-        self.model_sha256: str | None = None  # the model whose answers the table holds, as last checked
 
     def plan(
         self,
@@ -185,7 +184,7 @@ def client_wants_usage(body: dict) -> bool:
 
 def saved(outcome: Outcome, answer: Answer) -> None:
     """Served without generating: charged nothing, and what it saved is counted."""
-    outcome.prompt_tokens = outcome.completion_tokens = 0
+    outcome.prompt_tokens = outcome.completion_tokens = outcome.counted_tokens = 0
     outcome.saved_tokens = answer.prompt_tokens + answer.completion_tokens
     outcome.saved_s = answer.generation_s
     outcome.cache_served = True

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from pool import metrics
-from pool.gateway import assembly, errors
+from pool.gateway import assembly, errors, students, usage_api
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
 from pool.gateway.answer_cache import HIT, MISS
@@ -33,7 +34,7 @@ from pool.gateway.openapi import openapi_document
 from pool.gateway.outcome import CLIENT_GONE, Outcome
 from pool.gateway.progress import Progress
 from pool.gateway.prompts import prepare_messages
-from pool.gateway.quotas import Quota, make_quotas
+from pool.gateway.quotas import Quota, make_quotas, student_quota
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
 from pool.gateway.router import Router, Watch
 from pool.gateway.sampling import Sampling, apply_defaults
@@ -43,7 +44,7 @@ from pool.gateway.types import RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 from pool.gateway.voting import Voting, samples_for
-from pool.proxies import client_address
+from pool.proxies import client_address, client_network
 
 log = logging.getLogger("pool.gateway")
 SOLVE_PATH = "/solve/api/stream"
@@ -54,6 +55,8 @@ ROUTES = {
     ("POST", "/v1/completions"): "completion",
     ("GET", "/v1/models"): "models",
     ("GET", "/v1/openapi.json"): "openapi",
+    ("GET", "/v1/usage"): "usage",
+    ("GET", "/v1/usage/users"): "usage_users",
     ("POST", SOLVE_PATH): "solve",
     ("POST", CHECK_PATH): "check",
 }
@@ -80,9 +83,12 @@ class Gateway:
             "check": self.check,
             "models": self.list_models,
             "openapi": self.openapi,
+            "usage": functools.partial(self.usage_report, students=False),
+            "usage_users": functools.partial(self.usage_report, students=True),
         }
         self._sampler: asyncio.Task | None = None
         self._books: asyncio.Task | None = None
+        self._kept_models: frozenset = frozenset()  # the models whose cached answers are kept
 
     async def start(self) -> None:
         """Start the background refresh (idempotent) and wait for the first picture of the pool."""
@@ -122,16 +128,16 @@ class Gateway:
         try:
             await sync_to_async(self.usage.flush, thread_sensitive=False)()
             await sync_to_async(self.answers.cache.maintain, thread_sensitive=False)()
-            sha = self.registry.policy.model_sha256
-            if sha is not None and sha != self.answers.model_sha256:
+            policy = self.registry.policy
+            shas = {m.sha256 for m in policy.models.values() if m.sha256}
+            if policy.model_sha256 is not None and shas | {policy.model_sha256} != self._kept_models:
+                shas.add(policy.model_sha256)
                 deleted = await sync_to_async(self.answers.cache.forget_other_models, thread_sensitive=False)(
-                    sha
+                    shas
                 )
                 if deleted:
-                    log.info(
-                        "the model file changed: %d cached answers of the previous model deleted", deleted
-                    )
-                self.answers.model_sha256 = sha
+                    log.info("a model file changed or left the library: %d cached answers deleted", deleted)
+                self._kept_models = frozenset(shas)
         except Exception as exc:  # the database busy: the next round writes it
             self.answers.cache.fail("keep", exc)
         metrics.set_degraded("cache", self.answers.cache.failing)
@@ -187,9 +193,11 @@ class Gateway:
         if key is None:  # an open API: keyless callers are students, under the solve page's caps
             outcome.admitted = await self.admission.student(self.client_address(scope), self.student_caps())
         request = self.prepare(parse_json(raw), fields, outcome, ceiling=settings.VIBEADMIN_MAX_TOKENS)
+        outcome.user = students.from_request(request.user, header(scope, students.HEADER))
         policy = self.registry.policy
         # A key is its own tenant of the fair line; keyless callers share the solve page's.
         tenant = key.tenant if key else policy.solve_tenant
+        self.choose_canary(request, outcome, tenant)
         samples = self.samples(request, key.samples if key else 1)
         # The cache is a key's choice; keyless callers (an open API) have none to make.
         on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
@@ -198,28 +206,45 @@ class Gateway:
         )
         if answer is not None:  # counts against the key's requests per minute, not its tokens
             if key is not None:
-                outcome.admitted = await self.admission.key(key, tokens=0)
+                outcome.admitted = await self.admission.key(key, tokens=0, user=outcome.user)
             await self.answers.serve_hit(send, answer, request, outcome)
             return
         # The most it may use (every sample's), held until it ends.
         reserved = (outcome.prompt_estimate + outcome.max_tokens) * samples
-        outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
+        await self.reserve_quotas(key, outcome, reserved)
         if key is not None:
-            outcome.admitted = await self.admission.key(key, tokens=reserved)
+            outcome.admitted = await self.admission.key(key, tokens=reserved, user=outcome.user)
         hidden = self.hidden(
             request, cache_on=on, tenant=f"key:{key.id}" if key else "open", default=key.samples if key else 1
         )
+        client = self.client_address(scope)
+        # The fair line's second level: the key's students in turn; keyless callers by network.
+        student = outcome.user or ("" if key else client_network(client))
         await self.relay(
             receive,
             send,
             path,
             request,
             outcome,
-            self.client_address(scope),
+            client,
             tenant,
+            student,
             samples=samples,
             hidden=hidden,
         )
+
+    async def reserve_quotas(self, key, outcome: Outcome, reserved: int) -> None:
+        """The student's quota, then the key's; a request the key's refuses gives the
+        student's back (each is checked and taken at once, so neither is overspent)."""
+        student = student_quota(key, outcome.user) if key is not None else None
+        if student is not None:
+            outcome.student_quota = await self.quotas.reserve(student, reserved)
+        try:
+            outcome.quota = await self.quotas.reserve(self.quota(key), reserved)
+        except errors.ApiError:
+            self.quotas.settle(outcome.student_quota, 0)
+            outcome.student_quota = None
+            raise
 
     async def solve(self, scope, receive, send, outcome: Outcome) -> None:
         """A student's problem from the solve page: no key, the caps per address and for all students."""
@@ -234,6 +259,7 @@ class Gateway:
             solve_request(parse_json(raw), policy), CHAT_FIELDS, outcome, ceiling=policy.solve_max_tokens
         )
         path = "/v1/chat/completions"
+        self.choose_canary(request, outcome, policy.solve_tenant)
         samples = self.samples(request, policy.solve_samples)
         # The page's answers are every student's: no student may ask to replace them (no-cache).
         answer = await self.plan_cache(
@@ -262,6 +288,7 @@ class Gateway:
             outcome,
             client,
             policy.solve_tenant,
+            client_network(client),
             samples=samples,
             live=True,
             hidden=hidden,
@@ -296,7 +323,11 @@ class Gateway:
             HIDDEN_MAX_TOKENS,
         )
         ctx = RouteContext(
-            client, tokens=HIDDEN_MAX_TOKENS, tenant=policy.solve_tenant, prefix=outcome.prefix
+            client,
+            tokens=HIDDEN_MAX_TOKENS,
+            tenant=policy.solve_tenant,
+            prefix=outcome.prefix,
+            student=client_network(client),
         )
         outcome.quota = await self.quotas.reserve(
             self.quota(None), (outcome.prompt_estimate + HIDDEN_MAX_TOKENS) * hidden.samples
@@ -330,7 +361,7 @@ class Gateway:
             on=on,
             sampled_ok=sampled_ok,
             fresh=fresh,
-            model_sha256=policy.model_sha256,
+            model_sha256=policy.sha_of(outcome.model),
             tenant=tenant,
         )
         outcome.cache_plan = plan
@@ -368,6 +399,30 @@ class Gateway:
         await self.auth.caller(header(scope, b"authorization"))
         await send_json(send, 200, self.models())
 
+    async def usage_report(self, scope, receive, send, outcome: Outcome, *, students: bool) -> None:
+        """A key's usage, or its students' (usage_api.py): only with a key, only its own."""
+        caller = await self.auth.caller(header(scope, b"authorization"))
+        if caller.key is None:
+            raise errors.unauthorized("usage is kept per API key: send 'Authorization: Bearer YOUR_KEY'")
+        allowed = ("period", "limit", "offset") if students else ("user",)
+        query = usage_api.parse_query(scope.get("query_string", b""), allowed)
+        today = self.usage.today()
+        if students:
+            answer = await sync_to_async(usage_api.students_page, thread_sensitive=False)(
+                caller.key, query, today
+            )
+        else:
+            unwritten = {
+                period: usage_api.pending(
+                    self.usage, caller.key, query.user, usage_api.bounds(period, today)[0]
+                )
+                for period in usage_api.PERIODS
+            }
+            answer = await sync_to_async(usage_api.report, thread_sensitive=False)(
+                caller.key, query, unwritten, today
+            )
+        await send_json(send, 200, answer)
+
     async def openapi(self, scope, receive, send, outcome: Outcome) -> None:
         await send_json(send, 200, openapi_document(self.registry.policy.model_id))
 
@@ -379,13 +434,16 @@ class Gateway:
         policy: PoolPolicy = self.registry.policy
         request = validate(body, fields)
         apply_defaults(body, request.body, policy.sampling.get(request.task, Sampling()), ceiling=ceiling)
-        if not policy.accepts_model(request.body["model"]):
+        asked = request.body["model"]
+        served = policy.resolve(asked)
+        if served is None:
             raise errors.not_found(
-                f"the model {request.body['model']!r} does not exist; this pool serves "
-                f"{policy.model_id!r} (alias {MODEL_ALIAS!r})",
+                f"the model {asked!r} does not exist; this pool serves {self.served_names()}",
                 code="model_not_found",
             )
-        request.body["model"] = policy.model_id
+        outcome.by_alias = asked == MODEL_ALIAS
+        # The alias routes to its group (the primary's members; during a rollout, the new model's too).
+        request.body["model"], outcome.model = served, MODEL_ALIAS if outcome.by_alias else served
         if "messages" in request.body:
             messages = request.body["messages"]
             if request.mode == HINTS:  # the tutor's system prompt and first instruction, before the task's
@@ -399,6 +457,32 @@ class Gateway:
         outcome.prompt_estimate = estimate_prompt_tokens(request.body)
         return request
 
+    def choose_canary(self, request: Validated, outcome: Outcome, tenant: Tenant) -> None:
+        """A rollout's canary takes its share of the primary alias's traffic (of one tenant's
+        only, where it names one) while one of its members is ready; a request that names a
+        model goes to that model."""
+        canary = self.registry.policy.canary
+        if (
+            canary is None
+            or not outcome.by_alias
+            or (canary.tenant and canary.tenant != tenant.id)
+            or not self.registry.by_model.get(canary.model)
+            or random.random() * 100 >= canary.percent
+        ):
+            return
+        request.body["model"] = outcome.model = canary.model
+
+    def served_names(self) -> str:
+        """The models a client may name now: the primary (and its alias), and every model a
+        ready member serves, each with its alias."""
+        policy = self.registry.policy
+        names = [f"{policy.model_id!r} (alias {MODEL_ALIAS!r})"]
+        for name in sorted(self.registry.by_model):
+            if name not in (policy.model_id, MODEL_ALIAS):
+                alias = policy.models[name].alias if name in policy.models else ""
+                names.append(f"{name!r}" + (f" (alias {alias!r})" if alias else ""))
+        return ", ".join(names)
+
     async def relay(
         self,
         receive,
@@ -408,12 +492,20 @@ class Gateway:
         outcome: Outcome,
         client: str,
         tenant: Tenant,
+        student: str = "",
         *,
         samples: int = 1,
         live: bool = False,
         hidden: Hidden | None = None,
     ) -> None:
-        ctx = RouteContext(client, tokens=outcome.max_tokens, tenant=tenant, prefix=outcome.prefix)
+        ctx = RouteContext(
+            client,
+            tokens=outcome.max_tokens,
+            tenant=tenant,
+            prefix=outcome.prefix,
+            student=student,
+            model=outcome.model,
+        )
         progress = None
         if request.progress:
             outcome.watch = Watch()
@@ -446,8 +538,11 @@ class Gateway:
     def finish(self, outcome: Outcome) -> None:
         """The one place a request is accounted for: its limits settled, its key's usage and
         the metrics recorded."""
+        used = outcome.tokens_used() if outcome.admitted is not None else 0
         if outcome.quota is not None:
-            self.quotas.settle(outcome.quota, outcome.tokens_used() if outcome.admitted is not None else 0)
+            self.quotas.settle(outcome.quota, used)
+        if outcome.student_quota is not None:
+            self.quotas.settle(outcome.student_quota, used)
         if outcome.admitted is not None:
             self.admission.settle(outcome.admitted, outcome.key, tokens=outcome.tokens_used())
             if outcome.key is not None:
@@ -466,6 +561,8 @@ class Gateway:
                 queue_wait_s=outcome.queue_wait_s,
                 key=outcome.label,
                 strategy=strategy,
+                counted_tokens=outcome.counted_tokens,
+                generated_since=outcome.generated_since,
             )
 
     def count_usage(self, outcome: Outcome) -> None:
@@ -483,6 +580,13 @@ class Gateway:
             saved_tokens=outcome.saved_tokens,
             saved_s=outcome.saved_s,
         )
+        if outcome.user and outcome.key is not None:
+            self.usage.add_student(
+                outcome.key.id,
+                outcome.user,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+            )
         if plan is not None:
             metrics.record_cache(
                 outcome.label,
@@ -510,12 +614,29 @@ class Gateway:
         return True
 
     def models(self) -> dict:
+        """The primary model under its name and the alias, and every model a ready member
+        serves, each with what its GGUF says of itself."""
         created = int(time.time())
-        ids = [self.registry.policy.model_id, MODEL_ALIAS]
-        return {
-            "object": "list",
-            "data": [{"id": i, "object": "model", "created": created, "owned_by": "vibeadmin"} for i in ids],
-        }
+        policy = self.registry.policy
+        names = [
+            policy.model_id,
+            *sorted(n for n in self.registry.by_model if n not in (policy.model_id, MODEL_ALIAS)),
+        ]
+        data = []
+        for name in names:
+            served = policy.models.get(name)
+            meta = (
+                {k: v for k, v in served.facts.items() if k not in ("path", "hash_progress")}
+                if served
+                else {}
+            )
+            entry = {"id": name, "object": "model", "created": created, "owned_by": "vibeadmin"}
+            data.append(
+                {**entry, "vibeadmin": {**meta, "primary": name == policy.model_id}} if meta else entry
+            )
+            if name == policy.model_id:
+                data.append({**entry, "id": MODEL_ALIAS, "vibeadmin": {"alias_of": name}})
+        return {"object": "list", "data": data}
 
     def client_address(self, scope) -> str:
         peer = (scope.get("client") or ("",))[0]
@@ -576,7 +697,7 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
             code="max_tokens_over_solve_limit",
         )
     return {
-        "model": policy.model_id,
+        "model": MODEL_ALIAS,
         "messages": messages,
         "stream": True,
         "vibeadmin": {

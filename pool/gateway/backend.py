@@ -15,6 +15,7 @@ class Backend:
     weight: int = 1
     max_inflight: int = 1  # the member's slots: answers it decodes at once
     api_key: str = ""  # sent to the member as a bearer token (its own key, not a client's)
+    model: str = ""  # the library model it serves
     # Peak-EWMA latency state (seconds), fed by the gateway after each request.
     ewma_s: float = 0.0
     ewma_at: float = 0.0

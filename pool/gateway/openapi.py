@@ -28,7 +28,7 @@ def _responses(ok: str) -> dict:
         "401": "Missing, invalid or revoked API key",
         "404": "Unknown model",
         "413": "Body larger than the gateway accepts",
-        "429": "A key's limit reached, or the queue is full (see Retry-After)",
+        "429": "A key's limit reached (or its student's), or the queue is full (see Retry-After)",
         "502": "The members failed the request",
         "503": "No member ready, or the queue's deadline passed (see Retry-After)",
     }
@@ -38,6 +38,16 @@ def _responses(ok: str) -> dict:
             code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
             for code, text in errors.items()
         },
+    }
+
+
+def _query(name: str, description: str, kind: str = "string") -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": kind},
     }
 
 
@@ -69,6 +79,27 @@ def openapi_document(model_id: str) -> dict:
                     "summary": "The served model",
                     "security": [{"bearer": []}],
                     "responses": _responses("The model list"),
+                }
+            },
+            "/v1/usage": {
+                "get": {
+                    "summary": "The key's tokens and requests today and this month, its limits and what "
+                    "remains; with ?user=ID, one student's of the key",
+                    "security": [{"bearer": []}],
+                    "parameters": [_query("user", "A student of this key (the requests' `user`)")],
+                    "responses": _responses("The usage (JSON)"),
+                }
+            },
+            "/v1/usage/users": {
+                "get": {
+                    "summary": "The key's students by tokens used, most first, a page at a time",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        _query("period", "day (default) or month"),
+                        _query("limit", "Students per page, 1 to 1000 (default 100)", "integer"),
+                        _query("offset", "Students to skip (next_offset of the previous page)", "integer"),
+                    ],
+                    "responses": _responses("A list of students (JSON)"),
                 }
             },
         },

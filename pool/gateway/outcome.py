@@ -19,9 +19,12 @@ class Outcome:
     started: float  # perf_counter() at arrival
     label: str = ""  # for metrics: the key's name, "open", or "solve"
     key: KeyInfo | None = None
+    user: str = ""  # the student it is for (students.py), "" for the key's own
     admitted: Pass | None = None  # set once the limits let it through
     prompt_estimate: int = 0
     prefix: str = ""  # the prompt's cache key (affinity.prefix_key), for the router
+    model: str = ""  # the library model whose members serve it
+    by_alias: bool = False  # asked for the primary alias: a canary may take it
     max_tokens: int = 0
     stream: bool = False
     member: str = ""
@@ -31,11 +34,14 @@ class Outcome:
     upstream_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    counted_tokens: int = 0  # ... of which the charts counted as they streamed
+    generated_since: float | None = None  # time.time() it went to the member that answered
     cache_plan: Any = None  # answers.Plan: what the answer cache does for it
     cache_served: bool = False  # answered from the cache or another request's generation
     saved_tokens: int = 0  # ... which would have cost these tokens
     saved_s: float = 0.0  # ... and these member-seconds
     quota: Any = None  # quotas.Reservation held until it ends
+    student_quota: Any = None  # ... and the student's own, within the key's
     watch: Watch | None = None  # set when the client asked to hear its place in line
 
     @property

@@ -9,36 +9,36 @@ reserves nothing. Hits of the answer cache use none.
 
 Counters: in this process (seeded once per period from the usage kept in the database,
 so a restart keeps the count) or, with REDIS_URL, in Redis, checked and taken in one Lua
-script so that gateways count each request exactly once. If Redis goes away the quota
-fails open: requests pass, the log and the dashboard say so.
+script so that gateways count each request exactly once. A counter Redis does not hold
+(new, or lost with a Redis restarted without persistence) is seeded from the database as
+it is at that moment, never from a figure read earlier: usage since then would be
+forgotten. If Redis goes away the quota fails open: requests pass, the log and the
+dashboard say so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
+from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from pool import webhook
 from pool.gateway import errors
 from pool.gateway.tasks import spawn
 
 log = logging.getLogger("pool.gateway")
 PREFIX = "vibeadmin:quota:"
 COUNTER_TTL_S = 40 * 24 * 3600  # a month's counter outlives its month, then goes
-WEBHOOK_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Quota:
     name: str  # for messages
     per_day: int | None
     per_month: int | None
+    user: str = ""  # a student of the key (its own quota within the key's); "": the tenant's own
+    code: str = "quota_exceeded"  # the 429's code
 
     @property
     def any(self) -> bool:
@@ -89,17 +91,36 @@ def exceeded(quota: Quota, period: Period, used: int) -> errors.ApiError:
     when = period.resets_at.strftime("%Y-%m-%d %H:%M %Z")
     return errors.rate_limited(
         f"{quota.name} has used its {kind} quota of {period.limit} tokens ({used} used); it resets at {when}",
-        code="quota_exceeded",
+        code=quota.code,
         retry_after=wait,
     )
 
 
-def used_in(tenant: str, first_day: date, last_day: date) -> int:
-    """Tokens the database has counted for `tenant` from `first_day` to `last_day` (a thread)."""
-    from pool.models import UsageDay
+def student_quota(key, user: str) -> Quota | None:
+    """The key's quota for each student, as `user`'s own (None: no student, or no such quota)."""
+    if not user or (key.user_tokens_per_day is None and key.user_tokens_per_month is None):
+        return None
+    return Quota(
+        f"key:{key.id}",
+        f"the student {user!r} of the key {key.name!r}",
+        key.user_tokens_per_day,
+        key.user_tokens_per_month,
+        user=user,
+        code="user_quota_exceeded",
+    )
+
+
+def used_in(tenant: str, first_day: date, last_day: date, user: str = "") -> int:
+    """Tokens the database has counted for `tenant` (or its student `user`) from `first_day`
+    to `last_day` (a thread)."""
+    from pool.models import StudentDay, UsageDay
 
     close_old_connections()
-    totals = UsageDay.objects.filter(tenant=tenant, day__gte=first_day, day__lte=last_day).aggregate(
+    if user:
+        rows = StudentDay.objects.filter(key_id=int(tenant.removeprefix("key:")), user=user)
+    else:
+        rows = UsageDay.objects.filter(tenant=tenant)
+    totals = rows.filter(day__gte=first_day, day__lte=last_day).aggregate(
         p=Sum("prompt_tokens"), c=Sum("completion_tokens")
     )
     return (totals["p"] or 0) + (totals["c"] or 0)
@@ -112,13 +133,15 @@ class Quotas:
         self.seeds: dict[str, int] = {}  # counter -> tokens the database held when first seen
         self.warned: set[str] = set()
         self.failing = ""
+        self.current: set[str] = set()  # this day's and month's periods: counters of others go
 
     async def seed(self, quota: Quota, found: list[Period]) -> list[int]:
+        self.forget_past(found)
         missing = [p for p in found if counter(quota, p) not in self.seeds]
         for period in missing:
             today = timezone.localdate()
             self.seeds[counter(quota, period)] = await sync_to_async(used_in, thread_sensitive=False)(
-                quota.tenant, period.first_day, today
+                quota.tenant, period.first_day, today, quota.user
             )
         return [self.seeds[counter(quota, p)] for p in found]
 
@@ -135,7 +158,8 @@ class Quotas:
             return Reservation((), 0, held=False)
         self.failing = ""
         for period, level in zip(found, levels, strict=True):
-            if level >= settings.VIBEADMIN_QUOTA_WARN_AT * period.limit:
+            # The soft threshold is the operator's alert about a tenant, not one per student.
+            if not quota.user and level >= settings.VIBEADMIN_QUOTA_WARN_AT * period.limit:
                 self.warn(quota, period, level)
         return Reservation(tuple(counter(quota, p) for p in found), amount)
 
@@ -145,6 +169,24 @@ class Quotas:
             self.warned.add(name)
             spawn(sync_to_async(send_warning, thread_sensitive=False)(quota, period, level))
 
+    def forget_past(self, found: list[Period]) -> None:
+        """When a new day or month begins, the counters of those gone are dropped: a
+        platform's students, one counter each, would otherwise pile up for as long as the
+        gateway runs."""
+        names = {p.name for p in found}
+        if names <= self.current:
+            return
+        for name in names:
+            kind = name.split(":")[0]
+            self.current = {c for c in self.current if not c.startswith(kind + ":")} | {name}
+        for table in self.tables():
+            for gone in [n for n in table if n.split("|")[1] not in self.current]:
+                del table[gone]
+        self.warned = {n for n in self.warned if n.split("|")[1] in self.current}
+
+    def tables(self) -> list[dict[str, int]]:
+        return [self.seeds]
+
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         raise NotImplementedError
 
@@ -153,13 +195,20 @@ class Quotas:
 
 
 def counter(quota: Quota, period: Period) -> str:
-    return f"{quota.tenant}|{period.name}"
+    return (
+        f"{quota.tenant}|{period.name}"
+        if not quota.user
+        else f"{quota.tenant}|{period.name}|user:{quota.user}"
+    )
 
 
 class LocalQuotas(Quotas):
     def __init__(self) -> None:
         super().__init__()
         self.levels: dict[str, int] = {}
+
+    def tables(self) -> list[dict[str, int]]:
+        return [self.seeds, self.levels]
 
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         names = [counter(quota, p) for p in found]
@@ -179,12 +228,17 @@ class LocalQuotas(Quotas):
                 self.levels[name] += used - reservation.amount
 
 
-# KEYS: the counters. ARGV: amount, ttl, then each counter's limit and seed. Returns {0,
-# levels...} when taken, or {i, level}: KEYS[i] is at its limit.
+# KEYS: the counters. ARGV: amount, ttl, then each counter's limit and seed (-1: not read).
+# Returns {0, levels...} when taken, {i, level} when KEYS[i] is at its limit, or {-1} when
+# a counter is missing and its seed was not read: read it now and call again.
 TAKE = """
 local amount, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[2 * i + 2], 'NX', 'EX', ttl)
+  if tonumber(ARGV[2 * i + 2]) < 0 then
+    if redis.call('EXISTS', KEYS[i]) == 0 then return {-1} end
+  else
+    redis.call('SET', KEYS[i], ARGV[2 * i + 2], 'NX', 'EX', ttl)
+  end
 end
 for i = 1, #KEYS do
   local level = tonumber(redis.call('GET', KEYS[i]))
@@ -193,6 +247,16 @@ end
 local levels = {0}
 for i = 1, #KEYS do levels[i + 1] = redis.call('INCRBY', KEYS[i], amount) end
 return levels
+"""
+
+
+# KEYS: the counters; ARGV[1]: the change. A counter Redis lost is not made again from a
+# settlement alone (it would start near zero, or below): the next take seeds it whole.
+SETTLE = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+end
+return 0
 """
 
 
@@ -212,16 +276,31 @@ class RedisQuotas(Quotas):
             )
         return current
 
+    async def seed(self, quota: Quota, found: list[Period]) -> list[int]:
+        return [-1] * len(found)  # read only when Redis lacks a counter (take)
+
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         keys = [PREFIX + counter(quota, p) for p in found]
-        args: list[int] = [amount, COUNTER_TTL_S]
-        for period, seed in zip(found, seeds, strict=True):
-            args += [period.limit, seed]
-        result = await self.client().eval(TAKE, len(keys), *keys, *args)
+        result = await self.eval_take(keys, found, seeds, amount)
+        if int(result[0]) == -1:
+            today = timezone.localdate()
+            fresh = [
+                await sync_to_async(used_in, thread_sensitive=False)(
+                    quota.tenant, p.first_day, today, quota.user
+                )
+                for p in found
+            ]
+            result = await self.eval_take(keys, found, fresh, amount)
         if result[0]:
             index = int(result[0]) - 1
             raise exceeded(quota, found[index], int(result[1]))
         return [int(level) for level in result[1:]]
+
+    async def eval_take(self, keys: list[str], found: list[Period], seeds: list[int], amount: int) -> list:
+        args: list[int] = [amount, COUNTER_TTL_S]
+        for period, seed in zip(found, seeds, strict=True):
+            args += [period.limit, seed]
+        return await self.client().eval(TAKE, len(keys), *keys, *args)
 
     def settle(self, reservation: Reservation | None, used: int) -> None:
         if reservation is None or not reservation.held or used == reservation.amount:
@@ -230,10 +309,7 @@ class RedisQuotas(Quotas):
 
     async def _settle(self, keys: list[str], change: int) -> None:
         try:
-            async with self.client().pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.incrby(key, change)
-                await pipe.execute()
+            await self.client().eval(SETTLE, len(keys), *keys, change)
         except RedisError as exc:
             log.warning("could not settle a quota in Redis: %s", exc)
 
@@ -248,12 +324,11 @@ def make_quotas() -> Quotas:
 def send_warning(quota: Quota, period: Period, level: int) -> bool:
     """Tell the alert webhook once per tenant and period, whichever gateway gets here first
     (the row's unique constraint decides). Returns whether this call sent it."""
-    from pool.models import PoolSettings, QuotaWarning
+    from pool.models import PoolSettings
+    from pool.services.usage import claim_quota_warning
 
     close_old_connections()
-    try:
-        QuotaWarning.objects.create(tenant=quota.tenant, period=period.name)
-    except IntegrityError:
+    if not claim_quota_warning(quota.tenant, period.name):
         return False
     share = level / period.limit
     message = f"{quota.name} has used {share:.0%} of its {period.name.split(':')[0]}ly quota of {period.limit} tokens"
@@ -265,39 +340,14 @@ def send_warning(quota: Quota, period: Period, level: int) -> bool:
 
 
 def post_alert(url: str, quota: Quota, period: Period, message: str) -> str:
-    """An Alertmanager-shaped (version 4) webhook, as the alert rules send."""
-    labels = {
-        "alertname": "QuotaSoftLimit",
-        "severity": "warning",
-        "tenant": quota.name,
-        "service": "vibeadmin",
-    }
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    body = {
-        "version": "4",
-        "status": "firing",
-        "receiver": "vibeadmin",
-        "groupLabels": {"alertname": "QuotaSoftLimit"},
-        "commonLabels": labels,
-        "commonAnnotations": {"summary": message, "period": period.name},
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": message, "period": period.name},
-                "startsAt": now,
-                "endsAt": "0001-01-01T00:00:00Z",
-            }
-        ],
-    }
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    """The soft threshold as an alert, sent as the alert rules send theirs."""
+    alert = webhook.Alert(
+        name="QuotaSoftLimit",
+        status=webhook.FIRING,
+        severity="warning",
+        summary=message,
+        starts_at=datetime.now(UTC),
+        labels={"tenant": quota.name},
+        annotations={"period": period.name},
     )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.warning("quota webhook %s failed: %s", url, exc)
-        return f"failed: {exc}"
+    return webhook.send(url, alert)

@@ -88,7 +88,7 @@ class Router:
             return self.take_here(ctx, exclude, turn)
         if turn is ARRIVING:
             turn = Turn("", time.time(), ctx.tenant, ctx.tokens)
-        members = [m for m in self.registry.routable() if m.id not in exclude]
+        members = [m for m in self.registry.routable(ctx.model) if m.id not in exclude]
         await self.slots.refresh([m.id for m in members])
         strategy = self.registry.strategy
         if strategy.shares_turns:
@@ -107,7 +107,7 @@ class Router:
 
     def take_here(self, ctx: RouteContext, exclude: frozenset[int], turn: Turn | None) -> Slot | None:
         """take() with this process's own counts: no await, so nothing can come between."""
-        backend = self.pick([m for m in self.registry.routable() if m.id not in exclude], ctx)
+        backend = self.pick([m for m in self.registry.routable(ctx.model) if m.id not in exclude], ctx)
         if backend is None:
             return None
         return self.occupy(backend, ctx, self.slots.take_now(backend.id, ctx, turn))
@@ -133,9 +133,10 @@ class Router:
     ) -> tuple[Slot, float]:
         """A slot taken for this request, and how long it waited for it; `watch` is shown
         its waiter while it waits."""
-        if not any(b.id not in exclude for b in self.registry.routable()):
+        if not any(b.id not in exclude for b in self.registry.routable(ctx.model)):
+            which = f"serving {ctx.model} " if ctx.model else ""
             raise errors.unavailable(
-                "no member of the pool is ready to serve requests; an operator must start one "
+                f"no member of the pool {which}is ready to serve requests; an operator must start one "
                 "(or wait while members start)",
                 code="no_ready_member",
                 retry_after=5,
@@ -147,7 +148,7 @@ class Router:
                     return slot, 0.0
         policy = self.registry.policy
         if len(self.queue) >= policy.queue_size:
-            displaced = self.queue.displaced_by(ctx.tenant, policy.queue_size)
+            displaced = self.queue.displaced_by(ctx.tenant, policy.queue_size, ctx.student)
             if displaced is None:
                 raise self.queue_full()
             self._leave(displaced)  # its place goes to this request; it gets the 429 instead
@@ -181,14 +182,14 @@ class Router:
                 break
             place += 1
             ahead += other.ctx.tokens
-        capacity = sum(b.max_inflight for b in self.registry.routable())
+        capacity = sum(b.max_inflight for b in self.registry.routable(waiter.ctx.model))
         return place, self.pace.predict(ahead, capacity)
 
     def predict_wait(self, ctx: RouteContext) -> float | None:
         """Seconds until this request would get a slot: the work ahead of it in fair order
         (in this gateway's line), at the pace the pool's slots have lately kept."""
         capacity = sum(b.max_inflight for b in self.registry.routable())
-        return self.pace.predict(self.queue.work_ahead(ctx.tenant, ctx.tokens), capacity)
+        return self.pace.predict(self.queue.work_ahead(ctx.tenant, ctx.tokens, ctx.student), capacity)
 
     def too_long(self, ctx: RouteContext, predicted_s: float, timeout_s: float) -> errors.ApiError:
         """Said at once, not after waiting out the deadline; Retry-After from the same prediction."""

@@ -35,7 +35,11 @@ class RouteContext:
     tokens: int = 0  # max_tokens, with the gateway's default filled in
     tenant: Tenant = PUBLIC
     prefix: str = ""  # affinity.prefix_key(): the task and system prompt, hashed ("": none)
+    # Within its tenant, whose turn it is (fair.py's second level): a key's student (`user`),
+    # or an anonymous caller's network; "": the tenant's own.
+    student: str = ""
     near: int = 0  # a member serving a sibling sample of the same request (voting.py): its slots first
+    model: str = ""  # the library model whose members may take it ("": any member)
 
 
 Lease = str  # "" for a slot counted in this process
@@ -66,6 +70,7 @@ class Waiter:
     turn: Turn | None = None  # its place in the line all gateways share (retries stay out)
     tag: float = float("-inf")  # its fair start tag; a retry's is -inf: it waited its turn once
     number: int = 0  # arrival order in this process's line
+    second: tuple[float, int] = (0.0, 0)  # its turn between its tenant's students (fair.py)
     queued: bool = False
     predicted_s: float | None = None
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta
 
-from django.db import IntegrityError, close_old_connections, transaction
-from django.db.models import F
+from django.db import close_old_connections
 from django.utils import timezone
+
+from pool.services.usage import add_student_day, add_usage_day
 
 FIELDS = (
     "requests",
@@ -20,6 +21,9 @@ FIELDS = (
     "saved_tokens",
     "saved_s",
 )
+
+
+STUDENT_FIELDS = ("requests", "prompt_tokens", "completion_tokens")
 
 
 class Today:
@@ -47,7 +51,14 @@ class Today:
 class UsageBook:
     def __init__(self) -> None:
         self.pending: dict[tuple[str, date], list[float]] = {}
+        self.students: dict[tuple[int, str, date], list[int]] = {}  # (key id, user, day) -> counts
         self.today = Today()
+
+    def add_student(self, key_id: int, user: str, *, prompt_tokens: int, completion_tokens: int) -> None:
+        row = self.students.setdefault((key_id, user, self.today()), [0, 0, 0])
+        row[0] += 1
+        row[1] += prompt_tokens
+        row[2] += completion_tokens
 
     def add(
         self,
@@ -71,18 +82,16 @@ class UsageBook:
 
     def flush(self) -> None:
         """Runs in a worker thread."""
-        from pool.models import UsageDay
-
         pending, self.pending = self.pending, {}
-        if not pending:
+        students, self.students = self.students, {}
+        if not (pending or students):
             return
         close_old_connections()
+        self.flush_students(students)
         for (tenant, day), row in pending.items():
-            changes = {name: F(name) + value for name, value in zip(FIELDS, row, strict=True)}
-            if UsageDay.objects.filter(tenant=tenant, day=day).update(**changes):
-                continue
-            try:
-                with transaction.atomic():
-                    UsageDay.objects.create(tenant=tenant, day=day, **dict(zip(FIELDS, row, strict=True)))
-            except IntegrityError:  # another gateway created it a moment ago
-                UsageDay.objects.filter(tenant=tenant, day=day).update(**changes)
+            add_usage_day(tenant, day, dict(zip(FIELDS, row, strict=True)))
+
+    @staticmethod
+    def flush_students(students: dict[tuple[int, str, date], list[int]]) -> None:
+        for (key_id, user, day), row in students.items():
+            add_student_day(key_id, user, day, dict(zip(STUDENT_FIELDS, row, strict=True)))

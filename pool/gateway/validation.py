@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from pool.gateway.errors import invalid
+from pool.gateway.students import student_name
 from pool.gateway.tutor import HINTS, MODES, SOLUTION
 
 TASKS = ("general", "math", "code")
@@ -47,7 +48,11 @@ COMMON = {
     "stop": Field("string_or_array", description="A stop string or up to 4 of them."),
     "stream": Field("boolean", description="Send tokens as server-sent events as they come."),
     "stream_options": Field("stream_options", description='Only {"include_usage": true | false}.'),
-    "user": Field("string"),
+    "user": Field(
+        "string",
+        description="The student this request is for (the platform's own name for them, at most 128 "
+        "printable characters; or the header X-Vibeadmin-User): the key's per-student limits apply to it.",
+    ),
     "vibeadmin": Field(
         "object",
         description='vibeadmin\'s own options: {"task": "general" | "math" | "code", "mode": "solution" | '
@@ -78,6 +83,7 @@ class Validated:
     mode: str = SOLUTION
     progress: bool = False  # the caller wants its place in line while it waits (streams only)
     samples: int = 0  # independent answers to vote on (0: the tenant's default; capped in app.py)
+    user: str = ""  # the student it is for (students.py); "": the key's own
     problem: str = ""  # hints mode: the student's first question as asked (hints.py checks against it)
     check_hint: bool = False  # hints mode, and not the full solution asked for: the reply is checked
 
@@ -176,7 +182,8 @@ def validate(body: dict[str, Any], fields: dict[str, Field]) -> Validated:
     samples = options.get("samples", 0)
     if type(samples) is not int or samples < 1 and "samples" in options:
         raise invalid("vibeadmin.samples must be a whole number, 1 or more", param="vibeadmin.samples")
-    return Validated(forwarded, task, bool(body.get("stream")), mode, progress, samples)
+    user = student_name(body.get("user"), param="user")
+    return Validated(forwarded, task, bool(body.get("stream")), mode, progress, samples, user=user)
 
 
 def _tutor_options(options: dict[str, Any], body: dict[str, Any]) -> tuple[str, bool]:

@@ -161,6 +161,7 @@ class Voting:
             await asyncio.gather(*(f.task for f in flights if f.task is not None), return_exceptions=True)
             outcome.prompt_tokens += sum(s.prompt_tokens for s in outcomes)
             outcome.completion_tokens += sum(s.completion_tokens for s in outcomes)
+            outcome.counted_tokens += sum(s.counted_tokens for s in outcomes)
             outcome.queue_wait_s += max(s.queue_wait_s for s in outcomes)
         return flights
 
@@ -180,6 +181,7 @@ def settle(outcome: Outcome, samples: list[Outcome]) -> None:
     """The request's account is every sample's: all their tokens, the longest wait."""
     outcome.prompt_tokens = sum(s.prompt_tokens for s in samples)
     outcome.completion_tokens = sum(s.completion_tokens for s in samples)
+    outcome.counted_tokens = sum(s.counted_tokens for s in samples)
     outcome.queue_wait_s = max(s.queue_wait_s for s in samples)
     outcome.upstream_s = max(s.upstream_s for s in samples)
     outcome.ttft_s = samples[0].ttft_s

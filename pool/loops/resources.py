@@ -79,16 +79,27 @@ _processes: dict[int, psutil.Process] = {}
 _exported: set[str] = set()  # members with CPU and memory series in /metrics
 
 
+def server_process(proc: psutil.Process) -> psutil.Process:
+    """A member's pid is its watchdog's (pool/supervisor/watchdog.py): the server it runs is
+    what uses the CPU, memory and GPU."""
+    children = proc.children()
+    return children[0] if children else proc
+
+
 def process_use(pid: int | None, gpu: GpuReport) -> ProcessUse | None:
     if not pid:
         return None
     try:
         proc = _processes.get(pid)
         if proc is None:
-            proc = _processes[pid] = psutil.Process(pid)
+            proc = server_process(psutil.Process(pid))
+            if proc.pid != pid:  # kept once its server runs, not the watchdog alone
+                _processes[pid] = proc
             proc.cpu_percent(None)  # the first reading only starts the clock
         with proc.oneshot():
-            return ProcessUse(proc.cpu_percent(None), proc.memory_info().rss, gpu.process_memory.get(pid))
+            return ProcessUse(
+                proc.cpu_percent(None), proc.memory_info().rss, gpu.process_memory.get(proc.pid)
+            )
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         _processes.pop(pid, None)
         return None

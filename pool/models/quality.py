@@ -7,7 +7,9 @@ import math
 
 from django.db import models
 
-RUNNING, DONE, STOPPED, FAILED = "running", "done", "stopped", "failed"
+from pool.models.job import FAILED, RUNNING, Job
+
+DONE, STOPPED = "done", "stopped"
 RUN_STATES = [(s, s) for s in (RUNNING, DONE, STOPPED, FAILED)]
 Z_95 = 1.959964
 
@@ -23,9 +25,7 @@ def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-class EvalRun(models.Model):
-    started_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+class EvalRun(Job):
     state = models.CharField(max_length=16, choices=RUN_STATES, default=RUNNING)
     model_name = models.CharField(max_length=200, help_text="The GGUF's file name")
     model_sha256 = models.CharField(max_length=64, blank=True)
@@ -43,11 +43,6 @@ class EvalRun(models.Model):
     majority_correct = models.PositiveIntegerField(default=0)
     unanimous = models.PositiveIntegerField(default=0, help_text="Problems whose samples all gave one answer")
     unanimous_correct = models.PositiveIntegerField(default=0)
-    stop_requested = models.BooleanField(default=False)
-    # The process asking (`pool eval`), so that a run whose process died is not "running" forever.
-    host = models.CharField(max_length=255, blank=True)
-    pid = models.PositiveIntegerField(null=True, blank=True)
-    message = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -89,17 +84,6 @@ class EvalRun(models.Model):
         """From start to end: answers asked at once overlap, so less than `seconds`."""
         return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
 
-    def is_orphaned(self, host: str) -> bool:
-        """Running, started on `host`, and its process is gone (killed, or the machine restarted)."""
-        import psutil
-
-        return (
-            self.state == RUNNING
-            and self.host == host
-            and self.pid is not None
-            and not psutil.pid_exists(self.pid)
-        )
-
     @property
     def where(self) -> str:
         return self.member or "pool"
@@ -122,3 +106,27 @@ class EvalAnswer(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class LeakRate(models.Model):
+    """How often a mode's first reply already gave the final answer away, as
+    `python -m bench.leak_rate` measured it: hints mode must stay far below solution mode.
+    Loaded with `manage.py pool leak-rates FILE` (the shipped measurements by a migration)."""
+
+    mode = models.CharField(max_length=32, help_text="The solve page's mode: hints or solution")
+    leaks = models.PositiveIntegerField(help_text="First replies that contained the final answer")
+    problems = models.PositiveIntegerField()
+    max_tokens = models.PositiveIntegerField(help_text="The replies' length cap while measuring")
+    model = models.CharField(max_length=200, help_text="The GGUF's file name")
+    measured_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-measured_at", "mode"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mode", "max_tokens", "model", "measured_at"], name="one_leak_rate"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mode}: {self.leaks} of {self.problems}"

@@ -33,6 +33,32 @@ class UsageDay(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
 
+class StudentDay(models.Model):
+    """One student's usage of one key on one day of the operator's calendar: the student's
+    quotas without Redis, /v1/usage?user=, the keys page's top students and their CSV."""
+
+    key = models.ForeignKey("pool.ApiKey", on_delete=models.CASCADE, related_name="student_days")
+    user = models.CharField(max_length=128, help_text="The platform's own name for the student")
+    day = models.DateField()
+    requests = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "user", "day"], name="student_day_per_key_user")
+        ]
+        indexes = [models.Index(fields=["key", "day"], name="student_day_key_day")]
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return f"key:{self.key_id} {self.user} {self.day}"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 class QuotaWarning(models.Model):
     """The soft threshold's alert, sent once per tenant and period by whichever gateway
     inserts the row first."""

@@ -2,12 +2,16 @@
 
 Output goes to a log file per member rather than a pipe: nothing can block on a full
 pipe, and a supervisor that restarts can still read the log of a process it adopts.
+
+Each member runs under a watchdog (watchdog.py) holding a lease on this process: a pipe
+whose write end only the supervisor keeps (`_leases`). However the supervisor ends, the
+kernel closes it, and a member no restarted supervisor adopts (`adopt_lease`) within
+VIBEADMIN_ORPHAN_GRACE_S stops by itself. A member's pid is its watchdog's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import signal
 import socket
@@ -19,9 +23,11 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
+from pool.llama_build import llama_server_path
 from pool.member_logs import log_path
 from pool.model_file import ModelChoice
 from pool.models import Member, states
+from pool.supervisor.watchdog import socket_name
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,7 +94,7 @@ LLAMA_SERVER_TEMPLATES = {"llama-2": "llama2"}
 
 def llama_server_binary() -> Path:
     """The configured llama-server, or the build `make install` caches; one clear error if absent."""
-    path = settings.VIBEADMIN_LLAMA_SERVER or default_llama_server()
+    path = llama_server_path()
     if not (path.is_file() and os.access(path, os.X_OK)):
         how = (
             "set VIBEADMIN_LLAMA_SERVER to"
@@ -109,16 +115,6 @@ def check_llama_server() -> str:
             raise
         return f"warning: {exc}; llama-server members will fail to start"
     return ""
-
-
-def default_llama_server() -> Path:
-    """Where bin/build-llama-server keeps the build for the installed llama-cpp-python."""
-    try:
-        version = importlib.metadata.version("llama_cpp_python")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0.3.36"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "vibeadmin" / "llama-server" / version / "llama-server"
 
 
 def llama_cpp_python_command(member: Member, model: ModelChoice, port: int) -> list[str]:
@@ -167,27 +163,65 @@ def member_env(member: Member) -> dict[str, str]:
     return env
 
 
+WATCHDOG = Path(__file__).with_name("watchdog.py")
+
+
 def spawn(member: Member, command: list[str], env: dict[str, str] | None = None) -> int:
-    """Start the process in its own session (Ctrl-C in the terminal reaches only the
-    supervisor, which then stops members in order) and return its pid."""
+    """Start the process under its watchdog, in its own session (Ctrl-C in the terminal
+    reaches only the supervisor, which then stops members in order); return the pid."""
     path = log_path(member)
-    with path.open("ab") as log:
-        log.write(f"\n--- starting: {' '.join(command)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env or member_env(member),
-            start_new_session=True,
-        )
+    watched = [
+        sys.executable,
+        "-I",  # the standard library only: no site-packages, no PYTHON* variables
+        "-S",
+        str(WATCHDOG),
+        *("--grace", f"{settings.VIBEADMIN_ORPHAN_GRACE_S:g}"),
+        *("--stop-grace", f"{settings.VIBEADMIN_STOP_GRACE_S:g}"),
+        "--",
+        *command,
+    ]
+    lease, held = os.pipe()  # both ends close-on-exec: only the watchdog's stdin gets one
+    try:
+        with path.open("ab") as log:
+            log.write(f"\n--- starting: {' '.join(command)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                watched,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=lease,
+                env=env or member_env(member),
+                start_new_session=True,
+            )
+    except BaseException:
+        os.close(held)
+        raise
+    finally:
+        os.close(lease)
     _children[proc.pid] = proc
+    _leases[proc.pid] = held
     return proc.pid
+
+
+def adopt_lease(pid: int) -> bool:
+    """Take the lease of a member a previous supervisor started: connect to its watchdog
+    and hold the connection. False where there is none to take (it has no watchdog)."""
+    if pid in _leases:
+        return True
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(socket_name(pid))
+    except OSError:
+        sock.close()
+        return False
+    _leases[pid] = sock.detach()
+    return True
 
 
 # Popen objects of the children this process started: polling them reaps the zombies.
 _children: dict[int, subprocess.Popen] = {}
+# The lease each running member holds on this process (a file descriptor), by pid.
+_leases: dict[int, int] = {}
 
 
 def exit_code(pid: int) -> int | None:
@@ -239,19 +273,24 @@ def kill(pid: int) -> None:
 
 
 def forget(pid: int) -> None:
+    """The process has ended: let go of it and of its lease."""
     _children.pop(pid, None)
+    held = _leases.pop(pid, None)
+    if held is not None:
+        with contextlib.suppress(OSError):
+            os.close(held)
 
 
 def stop(pid: int, grace_s: float) -> str:
     """SIGTERM, wait up to `grace_s`, then SIGKILL. Returns how it ended."""
     if not is_alive(pid):
-        _children.pop(pid, None)
+        forget(pid)
         return "already exited"
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         if not is_alive(pid):
-            _children.pop(pid, None)
+            forget(pid)
             return "stopped"
         time.sleep(0.05)
     _signal(pid, signal.SIGKILL)
@@ -259,7 +298,7 @@ def stop(pid: int, grace_s: float) -> str:
         if not is_alive(pid):
             break
         time.sleep(0.05)
-    _children.pop(pid, None)
+    forget(pid)
     return f"killed after {grace_s:g}s grace"
 
 

@@ -8,7 +8,6 @@ SIGTERM and comes back later for the SIGKILL, as supervisord does.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -25,9 +25,11 @@ from django.utils import timezone
 from pool import inflight, metrics
 from pool.member_logs import read_tail
 from pool.model_file import ModelChoice, ensure_model
-from pool.models import Member, Node, PoolEvent, states
-from pool.services import events
-from pool.services.member_state import change_state, update_observed
+from pool.models import Member, PoolEvent, states
+from pool.services import events, nodes
+from pool.services.member_state import change_state, forget, update_observed
+from pool.services.model_hashing import Hasher
+from pool.services.rollout_machine import RolloutMachine
 from pool.supervisor import health, process
 
 log = logging.getLogger("pool.supervisor.reconcile")
@@ -54,6 +56,7 @@ class Supervisor:
         node: str | None = None,
         model: ModelChoice | None = None,
         command_for: CommandFor = process.member_command,
+        rollouts: RolloutMachine | None = None,
     ):
         self.node = node or settings.VIBEADMIN_NODE
         self.model = model or ensure_model()
@@ -64,6 +67,9 @@ class Supervisor:
         self._stopping: dict[int, Stopping] = {}  # member id -> its SIGTERM sent, awaiting exit
         self._kill_reasons: dict[int, str] = {}  # member id -> why the supervisor killed it
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self.hasher = Hasher()  # the library's sha256s, one file at a time, off the tick
+        # One supervisor runs the rollouts: serve's (a node's `supervise` passes none).
+        self.rollouts = rollouts
         self._thread: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------------
@@ -87,20 +93,16 @@ class Supervisor:
     def reconcile(self) -> None:
         """Bring every member of this node one step closer to what the operator wants."""
         self.heartbeat()
-        members = list(Member.objects.filter(node=self.node))
+        self.hasher.poke()
+        if self.rollouts is not None:
+            self.rollouts.step()
+        members = list(Member.objects.filter(node=self.node).select_related("model"))
         results = self.probe_due(members)
         for member in members:
             self.step(member, results.get(member.pk))
 
     def heartbeat(self) -> None:
-        Node.objects.update_or_create(
-            name=self.node,
-            defaults={
-                "last_seen_at": timezone.now(),
-                "pid": os.getpid(),
-                "address": settings.VIBEADMIN_ADVERTISE_HOST,
-            },
-        )
+        nodes.heartbeat(self.node)
 
     def probe_due(self, members: list[Member]) -> dict[int, health.ProbeResult]:
         now = time.monotonic()
@@ -140,9 +142,7 @@ class Supervisor:
     def step_stopped(self, m: Member) -> None:
         if m.remove_requested:
             # stopped -> gone: the operator removed it
-            deleted, _ = Member.objects.filter(pk=m.pk, state__in=states.STOPPED_STATES).delete()
-            if deleted:
-                events.record(PoolEvent.STATE, f"{m.name}: removed", member_name=m.name, state="removed")
+            forget(m)
         elif m.restart_requested:
             # stopped -> (next tick) starting: the restart's stop half is done
             update_observed(m, restart_requested=False)
@@ -320,7 +320,7 @@ class Supervisor:
         # A fresh key each start: only the gateway and the probes, which read it here, get in.
         m.api_key = secrets.token_urlsafe(32)
         try:
-            command = self.command_for(m, self.model, port)
+            command = self.command_for(m, self.model_for(m), port)
         except process.MemberCommandError as exc:
             # stopped/starting -> failed: it cannot start as configured (no llama-server binary)
             # (restarts >= 1: only the operator's next start tries again, not every tick)
@@ -348,6 +348,14 @@ class Supervisor:
             **common,
         )
 
+    def model_for(self, m: Member) -> ModelChoice:
+        """The member's library model, as the engines are given it; the supervisor's own
+        (the configured model) for a member from before the library."""
+        if m.model is None:
+            return self.model
+        model = m.model
+        return ModelChoice(Path(model.path), model.name, model.chat_format, False, model.about)
+
     # --- its own start and end ----------------------------------------------------------
 
     def adopt(self) -> None:
@@ -357,8 +365,12 @@ class Supervisor:
             state__in=states.STOPPED_STATES
         ):
             if m.pid and process.is_member_process(m.pid, m.port):
+                # Its watchdog waits VIBEADMIN_ORPHAN_GRACE_S for this lease, then stops it.
+                leased = "" if process.adopt_lease(m.pid) else " (it has no watchdog to hold)"
                 events.record(
-                    PoolEvent.STATE, f"{m.name}: adopted running process {m.pid}", member_name=m.name
+                    PoolEvent.STATE,
+                    f"{m.name}: adopted running process {m.pid}{leased}",
+                    member_name=m.name,
                 )
                 continue
             change_state(
@@ -385,3 +397,4 @@ class Supervisor:
                 m, states.STOPPED, reason="vibeadmin shut down", pid=None, port=None, drain_deadline=None
             )
         self._probes.shutdown(wait=False)
+        self.hasher.join(timeout=5)

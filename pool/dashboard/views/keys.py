@@ -6,11 +6,12 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from pool import metrics, usage
-from pool.dashboard.forms import KeyCreateForm, KeyLimitsForm
+from pool.dashboard.forms import KeyCreateForm, KeyLimitsForm, StudentLimitsForm
 from pool.dashboard.views.common import after_post, page_or_partial, role_required
 from pool.models import ApiKey, roles
 from pool.services.keys import apikey_revoke
@@ -18,11 +19,28 @@ from pool.services.keys import apikey_revoke
 PAGE, PANEL = "dashboard/keys.html", "dashboard/partials/keys_panel.html"
 
 
+TOP_STUDENTS = 5
+
+
+def student_rows(bound: StudentLimitsForm | None = None) -> list:
+    """Each active key's limits per student and its top students today."""
+    today = timezone.localdate()
+    return [
+        (
+            key,
+            bound if bound and bound.instance.pk == key.pk else StudentLimitsForm(instance=key),
+            usage.top_students(key.pk, today, today, limit=TOP_STUDENTS),
+        )
+        for key in ApiKey.objects.filter(revoked_at=None)
+    ]
+
+
 def panel_context(
     *,
     create_form: KeyCreateForm | None = None,
     limits: KeyLimitsForm | None = None,
     new_key: dict | None = None,
+    students: StudentLimitsForm | None = None,
 ) -> dict:
     fair = metrics.tenant_summary()
     rows = [
@@ -39,6 +57,7 @@ def panel_context(
         "rows": rows,
         "create_form": create_form or KeyCreateForm(),
         "new_key": new_key,
+        "student_rows": student_rows(students),
     }
 
 
@@ -80,6 +99,6 @@ def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
     form = KeyLimitsForm(request.POST, instance=get_object_or_404(ApiKey, pk=pk))
     if not form.is_valid():
         return page_or_partial(request, PAGE, PANEL, panel_context(limits=form))
-    form.save()
+    form.apply()
     messages.success(request, f"Saved the limits, weight, class, quotas and cache of {form.instance.name}.")
     return after_post(request, reverse("keys"), PANEL, panel_context())

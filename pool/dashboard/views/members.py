@@ -29,7 +29,7 @@ TABLE = "dashboard/partials/members_table.html"
 
 
 def table_context() -> dict:
-    rows = snapshot.member_rows(list(Member.objects.all()))
+    rows = snapshot.member_rows(list(Member.objects.select_related("model")))
     return {"rows": rows, "signature": snapshot.signature(rows), "nodes": snapshot.node_rows()}
 
 

@@ -9,7 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from pool.models import ApiKey
 from pool.models.apikey import PRIORITIES
 from pool.services import audit
-from pool.services.keys import UNSET, apikey_create, apikey_revoke, apikey_set
+from pool.services.keys import STUDENT_LIMITS, UNSET, apikey_create, apikey_revoke, apikey_set
+
+ALIASES = {"update": "set"}
 
 
 def add_share_arguments(parser, default: bool) -> None:
@@ -58,6 +60,20 @@ def add_cache_and_quota_arguments(parser, default: bool) -> None:
     )
 
 
+def add_student_arguments(parser, default: bool) -> None:
+    """Each student's own limits within the key (a student is named by the request's `user`)."""
+    kind = int if default else _quota
+    unset = None if default else UNSET
+    removes = "" if default else "; none removes it"
+    for flag, what in (
+        ("--user-rpm", "requests per minute per student"),
+        ("--user-parallel", "requests in flight per student"),
+        ("--user-tokens-per-day", "token quota per student per calendar day"),
+        ("--user-tokens-per-month", "token quota per student per calendar month"),
+    ):
+        parser.add_argument(flag, type=kind, default=unset, help=what + removes)
+
+
 def _quota(value: str) -> int | None:
     if value.lower() == "none":
         return None
@@ -79,10 +95,16 @@ class Command(BaseCommand):
         create.add_argument("--max-parallel", type=int, help="requests in flight at once")
         add_share_arguments(create, default=True)
         add_cache_and_quota_arguments(create, default=True)
-        share = sub.add_parser("set", help="Set a key's weight and class, its cache and its quotas")
+        add_student_arguments(create, default=True)
+        share = sub.add_parser(
+            "set",
+            aliases=["update"],
+            help="Set a key's weight and class, its cache, its quotas and its limits per student",
+        )
         share.add_argument("name")
         add_share_arguments(share, default=False)
         add_cache_and_quota_arguments(share, default=False)
+        add_student_arguments(share, default=False)
         sub.add_parser("list", help="List keys with their limits and usage")
         revoke = sub.add_parser("revoke", help="Revoke a key at once")
         revoke.add_argument("name")
@@ -92,7 +114,7 @@ class Command(BaseCommand):
             return super().execute(*args, **options)
 
     def handle(self, *args, action: str, **options):
-        getattr(self, f"do_{action}")(**options)
+        getattr(self, f"do_{ALIASES.get(action, action)}")(**options)
 
     def do_create(self, *, name, rpm, tpm, max_parallel, weight, priority, **options):
         try:
@@ -107,9 +129,10 @@ class Command(BaseCommand):
                 cache_sampled=options["cache_sampled"],
                 tokens_per_day=options["tokens_per_day"],
                 tokens_per_month=options["tokens_per_month"],
+                **{name: options[name] for name in STUDENT_LIMITS},
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(f"Created key {key.name!r}. It is shown only now; store it safely:\n{raw}")
 
     def do_set(self, *, name, weight, priority, **options):
@@ -122,12 +145,14 @@ class Command(BaseCommand):
                 cache_sampled=options["cache_sampled"],
                 tokens_per_day=options["tokens_per_day"],
                 tokens_per_month=options["tokens_per_month"],
+                **{name: options[name] for name in STUDENT_LIMITS},
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(
             f"{key.name!r} now has weight {key.weight}, {key.priority}, cache {describe_cache(key)}, "
-            f"quotas {describe_quotas(key)}; gateways use it within a second."
+            f"quotas {describe_quotas(key)}, per student {describe_students(key)}; gateways use it within "
+            "a second."
         )
 
     def do_list(self, **_):
@@ -156,6 +181,19 @@ class Command(BaseCommand):
         self.stdout.write(f"Revoked {name!r}; requests with it are refused from now on.")
 
 
+def refused(exc: ValueError) -> CommandError:
+    """The key's rules' messages, each named by its option (`--tokens-per-day cannot be ...`)."""
+    fields = getattr(exc, "fields", {})
+    if not fields:
+        return CommandError(str(exc))
+    named = [
+        f"{'' if name == '__all__' else '--' + name.replace('_', '-') + ' '}{m}"
+        for name, ms in fields.items()
+        for m in ms
+    ]
+    return CommandError("; ".join(named))
+
+
 def describe_cache(key: ApiKey) -> str:
     return "sampled" if key.cache and key.cache_sampled else ("on" if key.cache else "off")
 
@@ -167,3 +205,17 @@ def describe_quotas(key: ApiKey) -> str:
         if n is not None
     ]
     return ", ".join(parts) or "none"
+
+
+def describe_students(key: ApiKey) -> str:
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (key.user_rpm, "rpm"),
+            (key.user_parallel, "parallel"),
+            (key.user_tokens_per_day, "tokens/day"),
+            (key.user_tokens_per_month, "tokens/month"),
+        )
+        if n is not None
+    ]
+    return ", ".join(parts) or "no limits"

@@ -1,6 +1,6 @@
 """`manage.py pool ...`: the operator's command line for the pool.
 
-Every subcommand only changes desired state, through pool.actions (the same checks as the
+Every subcommand only changes desired state, through pool/services/ (the same checks as the
 dashboard); the running supervisor does the work. `pool status` reads the database, so it
 works from any shell on any host that shares it.
 """
@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool.eval import cli as eval_cli
+from pool.management import library_cli, rollout_cli
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
 from pool.profiling import cli as profile_cli
 from pool.services import ActionError, audit
+from pool.services.leak_rates import record_leak_rates
+from pool.services.library import model_named
 from pool.services.members import (
     member_add,
     member_drain,
@@ -45,6 +49,7 @@ COLUMNS = (
     "NAME",
     "KIND",
     "ENGINE",
+    "MODEL",
     "WANT",
     "STATE",
     "PID",
@@ -59,7 +64,7 @@ LAST_ERROR_WIDTH = 60
 
 
 class Command(BaseCommand):
-    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy, config, eval, profile."
+    help = "Show and change the pool: status, add, set, start, stop, drain, restart, remove, scale, strategy, config, model, rollout, eval, profile."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -92,6 +97,7 @@ class Command(BaseCommand):
             "or a remote's own from its /props)",
         )
         add.add_argument("--api-key", default="", help="the key a remote member's server wants")
+        add.add_argument("--model", default="", help="the library model it serves (default: the primary)")
         change = sub.add_parser("set", help="change a member's slots, weight, engine or (remote) API key")
         change.add_argument("name", metavar="NAME")
         change.add_argument(
@@ -110,13 +116,18 @@ class Command(BaseCommand):
             sub.add_parser(name, help=help_text).add_argument("name", metavar="NAME")
         scale = sub.add_parser("scale", help="make N local members want to run (adds or drains members)")
         scale.add_argument("count", type=int, metavar="N")
+        scale.add_argument("--model", default="", help="count (and add) only members of this library model")
         strategy = sub.add_parser("strategy", help="show the routing strategy, or set it")
         strategy.add_argument("name", nargs="?", metavar="NAME")
         config = sub.add_parser(
             "config", help="show the pool-wide settings (the Routing page's), or set some: NAME=VALUE ..."
         )
         config.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
+        library_cli.add_parser(sub)
+        rollout_cli.add_parser(sub)
         eval_cli.add_parser(sub)
+        leaks = sub.add_parser("leak-rates", help="store `bench.leak_rate` results for the Quality page")
+        leaks.add_argument("files", nargs="+", metavar="FILE", help="bench/results/leak_rate*.json")
         profile_cli.add_arguments(
             sub.add_parser("profile", help="measure layouts on this host's model and cores; --apply the best")
         )
@@ -139,6 +150,7 @@ class Command(BaseCommand):
                     engine=options["engine"],
                     slots=options["slots"],
                     api_key=options["api_key"],
+                    model=options["model"],
                 )
             elif action == "set":
                 self.change(
@@ -151,11 +163,17 @@ class Command(BaseCommand):
             elif action in MEMBER_ACTIONS:
                 self.member_action(action, options["name"])
             elif action == "scale":
-                self.scale(options["count"])
+                self.scale(options["count"], model=options["model"])
             elif action == "strategy":
                 self.strategy(options["name"])
             elif action == "config":
                 self.config(options["assignments"])
+            elif action == "leak-rates":
+                self.leak_rates(options["files"])
+            elif action == "model":
+                library_cli.handle(options, self.stdout.write)
+            elif action == "rollout":
+                rollout_cli.handle(options, self.stdout.write)
             elif action == "eval":
                 take_ctrl_c()
                 eval_cli.handle(options, self.stdout.write)
@@ -192,15 +210,26 @@ class Command(BaseCommand):
         engine: str = "",
         slots: int | None = None,
         api_key: str = "",
+        model: str = "",
     ) -> None:
         member = member_add(
-            url=url, weight=weight, gpu=gpu, name=name, node=node, engine=engine, slots=slots, api_key=api_key
+            url=url,
+            weight=weight,
+            gpu=gpu,
+            name=name,
+            node=node,
+            engine=engine,
+            slots=slots,
+            api_key=api_key,
+            model=model_named(model) if model else None,
         )
         if url:
             slots_text = f"{member.slots} slots" if member.slots else "slots read from its /props"
             where = f"remote member at {member.url} ({slots_text})"
         else:
             where = f"local {member.engine} member with {member.slots} slot{'s' if member.slots != 1 else ''} on node {member.node}"
+        if member.model_id:
+            where += f", serving {member.model}"
         self.done(f"Added {member.name}, a {where}.")
 
     def change(
@@ -231,8 +260,8 @@ class Command(BaseCommand):
         function(member=find_member(name))
         self.done(f"{name}: {action} requested.")
 
-    def scale(self, count: int) -> None:
-        done = pool_scale(count=count)
+    def scale(self, count: int, *, model: str = "") -> None:
+        done = pool_scale(count=count, model=model_named(model) if model else None)
         if not done:
             self.stdout.write(
                 f"Nothing to do: {count} local member{'s' if count != 1 else ''} already want to run."
@@ -248,6 +277,15 @@ class Command(BaseCommand):
         current = current_strategy()
         for known in STRATEGIES:
             self.stdout.write(f"{'*' if known == current else ' '} {known}")
+
+    def leak_rates(self, files: list[str]) -> None:
+        for name in files:
+            try:
+                rows = record_leak_rates(json.loads(Path(name).read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CommandError(f"{name}: not a bench.leak_rate result ({exc})") from None
+            shown = ", ".join(f"{r.mode} {r.leaks} of {r.problems} at {r.max_tokens} tokens" for r in rows)
+            self.stdout.write(f"{name}: {shown}")
 
     def config(self, assignments: list[str]) -> None:
         if not assignments:
@@ -306,6 +344,7 @@ def member_row(facts: dict) -> tuple[str, ...]:
         facts["name"],
         facts["kind"],
         facts["engine"],
+        facts["model"] or "-",
         facts["wants"],
         facts["state"],
         str(facts["pid"] or "-"),

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pool.bootstrap import StartupProgress, check_migrated, ensure_admin, first_run
+from pool.bootstrap import StartupProgress, check_migrated, ensure_admin, first_run, register_model
 from pool.model_file import ModelFileError, ensure_model
 from pool.services import events
 
@@ -64,10 +66,11 @@ class Command(BaseCommand):
             run_daphne(host, port, api_socket)
         finally:
             if supervisor:
-                self.say("Stopping members...")
+                self.say("Stopping members...")  # never raises: stdout may be a pipe already closed
                 supervisor.shutdown()
 
     def prepare_supervisor(self):
+        from pool.services.rollout_machine import RolloutMachine
         from pool.supervisor import process
         from pool.supervisor.reconcile import Supervisor
 
@@ -87,21 +90,36 @@ class Command(BaseCommand):
                 self.say(warning)
         except process.MemberCommandError as exc:
             raise CommandError(str(exc)) from None
+        register_model(self.say, model)
         first_run(self.say, with_members=True)
         events.listen(StartupProgress(self.say, url=self.url))
-        supervisor = Supervisor(model=model)
+        supervisor = Supervisor(model=model, rollouts=RolloutMachine())
         supervisor.start_thread()
         return supervisor
 
     def say(self, line: str) -> None:
-        self.stdout.write(line)
-        self.stdout.flush()
+        say_safely(self.stdout, line)
+
+
+def say_safely(stdout, line: str) -> None:
+    """Write a line; if stdout is a closed pipe (`make run | tee log`, then Ctrl-C ends tee
+    first), point it at /dev/null instead: a line lost must not stop the members' shutdown."""
+    try:
+        stdout.write(line)
+        stdout.flush()
+    except (BrokenPipeError, ValueError):
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
 
 
 def take_stop_signals() -> None:
     """Ctrl-C and SIGTERM stop serve whatever it inherited: a shell's background job starts
     its children with SIGINT ignored, and Twisted installs its own SIGINT handler only
-    over Python's default one. Both are set back to the defaults, which Twisted replaces."""
+    over Python's default one. Both are set back to the defaults, which Twisted replaces.
+    SIGHUP (the terminal closed) stops it too (run_daphne), rather than ending it at once
+    with its members left running."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -199,5 +217,7 @@ def run_daphne(host: str, port: int, api_socket: socket.socket | None = None) ->
         ready_callable=on_ready,
         action_logger=None,
     )
+    # Twisted stops the reactor on SIGINT and SIGTERM; SIGHUP is left to its default (the end).
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reactor.stop))  # type: ignore[attr-defined,misc]
     server.run()
     events.bind_loop(None)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool.bootstrap import StartupProgress
+from pool.management.commands.serve import say_safely
 from pool.model_file import ModelFileError, ensure_model
 from pool.services import events
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--node", default=settings.VIBEADMIN_NODE, help="this host's node name")
 
     def handle(self, *args, node: str, **options):
-        from pool.bootstrap import check_migrated
+        from pool.bootstrap import check_migrated, register_model
         from pool.supervisor import process
         from pool.supervisor.reconcile import Supervisor
 
@@ -37,8 +38,9 @@ class Command(BaseCommand):
                 self.stdout.write(warning)
         except (ModelFileError, process.MemberCommandError) as exc:
             raise CommandError(str(exc)) from None
+        register_model(self.stdout.write, model)
         done = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: done.set())
         events.listen(StartupProgress(self.stdout.write, node=node))
         supervisor = Supervisor(node=node, model=model)
@@ -48,5 +50,5 @@ class Command(BaseCommand):
             f"and are reached at {settings.VIBEADMIN_ADVERTISE_HOST}. Ctrl-C stops them."
         )
         done.wait()
-        self.stdout.write("Stopping this node's members...")
+        say_safely(self.stdout, "Stopping this node's members...")  # stdout may be a closed pipe
         supervisor.shutdown()
