@@ -441,8 +441,9 @@ class Gateway:
                 f"the model {asked!r} does not exist; this pool serves {self.served_names()}",
                 code="model_not_found",
             )
-        request.body["model"] = outcome.model = served
         outcome.by_alias = asked == MODEL_ALIAS
+        # The alias routes to its group (the primary's members; during a rollout, the new model's too).
+        request.body["model"], outcome.model = served, MODEL_ALIAS if outcome.by_alias else served
         if "messages" in request.body:
             messages = request.body["messages"]
             if request.mode == HINTS:  # the tutor's system prompt and first instruction, before the task's
@@ -477,7 +478,7 @@ class Gateway:
         policy = self.registry.policy
         names = [f"{policy.model_id!r} (alias {MODEL_ALIAS!r})"]
         for name in sorted(self.registry.by_model):
-            if name != policy.model_id:
+            if name not in (policy.model_id, MODEL_ALIAS):
                 alias = policy.models[name].alias if name in policy.models else ""
                 names.append(f"{name!r}" + (f" (alias {alias!r})" if alias else ""))
         return ", ".join(names)
@@ -617,7 +618,10 @@ class Gateway:
         serves, each with what its GGUF says of itself."""
         created = int(time.time())
         policy = self.registry.policy
-        names = [policy.model_id, *sorted(n for n in self.registry.by_model if n != policy.model_id)]
+        names = [
+            policy.model_id,
+            *sorted(n for n in self.registry.by_model if n not in (policy.model_id, MODEL_ALIAS)),
+        ]
         data = []
         for name in names:
             served = policy.models.get(name)
