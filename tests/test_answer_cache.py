@@ -15,7 +15,8 @@ from asgiref.sync import sync_to_async
 
 from pool import metrics
 from pool.gateway import tasks
-from pool.gateway.answer_cache import Answer, cache_key, normalise
+from pool.gateway.cache_key import cache_key, normalise
+from pool.gateway.replies import Answer
 from pool.models import CacheEntry, UsageDay
 from pool.services.cache import empty_answer_cache
 from pool.services.keys import apikey_create

@@ -23,8 +23,7 @@ from pool import metrics
 from pool.gateway import assembly, errors, students, usage_api
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
-from pool.gateway.answer_cache import HIT, MISS
-from pool.gateway.answers import Answers, Plan, wants_fresh
+from pool.gateway.answers import Answers, wants_fresh
 from pool.gateway.asgi_io import ClientGone, header, header_joined, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.exchange import Exchange
@@ -36,11 +35,12 @@ from pool.gateway.progress import Progress
 from pool.gateway.prompts import prepare_messages
 from pool.gateway.quotas import Quota, make_quotas, student_quota
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
+from pool.gateway.replies import Answer
 from pool.gateway.router import Router, Watch
 from pool.gateway.sampling import Sampling, apply_defaults
 from pool.gateway.tasks import spawn
 from pool.gateway.tutor import HINTS, conversation, first_question, hinted, is_whole_text
-from pool.gateway.types import RouteContext, Tenant
+from pool.gateway.types import HIT, MISS, RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 from pool.gateway.voting import Voting, samples_for
@@ -348,24 +348,21 @@ class Gateway:
         on: bool,
         sampled_ok: bool,
         may_refresh: bool = True,
-    ):
+    ) -> Answer | None:
         """What the answer cache does for this request; the stored answer if it has one. A
         key's no-cache refreshes its own entries (the cache is per tenant): `may_refresh`."""
         policy = self.registry.policy
-        self.answers.cache.sync_epoch(policy.cache_epoch)
-        fresh = may_refresh and wants_fresh(header(scope, b"cache-control"))
-        tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
-        plan = self.answers.plan(
+        return await self.answers.find(
             path,
             request,
+            outcome,
             on=on,
             sampled_ok=sampled_ok,
-            fresh=fresh,
+            fresh=may_refresh and wants_fresh(header(scope, b"cache-control")),
             model_sha256=policy.sha_of(outcome.model),
-            tenant=tenant,
+            epoch=policy.cache_epoch,
+            tenant=f"key:{outcome.key.id}" if outcome.key is not None else "solve",
         )
-        outcome.cache_plan = plan
-        return await self.answers.lookup(plan)
 
     def hidden(self, request: Validated, *, cache_on: bool, tenant: str, default: int) -> Hidden | None:
         """Where hints mode keeps its hidden answer and how many samples vote on it; None
@@ -511,7 +508,7 @@ class Gateway:
             outcome.watch = Watch()
             progress = Progress(send, functools.partial(self.router.where, outcome.watch))
             send = progress.send
-        plan: Plan | None = outcome.cache_plan
+        plan = outcome.cache_plan
         if hidden is not None:
             body = hidden_body(
                 request.problem, request.body, request.task, self.registry.policy.prompts, hidden.max_tokens
@@ -520,7 +517,7 @@ class Gateway:
         elif samples > 1:
             work = self.voting.run(send, path, request, ctx, outcome, samples, live=live)
         elif plan is not None and plan.key:
-            work = self.answers.relay(send, path, request, ctx, outcome, self.exchange)
+            work = self.answers.relay(send, path, request, ctx, outcome, plan, self.exchange)
         else:
             work = self.exchange.run(send, path, request.body, ctx, outcome)
         try:
@@ -567,7 +564,7 @@ class Gateway:
 
     def count_usage(self, outcome: Outcome) -> None:
         """The day's usage per tenant, and the answer cache's figures."""
-        plan: Plan | None = outcome.cache_plan
+        plan = outcome.cache_plan
         tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
         hit = outcome.cache_served
         miss = plan is not None and plan.label == MISS and not hit

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from pool import webhook
 from pool.gateway import errors
 from pool.gateway.tasks import spawn
+from pool.gateway.types import Reservation
 
 log = logging.getLogger("pool.gateway")
 PREFIX = "vibeadmin:quota:"
@@ -61,13 +62,6 @@ class Period:
     first_day: date
     resets_at: datetime  # aware, in TIME_ZONE
     limit: int
-
-
-@dataclass(slots=True)
-class Reservation:
-    counters: tuple[str, ...]
-    amount: int
-    held: bool = True  # False: failed open, nothing to settle
 
 
 def periods(quota: Quota, now: datetime | None = None) -> list[Period]:

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 from pool.final_answers import Agreement, as_text, final_answer, vote
 from pool.gateway import errors
-from pool.gateway.answer_cache import Answer, StreamWriter, whole_reply
 from pool.gateway.answers import client_wants_usage, replay_failure
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.collapse import Flight, Flights
 from pool.gateway.outcome import Outcome
 from pool.gateway.progress import event
+from pool.gateway.replies import Answer, StreamWriter, whole_reply
 from pool.gateway.sse import error_event
 from pool.gateway.types import RouteContext
 from pool.gateway.validation import Validated
