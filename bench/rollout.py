@@ -177,7 +177,7 @@ def run_bad_canary(server: Vibeadmin) -> dict:
         "seconds": round(seconds, 1),
         "rollout": status,
         "output": out[-1500:],
-        **load.figures(),
+        **load.figures(windows),
     }
 
 

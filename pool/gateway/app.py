@@ -685,9 +685,9 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
         limit = min(policy.tutor.max_chars, settings.VIBEADMIN_MAX_PROMPT_CHARS)
         if len(problem) > limit:  # the operator's cap, as a conversation's (tutor.py)
             raise errors.invalid(
-                f"the problem is {len(problem)} characters long; this page sends at most {limit}",
+                f"the problem is {len(problem)} characters long; this page sends at most {limit} characters",
                 param="problem",
-                code="conversation_too_long",
+                code="prompt_too_long",  # the single-problem field's code, as platforms already read it
             )
         messages = [{"role": "user", "content": problem}]
     ceiling = policy.solve_max_tokens
