@@ -69,7 +69,7 @@ def platform_key(transactional_db) -> str:
 
 
 def set_policy(**fields) -> None:
-    PoolSettings.load()
+    PoolSettings.objects.get_or_create(pk=1)
     PoolSettings.objects.filter(pk=1).update(**fields)
 
 

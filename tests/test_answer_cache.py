@@ -15,10 +15,11 @@ from asgiref.sync import sync_to_async
 
 from pool import metrics
 from pool.gateway import tasks
-from pool.gateway.answer_cache import Answer, cache_key, normalise
+from pool.gateway.cache_key import cache_key, normalise
+from pool.gateway.replies import Answer
 from pool.models import CacheEntry, UsageDay
+from pool.services.cache import empty_answer_cache
 from pool.services.keys import apikey_create
-from pool.usage import empty_cache
 from tests.asgi_driver import request
 from tests.gateway_kit import chat, set_policy
 
@@ -270,7 +271,7 @@ async def test_empty_cache_empties_every_gateways_memory_too(gateway, fakes_in_l
     await request(gateway, "POST", PATH, body, key=key)
     await written()
 
-    await sync_to_async(empty_cache)()
+    await sync_to_async(empty_answer_cache)()
     await gateway.registry.refresh()
     after = await request(gateway, "POST", PATH, body, key=key)
 

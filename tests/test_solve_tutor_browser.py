@@ -29,7 +29,7 @@ HISTORY = "vibeadmin.solve.history"
 def settle(data_dir, **fields) -> None:
     """Set the Routing page's fields in the child's database before it serves."""
     code = (
-        "from pool.models import PoolSettings; PoolSettings.load(); "
+        "from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); "
         f"PoolSettings.objects.filter(pk=1).update(**{fields!r})"
     )
     result = manage("shell", "-c", code, data_dir=data_dir)

@@ -297,7 +297,7 @@ VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
 # With REDIS_URL: how long a crashed gateway's in-flight slots outlive it.
 VIBEADMIN_LEASE_S = env_float("VIBEADMIN_LEASE_S", 15.0, minimum=1.0)
 
-# --- answer cache and quotas (pool/gateway/answer_cache.py, quotas.py) -------------------
+# --- answer cache and quotas (pool/gateway/answers.py, quotas.py) -------------------
 # Stored answers kept at most (the least recently used go first) and for how long.
 VIBEADMIN_CACHE_ENTRIES = env_int("VIBEADMIN_CACHE_ENTRIES", 20_000, minimum=0)
 VIBEADMIN_CACHE_TTL_S = env_float("VIBEADMIN_CACHE_TTL_S", 7 * 24 * 3600.0, minimum=1.0)
