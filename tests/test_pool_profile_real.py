@@ -38,7 +38,7 @@ def model_env(gemma_model, built_llama_server) -> dict[str, str]:
 
 def profiles(data_dir) -> list[tuple[str, str, str]]:
     with closing(sqlite3.connect(data_dir / "db.sqlite3", timeout=5)) as db:
-        return db.execute("SELECT state, points, note FROM pool_profilerun ORDER BY id").fetchall()
+        return db.execute("SELECT state, points, message FROM pool_profilerun ORDER BY id").fetchall()
 
 
 def servers_left(data_dir) -> list[int]:

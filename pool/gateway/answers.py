@@ -53,12 +53,20 @@ class Answers:
         model_sha256: str | None,
         epoch: int,
         tenant: str,
+        samples: int = 1,
     ) -> Answer | None:
         """What the cache does for this request (into `outcome.cache_plan`), and the stored
         answer if it may serve one."""
         self.cache.sync_epoch(epoch)
         plan = outcome.cache_plan = self.plan(
-            path, request, on=on, sampled_ok=sampled_ok, fresh=fresh, model_sha256=model_sha256, tenant=tenant
+            path,
+            request,
+            on=on,
+            sampled_ok=sampled_ok,
+            fresh=fresh,
+            model_sha256=model_sha256,
+            tenant=tenant,
+            samples=samples,
         )
         if not plan.serve:
             return None
@@ -74,13 +82,16 @@ class Answers:
         fresh: bool,
         model_sha256: str | None,
         tenant: str,
+        samples: int = 1,
     ) -> Plan:
         body = request.body
         if not on or path != CHAT_PATH or model_sha256 is None or body.get("n", 1) != 1:
             return Plan(BYPASS)
         if is_sampled(body) and not sampled_ok:
             return Plan(BYPASS)  # never served to this tenant: not worth storing either
-        key = cache_key(model_sha256, path, request.task, body, tenant)
+        # A voted answer is another answer than one sample's: its own key, per k.
+        keyed = {**body, "_samples": samples} if samples > 1 else body
+        key = cache_key(model_sha256, path, request.task, keyed, tenant)
         return Plan(REFRESH if fresh else MISS, key, not fresh, model_sha256)
 
     async def serve_hit(self, send, answer: Answer, request: Validated, outcome: Outcome) -> None:

@@ -72,7 +72,9 @@ class Gateway:
         self.admission = Admission(assembly.limits())
         self.exchange = Exchange(self.registry, self.router)
         self.answers = Answers()  # the answer cache and the generations identical requests share
-        self.voting = Voting(self.exchange, self.router)  # k independent answers, the majority's shown
+        self.voting = Voting(
+            self.exchange, self.router, self.answers.cache
+        )  # k independent answers, the majority's shown
         self.hints = Hints(self.voting, self.answers.cache)  # hints checked against the hidden answer
         self.quotas = make_quotas()  # tokens per day and month: in this process, or in Redis
         self.usage = UsageBook()
@@ -202,7 +204,7 @@ class Gateway:
         # The cache is a key's choice; keyless callers (an open API) have none to make.
         on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
         answer = await self.plan_cache(
-            scope, path, request, outcome, on=on and samples == 1, sampled_ok=sampled_ok
+            scope, path, request, outcome, on=on, sampled_ok=sampled_ok, samples=samples
         )
         if answer is not None:  # counts against the key's requests per minute, not its tokens
             if key is not None:
@@ -267,7 +269,8 @@ class Gateway:
             path,
             request,
             outcome,
-            on=policy.solve_cache and samples == 1,
+            on=policy.solve_cache,
+            samples=samples,
             sampled_ok=policy.solve_cache_sampled,
             may_refresh=False,
         )
@@ -348,6 +351,7 @@ class Gateway:
         on: bool,
         sampled_ok: bool,
         may_refresh: bool = True,
+        samples: int = 1,
     ) -> Answer | None:
         """What the answer cache does for this request; the stored answer if it has one. A
         key's no-cache refreshes its own entries (the cache is per tenant): `may_refresh`."""
@@ -362,6 +366,7 @@ class Gateway:
             model_sha256=policy.sha_of(outcome.model),
             epoch=policy.cache_epoch,
             tenant=f"key:{outcome.key.id}" if outcome.key is not None else "solve",
+            samples=samples,
         )
 
     def hidden(self, request: Validated, *, cache_on: bool, tenant: str, default: int) -> Hidden | None:
@@ -515,7 +520,7 @@ class Gateway:
             )
             work = self.hints.run(send, path, request, body, hidden, ctx, outcome, plan)
         elif samples > 1:
-            work = self.voting.run(send, path, request, ctx, outcome, samples, live=live)
+            work = self.voting.run(send, path, request, ctx, outcome, samples, live=live, plan=plan)
         elif plan is not None and plan.key:
             work = self.answers.relay(send, path, request, ctx, outcome, plan, self.exchange)
         else:
@@ -680,9 +685,9 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
         limit = min(policy.tutor.max_chars, settings.VIBEADMIN_MAX_PROMPT_CHARS)
         if len(problem) > limit:  # the operator's cap, as a conversation's (tutor.py)
             raise errors.invalid(
-                f"the problem is {len(problem)} characters long; this page sends at most {limit}",
+                f"the problem is {len(problem)} characters long; this page sends at most {limit} characters",
                 param="problem",
-                code="conversation_too_long",
+                code="prompt_too_long",  # the single-problem field's code, as platforms already read it
             )
         messages = [{"role": "user", "content": problem}]
     ceiling = policy.solve_max_tokens

@@ -26,6 +26,7 @@ class Answer:
     completion_tokens: int = 0
     generation_s: float = 0.0
     model_sha256: str = ""
+    agreement: dict | None = None  # a voted answer's: {"answer", "votes", "of"} (voting.py)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -54,6 +55,12 @@ class Answer:
             )
             and all(type(n) is int and n >= 0 for n in counts)
             and isinstance(self.generation_s, int | float)
+            and (
+                self.agreement is None
+                or isinstance(self.agreement, dict)
+                and all(type(self.agreement.get(n)) is int for n in ("votes", "of"))
+                and isinstance(self.agreement.get("answer"), str)
+            )
         )
 
     def text(self, name: str = "content") -> str:
@@ -97,6 +104,8 @@ def whole_reply(answer: Answer, model: str, *, cached: bool) -> bytes:
         ],
         "usage": usage(answer, cached=cached),
     }
+    if answer.agreement is not None:
+        reply["vibeadmin"] = {"agreement": answer.agreement}
     return json.dumps(reply, ensure_ascii=False).encode()
 
 
@@ -118,7 +127,9 @@ class StreamWriter:
         return self.chunk({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
 
     def end(self, answer: Answer, *, include_usage: bool, cached: bool) -> bytes:
-        out = self.chunk({"index": 0, "delta": {}, "logprobs": None, "finish_reason": answer.finish_reason})
+        choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": answer.finish_reason}
+        told = {"vibeadmin": {"agreement": answer.agreement}} if answer.agreement is not None else {}
+        out = _event({**self.envelope, "choices": [choice], **told})
         if include_usage:
             out += _event({**self.envelope, "choices": [], "usage": usage(answer, cached=cached)})
         return out + b"data: [DONE]\n\n"
