@@ -81,7 +81,7 @@ async def test_the_problem_field_is_held_to_the_operators_cap(gateway, fakes_in_
     exact = await request(gateway, "POST", SOLVE_PATH, raw=problem("x" * 40))
 
     assert long.status == 400
-    assert long.json()["error"]["code"] == "conversation_too_long"
+    assert long.json()["error"]["code"] == "prompt_too_long"
     assert "at most 40" in long.json()["error"]["message"]
     assert exact.status == 200
     assert member.stats.requests == 1
