@@ -6,8 +6,10 @@ each browser test module sets `pytestmark = BROWSER`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from tests.helpers import (
     manage,
     start_serve,
     stop_serve,
+    wait_ready,
     wait_until,
 )
 
@@ -74,6 +77,22 @@ class App:
 
     def stop(self) -> None:
         stop_serve(self.proc, self.data_dir)
+
+    def operator_page(self, browser, path: str):
+        """A page at `path`, logged in as the admin. Uncaught script errors collect in
+        page.errors, Content-Security-Policy violations in window.__violations."""
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.errors = []
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.add_init_script("""window.__violations = [];
+          document.addEventListener("securitypolicyviolation",
+            (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
+        page.goto(self.url + path)
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", self.password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**" + path)
+        return page
 
 
 def read_or_empty(path: Path) -> str:
@@ -143,6 +162,23 @@ def serve_app(data_dir: Path, log: Path, *args: str, **env: str) -> tuple[subpro
         stop_serve(child, data_dir)
         raise
     return child, url
+
+
+@contextlib.contextmanager
+def serving_gemma(data_dir: Path, gemma_model, log: Path) -> Iterator[str]:
+    """The app with one real llama.cpp member of the small gemma GGUF, once it is ready."""
+    child, url = serve_app(
+        data_dir,
+        log,
+        VIBEADMIN_MEMBERS="1",
+        VIBEADMIN_MODEL=str(gemma_model.path),
+        VIBEADMIN_CHAT_FORMAT="gemma",
+    )
+    try:
+        wait_ready(child, log, 1)
+        yield url
+    finally:
+        stop_serve(child, data_dir)
 
 
 @pytest.fixture

@@ -66,6 +66,15 @@ def fake_members(transactional_db):
 
 
 @pytest.fixture
+def model_file(settings, tmp_path):
+    """A model file of its own, so its sha256 is known (the answer cache keys on it) and can change."""
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF" + b"weights" * 100)
+    settings.VIBEADMIN_MODEL = str(path)
+    return path
+
+
+@pytest.fixture
 def platform_key(transactional_db) -> str:
     """The raw key of a platform with no limits."""
     _, raw = apikey_create(name="algebra-school")

@@ -27,15 +27,6 @@ pytestmark = pytest.mark.asyncio
 PATH = "/v1/chat/completions"
 
 
-@pytest.fixture
-def model_file(settings, tmp_path):
-    """A model file of its own, so its sha256 is known and can change."""
-    path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF" + b"weights" * 100)
-    settings.VIBEADMIN_MODEL = str(path)
-    return path
-
-
 async def cached_key(**options) -> str:
     _, raw = await sync_to_async(apikey_create)(name="judge", **options)
     return raw

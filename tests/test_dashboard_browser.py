@@ -66,20 +66,8 @@ def send_traffic(app: App, stop: threading.Event) -> None:
 
 
 def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     # The Content-Security-Policy must not break htmx, uPlot or the websocket: any violation fails.
-    page.add_init_script("""window.__violations = [];
-      document.addEventListener("securitypolicyviolation",
-        (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
-
-    # Log in; the login page sends the operator to the overview.
-    page.goto(app.url + "/dashboard/members/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", app.password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard/members/")
+    page = app.operator_page(browser, "/dashboard/members/")
 
     # See the members, live.
     row = page.locator('tr[data-member="fake1"]')
@@ -120,5 +108,5 @@ def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
-    assert errors == []
+    assert page.errors == []
     assert page.evaluate("window.__violations") == []

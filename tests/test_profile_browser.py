@@ -50,17 +50,7 @@ def app(tmp_path):
 
 
 def test_an_operator_sees_the_profile_plotted_and_sizes_a_peak_from_it(app, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.add_init_script("""window.__violations = [];
-      document.addEventListener("securitypolicyviolation",
-        (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
-    page.goto(app.url + "/dashboard/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", app.password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard/")
+    page = app.operator_page(browser, "/dashboard/")
 
     page.locator('[data-profile-chart="tokens"] canvas').wait_for(timeout=15_000)
     assert page.locator('[data-profile-chart="ttft"] canvas').count() == 1
@@ -79,5 +69,5 @@ def test_an_operator_sees_the_profile_plotted_and_sizes_a_peak_from_it(app, brow
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#profile-heading").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dashboard-profile.png"), full_page=True)
-    assert errors == []
+    assert page.errors == []
     assert page.evaluate("window.__violations") == []

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.browser_kit import BROWSER, can, open_page, serve_app, sse
-from tests.helpers import ARTIFACTS, stop_serve, wait_ready
+from tests.browser_kit import BROWSER, can, open_page, serving_gemma, sse
+from tests.helpers import ARTIFACTS
 
 ANSWER = r"""<think>
 We need $2^{100} \bmod 7$. Since $2^3 = 8 \equiv 1 \pmod 7$ and $100 = 3 \cdot 33 + 1$, it is $2$.
@@ -46,19 +46,8 @@ pytestmark = BROWSER
 @pytest.fixture
 def one_real_member(data_dir, gemma_model, tmp_path):
     """The app with one real llama.cpp member serving the default model, once it is ready."""
-    log = tmp_path / "serve.out"
-    child, url = serve_app(
-        data_dir,
-        log,
-        VIBEADMIN_MEMBERS="1",
-        VIBEADMIN_MODEL=str(gemma_model.path),
-        VIBEADMIN_CHAT_FORMAT="gemma",
-    )
-    try:
-        wait_ready(child, log, 1)
+    with serving_gemma(data_dir, gemma_model, tmp_path / "serve.out") as url:
         yield url
-    finally:
-        stop_serve(child, data_dir)
 
 
 def final_text(page) -> str:

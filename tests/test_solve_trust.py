@@ -18,15 +18,6 @@ from tests.gateway_kit import set_policy
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture
-def model_file(settings, tmp_path):
-    """A model file of its own, so the answer cache knows which model it stores for."""
-    path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF" + b"weights" * 100)
-    settings.VIBEADMIN_MODEL = str(path)
-    return path
-
-
 def problem(text: str = "Solve 2x+3=7") -> bytes:
     return json.dumps({"problem": text, "max_tokens": 50}).encode()
 

@@ -19,11 +19,11 @@ from tests.browser_kit import (
     canned,
     open_page,
     reply,
-    serve_app,
+    serving_gemma,
     settle,
     sse,
 )
-from tests.helpers import ARTIFACTS, stop_serve, wait_ready
+from tests.helpers import ARTIFACTS
 
 pytestmark = BROWSER
 
@@ -32,19 +32,8 @@ pytestmark = BROWSER
 def real_member_small_answers(data_dir, gemma_model, tmp_path):
     """One real llama.cpp member (the small gemma GGUF); answers of at most 96 tokens."""
     settle(data_dir, solve_max_tokens=96, solve_rpm=30)
-    log = tmp_path / "serve.out"
-    child, url = serve_app(
-        data_dir,
-        log,
-        VIBEADMIN_MEMBERS="1",
-        VIBEADMIN_MODEL=str(gemma_model.path),
-        VIBEADMIN_CHAT_FORMAT="gemma",
-    )
-    try:
-        wait_ready(child, log, 1)
+    with serving_gemma(data_dir, gemma_model, tmp_path / "serve.out") as url:
         yield url
-    finally:
-        stop_serve(child, data_dir)
 
 
 def watch_lengths(page) -> None:
