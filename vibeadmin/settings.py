@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pool.private_files import private_dir, private_secret
 from vibeadmin.env import (
     env_bool,
     env_choice,
@@ -30,7 +31,6 @@ from vibeadmin.env import (
     env_time_zone,
     env_url,
 )
-from vibeadmin.private_files import private_dir, private_secret
 
 # Everything vibeadmin writes (the database and its journal, logs, the secret key, the admin
 # password) is for its own user only, from the moment it is created: no window where a

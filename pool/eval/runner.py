@@ -29,10 +29,10 @@ from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key
 from pool.models.quality import DONE, FAILED, STOPPED
+from pool.private_files import write_private
 from pool.services import jobs
 from pool.services.eval_runs import record_answer
 from pool.services.keys import apikey_create, apikey_delete
-from vibeadmin.private_files import write_private
 
 EVAL_KEY_NAME = "quality-eval"
 ANSWER_TIMEOUT_S = 900.0  # a long answer on a busy CPU pool
