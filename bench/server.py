@@ -228,7 +228,8 @@ def member_processes(data_dir: Path) -> list[psutil.Process]:
     for proc in psutil.process_iter(["cmdline"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            is_member = "llama_cpp.server" in cmdline or any(
+            # The servers themselves, not their watchdogs (whose command lines hold theirs).
+            is_member = cmdline[1:3] == ["-m", "llama_cpp.server"] or any(
                 part.endswith("llama-server") for part in cmdline[:1]
             )
             if is_member and any(Path(f.path).is_relative_to(data_dir) for f in proc.open_files()):

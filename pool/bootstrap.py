@@ -13,11 +13,11 @@ from django.db import transaction
 
 from pool.model_file import ModelChoice
 from pool.models import Member, PoolSettings, states
+from pool.private_files import write_private
 from pool.services import ActionError, accounts, alert_rules
 from pool.services.library import library_ensure_configured
 from pool.services.members import member_add
 from pool.services.pool_settings import claim_first_run
-from vibeadmin.private_files import write_private
 
 ADMIN_USERNAME = "admin"
 

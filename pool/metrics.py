@@ -435,7 +435,7 @@ def record_engine(member: str, series: dict[str, float]) -> None:
         ENGINE.labels(member, name).set(value)
 
 
-# --- the answer cache (pool/gateway/answer_cache.py) ---------------------------------------
+# --- the answer cache (pool/gateway/answers.py) ---------------------------------------
 
 CACHE_REQUESTS = Counter(
     "vibeadmin_cache_requests_total",

@@ -168,11 +168,15 @@ def test_the_routing_pages_sampling_and_tutor_rules_hold_on_the_command_line_too
         ("code_top_p=0", "code_top_p: a top_p above 0 and at most 1"),
         ("solve_max_turns=0", "solve_max_turns: let a conversation send at least its question"),
         ("queue_size=0", "queue_size: the queue must hold at least one request"),
+        (
+            "solve_tokens_per_day=100 solve_tokens_per_month=50",
+            "solve_tokens_per_day: cannot be more than the month",
+        ),
         ("queue_size=many", "queue_size: "),
         ("no_such_setting=1", "no setting 'no_such_setting'"),
     ]:
         with pytest.raises(CommandError, match=re.escape(message)):
-            call_command("pool", "config", "queue_size=9", assignment)
+            call_command("pool", "config", "queue_size=9", *assignment.split())
     assert PoolSettings.load().queue_size == 256  # the good value beside a bad one: not saved
     assert not PoolEvent.objects.filter(kind=PoolEvent.CHANGE).exists()
 

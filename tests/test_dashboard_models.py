@@ -73,3 +73,14 @@ def test_a_rollout_the_model_cannot_do_is_refused_on_the_form(admin_client, tmp_
     library_ensure_configured(ModelChoice(write_tiny_gguf(tmp_path / "old.gguf"), "old", "", False))
     response = admin_client.post(reverse("rollout_start"), {"target": "old"}, **HTMX)
     assert "old is the primary model already" in response.content.decode()
+
+
+def test_a_member_s_model_is_changed_on_its_page_and_audited(admin_client, tmp_path):
+    from pool.models import Member
+
+    model_add(path=write_tiny_gguf(tmp_path / "tiny.gguf"), name="tiny")
+    member_add(name="m1")
+    response = admin_client.post(reverse("member", args=["m1"]), {"weight": 1, "model": "tiny"}, **HTMX)
+    assert response.status_code == 200
+    assert Member.objects.get(name="m1").model.name == "tiny"
+    assert PoolEvent.objects.filter(subject="member m1", setting="model", new_value="tiny").exists()

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from pool.models import EvalRun, LeakRate
+from pool.models import EvalRun, LeakRate, PoolEvent
 from pool.models.quality import DONE, RUNNING
 from pool.services import jobs
 
@@ -63,6 +63,17 @@ def test_starting_a_quick_eval_makes_its_run_and_starts_its_process(admin_client
     assert started == [run]
     page = admin_client.get(reverse("quality_progress")).content.decode()
     assert f"Eval {run.pk}" in page and "Stop" in page
+
+
+def test_starting_and_stopping_an_eval_are_events_with_who_did_it(admin_client, monkeypatch):
+    monkeypatch.setattr(jobs, "launch", lambda run, command: None)
+    admin_client.post(reverse("quality_start"))
+    run = EvalRun.objects.get()
+    admin_client.post(reverse("quality_stop", args=[run.pk]))
+
+    said = list(PoolEvent.objects.filter(kind=PoolEvent.ACTION).values_list("message", "actor"))
+    assert (f"eval run {run.pk}: started", "admin") in said
+    assert (f"eval run {run.pk}: stop requested", "admin") in said
 
 
 def test_a_second_eval_is_refused_while_one_runs(admin_client, monkeypatch):

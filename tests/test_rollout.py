@@ -129,7 +129,9 @@ def test_a_canary_rolled_back_by_its_gate_is_drained_and_the_webhook_told(make_s
     old, new = library
     received: list[dict] = []
     hook = webhook(received)
-    PoolSettings.objects.filter(pk=1).update(alert_webhook_url=f"http://127.0.0.1:{hook.server_port}/hook")
+    PoolSettings.objects.update_or_create(
+        pk=1, defaults={"alert_webhook_url": f"http://127.0.0.1:{hook.server_port}/hook"}
+    )
     supervisor = pool_with(make_supervisor, room=True)
     rollout_start(target=new, canary_percent=10, gate=True)
     reconcile_until(supervisor, lambda: rollout().gate_pid is not None, 30, what="the gate launched")

@@ -21,6 +21,7 @@ from pool.services.members import (
     member_set_api_key,
     member_set_engine,
     member_set_gpu,
+    member_set_model,
     member_set_slots,
     member_set_weight,
     pool_scale,
@@ -140,7 +141,13 @@ class MemberEditForm(ActionForm[Member]):
     def __init__(self, *args, member: Member, **kwargs):
         kwargs.setdefault(
             "initial",
-            {"weight": member.weight, "gpu": member.gpu, "slots": member.slots, "engine": member.engine},
+            {
+                "weight": member.weight,
+                "gpu": member.gpu,
+                "slots": member.slots,
+                "engine": member.engine,
+                "model": member.model.name if member.model_id else None,
+            },
         )
         super().__init__(*args, **kwargs)
         self.member = member
@@ -153,6 +160,12 @@ class MemberEditForm(ActionForm[Member]):
                 min_value=1,
                 max_value=MAX_SLOTS,
                 help_text="Answers it decodes at once (llama-server); at next start",
+            )
+            self.fields["model"] = forms.ModelChoiceField(
+                queryset=Model.objects.all(),
+                required=False,
+                to_field_name="name",
+                help_text="The library model it serves; at next start (a rollout moves the pool without a gap)",
             )
         else:
             self.fields["slots"] = forms.IntegerField(
@@ -179,6 +192,8 @@ class MemberEditForm(ActionForm[Member]):
             if engine != member.engine:
                 member_set_engine(member=member, engine=engine)
                 member.refresh_from_db()
+            if data.get("model") is not None and data["model"].pk != member.model_id:
+                member_set_model(member=member, model=data["model"])
         if slots != member.slots:
             member_set_slots(member=member, slots=slots)
         if data.get("api_key") or data.get("clear_api_key"):

@@ -21,6 +21,7 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ BOUND = math.log(19)  # alpha = beta = 0.05
 GATE_MAX_TOKENS = 600  # enough for the shipped problems' working
 TTFT_RATIO = 3.0  # canary's TTFT p95 against the baseline's, past which it is too slow
 MIN_PAIRS_FOR_LIVE = 5
+PAIRS_AT_ONCE = 2
 MAX_EXTRA_ERRORS = 2
 
 
@@ -119,16 +121,29 @@ def gate_run(rollout_id: int, say) -> None:
         f"Gate of rollout {rollout.pk}: {rollout.target.name} against {rollout.source.name}, at most {limit} problems"
     )
     verdict, why = None, ""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for pairs, problem in enumerate(problems[:limit], start=1):
+    # PAIRS_AT_ONCE problems in flight, so that the baseline's members all work; judged in order.
+    pool = ThreadPoolExecutor(max_workers=2 * PAIRS_AT_ONCE, thread_name_prefix="gate")
+    chosen = iter(problems[:limit])
+    in_flight: deque = deque()
+
+    def send_next() -> None:
+        problem = next(chosen, None)
+        if problem is not None:
+            in_flight.append(
+                [pool.submit(ask, target, m, problem) for m in (rollout.target.name, rollout.source.name)]
+            )
+
+    for _ in range(PAIRS_AT_ONCE):
+        send_next()
+    pairs = 0
+    try:
+        while in_flight:
             if Rollout.objects.filter(pk=rollout.pk, state=rs.CANARY).count() == 0:
                 say("the rollout moved on without the gate")
                 return
-            asked = [
-                pool.submit(ask, target, model, problem)
-                for model in (rollout.target.name, rollout.source.name)
-            ]
-            (c_right, c_ttft, c_error), (b_right, b_ttft, b_error) = (f.result() for f in asked)
+            (c_right, c_ttft, c_error), (b_right, b_ttft, b_error) = (f.result() for f in in_flight.popleft())
+            pairs += 1
+            send_next()
             record(canary, c_right, c_ttft, c_error)
             record(baseline, b_right, b_ttft, b_error)
             if not (c_error or b_error):
@@ -140,6 +155,8 @@ def gate_run(rollout_id: int, say) -> None:
             )
             if verdict:
                 break
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # the verdict does not wait for answers still coming
     if verdict is None:
         verdict, why = ROLL_BACK, "the shipped problems ran out before a verdict"
     with audit.acting_as(audit.ROLLOUT):

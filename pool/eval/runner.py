@@ -19,19 +19,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from django.conf import settings
 
 from pool.eval.problems import Problem
-from pool.final_answers import is_correct
+from pool.final_answers import is_correct, vote
 from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key
 from pool.models.quality import DONE, FAILED, STOPPED
+from pool.private_files import write_private
 from pool.services import jobs
 from pool.services.eval_runs import record_answer
 from pool.services.keys import apikey_create, apikey_delete
-from vibeadmin.private_files import write_private
 
 EVAL_KEY_NAME = "quality-eval"
 ANSWER_TIMEOUT_S = 900.0  # a long answer on a busy CPU pool
@@ -152,6 +153,8 @@ def _next_answer(answers: queue.Queue, run: EvalRun) -> EvalAnswer | GatewayUnre
 def _record(run: EvalRun, answer: EvalAnswer, progress: Callable[[str], None]) -> None:
     answered = record_answer(answer)
     mark = "ok" if answer.correct else "NO"
+    if run.samples > 1:
+        mark += f" {answer.samples_correct}/{run.samples} right, majority {'ok' if answer.majority_correct else 'NO'}"
     progress(
         f"  {answered}/{run.planned} {mark} {answer.problem_id}: expected {answer.expected}, "
         f"got {answer.got or answer.error or '-'} ({answer.completion_tokens} tokens, {answer.seconds:.1f} s)"
@@ -166,8 +169,12 @@ def ask(target: Target, problem: Problem, run: EvalRun, stopping: Callable[[], b
     if target.prompts:
         messages, _ = prepare_messages(messages, "math", target.prompts)
     started = time.monotonic()
+    texts = []
     try:
-        reply = _post(target, {**target.body, "messages": messages}, stopping)
+        for _ in range(max(1, run.samples)):  # independent samples: pass@1 and maj@k from the same ones
+            reply = _post(target, {**target.body, "messages": messages}, stopping)
+            texts.append(reply["choices"][0]["message"].get("content") or "")
+            answer.completion_tokens += (reply.get("usage") or {}).get("completion_tokens", 0)
     except urllib.error.HTTPError as exc:
         answer.error = f"HTTP {exc.code}: {_error_message(exc)}"[:300]
     except (TimeoutError, urllib.error.URLError, OSError) as exc:
@@ -177,9 +184,14 @@ def ask(target: Target, problem: Problem, run: EvalRun, stopping: Callable[[], b
             ) from None
         answer.error = f"no answer: {exc}"[:300]
     else:
-        text = reply["choices"][0]["message"].get("content") or ""
-        answer.correct, answer.got = is_correct(text, problem.answer)
-        answer.completion_tokens = (reply.get("usage") or {}).get("completion_tokens", 0)
+        graded = [is_correct(text, problem.answer) for text in texts]
+        answer.correct, answer.got = graded[0]
+        answer.samples_correct = sum(right for right, _ in graded)
+        agreement = vote(texts)
+        answer.votes = agreement.votes
+        answer.majority_correct = agreement.answer is not None and Fraction(agreement.answer) == Fraction(
+            problem.answer
+        )
     answer.seconds = time.monotonic() - started
     return answer
 

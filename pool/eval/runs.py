@@ -13,7 +13,9 @@ from pool.models.quality import STOPPED
 from pool.services import jobs
 
 
-def eval_create(*, quick: bool, member: str = "", limit: int | None = None) -> tuple[EvalRun, list[Problem]]:
+def eval_create(
+    *, quick: bool, member: str = "", limit: int | None = None, samples: int = 1
+) -> tuple[EvalRun, list[Problem]]:
     """A new run's row (shown on the Quality page at once) and the problems it will ask."""
     problems = eval_problems(quick=quick, limit=limit)
     if member and not Member.objects.filter(name=member).exists():
@@ -26,6 +28,7 @@ def eval_create(*, quick: bool, member: str = "", limit: int | None = None) -> t
         member=member,
         problem_set="quick" if quick else "full",
         planned=len(problems),
+        samples=samples,
     )
     return run, problems
 

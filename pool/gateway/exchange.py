@@ -62,8 +62,10 @@ class Exchange:
             backend = slot.backend
             outcome.queue_wait_s += waited
             outcome.member = backend.name
+            # The alias's group spans two models during a rollout: each member is asked for its own.
+            sent = body if backend.model in ("", payload.get("model")) else _for_model(payload, backend.model)
             try:  # whatever happens from here (the client leaving included), the slot goes back
-                await self.attempt(send, backend, path, body, outcome, pass_usage)
+                await self.attempt(send, backend, path, sent, outcome, pass_usage)
                 return
             except AnswerTooLong as exc:  # a whole reply read to the limit: nothing was sent yet
                 log.warning("%s: %s; the request ends with a 504", backend.name, exc)
@@ -208,6 +210,10 @@ def _cancel_this(task: asyncio.Task | None):
             task.cancel()
 
     return cancel
+
+
+def _for_model(payload: dict, model: str) -> bytes:
+    return json.dumps({**payload, "model": model}).encode()
 
 
 def _members_failed(last_error: str) -> errors.ApiError:

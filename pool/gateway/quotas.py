@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from pool import webhook
 from pool.gateway import errors
 from pool.gateway.tasks import spawn
+from pool.gateway.types import Reservation
 
 log = logging.getLogger("pool.gateway")
 PREFIX = "vibeadmin:quota:"
@@ -61,13 +62,6 @@ class Period:
     first_day: date
     resets_at: datetime  # aware, in TIME_ZONE
     limit: int
-
-
-@dataclass(slots=True)
-class Reservation:
-    counters: tuple[str, ...]
-    amount: int
-    held: bool = True  # False: failed open, nothing to settle
 
 
 def periods(quota: Quota, now: datetime | None = None) -> list[Period]:
@@ -133,8 +127,10 @@ class Quotas:
         self.seeds: dict[str, int] = {}  # counter -> tokens the database held when first seen
         self.warned: set[str] = set()
         self.failing = ""
+        self.current: set[str] = set()  # this day's and month's periods: counters of others go
 
     async def seed(self, quota: Quota, found: list[Period]) -> list[int]:
+        self.forget_past(found)
         missing = [p for p in found if counter(quota, p) not in self.seeds]
         for period in missing:
             today = timezone.localdate()
@@ -167,6 +163,24 @@ class Quotas:
             self.warned.add(name)
             spawn(sync_to_async(send_warning, thread_sensitive=False)(quota, period, level))
 
+    def forget_past(self, found: list[Period]) -> None:
+        """When a new day or month begins, the counters of those gone are dropped: a
+        platform's students, one counter each, would otherwise pile up for as long as the
+        gateway runs."""
+        names = {p.name for p in found}
+        if names <= self.current:
+            return
+        for name in names:
+            kind = name.split(":")[0]
+            self.current = {c for c in self.current if not c.startswith(kind + ":")} | {name}
+        for table in self.tables():
+            for gone in [n for n in table if n.split("|")[1] not in self.current]:
+                del table[gone]
+        self.warned = {n for n in self.warned if n.split("|")[1] in self.current}
+
+    def tables(self) -> list[dict[str, int]]:
+        return [self.seeds]
+
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         raise NotImplementedError
 
@@ -186,6 +200,9 @@ class LocalQuotas(Quotas):
     def __init__(self) -> None:
         super().__init__()
         self.levels: dict[str, int] = {}
+
+    def tables(self) -> list[dict[str, int]]:
+        return [self.seeds, self.levels]
 
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         names = [counter(quota, p) for p in found]
@@ -262,7 +279,9 @@ class RedisQuotas(Quotas):
         if int(result[0]) == -1:
             today = timezone.localdate()
             fresh = [
-                await sync_to_async(used_in, thread_sensitive=False)(quota.tenant, p.first_day, today)
+                await sync_to_async(used_in, thread_sensitive=False)(
+                    quota.tenant, p.first_day, today, quota.user
+                )
                 for p in found
             ]
             result = await self.eval_take(keys, found, fresh, amount)

@@ -59,7 +59,7 @@ class ApiKey(models.Model):
         help_text="Its share of a full pool, against other keys' weights",
     )
     priority = models.CharField(max_length=16, choices=PRIORITIES, default="interactive")
-    # The answer cache (pool/gateway/answer_cache.py): opt-in per key.
+    # The answer cache (pool/gateway/answers.py): opt-in per key.
     cache = models.BooleanField(default=False, help_text="Serve repeated requests from the answer cache")
     cache_sampled = models.BooleanField(
         default=False, help_text="Also with temperature above 0 (a stored answer is one sample)"

@@ -33,9 +33,16 @@ class EvalRun(Job):
     problem_set = models.CharField(max_length=32, help_text="quick or full")
     planned = models.PositiveIntegerField(default=0)
     answered = models.PositiveIntegerField(default=0)
-    correct = models.PositiveIntegerField(default=0)
+    correct = models.PositiveIntegerField(
+        default=0, help_text="Samples answered right, of answered x samples"
+    )
     completion_tokens = models.PositiveBigIntegerField(default=0)
     seconds = models.FloatField(default=0.0, help_text="Sum of the answers' times")
+    # Voting: k samples per problem give pass@1 (all samples) and maj@k (their majority) at once.
+    samples = models.PositiveSmallIntegerField(default=1)
+    majority_correct = models.PositiveIntegerField(default=0)
+    unanimous = models.PositiveIntegerField(default=0, help_text="Problems whose samples all gave one answer")
+    unanimous_correct = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -44,12 +51,25 @@ class EvalRun(Job):
         return f"eval {self.pk} ({self.model_name}, {self.state})"
 
     @property
+    def sample_answers(self) -> int:
+        return self.answered * self.samples
+
+    @property
     def pass_at_1(self) -> float | None:
-        return self.correct / self.answered if self.answered else None
+        return self.correct / self.sample_answers if self.answered else None
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.correct, self.answered)
+        return wilson_interval(self.correct, self.sample_answers)
+
+    @property
+    def maj_at_k(self) -> float | None:
+        return self.majority_correct / self.answered if self.answered and self.samples > 1 else None
+
+    @property
+    def unanimous_right(self) -> float | None:
+        """The agreement's calibration: how often a unanimous vote was right."""
+        return self.unanimous_correct / self.unanimous if self.unanimous and self.samples > 1 else None
 
     @property
     def tokens_per_answer(self) -> float | None:
@@ -76,7 +96,10 @@ class EvalAnswer(models.Model):
     language = models.CharField(max_length=8)
     expected = models.CharField(max_length=64)
     got = models.CharField(max_length=64, blank=True)
-    correct = models.BooleanField(default=False)
+    correct = models.BooleanField(default=False)  # the first sample's answer
+    samples_correct = models.PositiveSmallIntegerField(default=0)
+    votes = models.PositiveSmallIntegerField(default=0, help_text="Samples that reached the majority answer")
+    majority_correct = models.BooleanField(default=False)
     completion_tokens = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(default=0.0)
     error = models.CharField(max_length=300, blank=True)

@@ -120,21 +120,12 @@ def subject_of(row: models.Model) -> tuple[str, str]:
 
 def record(row: models.Model, before: dict[str, Any], after: dict[str, Any], *, note: str = "") -> int:
     """One event per field whose value changed; returns how many."""
-    actor = current()
     subject, member_name = subject_of(row)
     fields = {f.name: f for f in desired_fields(type(row))}
 
     def event(setting: str, old: str, new: str, what: str) -> PoolEvent:
-        return PoolEvent(
-            kind=PoolEvent.CHANGE,
-            member_name=member_name,
-            subject=subject,
-            setting=setting,
-            old_value=old,
-            new_value=new,
-            actor=actor.name,
-            actor_kind=actor.kind,
-            message=f"{subject}: {what}" + (f" ({note})" if note else ""),
+        return change_event(
+            subject, setting, old, new, f"{what}" + (f" ({note})" if note else ""), member_name
         )
 
     if not before:  # a new row: one event, with what it was created with (defaults left out)
@@ -220,7 +211,6 @@ def delete_row(row: models.Model, *, note: str = "") -> None:
     fields = desired_fields(type(row))
     held = values(row, fields)
     row.delete()
-    actor = current()
     subject, member_name = subject_of(row)
     shown_fields = {f.name: f for f in fields}
     was = ", ".join(
@@ -228,32 +218,31 @@ def delete_row(row: models.Model, *, note: str = "") -> None:
         for name, value in held.items()
         if value not in (None, "")
     )
-    PoolEvent.objects.create(
-        kind=PoolEvent.CHANGE,
-        member_name=member_name,
-        subject=subject,
-        setting=DELETED,
-        old_value=was,
-        new_value=UNSET,
-        actor=actor.name,
-        actor_kind=actor.kind,
-        message=f"{subject}: deleted" + (f" ({note})" if note else ""),
-    )
+    what = "deleted" + (f" ({note})" if note else "")
+    change_event(subject, DELETED, was, UNSET, what, member_name).save()
 
 
 def change(subject: str, setting: str, old: str, new: str) -> None:
     """One change of something that is not a pool table's row (a user's role), as `record`
     writes it."""
+    change_event(subject, setting, old, new, f"{setting} {old} → {new}").save()
+
+
+def change_event(
+    subject: str, setting: str, old: str, new: str, what: str, member_name: str = ""
+) -> PoolEvent:
+    """One change's event (unsaved), as the current actor's."""
     actor = current()
-    PoolEvent.objects.create(
+    return PoolEvent(
         kind=PoolEvent.CHANGE,
+        member_name=member_name,
         subject=subject,
         setting=setting,
         old_value=old,
         new_value=new,
         actor=actor.name,
         actor_kind=actor.kind,
-        message=f"{subject}: {setting} {old} → {new}",
+        message=f"{subject}: {what}",
     )
 
 

@@ -13,9 +13,13 @@ from pool.models import EvalAnswer, EvalRun
 def record_answer(answer: EvalAnswer) -> int:
     """Keep one checked answer and add it to its run; returns how many the run has now."""
     answer.save()
+    unanimous = answer.run.samples > 1 and answer.votes == answer.run.samples
     EvalRun.objects.filter(pk=answer.run_id).update(
         answered=F("answered") + 1,
-        correct=F("correct") + int(answer.correct),
+        correct=F("correct") + answer.samples_correct,  # of answered x samples
+        majority_correct=F("majority_correct") + int(answer.majority_correct),
+        unanimous=F("unanimous") + int(unanimous),
+        unanimous_correct=F("unanimous_correct") + int(unanimous and answer.majority_correct),
         completion_tokens=F("completion_tokens") + answer.completion_tokens,
         seconds=F("seconds") + answer.seconds,
     )

@@ -24,14 +24,19 @@ import psutil
 from django.conf import settings
 from django.utils import timezone
 
+from pool.models import PoolEvent
 from pool.models.job import FAILED, RUNNING, Job
+from pool.services import events
 
 J = TypeVar("J", bound=Job)
 
 
 def new_job(model: type[J], **fields) -> J:
-    """A new job's row: running, not yet taken up by a process."""
-    return model._default_manager.create(**fields)
+    """A new job's row: running, not yet taken up by a process. Its start is an event, with
+    who started it."""
+    run = model._default_manager.create(**fields)
+    events.record(PoolEvent.ACTION, f"{run._meta.verbose_name} {run.pk}: started")
+    return run
 
 
 def launch(run: Job, command: str) -> None:
@@ -71,8 +76,12 @@ def _record_process(run: Job, pid: int) -> None:
 
 
 def request_stop(run: Job) -> bool:
-    """The dashboard's Stop: a flag the job polls. False if it was not running."""
-    return bool(type(run)._default_manager.filter(pk=run.pk, state=RUNNING).update(stop_requested=True))
+    """The dashboard's Stop: a flag the job polls (an event, with who asked). False if it
+    was not running."""
+    if not type(run)._default_manager.filter(pk=run.pk, state=RUNNING).update(stop_requested=True):
+        return False
+    events.record(PoolEvent.ACTION, f"{run._meta.verbose_name} {run.pk}: stop requested")
+    return True
 
 
 def save_progress(run: Job, *fields: str) -> None:

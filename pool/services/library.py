@@ -11,7 +11,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pool import model_library
+from pool import model_identity, model_library
 from pool.model_file import ModelChoice, ModelFileError, packaged_model
 from pool.models import Member, Model, PoolEvent, PoolSettings, states
 from pool.services import ActionError, audit, events
@@ -62,7 +62,7 @@ def model_add(
         alias=alias,
         path=str(path),
         size=facts.size,
-        sha256=sha256 or model_library.stamped_digest(path),
+        sha256=sha256 or _stamped(path),
         architecture=facts.architecture,
         parameters=facts.parameters or None,
         quantization=facts.quantization,
@@ -124,3 +124,10 @@ def library_ensure_configured(choice: ModelChoice, warn: Callable[[str], None] =
     for member in Member.objects.filter(model__isnull=True, kind=states.LOCAL):
         audit.update_row(member, model=primary)
     return model
+
+
+def _stamped(path: Path) -> str:
+    try:
+        return model_identity.stamped(path)
+    except OSError:
+        return ""

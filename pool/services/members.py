@@ -150,6 +150,15 @@ def member_set_gpu(*, member: Member, gpu: int | None) -> None:
     _note(member, f"{member.name}: GPU pin set to {'none' if gpu is None else gpu} (applies at next start)")
 
 
+def member_set_model(*, member: Member, model: Model) -> None:
+    """A local member's library model changes at its next start (restart it); a rollout
+    moves members without a gap (pool/services/rollout_machine.py)."""
+    if not member.is_local:
+        raise ActionError("a remote member serves whatever its server loaded: its model is not set here")
+    _update(member, model=model)
+    _note(member, f"{member.name}: model set to {model.name} (applies at next start)")
+
+
 @transaction.atomic
 def pool_scale(*, count: int, reason: str = "", model: Model | None = None) -> list[str]:
     """Make `count` local members (of `model`, where given) want to run: start stopped ones,

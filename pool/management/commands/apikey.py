@@ -162,7 +162,8 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"{'name':20} {'key':12} {'status':8} {'rpm':>6} {'tpm':>8} {'par':>4} {'weight':>6} "
-            f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6} {'cache':8} quotas"
+            f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6} {'cache':8} quotas; "
+            "per student"
         )
         for k in keys:
             limits = [str(v) if v is not None else "-" for v in (k.rpm, k.tpm, k.max_parallel)]
@@ -170,7 +171,7 @@ class Command(BaseCommand):
                 f"{k.name:20} {k.prefix + '…':12} {'active' if k.is_active else 'revoked':8} "
                 f"{limits[0]:>6} {limits[1]:>8} {limits[2]:>4} {k.weight:>6} {k.priority:11} "
                 f"{k.requests:>9} {k.prompt_tokens:>9} {k.completion_tokens:>10} {k.errors:>6} "
-                f"{describe_cache(k):8} {describe_quotas(k)}"
+                f"{describe_cache(k):8} {describe_quotas(k)}; {describe_students(k)}"
             )
 
     def do_revoke(self, *, name, **_):
