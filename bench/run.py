@@ -34,6 +34,7 @@ BENCHMARKS = (
     "real_model",
     "drills",
     "shared_state",
+    "state_drills",
     "fairness",
     "engines",
     "affinity",
