@@ -214,7 +214,7 @@ def one_round(folders: DataFolders, scale: float, seed: int) -> dict:
     ):
         register_remote(server, [m.url for m in members])
         server.shell(
-            "from pool.models import PoolSettings; PoolSettings.load(); PoolSettings.objects.update(queue_size=100000, queue_timeout_s=600)"
+            "from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); PoolSettings.objects.update(queue_size=100000, queue_timeout_s=600)"
         )
         key = server.manage("apikey", "create", "school", "--cache").strip().splitlines()[-1]
         time.sleep(1.5)  # the gateway's next refresh sees the members and the key
@@ -242,7 +242,7 @@ def one_real_round(folders: DataFolders, scale: float, seed: int) -> dict:
     with Vibeadmin(folders.new(), supervisor=True, env=env) as server:
         server.wait_ready(list(server.members()) or ["m1", "m2"], timeout=300)
         server.shell(
-            "from pool.models import PoolSettings; PoolSettings.load(); PoolSettings.objects.update(queue_size=100000, queue_timeout_s=900)"
+            "from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); PoolSettings.objects.update(queue_size=100000, queue_timeout_s=900)"
         )
         key = server.manage("apikey", "create", "school", "--cache").strip().splitlines()[-1]
         time.sleep(1.5)  # the gateway's next refresh sees the key

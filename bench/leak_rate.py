@@ -7,9 +7,12 @@ once (two slots of one member), so the machine's other load falls on both alike.
     VIBEADMIN_MODEL=/path/to/model.gguf VIBEADMIN_CHAT_FORMAT=chatml \\
         python -m bench.leak_rate --problems 20 --max-tokens 200
 
+With the server's hint check (pool/gateway/hints.py) every hints-mode reply is checked before
+it is sent; `--model-own` measures the model's own rate beside it (hints_unchecked).
+
 A reply leaks when the answer's number stands in it anywhere (5050, 5,050 or 5\\,050, not
 part of a longer number): strict, since a hint that lists it among others gives it away too.
-Writes bench/results/leak_rate.json, which the Quality page can show.
+Writes bench/results/leak_rate.json; `manage.py pool leak-rates FILE` stores it for the Quality page.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ PROBLEMS = ROOT / "bench" / "data" / "tutor_problems.json"
 RESULT = ROOT / "bench" / "results" / "leak_rate.json"
 MODES = ("solution", "hints")
 OTHER = "hints_other"
+UNCHECKED = "hints_unchecked"  # the model's own: the pool's hint instruction, no server check
 
 
 def answer_pattern(answer: str) -> re.Pattern:
@@ -50,12 +54,16 @@ def gives_answer(reply: str, answer: str) -> bool:
     return answer_pattern(answer).search(reply) is not None
 
 
-def ask(url: str, key: str, problem: str, mode: str, max_tokens: int, other: TutorSettings | None) -> dict:
-    """One first reply. Mode "hints_other": hints mode with `other`'s prompt and instruction,
-    put in here as the gateway's hinted() does, to compare instructions in the same run."""
+def ask(
+    url: str, key: str, problem: str, mode: str, max_tokens: int, tutors: dict[str, TutorSettings]
+) -> dict:
+    """One first reply. Modes "hints_other" and "hints_unchecked": hints mode with that
+    mode's prompt and instruction put in here as the gateway's hinted() does, sent as
+    solution mode, so the server's hint check (pool/gateway/hints.py) does not apply: another
+    instruction compared in the same run, or the model's own leak rate beside the checked one."""
     messages = [{"role": "user", "content": problem}]
-    if mode == OTHER and other is not None:
-        messages, mode = hinted(messages, other), "solution"
+    if mode in tutors:
+        messages, mode = hinted(messages, tutors[mode]), "solution"
     body = {
         "model": "vibethinker",
         "messages": messages,
@@ -77,7 +85,7 @@ def ask(url: str, key: str, problem: str, mode: str, max_tokens: int, other: Tut
 
 
 def measure(
-    server: Vibeadmin, problems: list[dict], max_tokens: int, modes, save, other: TutorSettings | None = None
+    server: Vibeadmin, problems: list[dict], max_tokens: int, modes, save, tutors: dict[str, TutorSettings]
 ) -> list[dict]:
     """Each problem in every mode at once; `save(rows)` after each, so a run cut short keeps
     what it measured."""
@@ -85,7 +93,7 @@ def measure(
     with ThreadPoolExecutor(max_workers=len(modes)) as pool:
         for n, item in enumerate(problems, 1):
             futures = {
-                mode: pool.submit(ask, server.url, server.key, item["problem"], mode, max_tokens, other)
+                mode: pool.submit(ask, server.url, server.key, item["problem"], mode, max_tokens, tutors)
                 for mode in modes
             }
             row = {"id": item["id"], "answer": item["answer"]}
@@ -119,11 +127,11 @@ def instructions(server: Vibeadmin, overrides: dict[str, str]) -> dict:
     """The hints-mode instructions measured: the defaults, or `overrides` set as an operator would."""
     if overrides:
         server.shell(
-            "from pool.models import PoolSettings; PoolSettings.load(); "
+            "from pool.models import PoolSettings; PoolSettings.objects.get_or_create(pk=1); "
             f"PoolSettings.objects.filter(pk=1).update(**{overrides!r})"
         )
     code = (
-        "import json; from pool.models import PoolSettings; r = PoolSettings.load(); "
+        "import json; from pool.models import PoolSettings; r = PoolSettings.objects.get_or_create(pk=1); "
         "print(json.dumps({'prompt_tutor': r.prompt_tutor, 'hint_first': r.hint_first}))"
     )
     return json.loads(server.shell(code).strip().splitlines()[-1])
@@ -152,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure hints mode with this instruction (and --compare-tutor's prompt) in the same run",
     )
     parser.add_argument("--compare-tutor", default="", help="the tutor prompt that goes with --compare-hint")
+    parser.add_argument(
+        "--model-own",
+        action="store_true",
+        help="also measure hints mode without the server's check (hints_unchecked): the model's own rate",
+    )
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     model = os.environ.get("VIBEADMIN_MODEL", "")
@@ -160,9 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     modes = tuple(m for m in args.modes.split(",") if m in MODES)
     other = None
+    tutors: dict[str, TutorSettings] = {}
     if args.compare_hint:
         modes = (*modes, OTHER)
-        other = TutorSettings("hints", 1, 10**6, args.compare_tutor, args.compare_hint, {})
+        other = tutors[OTHER] = TutorSettings("hints", 1, 10**6, args.compare_tutor, args.compare_hint, {})
+    if args.model_own:
+        modes = (*modes, UNCHECKED)
     problems = json.loads(PROBLEMS.read_text(encoding="utf-8"))[: args.problems]
     overrides = {k: v for k, v in (("hint_first", args.hint_first), ("prompt_tutor", args.prompt_tutor)) if v}
     env = {
@@ -199,11 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                     "prompt_tutor": other.system_prompt,
                     "hint_first": other.first_hint,
                 }
-            measure(server, problems, args.max_tokens, modes, save, other)
+            if args.model_own:
+                own = result["instructions"]
+                tutors[UNCHECKED] = TutorSettings(
+                    "hints", 1, 10**6, own["prompt_tutor"], own["hint_first"], {}
+                )
+            measure(server, problems, args.max_tokens, modes, save, tutors)
     finally:
         folders.cleanup()
     said = ", ".join(f"{mode} {result['modes'][mode]['leaks']}/{result['problems']}" for mode in modes)
     print(f"leaks: {said} -> {args.out}")
+    print(f"show it on the Quality page: python manage.py pool leak-rates {args.out}")
     return 0
 
 

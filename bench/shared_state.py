@@ -12,11 +12,15 @@ gateways share (arrival order kept in Redis), so the earliest request anywhere g
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
+import urllib.request
 from pathlib import Path
 
 from bench.context import Bench
 from bench.figures import save
-from bench.loadgen import open_loop
+from bench.loadgen import Shot, open_loop
 from bench.server import Vibeadmin, fake_members, register_remote
 from bench.strategies import TPT_S, TTFT_S, calibrate, load_problems, measure, schedule, tokens_of
 from testing.services import redis_missing, start_redis
@@ -52,6 +56,12 @@ def run(bench: Bench) -> dict:
                     f"most requests on one member at once {row['max_concurrent']}, failed {row['failed']}",
                     flush=True,
                 )
+            student = student_quota_leg(bench, redis.url, [m.url for m in members])
+            print(
+                f"  a student's day of {student['quota']} tokens through two gateways: used "
+                f"{student['used']}, over by {student['over']} (one request reserves {student['reservation']})",
+                flush=True,
+            )
     finally:
         redis.stop()
     by_mode = {r["mode"]: r for r in runs}
@@ -64,6 +74,7 @@ def run(bench: Bench) -> dict:
         "requests": count,
         "runs": runs,
         "p99_shared_vs_separate": ratio,
+        "student_quota": student,
     }
 
 
@@ -86,12 +97,88 @@ def one_mode(bench: Bench, mode: str, redis_url: str, urls: list[str], shots, se
     return row
 
 
+STUDENT_QUOTA, STUDENT_REQUESTS, STUDENT_MAX_TOKENS = 3_000, 400, 40
+STUDENT_SPACING_S = 0.01  # apart enough that answers end (and settle) while others arrive
+
+
+def student_quota_leg(bench: Bench, redis_url: str, urls: list[str]) -> dict:
+    """Two gateways sharing Redis, one key whose students may use STUDENT_QUOTA tokens a
+    day; one student sends STUDENT_REQUESTS 10 ms apart, every other one to the second gateway.
+    What the student used, as the gateway counted it (GET /v1/usage?user=), against the
+    quota: over by at most one request's reservation is the goal."""
+    data = bench.folders.new()
+    env = {"REDIS_URL": redis_url}
+    first = Vibeadmin(data, supervisor=False, env=env)
+    second = Vibeadmin(data, supervisor=False, env=env)
+    second.log = data / "serve-second.out"
+    register_remote(first, urls)
+    key = first.manage("apikey", "create", "school", "--user-tokens-per-day", str(STUDENT_QUOTA))
+    key = key.strip().splitlines()[-1]
+    messages = [{"role": "user", "content": "Count to forty."}]
+    body = {"model": "vibethinker", "max_tokens": STUDENT_MAX_TOKENS, "messages": messages, "user": "alice"}
+    with first, second:
+        shots = [
+            Shot(
+                (second.url if i % 2 else first.url) + "/v1/chat/completions",
+                body,
+                {"Authorization": f"Bearer {key}"},
+                at=i * STUDENT_SPACING_S,
+            )
+            for i in range(STUDENT_REQUESTS)
+        ]
+        results = asyncio.run(open_loop(shots, timeout_s=120))
+        time.sleep(3.0)  # both gateways write their books every two seconds
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                first.url + "/v1/usage?user=alice", headers={"Authorization": f"Bearer {key}"}
+            ),
+            timeout=10,
+        ) as reply:
+            used = json.load(reply)["today"]["total_tokens"]
+    reservation = STUDENT_MAX_TOKENS + prompt_estimate(messages)
+    return {
+        "quota": STUDENT_QUOTA,
+        "requests": STUDENT_REQUESTS,
+        "served": sum(r.ok for r in results),
+        "refused": sum(r.code == "user_quota_exceeded" for r in results),
+        "used": used,
+        "over": max(0, used - STUDENT_QUOTA),
+        "reservation": reservation,
+    }
+
+
+def prompt_estimate(messages: list[dict]) -> int:
+    """The gateway's own estimate of the prompt, the operator's system prompt added."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vibeadmin.settings")
+    import django
+
+    django.setup()
+    from pool.gateway.admission import estimate_prompt_tokens
+
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    return estimate_prompt_tokens({"messages": [system, *messages]})
+
+
 def goals(result: dict) -> list[dict]:
     if result.get("skipped"):
         return []
     shared = next(r for r in result["runs"] if r["mode"] == "shared")
     ratio = result["p99_shared_vs_separate"]
-    return [
+    student = result.get("student_quota")
+    overspend = (
+        [
+            {
+                "benchmark": NAME,
+                "unit": "requests",
+                "value": round(student["over"] / student["reservation"], 3),
+                "met": student["over"] <= student["reservation"],
+                "goal": "two gateways sharing Redis: a student's daily tokens overspent by at most one request",
+            }
+        ]
+        if student
+        else []
+    )
+    return overspend + [
         {
             "benchmark": NAME,
             "unit": "requests",
@@ -148,4 +235,12 @@ def markdown(result: dict) -> str:
     lines.append(
         f"\np99 with shared counts is **{result['p99_shared_vs_separate']:.2f} ×** that with separate counts."
     )
+    student = result.get("student_quota")
+    if student:
+        lines.append(
+            f"\nA student's day of {student['quota']} tokens, {student['requests']} requests 10 ms apart through the "
+            f"two gateways: {student['served']} served, {student['refused']} refused (user_quota_exceeded); "
+            f"used {student['used']}, over by {student['over']} tokens, where one request reserves "
+            f"{student['reservation']}."
+        )
     return "\n".join(lines)

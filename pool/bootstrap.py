@@ -9,15 +9,15 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
-from pool.loops import alerts
 from pool.model_file import ModelChoice
 from pool.models import Member, PoolSettings, states
-from pool.services import ActionError
+from pool.private_files import write_private
+from pool.services import ActionError, accounts, alert_rules
 from pool.services.library import library_ensure_configured
 from pool.services.members import member_add
-from vibeadmin.private_files import write_private
+from pool.services.pool_settings import claim_first_run
 
 ADMIN_USERNAME = "admin"
 
@@ -54,10 +54,7 @@ def ensure_admin(say: Callable[[str], None], login_url: str) -> None:
         say(f"Dashboard: {login_url}{where}")
         return
     password = secrets.token_urlsafe(12)
-    try:
-        with transaction.atomic():
-            User.objects.create_superuser(ADMIN_USERNAME, "", password)
-    except IntegrityError:  # another gateway process starting beside this one made it first
+    if not accounts.create_first_admin(ADMIN_USERNAME, password):
         say(f"Dashboard: {login_url}")
         return
     path.unlink(missing_ok=True)  # left from an earlier database
@@ -87,15 +84,13 @@ def first_run(say: Callable[[str], None], *, with_members: bool) -> None:
     supervises, VIBEADMIN_MEMBERS local members. An operator who later removes them all
     does not get them back on the next start; a gateway-only process (`serve
     --no-supervisor`) creates no members, since node supervisors run them."""
-    PoolSettings.load()
-    # A conditional update: of two processes starting at once, exactly one claims the first run.
-    if not PoolSettings.objects.filter(pk=1, first_run_done=False).update(first_run_done=True):
+    if not claim_first_run():
         return
     if with_members:
         for _ in range(settings.VIBEADMIN_MEMBERS):
             member_add()
         say(f"First run: created {settings.VIBEADMIN_MEMBERS} local members (VIBEADMIN_MEMBERS)")
-    rules = alerts.ensure_default_rules()
+    rules = alert_rules.ensure_default_rules()
     say(f"First run: created {rules} default alert rules (change them on the dashboard's Alerts page)")
 
 

@@ -123,7 +123,7 @@ class Dist:
 class MemberSecond:
     requests: int = 0
     errors: int = 0
-    tokens: int = 0
+    tokens: float = 0.0  # completion tokens produced in this second (a whole answer's spread)
     latency: Dist = field(default_factory=Dist)
 
 
@@ -134,7 +134,7 @@ class Second:
     at: int
     requests: int = 0
     errors: int = 0
-    completion_tokens: int = 0
+    completion_tokens: float = 0.0  # produced in this second, not finished in it (add_tokens)
     latency: Dist = field(default_factory=Dist)
     ttft: Dist = field(default_factory=Dist)
     by_member: dict[str, MemberSecond] = field(default_factory=dict)
@@ -145,6 +145,12 @@ class Second:
     predicted_s: float = 0.0  # sums over the waiters served this second, and how many
     waited_s: float = 0.0
     predictions: int = 0
+
+    def member(self, name: str) -> MemberSecond:
+        row = self.by_member.get(name)
+        if row is None:
+            row = self.by_member[name] = MemberSecond()
+        return row
 
 
 class Window:
@@ -159,12 +165,76 @@ class Window:
             self.seconds.append(Second(at))
         return self.seconds[-1]
 
+    def at(self, t: int) -> Second | None:
+        """The bucket of second `t`, made in its place if that second saw nothing yet; None
+        for a second older than the window holds."""
+        seconds = self.seconds
+        if not seconds or seconds[-1].at < t:
+            seconds.append(Second(t))
+            return seconds[-1]
+        i = len(seconds) - 1
+        while i >= 0 and seconds[i].at > t:  # the seconds asked for are recent ones
+            i -= 1
+        if i >= 0 and seconds[i].at == t:
+            return seconds[i]
+        if len(seconds) == seconds.maxlen:  # full: the oldest goes, as append would drop it
+            if i < 0:
+                return None
+            seconds.popleft()
+            i -= 1
+        seconds.insert(i + 1, Second(t))
+        return seconds[i + 1]
+
     def last(self, span_s: int, now: float | None = None) -> list[Second]:
         cutoff = int(now if now is not None else time.time()) - span_s
         return [s for s in self.seconds if s.at > cutoff]
 
 
 window = Window()
+
+# Completion tokens land in the seconds they were produced in, so the tokens/s chart and figure
+# show the pool's rate, not lumps at each answer's end: a stream's as its chunks pass
+# (count_streamed), a whole answer's spread evenly over the time it was generated (add_tokens).
+# A whole answer changes seconds already drawn: the snapshot resends the last REVISED_S.
+REVISED_S = 300
+_revised_from: int | None = None  # the oldest second a whole answer changed since the last push
+
+
+def take_revised() -> int | None:
+    """The oldest second changed after it was drawn, since the last call (the snapshot's)."""
+    global _revised_from
+    oldest, _revised_from = _revised_from, None
+    return oldest
+
+
+def count_streamed(member: str, tokens: int, now: float | None = None) -> None:
+    """Tokens of a stream as they pass the gateway (on the hot path: a few additions)."""
+    second = window.current(now)
+    second.completion_tokens += tokens
+    second.member(member).tokens += tokens
+
+
+def add_tokens(member: str, tokens: float, start: float, end: float) -> None:
+    """`tokens` produced evenly from `start` to `end` (wall clock), each second its share;
+    what began before the last REVISED_S counts from there."""
+    start = max(start, end - REVISED_S)
+    if end - start < 1e-3 or tokens <= 0:
+        second = window.current(end)
+        second.completion_tokens = max(0.0, second.completion_tokens + tokens)
+        if member:
+            row = second.member(member)
+            row.tokens = max(0.0, row.tokens + tokens)
+        return
+    global _revised_from
+    _revised_from = min(int(start), _revised_from if _revised_from is not None else int(start))
+    rate = tokens / (end - start)
+    for t in range(int(start), int(end) + 1):
+        share = rate * (min(end, t + 1) - max(start, t))
+        bucket = window.at(t)
+        if bucket is not None and share > 0:
+            bucket.completion_tokens += share
+            if member:
+                bucket.member(member).tokens += share
 
 
 def record_request(
@@ -178,7 +248,12 @@ def record_request(
     queue_wait_s: float = 0.0,
     key: str = "",
     strategy: str = "",
+    counted_tokens: int = 0,
+    generated_since: float | None = None,
 ) -> None:
+    """A request that ended. `counted_tokens` of its completion tokens were counted as they
+    streamed; the rest are spread over its generation, from `generated_since` (wall clock)
+    until now, or, without it, counted now."""
     error = status >= 500 or status == 0
     REQUESTS.labels(member or "-", str(status)).inc()
     if key:
@@ -190,21 +265,22 @@ def record_request(
         TOKENS.labels(member, "prompt").inc(prompt_tokens)
         TOKENS.labels(member, "completion").inc(completion_tokens)
     QUEUE_WAIT.observe(queue_wait_s)
-    second = window.current()
+    now = time.time()
+    second = window.current(now)
     second.requests += 1
     second.errors += error
-    second.completion_tokens += completion_tokens
     second.latency.add(latency_s)
     if ttft_s is not None:
         second.ttft.add(ttft_s)
     if member:
-        row = second.by_member.get(member)
-        if row is None:
-            row = second.by_member[member] = MemberSecond()
+        row = second.member(member)
         row.requests += 1
         row.errors += error
-        row.tokens += completion_tokens
         row.latency.add(latency_s)
+    rest = completion_tokens - counted_tokens  # a member's usage may differ from its events
+    if rest:
+        since = now if counted_tokens or generated_since is None else generated_since
+        add_tokens(member, rest, since, now)
 
 
 def record_load(
@@ -321,7 +397,7 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
             "t": s.at,
             "rps": s.requests,
             "errors": s.errors,
-            "tokens": s.completion_tokens,
+            "tokens": round(s.completion_tokens, 1),
             "p50_s": s.latency.percentile(0.5),
             "p95_s": s.latency.percentile(0.95),
             "ttft_s": s.ttft.percentile(0.5),
@@ -331,7 +407,7 @@ def history(span_s: int = HISTORY_S, now: float | None = None) -> list[dict]:
             "waiting": s.waiting_by_tenant or {},
             "predicted_s": s.predicted_s / s.predictions if s.predictions else None,
             "waited_s": s.waited_s / s.predictions if s.predictions else None,
-            "by_member": {name: row.tokens for name, row in s.by_member.items()},  # completion tokens
+            "by_member": {name: round(row.tokens, 1) for name, row in s.by_member.items()},
         }
         for s in window.last(span_s, now)
     ]
@@ -359,7 +435,7 @@ def record_engine(member: str, series: dict[str, float]) -> None:
         ENGINE.labels(member, name).set(value)
 
 
-# --- the answer cache (pool/gateway/answer_cache.py) ---------------------------------------
+# --- the answer cache (pool/gateway/answers.py) ---------------------------------------
 
 CACHE_REQUESTS = Counter(
     "vibeadmin_cache_requests_total",

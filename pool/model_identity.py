@@ -1,4 +1,4 @@
-"""The model file's identity for the answer cache: its sha256, not its path, size and
+"""The model file's identity, for the answer cache and the accuracy check's runs: its sha256, not its path, size and
 mtime (a file copied over another with the same size and an old mtime would then serve
 the old model's answers).
 
@@ -12,10 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
+
+from pool.model_file import DEFAULT_MODEL, ModelChoice
 
 log = logging.getLogger("pool.gateway")
 _known: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+BLOCK = 4 << 20
+
+
+def identify(model: ModelChoice) -> str | None:
+    """The served GGUF's sha256, or None where it is not on this host (remote members only):
+    the packaged default's is known, any other file's is read once per version."""
+    if model.is_default and model.path.exists():
+        return DEFAULT_MODEL.sha256
+    return model_sha256(model.path)
 
 
 def stamp_path(path: Path) -> Path:
@@ -23,41 +35,51 @@ def stamp_path(path: Path) -> Path:
 
 
 def model_sha256(path: Path) -> str | None:
-    """The file's sha256, or None where it is not on this host (remote members only)."""
+    """The file's sha256, or None where it is not on this host (remote members only) or
+    cannot be read."""
     try:
-        st = path.stat()
-    except OSError:
-        return None
-    seen = (str(path), st.st_size, st.st_mtime_ns)
-    if seen in _known:
-        return _known[seen]
-    fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
-    stamp = stamp_path(path)
-    try:
-        stamped_for, _, digest = stamp.read_text().strip().partition(" ")
-        if stamped_for == fingerprint and len(digest) == 64:
-            _known[seen] = digest
-            return digest
-    except OSError:
-        pass
-    computed = _hash(path)
-    if computed is None:
-        return None
-    _known[seen] = computed
-    try:
-        stamp.write_text(f"{fingerprint} {computed}\n")
-    except OSError:  # a read-only model folder: computed again by the next process
-        log.info("could not write %s; the model's sha256 is kept in memory only", stamp)
-    return computed
-
-
-def _hash(path: Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while block := f.read(4 << 20):
-                digest.update(block)
+        return stamped(path) or compute(path)
     except OSError as exc:
         log.warning("could not read the model file %s to identify it: %s", path, exc)
         return None
-    return digest.hexdigest()
+
+
+def stamped(path: Path) -> str:
+    """The digest known for the file as it is now (in memory, or stamped beside it), or ''.
+    Raises OSError where the file is not there."""
+    st = path.stat()
+    seen = (str(path), st.st_size, st.st_mtime_ns)
+    if seen in _known:
+        return _known[seen]
+    try:
+        stamped_for, _, digest = stamp_path(path).read_text().strip().partition(" ")
+    except OSError:
+        return ""
+    if stamped_for != f"{st.st_size}:{st.st_mtime_ns}" or len(digest) != 64:
+        return ""
+    _known[seen] = digest
+    return digest
+
+
+def compute(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    """Read the whole file once (`progress` told the bytes done after each block), then stamp
+    the digest beside it. Raises OSError where it cannot be read or changed meanwhile."""
+    digest = hashlib.sha256()
+    before = path.stat()
+    done = 0
+    with path.open("rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+            done += len(block)
+            if progress is not None:
+                progress(done)
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise OSError(f"{path} changed while it was hashed")
+    computed = digest.hexdigest()
+    _known[(str(path), after.st_size, after.st_mtime_ns)] = computed
+    try:
+        stamp_path(path).write_text(f"{after.st_size}:{after.st_mtime_ns} {computed}\n")
+    except OSError:  # a read-only model folder: computed again by the next process
+        log.info("could not write %s; the model's sha256 is kept in memory only", stamp_path(path))
+    return computed

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from pool.llama_build import libllama
 from pool.model_file import GGUF_MAGIC, ModelFileError
-from pool.model_identity import stamp_path
 
 
 @dataclass(frozen=True)
@@ -172,13 +171,3 @@ def _kv_bytes_per_token(reader, arch: str) -> int:
     key_length = _number(reader, f"{arch}.attention.key_length") or (width // heads if heads else 0)
     value_length = _number(reader, f"{arch}.attention.value_length") or key_length
     return layers * kv_heads * (key_length + value_length) * 2
-
-
-def stamped_digest(path: Path) -> str:
-    """The digest pool/model_identity.py stamped for the file as it is now, or ''."""
-    try:
-        st = path.stat()
-        stamped_for, _, digest = stamp_path(path).read_text().strip().partition(" ")
-    except OSError:
-        return ""
-    return digest if stamped_for == f"{st.st_size}:{st.st_mtime_ns}" and len(digest) == 64 else ""

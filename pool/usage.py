@@ -231,11 +231,3 @@ def cache_size() -> int:
 def solve_quota_use() -> list[QuotaUse]:
     row = PoolSettings.load()
     return quota_use(SOLVE, row.solve_tokens_per_day, row.solve_tokens_per_month)
-
-
-def empty_cache() -> int:
-    """The dashboard's "Empty cache": every entry goes, and every gateway's front with it."""
-    deleted, _ = CacheEntry.objects.all().delete()
-    PoolSettings.load()
-    PoolSettings.objects.filter(pk=1).update(cache_epoch=F("cache_epoch") + 1)
-    return deleted

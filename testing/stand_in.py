@@ -31,8 +31,8 @@ class StandInRegistry:
     policy: Policy = field(default_factory=Policy)
     listeners: list = field(default_factory=list)
 
-    def routable(self) -> list[Backend]:
-        return self.backends
+    def routable(self, model: str = "") -> list[Backend]:
+        return self.backends  # one model: every stand-in serves it
 
 
 class Pool:

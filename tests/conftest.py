@@ -99,4 +99,4 @@ def data_dir(migrated_template, tmp_path) -> Path:
     return folder
 
 
-pytest_plugins = ["tests.gateway_kit"]
+pytest_plugins = ["tests.gateway_kit", "tests.browser_kit", "tests.real_members"]

@@ -7,6 +7,9 @@ fast for routing, retries and queueing. Tests against real llama.cpp members say
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 import pytest_asyncio
 
@@ -14,6 +17,7 @@ from pool import inflight
 from pool.models import Member, PoolSettings, states
 from pool.services.keys import apikey_create
 from testing.fake_member import FakeMemberProcess
+from tests.asgi_driver import Call
 
 
 @pytest.fixture
@@ -62,6 +66,15 @@ def fake_members(transactional_db):
 
 
 @pytest.fixture
+def model_file(settings, tmp_path):
+    """A model file of its own, so its sha256 is known (the answer cache keys on it) and can change."""
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF" + b"weights" * 100)
+    settings.VIBEADMIN_MODEL = str(path)
+    return path
+
+
+@pytest.fixture
 def platform_key(transactional_db) -> str:
     """The raw key of a platform with no limits."""
     _, raw = apikey_create(name="algebra-school")
@@ -69,7 +82,7 @@ def platform_key(transactional_db) -> str:
 
 
 def set_policy(**fields) -> None:
-    PoolSettings.load()
+    PoolSettings.objects.get_or_create(pk=1)
     PoolSettings.objects.filter(pk=1).update(**fields)
 
 
@@ -80,6 +93,20 @@ def chat(content: str = "What is 17 * 23?", **extra) -> dict:
         "max_tokens": 8,
         **extra,
     }
+
+
+def chat_call(gateway, key: str, content: str = "hi", **extra) -> Call:
+    """A chat completion with `key`, started on the gateway at once (Call)."""
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    return Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat(content, **extra)).encode(), headers)
+
+
+async def wait_for_queue(gateway, depth: int) -> None:
+    for _ in range(200):
+        if len(gateway.router.queue) == depth:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the queue never reached {depth} (it holds {len(gateway.router.queue)})")
 
 
 @pytest_asyncio.fixture

@@ -13,15 +13,12 @@ from asgiref.sync import sync_to_async
 from pool.models import Member, states
 from pool.services.keys import apikey_create
 from tests.asgi_driver import Call
-from tests.test_gateway_llama_server import llama_server, llama_server_binary
+from tests.real_members import NOT_BUILT, llama_server_binary
 
 pytestmark = [
     pytest.mark.real_model,
-    pytest.mark.skipif(
-        llama_server_binary() is None, reason="llama-server is not built (bin/build-llama-server)"
-    ),
+    pytest.mark.skipif(llama_server_binary() is None, reason=NOT_BUILT),
 ]
-__all__ = ["llama_server"]  # the module's fixture, started once for this file
 ASK = {
     "model": "vibethinker",
     "messages": [

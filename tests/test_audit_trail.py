@@ -96,7 +96,7 @@ def test_the_trail_comes_a_page_at_a_time(admin_client):
         for n in range(1, 56):
             row = PoolSettings.load()
             row.queue_size = n
-            audit.save(row)
+            audit.save_row(row)
     first, second = audit_page(admin_client), audit_page(admin_client, page=2)
     assert len(rows(first)) == 50 and len(rows(second)) >= 5
     assert "Page 1 of" in first and 'rel="next"' in first
@@ -151,10 +151,10 @@ def test_metrics_count_the_changes_by_actor_kind_and_setting(admin_client):
 
 def test_the_settings_rules_are_the_models_so_every_path_checks_them_alike():
     with pytest.raises(ValidationError) as refused:
-        audit.save(PoolSettings(queue_size=0))
+        audit.save_row(PoolSettings(queue_size=0))
     assert refused.value.message_dict == {"queue_size": ["the queue must hold at least one request"]}
     with pytest.raises(ValidationError):
-        audit.save(PoolSettings(autoscale_min=3, autoscale_max=2))
+        audit.save_row(PoolSettings(autoscale_min=3, autoscale_max=2))
     assert not PoolEvent.objects.filter(kind=PoolEvent.CHANGE).exists()
 
 
@@ -168,11 +168,15 @@ def test_the_routing_pages_sampling_and_tutor_rules_hold_on_the_command_line_too
         ("code_top_p=0", "code_top_p: a top_p above 0 and at most 1"),
         ("solve_max_turns=0", "solve_max_turns: let a conversation send at least its question"),
         ("queue_size=0", "queue_size: the queue must hold at least one request"),
+        (
+            "solve_tokens_per_day=100 solve_tokens_per_month=50",
+            "solve_tokens_per_day: cannot be more than the month",
+        ),
         ("queue_size=many", "queue_size: "),
         ("no_such_setting=1", "no setting 'no_such_setting'"),
     ]:
         with pytest.raises(CommandError, match=re.escape(message)):
-            call_command("pool", "config", "queue_size=9", assignment)
+            call_command("pool", "config", "queue_size=9", *assignment.split())
     assert PoolSettings.load().queue_size == 256  # the good value beside a bad one: not saved
     assert not PoolEvent.objects.filter(kind=PoolEvent.CHANGE).exists()
 
@@ -195,7 +199,7 @@ def test_a_form_writes_only_its_own_fields_so_counters_kept_meanwhile_survive():
     ApiKey.objects.update(requests=500)  # the gateway flushes usage while the operator edits
     key.rpm = 5
     with audit.acting_as(audit.USER, "admin"):
-        audit.save(key, fields=["rpm"])
+        audit.save_row(key, fields=["rpm"])
     key.refresh_from_db()
     assert (key.rpm, key.requests) == (5, 500)
     changed = PoolEvent.objects.filter(kind=PoolEvent.CHANGE, actor="admin")

@@ -21,14 +21,6 @@ pytestmark = pytest.mark.asyncio
 PATH = "/v1/chat/completions"
 
 
-@pytest.fixture
-def model_file(settings, tmp_path):
-    path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF" + b"weights" * 100)
-    settings.VIBEADMIN_MODEL = str(path)
-    return path
-
-
 def headers(key: str) -> dict:
     return {"authorization": f"Bearer {key}", "content-type": "application/json"}
 

@@ -9,59 +9,14 @@ import json
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from testing.fake_member import FakeMemberProcess
-from tests.helpers import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    free_port,
-    manage,
-    start_serve,
-    stop_serve,
-    wait_until,
-)
+from tests.browser_kit import BROWSER, App, read_or_empty
+from tests.helpers import ARTIFACTS, manage, wait_until
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium",
-    ),
-]
-
-
-class App:
-    """`manage.py serve` on a free port with its own data folder; stopped with SIGINT."""
-
-    def __init__(self, data_dir: Path, **env: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir / "serve.log"
-        self.data_dir = data_dir
-        self.key = ""  # a platform API key, once the fixture has created one
-        self.password = ""  # the admin's password, once serve has written it
-        self.proc = start_serve(
-            data_dir, "--port", str(self.port), log=self.log, VIBEADMIN_MEMBERS="0", **env
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        wait_until(
-            lambda: "vibeadmin is ready" in self.output() or self.proc.poll() is not None,
-            timeout,
-            interval=0.2,
-            what="vibeadmin to serve",
-        )
-        assert self.proc.poll() is None, self.output()
-
-    def stop(self) -> None:
-        stop_serve(self.proc, self.data_dir)
+pytestmark = BROWSER
 
 
 @pytest.fixture
@@ -84,7 +39,7 @@ def app(tmp_path):
         app = App(data_dir, **env)
         app.key = created.stdout.strip().splitlines()[-1]
         app.password = wait_until(
-            lambda: _read(data_dir / "admin-password.txt"), 60, what="the admin password"
+            lambda: read_or_empty(data_dir / "admin-password.txt"), 60, what="the admin password"
         )
         app.wait_ready()
         yield app
@@ -93,10 +48,6 @@ def app(tmp_path):
             app.stop()
         for fake in fakes:
             fake.stop()
-
-
-def _read(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
 
 
 def send_traffic(app: App, stop: threading.Event) -> None:
@@ -114,32 +65,9 @@ def send_traffic(app: App, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     # The Content-Security-Policy must not break htmx, uPlot or the websocket: any violation fails.
-    page.add_init_script("""window.__violations = [];
-      document.addEventListener("securitypolicyviolation",
-        (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
-
-    # Log in; the login page sends the operator to the overview.
-    page.goto(app.url + "/dashboard/members/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", app.password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard/members/")
+    page = app.operator_page(browser, "/dashboard/members/")
 
     # See the members, live.
     row = page.locator('tr[data-member="fake1"]')
@@ -180,5 +108,5 @@ def test_an_operator_drains_a_member_and_watches_the_charts_move(app, browser):
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
-    assert errors == []
+    assert page.errors == []
     assert page.evaluate("window.__violations") == []

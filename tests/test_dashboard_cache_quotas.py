@@ -118,7 +118,7 @@ def test_a_keys_usage_per_day_is_charted_and_downloadable_as_csv(admin_client):
 
 
 def test_the_routing_page_sets_the_solve_pages_cache_and_quotas(admin_client):
-    assert "Students: answer cache and quotas" in admin_client.get(reverse("routing")).content.decode()
+    assert "The answer cache and quotas" in admin_client.get(reverse("routing")).content.decode()
     response = admin_client.post(
         reverse("solve_cache_quota"), {"solve_cache_sampled": "on", "solve_tokens_per_month": 50000}
     )

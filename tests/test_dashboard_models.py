@@ -46,3 +46,41 @@ def test_a_served_model_is_not_removed(admin_client, tmp_path):
     response = admin_client.post(reverse("model_remove", args=["tiny"]), **HTMX)
     assert "served by m1" in response.content.decode()
     assert Model.objects.filter(name="tiny").exists()
+
+
+def test_a_rollout_started_on_the_page_shows_live_with_its_abort_button(admin_client, tmp_path):
+    from pool.model_file import ModelChoice
+    from pool.services.library import library_ensure_configured
+
+    library_ensure_configured(ModelChoice(write_tiny_gguf(tmp_path / "old.gguf"), "old", "", False))
+    model_add(path=write_tiny_gguf(tmp_path / "new.gguf"), name="new")
+    member_add(name="m1")
+    response = admin_client.post(
+        reverse("rollout_start"), {"target": "new", "canary": "20", "gate": "on"}, **HTMX
+    )
+    assert response["HX-Trigger"] == "vibe:rollout"  # the panel refreshes itself
+    panel = admin_client.get(reverse("rollout_panel")).content.decode()
+    assert "old → new" in panel and "canary 20%" in panel and "gated" in panel
+    assert 'data-state="pending"' in panel and "abort" in panel
+    panel = admin_client.post(reverse("rollout_action", args=["abort"]), **HTMX).content.decode()
+    assert "abort requested" in panel
+
+
+def test_a_rollout_the_model_cannot_do_is_refused_on_the_form(admin_client, tmp_path):
+    from pool.model_file import ModelChoice
+    from pool.services.library import library_ensure_configured
+
+    library_ensure_configured(ModelChoice(write_tiny_gguf(tmp_path / "old.gguf"), "old", "", False))
+    response = admin_client.post(reverse("rollout_start"), {"target": "old"}, **HTMX)
+    assert "old is the primary model already" in response.content.decode()
+
+
+def test_a_member_s_model_is_changed_on_its_page_and_audited(admin_client, tmp_path):
+    from pool.models import Member
+
+    model_add(path=write_tiny_gguf(tmp_path / "tiny.gguf"), name="tiny")
+    member_add(name="m1")
+    response = admin_client.post(reverse("member", args=["m1"]), {"weight": 1, "model": "tiny"}, **HTMX)
+    assert response.status_code == 200
+    assert Member.objects.get(name="m1").model.name == "tiny"
+    assert PoolEvent.objects.filter(subject="member m1", setting="model", new_value="tiny").exists()

@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from pool.models import Member, ProfileRun, states
-from pool.profiling import job
 from pool.profiling import plan as planning
 from pool.profiling.plan import LEVELS, Layout
+from pool.services import jobs
 from pool.services.members import member_add
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -63,10 +63,10 @@ def test_the_overview_offers_a_profile_when_none_was_measured(admin_client):
 def test_the_start_button_creates_a_profile_and_hands_it_to_a_process_of_its_own(
     admin_client, llama_server_pool, monkeypatch
 ):
-    """job.launch (which starts `manage.py pool profile --run ID`) is replaced by a
+    """jobs.launch (which starts `manage.py pool profile --run ID`) is replaced by a
     recorder: the real child process is what test_pool_profile_real.py runs."""
     launched = []
-    monkeypatch.setattr(job, "launch", launched.append)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: launched.append(run))
     response = admin_client.post(reverse("profile_start"), {"budget_s": 300}, **HTMX)
     run = ProfileRun.objects.get()
     assert launched == [run] and run.state == ProfileRun.RUNNING
@@ -75,7 +75,7 @@ def test_the_start_button_creates_a_profile_and_hands_it_to_a_process_of_its_own
 
 
 def test_a_second_profile_is_refused_while_one_runs(admin_client, llama_server_pool, monkeypatch):
-    monkeypatch.setattr(job, "launch", lambda run: None)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: None)
     stored_profile(state=ProfileRun.RUNNING, pid=os.getpid())
     response = admin_client.post(reverse("profile_start"), {"budget_s": 300}, **HTMX)
     assert "already running" in response.content.decode()
@@ -167,4 +167,4 @@ def test_a_missing_model_fails_the_profile_in_one_line(settings, db, tmp_path):
     with pytest.raises(CommandError, match="does not exist"):
         call_command("pool", "profile", "--budget", "120", "--layouts", "1", stdout=io.StringIO())
     run = ProfileRun.objects.get()
-    assert run.state == ProfileRun.FAILED and "does not exist" in run.note
+    assert run.state == ProfileRun.FAILED and "does not exist" in run.message

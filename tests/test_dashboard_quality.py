@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from pool.dashboard.views import quality
-from pool.models import EvalRun
+from pool.models import EvalRun, LeakRate, PoolEvent
 from pool.models.quality import DONE, RUNNING
+from pool.services import jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +53,7 @@ def test_the_page_shows_the_latest_run_per_model_file_and_member_and_the_chart(a
 
 def test_starting_a_quick_eval_makes_its_run_and_starts_its_process(admin_client, monkeypatch):
     started: list[EvalRun] = []
-    monkeypatch.setattr(quality, "start_eval_process", started.append)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: started.append(run))
 
     response = admin_client.post(reverse("quality_start"))
 
@@ -63,8 +65,19 @@ def test_starting_a_quick_eval_makes_its_run_and_starts_its_process(admin_client
     assert f"Eval {run.pk}" in page and "Stop" in page
 
 
+def test_starting_and_stopping_an_eval_are_events_with_who_did_it(admin_client, monkeypatch):
+    monkeypatch.setattr(jobs, "launch", lambda run, command: None)
+    admin_client.post(reverse("quality_start"))
+    run = EvalRun.objects.get()
+    admin_client.post(reverse("quality_stop", args=[run.pk]))
+
+    said = list(PoolEvent.objects.filter(kind=PoolEvent.ACTION).values_list("message", "actor"))
+    assert (f"eval run {run.pk}: started", "admin") in said
+    assert (f"eval run {run.pk}: stop requested", "admin") in said
+
+
 def test_a_second_eval_is_refused_while_one_runs(admin_client, monkeypatch):
-    monkeypatch.setattr(quality, "start_eval_process", lambda run: None)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: None)
     admin_client.post(reverse("quality_start"))
 
     response = admin_client.post(reverse("quality_start"), follow=True)
@@ -74,10 +87,10 @@ def test_a_second_eval_is_refused_while_one_runs(admin_client, monkeypatch):
 
 
 def test_stop_asks_the_running_eval_to_stop(admin_client, monkeypatch):
-    def started(run: EvalRun) -> None:
+    def started(run: EvalRun, command: str) -> None:
         EvalRun.objects.filter(pk=run.pk).update(host="elsewhere", pid=4242)
 
-    monkeypatch.setattr(quality, "start_eval_process", started)
+    monkeypatch.setattr(jobs, "launch", started)
     admin_client.post(reverse("quality_start"))
     run = EvalRun.objects.get()
 
@@ -89,7 +102,7 @@ def test_stop_asks_the_running_eval_to_stop(admin_client, monkeypatch):
 
 
 def test_stop_ends_at_once_a_run_no_process_took_up(admin_client, monkeypatch):
-    monkeypatch.setattr(quality, "start_eval_process", lambda run: None)
+    monkeypatch.setattr(jobs, "launch", lambda run, command: None)
     admin_client.post(reverse("quality_start"))
     run = EvalRun.objects.get()
 
@@ -135,10 +148,18 @@ def test_a_run_whose_process_died_is_marked_failed_not_left_running(admin_client
 
 
 def test_the_quality_page_reports_the_hints_modes_leak_rate(admin_client):
-    """The shipped measurement (bench/results/leak_rate*.json): hints mode's first replies
-    gave the answer far less often than solution mode's."""
+    """The shipped measurement (bench/results/leak_rate*.json), stored as rows by `pool
+    leak-rates` (the page never reads bench/): hints mode's first replies gave the answer
+    far less often than solution mode's."""
     from pool.dashboard.views.quality import leak_rates
 
+    LeakRate.objects.all().delete()
+    results = settings.BASE_DIR / "bench" / "results"
+    call_command(
+        "pool", "leak-rates", str(results / "leak_rate.json"), str(results / "leak_rate_solution_600.json")
+    )
+    call_command("pool", "leak-rates", str(results / "leak_rate.json"))  # again: nothing doubles
+    assert LeakRate.objects.count() == 3
     rows = {(row["mode"], row["max_tokens"]): row for row in leak_rates()}
     hints, solution = rows[("hints", 200)], rows[("solution", 600)]
     assert hints["leaks"] < solution["leaks"]

@@ -20,7 +20,18 @@ from tests.helpers import routing_data
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["dashboard", "members", "routing", "keys", "cache", "alerts", "autoscaling", "audit", "quality"]
+PAGES = [
+    "dashboard",
+    "members",
+    "routing",
+    "keys",
+    "cache",
+    "alerts",
+    "autoscaling",
+    "audit",
+    "quality",
+    "models",
+]
 
 
 def client_as(role: str) -> Client:
@@ -91,7 +102,9 @@ def test_an_operator_sees_the_pools_buttons_but_not_the_keys(operator, alpha):
     ApiKey.objects.create(name="acme", prefix="va-xx", key_hash="x")
     members = operator.get(reverse("members")).content.decode()
     assert reverse("member_action", args=["alpha", "drain"]) in posts_on(members)
-    assert reverse("routing") in posts_on(operator.get(reverse("routing")).content.decode())
+    assert reverse("routing_section", args=["line"]) in posts_on(
+        operator.get(reverse("routing")).content.decode()
+    )
     keys = operator.get(reverse("keys")).content.decode()
     assert "acme" in keys and posts_on(keys) == set()
 

@@ -15,7 +15,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def test_routing_saves_the_strategy_and_the_rest_each_change_recorded_as_the_users(admin_client):
     response = admin_client.post(reverse("routing"), routing_data(), **HTMX)
-    assert response.status_code == 200 and 'id="routing"' in response.content.decode()
+    assert response.status_code == 200 and 'id="routing-sections"' in response.content.decode()
     row = PoolSettings.load()
     assert (row.strategy, row.queue_size, row.queue_timeout_s, row.prompt_general) == (
         "round_robin",

@@ -41,6 +41,8 @@ def test_limits_per_student_are_set_with_create_and_update(capsys):
     call_command("apikey", "update", "school", "--user-rpm", "none", "--user-tokens-per-month", "90000")
     assert limits(key) == (None, 2, 5000, 90000)
     assert "per student 2 parallel, 5000 tokens/day, 90000 tokens/month" in capsys.readouterr().out
+    call_command("apikey", "list")
+    assert "none; 2 parallel, 5000 tokens/day, 90000 tokens/month" in capsys.readouterr().out
 
 
 def test_the_command_line_refuses_limits_per_student_that_could_not_work():

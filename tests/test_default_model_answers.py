@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from pool.final_answers import is_correct
-from tests.test_gateway_real_model import serving_one_member
+from tests.real_members import serving_one_member
 
 pytestmark = pytest.mark.real_model
 

@@ -6,7 +6,6 @@ slots in use at once through the gateway, without cutting a running answer short
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 import urllib.error
@@ -16,13 +15,13 @@ import psutil
 import pytest
 from asgiref.sync import sync_to_async
 
-from pool import llama_build
 from pool.models import Member, states
 from pool.services.members import member_add, member_stop
 from pool.supervisor import health, process
 from testing.helpers import fetch
 from tests.asgi_driver import Call
-from tests.helpers import free_port, manage, reconcile_until, wait_until
+from tests.helpers import manage, reconcile_until, wait_until
+from tests.real_members import chat_request, serving_one_member, start_llama_server
 
 pytestmark = [pytest.mark.real_model]
 
@@ -31,49 +30,13 @@ KEY = "hand-started-key"
 LONG = "Write the numbers from one to two hundred in words, separated by commas."
 
 
-@pytest.fixture(scope="module")
-def binary():
-    path = llama_build.default_llama_server()
-    if not path.is_file():
-        pytest.skip(f"no llama-server at {path}: `make install` builds it (bin/build-llama-server)")
-    return path
-
-
-def start_by_hand(binary, model, *, parallel: int, api_key: str = "") -> tuple[subprocess.Popen, str]:
-    """llama-server as an operator starts it on a GPU host: no help from vibeadmin."""
-    port = free_port()
-    command = [
-        str(binary),
-        "--model",
-        str(model.path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--parallel",
-        str(parallel),
-        "--ctx-size",
-        str(512 * parallel),
-        "--threads",
-        "1",
-        "--no-jinja",  # the template by name, as members are started
-        "--chat-template",
-        "gemma",
-        "--no-webui",
-    ]
-    if api_key:
-        command += ["--api-key", api_key]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return child, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
-def by_hand(binary, gemma_model):
+def by_hand(built_llama_server, gemma_model):
     """`by_hand(parallel=4, api_key=...)` -> its URL, once /health answers 200."""
     children = []
 
     def start(**options) -> str:
-        child, url = start_by_hand(binary, gemma_model, **options)
+        child, url = start_llama_server(gemma_model.path, **options)
         children.append(child)
         wait_until(
             lambda: health.probe(url, 1.0, "/health").ok,
@@ -98,26 +61,11 @@ def get(url: str, key: str = "") -> tuple[int, dict]:
         return exc.code, {}
 
 
-def chat_request(url: str, key: str) -> int:
-    body = json.dumps({"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4}).encode()
-    request = urllib.request.Request(
-        url + "/v1/chat/completions",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 # --- the probe ----------------------------------------------------------------------------
 
 
-def test_health_answers_503_while_the_model_loads_then_200(binary, gemma_model):
-    child, url = start_by_hand(binary, gemma_model, parallel=2)
+def test_health_answers_503_while_the_model_loads_then_200(built_llama_server, gemma_model):
+    child, url = start_llama_server(gemma_model.path, parallel=2)
     statuses: list[int] = []
     try:
         deadline = time.monotonic() + LOAD_TIMEOUT_S
@@ -141,7 +89,7 @@ def test_health_answers_503_while_the_model_loads_then_200(binary, gemma_model):
 
 @pytest.mark.django_db
 def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
-    make_supervisor, gemma_model, binary
+    make_supervisor, gemma_model, built_llama_server
 ):
     supervisor = make_supervisor(model=gemma_model, command_for=process.member_command)
     member = member_add(engine=states.LLAMA_SERVER, slots=4)
@@ -154,7 +102,7 @@ def test_a_local_llama_server_member_starts_with_its_slots_and_key_and_stops(
     )
 
     cmdline = psutil.Process(member.pid).children()[0].cmdline()  # the server, under its watchdog
-    assert cmdline[0] == str(binary)
+    assert cmdline[0] == str(built_llama_server)
     assert cmdline[cmdline.index("--parallel") + 1] == "4"
     assert cmdline[cmdline.index("--ctx-size") + 1] == str(4 * member.n_ctx)  # n_ctx is per slot
     assert member.api_key not in " ".join(cmdline)  # the key travels in its environment
@@ -268,9 +216,7 @@ def finish_reasons(reply) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def served(migrated_template, gemma_model, binary, tmp_path_factory):
-    from tests.test_gateway_real_model import serving_one_member
-
+def served(migrated_template, gemma_model, built_llama_server, tmp_path_factory):
     folder = tmp_path_factory.mktemp("llama-server-serve")
     with serving_one_member(folder, migrated_template, gemma_model.path, VIBEADMIN_SLOTS="4") as served:
         yield served

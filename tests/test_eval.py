@@ -15,6 +15,7 @@ from fractions import Fraction
 import pytest
 
 from pool.eval import problems as problem_set
+from pool.eval.cli import summary
 from pool.eval.runner import eval_run, member_target
 from pool.eval.runs import eval_create
 from pool.final_answers import final_answer, is_correct
@@ -113,6 +114,30 @@ def test_a_run_pinned_to_a_member_stores_every_answer_and_its_figures(fake_membe
     assert run.pass_at_1 == 0.25 and run.tokens_per_answer == 8
     seven = EvalAnswer.objects.get(run=run, problem_id=SEVEN)
     assert (seven.correct, seven.got, seven.completion_tokens) == (True, "7", 8)
+
+
+def test_k_samples_give_pass_at_1_and_maj_at_k_from_the_same_answers(db):
+    """The fake answers 7, 7, 8 in turn: each problem's three samples vote 7 by 2 of 3."""
+    fake = FakeMemberProcess(
+        name="fake", ttft=0.0, tpt=0.0, answers="\\boxed{7}|\\boxed{7}|\\boxed{8}"
+    ).start()
+    try:
+        member = Member.objects.create(name="m1", kind=states.REMOTE, url=fake.url, state=states.READY)
+        run, problems = eval_create(quick=True, member="m1", limit=4, samples=3)
+        run = eval_run(run, problems, member_target(member), lambda line: None, parallel=1)
+        assert (run.answered, run.sample_answers, run.correct, run.majority_correct) == (4, 12, 2, 1)
+        assert (run.pass_at_1, run.maj_at_k) == (2 / 12, 0.25)
+        assert run.unanimous == 0 and run.unanimous_right is None
+        seven = EvalAnswer.objects.get(run=run, problem_id=SEVEN)
+        assert (seven.samples_correct, seven.votes, seven.majority_correct) == (2, 2, True)
+
+        fake.configure(answers="\\boxed{7}")
+        run, problems = eval_create(quick=True, member="m1", limit=4, samples=3)
+        run = eval_run(run, problems, member_target(member), lambda line: None, parallel=1)
+        assert (run.unanimous, run.unanimous_correct, run.unanimous_right) == (4, 1, 0.25)
+        assert "maj@3 1/4 = 25%" in summary(run)
+    finally:
+        fake.stop()
 
 
 def test_a_run_stops_when_asked(fake_member):

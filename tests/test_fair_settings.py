@@ -71,7 +71,7 @@ def test_the_routing_page_sets_the_solve_pages_weight_and_class(admin_client):
 
 def test_the_gateway_counts_each_key_and_the_solve_page_as_tenants_with_their_weights():
     key, _ = apikey_create(name="district", weight=2, priority="batch")
-    PoolSettings.load()
+    PoolSettings.objects.get_or_create(pk=1)
     PoolSettings.objects.update(solve_weight=3)
     registry = Registry()
     registry.apply([], list(ApiKey.objects.all()), PoolSettings.load())

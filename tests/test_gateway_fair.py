@@ -13,8 +13,7 @@ from prometheus_client import REGISTRY
 from pool import inflight
 from pool.services.keys import apikey_create
 from tests.asgi_driver import request
-from tests.gateway_kit import chat, set_policy
-from tests.test_gateway_queue import chat_call, wait_for_queue
+from tests.gateway_kit import chat, chat_call, set_policy, wait_for_queue
 
 pytestmark = pytest.mark.asyncio
 

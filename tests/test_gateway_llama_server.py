@@ -5,12 +5,8 @@ Skipped where llama-server is not built (bin/build-llama-server puts it under
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -18,62 +14,15 @@ from asgiref.sync import sync_to_async
 from pool.models import ApiKey, Member, states
 from pool.services.keys import apikey_create
 from tests.asgi_driver import Call
-from tests.helpers import answers, free_port, wait_until
-
-
-def llama_server_binary() -> Path | None:
-    named = os.environ.get("VIBEADMIN_LLAMA_SERVER")
-    if named:
-        return Path(named) if Path(named).is_file() else None
-    found = sorted(glob.glob(os.path.expanduser("~/.cache/vibeadmin/llama-server/*/llama-server")))
-    return Path(found[-1]) if found else None
-
+from tests.real_members import NOT_BUILT, llama_server_binary
 
 pytestmark = [
     pytest.mark.real_model,
-    pytest.mark.skipif(
-        llama_server_binary() is None, reason="llama-server is not built (bin/build-llama-server)"
-    ),
+    pytest.mark.skipif(llama_server_binary() is None, reason=NOT_BUILT),
 ]
 # A system prompt of its own, which the gateway keeps: the member sees the same prompt both ways.
 MESSAGES = [{"role": "system", "content": "You count."}, {"role": "user", "content": "Count from 1 to 50."}]
 ASK = {"model": "gemma", "messages": MESSAGES, "max_tokens": 8, "temperature": 0, "stream": True}
-
-
-@pytest.fixture(scope="module")
-def llama_server(gemma_model):
-    port = free_port()
-    command = [
-        str(llama_server_binary()),
-        "-m",
-        str(gemma_model.path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "-c",
-        "512",
-        "-t",
-        "1",
-        "--parallel",
-        "1",
-        "--no-jinja",  # the template by name, as members are started
-        "--chat-template",
-        "gemma",
-    ]
-    # Its shared libraries lie beside it.
-    env = {**os.environ, "LD_LIBRARY_PATH": str(Path(command[0]).parent)}
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: answers(url + "/health") or child.poll() is not None, 120, what="llama-server to load"
-        )
-        assert child.poll() is None, "llama-server exited"
-        yield url
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
 
 
 def stream_from(url: str, body: dict) -> list[dict]:

@@ -17,10 +17,8 @@ import asyncio
 import hashlib
 import json
 import os
-import subprocess
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -35,31 +33,15 @@ from pool.gateway.errors import ApiError
 from pool.gateway.validation import CHAT_FIELDS, validate
 from pool.models import ApiKey, Member, PoolSettings, states
 from tests.asgi_driver import request
-from tests.helpers import answers, free_port, wait_until
-from tests.test_gateway_llama_server import llama_server_binary
+from tests.helpers import answers
+from tests.real_members import NOT_BUILT, llama_server_binary, start_llama_server, wait_loaded
 
 pytestmark = [
     pytest.mark.real_model,
-    pytest.mark.skipif(
-        llama_server_binary() is None, reason="llama-server is not built (bin/build-llama-server)"
-    ),
+    pytest.mark.skipif(llama_server_binary() is None, reason=NOT_BUILT),
 ]
 KEY = "va-llama-server-blame-key"
 EXAMPLES = int(os.environ.get("VIBEADMIN_PROPERTY_EXAMPLES", "200"))
-
-
-def start_llama_server(model: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    binary = llama_server_binary()
-    assert binary is not None
-    command = [
-        str(binary),
-        *("-m", str(model), "--host", "127.0.0.1", "--port", str(port)),
-        *("-c", "512", "-t", "1", "--parallel", "1", "--no-jinja", "--chat-template", "gemma"),
-    ]
-    env = {**os.environ, "LD_LIBRARY_PATH": str(binary.parent)}  # its libraries lie beside it
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return child, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +49,7 @@ def llama_servers(gemma_model):
     started = [start_llama_server(gemma_model.path) for _ in range(2)]
     try:
         for child, url in started:
-            wait_until(
-                lambda c=child, u=url: answers(u + "/health") or c.poll() is not None,
-                120,
-                what="llama-server to load",
-            )
-            assert child.poll() is None, "llama-server exited"
+            wait_loaded(child, url)
         yield [url for _, url in started]
     finally:
         for child, _ in started:

@@ -29,8 +29,7 @@ def two_models(fake_members) -> tuple[Model, Model]:
         architecture="qwen2",
         quantization="Q8_0",
     )
-    PoolSettings.load()
-    PoolSettings.objects.filter(pk=1).update(primary_model=big)
+    PoolSettings.objects.update_or_create(pk=1, defaults={"primary_model": big})
     Member.objects.filter(name="a").update(model=big)
     Member.objects.filter(name="b").update(model=small)
     return big, small
@@ -116,4 +115,26 @@ async def test_a_tenant_s_canary_takes_only_that_tenant_s_requests(gateway, fake
     await sync_to_async(start_canary)(100, small, big, key)
     await gateway.registry.refresh()
     assert {await served_by(gateway, "vibethinker", raw) for _ in range(10)} == {"b"}
+    assert {await served_by(gateway, "vibethinker", platform_key) for _ in range(10)} == {"a"}
+
+
+async def test_while_members_move_the_alias_reaches_both_models_each_asked_for_its_own(
+    gateway, fake_members, platform_key
+):
+    big, small = await sync_to_async(two_models)(fake_members)
+    await sync_to_async(Rollout.objects.create)(source=big, target=small, state=rs.REPLACING)
+    await gateway.registry.refresh()
+    served = {await served_by(gateway, "vibethinker", platform_key) for _ in range(30)}
+    assert served == {"a", "b"}  # the pool's capacity stays whole while it is rolled
+    assert gateway.registry.policy.sha_of("vibethinker") is None  # no cached answers of either meanwhile
+
+
+async def test_a_canary_s_alias_share_never_reaches_it_once_it_is_rolled_back(
+    gateway, fake_members, platform_key
+):
+    big, small = await sync_to_async(two_models)(fake_members)
+    await sync_to_async(Rollout.objects.create)(
+        source=big, target=small, state=rs.ROLLING_BACK, canary_percent=100
+    )
+    await gateway.registry.refresh()
     assert {await served_by(gateway, "vibethinker", platform_key) for _ in range(10)} == {"a"}

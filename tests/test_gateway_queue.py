@@ -10,25 +10,10 @@ from asgiref.sync import sync_to_async
 
 from pool import inflight
 from pool.models import Member
-from tests.asgi_driver import Call, request
-from tests.gateway_kit import chat, set_policy
+from tests.asgi_driver import request
+from tests.gateway_kit import chat, chat_call, set_policy, wait_for_queue
 
 pytestmark = pytest.mark.asyncio
-
-
-def chat_call(gateway, key: str, content: str = "hi", **extra) -> Call:
-    import json
-
-    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    return Call(gateway, "POST", "/v1/chat/completions", json.dumps(chat(content, **extra)).encode(), headers)
-
-
-async def wait_for_queue(gateway, depth: int) -> None:
-    for _ in range(200):
-        if len(gateway.router.queue) == depth:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the queue never reached {depth} (it holds {len(gateway.router.queue)})")
 
 
 async def test_requests_beyond_capacity_wait_and_are_served_in_arrival_order(

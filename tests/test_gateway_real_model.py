@@ -5,65 +5,23 @@ Answers are short (max_tokens <= 32) so the whole file runs in seconds once the 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import sqlite3
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port, manage, start_serve, stop_serve, wait_ready, wait_until
+from tests.helpers import manage, wait_until
+from tests.real_members import Served, serving_one_member
 
 pytestmark = pytest.mark.real_model
 
 COUNTING = [{"role": "user", "content": "Count from 1 to 50, separated by commas."}]
 
 
-@dataclass
-class Served:
-    url: str
-    data_dir: Path
-    model_id: str
-    key: str
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0, timeout=120)
-
-
 METRICS_TOKEN = "prometheus-scrape-token-123"
-
-
-@contextlib.contextmanager
-def serving_one_member(folder: Path, migrated_template: Path, model: Path, **env: str) -> Iterator[Served]:
-    """`manage.py serve` with one member of `model`, over a copy of the migrated template,
-    and a platform key; `env` adds to (or overrides) the settings every such test uses."""
-    data_dir = folder / "data"
-    shutil.copytree(migrated_template, data_dir)
-    port = str(free_port())
-    env = {
-        "VIBEADMIN_PORT": port,
-        "VIBEADMIN_MEMBERS": "1",
-        "VIBEADMIN_MODEL": str(model),
-        "VIBEADMIN_CHAT_FORMAT": "gemma",
-        "VIBEADMIN_N_CTX": "512",
-        "VIBEADMIN_REFRESH_S": "0.1",
-        **env,
-    }
-    key = manage("apikey", "create", "algebra-school", data_dir=data_dir).stdout.strip().splitlines()[-1]
-    output = folder / "serve.out"
-    child = start_serve(data_dir, log=output, **env)
-    try:
-        wait_ready(child, output, 1)
-        yield Served(f"http://127.0.0.1:{port}", data_dir, model.stem, key)
-    finally:
-        stop_serve(child, data_dir)
 
 
 @pytest.fixture(scope="module")

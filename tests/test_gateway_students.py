@@ -206,3 +206,61 @@ async def test_the_line_knows_a_keys_student_and_a_solve_page_students_network(
 
     tenant = seen[0][0]
     assert seen == [(tenant, "alice"), (tenant, ""), ("solve", "2001:db8:1:2::/64")]
+
+
+async def test_two_gateways_sharing_redis_let_a_student_through_exactly_at_the_rate(gateway, fakes_in_loop):
+    if redis_missing():
+        pytest.skip(redis_missing())
+    from pool.gateway.admission import Admission
+    from pool.gateway.app import Gateway
+    from pool.gateway.limits_redis import RedisLimits
+
+    server = await sync_to_async(start_redis)()
+    other = Gateway()
+    try:
+        for gw in (gateway, other):
+            gw.admission = Admission(RedisLimits(server.url))
+        await fakes_in_loop(2, concurrent=True)
+        _, key = await sync_to_async(apikey_create)(name="school", user_rpm=5)
+        body = json.dumps({**chat(), "user": "alice"}).encode()
+
+        calls = [Call((gateway, other)[i % 2], "POST", PATH, body, headers(key)) for i in range(12)]
+        replies = await asyncio.gather(*(c.done(30) for c in calls))
+
+        assert sorted(r.status for r in replies) == [200] * 5 + [429] * 7
+        assert {r.json()["error"]["code"] for r in replies if r.status == 429} == {"user_rate_limited"}
+    finally:
+        for task in (other.registry._task, other._sampler):
+            if task is not None:
+                task.cancel()
+        await sync_to_async(server.stop)()
+
+
+async def test_a_students_counter_redis_lost_is_seeded_from_the_students_own_usage(gateway, fakes_in_loop):
+    if redis_missing():
+        pytest.skip(redis_missing())
+    import redis
+    from django.utils import timezone
+
+    from pool.models import ApiKey, StudentDay, UsageDay
+
+    server = await sync_to_async(start_redis)()
+    try:
+        gateway.quotas = RedisQuotas(server.url)
+        await fakes_in_loop(1, max_tokens=10)
+        _, key = await sync_to_async(apikey_create)(name="school", user_tokens_per_day=100)
+        pk = (await sync_to_async(ApiKey.objects.get)(name="school")).pk
+        today = timezone.localdate()
+        # The key has used far more than a student's day (other students); alice little.
+        await sync_to_async(UsageDay.objects.create)(tenant=f"key:{pk}", day=today, prompt_tokens=5000)
+        await sync_to_async(StudentDay.objects.create)(key_id=pk, user="alice", day=today, prompt_tokens=95)
+        redis.Redis.from_url(server.url).flushall()
+
+        alice = await request(gateway, "POST", PATH, {**chat(max_tokens=10), "user": "alice"}, key=key)
+        again = await request(gateway, "POST", PATH, {**chat(max_tokens=10), "user": "alice"}, key=key)
+        bob = await request(gateway, "POST", PATH, {**chat(max_tokens=10), "user": "bob"}, key=key)
+
+        assert alice.status == 200 and bob.status == 200  # not refused for the key's 5,000
+        assert again.status == 429 and again.json()["error"]["code"] == "user_quota_exceeded"
+    finally:
+        await sync_to_async(server.stop)()

@@ -16,7 +16,7 @@ from pool.services import ActionError
 from pool.services.members import member_add
 from tests.asgi_driver import Call
 from tests.gateway_kit import chat
-from tests.test_upstream_client import BODY, FakeServer, answer_json
+from tests.raw_member import BODY, FakeServer, answer_json
 
 
 async def test_the_upstream_client_sends_the_members_key_as_a_bearer_token():

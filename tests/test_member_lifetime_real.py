@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.helpers import ROOT, clean_env, free_port, manage, member_processes, wait_ready, wait_until
-from tests.test_gateway_llama_server import llama_server_binary
+from tests.real_members import llama_server_binary
 
 pytestmark = pytest.mark.real_model
 # llama-server members, as the default pool runs; llama-cpp-python's where it is not built.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from pool import llama_build, model_library
+from pool import llama_build, model_identity, model_library
 from pool.model_file import ModelChoice
 from pool.models import Member, Model, PoolEvent, PoolSettings
 from pool.services import ActionError, model_hashing
@@ -107,7 +107,7 @@ def test_the_sha256_is_computed_once_in_the_background_with_progress(tiny, monke
     model = model_add(path=tiny, name="tiny")
     assert model.sha256 == "" and model.hash_progress == 0.0
     seen: list[int] = []
-    monkeypatch.setattr(model_hashing, "BLOCK", 1024)
+    monkeypatch.setattr(model_identity, "BLOCK", 1024)
     monkeypatch.setattr(model_hashing, "PROGRESS_EVERY", 2048)
     real_update = Model.objects.filter
 
@@ -130,8 +130,8 @@ def test_the_sha256_is_computed_once_in_the_background_with_progress(tiny, monke
     model.refresh_from_db()
     assert model.sha256 == digest and model.hash_progress == 1.0
     # Stamped beside the file: the next registration of it needs no hashing.
-    assert model_library.stamped_digest(tiny) == digest
-    monkeypatch.setattr(model_hashing, "_hash_with_progress", lambda *a: pytest.fail("hashed twice"))
+    assert model_identity.stamped(tiny) == digest
+    monkeypatch.setattr(model_hashing, "compute", lambda *a: pytest.fail("hashed twice"))
     assert model_hashing.hash_model(model.pk) == digest
 
 

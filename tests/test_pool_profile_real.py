@@ -17,7 +17,6 @@ from contextlib import closing
 import psutil
 import pytest
 
-from pool import llama_build
 from tests.helpers import ROOT, clean_env, manage
 
 pytestmark = [pytest.mark.real_model]
@@ -28,16 +27,8 @@ BUDGET = "120"
 SHORT = ["--layouts", "1", "--point-s", "3", "--answer-tokens", "8"]
 
 
-@pytest.fixture(scope="module")
-def binary():
-    path = llama_build.default_llama_server()
-    if not path.is_file():
-        pytest.skip(f"no llama-server at {path}: `make install` builds it (bin/build-llama-server)")
-    return path
-
-
 @pytest.fixture
-def model_env(gemma_model, binary) -> dict[str, str]:
+def model_env(gemma_model, built_llama_server) -> dict[str, str]:
     return {
         "VIBEADMIN_MODEL": str(gemma_model.path),
         "VIBEADMIN_CHAT_FORMAT": gemma_model.chat_format,
@@ -47,7 +38,7 @@ def model_env(gemma_model, binary) -> dict[str, str]:
 
 def profiles(data_dir) -> list[tuple[str, str, str]]:
     with closing(sqlite3.connect(data_dir / "db.sqlite3", timeout=5)) as db:
-        return db.execute("SELECT state, points, note FROM pool_profilerun ORDER BY id").fetchall()
+        return db.execute("SELECT state, points, message FROM pool_profilerun ORDER BY id").fetchall()
 
 
 def servers_left(data_dir) -> list[int]:

@@ -6,20 +6,13 @@ capacity from the profile worked out on the page."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import ARTIFACTS, CHROMIUM, manage, wait_until
-from tests.test_dashboard_browser import App, _read, browser  # noqa: F401 - a fixture
+from tests.browser_kit import BROWSER, App, read_or_empty
+from tests.helpers import ARTIFACTS, manage, wait_until
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium",
-    ),
-]
+pytestmark = BROWSER
 
 STORED = """
 from pool.models import ProfileRun
@@ -47,7 +40,7 @@ def app(tmp_path):
     app = App(data_dir, **env)
     try:
         app.password = wait_until(
-            lambda: _read(data_dir / "admin-password.txt"), 60, what="the admin password"
+            lambda: read_or_empty(data_dir / "admin-password.txt"), 60, what="the admin password"
         )
         # With no members there is no "ready" line: the page serves once this one is out.
         wait_until(lambda: "Serving on" in app.output(), 240, what="vibeadmin to serve")
@@ -56,18 +49,8 @@ def app(tmp_path):
         app.stop()
 
 
-def test_an_operator_sees_the_profile_plotted_and_sizes_a_peak_from_it(app, browser):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.add_init_script("""window.__violations = [];
-      document.addEventListener("securitypolicyviolation",
-        (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
-    page.goto(app.url + "/dashboard/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", app.password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard/")
+def test_an_operator_sees_the_profile_plotted_and_sizes_a_peak_from_it(app, browser):
+    page = app.operator_page(browser, "/dashboard/")
 
     page.locator('[data-profile-chart="tokens"] canvas').wait_for(timeout=15_000)
     assert page.locator('[data-profile-chart="ttft"] canvas').count() == 1
@@ -86,5 +69,5 @@ def test_an_operator_sees_the_profile_plotted_and_sizes_a_peak_from_it(app, brow
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#profile-heading").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dashboard-profile.png"), full_page=True)
-    assert errors == []
+    assert page.errors == []
     assert page.evaluate("window.__violations") == []

@@ -160,8 +160,9 @@ async def test_the_solve_page_has_a_quota_of_its_own(gateway, fakes_in_loop):
     assert "the solve page" in second.json()["error"]["message"]
 
 
+@pytest.mark.django_db
 async def test_a_day_quota_above_the_month_quota_is_refused():
-    with pytest.raises(ValueError, match="tokens-per-day"):
+    with pytest.raises(ValueError, match="the month.s quota"):
         await sync_to_async(apikey_create)(name="x", tokens_per_day=10, tokens_per_month=5)
 
 
@@ -251,6 +252,22 @@ async def test_a_month_quota_resets_at_the_first_of_the_next_month_in_the_operat
     assert (day.name, month.name) == ("day:2027-02-01", "month:2027-02")
     assert month.resets_at.isoformat() == "2027-03-01T00:00:00+09:00"
     assert day.resets_at.isoformat() == "2027-02-02T00:00:00+09:00"
+
+
+async def test_a_new_day_forgets_the_counters_of_the_days_gone_but_not_this_months():
+    from datetime import UTC, datetime
+
+    quotas = LocalQuotas()
+    student = Quota("key:1", "a student", 100, 1000, user="alice")
+    yesterday = periods(student, datetime(2027, 3, 9, 12, tzinfo=UTC))
+    quotas.seeds = {f"key:1|{p.name}|user:alice": 0 for p in yesterday}
+    await quotas.take(student, yesterday, [0, 0], 10)
+    quotas.forget_past(yesterday)
+    today = periods(student, datetime(2027, 3, 10, 12, tzinfo=UTC))
+
+    quotas.forget_past(today)
+
+    assert set(quotas.levels) == set(quotas.seeds) == {"key:1|month:2027-03|user:alice"}
 
 
 async def test_counters_redis_lost_are_seeded_again_from_what_the_database_holds_now(gateway, fakes_in_loop):

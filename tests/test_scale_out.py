@@ -203,7 +203,7 @@ def test_state_changes_race_safely_on_postgres(cluster):
         "from concurrent.futures import ThreadPoolExecutor\n"
         "from django.db import connection\n"
         "from pool.models import Member\n"
-        "from pool.transitions import change_state\n"
+        "from pool.services.member_state import change_state\n"
         "def race(_):\n"
         "    m = Member.objects.get(name='on-n1')\n"
         "    m.state = 'ready'\n"

@@ -9,65 +9,12 @@ model. Screenshots go to tests/artifacts/.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    answers,
-    free_port,
-    start_serve,
-    stop_serve,
-    wait_ready,
-    wait_until,
-)
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromium").exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-]
-
-
-# Stands in for fetch() on /solve/api/stream when window.__canned is set (one reply for
-# every request, or a list of them, one per request, in turn): the answer starts after
-# `waitMs` and its body comes in `chunk`-byte pieces (cutting events, lines and UTF-8
-# characters) every `delayMs`; a reply with `parts` sends each part's text after its
-# `pauseMs`. Every body sent is kept in window.__sentAll.
-CANNED_FETCH = """
-const realFetch = window.fetch.bind(window);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-window.__sentAll = [];
-window.fetch = async (url, options) => {
-  const canned = Array.isArray(window.__canned) ? window.__canned.shift() : window.__canned;
-  if (!canned || !String(url).includes("/solve/api/")) return realFetch(url, options);
-  window.__sent = JSON.parse(options.body);
-  window.__sentAll.push(window.__sent);
-  await sleep(canned.waitMs || 0);  // queued in the gateway
-  const parts = canned.parts || [{ text: canned.body, pauseMs: 0 }];
-  const signal = options.signal;
-  const body = new ReadableStream({ async start(controller) {
-    for (const part of parts) {
-      await sleep(part.pauseMs || 0);
-      const bytes = new TextEncoder().encode(part.text);
-      for (let i = 0; i < bytes.length; i += canned.chunk) {
-        if (signal && signal.aborted) { controller.error(new DOMException("aborted", "AbortError")); return; }
-        controller.enqueue(bytes.slice(i, i + canned.chunk));
-        await sleep(canned.delayMs);
-      }
-    }
-    controller.close();
-  } });
-  return new Response(body, { status: canned.status, headers: canned.headers });
-};
-"""
+from tests.browser_kit import BROWSER, can, open_page, serving_gemma, sse
+from tests.helpers import ARTIFACTS
 
 ANSWER = r"""<think>
 We need $2^{100} \bmod 7$. Since $2^3 = 8 \equiv 1 \pmod 7$ and $100 = 3 \cdot 33 + 1$, it is $2$.
@@ -90,121 +37,17 @@ So \(r = 2\), that is \boxed{2}.
 """
 
 
-def sse(text: str, piece: int = 9) -> str:
-    chunks = [
-        {"choices": [{"index": 0, "delta": {"content": text[i : i + piece]}, "finish_reason": None}]}
-        for i in range(0, len(text), piece)
-    ]
-    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+pytestmark = BROWSER
 
 
 # --- the app and the browser -----------------------------------------------------------
 
 
-def serve_app(data_dir: Path, log: Path, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
-    """Start serve and wait for its solve page to answer; the child and the app's URL."""
-    port = free_port()
-    child = start_serve(data_dir, *args, log=log, VIBEADMIN_PORT=str(port), **env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until(
-            lambda: answers(url + "solve/") or child.poll() is not None,
-            60,
-            interval=0.2,
-            what="serve to answer",
-        )
-        assert child.poll() is None, log.read_text()
-    except BaseException:  # serve never answered: don't leave it (or its members) running
-        stop_serve(child, data_dir)
-        raise
-    return child, url
-
-
-@pytest.fixture
-def page_only(data_dir, tmp_path):
-    """The app with no members and no supervisor: enough to load the page."""
-    child, url = serve_app(data_dir, tmp_path / "serve.out", "--no-supervisor", VIBEADMIN_MEMBERS="0")
-    yield url
-    stop_serve(child, data_dir)
-
-
 @pytest.fixture
 def one_real_member(data_dir, gemma_model, tmp_path):
     """The app with one real llama.cpp member serving the default model, once it is ready."""
-    log = tmp_path / "serve.out"
-    child, url = serve_app(
-        data_dir,
-        log,
-        VIBEADMIN_MEMBERS="1",
-        VIBEADMIN_MODEL=str(gemma_model.path),
-        VIBEADMIN_CHAT_FORMAT="gemma",
-    )
-    try:
-        wait_ready(child, log, 1)
+    with serving_gemma(data_dir, gemma_model, tmp_path / "serve.out") as url:
         yield url
-    finally:
-        stop_serve(child, data_dir)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def open_page(browser, url: str, *, width: int = 1100, canned: bool = False, init: str = ""):
-    """The solve page; with `canned`, its fetch() can be given a scripted stream
-    (window.__canned); `init` runs before the page's own scripts. Uncaught script errors
-    collect in page.errors."""
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    if init:
-        page.add_init_script(init)
-    if canned:
-        page.add_init_script(CANNED_FETCH)
-    page.goto(url + "solve/")
-    return page
-
-
-def canned(
-    *,
-    status: int = 200,
-    body: str = "",
-    headers: dict | None = None,
-    chunk: int = 5,
-    wait_ms: int = 0,
-    parts: list[dict] | None = None,
-) -> dict:
-    reply = {
-        "status": status,
-        "body": body,
-        "headers": headers or {"content-type": "text/event-stream"},
-        "chunk": chunk,
-        "delayMs": 1,
-        "waitMs": wait_ms,
-    }
-    if parts is not None:
-        reply["parts"] = parts
-    return reply
-
-
-def can(page, *, status: int = 200, body: str, headers: dict, chunk: int = 5, wait_ms: int = 0) -> None:
-    page.evaluate(
-        "c => { window.__canned = c; }",
-        canned(status=status, body=body, headers=headers, chunk=chunk, wait_ms=wait_ms),
-    )
-
-
-def can_each(page, *replies: dict) -> None:
-    """One canned reply per request, in turn; later requests go to the server."""
-    page.evaluate("c => { window.__canned = c; }", list(replies))
 
 
 def final_text(page) -> str:

@@ -178,7 +178,7 @@ async def test_an_address_busy_on_one_gateway_is_refused_on_another_that_shares_
 def test_the_page_offers_answer_lengths_up_to_the_ceiling(client, settings):
     settings.VIBEADMIN_MAX_TOKENS = 8192
     settings.VIBEADMIN_DEFAULT_MAX_TOKENS = 1024
-    PoolSettings.load()
+    PoolSettings.objects.get_or_create(pk=1)
     PoolSettings.objects.filter(pk=1).update(solve_max_tokens=1000)
     page = client.get("/solve/")
     assert page.context["budgets"] == [512, 1000]

@@ -2,7 +2,7 @@
 known script-injection vectors renders without running anything, and none of their
 elements or attributes survive in the page.
 
-The answer comes from a scripted stream (test_solve_browser's canned fetch), not a model:
+The answer comes from a scripted stream (tests/browser_kit.py's canned fetch), not a model:
 a real model would not write these on demand, and the page cannot tell the difference.
 Every vector calls window.__pwned(name) if it runs; Content-Security-Policy violations are
 collected too, so an injection the sanitizer let through and only the policy stopped
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import urllib.request
 
-from tests.test_solve_browser import ARTIFACTS, browser, can, open_page, page_only, pytestmark, sse  # noqa: F401
+from tests.browser_kit import BROWSER, CANNED_FETCH, can, open_page, sse
+from tests.helpers import ARTIFACTS
+
+pytestmark = BROWSER
 
 PWN = "window.__pwned"
 # Records what runs, and every CSP violation, from before the page's own scripts. DOMPurify
@@ -89,7 +92,7 @@ VISIBLE_TEXT = """() => { const copy = document.querySelector('#final').cloneNod
   copy.querySelectorAll('pre, code').forEach((el) => el.remove()); return copy.textContent; }"""
 
 
-def test_a_hostile_answer_runs_nothing_and_leaves_no_live_markup(page_only, browser):  # noqa: F811
+def test_a_hostile_answer_runs_nothing_and_leaves_no_live_markup(page_only, browser):
     page = open_page(browser, page_only, canned=True, init=WATCH)
     can(page, body=sse(HOSTILE, piece=23), headers={"content-type": "text/event-stream"}, chunk=64)
     page.fill("#problem", "Say something nasty.")
@@ -127,7 +130,7 @@ def test_a_hostile_answer_runs_nothing_and_leaves_no_live_markup(page_only, brow
     assert page.errors == []
 
 
-def test_every_page_sends_a_policy_that_forbids_inline_script(page_only):  # noqa: F811
+def test_every_page_sends_a_policy_that_forbids_inline_script(page_only):
     for path in ("solve/", "login/", "static/js/solve.js"):
         with urllib.request.urlopen(page_only + path, timeout=10) as response:
             policy = response.headers["Content-Security-Policy"] or ""
@@ -185,13 +188,11 @@ def assert_inert(page) -> None:
             assert "javascript:" not in value.replace(" ", "").lower(), element
 
 
-def test_a_hostile_answer_stays_inert_in_follow_ups_history_copy_and_print(page_only, browser):  # noqa: F811
+def test_a_hostile_answer_stays_inert_in_follow_ups_history_copy_and_print(page_only, browser):
     context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
     try:
         page = context.new_page()
         page.add_init_script(WATCH)
-        from tests.test_solve_browser import CANNED_FETCH  # noqa: PLC0415
-
         page.add_init_script(CANNED_FETCH)
         page.goto(page_only + "solve/")
         can(page, body=sse(HOSTILE, piece=23), headers={"content-type": "text/event-stream"}, chunk=64)

@@ -18,15 +18,6 @@ from tests.gateway_kit import set_policy
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture
-def model_file(settings, tmp_path):
-    """A model file of its own, so the answer cache knows which model it stores for."""
-    path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF" + b"weights" * 100)
-    settings.VIBEADMIN_MODEL = str(path)
-    return path
-
-
 def problem(text: str = "Solve 2x+3=7") -> bytes:
     return json.dumps({"problem": text, "max_tokens": 50}).encode()
 
@@ -81,7 +72,7 @@ async def test_the_problem_field_is_held_to_the_operators_cap(gateway, fakes_in_
     exact = await request(gateway, "POST", SOLVE_PATH, raw=problem("x" * 40))
 
     assert long.status == 400
-    assert long.json()["error"]["code"] == "conversation_too_long"
+    assert long.json()["error"]["code"] == "prompt_too_long"
     assert "at most 40" in long.json()["error"]["message"]
     assert exact.status == 200
     assert member.stats.requests == 1

@@ -1,6 +1,6 @@
 """The solve page as a tutor, in headless Chromium against `manage.py serve` in a child
 process: a five-turn conversation on a real llama.cpp member (the default model), and,
-with test_solve_browser's scripted fetch in place of a model, hints mode's buttons, the
+with the scripted fetch (tests/browser_kit.py) in place of a model, hints mode's buttons, the
 trimmed conversation, the history kept in the browser, copy and print, the honest wait,
 and the keyboard and the accessibility tree. Screenshots go to tests/artifacts/.
 """
@@ -11,57 +11,29 @@ import json
 
 import pytest
 
-from tests.helpers import ARTIFACTS, manage, stop_serve, wait_ready
-from tests.test_solve_browser import (  # noqa: F401
-    browser,
+from tests.browser_kit import (
+    BROWSER,
+    CANNED_FETCH,
+    HISTORY,
     can_each,
     canned,
     open_page,
-    page_only,
-    pytestmark,
-    serve_app,
+    reply,
+    serving_gemma,
+    settle,
     sse,
 )
+from tests.helpers import ARTIFACTS
 
-HISTORY = "vibeadmin.solve.history"
-
-
-def settle(data_dir, **fields) -> None:
-    """Set the Routing page's fields in the child's database before it serves."""
-    code = (
-        "from pool.models import PoolSettings; PoolSettings.load(); "
-        f"PoolSettings.objects.filter(pk=1).update(**{fields!r})"
-    )
-    result = manage("shell", "-c", code, data_dir=data_dir)
-    assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture
-def hints_page(data_dir, tmp_path):
-    """The app in hints mode with small conversation bounds, no members: the page only."""
-    settle(data_dir, solve_mode="hints", solve_max_turns=3, solve_max_chars=4000)
-    child, url = serve_app(data_dir, tmp_path / "serve.out", "--no-supervisor", VIBEADMIN_MEMBERS="0")
-    yield url
-    stop_serve(child, data_dir)
+pytestmark = BROWSER
 
 
 @pytest.fixture
 def real_member_small_answers(data_dir, gemma_model, tmp_path):
     """One real llama.cpp member (the small gemma GGUF); answers of at most 96 tokens."""
     settle(data_dir, solve_max_tokens=96, solve_rpm=30)
-    log = tmp_path / "serve.out"
-    child, url = serve_app(
-        data_dir,
-        log,
-        VIBEADMIN_MEMBERS="1",
-        VIBEADMIN_MODEL=str(gemma_model.path),
-        VIBEADMIN_CHAT_FORMAT="gemma",
-    )
-    try:
-        wait_ready(child, log, 1)
+    with serving_gemma(data_dir, gemma_model, tmp_path / "serve.out") as url:
         yield url
-    finally:
-        stop_serve(child, data_dir)
 
 
 def watch_lengths(page) -> None:
@@ -81,7 +53,7 @@ def stored(page) -> list[dict]:
 @pytest.mark.real_model
 def test_a_five_turn_conversation_streams_each_turn_with_math_and_the_caps_hold(
     real_member_small_answers,
-    browser,  # noqa: F811
+    browser,
 ):
     url = real_member_small_answers
     page = open_page(browser, url)
@@ -137,11 +109,7 @@ def test_a_five_turn_conversation_streams_each_turn_with_math_and_the_caps_hold(
 # --- with a scripted stream ------------------------------------------------------------------
 
 
-def reply(text: str) -> dict:
-    return canned(body=sse(text), chunk=7)
-
-
-def test_hints_mode_offers_the_three_steps_and_sends_each_as_a_turn(hints_page, browser):  # noqa: F811
+def test_hints_mode_offers_the_three_steps_and_sends_each_as_a_turn(hints_page, browser):
     page = open_page(browser, hints_page, canned=True)
     can_each(
         page,
@@ -181,7 +149,7 @@ def test_hints_mode_offers_the_three_steps_and_sends_each_as_a_turn(hints_page, 
     assert page.errors == []
 
 
-def test_history_keeps_reopens_deletes_and_clears_conversations(page_only, browser):  # noqa: F811
+def test_history_keeps_reopens_deletes_and_clears_conversations(page_only, browser):
     page = open_page(browser, page_only, canned=True)
     page.on("dialog", lambda dialog: dialog.accept())
     can_each(
@@ -224,14 +192,12 @@ def test_history_keeps_reopens_deletes_and_clears_conversations(page_only, brows
     assert page.errors == []
 
 
-def test_a_conversation_is_copied_as_markdown_and_printed_with_its_math(page_only, browser):  # noqa: F811
+def test_a_conversation_is_copied_as_markdown_and_printed_with_its_math(page_only, browser):
     context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
     try:
         page = context.new_page()
         page.errors = []
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-        from tests.test_solve_browser import CANNED_FETCH
-
         page.add_init_script(CANNED_FETCH)
         page.goto(page_only + "solve/")
         can_each(page, reply("Since $2^3 \\equiv 1$:\n\n$$2^{100} \\equiv 2 \\pmod 7$$"))
@@ -256,7 +222,7 @@ def test_a_conversation_is_copied_as_markdown_and_printed_with_its_math(page_onl
         context.close()
 
 
-def test_a_waiting_problem_shows_its_place_in_line_and_the_predicted_wait(page_only, browser):  # noqa: F811
+def test_a_waiting_problem_shows_its_place_in_line_and_the_predicted_wait(page_only, browser):
     page = open_page(browser, page_only, canned=True)
     line = "event: vibeadmin\ndata: {}\n\n"
     parts = [
@@ -280,7 +246,7 @@ def test_a_waiting_problem_shows_its_place_in_line_and_the_predicted_wait(page_o
     assert page.errors == []
 
 
-def test_the_keyboard_and_a_screen_reader_can_use_the_page_on_a_phone(page_only, browser):  # noqa: F811
+def test_the_keyboard_and_a_screen_reader_can_use_the_page_on_a_phone(page_only, browser):
     page = open_page(browser, page_only, width=390, canned=True)
     can_each(page, canned(body=sse("A long answer " * 40), chunk=3), reply("Short."))
     page.focus("#problem")

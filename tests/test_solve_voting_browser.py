@@ -1,5 +1,5 @@
 """The solve page's side of voting and "check my answer", in headless Chromium against
-`manage.py serve` in a child process, with test_solve_browser's scripted fetch in place
+`manage.py serve` in a child process, with the scripted fetch (tests/browser_kit.py) in place
 of a model: the agreement under the streamed answer, the warning and the majority's
 solution beside it when the samples disagree, and a typed answer checked and kept in the
 conversation. Screenshots go to tests/artifacts/."""
@@ -8,18 +8,10 @@ from __future__ import annotations
 
 import json
 
+from tests.browser_kit import BROWSER, HISTORY, can_each, canned, open_page, reply, sse
 from tests.helpers import ARTIFACTS
-from tests.test_solve_browser import (  # noqa: F401
-    browser,
-    can_each,
-    canned,
-    open_page,
-    page_only,
-    pytestmark,
-    serve_app,
-    sse,
-)
-from tests.test_solve_tutor_browser import HISTORY, hints_page, reply  # noqa: F401
+
+pytestmark = BROWSER
 
 
 def voted(first: str, agreement: dict, majority: str | None = None) -> dict:
@@ -30,7 +22,7 @@ def voted(first: str, agreement: dict, majority: str | None = None) -> dict:
     return canned(body=body, chunk=11)
 
 
-def test_the_page_says_how_many_independent_solutions_agree(page_only, browser):  # noqa: F811
+def test_the_page_says_how_many_independent_solutions_agree(page_only, browser):
     page = open_page(browser, page_only, canned=True)
     can_each(page, voted("19 * 21 = \\boxed{399}", {"answer": "399", "votes": 4, "of": 5}))
     page.fill("#problem", "What is 19 * 21?")
@@ -44,7 +36,7 @@ def test_the_page_says_how_many_independent_solutions_agree(page_only, browser):
     assert page.errors == []
 
 
-def test_a_disagreement_is_a_warning_with_the_majoritys_solution_beside(page_only, browser):  # noqa: F811
+def test_a_disagreement_is_a_warning_with_the_majoritys_solution_beside(page_only, browser):
     page = open_page(browser, page_only, canned=True)
     can_each(
         page,
@@ -66,7 +58,7 @@ def test_a_disagreement_is_a_warning_with_the_majoritys_solution_beside(page_onl
     assert page.errors == []
 
 
-def test_check_my_answer_says_not_yet_then_right_and_keeps_the_attempts(hints_page, browser):  # noqa: F811
+def test_check_my_answer_says_not_yet_then_right_and_keeps_the_attempts(hints_page, browser):
     page = open_page(browser, hints_page, canned=True)
     verdict = lambda v: canned(body=json.dumps({"verdict": v}), headers={"content-type": "application/json"})  # noqa: E731
     can_each(

@@ -13,6 +13,7 @@ from pool.services.members import member_add, pool_scale
 from pool.supervisor import process
 from testing.helpers import fetch
 from tests.helpers import reconcile_until
+from tests.real_members import chat_request
 
 pytestmark = [pytest.mark.django_db, pytest.mark.real_model]
 
@@ -114,8 +115,6 @@ def test_a_new_supervisor_adopts_a_member_process_that_still_runs(
 def test_a_real_member_refuses_requests_without_its_own_key(real_supervisor):
     """Its port is reachable around the gateway (VIBEADMIN_MEMBER_BIND=0.0.0.0 on a
     multi-host pool): only the key the supervisor gave it opens it."""
-    from tests.test_engine_llama_server import chat_request
-
     member = member_add()
     reconcile_until(
         real_supervisor, lambda: fetch(member).state == states.READY, LOAD_TIMEOUT_S, what="ready"

@@ -137,3 +137,25 @@ async def test_the_solve_page_streams_the_first_sample_then_the_agreement_and_th
     first = "".join(c["choices"][0]["delta"].get("content", "") for c in streamed if c["choices"])
     assert first == "so \\boxed{400}"  # the first sample, as it came
     assert reply.events()[-1] == "[DONE]"
+
+
+async def test_a_voted_answer_is_stored_with_its_agreement_and_served_to_the_next_student(
+    gateway, fakes_in_loop, settings, tmp_path
+):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + b"weights" * 100)
+    settings.VIBEADMIN_MODEL = str(model)
+    (member,) = await fakes_in_loop(1, answers=THREE)
+    key = await a_key(cache=True, cache_sampled=True)
+
+    first = await request(gateway, "POST", PATH, voting(3), key=key)
+    again = await request(gateway, "POST", PATH, voting(3, stream=True), key=key)
+    one = await request(gateway, "POST", PATH, voting(1), key=key)
+
+    assert first.headers["x-vibeadmin-cache"] == "miss"
+    assert again.headers["x-vibeadmin-cache"] == "hit"
+    chunks = [json.loads(e) for e in again.events()[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "so \\boxed{399}"
+    assert chunks[-1]["vibeadmin"]["agreement"] == {"answer": "399", "votes": 2, "of": 3}
+    assert one.headers["x-vibeadmin-cache"] == "miss"  # one sample's answer is another answer
+    assert member.stats.requests == 3 + 1

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pool.private_files import private_dir, private_secret
 from vibeadmin.env import (
     env_bool,
     env_choice,
@@ -30,7 +31,6 @@ from vibeadmin.env import (
     env_time_zone,
     env_url,
 )
-from vibeadmin.private_files import private_dir, private_secret
 
 # Everything vibeadmin writes (the database and its journal, logs, the secret key, the admin
 # password) is for its own user only, from the moment it is created: no window where a
@@ -297,7 +297,7 @@ VIBEADMIN_REFRESH_S = env_float("VIBEADMIN_REFRESH_S", 0.5, minimum=0.05)
 # With REDIS_URL: how long a crashed gateway's in-flight slots outlive it.
 VIBEADMIN_LEASE_S = env_float("VIBEADMIN_LEASE_S", 15.0, minimum=1.0)
 
-# --- answer cache and quotas (pool/gateway/answer_cache.py, quotas.py) -------------------
+# --- answer cache and quotas (pool/gateway/answers.py, quotas.py) -------------------
 # Stored answers kept at most (the least recently used go first) and for how long.
 VIBEADMIN_CACHE_ENTRIES = env_int("VIBEADMIN_CACHE_ENTRIES", 20_000, minimum=0)
 VIBEADMIN_CACHE_TTL_S = env_float("VIBEADMIN_CACHE_TTL_S", 7 * 24 * 3600.0, minimum=1.0)

@@ -8,23 +8,23 @@ from typing import Generic, TypeVar
 from django import forms
 from django.conf import settings
 
-from pool.loops import alerts, autoscale
+from pool.loops import autoscale
 from pool.models import AlertRule, ApiKey, Member, Model, PoolSettings, roles, states
+from pool.models.alerts import METRICS
 from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
-from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
+from pool.models.member import MAX_SLOTS, MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES, TASKS
 from pool.services import ActionError, audit
 from pool.services.keys import apikey_create
 from pool.services.members import (
-    MAX_SLOTS,
     member_add,
     member_set_api_key,
     member_set_engine,
     member_set_gpu,
+    member_set_model,
     member_set_slots,
     member_set_weight,
     pool_scale,
-    validate_remote_url,
 )
 from pool.services.users import user_create
 
@@ -42,7 +42,11 @@ class ActionForm(forms.Form, Generic[R]):
     def submit(self) -> bool:
         try:
             self.result = self.act()
-        except (ActionError, ValueError) as exc:
+        except ActionError as exc:
+            for name, messages in exc.fields.items() or [(None, [str(exc)])]:
+                self.add_error(name if name in self.fields else None, messages)
+            return False
+        except ValueError as exc:
             self.add_error(None, str(exc))
             return False
         return True
@@ -92,15 +96,6 @@ class MemberAddForm(ActionForm[Member]):
         super().__init__(*args, **kwargs)
         self.fields["engine"].initial = settings.VIBEADMIN_ENGINE
 
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"].strip()
-        if url:
-            try:
-                return validate_remote_url(url)
-            except ActionError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return url
-
     def act(self) -> Member:
         data = self.cleaned_data
         # A remote server's engine is found by probing it, not chosen here.
@@ -146,7 +141,13 @@ class MemberEditForm(ActionForm[Member]):
     def __init__(self, *args, member: Member, **kwargs):
         kwargs.setdefault(
             "initial",
-            {"weight": member.weight, "gpu": member.gpu, "slots": member.slots, "engine": member.engine},
+            {
+                "weight": member.weight,
+                "gpu": member.gpu,
+                "slots": member.slots,
+                "engine": member.engine,
+                "model": member.model.name if member.model_id else None,
+            },
         )
         super().__init__(*args, **kwargs)
         self.member = member
@@ -159,6 +160,12 @@ class MemberEditForm(ActionForm[Member]):
                 min_value=1,
                 max_value=MAX_SLOTS,
                 help_text="Answers it decodes at once (llama-server); at next start",
+            )
+            self.fields["model"] = forms.ModelChoiceField(
+                queryset=Model.objects.all(),
+                required=False,
+                to_field_name="name",
+                help_text="The library model it serves; at next start (a rollout moves the pool without a gap)",
             )
         else:
             self.fields["slots"] = forms.IntegerField(
@@ -185,6 +192,8 @@ class MemberEditForm(ActionForm[Member]):
             if engine != member.engine:
                 member_set_engine(member=member, engine=engine)
                 member.refresh_from_db()
+            if data.get("model") is not None and data["model"].pk != member.model_id:
+                member_set_model(member=member, model=data["model"])
         if slots != member.slots:
             member_set_slots(member=member, slots=slots)
         if data.get("api_key") or data.get("clear_api_key"):
@@ -238,34 +247,68 @@ class DesiredStateForm(forms.ModelForm):
     it (`full_clean`), and it is saved through the service layer, which records each change
     with who made it (pool/services/audit.py)."""
 
-    def save(self, commit: bool = True):
-        # Only what the form shows is written: the rest of the row may change meanwhile.
-        return audit.save(self.instance, fields=list(self.cleaned_data))
+    def apply(self):
+        """Save what the form shows (only that: the rest of the row may change meanwhile)."""
+        return audit.save_row(self.instance, fields=list(self.cleaned_data))
+
+    def changes(self, before) -> list[str]:
+        """What a save changed against the row as it was, as a page says it: "Queue size
+        100 → 50" (a long text only "changed")."""
+        said = []
+        for name, field in self.fields.items():
+            old, new = getattr(before, name), getattr(self.instance, name)
+            if old != new:
+                long_text = isinstance(field.widget, forms.Textarea)
+                shown = "changed" if long_text else f"{_shown(old)} → {_shown(new)}"
+                said.append(f"{self[name].label} {shown}")
+        return said
 
 
-class RoutingForm(DesiredStateForm):
-    strategy = forms.ChoiceField(choices=[(name, name.replace("_", " ")) for name in STRATEGIES])
-    solve_weight = _weight("Solve page: weight")
-    solve_priority = _priority("Solve page: class")
-
-    class Meta:
-        model = PoolSettings
-        fields = [
-            "queue_size",
-            "queue_timeout_s",
-            "prompt_general",
-            "prompt_math",
-            "prompt_code",
-            "language_hint_enabled",
-            "language_hint",
-            "api_open",
+# The Routing page's sections, in page order: (heading, one line on what it decides, fields).
+# Each is a form of its own with its own save; the sampling defaults show as one table.
+ROUTING_SECTIONS: dict[str, tuple[str, str, list[str]]] = {
+    "strategy": (
+        "Strategy",
+        "How the gateway picks a member for each request.",
+        ["strategy"],
+    ),
+    "line": (
+        "The line",
+        "Requests wait in order when every member is busy; a full line answers 429, a passed deadline "
+        "503, both with Retry-After.",
+        ["queue_size", "queue_timeout_s"],
+    ),
+    "prompts": (
+        "What the model is told",
+        "The system prompt per task, unless the caller sent its own, and the language hint.",
+        ["prompt_general", "prompt_math", "prompt_code", "language_hint_enabled", "language_hint"],
+    ),
+    "sampling": (
+        "Sampling defaults per task",
+        "Used where a request sends no value of its own; a client's own value wins, within "
+        "VIBEADMIN_MAX_TOKENS and the solve page's longest answer. Started from VibeThinker-1.5B's card "
+        "(temperature 0.6, top_p 0.95).",
+        SAMPLING_FIELDS,
+    ),
+    "access": ("Access", "Who may call /v1/. The solve page never needs a key.", ["api_open"]),
+    "students": (
+        "The solve page's limits",
+        "Students are limited per address instead of per key, and all together to a share of the "
+        "pool, so platforms always keep the rest; beyond a cap a student sees why and when to try again.",
+        [
             "solve_rpm",
             "solve_inflight_per_address",
             "solve_max_tokens",
             "solve_pool_share",
             "solve_weight",
             "solve_priority",
-            *SAMPLING_FIELDS,
+        ],
+    ),
+    "tutor": (
+        "The tutor",
+        "Follow-up questions and hints mode: the first reply a hint toward the next step, and three "
+        'buttons that send these instructions. Platforms ask for the same with "vibeadmin": {"mode": "hints"}.',
+        [
             "solve_mode",
             "solve_max_turns",
             "solve_max_chars",
@@ -274,7 +317,39 @@ class RoutingForm(DesiredStateForm):
             "hint_another",
             "hint_next_step",
             "hint_solution",
-        ]
+        ],
+    ),
+}
+LONG_TEXTS = (
+    "prompt_general",
+    "prompt_math",
+    "prompt_code",
+    "language_hint",
+    "prompt_tutor",
+    "hint_first",
+    "hint_another",
+    "hint_next_step",
+    "hint_solution",
+)
+
+
+class RoutingForm(DesiredStateForm):
+    """The Routing page's settings; with `section`, only that section's fields (the page saves
+    one section at a time; a post of every field, as older scripts send, saves them all)."""
+
+    strategy = forms.ChoiceField(
+        choices=[(name, name.replace("_", " ")) for name in STRATEGIES],
+        help_text="least connections counts each member's requests; least work adds up their "
+        "max_tokens, for answers of very different lengths; weighted round robin follows the "
+        "members' weights; ip hash keeps a client on one member; power of two and peak EWMA "
+        "weigh load and latency",
+    )
+    solve_weight = _weight("Weight in the fair line")
+    solve_priority = _priority("Class in the fair line")
+
+    class Meta:
+        model = PoolSettings
+        fields = [name for _, _, names in ROUTING_SECTIONS.values() for name in names if name != "strategy"]
         labels = {
             "queue_size": "Queue size",
             "queue_timeout_s": "Queue deadline (s)",
@@ -284,10 +359,10 @@ class RoutingForm(DesiredStateForm):
             "language_hint_enabled": "Add the language hint",
             "language_hint": "Language hint",
             "api_open": "Serve /v1/ without an API key",
-            "solve_rpm": "Solve page: problems per minute per address",
+            "solve_rpm": "Problems per minute per address",
             "solve_inflight_per_address": "Answers in flight per address",
             "solve_max_tokens": "Longest answer (tokens)",
-            "solve_pool_share": "Share of the pool's slots for students (0-1)",
+            "solve_pool_share": "Students' share of the pool (0-1)",
             **{f"{task}_temperature": f"{task.capitalize()}: temperature" for task in TASKS},
             **{f"{task}_top_p": f"{task.capitalize()}: top_p" for task in TASKS},
             **{f"{task}_max_tokens": f"{task.capitalize()}: max_tokens" for task in TASKS},
@@ -295,27 +370,38 @@ class RoutingForm(DesiredStateForm):
             "solve_max_turns": "Questions per conversation sent",
             "solve_max_chars": "Characters per conversation sent",
             "prompt_tutor": "System prompt: hints mode",
-            "hint_first": "Hints mode: added to the problem",
+            "hint_first": "Added to the problem",
             "hint_another": "Button “Another hint”",
             "hint_next_step": "Button “Next step”",
             "hint_solution": "Button “Full solution”",
         }
-        widgets = {
-            name: forms.Textarea(attrs={"rows": 2})
-            for name in (
-                "prompt_general",
-                "prompt_math",
-                "prompt_code",
-                "language_hint",
-                "prompt_tutor",
-                "hint_first",
-                "hint_another",
-                "hint_next_step",
-                "hint_solution",
-            )
+        help_texts = {
+            "queue_size": "Requests that may wait at once, across every tenant",
+            "queue_timeout_s": "The longest a request waits for a member before its 503",
+            "prompt_general": "For requests of no task, or task general",
+            "prompt_math": "For task math (the solve page's math problems too)",
+            "prompt_code": "For task code",
+            "language_hint_enabled": "Only prompts written mainly in Chinese get it",
+            "language_hint": "Added to those prompts; a caller's own system prompt is kept",
+            "api_open": "Off: every /v1/ request needs an API key",
+            "solve_rpm": "Problems one address may send per minute",
+            "solve_inflight_per_address": "Answers one address may wait for at once",
+            "solve_max_tokens": "The longest answer a student may ask for",
+            "solve_pool_share": "Of the ready members' slots, what students may hold at once",
+            "solve_weight": "The solve page's share of a full pool against each key's weight",
+            "solve_priority": "batch only gets slots no interactive request waits for",
+            "solve_mode": "Hints mode answers with a hint first; the student asks for more",
+            "solve_max_turns": "Older questions are left out, and the page says so",
+            "solve_max_chars": "Older turns are left out beyond this",
+            "prompt_tutor": "Hints mode's system prompt, in place of the task's",
+            "hint_first": "Hints mode: the instruction added to the student's problem",
+            "hint_another": "Sent as the student's turn when the button is pressed",
+            "hint_next_step": "Sent as the student's turn when the button is pressed",
+            "hint_solution": "Sent as the student's turn when the button is pressed",
         }
+        widgets = {name: forms.Textarea(attrs={"rows": 3}) for name in LONG_TEXTS}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, section: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["strategy"].initial = self.instance.strategy
         self.order_fields(["strategy"])
@@ -324,6 +410,15 @@ class RoutingForm(DesiredStateForm):
             self.fields[f"{task}_top_p"].required = False
         for name in ("solve_max_turns", "solve_max_chars", *TUTOR_TEXTS):
             self.fields[name].required = False  # left out of a post (older scripts): kept
+        for name in ("solve_weight", "solve_priority"):  # declared here, so Meta's help is not theirs
+            self.fields[name].help_text = self.Meta.help_texts[name]
+        for name in SAMPLING_FIELDS:  # shown as one table, with one help text under it
+            self.fields[name].widget.attrs["aria-describedby"] = "sampling-help"
+        self.section = section
+        if section is not None:
+            shown = set(ROUTING_SECTIONS[section][2])
+            for name in [name for name in self.fields if name not in shown]:
+                del self.fields[name]
 
     def clean_solve_weight(self) -> int:
         return _kept(self, "solve_weight")
@@ -332,8 +427,11 @@ class RoutingForm(DesiredStateForm):
         return _kept(self, "solve_priority")
 
     @property
-    def sampling_rows(self) -> list[list[forms.BoundField]]:
-        return [[self[f"{task}_{name}"] for name in ("temperature", "top_p", "max_tokens")] for task in TASKS]
+    def sampling_rows(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [
+            (task, [self[f"{task}_{name}"] for name in ("temperature", "top_p", "max_tokens")])
+            for task in TASKS
+        ]
 
     @property
     def default_max_tokens(self) -> int:
@@ -343,17 +441,24 @@ class RoutingForm(DesiredStateForm):
         data = super().clean()
         # Left out of a post (older scripts) or blank: kept; an instruction is never blank.
         # The bounds themselves are PoolSettings.clean()'s, shared with the command line.
-        for task in TASKS:
-            for name in (f"{task}_temperature", f"{task}_top_p"):
-                if name in data:
-                    data[name] = _kept(self, name)
-        for name in ("solve_max_turns", "solve_max_chars", *TUTOR_TEXTS):
-            data[name] = _kept(self, name)
+        kept = [f"{task}_{name}" for task in TASKS for name in ("temperature", "top_p")]
+        for name in (*kept, "solve_max_turns", "solve_max_chars", *TUTOR_TEXTS):
+            if name in self.fields and name in data:
+                data[name] = _kept(self, name)
         return data
 
-    def save(self, commit: bool = True) -> PoolSettings:
-        self.instance.strategy = self.cleaned_data["strategy"]
-        return super().save()
+    def apply(self) -> PoolSettings:
+        if "strategy" in self.cleaned_data:
+            self.instance.strategy = self.cleaned_data["strategy"]
+        return super().apply()
+
+
+def _shown(value) -> str:
+    if value is None or value == "":
+        return "default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value).replace("_", " ")
 
 
 class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
@@ -372,10 +477,6 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     user_tokens_per_day = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/day")
     user_tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/month")
 
-    def clean(self) -> dict:
-        _quotas_in_order(self, "user_tokens_per_day", "user_tokens_per_month")
-        return _quotas_in_order(self, "tokens_per_day", "tokens_per_month")
-
     def act(self) -> tuple[ApiKey, str]:
         data = self.cleaned_data
         return apikey_create(
@@ -390,13 +491,6 @@ def _limit(label: str) -> forms.IntegerField:
         label=label,
         widget=forms.NumberInput(attrs={"placeholder": label, "aria-label": label}),
     )
-
-
-def _quotas_in_order(form: forms.Form, per_day: str, per_month: str) -> dict:
-    data = form.cleaned_data
-    if data.get(per_day) and data.get(per_month) and data[per_day] > data[per_month]:
-        form.add_error(per_day, "a day's quota above the month's could never be used")
-    return data
 
 
 class KeyLimitsForm(DesiredStateForm):
@@ -425,9 +519,6 @@ class KeyLimitsForm(DesiredStateForm):
         ]
         labels = {"cache": "cache", "cache_sampled": "sampled"}
 
-    def clean(self) -> dict:
-        return _quotas_in_order(self, "tokens_per_day", "tokens_per_month")
-
     def clean_weight(self) -> int:
         return _kept(self, "weight")
 
@@ -450,12 +541,9 @@ class StudentLimitsForm(DesiredStateForm):
         model = ApiKey
         fields = ["user_rpm", "user_parallel", "user_tokens_per_day", "user_tokens_per_month"]
 
-    def clean(self) -> dict:
-        return _quotas_in_order(self, "user_tokens_per_day", "user_tokens_per_month")
-
 
 class AlertRuleForm(DesiredStateForm):
-    metric = forms.ChoiceField(choices=list(alerts.METRICS.items()))
+    metric = forms.ChoiceField(choices=list(METRICS.items()))
 
     class Meta:
         model = AlertRule
@@ -563,13 +651,20 @@ class SolveCacheQuotaForm(DesiredStateForm):
         min_value=1,
         max_value=MAX_SAMPLES,
         label="Most answers one request may ask for (vibeadmin.samples)",
+        help_text="Platforms too; every answer's tokens count against the quota",
     )
 
     solve_tokens_per_day = forms.IntegerField(
-        required=False, min_value=1, label="Tokens per day (all students)"
+        required=False,
+        min_value=1,
+        label="Tokens per day (all students)",
+        help_text="At 100% students see when it resets; empty: none",
     )
     solve_tokens_per_month = forms.IntegerField(
-        required=False, min_value=1, label="Tokens per month (all students)"
+        required=False,
+        min_value=1,
+        label="Tokens per month (all students)",
+        help_text="The alert webhook is told at 80%; empty: none",
     )
 
     class Meta:
@@ -586,9 +681,6 @@ class SolveCacheQuotaForm(DesiredStateForm):
             "solve_cache": "Answer repeated problems from the answer cache",
             "solve_cache_sampled": "Also when the answer is sampled (temperature above 0)",
         }
-
-    def clean(self) -> dict:
-        return _quotas_in_order(self, "solve_tokens_per_day", "solve_tokens_per_month")
 
     def clean_solve_samples(self) -> int:
         return _kept(self, "solve_samples")

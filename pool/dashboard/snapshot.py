@@ -159,6 +159,21 @@ def chart_point(now: float) -> dict:
     return next((p for p in metrics.history(3, now) if p["t"] == at), None) or empty_point(at)
 
 
+def revised_tokens(now: float) -> list[dict]:
+    """Seconds already drawn whose tokens a whole answer has since added to (it is counted
+    over the time it was generated, once it ends): their tokens, for the charts to redraw."""
+    oldest = metrics.take_revised()
+    if oldest is None:
+        return []
+    at = int(now) - 1
+    seen = {p["t"]: p for p in metrics.history(at - oldest + 2, now)}
+    return [
+        {"t": t, "tokens": seen[t]["tokens"], "by_member": seen[t]["by_member"]}
+        for t in range(oldest, at + 1)
+        if t in seen
+    ]
+
+
 def gpu_status() -> dict:
     if resources.latest is None:
         return {"available": False, "reason": "not measured yet", "gpus": []}
@@ -180,6 +195,7 @@ def build(now: float | None = None) -> dict:
         "t": int(now),
         "at": timezone.localtime().strftime("%H:%M:%S"),
         "point": chart_point(now),
+        "revised": revised_tokens(now),
         "usage": resources.history[-1] if resources.history else None,
         "gpu": gpu_status(),
         "totals": totals(now),

@@ -19,19 +19,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from django.conf import settings
-from django.db.models import F
 
 from pool.eval.problems import Problem
-from pool.eval.runs import finish
-from pool.final_answers import is_correct
+from pool.final_answers import is_correct, vote
 from pool.gateway.prompts import PromptSettings, prepare_messages
 from pool.models import ApiKey, EvalAnswer, EvalRun, Member, PoolSettings
 from pool.models.apikey import hash_key
 from pool.models.quality import DONE, FAILED, STOPPED
-from pool.services.keys import apikey_create
-from vibeadmin.private_files import write_private
+from pool.private_files import write_private
+from pool.services import jobs
+from pool.services.eval_runs import record_answer
+from pool.services.keys import apikey_create, apikey_delete
 
 EVAL_KEY_NAME = "quality-eval"
 ANSWER_TIMEOUT_S = 900.0  # a long answer on a busy CPU pool
@@ -83,7 +84,7 @@ def eval_key() -> str:
     raw = path.read_text().strip() if path.exists() else ""
     if raw and ApiKey.objects.filter(key_hash=hash_key(raw), revoked_at__isnull=True).exists():
         return raw
-    ApiKey.objects.filter(name=EVAL_KEY_NAME).delete()
+    apikey_delete(name=EVAL_KEY_NAME)
     _, raw = apikey_create(name=EVAL_KEY_NAME, priority="batch")
     path.unlink(missing_ok=True)
     write_private(path, raw + "\n")
@@ -128,20 +129,20 @@ def eval_run(
             answer = _next_answer(answers, run)
             if answer is None:
                 stopping.set()
-                return finish(run, STOPPED)
+                return jobs.finish(run, STOPPED)
             if isinstance(answer, GatewayUnreachable):
                 stopping.set()
-                return finish(run, FAILED, str(answer))
+                return jobs.finish(run, FAILED, str(answer))
             _record(run, answer, progress)
     except KeyboardInterrupt:
         stopping.set()
-        return finish(run, STOPPED, "stopped by Ctrl-C or a signal")
-    return finish(run, DONE)
+        return jobs.finish(run, STOPPED, "stopped by Ctrl-C or a signal")
+    return jobs.finish(run, DONE)
 
 
 def _next_answer(answers: queue.Queue, run: EvalRun) -> EvalAnswer | GatewayUnreachable | None:
     """The next answer, or None once the run is asked to stop."""
-    while not _stop_requested(run):
+    while not jobs.stop_requested(run):
         try:
             return answers.get(timeout=0.5)
         except queue.Empty:
@@ -150,15 +151,10 @@ def _next_answer(answers: queue.Queue, run: EvalRun) -> EvalAnswer | GatewayUnre
 
 
 def _record(run: EvalRun, answer: EvalAnswer, progress: Callable[[str], None]) -> None:
-    answer.save()
-    EvalRun.objects.filter(pk=run.pk).update(
-        answered=F("answered") + 1,
-        correct=F("correct") + int(answer.correct),
-        completion_tokens=F("completion_tokens") + answer.completion_tokens,
-        seconds=F("seconds") + answer.seconds,
-    )
-    answered = EvalRun.objects.values_list("answered", flat=True).get(pk=run.pk)
+    answered = record_answer(answer)
     mark = "ok" if answer.correct else "NO"
+    if run.samples > 1:
+        mark += f" {answer.samples_correct}/{run.samples} right, majority {'ok' if answer.majority_correct else 'NO'}"
     progress(
         f"  {answered}/{run.planned} {mark} {answer.problem_id}: expected {answer.expected}, "
         f"got {answer.got or answer.error or '-'} ({answer.completion_tokens} tokens, {answer.seconds:.1f} s)"
@@ -173,8 +169,12 @@ def ask(target: Target, problem: Problem, run: EvalRun, stopping: Callable[[], b
     if target.prompts:
         messages, _ = prepare_messages(messages, "math", target.prompts)
     started = time.monotonic()
+    texts = []
     try:
-        reply = _post(target, {**target.body, "messages": messages}, stopping)
+        for _ in range(max(1, run.samples)):  # independent samples: pass@1 and maj@k from the same ones
+            reply = _post(target, {**target.body, "messages": messages}, stopping)
+            texts.append(reply["choices"][0]["message"].get("content") or "")
+            answer.completion_tokens += (reply.get("usage") or {}).get("completion_tokens", 0)
     except urllib.error.HTTPError as exc:
         answer.error = f"HTTP {exc.code}: {_error_message(exc)}"[:300]
     except (TimeoutError, urllib.error.URLError, OSError) as exc:
@@ -184,9 +184,14 @@ def ask(target: Target, problem: Problem, run: EvalRun, stopping: Callable[[], b
             ) from None
         answer.error = f"no answer: {exc}"[:300]
     else:
-        text = reply["choices"][0]["message"].get("content") or ""
-        answer.correct, answer.got = is_correct(text, problem.answer)
-        answer.completion_tokens = (reply.get("usage") or {}).get("completion_tokens", 0)
+        graded = [is_correct(text, problem.answer) for text in texts]
+        answer.correct, answer.got = graded[0]
+        answer.samples_correct = sum(right for right, _ in graded)
+        agreement = vote(texts)
+        answer.votes = agreement.votes
+        answer.majority_correct = agreement.answer is not None and Fraction(agreement.answer) == Fraction(
+            problem.answer
+        )
     answer.seconds = time.monotonic() - started
     return answer
 
@@ -213,10 +218,6 @@ def _post(target: Target, body: dict, stopping: Callable[[], bool]) -> dict:
             if stopping():
                 break
     raise urllib.error.URLError("the pool stayed full; try again when it is quieter")
-
-
-def _stop_requested(run: EvalRun) -> bool:
-    return EvalRun.objects.filter(pk=run.pk, stop_requested=True).exists()
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -1,6 +1,9 @@
-"""The gateway's side of the answer cache: for one request, whether the cache may serve it
-(`plan`), a stored answer served like a live one (`serve_hit`), and a miss relayed through
-a shared generation (`relay`) whose answer is stored when it ends by itself.
+"""The gateway's side of the answer cache: for one request, what the cache does and the
+stored answer it may serve (`find`), a stored answer served like a live one (`serve_hit`),
+and a miss relayed through a shared generation (`relay`) whose answer is stored when it
+ends by itself. The parts it calls each do one thing and return: the key (cache_key.py),
+the store (answer_store.py), the reply shapes (replies.py), the shared generations
+(collapse.py).
 
 Who may be served a stored answer: the solve page (on by default, Routing page) and keys
 that opted in (`apikey create --cache`). With temperature above 0 only where the tenant
@@ -14,51 +17,63 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import dataclass
 
-from pool.gateway.answer_cache import (
-    BYPASS,
-    HIT,
-    MISS,
-    Answer,
-    AnswerCache,
-    StreamWriter,
-    cache_key,
-    is_sampled,
-)
-from pool.gateway.answer_cache import whole_reply as render_whole
+from pool.gateway.answer_store import AnswerStore
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
+from pool.gateway.cache_key import cache_key, is_sampled
 from pool.gateway.collapse import Delivery, Flight, Flights, Served, subscribe
+from pool.gateway.exchange import Exchange
 from pool.gateway.outcome import Outcome
-from pool.gateway.types import RouteContext
+from pool.gateway.replies import Answer, StreamWriter, whole_reply
+from pool.gateway.types import BYPASS, HIT, MISS, REFRESH, Plan, RouteContext
 from pool.gateway.validation import Validated
 
 CHAT_PATH = "/v1/chat/completions"
-REFRESH = "refresh"  # the label of a request that asked for a fresh answer (no-cache)
 MAX_TURNS = 3  # a follower whose flight failed tries a fresh one this many times, then alone
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What the cache does for one request."""
-
-    label: str  # hit, miss or bypass: the X-Vibeadmin-Cache header
-    key: str = ""  # "" : the cache is not used at all
-    serve: bool = False  # may be answered from the cache or another request's generation
-    model_sha256: str = ""
-
-
 def wants_fresh(cache_control: str | None) -> bool:
-    return bool(cache_control) and "no-cache" in cache_control.lower()  # type: ignore[union-attr]
+    return cache_control is not None and "no-cache" in cache_control.lower()
 
 
 class Answers:
     def __init__(self) -> None:
-        self.cache = AnswerCache()
+        self.cache = AnswerStore()
         self.flights = Flights()
 
-    def plan(
+    async def find(
         self,
+        path: str,
+        request: Validated,
+        outcome: Outcome,
+        *,
+        on: bool,
+        sampled_ok: bool,
+        fresh: bool,
+        model_sha256: str | None,
+        epoch: int,
+        tenant: str,
+        samples: int = 1,
+    ) -> Answer | None:
+        """What the cache does for this request (into `outcome.cache_plan`), and the stored
+        answer if it may serve one."""
+        self.cache.sync_epoch(epoch)
+        plan = outcome.cache_plan = self.plan(
+            path,
+            request,
+            on=on,
+            sampled_ok=sampled_ok,
+            fresh=fresh,
+            model_sha256=model_sha256,
+            tenant=tenant,
+            samples=samples,
+        )
+        if not plan.serve:
+            return None
+        return await self.cache.lookup(plan.key, plan.model_sha256)
+
+    @staticmethod
+    def plan(
         path: str,
         request: Validated,
         *,
@@ -67,42 +82,42 @@ class Answers:
         fresh: bool,
         model_sha256: str | None,
         tenant: str,
+        samples: int = 1,
     ) -> Plan:
         body = request.body
         if not on or path != CHAT_PATH or model_sha256 is None or body.get("n", 1) != 1:
             return Plan(BYPASS)
         if is_sampled(body) and not sampled_ok:
             return Plan(BYPASS)  # never served to this tenant: not worth storing either
-        key = cache_key(model_sha256, path, request.task, body, tenant)
+        # A voted answer is another answer than one sample's: its own key, per k.
+        keyed = {**body, "_samples": samples} if samples > 1 else body
+        key = cache_key(model_sha256, path, request.task, keyed, tenant)
         return Plan(REFRESH if fresh else MISS, key, not fresh, model_sha256)
-
-    async def lookup(self, plan: Plan) -> Answer | None:
-        if not plan.serve:
-            return None
-        return await self.cache.lookup(plan.key, plan.model_sha256)
 
     async def serve_hit(self, send, answer: Answer, request: Validated, outcome: Outcome) -> None:
         """A stored answer, in the shape the client asked for, without a member or the line."""
-        outcome.status, outcome.member = 200, ""
         saved(outcome, answer)
         headers = [(b"x-vibeadmin-cache", HIT.encode())]
         model = request.body["model"]
-        if not request.stream:
-            body = render_whole(answer, model, cached=True)
-            await send({"type": "http.response.start", "status": 200, "headers": [*JSON_HEADERS, *headers]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        writer = StreamWriter(model)
-        events = b"".join(writer.delta(d) for d in answer.deltas)
-        events += writer.end(answer, include_usage=client_wants_usage(request.body), cached=True)
-        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
-        await send({"type": "http.response.body", "body": events})
+        if request.stream:
+            usage = client_wants_usage(request.body)
+            shape, body = SSE_HEADERS, StreamWriter(model).whole(answer, include_usage=usage, cached=True)
+        else:
+            shape, body = JSON_HEADERS, whole_reply(answer, model, cached=True)
+        await send({"type": "http.response.start", "status": 200, "headers": [*shape, *headers]})
+        await send({"type": "http.response.body", "body": body})
 
     async def relay(
-        self, send, path: str, request: Validated, ctx: RouteContext, outcome: Outcome, exchange
+        self,
+        send,
+        path: str,
+        request: Validated,
+        ctx: RouteContext,
+        outcome: Outcome,
+        plan: Plan,
+        exchange: Exchange,
     ) -> None:
         """A miss: join the generation under way for this key, or start it."""
-        plan: Plan = outcome.cache_plan
         delivery = Delivery(
             send, request.stream, client_wants_usage(request.body), request.body["model"], headers=[]
         )
@@ -110,7 +125,6 @@ class Answers:
             share = plan.serve and turn < MAX_TURNS  # the last turn: a generation of its own
             stored = self.cache.peek(plan.key, plan.model_sha256) if share else None
             if stored is not None:  # stored while this request looked in the table or waited
-                outcome.cache_served = True
                 await self.serve_hit(send, stored, request, outcome)
                 return
             flight = self.flights.get(plan.key) if share else None
@@ -138,13 +152,18 @@ class Answers:
                     await replay_failure(send, flight)
                 return
             if served is not Served.NOTHING:
-                outcome.status, outcome.member = 200, ""
                 saved(outcome, flight.answer)
                 return
             outcome.cache_served = False
 
     def generation(
-        self, path: str, request: Validated, ctx: RouteContext, outcome: Outcome, exchange, plan: Plan
+        self,
+        path: str,
+        request: Validated,
+        ctx: RouteContext,
+        outcome: Outcome,
+        exchange: Exchange,
+        plan: Plan,
     ):
         """The flight's work: the exchange streams the member's answer into the flight (the
         leader's account is charged for it); a whole answer is stored."""
@@ -183,8 +202,9 @@ def client_wants_usage(body: dict) -> bool:
 
 
 def saved(outcome: Outcome, answer: Answer) -> None:
-    """Served without generating: charged nothing, and what it saved is counted."""
-    outcome.prompt_tokens = outcome.completion_tokens = 0
+    """Served without generating (no member): charged nothing, and what it saved is counted."""
+    outcome.status, outcome.member = 200, ""
+    outcome.prompt_tokens = outcome.completion_tokens = outcome.counted_tokens = 0
     outcome.saved_tokens = answer.prompt_tokens + answer.completion_tokens
     outcome.saved_s = answer.generation_s
     outcome.cache_served = True

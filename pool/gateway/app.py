@@ -23,8 +23,7 @@ from pool import metrics
 from pool.gateway import assembly, errors, students, usage_api
 from pool.gateway.admission import Admission, StudentCaps, estimate_prompt_tokens, pool_share
 from pool.gateway.affinity import prefix_key
-from pool.gateway.answer_cache import HIT, MISS
-from pool.gateway.answers import Answers, Plan, wants_fresh
+from pool.gateway.answers import Answers, wants_fresh
 from pool.gateway.asgi_io import ClientGone, header, header_joined, read_body, send_error, send_json
 from pool.gateway.auth import Auth
 from pool.gateway.exchange import Exchange
@@ -36,11 +35,12 @@ from pool.gateway.progress import Progress
 from pool.gateway.prompts import prepare_messages
 from pool.gateway.quotas import Quota, make_quotas, student_quota
 from pool.gateway.registry import MODEL_ALIAS, PoolPolicy, Registry
+from pool.gateway.replies import Answer
 from pool.gateway.router import Router, Watch
 from pool.gateway.sampling import Sampling, apply_defaults
 from pool.gateway.tasks import spawn
 from pool.gateway.tutor import HINTS, conversation, first_question, hinted, is_whole_text
-from pool.gateway.types import RouteContext, Tenant
+from pool.gateway.types import HIT, MISS, RouteContext, Tenant
 from pool.gateway.usage_book import UsageBook
 from pool.gateway.validation import CHAT_FIELDS, COMPLETION_FIELDS, Field, Validated, parse_json, validate
 from pool.gateway.voting import Voting, samples_for
@@ -72,7 +72,9 @@ class Gateway:
         self.admission = Admission(assembly.limits())
         self.exchange = Exchange(self.registry, self.router)
         self.answers = Answers()  # the answer cache and the generations identical requests share
-        self.voting = Voting(self.exchange, self.router)  # k independent answers, the majority's shown
+        self.voting = Voting(
+            self.exchange, self.router, self.answers.cache
+        )  # k independent answers, the majority's shown
         self.hints = Hints(self.voting, self.answers.cache)  # hints checked against the hidden answer
         self.quotas = make_quotas()  # tokens per day and month: in this process, or in Redis
         self.usage = UsageBook()
@@ -202,7 +204,7 @@ class Gateway:
         # The cache is a key's choice; keyless callers (an open API) have none to make.
         on, sampled_ok = (key.cache, key.cache_sampled) if key else (False, False)
         answer = await self.plan_cache(
-            scope, path, request, outcome, on=on and samples == 1, sampled_ok=sampled_ok
+            scope, path, request, outcome, on=on, sampled_ok=sampled_ok, samples=samples
         )
         if answer is not None:  # counts against the key's requests per minute, not its tokens
             if key is not None:
@@ -267,7 +269,8 @@ class Gateway:
             path,
             request,
             outcome,
-            on=policy.solve_cache and samples == 1,
+            on=policy.solve_cache,
+            samples=samples,
             sampled_ok=policy.solve_cache_sampled,
             may_refresh=False,
         )
@@ -348,24 +351,23 @@ class Gateway:
         on: bool,
         sampled_ok: bool,
         may_refresh: bool = True,
-    ):
+        samples: int = 1,
+    ) -> Answer | None:
         """What the answer cache does for this request; the stored answer if it has one. A
         key's no-cache refreshes its own entries (the cache is per tenant): `may_refresh`."""
         policy = self.registry.policy
-        self.answers.cache.sync_epoch(policy.cache_epoch)
-        fresh = may_refresh and wants_fresh(header(scope, b"cache-control"))
-        tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
-        plan = self.answers.plan(
+        return await self.answers.find(
             path,
             request,
+            outcome,
             on=on,
             sampled_ok=sampled_ok,
-            fresh=fresh,
+            fresh=may_refresh and wants_fresh(header(scope, b"cache-control")),
             model_sha256=policy.sha_of(outcome.model),
-            tenant=tenant,
+            epoch=policy.cache_epoch,
+            tenant=f"key:{outcome.key.id}" if outcome.key is not None else "solve",
+            samples=samples,
         )
-        outcome.cache_plan = plan
-        return await self.answers.lookup(plan)
 
     def hidden(self, request: Validated, *, cache_on: bool, tenant: str, default: int) -> Hidden | None:
         """Where hints mode keeps its hidden answer and how many samples vote on it; None
@@ -441,8 +443,9 @@ class Gateway:
                 f"the model {asked!r} does not exist; this pool serves {self.served_names()}",
                 code="model_not_found",
             )
-        request.body["model"] = outcome.model = served
         outcome.by_alias = asked == MODEL_ALIAS
+        # The alias routes to its group (the primary's members; during a rollout, the new model's too).
+        request.body["model"], outcome.model = served, MODEL_ALIAS if outcome.by_alias else served
         if "messages" in request.body:
             messages = request.body["messages"]
             if request.mode == HINTS:  # the tutor's system prompt and first instruction, before the task's
@@ -477,7 +480,7 @@ class Gateway:
         policy = self.registry.policy
         names = [f"{policy.model_id!r} (alias {MODEL_ALIAS!r})"]
         for name in sorted(self.registry.by_model):
-            if name != policy.model_id:
+            if name not in (policy.model_id, MODEL_ALIAS):
                 alias = policy.models[name].alias if name in policy.models else ""
                 names.append(f"{name!r}" + (f" (alias {alias!r})" if alias else ""))
         return ", ".join(names)
@@ -510,16 +513,16 @@ class Gateway:
             outcome.watch = Watch()
             progress = Progress(send, functools.partial(self.router.where, outcome.watch))
             send = progress.send
-        plan: Plan | None = outcome.cache_plan
+        plan = outcome.cache_plan
         if hidden is not None:
             body = hidden_body(
                 request.problem, request.body, request.task, self.registry.policy.prompts, hidden.max_tokens
             )
             work = self.hints.run(send, path, request, body, hidden, ctx, outcome, plan)
         elif samples > 1:
-            work = self.voting.run(send, path, request, ctx, outcome, samples, live=live)
+            work = self.voting.run(send, path, request, ctx, outcome, samples, live=live, plan=plan)
         elif plan is not None and plan.key:
-            work = self.answers.relay(send, path, request, ctx, outcome, self.exchange)
+            work = self.answers.relay(send, path, request, ctx, outcome, plan, self.exchange)
         else:
             work = self.exchange.run(send, path, request.body, ctx, outcome)
         try:
@@ -560,11 +563,13 @@ class Gateway:
                 queue_wait_s=outcome.queue_wait_s,
                 key=outcome.label,
                 strategy=strategy,
+                counted_tokens=outcome.counted_tokens,
+                generated_since=outcome.generated_since,
             )
 
     def count_usage(self, outcome: Outcome) -> None:
         """The day's usage per tenant, and the answer cache's figures."""
-        plan: Plan | None = outcome.cache_plan
+        plan = outcome.cache_plan
         tenant = f"key:{outcome.key.id}" if outcome.key is not None else "solve"
         hit = outcome.cache_served
         miss = plan is not None and plan.label == MISS and not hit
@@ -615,7 +620,10 @@ class Gateway:
         serves, each with what its GGUF says of itself."""
         created = int(time.time())
         policy = self.registry.policy
-        names = [policy.model_id, *sorted(n for n in self.registry.by_model if n != policy.model_id)]
+        names = [
+            policy.model_id,
+            *sorted(n for n in self.registry.by_model if n not in (policy.model_id, MODEL_ALIAS)),
+        ]
         data = []
         for name in names:
             served = policy.models.get(name)
@@ -677,9 +685,9 @@ def solve_request(body: dict, policy: PoolPolicy) -> dict:
         limit = min(policy.tutor.max_chars, settings.VIBEADMIN_MAX_PROMPT_CHARS)
         if len(problem) > limit:  # the operator's cap, as a conversation's (tutor.py)
             raise errors.invalid(
-                f"the problem is {len(problem)} characters long; this page sends at most {limit}",
+                f"the problem is {len(problem)} characters long; this page sends at most {limit} characters",
                 param="problem",
-                code="conversation_too_long",
+                code="prompt_too_long",  # the single-problem field's code, as platforms already read it
             )
         messages = [{"role": "user", "content": problem}]
     ceiling = policy.solve_max_tokens

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pool.gateway import errors
-from pool.gateway.answer_cache import DELTA_FIELDS, Answer, StreamWriter, whole_reply
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
+from pool.gateway.replies import DELTA_FIELDS, Answer, StreamWriter, whole_reply
 from pool.gateway.sse import EVENT_END, error_event
 
 log = logging.getLogger("pool.gateway")

@@ -62,8 +62,10 @@ class Exchange:
             backend = slot.backend
             outcome.queue_wait_s += waited
             outcome.member = backend.name
+            # The alias's group spans two models during a rollout: each member is asked for its own.
+            sent = body if backend.model in ("", payload.get("model")) else _for_model(payload, backend.model)
             try:  # whatever happens from here (the client leaving included), the slot goes back
-                await self.attempt(send, backend, path, body, outcome, pass_usage)
+                await self.attempt(send, backend, path, sent, outcome, pass_usage)
                 return
             except AnswerTooLong as exc:  # a whole reply read to the limit: nothing was sent yet
                 log.warning("%s: %s; the request ends with a 504", backend.name, exc)
@@ -87,6 +89,7 @@ class Exchange:
     ) -> None:
         """One try on one member. Raises a retryable error only while nothing has been sent."""
         sent_at = time.perf_counter()
+        outcome.generated_since = time.time()
         async with post(backend.base_url + path, body, backend.api_key, stream=outcome.stream) as response:
             if response.status >= 400:
                 detail = (await response.read())[: blame.READ_BYTES]
@@ -152,6 +155,9 @@ class Exchange:
                 if whole:
                     if outcome.ttft_s is None:
                         outcome.ttft_s = time.perf_counter() - outcome.started
+                    if events.events > outcome.counted_tokens:  # on the charts as they pass
+                        metrics.count_streamed(backend.name, events.events - outcome.counted_tokens)
+                        outcome.counted_tokens = events.events
                     await send({"type": "http.response.body", "body": whole, "more_body": True})
                     if events.ended:
                         # Finish now, not at the member's EOF (llama.cpp's comes a moment later):
@@ -204,6 +210,10 @@ def _cancel_this(task: asyncio.Task | None):
             task.cancel()
 
     return cancel
+
+
+def _for_model(payload: dict, model: str) -> bytes:
+    return json.dumps({**payload, "model": model}).encode()
 
 
 def _members_failed(last_error: str) -> errors.ApiError:

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pool.gateway.types import Tenant, Turn, Waiter
+from pool.gateway.types import Tenant, Waiter
 
 BATCH = "batch"
 # Batch tags sort after every interactive one (Redis keeps both in one sorted set).
@@ -31,6 +31,7 @@ BATCH_OFFSET = 1e12
 # Pace figures fade with each release: about the last hundred count.
 PACE_KEEP = 0.99
 PACE_MIN_SAMPLES = 20
+RETRY = float("-inf")  # a retry's tag: it waited its turn once
 # Predicting a wait looks at each tenant waiting up to this many; beyond, a bound.
 EXACT_UP_TO = 32
 
@@ -85,19 +86,27 @@ class TenantLine:
     def join(self, waiter: Waiter) -> None:
         """Start-time fair queuing again, between the tenant's students, in tokens; a retry
         (no turn in the shared line) goes first, as in the first level."""
-        student = waiter.ctx.student
-        if waiter.turn is None and waiter.tag == float("-inf"):
-            tag = float("-inf")
+        ctx = waiter.ctx
+        student = ctx.student
+        if waiter.turn is None and waiter.tag == RETRY:
+            tag = RETRY
         else:
-            tag = max(self.v, self.finish.get(student, self.v))
-            self.finish[student] = tag + max(waiter.ctx.tokens, 1)
-        waiter.second = (tag, waiter.number)
-        bisect.insort(self.turns, (tag, waiter.number, waiter))
+            finish = self.finish.get(student, 0.0)
+            tag = finish if finish > self.v else self.v
+            self.finish[student] = tag + (ctx.tokens if ctx.tokens > 1 else 1)
+        entry = (tag, waiter.number, waiter)
+        waiter.second = entry[:2]
+        turns = self.turns
+        if not turns or turns[-1] < entry:  # nearly always a newcomer: no search
+            turns.append(entry)
+        else:
+            bisect.insort(turns, entry)
         self.waiting[student] = self.waiting.get(student, 0) + 1
 
     def leave(self, waiter: Waiter) -> None:
-        at = bisect.bisect_left(self.turns, waiter.second)
-        del self.turns[at]
+        turns = self.turns
+        at = 0 if turns[0][2] is waiter else bisect.bisect_left(turns, waiter.second)
+        del turns[at]
         if at == 0 and waiter.second[0] > self.v:
             self.v = waiter.second[0]
         student = waiter.ctx.student
@@ -111,16 +120,19 @@ class TenantLine:
 
     def promote(self, k: int) -> Waiter:
         """The k-th waiter in turn, holding the tenant's k-th place (swapped with whoever held it)."""
-        waiter = self.turns[k][-1]
+        waiter = self.turns[k][2]
         at = self.places[k]
         holder = self.owner[at]
         if holder is not waiter:
             mine = place(waiter)
-            # Each keeps the tokens it asked for: a turn's charge is settled by its own.
-            waiter.turn, holder.turn = (
-                _with_tokens(holder.turn, waiter.turn),
-                _with_tokens(waiter.turn, holder.turn),
-            )
+            mine_turn, theirs = waiter.turn, holder.turn
+            if mine_turn is not None and theirs is not None and mine_turn.tokens != theirs.tokens:
+                # Each keeps the tokens it asked for: a turn's charge is settled by its own.
+                mine_turn, theirs = (
+                    dataclasses.replace(mine_turn, tokens=theirs.tokens),
+                    dataclasses.replace(theirs, tokens=mine_turn.tokens),
+                )
+            waiter.turn, holder.turn = theirs, mine_turn
             waiter.tag, holder.tag = holder.tag, waiter.tag
             waiter.number, holder.number = holder.number, waiter.number
             self.owner[at], self.owner[mine] = waiter, holder
@@ -137,12 +149,6 @@ class TenantLine:
             if waiter.ctx.student == busiest:
                 return waiter
         return None
-
-
-def _with_tokens(turn: Turn | None, own: Turn | None) -> Turn | None:
-    if turn is None or own is None or turn.tokens == own.tokens:
-        return turn
-    return dataclasses.replace(turn, tokens=own.tokens)
 
 
 class FairLine:

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from pool.final_answers import final_answer, gives_away, student_answer
-from pool.gateway.answer_cache import Answer, AnswerCache, StreamWriter, cache_key, whole_reply
-from pool.gateway.answers import Plan, client_wants_usage, replay_failure
+from pool.gateway.answer_store import AnswerStore
+from pool.gateway.answers import client_wants_usage, replay_failure
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
+from pool.gateway.cache_key import cache_key
 from pool.gateway.collapse import Flight
 from pool.gateway.outcome import Outcome
 from pool.gateway.prompts import PromptSettings, prepare_messages
-from pool.gateway.types import RouteContext
+from pool.gateway.replies import Answer, StreamWriter, whole_reply
+from pool.gateway.types import Plan, RouteContext
 from pool.gateway.validation import Validated
 from pool.gateway.voting import Voting, ending, sample_payloads, tally
 
@@ -109,7 +111,7 @@ def verdict(typed: str, answer: Fraction | None) -> str:
 
 
 class Hints:
-    def __init__(self, voting: Voting, cache: AnswerCache) -> None:
+    def __init__(self, voting: Voting, cache: AnswerStore) -> None:
         self.voting = voting
         self.cache = cache
 

@@ -5,11 +5,11 @@ so a stream cut short still has its tokens), and closed in one place, Gateway.fi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pool.gateway.limits import Pass
 from pool.gateway.registry import KeyInfo
 from pool.gateway.router import Watch
+from pool.gateway.types import Plan, Reservation
 
 CLIENT_GONE = 499  # the client went away before the answer was whole, as nginx logs it
 
@@ -34,12 +34,14 @@ class Outcome:
     upstream_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cache_plan: Any = None  # answers.Plan: what the answer cache does for it
+    counted_tokens: int = 0  # ... of which the charts counted as they streamed
+    generated_since: float | None = None  # time.time() it went to the member that answered
+    cache_plan: Plan | None = None  # what the answer cache does for it
     cache_served: bool = False  # answered from the cache or another request's generation
     saved_tokens: int = 0  # ... which would have cost these tokens
     saved_s: float = 0.0  # ... and these member-seconds
-    quota: Any = None  # quotas.Reservation held until it ends
-    student_quota: Any = None  # ... and the student's own, within the key's
+    quota: Reservation | None = None  # held until it ends
+    student_quota: Reservation | None = None  # ... and the student's own, within the key's
     watch: Watch | None = None  # set when the client asked to hear its place in line
 
     @property

@@ -19,29 +19,27 @@ dashboard say so.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
+from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from pool import webhook
 from pool.gateway import errors
 from pool.gateway.tasks import spawn
+from pool.gateway.types import Reservation
 
 log = logging.getLogger("pool.gateway")
 PREFIX = "vibeadmin:quota:"
 COUNTER_TTL_S = 40 * 24 * 3600  # a month's counter outlives its month, then goes
-WEBHOOK_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +62,6 @@ class Period:
     first_day: date
     resets_at: datetime  # aware, in TIME_ZONE
     limit: int
-
-
-@dataclass(slots=True)
-class Reservation:
-    counters: tuple[str, ...]
-    amount: int
-    held: bool = True  # False: failed open, nothing to settle
 
 
 def periods(quota: Quota, now: datetime | None = None) -> list[Period]:
@@ -136,8 +127,10 @@ class Quotas:
         self.seeds: dict[str, int] = {}  # counter -> tokens the database held when first seen
         self.warned: set[str] = set()
         self.failing = ""
+        self.current: set[str] = set()  # this day's and month's periods: counters of others go
 
     async def seed(self, quota: Quota, found: list[Period]) -> list[int]:
+        self.forget_past(found)
         missing = [p for p in found if counter(quota, p) not in self.seeds]
         for period in missing:
             today = timezone.localdate()
@@ -170,6 +163,24 @@ class Quotas:
             self.warned.add(name)
             spawn(sync_to_async(send_warning, thread_sensitive=False)(quota, period, level))
 
+    def forget_past(self, found: list[Period]) -> None:
+        """When a new day or month begins, the counters of those gone are dropped: a
+        platform's students, one counter each, would otherwise pile up for as long as the
+        gateway runs."""
+        names = {p.name for p in found}
+        if names <= self.current:
+            return
+        for name in names:
+            kind = name.split(":")[0]
+            self.current = {c for c in self.current if not c.startswith(kind + ":")} | {name}
+        for table in self.tables():
+            for gone in [n for n in table if n.split("|")[1] not in self.current]:
+                del table[gone]
+        self.warned = {n for n in self.warned if n.split("|")[1] in self.current}
+
+    def tables(self) -> list[dict[str, int]]:
+        return [self.seeds]
+
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         raise NotImplementedError
 
@@ -189,6 +200,9 @@ class LocalQuotas(Quotas):
     def __init__(self) -> None:
         super().__init__()
         self.levels: dict[str, int] = {}
+
+    def tables(self) -> list[dict[str, int]]:
+        return [self.seeds, self.levels]
 
     async def take(self, quota: Quota, found: list[Period], seeds: list[int], amount: int) -> list[int]:
         names = [counter(quota, p) for p in found]
@@ -265,7 +279,9 @@ class RedisQuotas(Quotas):
         if int(result[0]) == -1:
             today = timezone.localdate()
             fresh = [
-                await sync_to_async(used_in, thread_sensitive=False)(quota.tenant, p.first_day, today)
+                await sync_to_async(used_in, thread_sensitive=False)(
+                    quota.tenant, p.first_day, today, quota.user
+                )
                 for p in found
             ]
             result = await self.eval_take(keys, found, fresh, amount)
@@ -302,12 +318,11 @@ def make_quotas() -> Quotas:
 def send_warning(quota: Quota, period: Period, level: int) -> bool:
     """Tell the alert webhook once per tenant and period, whichever gateway gets here first
     (the row's unique constraint decides). Returns whether this call sent it."""
-    from pool.models import PoolSettings, QuotaWarning
+    from pool.models import PoolSettings
+    from pool.services.usage import claim_quota_warning
 
     close_old_connections()
-    try:
-        QuotaWarning.objects.create(tenant=quota.tenant, period=period.name)
-    except IntegrityError:
+    if not claim_quota_warning(quota.tenant, period.name):
         return False
     share = level / period.limit
     message = f"{quota.name} has used {share:.0%} of its {period.name.split(':')[0]}ly quota of {period.limit} tokens"
@@ -319,39 +334,14 @@ def send_warning(quota: Quota, period: Period, level: int) -> bool:
 
 
 def post_alert(url: str, quota: Quota, period: Period, message: str) -> str:
-    """An Alertmanager-shaped (version 4) webhook, as the alert rules send."""
-    labels = {
-        "alertname": "QuotaSoftLimit",
-        "severity": "warning",
-        "tenant": quota.name,
-        "service": "vibeadmin",
-    }
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    body = {
-        "version": "4",
-        "status": "firing",
-        "receiver": "vibeadmin",
-        "groupLabels": {"alertname": "QuotaSoftLimit"},
-        "commonLabels": labels,
-        "commonAnnotations": {"summary": message, "period": period.name},
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": message, "period": period.name},
-                "startsAt": now,
-                "endsAt": "0001-01-01T00:00:00Z",
-            }
-        ],
-    }
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    """The soft threshold as an alert, sent as the alert rules send theirs."""
+    alert = webhook.Alert(
+        name="QuotaSoftLimit",
+        status=webhook.FIRING,
+        severity="warning",
+        summary=message,
+        starts_at=datetime.now(UTC),
+        labels={"tenant": quota.name},
+        annotations={"period": period.name},
     )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.warning("quota webhook %s failed: %s", url, exc)
-        return f"failed: {exc}"
+    return webhook.send(url, alert)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import F
-from django.utils import timezone
 
 from pool import metrics
 from pool.gateway.backend import Backend
@@ -27,11 +25,12 @@ from pool.gateway.strategies import Strategy, make_strategy
 from pool.gateway.tutor import TutorSettings
 from pool.gateway.types import Tenant
 from pool.model_file import chosen_model
-from pool.model_identity import model_sha256
+from pool.model_identity import identify
 from pool.models import ApiKey, Member, Model, PoolSettings, Rollout
 from pool.models import rollout_states as rs
 from pool.models.library import PRIMARY_ALIAS
 from pool.models.pool_settings import TASKS
+from pool.services.usage import add_key_usage
 
 log = logging.getLogger("pool.gateway")
 
@@ -148,6 +147,7 @@ class PoolPolicy:
     model_sha256: str | None = None  # the primary model file's identity (None: not on this host)
     models: dict[str, ServedModel] = field(default_factory=dict)  # the library, by name
     canary: Canary | None = None
+    alias_also: str = ""  # a model the alias reaches besides the primary, while a rollout moves members
 
     def accepts_model(self, name: str) -> bool:
         return self.resolve(name) is not None
@@ -162,13 +162,20 @@ class PoolPolicy:
         return next((m.name for m in self.models.values() if m.alias and m.alias == name), None)
 
     def sha_of(self, name: str) -> str | None:
+        """The answer cache's model identity; None (no caching) for the alias while it spans two models."""
+        if name == MODEL_ALIAS:
+            return None if self.alias_also else self.model_sha256
         served = self.models.get(name)
         return served.sha256 if served is not None else self.model_sha256
 
 
 def _policy(
-    row: PoolSettings, model_sha256: str | None = None, library: list[Model] | None = None, canary=None
+    row: PoolSettings,
+    model_sha256: str | None = None,
+    library: list[Model] | None = None,
+    routes: RolloutRoutes | None = None,
 ) -> PoolPolicy:
+    routes = routes or RolloutRoutes()
     primary = row.primary_model if row.primary_model_id else None
     return PoolPolicy(
         strategy=row.strategy,
@@ -208,17 +215,34 @@ def _policy(
         cache_epoch=row.cache_epoch,
         model_sha256=(primary.sha256 or None) if primary is not None else model_sha256,
         models={m.name: ServedModel(m.name, m.alias, m.sha256 or None, m.facts()) for m in library or []},
-        canary=canary,
+        canary=routes.canary,
+        alias_also=routes.alias_also if routes.alias_also != (primary.name if primary else "") else "",
     )
 
 
-def canary_now() -> Canary | None:
-    """The running rollout's canary, while it takes its share of traffic."""
-    rollout = Rollout.objects.filter(state=rs.CANARY, canary_percent__gt=0).select_related("target").first()
+@dataclass(frozen=True)
+class RolloutRoutes:
+    """How a rollout under way bends the routes: a canary's share of the primary alias, or,
+    while members move from one model to the other, the alias reaching both."""
+
+    canary: Canary | None = None
+    alias_also: str = ""
+
+
+def rollout_routes() -> RolloutRoutes:
+    rollout = Rollout.objects.active().select_related("target").first()
     if rollout is None:
-        return None
-    tenant = f"key:{rollout.canary_tenant_id}" if rollout.canary_tenant_id else ""
-    return Canary(rollout.target.name, rollout.canary_percent, tenant)
+        return RolloutRoutes()
+    if rollout.state == rs.CANARY:
+        if not rollout.canary_percent:
+            return RolloutRoutes()
+        tenant = f"key:{rollout.canary_tenant_id}" if rollout.canary_tenant_id else ""
+        return RolloutRoutes(canary=Canary(rollout.target.name, rollout.canary_percent, tenant))
+    if rollout.state == rs.REPLACING or (rollout.state == rs.ROLLING_BACK and not rollout.canary_percent):
+        # Old and new members both serve the alias while they replace each other: the pool's
+        # capacity stays whole, and nothing is left without a member when the primary changes.
+        return RolloutRoutes(alias_also=rollout.target.name)
+    return RolloutRoutes()
 
 
 class Registry:
@@ -247,10 +271,10 @@ class Registry:
         close_old_connections()
         members = list(Member.objects.routable().select_related("model"))
         keys = list(ApiKey.objects.all())
-        row = PoolSettings.objects.select_related("primary_model").get(pk=PoolSettings.load().pk)
+        row = PoolSettings.load()
         # Before the library (no primary model): the configured file, hashed once, a stat() after that.
-        sha = None if row.primary_model_id else model_sha256(chosen_model().path)
-        return members, keys, row, sha, list(Model.objects.all()), canary_now()
+        sha = None if row.primary_model_id else identify(chosen_model())
+        return members, keys, row, sha, list(Model.objects.all()), rollout_routes()
 
     def apply(
         self,
@@ -259,10 +283,11 @@ class Registry:
         row: PoolSettings,
         model_sha: str | None = None,
         library: list[Model] | None = None,
-        canary: Canary | None = None,
+        routes: RolloutRoutes | None = None,
     ) -> None:
         now = time.monotonic()
-        policy = _policy(row, model_sha, library, canary)
+        routes = routes or RolloutRoutes()
+        policy = _policy(row, model_sha, library, routes)
         fresh: dict[int, Backend] = {}
         by_model: dict[str, list[Backend]] = {}
         for m in members:
@@ -274,6 +299,8 @@ class Registry:
             backend.model = m.model.name if m.model_id else policy.model_id
             fresh[m.pk] = backend
             by_model.setdefault(backend.model, []).append(backend)
+        # The primary alias's group: the primary's members, and a rolled-to model's meanwhile.
+        by_model[MODEL_ALIAS] = by_model.get(policy.model_id, []) + by_model.get(policy.alias_also, [])
         self.backends, self.by_model = fresh, by_model
         for key in keys:
             info = self.keys.get(key.key_hash)
@@ -330,9 +357,9 @@ class Registry:
     def eject(self, backend: Backend) -> bool:
         """Take a member out of rotation at once (passive health). True if it was in."""
         self.ejected_until[backend.id] = time.monotonic() + EJECT_HOLD_S
-        same = self.by_model.get(backend.model)
-        if same is not None and backend in same:
-            same.remove(backend)
+        for group in self.by_model.values():
+            if backend in group:
+                group.remove(backend)
         return self.backends.pop(backend.id, None) is not None
 
     # --- usage --------------------------------------------------------------------------
@@ -344,13 +371,7 @@ class Registry:
             if not (requests or errors):
                 continue
             info.pending = [0, 0, 0, 0]
-            ApiKey.objects.filter(pk=info.id).update(
-                requests=F("requests") + requests,
-                prompt_tokens=F("prompt_tokens") + prompt,
-                completion_tokens=F("completion_tokens") + completion,
-                errors=F("errors") + errors,
-                last_used_at=timezone.now(),
-            )
+            add_key_usage(info.id, requests=requests, prompt=prompt, completion=completion, errors=errors)
 
     def sample_load(self, queue_depth: int) -> None:
         metrics.record_load(

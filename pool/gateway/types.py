@@ -1,7 +1,8 @@
 """What the gateway's parts share about a request, in one leaf module (it imports no other
 part of the gateway, so every part may import it): whose service it counts as (`Tenant`),
 what a strategy and the fair line may know of it (`RouteContext`), its place in the line
-(`Turn`, `Waiter`) and the slot it holds (`Lease`)."""
+(`Turn`, `Waiter`), the slot it holds (`Lease`), what the answer cache does for it
+(`Plan`) and the tokens its quotas hold for it (`Reservation`)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,26 @@ class Waiter:
     queued: bool = False
     predicted_s: float | None = None
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+HIT, MISS, BYPASS = "hit", "miss", "bypass"  # the X-Vibeadmin-Cache header's values
+REFRESH = "refresh"  # ... of a request that asked for a fresh answer (no-cache)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the answer cache does for one request (pool/gateway/answers.py)."""
+
+    label: str  # HIT, MISS, BYPASS or REFRESH
+    key: str = ""  # "" : the cache is not used at all
+    serve: bool = False  # may be answered from the cache or another request's generation
+    model_sha256: str = ""
+
+
+@dataclass(slots=True)
+class Reservation:
+    """The tokens a request's quotas hold for it until it ends (pool/gateway/quotas.py)."""
+
+    counters: tuple[str, ...]
+    amount: int
+    held: bool = True  # False: failed open, nothing to settle

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta
 
-from django.db import IntegrityError, close_old_connections, transaction
-from django.db.models import F
+from django.db import close_old_connections
 from django.utils import timezone
+
+from pool.services.usage import add_student_day, add_usage_day
 
 FIELDS = (
     "requests",
@@ -81,8 +82,6 @@ class UsageBook:
 
     def flush(self) -> None:
         """Runs in a worker thread."""
-        from pool.models import UsageDay
-
         pending, self.pending = self.pending, {}
         students, self.students = self.students, {}
         if not (pending or students):
@@ -90,27 +89,9 @@ class UsageBook:
         close_old_connections()
         self.flush_students(students)
         for (tenant, day), row in pending.items():
-            changes = {name: F(name) + value for name, value in zip(FIELDS, row, strict=True)}
-            if UsageDay.objects.filter(tenant=tenant, day=day).update(**changes):
-                continue
-            try:
-                with transaction.atomic():
-                    UsageDay.objects.create(tenant=tenant, day=day, **dict(zip(FIELDS, row, strict=True)))
-            except IntegrityError:  # another gateway created it a moment ago
-                UsageDay.objects.filter(tenant=tenant, day=day).update(**changes)
+            add_usage_day(tenant, day, dict(zip(FIELDS, row, strict=True)))
 
     @staticmethod
     def flush_students(students: dict[tuple[int, str, date], list[int]]) -> None:
-        from pool.models import ApiKey, StudentDay
-
         for (key_id, user, day), row in students.items():
-            counts = dict(zip(STUDENT_FIELDS, row, strict=True))
-            changes = {name: F(name) + value for name, value in counts.items()}
-            if StudentDay.objects.filter(key_id=key_id, user=user, day=day).update(**changes):
-                continue
-            try:
-                with transaction.atomic():
-                    StudentDay.objects.create(key_id=key_id, user=user, day=day, **counts)
-            except IntegrityError:  # another gateway created it a moment ago, or the key is gone
-                if ApiKey.objects.filter(pk=key_id).exists():
-                    StudentDay.objects.filter(key_id=key_id, user=user, day=day).update(**changes)
+            add_student_day(key_id, user, day, dict(zip(STUDENT_FIELDS, row, strict=True)))

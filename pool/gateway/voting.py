@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 from pool.final_answers import Agreement, as_text, final_answer, vote
 from pool.gateway import errors
-from pool.gateway.answer_cache import Answer, StreamWriter, whole_reply
-from pool.gateway.answers import client_wants_usage, replay_failure
+from pool.gateway.answer_store import AnswerStore
+from pool.gateway.answers import Plan, client_wants_usage, replay_failure
 from pool.gateway.asgi_io import JSON_HEADERS, SSE_HEADERS
 from pool.gateway.collapse import Flight, Flights
 from pool.gateway.outcome import Outcome
 from pool.gateway.progress import event
+from pool.gateway.replies import Answer, StreamWriter, whole_reply
 from pool.gateway.sse import error_event
 from pool.gateway.types import RouteContext
 from pool.gateway.validation import Validated
@@ -92,9 +93,10 @@ def sample_outcome(outcome: Outcome) -> Outcome:
 
 
 class Voting:
-    def __init__(self, exchange, router) -> None:
+    def __init__(self, exchange, router, store: AnswerStore) -> None:
         self.exchange = exchange
         self.router = router
+        self.store = store  # the answer cache: a voted answer is stored with its agreement
         self.flights = Flights()
 
     def near(self, ctx: RouteContext) -> int:
@@ -104,7 +106,16 @@ class Voting:
         return picked.id if picked is not None else 0
 
     async def run(
-        self, send, path: str, request: Validated, ctx: RouteContext, outcome: Outcome, k: int, *, live: bool
+        self,
+        send,
+        path: str,
+        request: Validated,
+        ctx: RouteContext,
+        outcome: Outcome,
+        k: int,
+        *,
+        live: bool,
+        plan: Plan | None = None,
     ) -> None:
         outcomes = [sample_outcome(outcome) for _ in range(k)]
         outcomes[0].watch = outcome.watch
@@ -127,6 +138,12 @@ class Voting:
         if voted is None:
             await replay_failure(send, flights[0])
             return
+        if plan is not None and plan.key:
+            voted.headers.append((b"x-vibeadmin-cache", plan.label.encode()))
+            if voted.answer.finish_reason == "stop" and voted.agreement.answer is not None:
+                # A class asking the same problem pays for its k samples once.
+                stored = dataclasses.replace(voted.answer, model_sha256=plan.model_sha256)
+                self.store.store(plan.key, stored, ctx.tenant.id)
         outcome.member = next((v.decode() for name, v in voted.headers if name == b"x-vibeadmin-member"), "")
         if writer is not None:
             await end_live(send, writer, flights[0], voted, client_wants_usage(request.body))
@@ -161,6 +178,7 @@ class Voting:
             await asyncio.gather(*(f.task for f in flights if f.task is not None), return_exceptions=True)
             outcome.prompt_tokens += sum(s.prompt_tokens for s in outcomes)
             outcome.completion_tokens += sum(s.completion_tokens for s in outcomes)
+            outcome.counted_tokens += sum(s.counted_tokens for s in outcomes)
             outcome.queue_wait_s += max(s.queue_wait_s for s in outcomes)
         return flights
 
@@ -180,6 +198,7 @@ def settle(outcome: Outcome, samples: list[Outcome]) -> None:
     """The request's account is every sample's: all their tokens, the longest wait."""
     outcome.prompt_tokens = sum(s.prompt_tokens for s in samples)
     outcome.completion_tokens = sum(s.completion_tokens for s in samples)
+    outcome.counted_tokens = sum(s.counted_tokens for s in samples)
     outcome.queue_wait_s = max(s.queue_wait_s for s in samples)
     outcome.upstream_s = max(s.upstream_s for s in samples)
     outcome.ttft_s = samples[0].ttft_s
@@ -200,8 +219,9 @@ def tally(flights: list[Flight]) -> Voted | None:
         deltas=list(chosen.answer.deltas),
         prompt_tokens=sum(f.answer.prompt_tokens for f in flights),
         completion_tokens=sum(f.answer.completion_tokens for f in flights),
+        agreement=agreement.as_dict(),
     )
-    return Voted(answer, agreement, chosen.headers)
+    return Voted(answer, agreement, list(chosen.headers))
 
 
 def agreement_field(voted: Voted) -> dict:

@@ -8,50 +8,22 @@ a message to the dashboard group and, where configured, one Alertmanager-style P
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import urllib.error
-import urllib.request
 from collections import deque
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from pool import inflight, metrics
+from pool import inflight, metrics, webhook
 from pool.loops import resources
 from pool.models import AlertEvent, AlertRule, Member, PoolSettings, states
-from pool.services import events
+from pool.models.alerts import METRICS
+from pool.services import alert_rules, events
 
 log = logging.getLogger("pool.loops.alerts")
 
-# What a rule can watch: metric -> what the dashboard calls it.
-METRICS = {
-    "cpu_percent": "host CPU use (%)",
-    "gpu_percent": "busiest GPU's use (%)",
-    "error_rate_percent": "failed requests, last minute (%)",
-    "latency_increase_percent": "mean latency, last 5 min, against the hour before (% up)",
-    "p95_latency_s": "p95 latency, last minute (s)",
-    "queue_depth": "requests waiting for a member",
-    "ready_members": "members ready to serve",
-}
-
-DEFAULT_RULES = [
-    {"name": "CPU use high", "metric": "cpu_percent", "threshold": 85.0, "severity": "warning"},
-    {"name": "GPU use high", "metric": "gpu_percent", "threshold": 85.0, "severity": "warning"},
-    {
-        "name": "Latency up against the previous hour",
-        "metric": "latency_increase_percent",
-        "threshold": 200.0,
-        "severity": "warning",
-    },
-    {"name": "Error rate high", "metric": "error_rate_percent", "threshold": 1.0, "severity": "critical"},
-]
-WEBHOOK_TIMEOUT_S = 5.0
 
 FIRING = Gauge("vibeadmin_alert_firing", "1 while an alert rule fires", ["rule", "severity"])
 VALUE = Gauge(
@@ -60,15 +32,6 @@ VALUE = Gauge(
 TRANSITIONS = Counter(
     "vibeadmin_alert_transitions_total", "Alert rules that fired or resolved", ["rule", "status"]
 )
-
-
-def ensure_default_rules() -> int:
-    """The default rules, for the first run; returns how many were created."""
-    created = 0
-    for rule in DEFAULT_RULES:
-        _, new = AlertRule.objects.get_or_create(name=rule["name"], defaults={**rule, "duration_s": 300})
-        created += new
-    return created
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -152,10 +115,10 @@ def step_rule(rule: AlertRule, value: float | None, now: datetime) -> AlertEvent
     breached = rule.enabled and rule.is_breached(value)
     if breached and rule.breached_since is None:
         # ok -> pending: the condition starts to hold; the clock for duration_s starts
-        _observe(rule, breached_since=now)
+        alert_rules.observe(rule, breached_since=now)
     elif not breached and rule.breached_since is not None and not rule.firing:
         # pending -> ok: it did not hold long enough
-        _observe(rule, breached_since=None)
+        alert_rules.observe(rule, breached_since=None)
     if breached and not rule.firing and (now - rule.breached_since).total_seconds() >= rule.duration_s:
         # pending -> firing: held for the whole duration
         return transition(rule, AlertEvent.FIRING, value, now)
@@ -165,32 +128,14 @@ def step_rule(rule: AlertRule, value: float | None, now: datetime) -> AlertEvent
     return None
 
 
-def _observe(rule: AlertRule, **fields) -> None:
-    AlertRule.objects.filter(pk=rule.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(rule, name, value)
-
-
 def transition(rule: AlertRule, status: str, value: float | None, now: datetime) -> AlertEvent | None:
-    firing = status == AlertEvent.FIRING
-    with transaction.atomic():
-        # Conditional: if two evaluators race, only one records (and notifies) the transition.
-        changed = AlertRule.objects.filter(pk=rule.pk, firing=not firing).update(
-            firing=firing, breached_since=rule.breached_since if firing else None
-        )
-        if not changed:
-            return None
-        rule.firing = firing
-        if not firing:
-            rule.breached_since = None
-        event = AlertEvent.objects.create(
-            rule=rule, status=status, value=value, message=describe(rule, status, value)
-        )
+    event = alert_rules.fire_or_resolve(rule, status, value, describe(rule, status, value))
+    if event is None:
+        return None
     TRANSITIONS.labels(rule.name, status).inc()
     url = PoolSettings.load().alert_webhook_url
     if url:
-        event.webhook_status = notify(url, rule, event, now)
-        AlertEvent.objects.filter(pk=event.pk).update(webhook_status=event.webhook_status)
+        alert_rules.note_webhook(event, notify(url, rule, event, now))
     events.broadcast(
         {
             "type": "pool.event",
@@ -217,62 +162,23 @@ def describe(rule: AlertRule, status: str, value: float | None) -> str:
 # --- the webhook --------------------------------------------------------------------------
 
 
-def alertmanager_payload(rule: AlertRule, event: AlertEvent, now: datetime) -> dict:
-    """The JSON Alertmanager sends to its webhook receivers (version 4), for one alert."""
+def notify(url: str, rule: AlertRule, event: AlertEvent, now: datetime) -> str:
+    """Send the transition to the webhook; returns what happened, for the event list."""
     firing = event.status == AlertEvent.FIRING
     started = rule.breached_since if firing else _fired_at(rule)
-    labels = {
-        "alertname": rule.name,
-        "severity": rule.severity,
-        "metric": rule.metric,
-        "service": "vibeadmin",
-    }
-    annotations = {"summary": event.message, "value": "" if event.value is None else f"{event.value:g}"}
-    base = f"http://{settings.HOST}:{settings.PORT}"
-    return {
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="{rule.name}"}}',
-        "truncatedAlerts": 0,
-        "status": event.status,
-        "receiver": "vibeadmin",
-        "groupLabels": {"alertname": rule.name},
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
-        "externalURL": base + "/dashboard/alerts/",
-        "alerts": [
-            {
-                "status": event.status,
-                "labels": labels,
-                "annotations": annotations,
-                "startsAt": _iso(started or now),
-                "endsAt": "0001-01-01T00:00:00Z" if firing else _iso(now),
-                "generatorURL": base + "/dashboard/alerts/",
-                "fingerprint": hashlib.sha256(rule.name.encode()).hexdigest()[:16],
-            }
-        ],
-    }
+    alert = webhook.Alert(
+        name=rule.name,
+        status=event.status,
+        severity=rule.severity,
+        summary=event.message,
+        starts_at=started or now,
+        ends_at=None if firing else now,
+        labels={"metric": rule.metric},
+        annotations={"value": "" if event.value is None else f"{event.value:g}"},
+    )
+    return webhook.send(url, alert)
 
 
 def _fired_at(rule: AlertRule) -> datetime | None:
     last = rule.events.filter(status=AlertEvent.FIRING).first()
     return last.created_at if last else None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def notify(url: str, rule: AlertRule, event: AlertEvent, now: datetime) -> str:
-    """POST the alert; returns what happened, for the event list. Never raises."""
-    body = json.dumps(alertmanager_payload(rule, event, now)).encode()
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.warning("alert webhook %s failed: %s", url, exc)
-        return f"failed: {getattr(exc, 'reason', exc)}"[:64]

@@ -10,7 +10,7 @@ from pool.models.member import Member
 from pool.models.node import Node
 from pool.models.pool_settings import PoolSettings
 from pool.models.profile import ProfileRun
-from pool.models.quality import EvalAnswer, EvalRun
+from pool.models.quality import EvalAnswer, EvalRun, LeakRate
 from pool.models.rollout import Rollout
 from pool.models.usage import QuotaWarning, StudentDay, UsageDay
 
@@ -20,6 +20,7 @@ __all__ = [
     "ApiKey",
     "EvalAnswer",
     "EvalRun",
+    "LeakRate",
     "CacheEntry",
     "Member",
     "Model",

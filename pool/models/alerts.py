@@ -1,6 +1,18 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+# What a rule can watch: metric -> what the dashboard calls it.
+METRICS = {
+    "cpu_percent": "host CPU use (%)",
+    "gpu_percent": "busiest GPU's use (%)",
+    "error_rate_percent": "failed requests, last minute (%)",
+    "latency_increase_percent": "mean latency, last 5 min, against the hour before (% up)",
+    "p95_latency_s": "p95 latency, last minute (s)",
+    "queue_depth": "requests waiting for a member",
+    "ready_members": "members ready to serve",
+}
 
 
 class AlertRule(models.Model):
@@ -27,6 +39,10 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.metric not in METRICS:
+            raise ValidationError({"metric": f"choose one of {', '.join(METRICS)}"})
 
     def is_breached(self, value: float | None) -> bool:
         if value is None:

@@ -4,7 +4,7 @@ from django.db import models
 
 
 class CacheEntry(models.Model):
-    """One stored answer (pool/gateway/answer_cache.py). Shared by every gateway; each keeps
+    """One stored answer (pool/gateway/answer_store.py). Shared by every gateway; each keeps
     the entries it used lately in memory in front of this table."""
 
     key = models.CharField(max_length=64, primary_key=True, help_text="sha256 of what determines the answer")

@@ -6,7 +6,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from pool.models import roles
-from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES
+from pool.models.apikey import MAX_SAMPLES, MAX_SHARE_WEIGHT, PRIORITIES, quota_order_errors
+from pool.models.apikey import at_least_one as at_least_one_token
 
 DEFAULT_PROMPTS = {
     "general": "You are a helpful assistant.",
@@ -118,7 +119,7 @@ DEFAULT_HINTS = {
 
 
 class PoolSettings(models.Model):
-    """The operator's pool-wide choices. One row (pk=1), created on first use. Its rules are
+    """The operator's pool-wide choices. One row (pk=1), saved at the first change. Its rules are
     here (field validators and `clean()`), so the dashboard, the command line and the
     autoscaler check a change alike (pool/services/members.py saves it, pool/services/audit.py records it)."""
 
@@ -180,8 +181,12 @@ class PoolSettings(models.Model):
     solve_cache_sampled = models.BooleanField(
         default=True, help_text="Also with temperature above 0 (a stored answer is one sample)"
     )
-    solve_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
-    solve_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    solve_tokens_per_day = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[at_least_one_token()]
+    )
+    solve_tokens_per_month = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[at_least_one_token()]
+    )
     # Voting (pool/gateway/voting.py): independent answers whose majority final answer is shown.
     max_samples = models.PositiveSmallIntegerField(
         default=8,
@@ -249,6 +254,9 @@ class PoolSettings(models.Model):
             errors["solve_max_turns"] = "let a conversation send at least its question"
         if self.solve_max_chars is not None and self.solve_max_chars < 1:
             errors["solve_max_chars"] = "let a conversation send at least one character"
+        errors.update(
+            quota_order_errors("solve_tokens_per_day", self.solve_tokens_per_day, self.solve_tokens_per_month)
+        )
         if errors:
             raise ValidationError(errors)
 
@@ -269,8 +277,9 @@ class PoolSettings(models.Model):
 
     @classmethod
     def load(cls) -> PoolSettings:
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
+        """The stored row, or the defaults (unsaved) before anyone has changed a setting:
+        reading never writes; the service layer saves the row (pool/services/pool_settings.py)."""
+        return cls.objects.select_related("primary_model").filter(pk=1).first() or cls(pk=1)
 
     def sampling(self, task: str) -> tuple[float, float, int | None]:
         """The operator's (temperature, top_p, max_tokens) for a task."""

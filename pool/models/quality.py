@@ -7,7 +7,9 @@ import math
 
 from django.db import models
 
-RUNNING, DONE, STOPPED, FAILED = "running", "done", "stopped", "failed"
+from pool.models.job import FAILED, RUNNING, Job
+
+DONE, STOPPED = "done", "stopped"
 RUN_STATES = [(s, s) for s in (RUNNING, DONE, STOPPED, FAILED)]
 Z_95 = 1.959964
 
@@ -23,9 +25,7 @@ def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-class EvalRun(models.Model):
-    started_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+class EvalRun(Job):
     state = models.CharField(max_length=16, choices=RUN_STATES, default=RUNNING)
     model_name = models.CharField(max_length=200, help_text="The GGUF's file name")
     model_sha256 = models.CharField(max_length=64, blank=True)
@@ -33,14 +33,16 @@ class EvalRun(models.Model):
     problem_set = models.CharField(max_length=32, help_text="quick or full")
     planned = models.PositiveIntegerField(default=0)
     answered = models.PositiveIntegerField(default=0)
-    correct = models.PositiveIntegerField(default=0)
+    correct = models.PositiveIntegerField(
+        default=0, help_text="Samples answered right, of answered x samples"
+    )
     completion_tokens = models.PositiveBigIntegerField(default=0)
     seconds = models.FloatField(default=0.0, help_text="Sum of the answers' times")
-    stop_requested = models.BooleanField(default=False)
-    # The process asking (`pool eval`), so that a run whose process died is not "running" forever.
-    host = models.CharField(max_length=255, blank=True)
-    pid = models.PositiveIntegerField(null=True, blank=True)
-    message = models.TextField(blank=True)
+    # Voting: k samples per problem give pass@1 (all samples) and maj@k (their majority) at once.
+    samples = models.PositiveSmallIntegerField(default=1)
+    majority_correct = models.PositiveIntegerField(default=0)
+    unanimous = models.PositiveIntegerField(default=0, help_text="Problems whose samples all gave one answer")
+    unanimous_correct = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -49,12 +51,25 @@ class EvalRun(models.Model):
         return f"eval {self.pk} ({self.model_name}, {self.state})"
 
     @property
+    def sample_answers(self) -> int:
+        return self.answered * self.samples
+
+    @property
     def pass_at_1(self) -> float | None:
-        return self.correct / self.answered if self.answered else None
+        return self.correct / self.sample_answers if self.answered else None
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.correct, self.answered)
+        return wilson_interval(self.correct, self.sample_answers)
+
+    @property
+    def maj_at_k(self) -> float | None:
+        return self.majority_correct / self.answered if self.answered and self.samples > 1 else None
+
+    @property
+    def unanimous_right(self) -> float | None:
+        """The agreement's calibration: how often a unanimous vote was right."""
+        return self.unanimous_correct / self.unanimous if self.unanimous and self.samples > 1 else None
 
     @property
     def tokens_per_answer(self) -> float | None:
@@ -69,17 +84,6 @@ class EvalRun(models.Model):
         """From start to end: answers asked at once overlap, so less than `seconds`."""
         return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
 
-    def is_orphaned(self, host: str) -> bool:
-        """Running, started on `host`, and its process is gone (killed, or the machine restarted)."""
-        import psutil
-
-        return (
-            self.state == RUNNING
-            and self.host == host
-            and self.pid is not None
-            and not psutil.pid_exists(self.pid)
-        )
-
     @property
     def where(self) -> str:
         return self.member or "pool"
@@ -92,10 +96,37 @@ class EvalAnswer(models.Model):
     language = models.CharField(max_length=8)
     expected = models.CharField(max_length=64)
     got = models.CharField(max_length=64, blank=True)
-    correct = models.BooleanField(default=False)
+    correct = models.BooleanField(default=False)  # the first sample's answer
+    samples_correct = models.PositiveSmallIntegerField(default=0)
+    votes = models.PositiveSmallIntegerField(default=0, help_text="Samples that reached the majority answer")
+    majority_correct = models.BooleanField(default=False)
     completion_tokens = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(default=0.0)
     error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["id"]
+
+
+class LeakRate(models.Model):
+    """How often a mode's first reply already gave the final answer away, as
+    `python -m bench.leak_rate` measured it: hints mode must stay far below solution mode.
+    Loaded with `manage.py pool leak-rates FILE` (the shipped measurements by a migration)."""
+
+    mode = models.CharField(max_length=32, help_text="The solve page's mode: hints or solution")
+    leaks = models.PositiveIntegerField(help_text="First replies that contained the final answer")
+    problems = models.PositiveIntegerField()
+    max_tokens = models.PositiveIntegerField(help_text="The replies' length cap while measuring")
+    model = models.CharField(max_length=200, help_text="The GGUF's file name")
+    measured_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-measured_at", "mode"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mode", "max_tokens", "model", "measured_at"], name="one_leak_rate"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mode}: {self.leaks} of {self.problems}"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from pool.models import rollout_states as rs
@@ -26,8 +28,17 @@ class Rollout(models.Model):
     # The member being replaced now, and its replacement (names; "" between steps).
     old_member = models.CharField(max_length=64, blank=True)
     new_member = models.CharField(max_length=64, blank=True)
-    created_members = models.JSONField(default=list, help_text="Members this rollout started, by name")
-    canary_percent = models.FloatField(default=0.0, help_text="0: no canary, a plain rolling replacement")
+    created_members = models.JSONField(
+        default=list, blank=True, help_text="Members this rollout started, by name"
+    )
+    canary_percent = models.FloatField(
+        default=0.0,
+        validators=[
+            MinValueValidator(0, "--canary takes a percentage: above 0, at most 100"),
+            MaxValueValidator(100, "--canary takes a percentage: above 0, at most 100"),
+        ],
+        help_text="0: no canary, a plain rolling replacement",
+    )
     canary_tenant = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -39,13 +50,14 @@ class Rollout(models.Model):
     baseline_asked = models.PositiveIntegerField(default=0)
     baseline_passed = models.PositiveIntegerField(default=0)
     gate_figures = models.JSONField(
-        default=dict, help_text="Errors and TTFT p95 per side, the test's statistic"
+        default=dict, blank=True, help_text="Errors and TTFT p95 per side, the test's statistic"
     )
     gate_verdict = models.CharField(max_length=16, blank=True)  # "promote" or "roll back"
     abort_requested = models.BooleanField(default=False)
     surge = models.BooleanField(
-        null=True, help_text="The last step's choice: start first (surge) or drain first"
+        null=True, blank=True, help_text="The last step's choice: start first (surge) or drain first"
     )
+    step_at = models.DateTimeField(null=True, blank=True, help_text="When the replacement under way began")
     reason = models.TextField(blank=True, help_text="Why it is where it is, for the operator")
     started_at = models.DateTimeField(auto_now_add=True)
     changed_at = models.DateTimeField(auto_now=True)
@@ -58,6 +70,10 @@ class Rollout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} -> {self.target}"
+
+    def clean(self) -> None:
+        if (self.gate or self.canary_tenant_id is not None) and not self.canary_percent:
+            raise ValidationError("--gate and --tenant go with --canary PERCENT")
 
     @property
     def is_active(self) -> bool:

@@ -97,7 +97,7 @@ def measure(options: dict, write) -> ProfileRun:
         else:
             if options["layouts"] is not None and options["layouts"] < 1:
                 raise CommandError("--layouts: at least 1")
-            run = job.create(
+            run = job.new_profile(
                 budget_s=options["budget"],
                 answer_tokens=options["answer_tokens"],
                 prune=not options["no_prune"],
@@ -151,7 +151,7 @@ def table(run: ProfileRun, *, typical_tokens: int) -> str:
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    title = f"\nProfile {run.pk} ({run.state}{': ' + run.note if run.note else ''}) of {run.model_path or 'the model'}"
+    title = f"\nProfile {run.pk} ({run.state}{': ' + run.message if run.message else ''}) of {run.model_path or 'the model'}"
     return "\n".join([title, *lines, "TTFT in seconds, p50; '>' where most answers had no first token yet."])
 
 

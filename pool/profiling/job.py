@@ -7,18 +7,14 @@ after layout, keep every point in the database as it comes, and end it as done, 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 from collections import Counter
 
-import psutil
 from django.conf import settings
-from django.utils import timezone
 
 from pool.models import Member, ProfileRun, states
 from pool.profiling import plan as planning
 from pool.profiling.plan import Layout
+from pool.services import jobs
 from pool.services.members import pool_apply_layout
 
 DEFAULT_BUDGET_S = 300.0
@@ -52,14 +48,10 @@ def host_has_gpu() -> bool:
 
 def running() -> ProfileRun | None:
     """The profile in progress, if its process still lives; a dead one is marked failed."""
-    for run in ProfileRun.objects.filter(state=ProfileRun.RUNNING):
-        if run.pid and _alive(run.pid):
-            return run
-        finish(run, ProfileRun.FAILED, "its process ended before the profile did (killed?)")
-    return None
+    return jobs.running(ProfileRun)
 
 
-def create(
+def new_profile(
     *,
     budget_s: float = DEFAULT_BUDGET_S,
     answer_tokens: int = DEFAULT_ANSWER_TOKENS,
@@ -78,43 +70,23 @@ def create(
         plan = planning.make_plan(candidates, budget_s, point_s=point_s)
     except planning.PlanError as exc:
         raise ProfileError(str(exc)) from None
-    return ProfileRun.objects.create(
+    run = jobs.new_job(
+        ProfileRun,
         cores=cores,
         gpu=gpu,
         budget_s=budget_s,
         answer_tokens=answer_tokens,
         plan={**plan.as_dict(), "prune": prune},
         layouts={layout.key: "not measured" for layout in plan.layouts},
-        pid=os.getpid(),
         progress="starting",
     )
+    jobs.claim(run)  # this process, until launch() hands it to one of its own
+    return run
 
 
-def launch(run: ProfileRun) -> None:
-    """Run `run` in a process of its own (the dashboard's button): a web request returns at once."""
-    log = settings.DATA_DIR / "logs" / "profile.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "pool", "profile", "--run", str(run.pk)],
-            cwd=settings.BASE_DIR,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends
-    ProfileRun.objects.filter(pk=run.pk).update(pid=child.pid)
-
-
-def request_stop(run: ProfileRun) -> None:
-    ProfileRun.objects.filter(pk=run.pk, state=ProfileRun.RUNNING).update(stop_requested=True)
-
-
-def finish(run: ProfileRun, state: str, note: str) -> None:
-    run.state, run.note, run.finished_at = state, note[:500], timezone.now()
+def finish(run: ProfileRun, state: str, message: str) -> None:
     run.progress = ""
-    run.save(update_fields=["state", "note", "finished_at", "progress", "layouts", "points"])
+    jobs.finish(run, state, message, fields=("progress", "layouts", "points"))
 
 
 def latest() -> ProfileRun | None:
@@ -137,10 +109,3 @@ def apply(run: ProfileRun, *, target: str, load: int = 1) -> tuple[Layout, list[
         reason=f"profile {run.pk}, best for {'answers per minute' if target == planning.ANSWERS else f'TTFT at {load}'}",
     )
     return best, done
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -4,7 +4,6 @@ creates, launches and stops runs (job.py), never imports it."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -21,6 +20,7 @@ from pool.profiling import plan as planning
 from pool.profiling.job import ProfileError, finish
 from pool.profiling.plan import Layout, Point
 from pool.profiling.runner import LayoutFailed, ProfileStopped, profile_layout
+from pool.services import jobs
 
 STOP_POLL_S = 1.0
 
@@ -28,14 +28,14 @@ STOP_POLL_S = 1.0
 def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileRun:
     """Measure every planned layout of `run`; on Ctrl-C the points so far are kept, marked
     partial, and KeyboardInterrupt goes on to the caller. No process outlives this."""
-    ProfileRun.objects.filter(pk=run.pk).update(pid=os.getpid())
+    jobs.claim(run)
     try:
         model = ensure_model(progress=echo)
     except ModelFileError as exc:
         finish(run, ProfileRun.FAILED, str(exc))
         raise ProfileError(str(exc)) from None
     run.model_path = str(model.path)
-    run.save(update_fields=["model_path"])
+    jobs.save_progress(run, "model_path")
     plan = planning.Plan(
         planning.planned_layouts(run),
         tuple(run.plan["levels"]),
@@ -63,7 +63,7 @@ def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileR
                     run.progress = (
                         f"layout {n} of {len(plan.layouts)} ({layout.label}): {point.level} at once measured"
                     )
-                    run.save(update_fields=["points", "progress"])
+                    jobs.save_progress(run, "points", "progress")
                     ttft = (
                         "–"
                         if point.ttft_p50_s is None
@@ -72,7 +72,7 @@ def execute(run: ProfileRun, *, echo: Callable[[str], None] = print) -> ProfileR
                     echo(f"  {point.level:2} at once: {point.tokens_per_s:6.1f} tokens/s, TTFT p50 {ttft}")
 
                 run.progress = f"layout {n} of {len(plan.layouts)} ({layout.label}): starting its servers"
-                run.save(update_fields=["progress"])
+                jobs.save_progress(run, "progress")
                 try:
                     outcome = profile_layout(
                         layout,

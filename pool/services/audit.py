@@ -1,7 +1,7 @@
 """The operators' audit trail: who changed which desired state, from what to what, and when.
 
 Every change goes through the service layer (pool/services/), which
-saves through `save()` or `update()` here: they diff the row's fields before and after,
+saves through `save_row()`, `update_row()` or `delete_row()` here: they diff the row's fields before and after,
 so a field added to a model later is audited with no more code. Who acts is set once where
 a change enters: the dashboard's views (the signed-in user), the command line ("cli"), the
 autoscaler; anything else is "system" (the first run, start-up).
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from prometheus_client.core import REGISTRY, CounterMetricFamily
 
@@ -119,21 +120,12 @@ def subject_of(row: models.Model) -> tuple[str, str]:
 
 def record(row: models.Model, before: dict[str, Any], after: dict[str, Any], *, note: str = "") -> int:
     """One event per field whose value changed; returns how many."""
-    actor = current()
     subject, member_name = subject_of(row)
     fields = {f.name: f for f in desired_fields(type(row))}
 
     def event(setting: str, old: str, new: str, what: str) -> PoolEvent:
-        return PoolEvent(
-            kind=PoolEvent.CHANGE,
-            member_name=member_name,
-            subject=subject,
-            setting=setting,
-            old_value=old,
-            new_value=new,
-            actor=actor.name,
-            actor_kind=actor.kind,
-            message=f"{subject}: {what}" + (f" ({note})" if note else ""),
+        return change_event(
+            subject, setting, old, new, f"{what}" + (f" ({note})" if note else ""), member_name
         )
 
     if not before:  # a new row: one event, with what it was created with (defaults left out)
@@ -159,22 +151,22 @@ def record(row: models.Model, before: dict[str, Any], after: dict[str, Any], *, 
     return len(changes)
 
 
-def save(
-    row: models.Model, *, fields: Iterable[str] | None = None, note: str = "", validate: bool = True
-) -> models.Model:
+def save_row(row: models.Model, *, fields: Iterable[str] | None = None, note: str = "") -> models.Model:
     """Check the row against its model's rules (`full_clean`: field validators and `clean()`),
     save it, and record what changed. With `fields` (what a form or a command set), only
-    those are written and compared: counters another process updates meanwhile (a key's
-    usage) are neither overwritten nor taken for a change. A new row records what it was
-    created with, in one event."""
+    those are written, checked and compared: counters another process updates meanwhile (a
+    key's usage) are neither overwritten nor taken for a change. A new row records what it
+    was created with, in one event. Raises ValidationError, nothing saved, where a rule fails."""
     model = type(row)
     stored = model._default_manager.filter(pk=row.pk).first() if row.pk is not None else None
+    exists = stored is not None
+    if not exists and row.pk is not None:  # a one-row table's defaults, saved at its first change
+        stored = model(pk=row.pk)
     names = None if stored is None or fields is None else {f.name for f in desired_fields(model, fields)}
     compared = desired_fields(model, names)
     before = values(stored, compared) if stored is not None else {}
-    if validate:
-        row.full_clean()
-    if names is None:
+    row.full_clean(exclude=_unwritten(model, names))
+    if names is None or not exists:
         row.save()
     else:
         stamped = [f.name for f in model._meta.concrete_fields if getattr(f, "auto_now", False)]
@@ -183,27 +175,42 @@ def save(
     return row
 
 
-def update(row: models.Model, *, note: str = "", **changes: Any) -> int:
+def update_row(row: models.Model, *, note: str = "", **changes: Any) -> int:
     """Write only these fields (a queryset update: the supervisor's own writes to the same row
-    are not overwritten) and record what changed. Returns the rows updated (0 or 1)."""
+    are not overwritten), checked first by the model's rules (the changed fields' own and
+    `clean()`), and record what changed. Returns the rows updated (0 or 1)."""
     model = type(row)
     fields = desired_fields(model, changes)
     stored = model._default_manager.filter(pk=row.pk).first()
     before = values(stored, fields) if stored is not None else {}
+    kept = {name: getattr(row, name) for name in changes}
+    for name, value in changes.items():
+        setattr(row, name, value)
+    try:
+        row.full_clean(exclude=_unwritten(model, set(changes)))
+    except ValidationError:
+        for name, value in kept.items():
+            setattr(row, name, value)
+        raise
     updated = model._default_manager.filter(pk=row.pk).update(**changes)
     if updated:
-        for name, value in changes.items():
-            setattr(row, name, value)
         record(row, before, values(row, fields), note=note)
     return updated
 
 
-def delete(row: models.Model, *, note: str = "") -> None:
+def _unwritten(model: type[models.Model], written: set[str] | None) -> list[str] | None:
+    """The fields a partial write leaves as they are: not checked again (an older row may
+    hold a value a later rule refuses, and a stop must still go through)."""
+    if written is None:
+        return None
+    return [f.name for f in model._meta.fields if f.name not in written and f.attname not in written]
+
+
+def delete_row(row: models.Model, *, note: str = "") -> None:
     """Delete the row and record that it is gone, with what it held."""
     fields = desired_fields(type(row))
     held = values(row, fields)
     row.delete()
-    actor = current()
     subject, member_name = subject_of(row)
     shown_fields = {f.name: f for f in fields}
     was = ", ".join(
@@ -211,32 +218,31 @@ def delete(row: models.Model, *, note: str = "") -> None:
         for name, value in held.items()
         if value not in (None, "")
     )
-    PoolEvent.objects.create(
-        kind=PoolEvent.CHANGE,
-        member_name=member_name,
-        subject=subject,
-        setting=DELETED,
-        old_value=was,
-        new_value=UNSET,
-        actor=actor.name,
-        actor_kind=actor.kind,
-        message=f"{subject}: deleted" + (f" ({note})" if note else ""),
-    )
+    what = "deleted" + (f" ({note})" if note else "")
+    change_event(subject, DELETED, was, UNSET, what, member_name).save()
 
 
 def change(subject: str, setting: str, old: str, new: str) -> None:
     """One change of something that is not a pool table's row (a user's role), as `record`
     writes it."""
+    change_event(subject, setting, old, new, f"{setting} {old} → {new}").save()
+
+
+def change_event(
+    subject: str, setting: str, old: str, new: str, what: str, member_name: str = ""
+) -> PoolEvent:
+    """One change's event (unsaved), as the current actor's."""
     actor = current()
-    PoolEvent.objects.create(
+    return PoolEvent(
         kind=PoolEvent.CHANGE,
+        member_name=member_name,
         subject=subject,
         setting=setting,
         old_value=old,
         new_value=new,
         actor=actor.name,
         actor_kind=actor.kind,
-        message=f"{subject}: {setting} {old} → {new}",
+        message=f"{subject}: {what}",
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pool import model_library
+from pool import model_identity, model_library
 from pool.model_file import ModelChoice, ModelFileError, packaged_model
 from pool.models import Member, Model, PoolEvent, PoolSettings, states
 from pool.services import ActionError, audit, events
@@ -62,7 +62,7 @@ def model_add(
         alias=alias,
         path=str(path),
         size=facts.size,
-        sha256=sha256 or model_library.stamped_digest(path),
+        sha256=sha256 or _stamped(path),
         architecture=facts.architecture,
         parameters=facts.parameters or None,
         quantization=facts.quantization,
@@ -75,7 +75,7 @@ def model_add(
     if model.sha256:
         model.hashed_bytes = model.size
     try:
-        audit.save(model)
+        audit.save_row(model)
     except ValidationError as exc:
         raise ActionError("; ".join(exc.messages)) from None
     events.record(PoolEvent.ACTION, f"model {name}: added ({facts.architecture}, {facts.size // 2**20} MiB)")
@@ -89,7 +89,7 @@ def model_remove(*, model: Model) -> None:
         raise ActionError(f"model {model.name} is served by {', '.join(serving)}: move or remove them first")
     if PoolSettings.load().primary_model_id == model.pk:
         raise ActionError(f"model {model.name} is the pool's primary model: roll out another one first")
-    audit.delete(model)
+    audit.delete_row(model)
     events.record(PoolEvent.ACTION, f"model {model.name}: removed from the library")
 
 
@@ -119,8 +119,15 @@ def library_ensure_configured(choice: ModelChoice, warn: Callable[[str], None] =
     settings_row = PoolSettings.load()
     if settings_row.primary_model_id is None:
         settings_row.primary_model = model
-        audit.save(settings_row, fields=["primary_model"])
+        audit.save_row(settings_row, fields=["primary_model"])
     primary = settings_row.primary_model or model
     for member in Member.objects.filter(model__isnull=True, kind=states.LOCAL):
-        audit.update(member, model=primary)
+        audit.update_row(member, model=primary)
     return model
+
+
+def _stamped(path: Path) -> str:
+    try:
+        return model_identity.stamped(path)
+    except OSError:
+        return ""

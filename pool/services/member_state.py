@@ -44,3 +44,12 @@ def update_observed(member: Member, **fields: Any) -> None:
     Member.objects.filter(pk=member.pk).update(**fields)
     for name, value in fields.items():
         setattr(member, name, value)
+
+
+def forget(member: Member) -> bool:
+    """Delete a member the operator removed, once it has stopped (stopped -> gone). False if
+    it is not stopped after all."""
+    deleted, _ = Member.objects.filter(pk=member.pk, state__in=states.STOPPED_STATES).delete()
+    if deleted:
+        events.record(PoolEvent.STATE, f"{member.name}: removed", member_name=member.name, state="removed")
+    return bool(deleted)

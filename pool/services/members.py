@@ -4,68 +4,11 @@ work. Each change is recorded with who made it and its old and new values (audit
 
 from __future__ import annotations
 
-import re
-from urllib.parse import urlparse
-
 from django.conf import settings
 from django.db import transaction
 
 from pool.models import Member, Model, PoolEvent, PoolSettings, states
-from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
-from pool.services import ActionError, audit, events
-
-# A member's name is a slug: it appears in URLs, log file names and metric labels.
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-def validate_remote_url(url: str) -> str:
-    parsed = urlparse(url.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ActionError(f"{url!r} is not a valid member URL: use http://HOST:PORT")
-    try:
-        parsed.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise ActionError(f"{url!r} has an invalid port") from None
-    return url.strip().rstrip("/")
-
-
-def _check_weight(weight: int) -> None:
-    if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
-        raise ActionError(f"weight must be between {MIN_WEIGHT} and {MAX_WEIGHT}")
-
-
-def _check_gpu(gpu: int | None) -> None:
-    if gpu is not None and gpu < 0:
-        raise ActionError("GPU index must be 0 or more")
-
-
-MAX_SLOTS = 256
-# A key travels in an HTTP header: printable ASCII without spaces.
-API_KEY_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
-
-
-def _check_engine(engine: str) -> None:
-    if engine not in states.ENGINES:
-        raise ActionError(f"unknown engine {engine!r}; choose {' or '.join(states.ENGINES)}")
-
-
-def _check_slots(slots: int | None, *, engine: str, remote: bool) -> None:
-    if slots is None:
-        return
-    if not 1 <= slots <= MAX_SLOTS:
-        raise ActionError(f"slots must be between 1 and {MAX_SLOTS}")
-    if slots > 1 and engine == states.LLAMA_CPP_PYTHON and not remote:
-        raise ActionError(
-            "a llama-cpp-python member generates one answer at a time: "
-            "use the llama-server engine for more slots"
-        )
-
-
-def _check_api_key(api_key: str) -> str:
-    api_key = api_key.strip()
-    if api_key and not API_KEY_RE.match(api_key):
-        raise ActionError("an API key is 1-256 printable characters, without spaces")
-    return api_key
+from pool.services import ActionError, audit, events, refused_as_action_error
 
 
 def _next_name() -> str:
@@ -93,42 +36,30 @@ def member_add(
     (default: the pool's primary model)."""
     # A remote server's engine shows when it is probed (a llama-server answers /props).
     engine = engine or (states.LLAMA_CPP_PYTHON if url else settings.VIBEADMIN_ENGINE)
-    _check_weight(weight)
-    _check_gpu(gpu)
-    _check_engine(engine)
     if not url and slots is None:
         slots = settings.VIBEADMIN_SLOTS if engine == states.LLAMA_SERVER else 1
-    _check_slots(slots, engine=engine, remote=bool(url))
-    if api_key and not url:
+    if api_key.strip() and not url:
         raise ActionError(
             "a local member's key is made by its supervisor at each start; only a remote one takes a key"
         )
-    api_key = _check_api_key(api_key)
-    if Member.objects.count() >= settings.VIBEADMIN_MAX_MEMBERS:
-        raise ActionError(
-            f"the pool already has {settings.VIBEADMIN_MAX_MEMBERS} members (VIBEADMIN_MAX_MEMBERS)"
-        )
-    if name and not NAME_RE.match(name):
-        raise ActionError(f"{name!r} is not a valid member name: use lowercase letters, digits, - and _")
-    if name and Member.objects.filter(name=name).exists():
-        raise ActionError(f"a member named {name!r} already exists")
     member = Member(
         name=name or _next_name(),
         kind=states.REMOTE if url else states.LOCAL,
-        url=validate_remote_url(url) if url else "",
+        url=url.strip().rstrip("/"),
         node=node or settings.VIBEADMIN_NODE,
         weight=weight,
         engine=engine,
         slots=slots,
         max_inflight=slots or 1,
-        api_key=api_key,
+        api_key=api_key.strip(),
         gpu=gpu,
         n_gpu_layers=settings.VIBEADMIN_N_GPU_LAYERS,
         n_ctx=settings.VIBEADMIN_N_CTX,
         n_threads=settings.VIBEADMIN_N_THREADS,
         model=model or PoolSettings.load().primary_model,
     )
-    audit.save(member, validate=False)  # checked above, with the command line's messages
+    with refused_as_action_error():
+        audit.save_row(member)
     what = f"remote {member.url}" if url else f"local {engine}"
     if member.model_id:
         what += f", model {member.model}"
@@ -136,27 +67,32 @@ def member_add(
     return member
 
 
+def _update(member: Member, **changes) -> None:
+    with refused_as_action_error():
+        audit.update_row(member, **changes)
+
+
 def member_start(*, member: Member) -> None:
     # A failed member gets a fresh set of retries.
-    audit.update(member, should_run=True, restart_requested=False, restarts=0, next_start_at=None)
+    _update(member, should_run=True, restart_requested=False, restarts=0, next_start_at=None)
     _note(member, f"{member.name}: start requested")
 
 
 def member_drain(*, member: Member, timeout_s: float | None = None) -> None:
     """Stop taking new requests, let in-flight ones finish (up to the timeout), then stop."""
     timeout = settings.VIBEADMIN_DRAIN_TIMEOUT_S if timeout_s is None else timeout_s
-    audit.update(member, should_run=False, drain_timeout_s=timeout)
+    _update(member, should_run=False, drain_timeout_s=timeout)
     _note(member, f"{member.name}: drain requested (up to {timeout:g}s for in-flight requests)")
 
 
 def member_stop(*, member: Member) -> None:
     """A drain with a short deadline: stop is graceful too, just less patient."""
-    audit.update(member, should_run=False, drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S)
+    _update(member, should_run=False, drain_timeout_s=settings.VIBEADMIN_STOP_DRAIN_S)
     _note(member, f"{member.name}: stop requested")
 
 
 def member_restart(*, member: Member) -> None:
-    audit.update(
+    _update(
         member,
         should_run=True,
         restart_requested=True,
@@ -167,26 +103,24 @@ def member_restart(*, member: Member) -> None:
 
 
 def member_remove(*, member: Member) -> None:
-    audit.update(member, remove_requested=True, should_run=False)
+    _update(member, remove_requested=True, should_run=False)
     _note(member, f"{member.name}: remove requested")
 
 
 def member_set_weight(*, member: Member, weight: int) -> None:
-    _check_weight(weight)
-    audit.update(member, weight=weight)
+    _update(member, weight=weight)
     _note(member, f"{member.name}: weight set to {weight}")
 
 
 def member_set_slots(*, member: Member, slots: int | None) -> None:
     """A local member's slots take effect at its next start (restart it); a remote one's at
     once. None on a remote member: read them from its /props again."""
-    _check_slots(slots, engine=member.engine, remote=not member.is_local)
     if slots is None and member.is_local:
         raise ActionError("a local member needs a number of slots")
     fields: dict = {"slots": slots}
     if not member.is_local and slots is not None:
         fields["max_inflight"] = slots
-    audit.update(member, **fields)
+    _update(member, **fields)
     when = " (applies at next start)" if member.is_local else ""
     _note(
         member, f"{member.name}: slots set to {slots if slots is not None else 'read from the member'}{when}"
@@ -195,11 +129,10 @@ def member_set_slots(*, member: Member, slots: int | None) -> None:
 
 def member_set_engine(*, member: Member, engine: str) -> None:
     """A local member's engine changes at its next start."""
-    _check_engine(engine)
     if not member.is_local:
         raise ActionError("a remote member's engine is whatever its server runs: it is not set here")
     slots = member.slots if engine == states.LLAMA_SERVER else 1
-    audit.update(member, engine=engine, slots=slots)
+    _update(member, engine=engine, slots=slots)
     _note(member, f"{member.name}: engine set to {engine} (applies at next start)")
 
 
@@ -207,15 +140,23 @@ def member_set_api_key(*, member: Member, api_key: str) -> None:
     """The key the gateway and the probes send a remote member ('' for none)."""
     if member.is_local:
         raise ActionError("a local member's key is made by its supervisor at each start")
-    audit.update(member, api_key=_check_api_key(api_key))
+    _update(member, api_key=api_key.strip())
     _note(member, f"{member.name}: API key {'set' if api_key.strip() else 'cleared'}")
 
 
 def member_set_gpu(*, member: Member, gpu: int | None) -> None:
     """Pinning takes effect at the member's next start."""
-    _check_gpu(gpu)
-    audit.update(member, gpu=gpu)
+    _update(member, gpu=gpu)
     _note(member, f"{member.name}: GPU pin set to {'none' if gpu is None else gpu} (applies at next start)")
+
+
+def member_set_model(*, member: Member, model: Model) -> None:
+    """A local member's library model changes at its next start (restart it); a rollout
+    moves members without a gap (pool/services/rollout_machine.py)."""
+    if not member.is_local:
+        raise ActionError("a remote member serves whatever its server loaded: its model is not set here")
+    _update(member, model=model)
+    _note(member, f"{member.name}: model set to {model.name} (applies at next start)")
 
 
 @transaction.atomic
@@ -256,6 +197,13 @@ def pool_scale(*, count: int, reason: str = "", model: Model | None = None) -> l
     return done
 
 
+def _check_shape(*, threads: int, slots: int) -> None:
+    """A layout's shape, checked by Member's own field rules before any member changes."""
+    sample, shape = Member(n_threads=threads, slots=slots), {"n_threads", "slots"}
+    with refused_as_action_error():
+        sample.clean_fields(exclude=[f.name for f in Member._meta.fields if f.name not in shape])
+
+
 def _note(member: Member, message: str) -> None:
     events.record(PoolEvent.ACTION, message, member_name=member.name)
 
@@ -267,9 +215,7 @@ def pool_apply_layout(
     """Make the pool `members` local llama-server members of `threads` threads and `slots`
     slots each (and `gpu_layers` on a GPU host), as a profile found best: scale to the
     count, then set each wanted member's shape and restart the running ones that change."""
-    if threads < 1:
-        raise ActionError("threads must be 1 or more")
-    _check_slots(slots, engine=states.LLAMA_SERVER, remote=False)
+    _check_shape(threads=threads, slots=slots)
     done = pool_scale(count=members, reason=reason)
     wanted = Member.objects.filter(kind=states.LOCAL, remove_requested=False, should_run=True)
     for member in wanted:
@@ -278,7 +224,7 @@ def pool_apply_layout(
             shape["n_gpu_layers"] = gpu_layers
         if all(getattr(member, field) == value for field, value in shape.items()):
             continue
-        Member.objects.filter(pk=member.pk).update(**shape)
+        _update(member, **shape, note=reason or "layout applied")
         if member.state in states.STOPPED_STATES:
             done.append(f"{member.name}: reshaped")
         else:

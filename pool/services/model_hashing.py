@@ -4,21 +4,18 @@ file as pool/model_identity.py does, so no process computes it twice."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from django.db import connection
 
-from pool.model_identity import stamp_path
-from pool.model_library import stamped_digest
+from pool.model_identity import compute, stamped
 from pool.models import Model
 
 log = logging.getLogger("pool.model_library")
 
-BLOCK = 4 << 20
 PROGRESS_EVERY = 64 << 20  # bytes hashed between two writes of the progress
 
 
@@ -31,6 +28,8 @@ class Hasher:
     def poke(self) -> None:
         """Start hashing the next model that needs it, unless a hash is already running."""
         if self._thread is not None and self._thread.is_alive():
+            return
+        if connection.in_atomic_block:  # the thread's own connection could not see this transaction's rows
             return
         model = Model.objects.filter(sha256="", hash_error="").first()
         if model is None or not Path(model.path).is_file():
@@ -55,7 +54,7 @@ def hash_model(pk: int) -> str:
     try:
         model = Model.objects.get(pk=pk)
         path = Path(model.path)
-        digest = stamped_digest(path) or _hash_with_progress(pk, path)
+        digest = stamped(path) or compute(path, _progress_of(pk))
         Model.objects.filter(pk=pk).update(sha256=digest, hashed_bytes=path.stat().st_size)
         return digest
     except (OSError, Model.DoesNotExist) as exc:
@@ -64,21 +63,14 @@ def hash_model(pk: int) -> str:
         return ""
 
 
-def _hash_with_progress(pk: int, path: Path) -> str:
-    digest = hashlib.sha256()
-    before = path.stat()
-    done = reported = 0
-    with path.open("rb") as f:
-        while block := f.read(BLOCK):
-            digest.update(block)
-            done += len(block)
-            if done - reported >= PROGRESS_EVERY:
-                reported = done
-                Model.objects.filter(pk=pk).update(hashed_bytes=done)
-    computed = digest.hexdigest()
-    after = path.stat()
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise OSError(f"{path} changed while it was hashed; remove and add it again")
-    with contextlib.suppress(OSError):  # a read-only folder: the row keeps the digest
-        stamp_path(path).write_text(f"{after.st_size}:{after.st_mtime_ns} {computed}\n")
-    return computed
+def _progress_of(pk: int) -> Callable[[int], None]:
+    """Writes the bytes hashed so far to the row, every PROGRESS_EVERY of them."""
+    reported = 0
+
+    def progress(done: int) -> None:
+        nonlocal reported
+        if done - reported >= PROGRESS_EVERY:
+            reported = done
+            Model.objects.filter(pk=pk).update(hashed_bytes=done)
+
+    return progress

@@ -16,7 +16,7 @@ def pool_set_strategy(*, name: str) -> None:
         raise ActionError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     pool_settings = PoolSettings.load()
     pool_settings.strategy = name
-    audit.save(pool_settings, fields=["strategy"])
+    audit.save_row(pool_settings, fields=["strategy"])
     events.record(PoolEvent.ACTION, f"strategy set to {name}")
 
 
@@ -50,7 +50,7 @@ def pool_configure(changes: dict[str, str]) -> PoolSettings:
             raise ActionError(f"unknown strategy {value!r}; choose one of {', '.join(STRATEGIES)}")
         setattr(row, field.attname, value)
     try:
-        audit.save(row, fields=list(changes))
+        audit.save_row(row, fields=list(changes))
     except ValidationError as exc:
         raise ActionError("; ".join(_messages(exc))) from None
     return row
@@ -60,3 +60,16 @@ def _messages(exc: ValidationError) -> list[str]:
     if hasattr(exc, "error_dict"):
         return [f"{name}: {' '.join(messages)}" for name, messages in exc.message_dict.items()]
     return list(exc.messages)
+
+
+def stored() -> PoolSettings:
+    """The row itself, made with the defaults if nobody has saved it yet."""
+    row, _ = PoolSettings.objects.get_or_create(pk=1)
+    return row
+
+
+def claim_first_run() -> bool:
+    """True for exactly one process, the first to start: a conditional update, so that of two
+    starting at once only one creates the first members and rules."""
+    stored()
+    return bool(PoolSettings.objects.filter(pk=1, first_run_done=False).update(first_run_done=True))

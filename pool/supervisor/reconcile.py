@@ -8,7 +8,6 @@ SIGTERM and comes back later for the SIGKILL, as supervisord does.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -26,10 +25,11 @@ from django.utils import timezone
 from pool import inflight, metrics
 from pool.member_logs import read_tail
 from pool.model_file import ModelChoice, ensure_model
-from pool.models import Member, Node, PoolEvent, states
-from pool.services import events
-from pool.services.member_state import change_state, update_observed
+from pool.models import Member, PoolEvent, states
+from pool.services import events, nodes
+from pool.services.member_state import change_state, forget, update_observed
 from pool.services.model_hashing import Hasher
+from pool.services.rollout_machine import RolloutMachine
 from pool.supervisor import health, process
 
 log = logging.getLogger("pool.supervisor.reconcile")
@@ -56,6 +56,7 @@ class Supervisor:
         node: str | None = None,
         model: ModelChoice | None = None,
         command_for: CommandFor = process.member_command,
+        rollouts: RolloutMachine | None = None,
     ):
         self.node = node or settings.VIBEADMIN_NODE
         self.model = model or ensure_model()
@@ -67,6 +68,8 @@ class Supervisor:
         self._kill_reasons: dict[int, str] = {}  # member id -> why the supervisor killed it
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
         self.hasher = Hasher()  # the library's sha256s, one file at a time, off the tick
+        # One supervisor runs the rollouts: serve's (a node's `supervise` passes none).
+        self.rollouts = rollouts
         self._thread: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------------
@@ -91,20 +94,15 @@ class Supervisor:
         """Bring every member of this node one step closer to what the operator wants."""
         self.heartbeat()
         self.hasher.poke()
+        if self.rollouts is not None:
+            self.rollouts.step()
         members = list(Member.objects.filter(node=self.node).select_related("model"))
         results = self.probe_due(members)
         for member in members:
             self.step(member, results.get(member.pk))
 
     def heartbeat(self) -> None:
-        Node.objects.update_or_create(
-            name=self.node,
-            defaults={
-                "last_seen_at": timezone.now(),
-                "pid": os.getpid(),
-                "address": settings.VIBEADMIN_ADVERTISE_HOST,
-            },
-        )
+        nodes.heartbeat(self.node)
 
     def probe_due(self, members: list[Member]) -> dict[int, health.ProbeResult]:
         now = time.monotonic()
@@ -144,9 +142,7 @@ class Supervisor:
     def step_stopped(self, m: Member) -> None:
         if m.remove_requested:
             # stopped -> gone: the operator removed it
-            deleted, _ = Member.objects.filter(pk=m.pk, state__in=states.STOPPED_STATES).delete()
-            if deleted:
-                events.record(PoolEvent.STATE, f"{m.name}: removed", member_name=m.name, state="removed")
+            forget(m)
         elif m.restart_requested:
             # stopped -> (next tick) starting: the restart's stop half is done
             update_observed(m, restart_requested=False)

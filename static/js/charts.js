@@ -66,6 +66,18 @@
       trim(columns);
       chart.plot.setData(columns);
     };
+    // A whole answer's tokens are counted over the seconds it was generated in, once it
+    // ends: the snapshot resends those seconds, and they are redrawn.
+    chart.revise = (points) => {
+      const at = keys.findIndex(([key]) => key === "tokens");
+      if (at < 0) return;
+      const first = columns[0][0];
+      for (const p of points) {
+        const i = columns[0].indexOf(p.t, Math.max(0, p.t - first - 1));
+        if (i >= 0) columns[at + 1][i] = p.tokens;
+      }
+      chart.plot.setData(columns);
+    };
     return chart;
   }
 
@@ -103,6 +115,12 @@
       chart.names = names;
       chart.columns = columns;
     };
+    chart.revise = (revised) => {
+      if (key !== "by_member") return;
+      const byT = new Map(points.map((p) => [p.t, p]));
+      for (const r of revised) if (byT.has(r.t)) byT.get(r.t).by_member = r.by_member;
+      chart.draw();
+    };
     chart.push = (point) => {
       if (!point || (points.length && point.t <= points[points.length - 1].t)) return;
       points.push(point);
@@ -135,7 +153,10 @@
   window.vibeadmin.charts = charts;
   window.vibeadmin.onMessage((message) => {
     if (message.type !== "snapshot") return;
-    for (const [name, chart] of Object.entries(charts)) chart.push(PER_NAME[name] ? message.usage : message.point);
+    for (const [name, chart] of Object.entries(charts)) {
+      chart.push(PER_NAME[name] ? message.usage : message.point);
+      if (message.revised && message.revised.length && chart.revise) chart.revise(message.revised);
+    }
   });
 
   window.addEventListener("resize", () => {

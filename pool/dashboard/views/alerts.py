@@ -43,7 +43,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
     form = AlertRuleForm(request.POST)
     if not form.is_valid():
         return page_or_partial(request, PAGE, RULES, page_context(rule_form=form))
-    rule = form.save()
+    rule = form.apply()
     messages.success(request, f"Added the rule {rule.name}.")
     return after_post(request, reverse("alerts"), RULES, page_context())
 
@@ -54,7 +54,7 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk)
     form = AlertRuleForm(request.POST or None, instance=rule)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        form.apply()
         messages.success(request, f"Saved the rule {rule.name}.")
         return after_post(
             request,
@@ -72,7 +72,7 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk)
-    audit.delete(rule)
+    audit.delete_row(rule)
     messages.success(request, f"Deleted the rule {rule.name} and its events.")
     return after_post(request, reverse("alerts"), RULES, page_context())
 
@@ -83,7 +83,7 @@ def webhook(request: HttpRequest) -> HttpResponse:
     form = WebhookForm(request.POST, instance=PoolSettings.load())
     if not form.is_valid():
         return page_or_partial(request, PAGE, WEBHOOK, page_context(webhook_form=form))
-    form.save()
+    form.apply()
     messages.success(request, "Saved the webhook." if form.instance.alert_webhook_url else "Webhook off.")
     return after_post(request, reverse("alerts"), WEBHOOK, page_context())
 

@@ -40,7 +40,7 @@ def status_context() -> dict:
 def autoscaling(request: HttpRequest) -> HttpResponse:
     form = AutoscaleForm(request.POST or None, instance=PoolSettings.load())
     if request.method == "POST" and form.is_valid():
-        form.save()
+        form.apply()
         messages.success(
             request, "Autoscaling is on." if form.instance.autoscale_enabled else "Autoscaling is off."
         )

@@ -1,23 +1,20 @@
-"""The answer cache's panel (hit rate and savings per tenant, Empty cache), the solve
-page's cache and quotas (on the Routing page), and a key's usage per day (chart and CSV)."""
+"""The answer cache's panel (hit rate and savings per tenant, Empty cache) and a key's usage
+per day (chart and CSV). The solve page's cache and quotas are a section of the Routing page."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from pool import metrics, usage
-from pool.dashboard.forms import SolveCacheQuotaForm
 from pool.dashboard.views.common import after_post, page_or_partial, role_required
-from pool.models import ApiKey, PoolSettings, roles
-from pool.usage import empty_cache
+from pool.models import ApiKey, roles
+from pool.services.cache import empty_answer_cache
 
 PAGE, PANEL = "dashboard/cache.html", "dashboard/partials/cache_panel.html"
-SOLVE_FORM = "dashboard/partials/solve_cache_form.html"
 CHART_DAYS = 31
 
 
@@ -40,34 +37,11 @@ def cache(request: HttpRequest) -> HttpResponse:
 @role_required(roles.OPERATE)
 @require_POST
 def cache_empty(request: HttpRequest) -> HttpResponse:
-    deleted = empty_cache()
+    deleted = empty_answer_cache()
     messages.success(
         request, f"Emptied the answer cache ({deleted} answers); every gateway forgets them within a second."
     )
     return after_post(request, reverse("cache"), PANEL, cache_context())
-
-
-def solve_context(form: SolveCacheQuotaForm | None = None) -> dict:
-    return {
-        "solve_form": form or SolveCacheQuotaForm(instance=PoolSettings.load()),
-        "solve_quota": usage.solve_quota_use(),
-        "time_zone": settings.TIME_ZONE,
-    }
-
-
-@role_required(roles.OPERATE)
-@require_http_methods(["POST"])
-def solve_cache_quota(request: HttpRequest) -> HttpResponse:
-    form = SolveCacheQuotaForm(request.POST, instance=PoolSettings.load())
-    if not form.is_valid():
-        return page_or_partial(
-            request, "dashboard/routing.html", SOLVE_FORM, {"section": "routing", **solve_context(form)}
-        )
-    form.save()
-    messages.success(
-        request, "Saved the solve page's cache and quotas; the gateway uses them within a second."
-    )
-    return after_post(request, reverse("routing"), SOLVE_FORM, solve_context())
 
 
 @role_required(roles.VIEW)

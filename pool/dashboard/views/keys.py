@@ -99,6 +99,6 @@ def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
     form = KeyLimitsForm(request.POST, instance=get_object_or_404(ApiKey, pk=pk))
     if not form.is_valid():
         return page_or_partial(request, PAGE, PANEL, panel_context(limits=form))
-    form.save()
+    form.apply()
     messages.success(request, f"Saved the limits, weight, class, quotas and cache of {form.instance.name}.")
     return after_post(request, reverse("keys"), PANEL, panel_context())

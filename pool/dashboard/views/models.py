@@ -8,14 +8,17 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from pool.dashboard.library_forms import ModelAddForm
+from pool.dashboard.library_forms import ModelAddForm, RolloutForm
 from pool.dashboard.views.common import after_post, page_or_partial, role_required
-from pool.models import Member, Model, PoolSettings, roles
+from pool.models import Member, Model, PoolSettings, Rollout, roles
 from pool.services import ActionError
 from pool.services.library import model_remove
+from pool.services.rollouts import PROMOTE, active_rollout, rollout_abort, rollout_decide
 
 PAGE = "dashboard/models.html"
 LIBRARY = "dashboard/partials/model_library.html"
+ROLLOUT = "dashboard/partials/rollout_panel.html"
+START = "dashboard/partials/rollout_start.html"
 
 
 def library_context() -> dict:
@@ -30,8 +33,23 @@ def library_context() -> dict:
     return {"library": rows}
 
 
+def rollout_context() -> dict:
+    """The rollout under way (or the last one): its progress, both sides' pass rates with
+    their intervals, the decision and why."""
+    rollout = Rollout.objects.select_related("source", "target", "canary_tenant").first()
+    figures = rollout.gate_figures if rollout is not None else {}
+    return {"rollout": rollout, "canary": figures.get("canary"), "baseline": figures.get("baseline")}
+
+
 def page_context(**forms) -> dict:
-    return {"section": "models", "add_form": ModelAddForm(), **library_context(), **forms}
+    return {
+        "section": "models",
+        "add_form": ModelAddForm(),
+        "rollout_form": RolloutForm(),
+        **library_context(),
+        **rollout_context(),
+        **forms,
+    }
 
 
 @role_required(roles.VIEW)
@@ -66,3 +84,38 @@ def model_remove_view(request: HttpRequest, name: str) -> HttpResponse:
     except ActionError as exc:
         messages.error(request, str(exc))
     return after_post(request, reverse("models"), LIBRARY, library_context())
+
+
+@role_required(roles.VIEW)
+@require_GET
+def rollout_panel(request: HttpRequest) -> HttpResponse:
+    return render(request, ROLLOUT, rollout_context())
+
+
+@role_required(roles.OPERATE)
+@require_POST
+def rollout_start_view(request: HttpRequest) -> HttpResponse:
+    form = RolloutForm(request.POST)
+    if form.is_valid() and form.submit():
+        messages.success(request, f"Rollout {form.result.pk} to {form.result.target.name} started.")
+        return after_post(
+            request, reverse("models"), START, {"rollout_form": RolloutForm()}, trigger="vibe:rollout"
+        )
+    return page_or_partial(request, PAGE, START, page_context(rollout_form=form))
+
+
+@role_required(roles.OPERATE)
+@require_POST
+def rollout_action(request: HttpRequest, action: str) -> HttpResponse:
+    try:
+        rollout = active_rollout()
+        if action == "abort":
+            rollout_abort(rollout=rollout)
+        elif action == "promote":
+            rollout_decide(rollout=rollout, verdict=PROMOTE, why=f"promoted by {request.user.get_username()}")
+        else:
+            raise ActionError(f"no rollout action {action!r}")
+        messages.success(request, f"Rollout {rollout.pk}: {action} requested.")
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    return after_post(request, reverse("models"), ROLLOUT, rollout_context())

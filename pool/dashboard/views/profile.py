@@ -13,7 +13,7 @@ from pool.dashboard.views.common import after_post, page_or_partial, render_part
 from pool.models import ProfileRun, roles
 from pool.profiling import capacity, job, report
 from pool.profiling import plan as planning
-from pool.services import ActionError
+from pool.services import ActionError, jobs
 
 PANEL = "dashboard/partials/profile.html"
 CAPACITY = "dashboard/partials/profile_capacity.html"
@@ -67,11 +67,11 @@ def profile_start(request: HttpRequest) -> HttpResponse:
     form = ProfileStartForm(request.POST)
     if form.is_valid():
         try:
-            run = job.create(budget_s=form.cleaned_data["budget_s"])
+            run = job.new_profile(budget_s=form.cleaned_data["budget_s"])
         except job.ProfileError as exc:
             messages.error(request, str(exc))
         else:
-            job.launch(run)
+            jobs.launch(run, "profile")
             messages.success(request, f"Profile {run.pk} started: it measures for up to {run.budget_s:g} s.")
         return after_post(request, reverse("dashboard"), PANEL, profile_context(request))
     return page_or_partial(
@@ -86,7 +86,7 @@ def profile_stop(request: HttpRequest) -> HttpResponse:
     if active is None:
         messages.error(request, "No profile is running.")
     else:
-        job.request_stop(active)
+        jobs.request_stop(active)
         messages.success(request, f"Stopping profile {active.pk}: what it measured is kept, marked partial.")
     return after_post(request, reverse("dashboard"), PANEL, profile_context(request))
 

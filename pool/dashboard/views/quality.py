@@ -3,13 +3,6 @@ per member, pass@1 over time, and a quick run started or stopped from here."""
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import sys
-import threading
-
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -17,14 +10,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pool.dashboard.views.common import after_post, role_required
-from pool.eval.runs import eval_create, finish
-from pool.models import EvalRun, roles
-from pool.models.quality import DONE, FAILED, RUNNING, STOPPED
+from pool.eval.runs import eval_start_quick, eval_stop, running
+from pool.models import EvalRun, LeakRate, roles
+from pool.models.quality import DONE, RUNNING
 
 PAGE, PROGRESS = "dashboard/quality.html", "dashboard/partials/quality_progress.html"
-# The hints mode's leak rate, as `python -m bench.leak_rate` last measured it (and solution
-# mode with room to finish): how often a first reply already gives the final answer.
-LEAK_FILES = ("leak_rate.json", "leak_rate_solution_600.json")
 HISTORY = 200  # runs read for the tables and the chart
 
 
@@ -50,27 +40,21 @@ def chart_columns(runs: list[EvalRun]) -> dict:
 
 
 def leak_rates() -> list[dict]:
-    """One row per mode measured, newest files' figures; a missing or unreadable file shows nothing."""
-    rows = []
-    for name in LEAK_FILES:
-        try:
-            measured = json.loads((settings.BASE_DIR / "bench" / "results" / name).read_text())
-            for mode, figures in measured["modes"].items():
-                if mode.endswith("_rejected"):
-                    continue  # a wording tried and not kept
-                rows.append(
-                    {
-                        "mode": mode,
-                        "leaks": int(figures["leaks"]),
-                        "problems": int(measured["problems"]),
-                        "max_tokens": int(measured["max_tokens"]),
-                        "model": str(measured["model"]),
-                        "when": str(measured["when"])[:10],
-                    }
-                )
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return rows
+    """The newest measurement of each mode and reply cap (stored by `pool leak-rates`)."""
+    newest: dict[tuple[str, int], LeakRate] = {}
+    for row in LeakRate.objects.all():  # newest first
+        newest.setdefault((row.mode, row.max_tokens), row)
+    return [
+        {
+            "mode": row.mode,
+            "leaks": row.leaks,
+            "problems": row.problems,
+            "max_tokens": row.max_tokens,
+            "model": row.model,
+            "when": row.measured_at.date().isoformat(),
+        }
+        for row in sorted(newest.values(), key=lambda r: (r.max_tokens, r.mode))
+    ]
 
 
 def _model_label(run: EvalRun) -> str:
@@ -78,11 +62,7 @@ def _model_label(run: EvalRun) -> str:
 
 
 def progress_context() -> dict:
-    running = EvalRun.objects.filter(state=RUNNING).first()
-    if running is not None and running.is_orphaned(socket.gethostname()):
-        finish(running, FAILED, "its process ended before the run did")
-        running = None
-    return {"running": running}
+    return {"running": running()}
 
 
 @role_required(roles.VIEW)
@@ -109,11 +89,10 @@ def quality_progress(request: HttpRequest) -> HttpResponse:
 @role_required(roles.OPERATE)
 @require_POST
 def quality_start(request: HttpRequest) -> HttpResponse:
-    if progress_context()["running"] is not None:
+    run = eval_start_quick()
+    if run is None:
         messages.error(request, "An eval is already running: stop it first, or wait for it to end.")
     else:
-        run, _ = eval_create(quick=True)
-        start_eval_process(run)
         messages.success(request, f"Quick eval {run.pk} started: 50 problems as a batch client.")
     return after_post(request, reverse("quality"), PROGRESS, progress_context())
 
@@ -123,27 +102,6 @@ def quality_start(request: HttpRequest) -> HttpResponse:
 def quality_stop(request: HttpRequest, pk: int) -> HttpResponse:
     run = EvalRun.objects.filter(pk=pk, state=RUNNING).first()
     if run is not None:
-        EvalRun.objects.filter(pk=pk).update(stop_requested=True)
-        if run.pid is None:  # no process ever took it up: nothing else would end it
-            finish(run, STOPPED, "stopped before its process started")
+        eval_stop(run)
         messages.success(request, f"Eval {pk} stops within a second; the answers in flight are dropped.")
     return after_post(request, reverse("quality"), PROGRESS, progress_context())
-
-
-def start_eval_process(run: EvalRun) -> None:
-    """`manage.py pool eval --run N` on its own, so it outlives this request; its output goes
-    to a log beside the members' logs."""
-    folder = settings.DATA_DIR / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"eval-{run.pk}.log").open("ab") as log:
-        child = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "pool", "eval", "--run", str(run.pk)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=settings.BASE_DIR,
-        )
-    # At once, so a process that dies before it writes its own is still seen to have died.
-    EvalRun.objects.filter(pk=run.pk).update(host=socket.gethostname(), pid=child.pid)
-    threading.Thread(target=child.wait, daemon=True).start()  # reaped when it ends, no zombie

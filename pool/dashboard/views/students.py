@@ -22,7 +22,7 @@ def key_students(request: HttpRequest, pk: int) -> HttpResponse:
     form = StudentLimitsForm(request.POST, instance=get_object_or_404(ApiKey, pk=pk, revoked_at=None))
     if not form.is_valid():
         return page_or_partial(request, PAGE, PANEL, panel_context(students=form))
-    form.save()
+    form.apply()
     messages.success(request, f"Saved the limits per student of {form.instance.name}.")
     return after_post(request, reverse("keys"), PANEL, panel_context())
 

@@ -132,7 +132,7 @@ class Command(BaseCommand):
                 **{name: options[name] for name in STUDENT_LIMITS},
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(f"Created key {key.name!r}. It is shown only now; store it safely:\n{raw}")
 
     def do_set(self, *, name, weight, priority, **options):
@@ -148,7 +148,7 @@ class Command(BaseCommand):
                 **{name: options[name] for name in STUDENT_LIMITS},
             )
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise refused(exc) from None
         self.stdout.write(
             f"{key.name!r} now has weight {key.weight}, {key.priority}, cache {describe_cache(key)}, "
             f"quotas {describe_quotas(key)}, per student {describe_students(key)}; gateways use it within "
@@ -162,7 +162,8 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"{'name':20} {'key':12} {'status':8} {'rpm':>6} {'tpm':>8} {'par':>4} {'weight':>6} "
-            f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6} {'cache':8} quotas"
+            f"{'class':11} {'requests':>9} {'prompt':>9} {'completion':>10} {'errors':>6} {'cache':8} quotas; "
+            "per student"
         )
         for k in keys:
             limits = [str(v) if v is not None else "-" for v in (k.rpm, k.tpm, k.max_parallel)]
@@ -170,7 +171,7 @@ class Command(BaseCommand):
                 f"{k.name:20} {k.prefix + '…':12} {'active' if k.is_active else 'revoked':8} "
                 f"{limits[0]:>6} {limits[1]:>8} {limits[2]:>4} {k.weight:>6} {k.priority:11} "
                 f"{k.requests:>9} {k.prompt_tokens:>9} {k.completion_tokens:>10} {k.errors:>6} "
-                f"{describe_cache(k):8} {describe_quotas(k)}"
+                f"{describe_cache(k):8} {describe_quotas(k)}; {describe_students(k)}"
             )
 
     def do_revoke(self, *, name, **_):
@@ -179,6 +180,19 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Revoked {name!r}; requests with it are refused from now on.")
+
+
+def refused(exc: ValueError) -> CommandError:
+    """The key's rules' messages, each named by its option (`--tokens-per-day cannot be ...`)."""
+    fields = getattr(exc, "fields", {})
+    if not fields:
+        return CommandError(str(exc))
+    named = [
+        f"{'' if name == '__all__' else '--' + name.replace('_', '-') + ' '}{m}"
+        for name, ms in fields.items()
+        for m in ms
+    ]
+    return CommandError("; ".join(named))
 
 
 def describe_cache(key: ApiKey) -> str:

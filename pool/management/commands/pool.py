@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pool.eval import cli as eval_cli
-from pool.management import library_cli
+from pool.management import library_cli, rollout_cli
 from pool.models import Member, Node, PoolSettings, states
 from pool.models.member import MAX_WEIGHT, MIN_WEIGHT
 from pool.models.pool_settings import STRATEGIES
 from pool.profiling import cli as profile_cli
 from pool.services import ActionError, audit
+from pool.services.leak_rates import record_leak_rates
 from pool.services.library import model_named
 from pool.services.members import (
     member_add,
@@ -122,7 +124,10 @@ class Command(BaseCommand):
         )
         config.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
         library_cli.add_parser(sub)
+        rollout_cli.add_parser(sub)
         eval_cli.add_parser(sub)
+        leaks = sub.add_parser("leak-rates", help="store `bench.leak_rate` results for the Quality page")
+        leaks.add_argument("files", nargs="+", metavar="FILE", help="bench/results/leak_rate*.json")
         profile_cli.add_arguments(
             sub.add_parser("profile", help="measure layouts on this host's model and cores; --apply the best")
         )
@@ -163,8 +168,12 @@ class Command(BaseCommand):
                 self.strategy(options["name"])
             elif action == "config":
                 self.config(options["assignments"])
+            elif action == "leak-rates":
+                self.leak_rates(options["files"])
             elif action == "model":
                 library_cli.handle(options, self.stdout.write)
+            elif action == "rollout":
+                rollout_cli.handle(options, self.stdout.write)
             elif action == "eval":
                 take_ctrl_c()
                 eval_cli.handle(options, self.stdout.write)
@@ -268,6 +277,15 @@ class Command(BaseCommand):
         current = current_strategy()
         for known in STRATEGIES:
             self.stdout.write(f"{'*' if known == current else ' '} {known}")
+
+    def leak_rates(self, files: list[str]) -> None:
+        for name in files:
+            try:
+                rows = record_leak_rates(json.loads(Path(name).read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CommandError(f"{name}: not a bench.leak_rate result ({exc})") from None
+            shown = ", ".join(f"{r.mode} {r.leaks} of {r.problems} at {r.max_tokens} tokens" for r in rows)
+            self.stdout.write(f"{name}: {shown}")
 
     def config(self, assignments: list[str]) -> None:
         if not assignments:

@@ -70,6 +70,7 @@ class Command(BaseCommand):
                 supervisor.shutdown()
 
     def prepare_supervisor(self):
+        from pool.services.rollout_machine import RolloutMachine
         from pool.supervisor import process
         from pool.supervisor.reconcile import Supervisor
 
@@ -92,7 +93,7 @@ class Command(BaseCommand):
         register_model(self.say, model)
         first_run(self.say, with_members=True)
         events.listen(StartupProgress(self.say, url=self.url))
-        supervisor = Supervisor(model=model)
+        supervisor = Supervisor(model=model, rollouts=RolloutMachine())
         supervisor.start_thread()
         return supervisor
 
