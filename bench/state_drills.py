@@ -61,7 +61,7 @@ def run(bench: Bench) -> dict:
     duration = bench.scale.seconds(24.0, least=12.0)
     fault_at = duration / 3
     # Every round runs the four drills once, so a figure is a median over rounds with its range.
-    rounds = 1 if bench.scale.smoke else max(2, bench.scale.rounds)
+    rounds = 1 if bench.scale.smoke else max(3, bench.scale.rounds)
     postgres, redis = start_postgres(), start_redis()
     folders = bench.folders
     env = {"DATABASE_URL": postgres.url, "REDIS_URL": redis.url, "VIBEADMIN_LOG_LEVEL": "WARNING"}
@@ -253,7 +253,7 @@ def drill(
     # A quota the key's requests reach about halfway to the fault, so the fault lands while
     # the gateways refuse at the limit.
     quota = int(per_request * QUOTA_RATE * fault_at * 0.6)
-    quota_key = cluster.quota_key(f"quota-{fault}", quota)
+    quota_key = cluster.quota_key(f"quota-{fault}-{seed}", quota)  # a new key each drill
     dead_gateway = 0 if fault == "gateway" else None
     shots = plan(cluster, rate, times, quota_key, seed, lb_drop=dead_gateway)
     t0 = time.monotonic() + 0.3
