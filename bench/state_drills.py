@@ -292,8 +292,11 @@ def drill(
 
 
 def is_lost(r: Result) -> bool:
-    """No answer at all: no status, a stream cut without its end or an error event, or no end."""
-    return r.status == 0 or r.error in ("stream ended without [DONE]", "timeout (hung)")
+    """No answer at all: no status, or a 200 whose body was cut (a stream without its end,
+    a reply's bytes short of its length) or never ended; an error event is an answer."""
+    return r.status == 0 or (
+        r.status == 200 and bool(r.error) and r.error != "stream ended with an error event"
+    )
 
 
 def recover_s(results: list[Result], fault_at: float) -> float | None:

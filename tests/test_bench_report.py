@@ -5,6 +5,7 @@ drills' goals are met only where every round met them. No benchmark runs here.""
 import json
 
 from bench import fairness, state_drills
+from bench.loadgen import Result
 from tests.helpers import ROOT
 
 
@@ -90,3 +91,16 @@ def test_the_drills_table_gives_the_median_of_the_rounds_and_their_range():
     assert "| 3 (2–4) |" in row  # failed: the median of 2 and 4, and the range
     assert "– in 1 of 2; 1.5" in row  # one round never recovered within the drill
     assert "HTTP 503 no_capacity" in row
+
+
+def test_a_reply_cut_after_its_status_is_lost_and_an_error_event_is_an_answer():
+    def result(status: int, error: str) -> Result:
+        return Result(tag="load:0", at=1.0, end=2.0, latency_s=1.0, status=status, error=error)
+
+    cut = "ClientPayloadError: Response payload is not completed"
+    assert state_drills.is_lost(result(200, cut))
+    assert state_drills.is_lost(result(200, "stream ended without [DONE]"))
+    assert state_drills.is_lost(result(0, "ServerDisconnectedError: Server disconnected"))
+    assert not state_drills.is_lost(result(200, "stream ended with an error event"))
+    assert not state_drills.is_lost(result(503, "HTTP 503"))
+    assert not state_drills.is_lost(result(200, ""))
