@@ -7,7 +7,7 @@ gateways, one `supervise`), under a steady load, through four faults one after a
 - supervisor: `supervise` SIGKILLed and started again a second later.
 
 For each: requests failed (an error reply or error event), requests lost without an answer
-(no status, a stream cut without [DONE], no end), members over their capacity (a member's
+(no status, a reply or a stream cut short, no end), members over their capacity (a member's
 most requests inside at once, from the fake member's own count), the quota overspend of a
 key whose daily quota runs out around the fault (tokens used past it, against one
 request's reservation per gateway), and seconds to recover (from the fault to the start of

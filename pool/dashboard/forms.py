@@ -461,6 +461,34 @@ def _shown(value) -> str:
     return str(value).replace("_", " ")
 
 
+# The API keys page's help beside each field (the same words for a new key and a key's limits).
+KEY_HELP = {
+    "rpm": "Requests a minute; empty: no limit",
+    "tpm": "Prompt and answer tokens a minute; empty: no limit",
+    "max_parallel": "Requests in flight at once; empty: no limit",
+    "weight": "Its share of a full pool: weight 2 gets twice the tokens of weight 1",
+    "priority": "batch only gets slots no interactive request waits for",
+    "tokens_per_day": "Per calendar day; the webhook is told at 80%, at 100% a 429 until the reset",
+    "tokens_per_month": "Per calendar month, the same way",
+    "cache": "Answer its repeated requests from stored answers",
+    "cache_sampled": "Also requests with temperature above 0 (a stored answer is one sample)",
+    "samples": "Independent answers per math problem; the majority's is returned (1: no vote)",
+    "user_rpm": "Each student's requests a minute, inside the key's",
+    "user_parallel": "Each student's requests in flight at once",
+    "user_tokens_per_day": "Each student's tokens per calendar day",
+    "user_tokens_per_month": "Each student's tokens per calendar month",
+}
+
+
+def labelled(form: forms.BaseForm) -> None:
+    """Fields shown as rows with their label and help beside them: no placeholder (cut off in a
+    small box) and no aria-label (the visible label names the field)."""
+    for name, field in form.fields.items():
+        field.widget.attrs.pop("placeholder", None)
+        field.widget.attrs.pop("aria-label", None)
+        field.help_text = KEY_HELP.get(name, field.help_text)
+
+
 class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     name = forms.CharField(max_length=100, help_text="The platform it is for")
     rpm = forms.IntegerField(required=False, min_value=1, label="Requests/min")
@@ -476,6 +504,10 @@ class KeyCreateForm(ActionForm[tuple[ApiKey, str]]):
     user_parallel = forms.IntegerField(required=False, min_value=1, label="Per student: parallel")
     user_tokens_per_day = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/day")
     user_tokens_per_month = forms.IntegerField(required=False, min_value=1, label="Per student: tokens/month")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        labelled(self)
 
     def act(self) -> tuple[ApiKey, str]:
         data = self.cleaned_data
@@ -494,14 +526,14 @@ def _limit(label: str) -> forms.IntegerField:
 
 
 class KeyLimitsForm(DesiredStateForm):
-    rpm = _limit("requests/min")
-    tpm = _limit("tokens/min")
-    max_parallel = _limit("parallel")
-    weight = _weight("weight")
-    priority = _priority("class")
-    tokens_per_day = _limit("tokens/day")
-    tokens_per_month = _limit("tokens/month")
-    samples = _samples("samples")
+    rpm = _limit("Requests/min")
+    tpm = _limit("Tokens/min")
+    max_parallel = _limit("Parallel")
+    weight = _weight("Weight")
+    priority = _priority("Class")
+    tokens_per_day = _limit("Tokens/day")
+    tokens_per_month = _limit("Tokens/month")
+    samples = _samples("Answers per math problem")
 
     class Meta:
         model = ApiKey
@@ -517,7 +549,12 @@ class KeyLimitsForm(DesiredStateForm):
             "cache_sampled",
             "samples",
         ]
-        labels = {"cache": "cache", "cache_sampled": "sampled"}
+        labels = {"cache": "Answer cache", "cache_sampled": "… also sampled"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        labelled(self)
+        self.auto_id = f"id_key{self.instance.pk}_%s"  # one form per key on the page: ids apart
 
     def clean_weight(self) -> int:
         return _kept(self, "weight")

@@ -96,9 +96,12 @@ def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(roles.ADMINISTER)
 @require_POST
 def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
+    before = get_object_or_404(ApiKey, pk=pk)
     form = KeyLimitsForm(request.POST, instance=get_object_or_404(ApiKey, pk=pk))
     if not form.is_valid():
         return page_or_partial(request, PAGE, PANEL, panel_context(limits=form))
     form.apply()
-    messages.success(request, f"Saved the limits, weight, class, quotas and cache of {form.instance.name}.")
+    changed = form.changes(before)
+    said = ("; ".join(changed) + ". The gateway uses it within a second.") if changed else "nothing changed."
+    messages.success(request, f"Saved the limits of {form.instance.name}: {said}")
     return after_post(request, reverse("keys"), PANEL, panel_context())
