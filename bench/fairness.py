@@ -618,8 +618,8 @@ def markdown(result: dict) -> str:
     f = result["figures"]
 
     def cell(key: str, digits: int = 3) -> str:
-        s = f[key]
-        if s["median"] is None:
+        s = f.get(key)  # a result from before the figure existed has none
+        if s is None or s["median"] is None:
             return "–"
         return f"{s['median']:.{digits}f} ({s['low']:.{digits}f}–{s['high']:.{digits}f})"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import time
 import traceback
@@ -34,6 +35,7 @@ BENCHMARKS = (
     "real_model",
     "drills",
     "shared_state",
+    "state_drills",
     "fairness",
     "engines",
     "affinity",
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(BENCHMARKS)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (timeout(1), a cancelled job) unwinds like Ctrl-C: each benchmark's `finally`
+    # then stops the servers it started, some of which run in sessions of their own.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     bench = Bench(scale, args.out)
     machine_info = machine.describe()  # before the run loads the machine itself
     started = time.monotonic()

@@ -57,6 +57,46 @@ async def test_a_dead_gateways_lease_expires(slots):
     assert await alive.take(7, capacity=1) is not None
 
 
+async def test_a_redis_restarted_without_its_data_gets_the_running_requests_leases_back(slots, redis_url):
+    import redis
+
+    first, second = slots(), slots()
+    assert await first.take(7, capacity=1) is not None
+    redis.Redis.from_url(redis_url).flushall()  # what a restart without persistence leaves
+    await asyncio.sleep(0.6)  # the holder renews every third of the lease's life (1 s here)
+    assert await second.take(7, capacity=1) is None  # the member is still full
+
+
+async def test_a_lease_given_back_during_its_renewal_stays_given_back(redis_url):
+    import redis.asyncio as aioredis
+
+    redis_client = aioredis.Redis.from_url(redis_url)
+    held = {"lease": ("set",)}
+    await redis_client.zadd("set", {"lease": time.time() + 1})
+    real_pipeline = redis_client.pipeline
+
+    def pipeline(**kw):  # the lease is given back while the renewal's ZADD is on its way
+        pipe = real_pipeline(**kw)
+        real_execute = pipe.execute
+
+        async def execute():
+            if held:
+                held.clear()
+                await redis_client.zrem("set", "lease")
+            return await real_execute()
+
+        pipe.execute = execute
+        return pipe
+
+    redis_client.pipeline = pipeline
+    renewer = asyncio.create_task(renew_forever(lambda: redis_client, held, lambda: 0.03))
+    await asyncio.sleep(0.05)
+    renewer.cancel()
+    await asyncio.gather(renewer, return_exceptions=True)
+    assert await redis_client.zscore("set", "lease") is None
+    await redis_client.aclose()
+
+
 def test_one_process_holds_a_role_until_it_lapses(slots):
     first, second = slots(), slots()
     assert first.lead("autoscaler", ttl_s=0.5)

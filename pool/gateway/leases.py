@@ -24,8 +24,20 @@ async def renew_forever(
         await asyncio.sleep(lease_s() / 3)
         if held:
             expiry = time.time() + lease_s()
+            renewed = list(held.items())
             pipe = client().pipeline(transaction=False)
-            for lease, sets in list(held.items()):
+            for lease, sets in renewed:
                 for key in sets:
-                    pipe.zadd(key, {lease: expiry}, xx=True)
+                    # Not ZADD XX: a Redis restarted without its data must get back the
+                    # leases of requests still running, or another gateway overfills them.
+                    pipe.zadd(key, {lease: expiry})
             await pipe.execute()
+            # A lease given back while the renewal was on its way may have been added
+            # again after its ZREM: take those out once more.
+            stale = [(lease, sets) for lease, sets in renewed if lease not in held]
+            if stale:
+                pipe = client().pipeline(transaction=False)
+                for lease, sets in stale:
+                    for key in sets:
+                        pipe.zrem(key, lease)
+                await pipe.execute()
