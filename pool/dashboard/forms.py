@@ -120,6 +120,7 @@ class ScaleForm(ActionForm[list[str]]):
     )
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "scale_%s")  # the add form on the same page has a model field too
         super().__init__(*args, **kwargs)
         limit = settings.VIBEADMIN_MAX_MEMBERS
         self.fields["count"] = forms.IntegerField(
