@@ -211,6 +211,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"] + [
         ("marked", "marked/lib"),
         ("dompurify", "dompurify/dist"),
         ("highlight", "@highlightjs/cdn-assets"),
+        ("axe-core", "axe-core"),  # no page loads it: the accessibility tests inject it
     ]
     if (NODE_MODULES / dist).is_dir()
 ]
