@@ -67,6 +67,20 @@ async def test_a_redis_restarted_without_its_data_gets_the_running_requests_leas
     assert await second.take(7, capacity=1) is None  # the member is still full
 
 
+async def test_after_redis_lost_its_data_no_slot_is_taken_until_the_leases_are_renewed(slots, redis_url):
+    import redis
+
+    first, second = slots(), slots()
+    assert await first.take(7, capacity=1) is not None
+    assert await second.take(8, capacity=1) is not None  # both gateways have seen this Redis
+    redis.Redis.from_url(redis_url).flushall()
+    # Before first's renewal puts its lease back, member 7 looks empty: it must not be filled.
+    assert await second.take(7, capacity=1) is None
+    await asyncio.sleep(0.6)  # past the renewals (every third of the 1 s lease) and the fence
+    assert await second.take(7, capacity=1) is None  # first's lease is back: still full
+    assert await second.take(9, capacity=1) is not None  # and the pool takes requests again
+
+
 async def test_a_lease_given_back_during_its_renewal_stays_given_back(redis_url):
     import redis.asyncio as aioredis
 

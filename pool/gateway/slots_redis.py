@@ -59,7 +59,16 @@ return tostring(start)
 # skip it: key limits, retries), the longest any request may wait, tenant ('' to charge
 # no one), cost, class offset, the entry's tag with its offset. Returns 1 taken, 0 full,
 # -1 a request with a lower tag waits elsewhere. An arrival that takes a slot is charged.
+# ARGV[13]: '1' if this gateway has seen the fence before. A fence that is gone means Redis
+# lost its data (a restart without persistence) and with it the leases of requests still
+# running: no slot is taken until every gateway has renewed its own (ARGV[14] ms), or a
+# member would be given more requests than it has slots.
 TAKE = """
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  redis.call('SET', KEYS[6], 1)
+  if ARGV[13] == '1' then redis.call('SET', KEYS[7], 1, 'PX', ARGV[14]) end
+end
+if redis.call('EXISTS', KEYS[7]) == 1 then return 0 end
 local v = tonumber(redis.call('GET', KEYS[3]) or '0')
 local mine = tonumber(ARGV[12] ~= '' and ARGV[12] or '0')
 if ARGV[6] == '' and ARGV[9] ~= '' then
@@ -95,6 +104,8 @@ end
 return 1
 """
 LINE = "vibeadmin:waiting"
+FENCE = "vibeadmin:inflight-fence"
+RECOVERING = "vibeadmin:inflight-recovering"
 
 
 class SharedSlots:
@@ -113,6 +124,7 @@ class SharedSlots:
         self._renewer: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
         self._heart: asyncio.Task | None = None
+        self.fenced = False  # seen the fence: a Redis without it has lost our leases
         self.on_freed: list = []  # called (on the event loop) when any gateway frees a slot
         self.waiting = 0  # requests waiting in this gateway's line, reported to the others
 
@@ -182,7 +194,10 @@ class SharedSlots:
                 offset,
                 turn.tag + offset if turn.entry else "",
             ]
-        taken = await self.client().eval(TAKE, 5, key, LINE, FAIR_V, FAIR_FINISH, FAIR_JOINED, *args)
+        args += ["1" if self.fenced else "", int(self.lease_s * 500)]
+        keys = (key, LINE, FAIR_V, FAIR_FINISH, FAIR_JOINED, FENCE, RECOVERING)
+        taken = await self.client().eval(TAKE, len(keys), *keys, *args)
+        self.fenced = True  # the script leaves the fence in place
         if taken == -1:
             raise NotYourTurn
         if not taken:
