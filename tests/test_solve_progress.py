@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 
 from pool.gateway.app import SOLVE_PATH
 from tests.asgi_driver import Call
-from tests.gateway_kit import chat, set_policy
+from tests.gateway_kit import chat, set_policy, wait_for_queue
 
 
 def talk(problem: str = "What is 17 * 23?", **extra) -> bytes:
@@ -62,9 +62,9 @@ async def busy_pool(gateway, fakes_in_loop, key: str, ttfts=(0.6,)) -> list[Call
 async def test_a_waiting_problem_hears_its_place_in_line_then_its_answer(
     gateway, fakes_in_loop, platform_key
 ):
-    busy = await busy_pool(gateway, fakes_in_loop, platform_key, ttfts=(0.6, 1.6))
+    busy = await busy_pool(gateway, fakes_in_loop, platform_key, ttfts=(1.5, 2.5))
     second = Call(gateway, "POST", SOLVE_PATH, talk(progress=True), client="10.0.0.2")
-    await asyncio.sleep(0.1)  # in line first
+    await wait_for_queue(gateway, 1)  # in line first (a fixed sleep lost the race on a busy machine)
     # Another problem: the same one would share the second's generation (the answer cache).
     third = Call(gateway, "POST", SOLVE_PATH, talk("What is 18 * 23?", progress=True), client="10.0.0.3")
     replies = [await c.done() for c in (second, third)]
